@@ -1,0 +1,121 @@
+//! [`Config`]: the typed configuration, read from TOML and validated before use.
+//!
+//! `config/default.toml` is the documented default; it is compiled into the crate, so the
+//! binary needs no file on disk. Every field has a default, so a config file names only what
+//! it changes; unknown fields are refused, so a typo is an error rather than a silent default.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::protocol::{Limits, LimitsError};
+
+/// The text of `config/default.toml`.
+pub const DEFAULT_CONFIG_TOML: &str = include_str!("../config/default.toml");
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Validation limits for assertions and votes (`[limits]`).
+    pub limits: Limits,
+}
+
+/// A configuration that could not be loaded.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The text is not valid TOML for a [`Config`].
+    #[error("invalid config {origin}: {source}")]
+    Parse {
+        /// The file, or "(built-in default)".
+        origin: String,
+        /// What the parser said, with line and column.
+        source: Box<toml::de::Error>,
+    },
+    /// A value is out of its range.
+    #[error("invalid config {origin}: {source}")]
+    Invalid {
+        /// The file, or "(built-in default)".
+        origin: String,
+        /// Which value and why.
+        source: LimitsError,
+    },
+}
+
+impl Config {
+    /// Loads the file at `path`, or the built-in default when `path` is `None`; validates it.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        match path {
+            None => Self::from_toml(DEFAULT_CONFIG_TOML, "(built-in default)"),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                Self::from_toml(&text, &path.display().to_string())
+            }
+        }
+    }
+
+    /// Parses and validates TOML text; `origin` names it in errors.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        let config: Self = toml::from_str(text).map_err(|source| ConfigError::Parse {
+            origin: origin.to_owned(),
+            source: Box::new(source),
+        })?;
+        config.validate().map_err(|source| ConfigError::Invalid {
+            origin: origin.to_owned(),
+            source,
+        })?;
+        Ok(config)
+    }
+
+    /// Checks every value against its range.
+    pub fn validate(&self) -> Result<(), LimitsError> {
+        self.limits.validate()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_file_equals_default_values() {
+        let parsed = Config::load(None).expect("built-in default parses");
+        assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn unknown_field_is_refused() {
+        let error = Config::from_toml("[limits]\nsubject_byte_max = 5\n", "test").unwrap_err();
+        assert!(error.to_string().contains("subject_byte_max"), "{error}");
+    }
+
+    #[test]
+    fn out_of_range_limit_is_refused() {
+        let error = Config::from_toml("[limits]\nsubject_bytes_max = 1025\n", "test").unwrap_err();
+        assert!(matches!(error, ConfigError::Invalid { .. }), "{error}");
+        let error = Config::from_toml("[limits]\nvote_weight_max = -1.0\n", "test").unwrap_err();
+        assert!(error.to_string().contains("vote_weight_max"), "{error}");
+    }
+
+    #[test]
+    fn partial_file_keeps_other_defaults() {
+        let config = Config::from_toml("[limits]\nsignatures_max = 3\n", "test").expect("valid");
+        assert_eq!(config.limits.signatures_max, 3);
+        assert_eq!(
+            config.limits.subject_bytes_max,
+            Limits::default().subject_bytes_max
+        );
+    }
+}

@@ -1,0 +1,34 @@
+//! # StemeDB
+//!
+//! An embeddable knowledge store for many agents that make signed claims and disagree.
+//!
+//! Agents publish *assertions* — "subject · predicate · object, with confidence" — signed with
+//! their Ed25519 keys and content-addressed by blake3; they endorse assertions with signed,
+//! weighted *votes*. Reads ask a *lens* to resolve competing assertions into a winner, with
+//! reasons.
+//!
+//! This crate is built in layers:
+//! - [`protocol`]: the data model, canonical encoding, signing and validation;
+//! - [`storage`]: on-disk layout (key codec; journal and LMDB state to come);
+//! - [`config`]: typed, validated configuration.
+//!
+//! ```
+//! use stemedb::protocol::{validate_assertion, AgentKey, Assertion, Limits, ObjectValue};
+//!
+//! let key = AgentKey::from_secret_bytes(&[7; 32]);
+//! let mut claim = Assertion::new("city/paris", "population", ObjectValue::Integer(2_102_650), 0.9, 1_700_000_000_000);
+//! claim.sign(&key);
+//! let hash = validate_assertion(&claim, &Limits::default(), stemedb::protocol::now_ms())?;
+//! assert_eq!(hash, claim.content_hash());
+//!
+//! // Any change to the body invalidates the signature.
+//! claim.confidence = 1.0;
+//! assert!(validate_assertion(&claim, &Limits::default(), stemedb::protocol::now_ms()).is_err());
+//! # Ok::<(), stemedb::protocol::ValidationError>(())
+//! ```
+
+pub mod config;
+pub mod protocol;
+pub mod storage;
+
+pub use config::Config;

@@ -1,0 +1,45 @@
+//! The wire and data model: agents, hashes, assertions, votes, their canonical encoding, the
+//! signing message, and validation.
+//!
+//! Invariants:
+//! - A content hash is blake3 of the canonical MessagePack of the unsigned body; every
+//!   signature signs [`signing_message`] of that hash, so it covers every body field.
+//! - Canonical decoding accepts one encoding per value (see [`Assertion::from_record_bytes`]).
+//! - An [`AgentId`] is always a valid, non-weak Ed25519 public key.
+//! - Nothing here panics on untrusted bytes: decoding and validation return typed errors.
+
+mod agent;
+mod assertion;
+mod codec;
+mod error;
+mod fixed;
+mod hash;
+mod limits;
+mod object;
+mod signing;
+mod validate;
+mod vote;
+
+pub use agent::{AGENT_ID_LEN, AgentId, AgentKey, AgentSignature, SECRET_KEY_LEN, SIGNATURE_LEN, Signature};
+pub use assertion::Assertion;
+pub use error::{CodecError, ParseError};
+pub use hash::{HASH_LEN, Hash};
+pub use limits::{
+    Limits, LimitsError, NAME_BYTES_CEILING, OBJECT_TEXT_BYTES_CEILING, RECORD_BYTES_CEILING,
+    SIGNATURES_CEILING,
+};
+pub use object::{Lifecycle, ObjectValue};
+pub use signing::{RecordKind, SignatureCheck, sign, signing_message, verify, verify_batch};
+pub use validate::{
+    TextField, ValidationError, check_assertion_shape, check_vote_shape, validate_assertion,
+    validate_assertions, validate_vote,
+};
+pub use vote::Vote;
+
+/// Returns the current wall-clock time in milliseconds since the Unix epoch (0 if the clock
+/// is set before 1970, which only makes timestamp checks stricter).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
