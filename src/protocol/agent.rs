@@ -148,7 +148,7 @@ impl<'de> Deserialize<'de> for Signature {
 pub struct AgentSignature {
     /// Who signed.
     pub agent: AgentId,
-    /// The signature over [`assertion_signing_message`](super::assertion_signing_message).
+    /// The signature over [`signing_message`](super::signing_message) of the assertion.
     pub signature: Signature,
 }
 

@@ -8,7 +8,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use super::error::ParseError;
 use super::fixed;
 
-/// Length of a [`Hash`] in bytes.
+/// Length of a [`Hash`](struct@Hash) in bytes.
 pub const HASH_LEN: usize = 32;
 
 /// A blake3 digest; content addresses are blake3 of a record's canonical unsigned body.

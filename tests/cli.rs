@@ -1,0 +1,261 @@
+//! The `stemedb` binary, run for real: `keygen`, `sign assertion|vote` and `verify`.
+//! What `sign` prints verifies with the library and with `stemedb verify`; a tampered copy
+//! fails with a clear message and a non-zero exit.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use predicates::prelude::PredicateBooleanExt;
+use stemedb::protocol::{Assertion, Limits, Vote, now_ms, validate_assertion, validate_vote};
+use tempfile::TempDir;
+
+fn stemedb() -> Command {
+    Command::cargo_bin("stemedb").unwrap()
+}
+
+fn keygen(dir: &TempDir, name: &str) -> (PathBuf, String) {
+    let path = dir.path().join(name);
+    let out = stemedb().arg("keygen").arg("--out").arg(&path).assert().success();
+    let agent = String::from_utf8(out.get_output().stdout.clone())
+        .unwrap()
+        .trim()
+        .to_owned();
+    (path, agent)
+}
+
+fn sign_assertion(keys: &[&Path], extra: &[&str]) -> String {
+    let mut cmd = stemedb();
+    cmd.args([
+        "sign",
+        "assertion",
+        "--subject",
+        "city:paris",
+        "--predicate",
+        "population",
+    ]);
+    for key in keys {
+        cmd.arg("--key").arg(key);
+    }
+    let out = cmd.args(extra).assert().success();
+    String::from_utf8(out.get_output().stdout.clone()).unwrap()
+}
+
+fn verify(input: &str) -> assert_cmd::assert::Assert {
+    stemedb().arg("verify").write_stdin(input.to_owned()).assert()
+}
+
+#[test]
+fn keygen_writes_a_private_key_file_and_refuses_to_overwrite() {
+    let dir = TempDir::new().unwrap();
+    let (path, agent) = keygen(&dir, "agent.key");
+    assert_eq!(agent.len(), 64, "prints the agent id: {agent}");
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let before = std::fs::read(&path).unwrap();
+    stemedb()
+        .arg("keygen")
+        .arg("--out")
+        .arg(&path)
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains("already exists; refusing to overwrite"));
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        before,
+        "the existing key is untouched"
+    );
+}
+
+#[test]
+fn signed_assertion_verifies_with_library_and_cli() {
+    let dir = TempDir::new().unwrap();
+    let (key, agent) = keygen(&dir, "a.key");
+    let json = sign_assertion(&[&key], &["--integer", "2102650", "--confidence", "0.9"]);
+    let assertion = Assertion::from_json(json.trim()).unwrap();
+    let hash = validate_assertion(&assertion, &Limits::default(), now_ms()).unwrap();
+    assert_eq!(assertion.signatures[0].agent.to_string(), agent);
+    verify(&json)
+        .success()
+        .stdout(predicates::str::contains(format!("valid assertion {hash}")))
+        .stdout(predicates::str::contains(agent));
+}
+
+#[test]
+fn tampered_assertion_fails_verification_clearly() {
+    let dir = TempDir::new().unwrap();
+    let (key, _) = keygen(&dir, "a.key");
+    let json = sign_assertion(&[&key], &["--integer", "2102650", "--confidence", "0.9"]);
+    for (from, to) in [
+        ("2102650", "2102651"),
+        ("0.9", "0.8"),
+        ("\"active\"", "\"retracted\""),
+        ("paris", "lyon"),
+    ] {
+        assert!(json.contains(from), "fixture contains {from}");
+        let tampered = json.replace(from, to);
+        assert!(
+            Assertion::from_json(tampered.trim())
+                .map(|a| validate_assertion(&a, &Limits::default(), now_ms()).is_err())
+                .unwrap()
+        );
+        verify(&tampered)
+            .code(1)
+            .stderr(predicates::str::contains("invalid record: signature of agent"))
+            .stderr(predicates::str::contains("does not verify"));
+    }
+}
+
+#[test]
+fn cosigned_assertion_with_parent_and_lifecycle() {
+    let dir = TempDir::new().unwrap();
+    let (a, agent_a) = keygen(&dir, "a.key");
+    let (b, agent_b) = keygen(&dir, "b.key");
+    let parent = Assertion::from_json(sign_assertion(&[&a], &["--text", "x"]).trim()).unwrap();
+    let parent_hash = parent.content_hash().to_string();
+    let json = sign_assertion(
+        &[&a, &b],
+        &[
+            "--ref",
+            "city/london",
+            "--lifecycle",
+            "deprecated",
+            "--parent",
+            &parent_hash,
+            "--pretty",
+        ],
+    );
+    let assertion = Assertion::from_json(&json).unwrap();
+    assert_eq!(assertion.signatures.len(), 2);
+    assert_eq!(assertion.parent, Some(parent.content_hash()));
+    verify(&json)
+        .success()
+        .stdout(predicates::str::contains("2 signature(s)"))
+        .stdout(predicates::str::contains(agent_a).and(predicates::str::contains(agent_b)));
+}
+
+#[test]
+fn signed_vote_verifies_and_a_tampered_weight_fails() {
+    let dir = TempDir::new().unwrap();
+    let (key, agent) = keygen(&dir, "v.key");
+    let target = "ab".repeat(32);
+    let out = stemedb()
+        .args(["sign", "vote", "--assertion", &target, "--weight", "2.5", "--key"])
+        .arg(&key)
+        .assert()
+        .success();
+    let json = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    let vote = Vote::from_json(json.trim()).unwrap();
+    assert_eq!(vote.voter.to_string(), agent);
+    assert!(validate_vote(&vote, &Limits::default(), now_ms()).is_ok());
+    verify(&json)
+        .success()
+        .stdout(predicates::str::contains("valid vote"));
+    verify(&json.replace("2.5", "25.0"))
+        .code(1)
+        .stderr(predicates::str::contains("does not verify"));
+}
+
+#[test]
+fn over_limit_input_is_refused_with_the_named_rule() {
+    let dir = TempDir::new().unwrap();
+    let (key, _) = keygen(&dir, "a.key");
+    stemedb()
+        .args([
+            "sign",
+            "assertion",
+            "--predicate",
+            "p",
+            "--bool",
+            "true",
+            "--subject",
+        ])
+        .arg("s".repeat(1025))
+        .arg("--key")
+        .arg(&key)
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains(
+            "subject is 1025 bytes; the limit is 1024 bytes",
+        ));
+    stemedb()
+        .args([
+            "sign",
+            "vote",
+            "--assertion",
+            &"00".repeat(32),
+            "--weight",
+            "0",
+            "--key",
+        ])
+        .arg(&key)
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains("vote weight 0 is outside (0, 100]"));
+}
+
+#[test]
+fn config_file_limits_apply_and_bad_config_is_reported() {
+    let dir = TempDir::new().unwrap();
+    let (key, _) = keygen(&dir, "a.key");
+    let config = dir.path().join("tight.toml");
+    std::fs::write(&config, "[limits]\nsubject_bytes_max = 4\n").unwrap();
+    stemedb()
+        .arg("--config")
+        .arg(&config)
+        .args([
+            "sign",
+            "assertion",
+            "--subject",
+            "city:paris",
+            "--predicate",
+            "p",
+            "--bool",
+            "true",
+            "--key",
+        ])
+        .arg(&key)
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains("the limit is 4 bytes"));
+    std::fs::write(&config, "[limits]\nsubjct_bytes_max = 4\n").unwrap();
+    stemedb()
+        .arg("--config")
+        .arg(&config)
+        .args(["verify"])
+        .write_stdin("{}")
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains("subjct_bytes_max"));
+}
+
+#[test]
+fn key_file_readable_by_others_is_refused() {
+    let dir = TempDir::new().unwrap();
+    let (key, _) = keygen(&dir, "a.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    stemedb()
+        .args(["sign", "vote", "--assertion", &"00".repeat(32), "--key"])
+        .arg(&key)
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains("accessible by other users (mode 0644)"));
+}
+
+#[test]
+fn malformed_input_is_reported_not_panicked_on() {
+    verify("not json")
+        .code(1)
+        .stderr(predicates::str::contains("input is not JSON"));
+    verify("{\"subject\": 5}")
+        .code(1)
+        .stderr(predicates::str::contains("malformed JSON"));
+    let dir = TempDir::new().unwrap();
+    let (key, _) = keygen(&dir, "a.key");
+    let json = sign_assertion(&[&key], &["--bool", "true"]);
+    verify(&json.replacen('{', "{\"sneaky\":true,", 1))
+        .code(1)
+        .stderr(predicates::str::contains("unknown field `sneaky`"));
+}
