@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::protocol::{Limits, LimitsError};
+use crate::protocol::Limits;
+use crate::storage::journal::JournalConfig;
 
 /// The text of `config/default.toml`.
 pub const DEFAULT_CONFIG_TOML: &str = include_str!("../config/default.toml");
@@ -20,6 +21,8 @@ pub const DEFAULT_CONFIG_TOML: &str = include_str!("../config/default.toml");
 pub struct Config {
     /// Validation limits for assertions and votes (`[limits]`).
     pub limits: Limits,
+    /// The write-ahead journal (`[journal]`).
+    pub journal: JournalConfig,
 }
 
 /// A configuration that could not be loaded.
@@ -42,12 +45,12 @@ pub enum ConfigError {
         source: Box<toml::de::Error>,
     },
     /// A value is out of its range.
-    #[error("invalid config {origin}: {source}")]
+    #[error("invalid config {origin}: {reason}")]
     Invalid {
         /// The file, or "(built-in default)".
         origin: String,
         /// Which value and why.
-        source: LimitsError,
+        reason: String,
     },
 }
 
@@ -72,16 +75,25 @@ impl Config {
             origin: origin.to_owned(),
             source: Box::new(source),
         })?;
-        config.validate().map_err(|source| ConfigError::Invalid {
+        config.validate().map_err(|reason| ConfigError::Invalid {
             origin: origin.to_owned(),
-            source,
+            reason,
         })?;
         Ok(config)
     }
 
-    /// Checks every value against its range.
-    pub fn validate(&self) -> Result<(), LimitsError> {
-        self.limits.validate()
+    /// Checks every value against its range, and the sections against each other; returns a
+    /// message naming the offending field.
+    pub fn validate(&self) -> Result<(), String> {
+        self.limits.validate().map_err(|e| e.to_string())?;
+        self.journal.validate().map_err(|e| format!("journal.{e}"))?;
+        if self.journal.record_bytes_max < self.limits.record_bytes_max {
+            return Err(format!(
+                "journal.record_bytes_max = {} must be at least limits.record_bytes_max = {}",
+                self.journal.record_bytes_max, self.limits.record_bytes_max
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -1,0 +1,2 @@
+//! Journal benchmark (placeholder until written).
+fn main() {}

@@ -1,0 +1,93 @@
+//! [`JournalConfig`]: segment size, record bound, group-commit batching, corruption policy and
+//! retention.
+
+use serde::{Deserialize, Serialize};
+
+/// What recovery does on mid-log corruption (bad bytes followed by valid records).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CorruptionPolicy {
+    /// Copy the bad bytes aside with a report, skip them, and go on (the default).
+    #[default]
+    Quarantine,
+    /// Refuse to open the journal.
+    Stop,
+}
+
+/// Journal settings. Field names carry their unit; defaults are stated per field.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JournalConfig {
+    /// Size at which a segment rolls to a new file, in bytes. Default 64 MiB: few files, and
+    /// retention frees space in useful steps. A segment may exceed it by one batch.
+    pub segment_size_bytes: u64,
+    /// Largest record payload, in bytes. Default 4 MiB: above the largest valid record
+    /// (`limits.record_bytes_max`), and it bounds what recovery will believe a length field.
+    pub record_bytes_max: usize,
+    /// Most payload bytes in one group-commit batch (one write, one fdatasync). Default 4 MiB.
+    pub group_commit_batch_bytes_max: usize,
+    /// Longest a batch waits for more appenders once several are already queued, in
+    /// microseconds. Default 0: the fsync in progress is itself the batching window; a lone
+    /// appender never waits.
+    pub group_commit_wait_us_max: u64,
+    /// Appends queued for the group-commit thread before `append` reports busy. Default 16384.
+    pub group_commit_queue_depth_max: usize,
+    /// What to do on mid-log corruption. Default `quarantine`.
+    pub corruption_policy: CorruptionPolicy,
+    /// Bytes of the newest log kept even when every cursor has passed them. Default 0.
+    pub retention_bytes_min: u64,
+}
+
+impl Default for JournalConfig {
+    fn default() -> Self {
+        Self {
+            segment_size_bytes: 64 * 1024 * 1024,
+            record_bytes_max: 4 * 1024 * 1024,
+            group_commit_batch_bytes_max: 4 * 1024 * 1024,
+            group_commit_wait_us_max: 0,
+            group_commit_queue_depth_max: 16 * 1024,
+            corruption_policy: CorruptionPolicy::Quarantine,
+            retention_bytes_min: 0,
+        }
+    }
+}
+
+/// Longest accepted `group_commit_wait_us_max`: 100 ms; longer waits only add latency.
+const GROUP_COMMIT_WAIT_US_CEILING: u64 = 100_000;
+/// Largest record payload the format supports (the length field is a u32), capped at 1 GiB to
+/// bound memory per record.
+const RECORD_BYTES_CEILING: usize = 1 << 30;
+
+impl JournalConfig {
+    /// Checks every value against its range.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.segment_size_bytes < 4096 {
+            return Err(format!(
+                "segment_size_bytes = {} is below 4096",
+                self.segment_size_bytes
+            ));
+        }
+        if !(1..=RECORD_BYTES_CEILING).contains(&self.record_bytes_max) {
+            return Err(format!(
+                "record_bytes_max = {} is outside 1..={RECORD_BYTES_CEILING}",
+                self.record_bytes_max
+            ));
+        }
+        if self.group_commit_batch_bytes_max < self.record_bytes_max {
+            return Err(format!(
+                "group_commit_batch_bytes_max = {} is below record_bytes_max = {}",
+                self.group_commit_batch_bytes_max, self.record_bytes_max
+            ));
+        }
+        if self.group_commit_wait_us_max > GROUP_COMMIT_WAIT_US_CEILING {
+            return Err(format!(
+                "group_commit_wait_us_max = {} exceeds {GROUP_COMMIT_WAIT_US_CEILING}",
+                self.group_commit_wait_us_max
+            ));
+        }
+        if self.group_commit_queue_depth_max == 0 {
+            return Err("group_commit_queue_depth_max must be at least 1".to_owned());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,111 @@
+//! Group commit: appenders send through a bounded crossbeam channel to one thread, which
+//! writes everything queued as one batch, issues one fdatasync, then acknowledges each
+//! appender with its global offset.
+//!
+//! Batching needs no timer: while one fdatasync runs, new appends queue up and form the next
+//! batch. A lone appender is written at once. `group_commit_wait_us_max` optionally holds a
+//! batch open a little longer when several appenders are already queued.
+
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
+
+use super::config::JournalConfig;
+use super::error::JournalError;
+use super::writer::Writer;
+
+/// Called once with the outcome of an append: its global offset once durable, or the error.
+pub type AppendReply = Box<dyn FnOnce(Result<u64, JournalError>) + Send>;
+
+/// One queued append.
+pub struct AppendRequest {
+    /// The record payload.
+    pub payload: Vec<u8>,
+    /// Where the outcome goes.
+    pub reply: AppendReply,
+}
+
+/// Starts the group-commit thread; it ends when every sender is dropped.
+pub fn spawn(
+    mut writer: Writer,
+    config: JournalConfig,
+    requests: Receiver<AppendRequest>,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("stemedb-group-commit".into())
+        .spawn(move || {
+            let mut batch = Vec::new();
+            while let Some(()) = collect_batch(&requests, &config, &mut batch) {
+                commit(&mut writer, &mut batch);
+            }
+        })
+}
+
+/// Fills `batch` with the next group of requests; `None` once the channel is closed and empty.
+fn collect_batch(
+    requests: &Receiver<AppendRequest>,
+    config: &JournalConfig,
+    batch: &mut Vec<AppendRequest>,
+) -> Option<()> {
+    let first = requests.recv().ok()?;
+    let mut bytes = first.payload.len();
+    batch.push(first);
+    while bytes < config.group_commit_batch_bytes_max {
+        match requests.try_recv() {
+            Ok(request) => {
+                bytes += request.payload.len();
+                batch.push(request);
+            }
+            Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+        }
+    }
+    if batch.len() > 1 && config.group_commit_wait_us_max > 0 {
+        let deadline = Instant::now() + Duration::from_micros(config.group_commit_wait_us_max);
+        while bytes < config.group_commit_batch_bytes_max {
+            match requests.recv_deadline(deadline) {
+                Ok(request) => {
+                    bytes += request.payload.len();
+                    batch.push(request);
+                }
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+            }
+        }
+    }
+    Some(())
+}
+
+fn commit(writer: &mut Writer, batch: &mut Vec<AppendRequest>) {
+    let payloads: Vec<&[u8]> = batch.iter().map(|r| r.payload.as_slice()).collect();
+    let outcome = writer.append_batch(&payloads);
+    match outcome {
+        Ok(offsets) => {
+            for (request, offset) in batch.drain(..).zip(offsets) {
+                (request.reply)(Ok(offset));
+            }
+        }
+        Err(error) => {
+            for request in batch.drain(..) {
+                (request.reply)(Err(replicate(&error)));
+            }
+        }
+    }
+}
+
+/// Gives each appender of a failed batch its own copy of the error.
+fn replicate(error: &JournalError) -> JournalError {
+    match error {
+        JournalError::Io { op, path, source } => JournalError::Io {
+            op,
+            path: path.clone(),
+            source: std::io::Error::new(source.kind(), source.to_string()),
+        },
+        JournalError::StorageFull { path } => JournalError::StorageFull { path: path.clone() },
+        JournalError::Poisoned { reason } => JournalError::Poisoned {
+            reason: reason.clone(),
+        },
+        other => JournalError::Poisoned {
+            reason: other.to_string(),
+        },
+    }
+}

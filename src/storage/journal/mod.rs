@@ -1,0 +1,230 @@
+//! The write-ahead journal: the durability point of StemeDB.
+//!
+//! One concern per file: [`format`] (record v2 layout), `segment` (files), `recovery`
+//! (scan, truncate, quarantine), `writer` (batch write + fdatasync), `group_commit` (the
+//! appender thread), [`reader`] (positional reads), `cursors` (durable consumer positions).
+//!
+//! Invariants:
+//! - An append is acknowledged only after its bytes are durable (one fdatasync per batch).
+//! - After a crash, [`Journal::open`] yields every acknowledged record: a torn tail (never
+//!   acknowledged) is truncated; mid-log corruption is quarantined or, by policy, refused.
+//! - A failed fsync poisons the journal: nothing more is acknowledged until it is reopened.
+//! - Global offsets address records across segments; a segment is named by its base offset.
+
+mod config;
+mod cursors;
+mod error;
+pub mod format;
+mod group_commit;
+pub mod reader;
+mod recovery;
+mod segment;
+mod shared;
+mod writer;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use crossbeam_channel::{Sender, TrySendError};
+use parking_lot::Mutex;
+
+pub use config::{CorruptionPolicy, JournalConfig};
+pub use cursors::{CURSOR_NAME_BYTES_MAX, CURSORS_MAX};
+pub use error::{JournalError, ReadError, RecordDefect};
+pub use group_commit::AppendReply;
+pub use reader::{JournalReader, ReadOutcome};
+pub use recovery::{Defect, QUARANTINE_DIR, Recovered, ScanReport, ScannedRecord, ScannedSegment, scan};
+
+use group_commit::AppendRequest;
+use segment::SegmentHandle;
+use shared::Shared;
+
+/// An open journal. Clones share it; the group-commit thread stops when the last is dropped,
+/// after acknowledging everything queued.
+#[derive(Clone)]
+pub struct Journal {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    dir: PathBuf,
+    config: JournalConfig,
+    shared: Arc<Shared>,
+    sender: Option<Sender<AppendRequest>>,
+    thread: Option<JoinHandle<()>>,
+    cursors: Mutex<cursors::Cursors>,
+    recovered: Recovered,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Closing the channel lets the thread drain what is queued and stop.
+        self.sender.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Journal {
+    /// Opens (creating if needed) the journal in `dir`, recovering it first.
+    pub fn open(dir: impl AsRef<Path>, config: JournalConfig) -> Result<Self, JournalError> {
+        config.validate().map_err(JournalError::Config)?;
+        let dir = dir.as_ref().to_owned();
+        std::fs::create_dir_all(&dir).map_err(|e| JournalError::io("create journal dir", &dir, e))?;
+        let recovered = recovery::recover(&dir, &config)?;
+        let handles = recovered
+            .report
+            .segments
+            .iter()
+            .map(|s| SegmentHandle::open(s.base, s.path.clone()).map(Arc::new))
+            .collect::<Result<Vec<_>, _>>()?;
+        let quarantined: BTreeMap<u64, u64> =
+            recovered.quarantined.iter().map(|&(o, l)| (o, o + l)).collect();
+        let shared = Arc::new(Shared::new(recovered.report.end, handles, quarantined));
+        let writer = writer::Writer::open(dir.clone(), config.clone(), Arc::clone(&shared))?;
+        let (sender, receiver) = crossbeam_channel::bounded(config.group_commit_queue_depth_max);
+        let thread = group_commit::spawn(writer, config.clone(), receiver)
+            .map_err(|e| JournalError::io("spawn group-commit thread", &dir, e))?;
+        let cursors = Mutex::new(cursors::Cursors::load(&dir)?);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                dir,
+                config,
+                shared,
+                sender: Some(sender),
+                thread: Some(thread),
+                cursors,
+                recovered,
+            }),
+        })
+    }
+
+    /// Appends `payload` and waits until it is durable; returns its global offset.
+    ///
+    /// Blocks while the append queue is full (backpressure). See [`try_append`](Self::try_append)
+    /// for a call that reports [`JournalError::Busy`] instead.
+    pub fn append(&self, payload: Vec<u8>) -> Result<u64, JournalError> {
+        self.check_size(&payload)?;
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let reply: AppendReply = Box::new(move |outcome| {
+            let _ = tx.send(outcome);
+        });
+        self.sender()?
+            .send(AppendRequest { payload, reply })
+            .map_err(|_| JournalError::Closed)?;
+        rx.recv().map_err(|_| JournalError::Closed)?
+    }
+
+    /// Queues `payload` without blocking; `reply` is called once with the durable offset or the
+    /// error. Returns [`JournalError::Busy`] when the queue is full.
+    pub fn try_append(&self, payload: Vec<u8>, reply: AppendReply) -> Result<(), JournalError> {
+        self.check_size(&payload)?;
+        match self.sender()?.try_send(AppendRequest { payload, reply }) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => Err(JournalError::Busy {
+                depth: self.inner.config.group_commit_queue_depth_max,
+            }),
+            Err(TrySendError::Disconnected(_)) => Err(JournalError::Closed),
+        }
+    }
+
+    fn sender(&self) -> Result<&Sender<AppendRequest>, JournalError> {
+        self.inner.sender.as_ref().ok_or(JournalError::Closed)
+    }
+
+    fn check_size(&self, payload: &[u8]) -> Result<(), JournalError> {
+        let max = self.inner.config.record_bytes_max;
+        if payload.is_empty() || payload.len() > max {
+            return Err(JournalError::RecordSize {
+                len: payload.len(),
+                max,
+            });
+        }
+        Ok(())
+    }
+
+    /// Returns a new reader.
+    pub fn reader(&self) -> JournalReader {
+        JournalReader::new(Arc::clone(&self.inner.shared), self.inner.config.record_bytes_max)
+    }
+
+    /// Returns the global offset just past the last durable record.
+    pub fn durable_end(&self) -> u64 {
+        self.inner.shared.durable_end()
+    }
+
+    /// Waits until the durable end is beyond `offset`, or until `deadline`; returns the durable
+    /// end at that moment (compare it with `offset` to tell which happened).
+    pub fn wait_durable_beyond(&self, offset: u64, deadline: Instant) -> u64 {
+        self.inner.shared.wait_durable_beyond(offset, deadline)
+    }
+
+    /// Returns what recovery found and did when this journal was opened.
+    pub fn recovered(&self) -> &Recovered {
+        &self.inner.recovered
+    }
+
+    /// Returns the number of quarantined mid-log regions found at open.
+    pub fn quarantined_count(&self) -> usize {
+        self.inner.recovered.quarantined.len()
+    }
+
+    /// Returns the journal directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// Durably sets the named cursor (registering it if new).
+    pub fn set_cursor(&self, name: &str, offset: u64) -> Result<(), JournalError> {
+        self.inner.cursors.lock().set(name, offset)
+    }
+
+    /// Returns the named cursor's offset, if registered.
+    pub fn cursor(&self, name: &str) -> Option<u64> {
+        self.inner.cursors.lock().get(name)
+    }
+
+    /// Deletes the oldest segments that lie wholly below every cursor and outside
+    /// `retention_bytes_min`, never the active segment nor one a reader holds. Returns how many
+    /// were deleted. With no cursor registered nothing is deleted.
+    pub fn collect_garbage(&self) -> Result<usize, JournalError> {
+        let Some(min_cursor) = self.inner.cursors.lock().min() else {
+            return Ok(0);
+        };
+        let retained_from = self
+            .durable_end()
+            .saturating_sub(self.inner.config.retention_bytes_min);
+        let keep_from = min_cursor.min(retained_from);
+        let mut segments = self.inner.shared.segments.write();
+        let mut removed = 0;
+        while segments.len() > 1 {
+            let end = segments[1].base;
+            // One reference is this list's; any other is a reader's.
+            if end > keep_from || Arc::strong_count(&segments[0]) > 1 {
+                break;
+            }
+            let segment = segments.remove(0);
+            std::fs::remove_file(&segment.path)
+                .map_err(|e| JournalError::io("remove segment", &segment.path, e))?;
+            removed += 1;
+        }
+        drop(segments);
+        if removed > 0 {
+            segment::sync_dir(&self.inner.dir)?;
+        }
+        Ok(removed)
+    }
+}
+
+impl std::fmt::Debug for Journal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Journal")
+            .field("dir", &self.inner.dir)
+            .field("durable_end", &self.durable_end())
+            .finish()
+    }
+}

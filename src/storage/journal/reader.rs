@@ -1,0 +1,128 @@
+//! Readers: positional reads of durable records, independent of the writer.
+//!
+//! A reader keeps its own snapshot of the segment list; when an offset lies past it, it
+//! refreshes the list before answering, so a segment rolled since is found. Outcomes are
+//! distinct: a record, end of log, not yet durable, corruption, or an I/O error.
+
+use std::sync::Arc;
+
+use super::error::{ReadError, RecordDefect};
+use super::format::{self, Decoded, HEADER_BYTES};
+use super::segment::SegmentHandle;
+use super::shared::Shared;
+
+/// What a read found at an offset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadOutcome {
+    /// A durable record.
+    Record {
+        /// Its global offset (past any quarantined bytes skipped).
+        offset: u64,
+        /// Its payload.
+        payload: Vec<u8>,
+        /// The offset of the next record.
+        next: u64,
+    },
+    /// Bytes are written there but not yet durable; wait for the group commit.
+    NotYetDurable,
+    /// Nothing is written there yet.
+    EndOfLog,
+}
+
+/// A reader of the journal. Cheap to create; each holds open segment handles, so garbage
+/// collection never removes a segment under it.
+#[derive(Debug)]
+pub struct JournalReader {
+    shared: Arc<Shared>,
+    segments: Vec<Arc<SegmentHandle>>,
+    payload_max: usize,
+}
+
+impl JournalReader {
+    pub(crate) fn new(shared: Arc<Shared>, payload_max: usize) -> Self {
+        let segments = shared.segments.read().clone();
+        Self {
+            shared,
+            segments,
+            payload_max,
+        }
+    }
+
+    /// Reads the record at `offset` (skipping quarantined bytes that start there).
+    pub fn read(&mut self, offset: u64) -> Result<ReadOutcome, ReadError> {
+        let offset = self.skip_quarantined(offset);
+        if offset >= self.shared.durable_end() {
+            return Ok(if offset < self.shared.written_end() {
+                ReadOutcome::NotYetDurable
+            } else {
+                ReadOutcome::EndOfLog
+            });
+        }
+        let segment = match self.find(offset) {
+            Some(segment) => segment,
+            None => {
+                self.refresh(offset);
+                self.find(offset).ok_or(ReadError::BadOffset {
+                    offset,
+                    reason: "below the oldest retained segment",
+                })?
+            }
+        };
+        let position = offset - segment.base;
+        let mut header = [0u8; HEADER_BYTES];
+        let got = segment.read_at(position, &mut header)?;
+        if got < HEADER_BYTES {
+            let defect = RecordDefect::TruncatedHeader { available: got };
+            return Err(ReadError::Corrupt { offset, defect });
+        }
+        let len = format::payload_len(&header);
+        if len > self.payload_max {
+            let defect = RecordDefect::LengthTooLarge {
+                len,
+                max: self.payload_max,
+            };
+            return Err(ReadError::Corrupt { offset, defect });
+        }
+        let mut record = vec![0u8; format::record_len(len)];
+        let got = segment.read_at(position, &mut record)?;
+        match format::decode(&record[..got], offset, self.payload_max) {
+            Ok(Decoded::Record(payload)) => Ok(ReadOutcome::Record {
+                offset,
+                payload: payload.to_vec(),
+                next: offset + format::record_len(len) as u64,
+            }),
+            // A zero length below the durable end is damage (e.g. a zeroed sector).
+            Ok(Decoded::End) => Err(ReadError::Corrupt {
+                offset,
+                defect: RecordDefect::TruncatedHeader { available: 0 },
+            }),
+            Err(defect) => Err(ReadError::Corrupt { offset, defect }),
+        }
+    }
+
+    fn skip_quarantined(&self, mut offset: u64) -> u64 {
+        let quarantined = self.shared.quarantined.read();
+        while let Some(&end) = quarantined.get(&offset) {
+            offset = end;
+        }
+        offset
+    }
+
+    fn find(&self, offset: u64) -> Option<Arc<SegmentHandle>> {
+        let index = self.segments.partition_point(|s| s.base <= offset);
+        let segment = self.segments.get(index.checked_sub(1)?)?;
+        // Past the last segment in the snapshot: a newer segment may hold it.
+        if index == self.segments.len() && self.segments.len() < self.shared.segments.read().len() {
+            return None;
+        }
+        Some(Arc::clone(segment))
+    }
+
+    /// Refreshes the segment snapshot, dropping segments wholly below `offset` so that they can
+    /// be collected.
+    fn refresh(&mut self, offset: u64) {
+        let all = self.shared.segments.read().clone();
+        let first_needed = all.partition_point(|s| s.base <= offset).saturating_sub(1);
+        self.segments = all[first_needed..].to_vec();
+    }
+}

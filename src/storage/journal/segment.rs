@@ -1,0 +1,107 @@
+//! Segment files: naming, listing, creation (durably), and positional reads.
+//!
+//! A segment is named by its base global offset as 20 decimal digits plus `.wal`, so names
+//! sort in offset order. A new segment's file and its directory entry are fsynced before the
+//! first record goes into it, so a crash can never leave a later segment without its name.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use super::error::JournalError;
+
+/// Suffix of segment files.
+const SEGMENT_SUFFIX: &str = ".wal";
+/// Digits of the base offset in a segment name (u64::MAX has 20).
+const SEGMENT_NAME_DIGITS: usize = 20;
+
+/// Returns the file name of the segment starting at `base`.
+pub fn segment_file_name(base: u64) -> String {
+    format!("{base:0width$}{SEGMENT_SUFFIX}", width = SEGMENT_NAME_DIGITS)
+}
+
+/// Parses a segment file name; `None` if the name is not one.
+pub fn parse_segment_name(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(SEGMENT_SUFFIX)?;
+    if digits.len() != SEGMENT_NAME_DIGITS || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// Lists the segments of `dir` in base-offset order. A `.wal` file with a malformed name is an
+/// error (it may be a renamed segment); other files are left alone.
+pub fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, JournalError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| JournalError::io("list", dir, e))?;
+    let mut segments = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| JournalError::io("list", dir, e))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if !name.ends_with(SEGMENT_SUFFIX) {
+            continue;
+        }
+        match parse_segment_name(name) {
+            Some(base) => segments.push((base, entry.path())),
+            None => return Err(JournalError::UnexpectedFile(entry.path())),
+        }
+    }
+    segments.sort_unstable_by_key(|(base, _)| *base);
+    Ok(segments)
+}
+
+/// Fsyncs a directory, making creations and removals in it durable.
+pub fn sync_dir(dir: &Path) -> Result<(), JournalError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| JournalError::io("fsync directory", dir, e))
+}
+
+/// Creates the empty segment starting at `base` and makes it durable (file and directory).
+pub fn create_segment(dir: &Path, base: u64) -> Result<(File, PathBuf), JournalError> {
+    let path = dir.join(segment_file_name(base));
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(|e| JournalError::io("create segment", &path, e))?;
+    file.sync_all()
+        .map_err(|e| JournalError::io("fsync new segment", &path, e))?;
+    sync_dir(dir)?;
+    Ok((file, path))
+}
+
+/// An open segment shared by the writer and readers; reads are positional, so sharing needs
+/// no lock.
+#[derive(Debug)]
+pub struct SegmentHandle {
+    /// Global offset of the segment's first byte.
+    pub base: u64,
+    /// The file.
+    pub path: PathBuf,
+    file: File,
+}
+
+impl SegmentHandle {
+    /// Opens an existing segment for reading.
+    pub fn open(base: u64, path: PathBuf) -> Result<Self, JournalError> {
+        let file = File::open(&path).map_err(|e| JournalError::io("open segment", &path, e))?;
+        Ok(Self { base, path, file })
+    }
+
+    /// Reads up to `buf.len()` bytes at `position` within the segment; returns bytes read
+    /// (fewer only at the end of the file).
+    pub fn read_at(&self, position: u64, buf: &mut [u8]) -> Result<usize, JournalError> {
+        let mut filled = 0;
+        while filled < buf.len() {
+            match self.file.read_at(&mut buf[filled..], position + filled as u64) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(JournalError::io("read segment", &self.path, e)),
+            }
+        }
+        Ok(filled)
+    }
+}

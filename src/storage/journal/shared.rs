@@ -1,0 +1,73 @@
+//! State shared by the writer, the readers and the garbage collector.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use parking_lot::{Condvar, Mutex, RwLock};
+
+use super::segment::SegmentHandle;
+
+/// Shared journal state. Invariant: `durable_end <= written_end`, and every byte below
+/// `durable_end` was fsynced (or existed at open, after recovery).
+#[derive(Debug)]
+pub struct Shared {
+    /// Global offset just past the last durable record.
+    durable_end: AtomicU64,
+    /// Global offset just past the last written (perhaps not yet durable) byte.
+    written_end: AtomicU64,
+    /// Open segments in base order; the last is the one being appended to.
+    pub segments: RwLock<Vec<Arc<SegmentHandle>>>,
+    /// Quarantined mid-log regions: start offset → end offset. Readers skip them.
+    pub quarantined: RwLock<BTreeMap<u64, u64>>,
+    /// Signalled whenever `durable_end` advances.
+    durable_signal: (Mutex<()>, Condvar),
+}
+
+impl Shared {
+    pub fn new(end: u64, segments: Vec<Arc<SegmentHandle>>, quarantined: BTreeMap<u64, u64>) -> Self {
+        Self {
+            durable_end: AtomicU64::new(end),
+            written_end: AtomicU64::new(end),
+            segments: RwLock::new(segments),
+            quarantined: RwLock::new(quarantined),
+            durable_signal: (Mutex::new(()), Condvar::new()),
+        }
+    }
+
+    pub fn durable_end(&self) -> u64 {
+        self.durable_end.load(Ordering::Acquire)
+    }
+
+    pub fn written_end(&self) -> u64 {
+        self.written_end.load(Ordering::Acquire)
+    }
+
+    pub fn set_written_end(&self, end: u64) {
+        self.written_end.store(end, Ordering::Release);
+    }
+
+    /// Publishes a new durable end and wakes every waiter.
+    pub fn publish_durable(&self, end: u64) {
+        debug_assert!(end >= self.durable_end());
+        let _guard = self.durable_signal.0.lock();
+        self.durable_end.store(end, Ordering::Release);
+        self.durable_signal.1.notify_all();
+    }
+
+    /// Waits until the durable end exceeds `offset` or `deadline` passes; returns the durable
+    /// end then.
+    pub fn wait_durable_beyond(&self, offset: u64, deadline: Instant) -> u64 {
+        let mut guard = self.durable_signal.0.lock();
+        loop {
+            let end = self.durable_end();
+            if end > offset {
+                return end;
+            }
+            if self.durable_signal.1.wait_until(&mut guard, deadline).timed_out() {
+                return self.durable_end();
+            }
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! The single writer: encodes a batch, writes it with one call, makes it durable with one
+//! fdatasync, and rolls segments between batches.
+//!
+//! Invariants:
+//! - A failed write leaves no partial record: the segment is cut back to its length before
+//!   the batch (and a torn tail after a crash is truncated by recovery anyway).
+//! - A failed fdatasync poisons the writer for good: the kernel may have dropped the dirty
+//!   pages, so a later successful fsync would prove nothing.
+//! - Segments roll only between batches, after the previous batch is durable, so only the
+//!   last segment can ever have a torn tail.
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::config::JournalConfig;
+use super::error::JournalError;
+use super::format;
+use super::segment::{self, SegmentHandle};
+use super::shared::Shared;
+
+/// The journal's only writer; owned by the group-commit thread.
+pub struct Writer {
+    dir: PathBuf,
+    config: JournalConfig,
+    shared: Arc<Shared>,
+    file: File,
+    path: PathBuf,
+    segment_base: u64,
+    segment_len: u64,
+    buffer: Vec<u8>,
+    poisoned: Option<String>,
+}
+
+impl Writer {
+    /// Opens the writer at the end of the last segment (creating the first one if none).
+    pub fn open(dir: PathBuf, config: JournalConfig, shared: Arc<Shared>) -> Result<Self, JournalError> {
+        let end = shared.durable_end();
+        let last = shared.segments.read().last().cloned();
+        let (file, path, segment_base) = match last {
+            Some(handle) => {
+                let file = OpenOptions::new()
+                    .write(true)
+                    .open(&handle.path)
+                    .map_err(|e| JournalError::io("open segment for append", &handle.path, e))?;
+                (file, handle.path.clone(), handle.base)
+            }
+            None => {
+                let (file, path) = segment::create_segment(&dir, end)?;
+                let handle = SegmentHandle::open(end, path.clone())?;
+                shared.segments.write().push(Arc::new(handle));
+                (file, path, end)
+            }
+        };
+        Ok(Self {
+            segment_len: end - segment_base,
+            dir,
+            config,
+            shared,
+            file,
+            path,
+            segment_base,
+            buffer: Vec::new(),
+            poisoned: None,
+        })
+    }
+
+    /// Appends `payloads` durably as one batch; returns the global offset of each.
+    pub fn append_batch(&mut self, payloads: &[&[u8]]) -> Result<Vec<u64>, JournalError> {
+        if let Some(reason) = &self.poisoned {
+            return Err(JournalError::Poisoned {
+                reason: reason.clone(),
+            });
+        }
+        if self.segment_len >= self.config.segment_size_bytes {
+            self.roll()?;
+        }
+        let start = self.segment_base + self.segment_len;
+        self.buffer.clear();
+        let mut offsets = Vec::with_capacity(payloads.len());
+        for payload in payloads {
+            offsets.push(start + self.buffer.len() as u64);
+            format::encode(payload, start + self.buffer.len() as u64, &mut self.buffer);
+        }
+        if let Err(error) = self.file.write_all_at(&self.buffer, self.segment_len) {
+            self.shared.set_written_end(start);
+            // Cut back whatever part of the batch reached the file.
+            if let Err(cut) = self.file.set_len(self.segment_len) {
+                self.poisoned = Some(format!("could not remove a failed write: {cut}"));
+            }
+            return Err(JournalError::io("write", &self.path, error));
+        }
+        let end = start + self.buffer.len() as u64;
+        self.shared.set_written_end(end);
+        if let Err(error) = self.file.sync_data() {
+            let error = JournalError::io("fdatasync", &self.path, error);
+            self.poisoned = Some(error.to_string());
+            return Err(error);
+        }
+        self.segment_len += self.buffer.len() as u64;
+        self.shared.publish_durable(end);
+        Ok(offsets)
+    }
+
+    /// Starts a new segment at the current end. The old one is already durable.
+    fn roll(&mut self) -> Result<(), JournalError> {
+        let base = self.segment_base + self.segment_len;
+        let (file, path) = segment::create_segment(&self.dir, base)?;
+        let handle = SegmentHandle::open(base, path.clone())?;
+        self.shared.segments.write().push(Arc::new(handle));
+        self.file = file;
+        self.path = path;
+        self.segment_base = base;
+        self.segment_len = 0;
+        Ok(())
+    }
+}
