@@ -9,7 +9,8 @@
 //!
 //! This crate is built in layers:
 //! - [`protocol`]: the data model, canonical encoding, signing and validation;
-//! - [`storage`]: on-disk layout (key codec; journal and LMDB state to come);
+//! - [`storage`]: on-disk layout: the write-ahead journal and the LMDB key codec;
+//! - [`actors`]: actix actors over storage (the journal so far);
 //! - [`config`]: typed, validated configuration.
 //!
 //! ```
@@ -27,6 +28,7 @@
 //! # Ok::<(), stemedb::protocol::ValidationError>(())
 //! ```
 
+pub mod actors;
 pub mod config;
 pub mod protocol;
 pub mod storage;

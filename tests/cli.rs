@@ -259,3 +259,48 @@ fn malformed_input_is_reported_not_panicked_on() {
         .code(1)
         .stderr(predicates::str::contains("unknown field `sneaky`"));
 }
+
+#[test]
+fn wal_verify_reports_corruption_and_inspect_lists_records() {
+    use stemedb::storage::journal::{Journal, JournalConfig};
+    let dir = TempDir::new().unwrap();
+    let offsets: Vec<u64> = {
+        let journal = Journal::open(dir.path(), JournalConfig::default()).unwrap();
+        (0..5u8).map(|n| journal.append(vec![n; 50]).unwrap()).collect()
+    };
+    stemedb()
+        .args(["wal", "verify"])
+        .arg(dir.path())
+        .assert()
+        .success()
+        .stdout(
+            predicates::str::contains("5 valid record(s)").and(predicates::str::contains("ok: no defects")),
+        );
+    stemedb()
+        .args([
+            "wal",
+            "inspect",
+            "--from",
+            &offsets[3].to_string(),
+            "--limit",
+            "1",
+        ])
+        .arg(dir.path())
+        .assert()
+        .success()
+        .stdout(
+            predicates::str::contains(format!("{}", offsets[3])).and(predicates::str::contains("0303030303")),
+        );
+    let segment = dir.path().join(format!("{:020}.wal", 0));
+    let mut bytes = std::fs::read(&segment).unwrap();
+    bytes[offsets[2] as usize + 50] ^= 0x10;
+    std::fs::write(&segment, &bytes).unwrap();
+    stemedb()
+        .args(["wal", "verify"])
+        .arg(dir.path())
+        .assert()
+        .code(1)
+        .stdout(predicates::str::contains("mid-log corruption: segment"))
+        .stdout(predicates::str::contains(format!("offset {}", offsets[2])))
+        .stderr(predicates::str::contains("1 defect(s) found"));
+}

@@ -6,6 +6,7 @@
 mod keyfile;
 mod sign;
 mod verify;
+mod wal;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -36,6 +37,9 @@ enum Command {
     Sign(sign::SignCommand),
     /// Check a signed assertion or vote (JSON on stdin, or --file): shape, limits, signatures.
     Verify(verify::VerifyArgs),
+    /// Examine a journal directory without changing it.
+    #[command(subcommand)]
+    Wal(wal::WalCommand),
 }
 
 /// Why a command failed.
@@ -84,5 +88,6 @@ fn dispatch(cli: Cli) -> Result<(), CliError> {
         Command::Keygen(args) => keyfile::keygen(&args),
         Command::Sign(command) => sign::run(&command, &config),
         Command::Verify(args) => verify::run(&args, &config),
+        Command::Wal(command) => wal::run(&command, &config),
     }
 }

@@ -1,0 +1,145 @@
+//! `stemedb wal verify|inspect`: read-only examination of a journal directory.
+//!
+//! Neither command changes anything: no truncation, no quarantine (that is what opening the
+//! journal does). `verify` exits 1 if it finds any defect, torn tail included.
+
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Subcommand};
+
+use stemedb::config::Config;
+use stemedb::protocol::Hash;
+use stemedb::storage::journal::{ScanReport, format, scan};
+
+use super::CliError;
+
+/// Bytes of a payload shown by `inspect`.
+const PAYLOAD_PREVIEW_BYTES: usize = 16;
+
+/// `stemedb wal` subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum WalCommand {
+    /// Check every record of every segment; report defects; exit 1 on any.
+    Verify(VerifyArgs),
+    /// List records: offset, length, blake3 of the payload, and its first bytes.
+    Inspect(InspectArgs),
+}
+
+/// Arguments of `stemedb wal verify`.
+#[derive(Debug, Args)]
+pub(crate) struct VerifyArgs {
+    /// The journal directory.
+    dir: PathBuf,
+}
+
+/// Arguments of `stemedb wal inspect`.
+#[derive(Debug, Args)]
+pub(crate) struct InspectArgs {
+    /// The journal directory.
+    dir: PathBuf,
+    /// First global offset to list (records at or after it).
+    #[arg(long, default_value_t = 0)]
+    from: u64,
+    /// Most records to list.
+    #[arg(long, default_value_t = 100)]
+    limit: usize,
+}
+
+/// Runs `stemedb wal ...`.
+pub(crate) fn run(command: &WalCommand, config: &Config) -> Result<(), CliError> {
+    match command {
+        WalCommand::Verify(args) => verify(&args.dir, config),
+        WalCommand::Inspect(args) => inspect(args, config),
+    }
+}
+
+fn scan_dir(dir: &Path, config: &Config) -> Result<ScanReport, CliError> {
+    if !dir.is_dir() {
+        return Err(CliError::Input(format!("{} is not a directory", dir.display())));
+    }
+    scan(dir, &config.journal).map_err(|e| CliError::Input(e.to_string()))
+}
+
+fn verify(dir: &Path, config: &Config) -> Result<(), CliError> {
+    let report = scan_dir(dir, config)?;
+    let bytes: u64 = report.segments.iter().map(|s| s.len).sum();
+    println!(
+        "{}: {} segment(s), {} bytes, {} valid record(s), end offset {}",
+        dir.display(),
+        report.segments.len(),
+        bytes,
+        report.records.len(),
+        report.end
+    );
+    for defect in &report.defects {
+        let kind = if defect.tail {
+            "torn tail"
+        } else {
+            "mid-log corruption"
+        };
+        println!(
+            "{kind}: segment {} offset {} length {}: {}",
+            defect.segment.display(),
+            defect.offset,
+            defect.length,
+            defect.reason
+        );
+    }
+    if report.defects.is_empty() {
+        println!("ok: no defects");
+        Ok(())
+    } else {
+        Err(CliError::Input(format!(
+            "{} defect(s) found in {}",
+            report.defects.len(),
+            dir.display()
+        )))
+    }
+}
+
+fn inspect(args: &InspectArgs, config: &Config) -> Result<(), CliError> {
+    let report = scan_dir(&args.dir, config)?;
+    let mut loaded: Option<(u64, Vec<u8>)> = None;
+    println!("{:>20}  {:>10}  {:<64}  payload", "offset", "len", "blake3");
+    let wanted = report
+        .records
+        .iter()
+        .filter(|r| r.offset >= args.from)
+        .take(args.limit);
+    for record in wanted {
+        let Some(segment) = report.segments.iter().rev().find(|s| s.base <= record.offset) else {
+            continue;
+        };
+        if loaded.as_ref().is_none_or(|(base, _)| *base != segment.base) {
+            let bytes = std::fs::read(&segment.path).map_err(|source| CliError::Io {
+                context: format!("cannot read {}", segment.path.display()),
+                source,
+            })?;
+            loaded = Some((segment.base, bytes));
+        }
+        let Some((base, bytes)) = &loaded else { continue };
+        let at = (record.offset - base) as usize;
+        let payload = match format::decode(&bytes[at..], record.offset, config.journal.record_bytes_max) {
+            Ok(format::Decoded::Record(payload)) => payload,
+            _ => {
+                return Err(CliError::Input(format!(
+                    "record at {} changed while reading",
+                    record.offset
+                )));
+            }
+        };
+        let preview = hex::encode(&payload[..payload.len().min(PAYLOAD_PREVIEW_BYTES)]);
+        let more = if payload.len() > PAYLOAD_PREVIEW_BYTES {
+            "…"
+        } else {
+            ""
+        };
+        println!(
+            "{:>20}  {:>10}  {}  {preview}{more}",
+            record.offset,
+            payload.len(),
+            Hash::of(payload)
+        );
+    }
+    Ok(())
+}
