@@ -14,6 +14,7 @@
 mod config;
 mod cursors;
 mod error;
+mod faults;
 pub mod format;
 mod group_commit;
 pub mod reader;
@@ -34,6 +35,7 @@ use parking_lot::Mutex;
 pub use config::{CorruptionPolicy, JournalConfig};
 pub use cursors::{CURSOR_NAME_BYTES_MAX, CURSORS_MAX};
 pub use error::{JournalError, ReadError, RecordDefect};
+pub use faults::{Faults, NoFaults};
 pub use group_commit::AppendReply;
 pub use reader::{JournalReader, ReadOutcome};
 pub use recovery::{Defect, QUARANTINE_DIR, Recovered, ScanReport, ScannedRecord, ScannedSegment, scan};
@@ -72,6 +74,15 @@ impl Drop for Inner {
 impl Journal {
     /// Opens (creating if needed) the journal in `dir`, recovering it first.
     pub fn open(dir: impl AsRef<Path>, config: JournalConfig) -> Result<Self, JournalError> {
+        Self::open_with_faults(dir, config, Arc::new(NoFaults))
+    }
+
+    /// Like [`open`](Self::open), with I/O fault injection; for tests.
+    pub fn open_with_faults(
+        dir: impl AsRef<Path>,
+        config: JournalConfig,
+        faults: Arc<dyn Faults>,
+    ) -> Result<Self, JournalError> {
         config.validate().map_err(JournalError::Config)?;
         let dir = dir.as_ref().to_owned();
         std::fs::create_dir_all(&dir).map_err(|e| JournalError::io("create journal dir", &dir, e))?;
@@ -85,7 +96,7 @@ impl Journal {
         let quarantined: BTreeMap<u64, u64> =
             recovered.quarantined.iter().map(|&(o, l)| (o, o + l)).collect();
         let shared = Arc::new(Shared::new(recovered.report.end, handles, quarantined));
-        let writer = writer::Writer::open(dir.clone(), config.clone(), Arc::clone(&shared))?;
+        let writer = writer::Writer::open(dir.clone(), config.clone(), Arc::clone(&shared), faults)?;
         let (sender, receiver) = crossbeam_channel::bounded(config.group_commit_queue_depth_max);
         let thread = group_commit::spawn(writer, config.clone(), receiver)
             .map_err(|e| JournalError::io("spawn group-commit thread", &dir, e))?;

@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use super::config::JournalConfig;
 use super::error::JournalError;
+use super::faults::Faults;
 use super::format;
 use super::segment::{self, SegmentHandle};
 use super::shared::Shared;
@@ -31,11 +32,17 @@ pub struct Writer {
     segment_len: u64,
     buffer: Vec<u8>,
     poisoned: Option<String>,
+    faults: Arc<dyn Faults>,
 }
 
 impl Writer {
     /// Opens the writer at the end of the last segment (creating the first one if none).
-    pub fn open(dir: PathBuf, config: JournalConfig, shared: Arc<Shared>) -> Result<Self, JournalError> {
+    pub fn open(
+        dir: PathBuf,
+        config: JournalConfig,
+        shared: Arc<Shared>,
+        faults: Arc<dyn Faults>,
+    ) -> Result<Self, JournalError> {
         let end = shared.durable_end();
         let last = shared.segments.read().last().cloned();
         let (file, path, segment_base) = match last {
@@ -63,6 +70,7 @@ impl Writer {
             segment_base,
             buffer: Vec::new(),
             poisoned: None,
+            faults,
         })
     }
 
@@ -83,7 +91,9 @@ impl Writer {
             offsets.push(start + self.buffer.len() as u64);
             format::encode(payload, start + self.buffer.len() as u64, &mut self.buffer);
         }
-        if let Err(error) = self.file.write_all_at(&self.buffer, self.segment_len) {
+        let written = (self.faults.before_write(&self.path, self.buffer.len()))
+            .and_then(|()| self.file.write_all_at(&self.buffer, self.segment_len));
+        if let Err(error) = written {
             self.shared.set_written_end(start);
             // Cut back whatever part of the batch reached the file.
             if let Err(cut) = self.file.set_len(self.segment_len) {
@@ -93,7 +103,11 @@ impl Writer {
         }
         let end = start + self.buffer.len() as u64;
         self.shared.set_written_end(end);
-        if let Err(error) = self.file.sync_data() {
+        if let Err(error) = self
+            .faults
+            .before_sync(&self.path)
+            .and_then(|()| self.file.sync_data())
+        {
             let error = JournalError::io("fdatasync", &self.path, error);
             self.poisoned = Some(error.to_string());
             return Err(error);
