@@ -303,4 +303,16 @@ fn wal_verify_reports_corruption_and_inspect_lists_records() {
         .stdout(predicates::str::contains("mid-log corruption: segment"))
         .stdout(predicates::str::contains(format!("offset {}", offsets[2])))
         .stderr(predicates::str::contains("1 defect(s) found"));
+    stemedb()
+        .args(["wal", "repair"])
+        .arg(dir.path())
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("quarantined 1 region(s)"));
+    stemedb()
+        .args(["wal", "inspect"])
+        .arg(dir.path())
+        .assert()
+        .success()
+        .stdout(predicates::str::contains(offsets[4].to_string()));
 }

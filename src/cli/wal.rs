@@ -1,7 +1,7 @@
 //! `stemedb wal verify|inspect`: read-only examination of a journal directory.
 //!
-//! Neither command changes anything: no truncation, no quarantine (that is what opening the
-//! journal does). `verify` exits 1 if it finds any defect, torn tail included.
+//! `verify` and `inspect` change nothing: no truncation, no quarantine. `verify` exits 1 if it
+//! finds any defect, torn tail included. `repair` runs the recovery that opening does.
 
 use std::path::{Path, PathBuf};
 
@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 
 use stemedb::config::Config;
 use stemedb::protocol::Hash;
-use stemedb::storage::journal::{ScanReport, format, scan};
+use stemedb::storage::journal::{Journal, QUARANTINE_DIR, ScanReport, format, scan};
 
 use super::CliError;
 
@@ -23,6 +23,9 @@ pub(crate) enum WalCommand {
     Verify(VerifyArgs),
     /// List records: offset, length, blake3 of the payload, and its first bytes.
     Inspect(InspectArgs),
+    /// Run recovery: truncate a torn tail, quarantine mid-log corruption (per the configured
+    /// policy), and report what was done. This is what opening the journal does.
+    Repair(VerifyArgs),
 }
 
 /// Arguments of `stemedb wal verify`.
@@ -50,6 +53,7 @@ pub(crate) fn run(command: &WalCommand, config: &Config) -> Result<(), CliError>
     match command {
         WalCommand::Verify(args) => verify(&args.dir, config),
         WalCommand::Inspect(args) => inspect(args, config),
+        WalCommand::Repair(args) => repair(&args.dir, config),
     }
 }
 
@@ -140,6 +144,23 @@ fn inspect(args: &InspectArgs, config: &Config) -> Result<(), CliError> {
             payload.len(),
             Hash::of(payload)
         );
+    }
+    Ok(())
+}
+
+fn repair(dir: &Path, config: &Config) -> Result<(), CliError> {
+    scan_dir(dir, config)?;
+    let journal = Journal::open(dir, config.journal.clone()).map_err(|e| CliError::Input(e.to_string()))?;
+    let recovered = journal.recovered();
+    println!(
+        "{}: truncated {} byte(s) of torn tail; quarantined {} region(s); log ends at offset {}",
+        dir.display(),
+        recovered.truncated_bytes,
+        recovered.quarantined.len(),
+        journal.durable_end()
+    );
+    for (offset, length) in &recovered.quarantined {
+        println!("quarantined offset {offset} length {length}");
     }
     Ok(())
 }
