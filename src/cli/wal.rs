@@ -76,10 +76,13 @@ fn verify(dir: &Path, config: &Config) -> Result<(), CliError> {
         report.end
     );
     for defect in &report.defects {
-        let kind = if defect.tail {
-            "torn tail"
-        } else {
-            "mid-log corruption"
+        let report_path = dir
+            .join(QUARANTINE_DIR)
+            .join(format!("{:020}.json", defect.offset));
+        let kind = match (defect.tail, report_path.exists()) {
+            (true, _) => "torn tail",
+            (false, true) => "mid-log corruption (already quarantined)",
+            (false, false) => "mid-log corruption",
         };
         println!(
             "{kind}: segment {} offset {} length {}: {}",
