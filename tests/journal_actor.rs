@@ -60,3 +60,66 @@ async fn concurrent_appends_are_acknowledged_and_read_back_in_order() {
         .unwrap();
     assert_eq!(journal.cursor("ingest"), Some(page.next));
 }
+
+/// Collects announced durable ends; signals when one reaches a target.
+struct Watcher {
+    target: u64,
+    done: Option<tokio::sync::oneshot::Sender<u64>>,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<u64>>>,
+}
+
+impl actix::Actor for Watcher {
+    type Context = actix::Context<Self>;
+}
+
+impl actix::Handler<stemedb::actors::DurableOffset> for Watcher {
+    type Result = ();
+
+    fn handle(&mut self, message: stemedb::actors::DurableOffset, _ctx: &mut Self::Context) {
+        self.seen.lock().unwrap().push(message.end);
+        if message.end >= self.target {
+            if let Some(done) = self.done.take() {
+                let _ = done.send(message.end);
+            }
+        }
+    }
+}
+
+#[actix_rt::test]
+async fn group_commit_actor_announces_growing_durable_ends() {
+    use actix::Actor;
+    use stemedb::actors::{GroupCommitActor, Subscribe};
+    let dir = TempDir::new().unwrap();
+    let journal = Journal::open(dir.path(), JournalConfig::default()).unwrap();
+    let group_commit = GroupCommitActor::new(journal.clone()).start();
+    let appender = JournalActor::new(journal.clone()).start();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    // 50 records of 4 bytes: the durable end after the last is 50 * (40 + 4).
+    let target = 50 * 44;
+    let watcher = Watcher {
+        target,
+        done: Some(tx),
+        seen: seen.clone(),
+    }
+    .start();
+    group_commit
+        .send(Subscribe(watcher.recipient()))
+        .await
+        .unwrap()
+        .unwrap();
+    for n in 0..50u32 {
+        appender
+            .send(Append {
+                payload: n.to_le_bytes().to_vec(),
+            })
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    let end = rx.await.unwrap();
+    assert_eq!(end, target);
+    assert_eq!(journal.durable_end(), target);
+    let seen = seen.lock().unwrap().clone();
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "ends only grow: {seen:?}");
+}

@@ -44,6 +44,8 @@ use group_commit::AppendRequest;
 use segment::SegmentHandle;
 use shared::Shared;
 
+pub use shared::DurableListener;
+
 /// An open journal. Clones share it; the group-commit thread stops when the last is dropped,
 /// after acknowledging everything queued.
 #[derive(Clone)]
@@ -172,6 +174,12 @@ impl Journal {
     /// end at that moment (compare it with `offset` to tell which happened).
     pub fn wait_durable_beyond(&self, offset: u64, deadline: Instant) -> u64 {
         self.inner.shared.wait_durable_beyond(offset, deadline)
+    }
+
+    /// Installs a callback that receives the new durable end after every committed batch
+    /// (replacing any earlier one). It runs on the group-commit thread and must not block.
+    pub fn set_durable_listener(&self, listener: DurableListener) {
+        self.inner.shared.set_listener(Some(listener));
     }
 
     /// Returns what recovery found and did when this journal was opened.

@@ -11,7 +11,6 @@ use super::segment::SegmentHandle;
 
 /// Shared journal state. Invariant: `durable_end <= written_end`, and every byte below
 /// `durable_end` was fsynced (or existed at open, after recovery).
-#[derive(Debug)]
 pub struct Shared {
     /// Global offset just past the last durable record.
     durable_end: AtomicU64,
@@ -23,6 +22,20 @@ pub struct Shared {
     pub quarantined: RwLock<BTreeMap<u64, u64>>,
     /// Signalled whenever `durable_end` advances.
     durable_signal: (Mutex<()>, Condvar),
+    /// Called with the new durable end after each batch (e.g. to wake the GroupCommit actor).
+    listener: RwLock<Option<DurableListener>>,
+}
+
+/// A callback receiving each new durable end; it must not block.
+pub type DurableListener = Box<dyn Fn(u64) + Send + Sync>;
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("durable_end", &self.durable_end())
+            .field("written_end", &self.written_end())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Shared {
@@ -33,6 +46,7 @@ impl Shared {
             segments: RwLock::new(segments),
             quarantined: RwLock::new(quarantined),
             durable_signal: (Mutex::new(()), Condvar::new()),
+            listener: RwLock::new(None),
         }
     }
 
@@ -51,9 +65,19 @@ impl Shared {
     /// Publishes a new durable end and wakes every waiter.
     pub fn publish_durable(&self, end: u64) {
         debug_assert!(end >= self.durable_end());
-        let _guard = self.durable_signal.0.lock();
-        self.durable_end.store(end, Ordering::Release);
-        self.durable_signal.1.notify_all();
+        {
+            let _guard = self.durable_signal.0.lock();
+            self.durable_end.store(end, Ordering::Release);
+            self.durable_signal.1.notify_all();
+        }
+        if let Some(listener) = self.listener.read().as_ref() {
+            listener(end);
+        }
+    }
+
+    /// Installs (or, with `None`, removes) the durable-end listener.
+    pub fn set_listener(&self, listener: Option<DurableListener>) {
+        *self.listener.write() = listener;
     }
 
     /// Waits until the durable end exceeds `offset` or `deadline` passes; returns the durable
