@@ -13,6 +13,14 @@ use stemedb::storage::journal::{
 };
 use tempfile::TempDir;
 
+/// Small segments: every test's log fits one segment, and preallocation stays cheap.
+fn test_config() -> JournalConfig {
+    JournalConfig {
+        segment_size_bytes: 64 * 1024,
+        ..JournalConfig::default()
+    }
+}
+
 fn payload(n: usize) -> Vec<u8> {
     (0..60 + n % 7).map(|i| (i * 31 + n * 7) as u8).collect()
 }
@@ -76,7 +84,7 @@ fn walk(journal: &Journal, start: u64) -> Vec<(u64, Vec<u8>)> {
 
 #[test]
 fn recovery_truncates_a_torn_write_at_every_byte_of_the_last_record() {
-    let config = JournalConfig::default();
+    let config = test_config();
     let (dir, offsets) = journal_with(5, &config);
     let last = *offsets.last().unwrap();
     let end = last + format::record_len(payload(4).len()) as u64;
@@ -98,7 +106,7 @@ fn recovery_truncates_a_torn_write_at_every_byte_of_the_last_record() {
 
 #[test]
 fn a_bit_flip_at_every_byte_of_a_middle_record_is_quarantined() {
-    let config = JournalConfig::default();
+    let config = test_config();
     let (dir, offsets) = journal_with(5, &config);
     let (start, end) = (offsets[2], offsets[3]);
     for at in start..end {
@@ -129,7 +137,7 @@ fn a_bit_flip_at_every_byte_of_a_middle_record_is_quarantined() {
 
 #[test]
 fn a_zeroed_sector_is_quarantined_and_records_around_it_survive() {
-    let config = JournalConfig::default();
+    let config = test_config();
     let (dir, offsets) = journal_with(40, &config);
     let (zero_from, zero_to) = (1024u64, 1536u64);
     let copy = damaged_copy(dir.path(), |bytes| {
@@ -161,7 +169,7 @@ fn a_zeroed_sector_is_quarantined_and_records_around_it_survive() {
 
 #[test]
 fn a_record_copied_to_another_offset_is_rejected() {
-    let config = JournalConfig::default();
+    let config = test_config();
     let (dir, offsets) = journal_with(6, &config);
     // Records 1 and 4 have equal payload sizes (n % 7), so 1 fits exactly over 4.
     let copy = damaged_copy(dir.path(), |bytes| {
@@ -178,7 +186,7 @@ fn a_record_copied_to_another_offset_is_rejected() {
 fn mid_log_corruption_under_the_stop_policy_fails_the_open() {
     let config = JournalConfig {
         corruption_policy: CorruptionPolicy::Stop,
-        ..JournalConfig::default()
+        ..test_config()
     };
     let (dir, offsets) = journal_with(5, &config);
     let copy = damaged_copy(dir.path(), |bytes| bytes[offsets[2] as usize + 45] ^= 1);
@@ -192,7 +200,7 @@ fn mid_log_corruption_under_the_stop_policy_fails_the_open() {
 fn small_segments() -> JournalConfig {
     JournalConfig {
         segment_size_bytes: 4096,
-        ..JournalConfig::default()
+        ..test_config()
     }
 }
 
@@ -268,7 +276,7 @@ fn oversized_and_empty_payloads_are_refused_before_the_log() {
     let config = JournalConfig {
         record_bytes_max: 100,
         group_commit_batch_bytes_max: 100,
-        ..JournalConfig::default()
+        ..test_config()
     };
     let journal = Journal::open(dir.path(), config).unwrap();
     assert!(matches!(
@@ -281,4 +289,30 @@ fn oversized_and_empty_payloads_are_refused_before_the_log() {
     ));
     assert_eq!(journal.append(vec![1; 100]).unwrap(), 0);
     assert_eq!(journal.durable_end(), format::record_len(100) as u64);
+}
+
+#[test]
+fn a_reader_made_before_a_roll_reads_the_new_segment() {
+    let dir = TempDir::new().unwrap();
+    let journal = Journal::open(dir.path(), small_segments()).unwrap();
+    let mut old = journal.reader();
+    let first = journal.append(vec![7; 1500]).unwrap();
+    assert!(matches!(old.read(first).unwrap(), ReadOutcome::Record { .. }));
+    let offsets: Vec<u64> = (0..12).map(|_| journal.append(vec![7; 1500]).unwrap()).collect();
+    for offset in offsets {
+        match old.read(offset).unwrap() {
+            ReadOutcome::Record { payload, .. } => assert_eq!(payload, vec![7; 1500]),
+            other => panic!("{offset}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_clean_reopen_truncates_nothing() {
+    let config = small_segments();
+    let (dir, offsets) = journal_with(50, &config);
+    let journal = Journal::open(dir.path(), config).unwrap();
+    assert_eq!(journal.recovered().truncated_bytes, 0);
+    assert!(journal.recovered().report.defects.is_empty());
+    assert_eq!(walk(&journal, 0).len(), offsets.len());
 }

@@ -111,9 +111,12 @@ impl JournalReader {
     fn find(&self, offset: u64) -> Option<Arc<SegmentHandle>> {
         let index = self.segments.partition_point(|s| s.base <= offset);
         let segment = self.segments.get(index.checked_sub(1)?)?;
-        // Past the last segment in the snapshot: a newer segment may hold it.
-        if index == self.segments.len() && self.segments.len() < self.shared.segments.read().len() {
-            return None;
+        // In the last segment of the snapshot: a segment rolled since may hold it instead.
+        if index == self.segments.len() {
+            let newest_base = self.shared.segments.read().last().map(|s| s.base);
+            if newest_base.is_some_and(|base| base > segment.base) {
+                return None;
+            }
         }
         Some(Arc::clone(segment))
     }

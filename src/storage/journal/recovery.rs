@@ -129,6 +129,8 @@ fn scan_segment(
                 pos += format::record_len(payload.len());
                 continue;
             }
+            // Zeros to the end of the last segment: preallocated space, the common case.
+            Ok(Decoded::End) if last && bytes[pos..].iter().all(|&b| b == 0) => break,
             Ok(Decoded::End) => None,
             Err(defect) => Some(defect),
         };
@@ -167,7 +169,7 @@ fn find_next_record(bytes: &[u8], base: u64, from: usize, payload_max: usize) ->
 pub struct Recovered {
     /// The scan it acted on.
     pub report: ScanReport,
-    /// Bytes truncated from the tail.
+    /// Bytes of torn tail truncated (preallocated zeros after them are not counted).
     pub truncated_bytes: u64,
     /// Mid-log regions quarantined, as (offset, length).
     pub quarantined: Vec<(u64, u64)>,
@@ -190,7 +192,8 @@ pub fn recover(dir: &Path, config: &JournalConfig) -> Result<Recovered, JournalE
         quarantine(dir, &report, defect)?;
         recovered.quarantined.push((defect.offset, defect.length));
     }
-    if let Some(last) = report.segments.last() {
+    let torn = report.defects.iter().any(|d| d.tail);
+    if let (true, Some(last)) = (torn, report.segments.last()) {
         let keep = report.end.saturating_sub(last.base).min(last.len);
         if keep < last.len {
             let file = OpenOptions::new()
@@ -201,7 +204,7 @@ pub fn recover(dir: &Path, config: &JournalConfig) -> Result<Recovered, JournalE
                 .map_err(|e| JournalError::io("truncate torn tail", &last.path, e))?;
             file.sync_all()
                 .map_err(|e| JournalError::io("fsync after truncation", &last.path, e))?;
-            recovered.truncated_bytes = last.len - keep;
+            recovered.truncated_bytes = report.defects.iter().filter(|d| d.tail).map(|d| d.length).sum();
         }
     }
     recovered.report = report;

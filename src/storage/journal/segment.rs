@@ -105,3 +105,28 @@ impl SegmentHandle {
         Ok(filled)
     }
 }
+
+/// Reserves `len` bytes for `file` (zero-filled, size extended) and makes that durable, so
+/// that later appends within it change no file metadata and each fdatasync writes data only.
+///
+/// Best effort: where the filesystem cannot preallocate or lacks the space, the segment simply
+/// grows as it is written (and a full disk surfaces as `StorageFull` on that write). Returns
+/// true if and only if the space was reserved.
+pub fn preallocate(file: &File, path: &Path, len: u64) -> Result<bool, JournalError> {
+    let current = file
+        .metadata()
+        .map_err(|e| JournalError::io("stat segment", path, e))?
+        .len();
+    if current >= len {
+        return Ok(true);
+    }
+    match rustix::fs::fallocate(file, rustix::fs::FallocateFlags::empty(), 0, len) {
+        Ok(()) => {
+            file.sync_all()
+                .map_err(|e| JournalError::io("fsync preallocated segment", path, e))?;
+            Ok(true)
+        }
+        Err(errno) if errno == rustix::io::Errno::NOSPC || errno == rustix::io::Errno::OPNOTSUPP => Ok(false),
+        Err(errno) => Err(JournalError::io("preallocate segment", path, errno.into())),
+    }
+}

@@ -8,6 +8,8 @@
 //!   pages, so a later successful fsync would prove nothing.
 //! - Segments roll only between batches, after the previous batch is durable, so only the
 //!   last segment can ever have a torn tail.
+//! - The active segment is preallocated (zeros, which read as end-of-log) so that appends
+//!   do not grow the file and an fdatasync has no size change to commit.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
@@ -60,6 +62,7 @@ impl Writer {
                 (file, path, end)
             }
         };
+        segment::preallocate(&file, &path, config.segment_size_bytes)?;
         Ok(Self {
             segment_len: end - segment_base,
             dir,
@@ -95,9 +98,12 @@ impl Writer {
             .and_then(|()| self.file.write_all_at(&self.buffer, self.segment_len));
         if let Err(error) = written {
             self.shared.set_written_end(start);
-            // Cut back whatever part of the batch reached the file.
+            // Cut back whatever part of the batch reached the file, then restore the
+            // preallocation if there is room again.
             if let Err(cut) = self.file.set_len(self.segment_len) {
                 self.poisoned = Some(format!("could not remove a failed write: {cut}"));
+            } else {
+                let _ = segment::preallocate(&self.file, &self.path, self.config.segment_size_bytes);
             }
             return Err(JournalError::io("write", &self.path, error));
         }
@@ -117,10 +123,17 @@ impl Writer {
         Ok(offsets)
     }
 
-    /// Starts a new segment at the current end. The old one is already durable.
+    /// Starts a new segment at the current end. The old one is already durable; its unused
+    /// preallocated space is cut off first (durably), so that every segment but the last ends
+    /// exactly where the next begins.
     fn roll(&mut self) -> Result<(), JournalError> {
         let base = self.segment_base + self.segment_len;
+        self.file
+            .set_len(self.segment_len)
+            .and_then(|()| self.file.sync_all())
+            .map_err(|e| JournalError::io("trim rolled segment", &self.path, e))?;
         let (file, path) = segment::create_segment(&self.dir, base)?;
+        segment::preallocate(&file, &path, self.config.segment_size_bytes)?;
         let handle = SegmentHandle::open(base, path.clone())?;
         self.shared.segments.write().push(Arc::new(handle));
         self.file = file;
