@@ -10,6 +10,12 @@ use std::path::{Path, PathBuf};
 
 use super::error::JournalError;
 
+/// Bytes of zeros written per call when preallocating: large enough for few syscalls, small
+/// enough to be a trivial allocation.
+const PREALLOCATE_CHUNK_BYTES: usize = 1 << 20;
+/// Name of the spare segment, zero-filled ahead of a roll; not a `.wal` file until installed.
+const SPARE_NAME: &str = "spare-segment.tmp";
+
 /// Suffix of segment files.
 const SEGMENT_SUFFIX: &str = ".wal";
 /// Digits of the base offset in a segment name (u64::MAX has 20).
@@ -106,12 +112,14 @@ impl SegmentHandle {
     }
 }
 
-/// Reserves `len` bytes for `file` (zero-filled, size extended) and makes that durable, so
-/// that later appends within it change no file metadata and each fdatasync writes data only.
+/// Reserves `len` bytes for `file` by writing zeros (which read as end-of-log) and makes that
+/// durable, so that later appends overwrite allocated, written blocks: each fdatasync then
+/// writes data only, with no file size or extent change to commit. (`fallocate` would leave
+/// unwritten extents whose conversion costs a metadata commit per fdatasync on ext4.)
 ///
-/// Best effort: where the filesystem cannot preallocate or lacks the space, the segment simply
-/// grows as it is written (and a full disk surfaces as `StorageFull` on that write). Returns
-/// true if and only if the space was reserved.
+/// Best effort: where the disk lacks the space, the segment simply grows as it is written (and
+/// a full disk surfaces as `StorageFull` on that write). Returns true if and only if the space
+/// was reserved.
 pub fn preallocate(file: &File, path: &Path, len: u64) -> Result<bool, JournalError> {
     let current = file
         .metadata()
@@ -120,13 +128,66 @@ pub fn preallocate(file: &File, path: &Path, len: u64) -> Result<bool, JournalEr
     if current >= len {
         return Ok(true);
     }
-    match rustix::fs::fallocate(file, rustix::fs::FallocateFlags::empty(), 0, len) {
-        Ok(()) => {
-            file.sync_all()
-                .map_err(|e| JournalError::io("fsync preallocated segment", path, e))?;
-            Ok(true)
+    let zeros = vec![0u8; PREALLOCATE_CHUNK_BYTES];
+    let mut at = current;
+    while at < len {
+        let n = (len - at).min(zeros.len() as u64) as usize;
+        if let Err(e) = file.write_all_at(&zeros[..n], at) {
+            let _ = file.set_len(current);
+            return match e.kind() {
+                std::io::ErrorKind::StorageFull => Ok(false),
+                _ => Err(JournalError::io("preallocate segment", path, e)),
+            };
         }
-        Err(errno) if errno == rustix::io::Errno::NOSPC || errno == rustix::io::Errno::OPNOTSUPP => Ok(false),
-        Err(errno) => Err(JournalError::io("preallocate segment", path, errno.into())),
+        at += n as u64;
     }
+    file.sync_all()
+        .map_err(|e| JournalError::io("fsync preallocated segment", path, e))?;
+    Ok(true)
+}
+
+/// Creates a zero-filled, durable spare segment of `len` bytes in `dir`, replacing any stale
+/// one; returns its path, or `StorageFull` (leaving no spare) where the space is lacking. Runs off the commit path, so a roll costs only a rename.
+pub fn prepare_spare(dir: &Path, len: u64) -> Result<PathBuf, JournalError> {
+    let path = dir.join(SPARE_NAME);
+    match std::fs::remove_file(&path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(JournalError::io("remove stale spare", &path, e)),
+    }
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(|e| JournalError::io("create spare segment", &path, e))?;
+    if !preallocate(&file, &path, len)? {
+        // A spare that holds no reservation is worthless, and its partial zeros take space
+        // the active segment may need.
+        let _ = std::fs::remove_file(&path);
+        return Err(JournalError::StorageFull { path });
+    }
+    Ok(path)
+}
+
+/// Removes the spare segment of `dir`, if any, giving its space back.
+pub fn remove_spare(dir: &Path) {
+    let _ = std::fs::remove_file(dir.join(SPARE_NAME));
+}
+
+/// Installs a prepared spare as the segment starting at `base` (rename, then fsync the
+/// directory) and opens it for writing.
+pub fn install_spare(dir: &Path, spare: &Path, base: u64) -> Result<(File, PathBuf), JournalError> {
+    let path = dir.join(segment_file_name(base));
+    if path.exists() {
+        return Err(JournalError::UnexpectedFile(path));
+    }
+    std::fs::rename(spare, &path).map_err(|e| JournalError::io("install spare segment", &path, e))?;
+    sync_dir(dir)?;
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(|e| JournalError::io("open installed segment", &path, e))?;
+    Ok((file, path))
 }

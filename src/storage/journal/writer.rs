@@ -13,8 +13,9 @@
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 
 use super::config::JournalConfig;
 use super::error::JournalError;
@@ -35,6 +36,37 @@ pub struct Writer {
     buffer: Vec<u8>,
     poisoned: Option<String>,
     faults: Arc<dyn Faults>,
+    /// The spare segment being prepared in the background for the next roll.
+    spare: Option<JoinHandle<Result<PathBuf, JournalError>>>,
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // Do not leave a thread writing into the directory after the journal is closed.
+        if let Some(spare) = self.spare.take() {
+            let _ = spare.join();
+        }
+    }
+}
+
+impl Writer {
+    /// Waits for any spare being prepared and removes it, freeing its space.
+    fn discard_spare(&mut self) {
+        if let Some(spare) = self.spare.take() {
+            let _ = spare.join();
+        }
+        segment::remove_spare(&self.dir);
+    }
+}
+
+/// Starts preparing a spare segment; `None` if no thread could be started (the roll then
+/// makes its segment inline).
+fn spawn_spare(dir: &Path, len: u64) -> Option<JoinHandle<Result<PathBuf, JournalError>>> {
+    let dir = dir.to_owned();
+    std::thread::Builder::new()
+        .name("stemedb-segment-spare".into())
+        .spawn(move || segment::prepare_spare(&dir, len))
+        .ok()
 }
 
 impl Writer {
@@ -62,7 +94,14 @@ impl Writer {
                 (file, path, end)
             }
         };
-        segment::preallocate(&file, &path, config.segment_size_bytes)?;
+        // A spare left by an earlier run is stale; its space may be needed by the active segment.
+        segment::remove_spare(&dir);
+        let reserved = segment::preallocate(&file, &path, config.segment_size_bytes)?;
+        let spare = if reserved {
+            spawn_spare(&dir, config.segment_size_bytes)
+        } else {
+            None
+        };
         Ok(Self {
             segment_len: end - segment_base,
             dir,
@@ -74,6 +113,7 @@ impl Writer {
             buffer: Vec::new(),
             poisoned: None,
             faults,
+            spare,
         })
     }
 
@@ -98,6 +138,10 @@ impl Writer {
             .and_then(|()| self.file.write_all_at(&self.buffer, self.segment_len));
         if let Err(error) = written {
             self.shared.set_written_end(start);
+            if error.kind() == std::io::ErrorKind::StorageFull {
+                // The spare's reservation is the first space to give back to the log.
+                self.discard_spare();
+            }
             // Cut back whatever part of the batch reached the file, then restore the
             // preallocation if there is room again.
             if let Err(cut) = self.file.set_len(self.segment_len) {
@@ -132,8 +176,24 @@ impl Writer {
             .set_len(self.segment_len)
             .and_then(|()| self.file.sync_all())
             .map_err(|e| JournalError::io("trim rolled segment", &self.path, e))?;
-        let (file, path) = segment::create_segment(&self.dir, base)?;
-        segment::preallocate(&file, &path, self.config.segment_size_bytes)?;
+        let spare = self.spare.take().map(JoinHandle::join);
+        let (file, path, reserved) = match spare {
+            Some(Ok(Ok(spare))) => {
+                let (file, path) = segment::install_spare(&self.dir, &spare, base)?;
+                (file, path, true)
+            }
+            // No spare (its preparation failed or could not start): make the segment here.
+            _ => {
+                let (file, path) = segment::create_segment(&self.dir, base)?;
+                let reserved = segment::preallocate(&file, &path, self.config.segment_size_bytes)?;
+                (file, path, reserved)
+            }
+        };
+        // Reserve the next spare only while space is plentiful: when even this segment could
+        // not be reserved, a spare would only take space the log needs now.
+        if reserved {
+            self.spare = spawn_spare(&self.dir, self.config.segment_size_bytes);
+        }
         let handle = SegmentHandle::open(base, path.clone())?;
         self.shared.segments.write().push(Arc::new(handle));
         self.file = file;
