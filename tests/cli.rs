@@ -262,19 +262,34 @@ fn malformed_input_is_reported_not_panicked_on() {
 
 #[test]
 fn wal_verify_reports_corruption_and_inspect_lists_records() {
-    use stemedb::storage::journal::{Journal, JournalConfig};
-    let dir = TempDir::new().unwrap();
+    use stemedb::storage::journal::Journal;
+    // Small batches, so that damage followed by a few KiB of records is mid-log rather than a
+    // torn last batch.
+    let root = TempDir::new().unwrap();
+    let config_path = root.path().join("small.toml");
+    std::fs::write(
+        &config_path,
+        "[limits]\nrecord_bytes_max = 1024\n[journal]\nrecord_bytes_max = 1024\ngroup_commit_batch_bytes_max = 1024\nsegment_size_bytes = 65536\n",
+    )
+    .unwrap();
+    let config = stemedb::Config::load(Some(&config_path)).unwrap();
+    let dir = root.path().join("journal");
     let offsets: Vec<u64> = {
-        let journal = Journal::open(dir.path(), JournalConfig::default()).unwrap();
-        (0..5u8).map(|n| journal.append(vec![n; 50]).unwrap()).collect()
+        let journal = Journal::open(&dir, config.journal.clone()).unwrap();
+        (0..40u8).map(|n| journal.append(vec![n; 50]).unwrap()).collect()
+    };
+    let stemedb = || {
+        let mut cmd = stemedb();
+        cmd.arg("--config").arg(&config_path);
+        cmd
     };
     stemedb()
         .args(["wal", "verify"])
-        .arg(dir.path())
+        .arg(&dir)
         .assert()
         .success()
         .stdout(
-            predicates::str::contains("5 valid record(s)").and(predicates::str::contains("ok: no defects")),
+            predicates::str::contains("40 valid record(s)").and(predicates::str::contains("ok: no defects")),
         );
     stemedb()
         .args([
@@ -285,19 +300,19 @@ fn wal_verify_reports_corruption_and_inspect_lists_records() {
             "--limit",
             "1",
         ])
-        .arg(dir.path())
+        .arg(&dir)
         .assert()
         .success()
         .stdout(
             predicates::str::contains(format!("{}", offsets[3])).and(predicates::str::contains("0303030303")),
         );
-    let segment = dir.path().join(format!("{:020}.wal", 0));
+    let segment = dir.join(format!("{:020}.wal", 0));
     let mut bytes = std::fs::read(&segment).unwrap();
     bytes[offsets[2] as usize + 50] ^= 0x10;
     std::fs::write(&segment, &bytes).unwrap();
     stemedb()
         .args(["wal", "verify"])
-        .arg(dir.path())
+        .arg(&dir)
         .assert()
         .code(1)
         .stdout(predicates::str::contains("mid-log corruption: segment"))
@@ -305,14 +320,14 @@ fn wal_verify_reports_corruption_and_inspect_lists_records() {
         .stderr(predicates::str::contains("1 defect(s) found"));
     stemedb()
         .args(["wal", "repair"])
-        .arg(dir.path())
+        .arg(&dir)
         .assert()
         .success()
         .stdout(predicates::str::contains("quarantined 1 region(s)"));
     stemedb()
         .args(["wal", "inspect"])
-        .arg(dir.path())
+        .arg(&dir)
         .assert()
         .success()
-        .stdout(predicates::str::contains(offsets[4].to_string()));
+        .stdout(predicates::str::contains(offsets[39].to_string()));
 }

@@ -3,8 +3,8 @@
 //! The group commit itself runs on the journal's dedicated thread (an fdatasync must not block
 //! an arbiter). After every batch that thread tells this actor the new durable end; the actor
 //! forwards it to every subscriber, e.g. the Ingestor, which is so woken by durability rather
-//! than by polling. Announcements coalesce: a subscriber whose mailbox is full misses one, but
-//! the next carries a larger end, and ends only grow.
+//! than by polling. Announcements coalesce: each carries the journal's current durable end, and
+//! a subscriber whose mailbox is full is sent the latest end again shortly after.
 
 use actix::prelude::*;
 
@@ -55,28 +55,65 @@ impl Actor for GroupCommitActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        let address = ctx.address();
+        // A weak address: the journal must not keep this actor (and so itself) alive.
+        let address = ctx.address().downgrade();
         self.journal.set_durable_listener(Box::new(move |end| {
-            // A full mailbox drops this announcement; a later one carries a larger end.
-            let _ = address.try_send(DurableOffset { end });
+            // A full mailbox drops this announcement; the handler reads the journal's current
+            // end, so the announcement that does get through carries everything.
+            if let Some(address) = address.upgrade() {
+                let _ = address.try_send(DurableOffset { end });
+            }
         }));
         // Batches committed before the listener was installed.
         self.end = self.end.max(self.journal.durable_end());
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        self.journal.clear_durable_listener();
+    }
+}
+
+/// Retries announcing to subscribers whose mailboxes were full.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+struct Reannounce;
+
+/// Delay before retrying a full subscriber mailbox, in milliseconds: a subscriber that is
+/// behind drains its mailbox within this, and retrying is cheap.
+const REANNOUNCE_DELAY_MS: u64 = 1;
+
+impl GroupCommitActor {
+    fn announce(&mut self, ctx: &mut Context<Self>) {
+        self.subscribers.retain(|s| s.connected());
+        let message = DurableOffset { end: self.end };
+        let mut missed = false;
+        for subscriber in &self.subscribers {
+            missed |= subscriber.try_send(message).is_err();
+        }
+        if missed {
+            ctx.notify_later(Reannounce, std::time::Duration::from_millis(REANNOUNCE_DELAY_MS));
+        }
+    }
+}
+
+impl Handler<Reannounce> for GroupCommitActor {
+    type Result = ();
+
+    fn handle(&mut self, _message: Reannounce, ctx: &mut Self::Context) {
+        self.announce(ctx);
     }
 }
 
 impl Handler<DurableOffset> for GroupCommitActor {
     type Result = ();
 
-    fn handle(&mut self, message: DurableOffset, _ctx: &mut Self::Context) {
-        if message.end <= self.end {
+    fn handle(&mut self, message: DurableOffset, ctx: &mut Self::Context) {
+        let end = message.end.max(self.journal.durable_end());
+        if end <= self.end {
             return;
         }
-        self.end = message.end;
-        self.subscribers.retain(|s| s.connected());
-        for subscriber in &self.subscribers {
-            let _ = subscriber.try_send(message);
-        }
+        self.end = end;
+        self.announce(ctx);
     }
 }
 

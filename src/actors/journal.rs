@@ -14,6 +14,8 @@ use crate::storage::journal::{Journal, JournalError, ReadError, ReadOutcome};
 const MAILBOX_CAPACITY: usize = 1024;
 /// Largest `max_records` of one [`ReadRange`].
 pub const READ_RANGE_RECORDS_MAX: usize = 10_000;
+/// Largest `max_bytes` of one [`ReadRange`]: 64 MiB bounds the memory of one reply.
+pub const READ_RANGE_BYTES_MAX: usize = 64 * 1024 * 1024;
 
 /// The journal actor.
 #[derive(Debug)]
@@ -97,7 +99,7 @@ impl Handler<ReadRange> for JournalActor {
         };
         let mut bytes = 0usize;
         while range.records.len() < message.max_records.min(READ_RANGE_RECORDS_MAX)
-            && bytes < message.max_bytes
+            && bytes < message.max_bytes.min(READ_RANGE_BYTES_MAX)
         {
             match reader.read(range.next)? {
                 ReadOutcome::Record {

@@ -10,4 +10,7 @@ mod group_commit;
 mod journal;
 
 pub use group_commit::{DurableOffset, GroupCommitActor, SUBSCRIBERS_MAX, Subscribe, SubscribeError};
-pub use journal::{Append, CollectGarbage, JournalActor, RangeRead, ReadRange, SetCursor};
+pub use journal::{
+    Append, CollectGarbage, JournalActor, READ_RANGE_BYTES_MAX, READ_RANGE_RECORDS_MAX, RangeRead, ReadRange,
+    SetCursor,
+};

@@ -126,7 +126,7 @@ fn inspect(args: &InspectArgs, config: &Config) -> Result<(), CliError> {
         }
         let Some((base, bytes)) = &loaded else { continue };
         let at = (record.offset - base) as usize;
-        let payload = match format::decode(&bytes[at..], record.offset, config.journal.record_bytes_max) {
+        let payload = match format::decode(&bytes[at..], record.offset, format::PAYLOAD_BYTES_CEILING) {
             Ok(format::Decoded::Record(payload)) => payload,
             _ => {
                 return Err(CliError::Input(format!(

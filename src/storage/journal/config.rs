@@ -24,7 +24,9 @@ pub struct JournalConfig {
     /// Largest record payload, in bytes. Default 4 MiB: above the largest valid record
     /// (`limits.record_bytes_max`), and it bounds what recovery will believe a length field.
     pub record_bytes_max: usize,
-    /// Most payload bytes in one group-commit batch (one write, one fdatasync). Default 4 MiB.
+    /// Most bytes (encoded records, headers included) in one group-commit batch: one write, one
+    /// fdatasync. Default 4 MiB. Recovery treats damage within one batch of the end of the log
+    /// as a torn tail, so this also bounds what a crash can tear.
     pub group_commit_batch_bytes_max: usize,
     /// Longest a batch waits for more appenders once several are already queued, in
     /// microseconds. Default 0: the fsync in progress is itself the batching window; a lone
@@ -54,9 +56,8 @@ impl Default for JournalConfig {
 
 /// Longest accepted `group_commit_wait_us_max`: 100 ms; longer waits only add latency.
 const GROUP_COMMIT_WAIT_US_CEILING: u64 = 100_000;
-/// Largest record payload the format supports (the length field is a u32), capped at 1 GiB to
-/// bound memory per record.
-const RECORD_BYTES_CEILING: usize = 1 << 30;
+/// Largest record payload the format supports.
+const RECORD_BYTES_CEILING: usize = super::format::PAYLOAD_BYTES_CEILING;
 
 impl JournalConfig {
     /// Checks every value against its range.

@@ -53,8 +53,18 @@ impl Cursors {
         if !self.offsets.contains_key(name) && self.offsets.len() >= CURSORS_MAX {
             return Err(JournalError::Config(format!("at most {CURSORS_MAX} cursors")));
         }
-        self.offsets.insert(name.to_owned(), offset);
-        self.save()
+        // Persist first: the in-memory set (which garbage collection trusts) never runs ahead
+        // of the saved one.
+        let mut next = self.offsets.clone();
+        next.insert(name.to_owned(), offset);
+        self.save(&next)?;
+        self.offsets = next;
+        Ok(())
+    }
+
+    /// Returns the highest cursor, or `None` if there is none.
+    pub fn max(&self) -> Option<u64> {
+        self.offsets.values().copied().max()
     }
 
     /// Returns the offset of cursor `name`.
@@ -67,9 +77,9 @@ impl Cursors {
         self.offsets.values().copied().min()
     }
 
-    fn save(&self) -> Result<(), JournalError> {
+    fn save(&self, offsets: &BTreeMap<String, u64>) -> Result<(), JournalError> {
         let tmp = self.path.with_extension("json.tmp");
-        let bytes = serde_json::to_vec(&self.offsets).map_err(|e| JournalError::Config(e.to_string()))?;
+        let bytes = serde_json::to_vec(offsets).map_err(|e| JournalError::Config(e.to_string()))?;
         let mut file = std::fs::File::create(&tmp).map_err(|e| JournalError::io("create", &tmp, e))?;
         file.write_all(&bytes)
             .map_err(|e| JournalError::io("write", &tmp, e))?;

@@ -104,6 +104,18 @@ pub enum JournalError {
     /// The configuration is invalid.
     #[error("invalid journal configuration: {0}")]
     Config(String),
+    /// Another journal (in this or another process) holds the directory.
+    #[error("journal directory {0} is in use by another journal (lock held)")]
+    Locked(PathBuf),
+    /// A cursor lies beyond the end of the log: a cursor may not pass the durable end, so at
+    /// open this means the newest part of the log was lost.
+    #[error("cursor at offset {cursor} is beyond the end of the journal ({end})")]
+    CursorBeyondEnd {
+        /// The cursor.
+        cursor: u64,
+        /// The durable end.
+        end: u64,
+    },
     /// The group-commit thread is gone (the journal was closed).
     #[error("journal is closed")]
     Closed,

@@ -28,6 +28,10 @@ const HASH_AT: usize = CRC_AT + CRC_BYTES;
 /// Bytes of the record header (everything before the payload).
 pub const HEADER_BYTES: usize = HASH_AT + HASH_BYTES;
 
+/// Largest payload the format admits, in bytes: 1 GiB (the length field could say 4 GiB; the
+/// ceiling bounds memory per record). The configured `record_bytes_max` only limits appends.
+pub const PAYLOAD_BYTES_CEILING: usize = 1 << 30;
+
 /// Returns the total size of a record with a payload of `payload_len` bytes.
 pub const fn record_len(payload_len: usize) -> usize {
     HEADER_BYTES + payload_len

@@ -13,6 +13,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
 
 use super::config::JournalConfig;
 use super::error::JournalError;
+use super::format;
 use super::writer::Writer;
 
 /// Called once with the outcome of an append: its global offset once durable, or the error.
@@ -69,12 +70,13 @@ fn collect_batch(
         Some(request) => request,
         None => requests.recv().ok()?,
     };
-    let mut bytes = first.payload.len();
+    // Encoded bytes, headers included: recovery's torn-batch window relies on this bound.
+    let mut bytes = format::record_len(first.payload.len());
     batch.push(first);
     while bytes < config.group_commit_batch_bytes_max {
         match requests.try_recv() {
             Ok(request) => {
-                bytes += request.payload.len();
+                bytes += format::record_len(request.payload.len());
                 batch.push(request);
             }
             Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
@@ -85,7 +87,7 @@ fn collect_batch(
         while bytes < config.group_commit_batch_bytes_max {
             match requests.recv_deadline(deadline) {
                 Ok(request) => {
-                    bytes += request.payload.len();
+                    bytes += format::record_len(request.payload.len());
                     batch.push(request);
                 }
                 Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,

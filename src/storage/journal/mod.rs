@@ -88,14 +88,19 @@ struct Inner {
     recovered: Recovered,
     /// Appenders currently waiting in [`Journal::append`].
     waiters: AtomicUsize,
+    /// The exclusive lock on the directory; released when the file closes.
+    _lock: std::fs::File,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        // Closing the channel lets the thread drain what is queued and stop.
+        // Closing the channel lets the thread drain what is queued and stop. If the last
+        // handle is dropped on that very thread (inside a reply), it ends by itself instead.
         self.sender.take();
         if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+            if thread.thread().id() != std::thread::current().id() {
+                let _ = thread.join();
+            }
         }
     }
 }
@@ -114,8 +119,20 @@ impl Journal {
     ) -> Result<Self, JournalError> {
         config.validate().map_err(JournalError::Config)?;
         let dir = dir.as_ref().to_owned();
-        std::fs::create_dir_all(&dir).map_err(|e| JournalError::io("create journal dir", &dir, e))?;
-        let recovered = recovery::recover(&dir, &config)?;
+        segment::create_dir_durably(&dir)?;
+        // Held for the journal's lifetime: a second writer would append at the same offsets.
+        let lock = segment::lock_dir(&dir)?;
+        let mut recovered = recovery::recover(&dir, &config)?;
+        let cursors = cursors::Cursors::load(&dir)?;
+        if let Some(max) = cursors.max().filter(|&max| max > recovered.report.end) {
+            return Err(JournalError::CursorBeyondEnd {
+                cursor: max,
+                end: recovered.report.end,
+            });
+        }
+        // The per-record list serves `wal` tools; an open journal needs only the counts.
+        recovered.record_count = recovered.report.records.len();
+        recovered.report.records = Vec::new();
         let handles = recovered
             .report
             .segments
@@ -129,7 +146,7 @@ impl Journal {
         let (sender, receiver) = crossbeam_channel::bounded(config.group_commit_queue_depth_max);
         let thread = group_commit::spawn(writer, config.clone(), receiver)
             .map_err(|e| JournalError::io("spawn group-commit thread", &dir, e))?;
-        let cursors = Mutex::new(cursors::Cursors::load(&dir)?);
+        let cursors = Mutex::new(cursors);
         Ok(Self {
             inner: Arc::new(Inner {
                 dir,
@@ -140,6 +157,7 @@ impl Journal {
                 cursors,
                 recovered,
                 waiters: AtomicUsize::new(0),
+                _lock: lock,
             }),
         })
     }
@@ -197,7 +215,7 @@ impl Journal {
 
     /// Returns a new reader.
     pub fn reader(&self) -> JournalReader {
-        JournalReader::new(Arc::clone(&self.inner.shared), self.inner.config.record_bytes_max)
+        JournalReader::new(Arc::clone(&self.inner.shared), format::PAYLOAD_BYTES_CEILING)
     }
 
     /// Returns the global offset just past the last durable record.
@@ -217,6 +235,11 @@ impl Journal {
         self.inner.shared.set_listener(Some(listener));
     }
 
+    /// Removes the durable-end listener, if any.
+    pub fn clear_durable_listener(&self) {
+        self.inner.shared.set_listener(None);
+    }
+
     /// Returns what recovery found and did when this journal was opened.
     pub fn recovered(&self) -> &Recovered {
         &self.inner.recovered
@@ -232,8 +255,13 @@ impl Journal {
         &self.inner.dir
     }
 
-    /// Durably sets the named cursor (registering it if new).
+    /// Durably sets the named cursor (registering it if new). A cursor cannot pass the durable
+    /// end: it records what a consumer has processed, and only durable records can be read.
     pub fn set_cursor(&self, name: &str, offset: u64) -> Result<(), JournalError> {
+        let end = self.durable_end();
+        if offset > end {
+            return Err(JournalError::CursorBeyondEnd { cursor: offset, end });
+        }
         self.inner.cursors.lock().set(name, offset)
     }
 
@@ -264,11 +292,10 @@ impl Journal {
             let segment = segments.remove(0);
             std::fs::remove_file(&segment.path)
                 .map_err(|e| JournalError::io("remove segment", &segment.path, e))?;
-            removed += 1;
-        }
-        drop(segments);
-        if removed > 0 {
+            // One directory fsync per removal: unlinks are not ordered among themselves, and
+            // losing an older removal but keeping a newer one would leave a gap.
             segment::sync_dir(&self.inner.dir)?;
+            removed += 1;
         }
         Ok(removed)
     }

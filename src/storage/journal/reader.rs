@@ -76,7 +76,9 @@ impl JournalReader {
             return Err(ReadError::Corrupt { offset, defect });
         }
         let len = format::payload_len(&header);
-        if len > self.payload_max {
+        // Bound the allocation by what can really be there: the durable bytes after `offset`.
+        let durable_left = self.shared.durable_end().saturating_sub(offset);
+        if len > self.payload_max || format::record_len(len) as u64 > durable_left {
             let defect = RecordDefect::LengthTooLarge {
                 len,
                 max: self.payload_max,
@@ -101,8 +103,14 @@ impl JournalReader {
     }
 
     fn skip_quarantined(&self, mut offset: u64) -> u64 {
+        // An offset anywhere inside a quarantined region (say, a consumer's cursor at a record
+        // that was damaged along with its predecessor) skips to the region's end.
         let quarantined = self.shared.quarantined.read();
-        while let Some(&end) = quarantined.get(&offset) {
+        while let Some((_, &end)) = quarantined
+            .range(..=offset)
+            .next_back()
+            .filter(|(_, end)| offset < **end)
+        {
             offset = end;
         }
         offset

@@ -90,14 +90,19 @@ pub fn scan(dir: &Path, config: &JournalConfig) -> Result<ScanReport, JournalErr
             }
         }
         let bytes = std::fs::read(path).map_err(|e| JournalError::io("read segment", path, e))?;
+        // A crafted name near u64::MAX would make offsets wrap.
+        if base.checked_add(bytes.len() as u64 + 1).is_none() {
+            return Err(JournalError::UnexpectedFile(path.clone()));
+        }
         let last = index + 1 == listed.len();
-        scan_segment(&bytes, *base, path, last, config.record_bytes_max, &mut report);
+        scan_segment(&bytes, *base, path, last, &mut report);
         report.segments.push(ScannedSegment {
             base: *base,
             path: path.clone(),
             len: bytes.len() as u64,
         });
     }
+    classify_torn_batch(&mut report, torn_batch_window_bytes(config));
     // Appends continue after the last valid record, and never before the last segment: bytes
     // of earlier segments cannot be truncated, so their defects are all mid-log.
     let after_last_record = report
@@ -109,14 +114,56 @@ pub fn scan(dir: &Path, config: &JournalConfig) -> Result<ScanReport, JournalErr
     Ok(report)
 }
 
-fn scan_segment(
-    bytes: &[u8],
-    base: u64,
-    path: &Path,
-    last: bool,
-    payload_max: usize,
-    report: &mut ScanReport,
-) {
+/// The most bytes one group-commit batch can span: its byte budget plus the one record that
+/// may overshoot it.
+fn torn_batch_window_bytes(config: &JournalConfig) -> u64 {
+    (config.group_commit_batch_bytes_max + format::record_len(config.record_bytes_max)) as u64
+}
+
+/// Reclassifies the damage at the end of the last segment.
+///
+/// One batch is written with one call and made durable with one fdatasync, and only then is
+/// the next batch written; so a crash can tear only the last batch, and its pages may reach
+/// the disk in any order — a lost page can be followed by surviving records of the same,
+/// never-acknowledged batch. The earliest defect of the last segment after which every valid
+/// record lies within one batch window is therefore a torn tail: it and everything after it
+/// are cut (and copied aside first). Damage followed by more than a batch of valid records is
+/// mid-log corruption.
+fn classify_torn_batch(report: &mut ScanReport, window_bytes: u64) {
+    let Some(last) = report.segments.last() else {
+        return;
+    };
+    let last_end = last.base + last.len;
+    let torn_at = report.defects.iter().position(|d| {
+        d.offset >= last.base
+            && report
+                .records
+                .iter()
+                .rev()
+                .take_while(|r| r.offset > d.offset)
+                .all(|r| r.offset + format::record_len(r.payload_len) as u64 <= d.offset + window_bytes)
+    });
+    let Some(index) = torn_at else { return };
+    let offset = report.defects[index].offset;
+    let tail_len = report
+        .defects
+        .iter()
+        .skip(index)
+        .map(|d| d.offset + d.length)
+        .max()
+        .unwrap_or(last_end);
+    let mut defect = report.defects[index].clone();
+    defect.length = tail_len.max(offset) - offset;
+    defect.tail = true;
+    report.defects.truncate(index);
+    report.defects.push(defect);
+    report.records.retain(|r| r.offset < offset);
+}
+
+fn scan_segment(bytes: &[u8], base: u64, path: &Path, last: bool, report: &mut ScanReport) {
+    // Lengths are bounded by the format's ceiling, not the configured maximum: lowering the
+    // setting must never turn acknowledged records into "corruption".
+    let payload_max = format::PAYLOAD_BYTES_CEILING;
     let mut pos = 0usize;
     while pos < bytes.len() {
         let offset = base + pos as u64;
@@ -134,7 +181,7 @@ fn scan_segment(
             Ok(Decoded::End) => None,
             Err(defect) => Some(defect),
         };
-        let next = find_next_record(bytes, base, pos + 1, payload_max);
+        let next = find_next_record(bytes, base, pos + 1);
         let stop = next.unwrap_or(bytes.len());
         let all_zero = bytes[pos..stop].iter().all(|&b| b == 0);
         // Zero bytes up to the end of the last segment are preallocated space, not damage.
@@ -142,10 +189,16 @@ fn scan_segment(
             let reason = defect
                 .as_ref()
                 .map_or_else(|| "zeroed bytes (zero length)".to_owned(), ToString::to_string);
+            // A defect ends at its last non-zero byte: zeros after it are preallocated space.
+            let damaged = bytes[pos..stop]
+                .iter()
+                .rposition(|&b| b != 0)
+                .map_or(stop - pos, |i| i + 1);
+            let length = if next.is_some() { stop - pos } else { damaged };
             report.defects.push(Defect {
                 segment: path.to_owned(),
                 offset,
-                length: (stop - pos) as u64,
+                length: length as u64,
                 reason,
                 tail: last && next.is_none(),
             });
@@ -155,10 +208,10 @@ fn scan_segment(
 }
 
 /// Returns the first position at or after `from` where a valid record starts.
-fn find_next_record(bytes: &[u8], base: u64, from: usize, payload_max: usize) -> Option<usize> {
+fn find_next_record(bytes: &[u8], base: u64, from: usize) -> Option<usize> {
     (from..bytes.len()).find(|&pos| {
         matches!(
-            format::decode(&bytes[pos..], base + pos as u64, payload_max),
+            format::decode(&bytes[pos..], base + pos as u64, format::PAYLOAD_BYTES_CEILING),
             Ok(Decoded::Record(_))
         )
     })
@@ -173,6 +226,8 @@ pub struct Recovered {
     pub truncated_bytes: u64,
     /// Mid-log regions quarantined, as (offset, length).
     pub quarantined: Vec<(u64, u64)>,
+    /// Valid records found (the open journal drops the per-record list of the report).
+    pub record_count: usize,
 }
 
 /// Scans the journal, truncates a torn tail and quarantines (or, by policy, refuses)
@@ -192,8 +247,12 @@ pub fn recover(dir: &Path, config: &JournalConfig) -> Result<Recovered, JournalE
         quarantine(dir, &report, defect)?;
         recovered.quarantined.push((defect.offset, defect.length));
     }
-    let torn = report.defects.iter().any(|d| d.tail);
-    if let (true, Some(last)) = (torn, report.segments.last()) {
+    let torn: Vec<&Defect> = report.defects.iter().filter(|d| d.tail).collect();
+    for defect in &torn {
+        // Usually the remains of an unacknowledged batch, but bit rot looks the same: keep a copy.
+        keep_torn_tail(dir, &report, defect)?;
+    }
+    if let (false, Some(last)) = (torn.is_empty(), report.segments.last()) {
         let keep = report.end.saturating_sub(last.base).min(last.len);
         if keep < last.len {
             let file = OpenOptions::new()
@@ -211,15 +270,25 @@ pub fn recover(dir: &Path, config: &JournalConfig) -> Result<Recovered, JournalE
     Ok(recovered)
 }
 
+/// Copies a torn tail aside before it is truncated; named by offset and time, since later
+/// records will reuse its offsets.
+fn keep_torn_tail(dir: &Path, report: &ScanReport, defect: &Defect) -> Result<(), JournalError> {
+    let stem = format!("tail-{:020}-{}", defect.offset, crate::protocol::now_ms());
+    copy_aside(dir, report, defect, &stem)
+}
+
 /// Copies a mid-log region aside with a JSON report; idempotent across reopenings.
 fn quarantine(dir: &Path, report: &ScanReport, defect: &Defect) -> Result<(), JournalError> {
+    copy_aside(dir, report, defect, &format!("{:020}", defect.offset))
+}
+
+fn copy_aside(dir: &Path, report: &ScanReport, defect: &Defect, stem: &str) -> Result<(), JournalError> {
     let qdir = dir.join(QUARANTINE_DIR);
-    let stem = format!("{:020}", defect.offset);
     let report_path = qdir.join(format!("{stem}.json"));
     if report_path.exists() {
         return Ok(());
     }
-    std::fs::create_dir_all(&qdir).map_err(|e| JournalError::io("create quarantine dir", &qdir, e))?;
+    segment::create_dir_durably(&qdir)?;
     let Some(segment) = report.segments.iter().find(|s| s.path == defect.segment) else {
         return Ok(());
     };

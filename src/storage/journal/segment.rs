@@ -170,6 +170,16 @@ pub fn prepare_spare(dir: &Path, len: u64) -> Result<PathBuf, JournalError> {
     Ok(path)
 }
 
+/// Removes the segment file starting at `base`, if one exists (a leftover of a failed roll).
+pub fn remove_orphan(dir: &Path, base: u64) -> Result<(), JournalError> {
+    let path = dir.join(segment_file_name(base));
+    match std::fs::remove_file(&path) {
+        Ok(()) => sync_dir(dir),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(JournalError::io("remove orphan segment", &path, e)),
+    }
+}
+
 /// Removes the spare segment of `dir`, if any, giving its space back.
 pub fn remove_spare(dir: &Path) {
     let _ = std::fs::remove_file(dir.join(SPARE_NAME));
@@ -190,4 +200,37 @@ pub fn install_spare(dir: &Path, spare: &Path, base: u64) -> Result<(File, PathB
         .open(&path)
         .map_err(|e| JournalError::io("open installed segment", &path, e))?;
     Ok((file, path))
+}
+
+/// Name of the lock file in a journal directory.
+const LOCK_NAME: &str = "LOCK";
+
+/// Takes an exclusive, non-blocking `flock` on `dir/LOCK`; the lock lasts as long as the
+/// returned file is open (and dies with the process).
+pub fn lock_dir(dir: &Path) -> Result<File, JournalError> {
+    let path = dir.join(LOCK_NAME);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| JournalError::io("open lock file", &path, e))?;
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(file),
+        Err(errno) if errno == rustix::io::Errno::WOULDBLOCK => Err(JournalError::Locked(dir.to_owned())),
+        Err(errno) => Err(JournalError::io("lock journal directory", &path, errno.into())),
+    }
+}
+
+/// Creates `dir` (and missing parents) and fsyncs its parent, so that the directory itself
+/// survives a crash.
+pub fn create_dir_durably(dir: &Path) -> Result<(), JournalError> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir).map_err(|e| JournalError::io("create directory", dir, e))?;
+    match dir.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => sync_dir(parent),
+        _ => Ok(()),
+    }
 }

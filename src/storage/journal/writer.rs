@@ -50,6 +50,13 @@ impl Drop for Writer {
 }
 
 impl Writer {
+    /// Refuses all further appends, and stops readers from waiting for bytes that will never
+    /// become durable.
+    fn poison(&mut self, reason: String) {
+        self.shared.set_written_end(self.shared.durable_end());
+        self.poisoned = Some(reason);
+    }
+
     /// Waits for any spare being prepared and removes it, freeing its space.
     fn discard_spare(&mut self) {
         if let Some(spare) = self.spare.take() {
@@ -142,10 +149,15 @@ impl Writer {
                 // The spare's reservation is the first space to give back to the log.
                 self.discard_spare();
             }
-            // Cut back whatever part of the batch reached the file, then restore the
-            // preallocation if there is room again.
-            if let Err(cut) = self.file.set_len(self.segment_len) {
-                self.poisoned = Some(format!("could not remove a failed write: {cut}"));
+            // Cut back whatever part of the batch reached the file (durably, so that no record
+            // of the failed batch can reappear after a crash), then restore the preallocation
+            // if there is room again.
+            if let Err(cut) = self
+                .file
+                .set_len(self.segment_len)
+                .and_then(|()| self.file.sync_all())
+            {
+                self.poison(format!("could not remove a failed write: {cut}"));
             } else {
                 let _ = segment::preallocate(&self.file, &self.path, self.config.segment_size_bytes);
             }
@@ -158,8 +170,14 @@ impl Writer {
             .before_sync(&self.path)
             .and_then(|()| self.file.sync_data())
         {
-            let error = JournalError::io("fdatasync", &self.path, error);
-            self.poisoned = Some(error.to_string());
+            // Never mapped to StorageFull: after a failed fdatasync the journal is poisoned
+            // for good, so "retry when space returns" would be a lie.
+            let error = JournalError::Io {
+                op: "fdatasync",
+                path: self.path.clone(),
+                source: error,
+            };
+            self.poison(error.to_string());
             return Err(error);
         }
         self.segment_len += self.buffer.len() as u64;
@@ -176,6 +194,9 @@ impl Writer {
             .set_len(self.segment_len)
             .and_then(|()| self.file.sync_all())
             .map_err(|e| JournalError::io("trim rolled segment", &self.path, e))?;
+        // A file already at `base` can only be left by an earlier roll that failed part-way
+        // (this writer holds the directory lock, and nothing durable lies at or past `base`).
+        segment::remove_orphan(&self.dir, base)?;
         let spare = self.spare.take().map(JoinHandle::join);
         let (file, path, reserved) = match spare {
             Some(Ok(Ok(spare))) => {
