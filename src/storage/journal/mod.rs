@@ -1,6 +1,6 @@
 //! The write-ahead journal: the durability point of StemeDB.
 //!
-//! One concern per file: [`format`] (record v2 layout), `segment` (files), `recovery`
+//! One concern per file: [`format`](mod@format) (record v2 layout), `segment` (files), `recovery`
 //! (scan, truncate, quarantine), `writer` (batch write + fdatasync), `group_commit` (the
 //! appender thread), [`reader`] (positional reads), `cursors` (durable consumer positions).
 //!
