@@ -11,7 +11,9 @@
 //! Timings are printed, never asserted.
 //!
 //! Run with `cargo bench --bench journal`. Environment:
-//! - `STEMEDB_BENCH_SECS`: seconds per cell (default 3);
+//! - `STEMEDB_BENCH_SECS`: seconds per cell (default 2);
+//! - `STEMEDB_BENCH_ROUNDS`: rounds per cell, alternating the peers (default 3); rows show the
+//!   median round and the median of the per-round ratios;
 //! - `STEMEDB_BENCH_DIR`: directory for the temporary logs (default the cargo target tmp
 //!   dir); it must be on the disk under test, not a tmpfs.
 
@@ -33,7 +35,9 @@ const RECORD_BYTES: usize = 256;
 /// Concurrent appender counts, one table row each.
 const APPENDERS: [usize; 4] = [1, 8, 64, 256];
 /// Default seconds per cell.
-const SECS_DEFAULT: f64 = 3.0;
+const SECS_DEFAULT: f64 = 2.0;
+/// Default rounds per cell; each row shows the median round and the median ratio.
+const ROUNDS_DEFAULT: usize = 3;
 /// Targets for the stemedb/okaywal throughput ratio, by appender count.
 const RATIO_TARGETS: [(usize, f64); 3] = [(256, 2.0), (64, 1.3), (1, 1.0)];
 
@@ -219,6 +223,27 @@ fn bench_dir() -> PathBuf {
     dir
 }
 
+/// Rounds per cell from `STEMEDB_BENCH_ROUNDS` (default 3); the table shows medians.
+fn bench_rounds() -> usize {
+    std::env::var("STEMEDB_BENCH_ROUNDS")
+        .ok()
+        .and_then(|s| s.trim().parse::<usize>().ok())
+        .filter(|&r| r > 0)
+        .unwrap_or(ROUNDS_DEFAULT)
+}
+
+/// The median of `values` (upper median for an even count).
+fn median_f64(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// The round with the median throughput.
+fn median_cell(cells: &mut [CellResult]) -> &CellResult {
+    cells.sort_by(|a, b| a.rate().total_cmp(&b.rate()));
+    &cells[cells.len() / 2]
+}
+
 /// Formats a latency in microseconds.
 fn micros(d: Duration) -> String {
     format!("{:.0}", d.as_secs_f64() * 1e6)
@@ -228,14 +253,15 @@ fn print_header(dir: &Path, duration: Duration) {
     let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!("journal benchmark: durable appends, each waits for fdatasync");
     println!(
-        "machine: nproc = {nproc}; record size: {RECORD_BYTES} B; duration: {:.1} s per cell",
-        duration.as_secs_f64()
+        "machine: nproc = {nproc}; record size: {RECORD_BYTES} B; {:.1} s per cell; medians of {} rounds",
+        duration.as_secs_f64(),
+        bench_rounds()
     );
     println!("bench dir: {}", dir.display());
     println!();
 }
 
-fn print_row(threads: usize, stemedb: &CellResult, okaywal: &CellResult) {
+fn print_row(threads: usize, stemedb: &CellResult, okaywal: &CellResult, ratio: f64) {
     println!(
         "{threads:>9} | {:>12.0} {:>9} {:>9} | {:>12.0} {:>9} {:>9} | {:>6.2}",
         stemedb.rate(),
@@ -244,7 +270,7 @@ fn print_row(threads: usize, stemedb: &CellResult, okaywal: &CellResult) {
         okaywal.rate(),
         micros(okaywal.p50),
         micros(okaywal.p99),
-        stemedb.rate() / okaywal.rate(),
+        ratio,
     );
 }
 
@@ -273,17 +299,33 @@ fn main() {
         "appenders", "appends/s", "p50 us", "p99 us", "appends/s", "p50 us", "p99 us", "s/o"
     );
     println!("{}", "-".repeat(82));
+    let rounds = bench_rounds();
     let mut ratios = Vec::new();
     for threads in APPENDERS {
-        let stemedb = bench_stemedb(&dir, threads, duration);
-        let okaywal = bench_okaywal(&dir, threads, duration);
-        print_row(threads, &stemedb, &okaywal);
-        ratios.push((threads, stemedb.rate() / okaywal.rate()));
+        // Alternate the peers round by round, so that a noisy stretch hits both.
+        let mut stemedb = Vec::new();
+        let mut okaywal = Vec::new();
+        let mut round_ratios = Vec::new();
+        for _ in 0..rounds {
+            let s = bench_stemedb(&dir, threads, duration);
+            let o = bench_okaywal(&dir, threads, duration);
+            round_ratios.push(s.rate() / o.rate());
+            stemedb.push(s);
+            okaywal.push(o);
+        }
+        let ratio = median_f64(&mut round_ratios);
+        print_row(
+            threads,
+            median_cell(&mut stemedb),
+            median_cell(&mut okaywal),
+            ratio,
+        );
+        ratios.push((threads, ratio));
     }
     println!();
     for (threads, target) in RATIO_TARGETS {
         if let Some((_, ratio)) = ratios.iter().find(|(t, _)| *t == threads) {
-            println!("ratio at {threads} appenders: {ratio:.2} (target >= {target:.1})");
+            println!("median ratio at {threads} appenders: {ratio:.2} (target >= {target:.1})");
         }
     }
 }

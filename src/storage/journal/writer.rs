@@ -38,6 +38,9 @@ pub struct Writer {
     faults: Arc<dyn Faults>,
     /// The spare segment being prepared in the background for the next roll.
     spare: Option<JoinHandle<Result<PathBuf, JournalError>>>,
+    /// Whether a spare may be prepared: only while the active segment's own reservation
+    /// succeeded (space is plentiful).
+    spare_allowed: bool,
 }
 
 impl Drop for Writer {
@@ -55,6 +58,16 @@ impl Writer {
     fn poison(&mut self, reason: String) {
         self.shared.set_written_end(self.shared.durable_end());
         self.poisoned = Some(reason);
+    }
+
+    /// Starts preparing the next segment once the active one is half full: early enough to be
+    /// ready at the roll, late enough that a journal does not hold two segments' worth of
+    /// space (and write it) before it needs to.
+    fn maybe_prepare_spare(&mut self) {
+        let half_full = self.segment_len >= self.config.segment_size_bytes / 2;
+        if self.spare_allowed && self.spare.is_none() && half_full {
+            self.spare = spawn_spare(&self.dir, self.config.segment_size_bytes);
+        }
     }
 
     /// Waits for any spare being prepared and removes it, freeing its space.
@@ -104,11 +117,6 @@ impl Writer {
         // A spare left by an earlier run is stale; its space may be needed by the active segment.
         segment::remove_spare(&dir);
         let reserved = segment::preallocate(&file, &path, config.segment_size_bytes)?;
-        let spare = if reserved {
-            spawn_spare(&dir, config.segment_size_bytes)
-        } else {
-            None
-        };
         Ok(Self {
             segment_len: end - segment_base,
             dir,
@@ -120,7 +128,8 @@ impl Writer {
             buffer: Vec::new(),
             poisoned: None,
             faults,
-            spare,
+            spare: None,
+            spare_allowed: reserved,
         })
     }
 
@@ -182,6 +191,7 @@ impl Writer {
         }
         self.segment_len += self.buffer.len() as u64;
         self.shared.publish_durable(end);
+        self.maybe_prepare_spare();
         Ok(offsets)
     }
 
@@ -212,9 +222,7 @@ impl Writer {
         };
         // Reserve the next spare only while space is plentiful: when even this segment could
         // not be reserved, a spare would only take space the log needs now.
-        if reserved {
-            self.spare = spawn_spare(&self.dir, self.config.segment_size_bytes);
-        }
+        self.spare_allowed = reserved;
         let handle = SegmentHandle::open(base, path.clone())?;
         self.shared.segments.write().push(Arc::new(handle));
         self.file = file;
