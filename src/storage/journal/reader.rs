@@ -40,10 +40,11 @@ pub struct JournalReader {
 
 impl JournalReader {
     pub(crate) fn new(shared: Arc<Shared>, payload_max: usize) -> Self {
-        let segments = shared.segments.read().clone();
+        // The snapshot is taken at the first read, from that offset on: a reader holds (and so
+        // keeps from garbage collection) only segments it may still read.
         Self {
             shared,
-            segments,
+            segments: Vec::new(),
             payload_max,
         }
     }
