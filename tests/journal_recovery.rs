@@ -421,3 +421,31 @@ fn a_cursor_cannot_pass_the_durable_end() {
     assert!(matches!(error, JournalError::CursorBeyondEnd { .. }), "{error}");
     assert_eq!(journal.cursor("c"), Some(end));
 }
+
+#[test]
+fn waiting_for_durability_wakes_on_the_append_and_honours_the_deadline() {
+    use std::time::{Duration, Instant};
+    let dir = TempDir::new().unwrap();
+    let journal = Journal::open(dir.path(), test_config()).unwrap();
+    let end = journal.durable_end();
+    // Nothing is appended: the wait ends at its deadline with the end unchanged.
+    assert_eq!(
+        journal.wait_durable_beyond(end, Instant::now() + Duration::from_millis(20)),
+        end
+    );
+    let appender = {
+        let journal = journal.clone();
+        std::thread::spawn(move || journal.append(payload(0)).unwrap())
+    };
+    let reached = journal.wait_durable_beyond(end, Instant::now() + Duration::from_secs(30));
+    let offset = appender.join().unwrap();
+    assert_eq!(offset, end);
+    assert_eq!(
+        reached,
+        end + format::record_len(payload(0).len()) as u64,
+        "woken by the commit"
+    );
+    drop(journal);
+    let journal = Journal::open(dir.path(), test_config()).unwrap();
+    assert_eq!(journal.recovered().record_count, 1);
+}

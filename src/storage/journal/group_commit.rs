@@ -126,8 +126,13 @@ fn replicate(error: &JournalError) -> JournalError {
         JournalError::Poisoned { reason } => JournalError::Poisoned {
             reason: reason.clone(),
         },
-        other => JournalError::Poisoned {
-            reason: other.to_string(),
+        JournalError::UnexpectedFile(path) => JournalError::UnexpectedFile(path.clone()),
+        // The writer returns none of the others; should one appear, it is passed on as an I/O
+        // failure of the append with its own text, not relabelled as a poisoning.
+        other => JournalError::Io {
+            op: "append",
+            path: std::path::PathBuf::new(),
+            source: std::io::Error::other(other.to_string()),
         },
     }
 }

@@ -130,8 +130,7 @@ impl Journal {
                 end: recovered.report.end,
             });
         }
-        // The per-record list serves `wal` tools; an open journal needs only the counts.
-        recovered.record_count = recovered.report.records.len();
+        // The per-record list serves `wal` tools; an open journal needs only the count.
         recovered.report.records = Vec::new();
         let handles = recovered
             .report
@@ -215,7 +214,7 @@ impl Journal {
 
     /// Returns a new reader.
     pub fn reader(&self) -> JournalReader {
-        JournalReader::new(Arc::clone(&self.inner.shared), format::PAYLOAD_BYTES_CEILING)
+        JournalReader::new(Arc::clone(&self.inner.shared))
     }
 
     /// Returns the global offset just past the last durable record.

@@ -35,17 +35,15 @@ pub enum ReadOutcome {
 pub struct JournalReader {
     shared: Arc<Shared>,
     segments: Vec<Arc<SegmentHandle>>,
-    payload_max: usize,
 }
 
 impl JournalReader {
-    pub(crate) fn new(shared: Arc<Shared>, payload_max: usize) -> Self {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
         // The snapshot is taken at the first read, from that offset on: a reader holds (and so
         // keeps from garbage collection) only segments it may still read.
         Self {
             shared,
             segments: Vec::new(),
-            payload_max,
         }
     }
 
@@ -79,16 +77,16 @@ impl JournalReader {
         let len = format::payload_len(&header);
         // Bound the allocation by what can really be there: the durable bytes after `offset`.
         let durable_left = self.shared.durable_end().saturating_sub(offset);
-        if len > self.payload_max || format::record_len(len) as u64 > durable_left {
+        if len > format::PAYLOAD_BYTES_CEILING || format::record_len(len) as u64 > durable_left {
             let defect = RecordDefect::LengthTooLarge {
                 len,
-                max: self.payload_max,
+                max: format::PAYLOAD_BYTES_CEILING,
             };
             return Err(ReadError::Corrupt { offset, defect });
         }
         let mut record = vec![0u8; format::record_len(len)];
         let got = segment.read_at(position, &mut record)?;
-        match format::decode(&record[..got], offset, self.payload_max) {
+        match format::decode(&record[..got], offset, format::PAYLOAD_BYTES_CEILING) {
             Ok(Decoded::Record(payload)) => Ok(ReadOutcome::Record {
                 offset,
                 payload: payload.to_vec(),

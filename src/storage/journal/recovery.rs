@@ -266,6 +266,7 @@ pub fn recover(dir: &Path, config: &JournalConfig) -> Result<Recovered, JournalE
             recovered.truncated_bytes = report.defects.iter().filter(|d| d.tail).map(|d| d.length).sum();
         }
     }
+    recovered.record_count = report.records.len();
     recovered.report = report;
     Ok(recovered)
 }

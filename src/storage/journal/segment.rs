@@ -66,12 +66,7 @@ pub fn sync_dir(dir: &Path) -> Result<(), JournalError> {
 /// Creates the empty segment starting at `base` and makes it durable (file and directory).
 pub fn create_segment(dir: &Path, base: u64) -> Result<(File, PathBuf), JournalError> {
     let path = dir.join(segment_file_name(base));
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(&path)
-        .map_err(|e| JournalError::io("create segment", &path, e))?;
+    let file = create_new_rw(&path, "create segment")?;
     file.sync_all()
         .map_err(|e| JournalError::io("fsync new segment", &path, e))?;
     sync_dir(dir)?;
@@ -147,20 +142,12 @@ pub fn preallocate(file: &File, path: &Path, len: u64) -> Result<bool, JournalEr
 }
 
 /// Creates a zero-filled, durable spare segment of `len` bytes in `dir`, replacing any stale
-/// one; returns its path, or `StorageFull` (leaving no spare) where the space is lacking. Runs off the commit path, so a roll costs only a rename.
+/// one; returns its path, or `StorageFull` (leaving no spare) where the space is lacking.
+/// Runs off the commit path, so a roll costs only a rename.
 pub fn prepare_spare(dir: &Path, len: u64) -> Result<PathBuf, JournalError> {
     let path = dir.join(SPARE_NAME);
-    match std::fs::remove_file(&path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(JournalError::io("remove stale spare", &path, e)),
-    }
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(&path)
-        .map_err(|e| JournalError::io("create spare segment", &path, e))?;
+    remove_if_exists(&path).map_err(|e| JournalError::io("remove stale spare", &path, e))?;
+    let file = create_new_rw(&path, "create spare segment")?;
     if !preallocate(&file, &path, len)? {
         // A spare that holds no reservation is worthless, and its partial zeros take space
         // the active segment may need.
@@ -173,16 +160,36 @@ pub fn prepare_spare(dir: &Path, len: u64) -> Result<PathBuf, JournalError> {
 /// Removes the segment file starting at `base`, if one exists (a leftover of a failed roll).
 pub fn remove_orphan(dir: &Path, base: u64) -> Result<(), JournalError> {
     let path = dir.join(segment_file_name(base));
-    match std::fs::remove_file(&path) {
-        Ok(()) => sync_dir(dir),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+    match remove_if_exists(&path) {
+        Ok(true) => sync_dir(dir),
+        Ok(false) => Ok(()),
         Err(e) => Err(JournalError::io("remove orphan segment", &path, e)),
     }
 }
 
 /// Removes the spare segment of `dir`, if any, giving its space back.
 pub fn remove_spare(dir: &Path) {
-    let _ = std::fs::remove_file(dir.join(SPARE_NAME));
+    // Best effort: a spare that cannot be removed is replaced at the next preparation.
+    let _ = remove_if_exists(&dir.join(SPARE_NAME));
+}
+
+/// Removes `path`; returns whether it existed.
+fn remove_if_exists(path: &Path) -> std::io::Result<bool> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Creates `path` for reading and writing; fails if anything exists there.
+fn create_new_rw(path: &Path, op: &'static str) -> Result<File, JournalError> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(|e| JournalError::io(op, path, e))
 }
 
 /// Installs a prepared spare as the segment starting at `base` (rename, then fsync the
