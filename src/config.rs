@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::protocol::Limits;
+use crate::node::NodeConfig;
 use crate::storage::journal::JournalConfig;
+use crate::storage::state::StateConfig;
 
 /// The text of `config/default.toml`.
 pub const DEFAULT_CONFIG_TOML: &str = include_str!("../config/default.toml");
@@ -23,6 +25,10 @@ pub struct Config {
     pub limits: Limits,
     /// The write-ahead journal (`[journal]`).
     pub journal: JournalConfig,
+    /// The LMDB state (`[state]`).
+    pub state: StateConfig,
+    /// The submission and ingest pipeline (`[node]`).
+    pub node: NodeConfig,
 }
 
 /// A configuration that could not be loaded.
@@ -87,6 +93,8 @@ impl Config {
     pub fn validate(&self) -> Result<(), String> {
         self.limits.validate().map_err(|e| e.to_string())?;
         self.journal.validate().map_err(|e| format!("journal.{e}"))?;
+        self.state.validate()?;
+        self.node.validate()?;
         if self.journal.record_bytes_max < self.limits.record_bytes_max {
             return Err(format!(
                 "journal.record_bytes_max = {} must be at least limits.record_bytes_max = {}",

@@ -9,8 +9,9 @@
 //!
 //! This crate is built in layers:
 //! - [`protocol`]: the data model, canonical encoding, signing and validation;
-//! - [`storage`]: on-disk layout: the write-ahead journal and the LMDB key codec;
-//! - [`actors`]: actix actors over storage (the journal so far);
+//! - [`storage`]: on-disk layout: the write-ahead journal and the LMDB state;
+//! - [`actors`]: actix actors over storage (journal, group commit, ingestor);
+//! - [`node`]: the embedded [`Node`](node::Node): submit, wait until indexed, read;
 //! - [`config`]: typed, validated configuration.
 //!
 //! ```
@@ -30,6 +31,7 @@
 
 pub mod actors;
 pub mod config;
+pub mod node;
 pub mod protocol;
 pub mod storage;
 

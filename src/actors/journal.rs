@@ -7,7 +7,7 @@
 
 use actix::prelude::*;
 
-use crate::storage::journal::{Journal, JournalError, ReadError, ReadOutcome};
+use crate::storage::journal::{Journal, JournalError, RangeRead, ReadError};
 
 /// Mailbox capacity of the journal actor: appends are queued onwards at once, so a deep
 /// mailbox would only hide overload.
@@ -76,48 +76,13 @@ pub struct ReadRange {
     pub max_bytes: usize,
 }
 
-/// The outcome of a [`ReadRange`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RangeRead {
-    /// The records read, as (offset, payload).
-    pub records: Vec<(u64, Vec<u8>)>,
-    /// Where the next read should start.
-    pub next: u64,
-    /// True if and only if the read stopped at the durable end of the log.
-    pub at_end: bool,
-}
-
 impl Handler<ReadRange> for JournalActor {
     type Result = Result<RangeRead, ReadError>;
 
     fn handle(&mut self, message: ReadRange, _ctx: &mut Self::Context) -> Self::Result {
-        let mut reader = self.journal.reader();
-        let mut range = RangeRead {
-            records: Vec::new(),
-            next: message.from,
-            at_end: false,
-        };
-        let mut bytes = 0usize;
-        while range.records.len() < message.max_records.min(READ_RANGE_RECORDS_MAX)
-            && bytes < message.max_bytes.min(READ_RANGE_BYTES_MAX)
-        {
-            match reader.read(range.next)? {
-                ReadOutcome::Record {
-                    offset,
-                    payload,
-                    next,
-                } => {
-                    bytes += payload.len();
-                    range.records.push((offset, payload));
-                    range.next = next;
-                }
-                ReadOutcome::EndOfLog | ReadOutcome::NotYetDurable => {
-                    range.at_end = true;
-                    break;
-                }
-            }
-        }
-        Ok(range)
+        let max_records = message.max_records.min(READ_RANGE_RECORDS_MAX);
+        let max_bytes = message.max_bytes.min(READ_RANGE_BYTES_MAX);
+        self.journal.reader().read_range(message.from, max_records, max_bytes)
     }
 }
 

@@ -2,15 +2,19 @@
 //!
 //! - [`JournalActor`]: appends (durable acks with offsets), range reads, cursors.
 //! - [`GroupCommitActor`]: announces each new durable end to subscribers (the Ingestor).
+//! - [`IngestorActor`]: applies durable records to the LMDB state, exactly once.
 //!
 //! The group commit itself runs on a dedicated thread owned by the journal (see
 //! [`crate::storage::journal`]): an fdatasync would block an actix arbiter.
 
 mod group_commit;
+mod ingestor;
 mod journal;
 
 pub use group_commit::{DurableOffset, GroupCommitActor, SUBSCRIBERS_MAX, Subscribe, SubscribeError};
+pub use crate::storage::journal::RangeRead;
+pub use ingestor::{GetIngestStatus, INGEST_CURSOR_NAME, IngestStatus, IngestorActor};
 pub use journal::{
-    Append, CollectGarbage, JournalActor, READ_RANGE_BYTES_MAX, READ_RANGE_RECORDS_MAX, RangeRead, ReadRange,
+    Append, CollectGarbage, JournalActor, READ_RANGE_BYTES_MAX, READ_RANGE_RECORDS_MAX, ReadRange,
     SetCursor,
 };

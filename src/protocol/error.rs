@@ -54,6 +54,15 @@ pub enum CodecError {
     /// MessagePack encoding failed (only possible for values serde cannot represent).
     #[error("could not encode record as MessagePack: {0}")]
     Encode(#[from] rmp_serde::encode::Error),
+    /// A journal record with no bytes at all.
+    #[error("empty log record: a journal record holds at least a tag byte")]
+    EmptyLogRecord,
+    /// A journal record whose tag names no known record kind.
+    #[error("unknown log record tag {tag}")]
+    UnknownLogRecordTag {
+        /// The tag found.
+        tag: u8,
+    },
     /// JSON decoding failed; the message names the field and position.
     #[error("malformed JSON: {0}")]
     Json(#[from] serde_json::Error),

@@ -15,6 +15,7 @@ mod error;
 mod fixed;
 mod hash;
 mod limits;
+mod log_record;
 mod object;
 mod signing;
 mod validate;
@@ -28,6 +29,7 @@ pub use limits::{
     Limits, LimitsError, NAME_BYTES_CEILING, OBJECT_TEXT_BYTES_CEILING, RECORD_BYTES_CEILING,
     SIGNATURES_CEILING,
 };
+pub use log_record::{LogRecord, encode_assertion};
 pub use object::{Lifecycle, ObjectValue};
 pub use signing::{RecordKind, SignatureCheck, sign, signing_message, verify, verify_batch};
 pub use validate::{

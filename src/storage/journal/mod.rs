@@ -38,7 +38,7 @@ pub use cursors::{CURSOR_NAME_BYTES_MAX, CURSORS_MAX};
 pub use error::{JournalError, ReadError, RecordDefect};
 pub use faults::{Faults, NoFaults};
 pub use group_commit::AppendReply;
-pub use reader::{JournalReader, ReadOutcome};
+pub use reader::{JournalReader, RangeRead, ReadOutcome};
 pub use recovery::{Defect, QUARANTINE_DIR, Recovered, ScanReport, ScannedRecord, ScannedSegment, scan};
 
 use group_commit::AppendRequest;

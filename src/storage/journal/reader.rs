@@ -29,6 +29,17 @@ pub enum ReadOutcome {
     EndOfLog,
 }
 
+/// The outcome of [`JournalReader::read_range`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RangeRead {
+    /// The records read, as (offset, payload).
+    pub records: Vec<(u64, Vec<u8>)>,
+    /// Where the next read should start.
+    pub next: u64,
+    /// True if and only if the read stopped at the durable end of the log.
+    pub at_end: bool,
+}
+
 /// A reader of the journal. Cheap to create; each holds open segment handles, so garbage
 /// collection never removes a segment under it.
 #[derive(Debug)]
@@ -99,6 +110,34 @@ impl JournalReader {
             }),
             Err(defect) => Err(ReadError::Corrupt { offset, defect }),
         }
+    }
+
+    /// Reads consecutive records from `from`: at most `max_records` of them, stopping after the
+    /// record that brings the payload total to `max_bytes` or more, or at the durable end.
+    pub fn read_range(&mut self, from: u64, max_records: usize, max_bytes: usize) -> Result<RangeRead, ReadError> {
+        let mut range = RangeRead {
+            next: from,
+            ..RangeRead::default()
+        };
+        let mut bytes = 0usize;
+        while range.records.len() < max_records && bytes < max_bytes {
+            match self.read(range.next)? {
+                ReadOutcome::Record {
+                    offset,
+                    payload,
+                    next,
+                } => {
+                    bytes += payload.len();
+                    range.records.push((offset, payload));
+                    range.next = next;
+                }
+                ReadOutcome::EndOfLog | ReadOutcome::NotYetDurable => {
+                    range.at_end = true;
+                    break;
+                }
+            }
+        }
+        Ok(range)
     }
 
     fn skip_quarantined(&self, mut offset: u64) -> u64 {

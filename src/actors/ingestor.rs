@@ -1,0 +1,252 @@
+//! [`IngestorActor`]: applies durable journal records to the LMDB state, exactly once.
+//!
+//! The actor runs on an arbiter of its own, the one thread that writes LMDB. It is woken by
+//! [`DurableOffset`] announcements from the GroupCommit actor, never by a timer: each
+//! announcement raises its target, and it then drains the journal in bounded batches
+//! (`ingest_batch_records_max`, `ingest_batch_bytes_max`), one LMDB transaction per batch,
+//! yielding to its mailbox between batches. The state commits the ingest cursor with each
+//! batch, so a crash at any point resumes exactly where the state ends.
+//!
+//! Errors: end of log is where draining stops, not an error. A transient I/O error (journal
+//! read or LMDB) is retried after a backoff that doubles from 1 ms up to
+//! `ingest_retry_backoff_ms_max`, and counted. Corruption found in the journal is reported
+//! in the [`IngestStatus`] and logged; ingestion holds there, retrying at the longest
+//! backoff, rather than skip a record.
+
+use std::time::Duration;
+
+use actix::prelude::*;
+use tokio::sync::watch;
+
+use super::group_commit::DurableOffset;
+use crate::node::NodeConfig;
+use crate::storage::journal::{Journal, JournalReader, ReadError};
+use crate::storage::state::{IngestRecord, State, StateError};
+
+/// Mailbox capacity: announcements coalesce (each carries the latest durable end), so a few
+/// slots suffice; the GroupCommit actor re-announces when the mailbox is full.
+const MAILBOX_CAPACITY: usize = 16;
+/// Name of the ingestor's journal cursor, which lets garbage collection pass applied segments.
+pub const INGEST_CURSOR_NAME: &str = "ingest";
+/// The journal cursor is saved (one small fsync) once ingestion has advanced this many bytes
+/// past the last save: often enough for garbage collection, rarely enough to cost nothing.
+const JOURNAL_CURSOR_STRIDE_BYTES: u64 = 16 << 20;
+
+/// Where ingestion stands; published after every batch.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct IngestStatus {
+    /// Journal offset of the next record to apply: every record below it is applied.
+    pub cursor: u64,
+    /// Why ingestion is held, if it is (corruption, or an error that keeps recurring).
+    pub stalled: Option<String>,
+}
+
+/// The ingestor actor.
+pub struct IngestorActor {
+    journal: Journal,
+    reader: JournalReader,
+    state: State,
+    config: NodeConfig,
+    status: watch::Sender<IngestStatus>,
+    /// Next offset to read; equals the state's ingest cursor.
+    cursor: u64,
+    /// Highest durable end announced.
+    target: u64,
+    /// A [`Drain`] is queued or scheduled.
+    drain_pending: bool,
+    backoff_ms: u64,
+    journal_cursor: u64,
+}
+
+impl std::fmt::Debug for IngestorActor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IngestorActor")
+            .field("cursor", &self.cursor)
+            .field("target", &self.target)
+            .finish()
+    }
+}
+
+impl IngestorActor {
+    /// Creates the ingestor; it resumes from the state's ingest cursor.
+    pub fn new(
+        journal: Journal,
+        state: State,
+        config: NodeConfig,
+        status: watch::Sender<IngestStatus>,
+    ) -> Result<Self, StateError> {
+        let cursor = state.ingest_cursor()?;
+        status.send_replace(IngestStatus { cursor, stalled: None });
+        Ok(Self {
+            reader: journal.reader(),
+            journal_cursor: journal.cursor(INGEST_CURSOR_NAME).unwrap_or(0),
+            journal,
+            state,
+            config,
+            status,
+            cursor,
+            target: cursor,
+            drain_pending: false,
+            backoff_ms: 0,
+        })
+    }
+
+    fn schedule(&mut self, ctx: &mut Context<Self>, delay: Option<Duration>) {
+        if self.drain_pending {
+            return;
+        }
+        self.drain_pending = true;
+        match delay {
+            None => ctx.notify(Drain),
+            Some(delay) => {
+                ctx.notify_later(Drain, delay);
+            }
+        }
+    }
+
+    /// Reads and applies one batch; returns true if and only if more may be waiting.
+    fn drain_once(&mut self) -> Result<bool, IngestError> {
+        let range = self.reader.read_range(
+            self.cursor,
+            self.config.ingest_batch_records_max,
+            self.config.ingest_batch_bytes_max,
+        )?;
+        if range.records.is_empty() {
+            return Ok(false);
+        }
+        // A record ends where the next begins (past any quarantined bytes between them).
+        let starts: Vec<u64> = range.records.iter().map(|(offset, _)| *offset).collect();
+        let records: Vec<IngestRecord> = range
+            .records
+            .into_iter()
+            .enumerate()
+            .map(|(i, (offset, payload))| IngestRecord {
+                offset,
+                next: starts.get(i + 1).copied().unwrap_or(range.next),
+                payload,
+            })
+            .collect();
+        let outcome = self.state.apply(&records)?;
+        assert_eq!(outcome.cursor, range.next, "the state cursor must end where the batch ends");
+        self.cursor = outcome.cursor;
+        metrics::counter!("stemedb_ingest_applied_total").increment(outcome.applied as u64);
+        metrics::counter!("stemedb_ingest_duplicates_total").increment(outcome.duplicates as u64);
+        for rejection in &outcome.rejected {
+            tracing::warn!(offset = rejection.offset, reason = %rejection.reason, "record rejected");
+            metrics::counter!("stemedb_ingest_rejected_total", "reason" => rejection.reason.code())
+                .increment(1);
+        }
+        self.save_journal_cursor();
+        Ok(!range.at_end)
+    }
+
+    fn save_journal_cursor(&mut self) {
+        if self.cursor.saturating_sub(self.journal_cursor) < JOURNAL_CURSOR_STRIDE_BYTES {
+            return;
+        }
+        match self.journal.set_cursor(INGEST_CURSOR_NAME, self.cursor) {
+            Ok(()) => self.journal_cursor = self.cursor,
+            // Only garbage collection waits on it; the next batch tries again.
+            Err(error) => tracing::warn!(%error, "cannot save the ingest journal cursor"),
+        }
+    }
+
+    fn publish(&self, stalled: Option<String>) {
+        let status = IngestStatus {
+            cursor: self.cursor,
+            stalled,
+        };
+        self.status.send_if_modified(|current| {
+            let changed = *current != status;
+            *current = status;
+            changed
+        });
+    }
+}
+
+/// Why one drain step failed.
+#[derive(Debug, thiserror::Error)]
+enum IngestError {
+    #[error("journal read failed: {0}")]
+    Read(#[from] ReadError),
+    #[error("state write failed: {0}")]
+    State(#[from] StateError),
+}
+
+impl IngestError {
+    /// Returns true if and only if retrying cannot help until an operator acts.
+    fn is_permanent(&self) -> bool {
+        match self {
+            Self::Read(ReadError::Io(_)) => false,
+            Self::Read(_) => true,
+            Self::State(StateError::Lmdb { .. }) => false,
+            Self::State(_) => true,
+        }
+    }
+}
+
+impl Actor for IngestorActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+    }
+}
+
+/// Continue draining the journal (sent by the actor to itself).
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+struct Drain;
+
+impl Handler<DurableOffset> for IngestorActor {
+    type Result = ();
+
+    fn handle(&mut self, message: DurableOffset, ctx: &mut Self::Context) {
+        if message.end > self.target {
+            self.target = message.end;
+        }
+        // While a retry waits out its backoff, a Drain is already scheduled; this is a no-op.
+        if self.cursor < self.target {
+            self.schedule(ctx, None);
+        }
+    }
+}
+
+impl Handler<Drain> for IngestorActor {
+    type Result = ();
+
+    fn handle(&mut self, _message: Drain, ctx: &mut Self::Context) {
+        self.drain_pending = false;
+        match self.drain_once() {
+            Ok(more) => {
+                self.backoff_ms = 0;
+                self.publish(None);
+                if more || self.cursor < self.target {
+                    self.schedule(ctx, None);
+                }
+            }
+            Err(error) => {
+                let permanent = error.is_permanent();
+                let max = self.config.ingest_retry_backoff_ms_max;
+                self.backoff_ms = if permanent { max } else { (self.backoff_ms * 2).clamp(1, max) };
+                metrics::counter!("stemedb_ingest_retries_total").increment(1);
+                tracing::error!(%error, cursor = self.cursor, retry_ms = self.backoff_ms, "ingest step failed");
+                self.publish(permanent.then(|| format!("at journal offset {}: {error}", self.cursor)));
+                self.schedule(ctx, Some(Duration::from_millis(self.backoff_ms)));
+            }
+        }
+    }
+}
+
+/// Resolves to the current [`IngestStatus`]; used to synchronize with the actor's mailbox.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "IngestStatus")]
+pub struct GetIngestStatus;
+
+impl Handler<GetIngestStatus> for IngestorActor {
+    type Result = MessageResult<GetIngestStatus>;
+
+    fn handle(&mut self, _message: GetIngestStatus, _ctx: &mut Self::Context) -> Self::Result {
+        MessageResult(self.status.borrow().clone())
+    }
+}

@@ -1,0 +1,84 @@
+//! [`NodeConfig`]: the submission and ingest pipeline (`[node]` in the config file).
+
+use serde::{Deserialize, Serialize};
+
+/// Ceiling of `verify_threads`: more threads than this only contend.
+pub const VERIFY_THREADS_CEILING: usize = 256;
+/// Ceiling of `submit_batch_records_max`, `verify_batch_records_max` and
+/// `ingest_batch_records_max`.
+pub const BATCH_RECORDS_CEILING: usize = 1 << 20;
+
+/// Tuning of the submission and ingest pipeline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeConfig {
+    /// Submissions (single or batch) queued for signature verification before submitters are
+    /// told the node is busy (default 1024).
+    pub submit_queue_depth_max: usize,
+    /// Most assertions in one submitted batch (default 10,000); larger batches are refused.
+    pub submit_batch_records_max: usize,
+    /// Signature-verification threads; 0 means one per CPU core (the default).
+    pub verify_threads: usize,
+    /// Most assertions verified in one batch-verification call, gathered across submitters
+    /// (default 256: past a few hundred, batch verification gains nothing more).
+    pub verify_batch_records_max: usize,
+    /// Most journal records the ingestor applies in one LMDB transaction (default 4096).
+    pub ingest_batch_records_max: usize,
+    /// Most payload bytes the ingestor reads for one transaction (default 8 MiB).
+    pub ingest_batch_bytes_max: usize,
+    /// Longest wait before the ingestor retries after a transient error, in milliseconds
+    /// (default 1000); waits start at 1 ms and double.
+    pub ingest_retry_backoff_ms_max: u64,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            submit_queue_depth_max: 1024,
+            submit_batch_records_max: 10_000,
+            verify_threads: 0,
+            verify_batch_records_max: 256,
+            ingest_batch_records_max: 4096,
+            ingest_batch_bytes_max: 8 << 20,
+            ingest_retry_backoff_ms_max: 1000,
+        }
+    }
+}
+
+impl NodeConfig {
+    /// Checks the fields; returns a message naming the bad one.
+    pub fn validate(&self) -> Result<(), String> {
+        let counts = [
+            ("submit_queue_depth_max", self.submit_queue_depth_max),
+            ("submit_batch_records_max", self.submit_batch_records_max),
+            ("verify_batch_records_max", self.verify_batch_records_max),
+            ("ingest_batch_records_max", self.ingest_batch_records_max),
+        ];
+        for (name, value) in counts {
+            if value == 0 || value > BATCH_RECORDS_CEILING {
+                return Err(format!("node.{name} = {value}: must be in 1..={BATCH_RECORDS_CEILING}"));
+            }
+        }
+        if self.verify_threads > VERIFY_THREADS_CEILING {
+            return Err(format!(
+                "node.verify_threads = {}: at most {VERIFY_THREADS_CEILING}",
+                self.verify_threads
+            ));
+        }
+        if self.ingest_batch_bytes_max == 0 {
+            return Err("node.ingest_batch_bytes_max must be positive".to_owned());
+        }
+        if !(1..=60_000).contains(&self.ingest_retry_backoff_ms_max) {
+            return Err("node.ingest_retry_backoff_ms_max must be in 1..=60000".to_owned());
+        }
+        Ok(())
+    }
+
+    /// Returns the number of verification threads to run.
+    pub fn verify_threads(&self) -> usize {
+        match self.verify_threads {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => n,
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! Errors of the embedded node: starting it, submitting to it, waiting on it, reading it.
+
+use thiserror::Error;
+
+use crate::actors::SubscribeError;
+use crate::protocol::ValidationError;
+use crate::storage::journal::JournalError;
+use crate::storage::state::StateError;
+
+/// The node could not start, stop or read.
+#[derive(Debug, Error)]
+pub enum NodeError {
+    /// The configuration is invalid.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// [`Node::start`](super::Node::start) was called outside an actix System.
+    #[error("the node must be started inside a running actix System (e.g. in #[actix::main])")]
+    NoSystem,
+    /// The journal failed.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    /// The LMDB state failed.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// The state has applied records the journal does not hold (e.g. the journal directory was
+    /// replaced): serving it would contradict the log.
+    #[error(
+        "state ingest cursor {cursor} lies beyond the journal's end {journal_end}: the journal does not \
+         hold what the state was built from"
+    )]
+    StateAheadOfJournal {
+        /// The state's ingest cursor.
+        cursor: u64,
+        /// The journal's durable end.
+        journal_end: u64,
+    },
+    /// The ingestor could not subscribe to durable offsets.
+    #[error(transparent)]
+    Subscribe(#[from] SubscribeError),
+    /// A pipeline thread could not be spawned.
+    #[error("cannot spawn {what} thread: {source}")]
+    Spawn {
+        /// Which thread.
+        what: &'static str,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// An actor stopped before it answered.
+    #[error("the {0} actor stopped unexpectedly")]
+    ActorGone(&'static str),
+    /// The node was shut down.
+    #[error("the node is shut down")]
+    Closed,
+}
+
+/// A submission that was refused or failed. Nothing refused reaches the journal.
+#[derive(Debug, Error)]
+pub enum SubmitError {
+    /// The assertion broke a rule of shape, limits or signatures.
+    #[error("assertion refused: {0}")]
+    Invalid(#[from] ValidationError),
+    /// A queue of the pipeline is full: retry later.
+    #[error("node is busy: the {queue} is full ({depth} entries); retry later")]
+    Busy {
+        /// Which queue.
+        queue: &'static str,
+        /// Its capacity.
+        depth: usize,
+    },
+    /// The batch holds more assertions than `node.submit_batch_records_max`.
+    #[error("batch of {count} assertions exceeds node.submit_batch_records_max = {max}")]
+    BatchTooLarge {
+        /// Assertions in the batch.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The journal could not make the record durable (storage full, I/O error, poisoned).
+    #[error("journal append failed: {0}")]
+    Journal(JournalError),
+    /// The node is shut down.
+    #[error("the node is shut down")]
+    Closed,
+}
+
+impl From<JournalError> for SubmitError {
+    fn from(error: JournalError) -> Self {
+        match error {
+            JournalError::Busy { depth } => Self::Busy {
+                queue: "journal append queue",
+                depth,
+            },
+            JournalError::Closed => Self::Closed,
+            other => Self::Journal(other),
+        }
+    }
+}
+
+/// A wait for ingestion that did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum WaitError {
+    /// The deadline passed first.
+    #[error("timed out waiting for journal offset {offset} to be indexed (ingested up to {cursor})")]
+    Timeout {
+        /// The offset waited for.
+        offset: u64,
+        /// The ingest cursor when the deadline passed.
+        cursor: u64,
+    },
+    /// Ingestion is held by an error that needs an operator.
+    #[error("ingestion is stalled at {cursor}: {reason}")]
+    Stalled {
+        /// The ingest cursor.
+        cursor: u64,
+        /// Why.
+        reason: String,
+    },
+    /// The node is shut down.
+    #[error("the node is shut down")]
+    Closed,
+}

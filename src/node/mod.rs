@@ -1,0 +1,294 @@
+//! The embedded [`Node`]: StemeDB inside a host application's actix System.
+//!
+//! [`Node::start`] opens the journal (`<data_dir>/journal`) and the LMDB state
+//! (`<data_dir>/state`), and assembles the pipeline:
+//!
+//! ```text
+//! submit ─▶ verification threads ─▶ Journal (GroupCommit thread: write + fdatasync)
+//!   ▲           (batch verify)             │ durable ack (hash, offset) ─▶ submitter
+//!   │                                      ▼
+//!   │                          GroupCommitActor ── DurableOffset ──▶ IngestorActor ─▶ LMDB
+//!   └──────────────── wait_indexed(offset) ◀── ingest cursor ─────────────┘
+//! ```
+//!
+//! The handle is cheap to clone. Reads (`get`, `list`) run short LMDB read transactions on the
+//! caller's thread. Every queue is bounded: a full one answers [`SubmitError::Busy`].
+//!
+//! ```no_run
+//! use std::time::{Duration, Instant};
+//! use stemedb::node::Node;
+//! use stemedb::protocol::{AgentKey, Assertion, ObjectValue, now_ms};
+//! use stemedb::storage::state::ListQuery;
+//!
+//! #[actix::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let node = Node::start(stemedb::Config::default(), "stemedb-data")?;
+//!     let key = AgentKey::from_secret_bytes(&[7; 32]);
+//!     let mut claim = Assertion::new("city/paris", "population", ObjectValue::Integer(2_102_650), 0.9, now_ms());
+//!     claim.sign(&key);
+//!     let receipt = node.submit(claim).await?;
+//!     node.wait_indexed(receipt.offset, Instant::now() + Duration::from_secs(5)).await?;
+//!     let page = node.list(&ListQuery::pair("city/paris", "population"))?;
+//!     assert_eq!(page.assertions[0].hash, receipt.hash);
+//!     node.shutdown().await?;
+//!     Ok(())
+//! }
+//! ```
+
+mod config;
+mod error;
+mod submit;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::prelude::*;
+use parking_lot::RwLock;
+use tokio::sync::watch;
+
+pub use config::{BATCH_RECORDS_CEILING, NodeConfig, VERIFY_THREADS_CEILING};
+pub use error::{NodeError, SubmitError, WaitError};
+
+use crate::Config;
+use crate::actors::{GroupCommitActor, IngestStatus, IngestorActor, Subscribe};
+use crate::protocol::{Assertion, Hash};
+use crate::storage::journal::Journal;
+use crate::storage::state::{ListPage, ListQuery, Rejection, State, StoredAssertion};
+use submit::Admission;
+
+/// Subdirectory of the data directory that holds the journal.
+pub const JOURNAL_DIR: &str = "journal";
+/// Subdirectory of the data directory that holds the LMDB state.
+pub const STATE_DIR: &str = "state";
+
+/// The durable acknowledgement of a submitted assertion.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Receipt {
+    /// The assertion's content hash.
+    pub hash: Hash,
+    /// The journal offset of its record; pass it to [`Node::wait_indexed`].
+    pub offset: u64,
+}
+
+/// A running StemeDB node; see the [module docs](self).
+#[derive(Clone)]
+pub struct Node {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    data_dir: PathBuf,
+    submit_batch_records_max: usize,
+    status: watch::Receiver<IngestStatus>,
+    running: RwLock<Option<Running>>,
+}
+
+/// The parts that shutdown takes down.
+struct Running {
+    journal: Journal,
+    state: State,
+    admission: Admission,
+    ingest_arbiter: Arbiter,
+    _group_commit: Addr<GroupCommitActor>,
+}
+
+impl Node {
+    /// Starts a node on `data_dir` (created if missing), recovering the journal and catching
+    /// the state up with it in the background. Must be called inside a running actix System.
+    pub fn start(config: Config, data_dir: impl AsRef<Path>) -> Result<Self, NodeError> {
+        config.validate().map_err(NodeError::Config)?;
+        if Arbiter::try_current().is_none() {
+            return Err(NodeError::NoSystem);
+        }
+        let data_dir = data_dir.as_ref().to_owned();
+        let journal = Journal::open(data_dir.join(JOURNAL_DIR), config.journal.clone())?;
+        let state = State::open(data_dir.join(STATE_DIR), config.state.clone())?;
+        let cursor = state.ingest_cursor()?;
+        if cursor > journal.durable_end() {
+            return Err(NodeError::StateAheadOfJournal {
+                cursor,
+                journal_end: journal.durable_end(),
+            });
+        }
+        let (status_tx, status) = watch::channel(IngestStatus { cursor, stalled: None });
+        let ingestor = IngestorActor::new(journal.clone(), state.clone(), config.node.clone(), status_tx)?;
+        let ingest_arbiter = Arbiter::new();
+        let ingestor = IngestorActor::start_in_arbiter(&ingest_arbiter.handle(), move |_| ingestor);
+        let group_commit = GroupCommitActor::new(journal.clone()).start();
+        // The first subscriber of a new actor: it cannot be refused.
+        group_commit.do_send(Subscribe(ingestor.recipient()));
+        let admission = Admission::start(
+            &journal,
+            &config.limits,
+            config.node.verify_threads(),
+            config.node.submit_queue_depth_max,
+            config.node.verify_batch_records_max,
+        )
+        .map_err(|source| NodeError::Spawn {
+            what: "verification",
+            source,
+        })?;
+        tracing::info!(dir = %data_dir.display(), cursor, journal_end = journal.durable_end(), "node started");
+        Ok(Self {
+            inner: Arc::new(Inner {
+                data_dir,
+                submit_batch_records_max: config.node.submit_batch_records_max,
+                status,
+                running: RwLock::new(Some(Running {
+                    journal,
+                    state,
+                    admission,
+                    ingest_arbiter,
+                    _group_commit: group_commit,
+                })),
+            }),
+        })
+    }
+
+    /// Returns the data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.inner.data_dir
+    }
+
+    /// Submits one assertion; resolves once it is durable.
+    pub async fn submit(&self, assertion: Assertion) -> Result<Receipt, SubmitError> {
+        let mut results = self.submit_many(vec![assertion]).await?;
+        results.pop().unwrap_or(Err(SubmitError::Closed))
+    }
+
+    /// Submits several assertions, verified together; resolves, once every accepted one is
+    /// durable, to one result per assertion, in order. A refused assertion does not affect the
+    /// others. The outer error refuses the whole batch (too large, busy, shut down).
+    pub async fn submit_many(&self, assertions: Vec<Assertion>) -> Result<Vec<Result<Receipt, SubmitError>>, SubmitError> {
+        let max = self.inner.submit_batch_records_max;
+        if assertions.len() > max {
+            return Err(SubmitError::BatchTooLarge {
+                count: assertions.len(),
+                max,
+            });
+        }
+        if assertions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let verdicts = {
+            let running = self.inner.running.read();
+            running.as_ref().ok_or(SubmitError::Closed)?.admission.submit(assertions)?
+        };
+        let verdicts = verdicts.await.map_err(|_| SubmitError::Closed)?;
+        let mut results = Vec::with_capacity(verdicts.len());
+        for verdict in verdicts {
+            results.push(match verdict {
+                Ok((hash, ack)) => match ack.await {
+                    Ok(Ok(offset)) => Ok(Receipt { hash, offset }),
+                    Ok(Err(error)) => Err(error.into()),
+                    Err(_) => Err(SubmitError::Closed),
+                },
+                Err(error) => Err(error),
+            });
+        }
+        Ok(results)
+    }
+
+    /// Waits until the record at journal `offset` is applied to the state (read-your-writes),
+    /// or until `deadline`.
+    pub async fn wait_indexed(&self, offset: u64, deadline: Instant) -> Result<(), WaitError> {
+        let mut status = self.inner.status.clone();
+        let wait = status.wait_for(|s| s.cursor > offset || s.stalled.is_some());
+        match actix_rt::time::timeout(deadline.saturating_duration_since(Instant::now()), wait).await {
+            Ok(Ok(status)) if status.cursor > offset => Ok(()),
+            Ok(Ok(status)) => Err(WaitError::Stalled {
+                cursor: status.cursor,
+                reason: status.stalled.clone().unwrap_or_default(),
+            }),
+            Ok(Err(_)) => Err(WaitError::Closed),
+            Err(_) => Err(WaitError::Timeout {
+                offset,
+                cursor: self.inner.status.borrow().cursor,
+            }),
+        }
+    }
+
+    /// Returns where ingestion stands.
+    pub fn ingest_status(&self) -> IngestStatus {
+        self.inner.status.borrow().clone()
+    }
+
+    /// Returns the journal's durable end: every record below it is acknowledged.
+    pub fn durable_end(&self) -> Result<u64, NodeError> {
+        self.with_running(|running| Ok(running.journal.durable_end()))
+    }
+
+    /// Returns the assertion with content hash `hash`, if it is indexed.
+    pub fn get(&self, hash: &Hash) -> Result<Option<StoredAssertion>, NodeError> {
+        self.with_state(|state| Ok(state.get(hash)?))
+    }
+
+    /// Lists assertions by subject or by (subject, predicate), heads or full history.
+    pub fn list(&self, query: &ListQuery) -> Result<ListPage, NodeError> {
+        self.with_state(|state| Ok(state.list(query)?))
+    }
+
+    /// Returns the hashes of the assertions that supersede `hash`.
+    pub fn successors(&self, hash: &Hash) -> Result<Vec<Hash>, NodeError> {
+        self.with_state(|state| Ok(state.successors(hash)?))
+    }
+
+    /// Returns up to `limit` records the ingestor rejected, from journal offset `from` on.
+    pub fn rejections(&self, from: u64, limit: usize) -> Result<Vec<Rejection>, NodeError> {
+        self.with_state(|state| Ok(state.rejections(from, limit)?))
+    }
+
+    /// Returns a handle on the state, for inspection ([`State::dump`], counts).
+    pub fn state(&self) -> Result<State, NodeError> {
+        self.with_state(|state| Ok(state.clone()))
+    }
+
+    fn with_running<R>(&self, f: impl FnOnce(&Running) -> Result<R, NodeError>) -> Result<R, NodeError> {
+        let running = self.inner.running.read();
+        f(running.as_ref().ok_or(NodeError::Closed)?)
+    }
+
+    fn with_state<R>(&self, f: impl FnOnce(&State) -> Result<R, NodeError>) -> Result<R, NodeError> {
+        // Clone the handle out, so a long read does not hold up shutdown's lock.
+        let state = self.with_running(|running| Ok(running.state.clone()))?;
+        f(&state)
+    }
+
+    /// Shuts the node down gracefully: refuses new submissions, lets every accepted one become
+    /// durable and indexed, stops the actors, and closes the journal and the state. Returns
+    /// once the data directory can be opened again. Later calls on any clone of this handle
+    /// answer `Closed`.
+    pub async fn shutdown(&self) -> Result<(), NodeError> {
+        let Some(mut running) = self.inner.running.write().take() else {
+            return Err(NodeError::Closed);
+        };
+        let mut in_flight = running.admission.close();
+        // Every append is queued; the journal acknowledges each exactly once.
+        let _ = in_flight.wait_for(|n| *n == 0).await;
+        let end = running.journal.durable_end();
+        let mut status = self.inner.status.clone();
+        let caught_up = status
+            .wait_for(|s| s.cursor >= end || s.stalled.is_some())
+            .await
+            .map(|s| s.stalled.clone());
+        running.ingest_arbiter.stop();
+        if running.ingest_arbiter.join().is_err() {
+            tracing::error!("the ingest arbiter panicked");
+        }
+        let Running { journal, state, .. } = running;
+        drop(journal);
+        state.close();
+        tracing::info!(dir = %self.inner.data_dir.display(), end, "node shut down");
+        match caught_up {
+            Ok(Some(reason)) => Err(NodeError::Config(format!("shut down with ingestion stalled: {reason}"))),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node").field("data_dir", &self.inner.data_dir).finish()
+    }
+}

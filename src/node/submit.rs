@@ -1,0 +1,172 @@
+//! Admission: validate and verify submissions, then append them to the journal.
+//!
+//! Submissions go through a bounded queue to `verify_threads` threads. Each thread takes one
+//! submission, gathers more that are already waiting (up to `verify_batch_records_max`
+//! assertions, from any submitters), checks shape and limits, verifies every signature in one
+//! batch-verification call, and queues each valid record to the journal without waiting. The
+//! journal's acknowledgement then completes the submitter's future. So a submitter learns of
+//! a bad signature or a broken limit at once, and the journal receives only verified records.
+//!
+//! Within one submission, records reach the journal in order: an assertion and its child
+//! submitted together are journaled parent first.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use tokio::sync::{oneshot, watch};
+
+use super::error::SubmitError;
+use crate::protocol::{Assertion, Hash, Limits, encode_assertion, now_ms, validate_assertions};
+use crate::storage::journal::{Journal, JournalError};
+
+/// A journal acknowledgement: the durable offset, or why the append failed.
+pub(crate) type Ack = oneshot::Receiver<Result<u64, JournalError>>;
+/// The verdict on one submitted assertion: queued to the journal (its hash and pending
+/// acknowledgement), or refused.
+pub(crate) type Admitted = Result<(Hash, Ack), SubmitError>;
+
+/// One submission.
+struct Job {
+    assertions: Vec<Assertion>,
+    reply: oneshot::Sender<Vec<Admitted>>,
+}
+
+/// The verification threads and their queue.
+pub(crate) struct Admission {
+    sender: Option<Sender<Job>>,
+    threads: Vec<JoinHandle<()>>,
+    depth: usize,
+    /// Appends queued to the journal and not yet acknowledged.
+    in_flight: Arc<watch::Sender<usize>>,
+}
+
+impl Admission {
+    /// Starts `threads` verification threads feeding `journal`.
+    pub(crate) fn start(
+        journal: &Journal,
+        limits: &Limits,
+        threads: usize,
+        depth: usize,
+        batch_records_max: usize,
+    ) -> std::io::Result<Self> {
+        let (sender, receiver) = crossbeam_channel::bounded(depth);
+        let in_flight = Arc::new(watch::Sender::new(0usize));
+        let mut handles = Vec::with_capacity(threads);
+        for index in 0..threads {
+            let worker = Worker {
+                receiver: receiver.clone(),
+                journal: journal.clone(),
+                limits: limits.clone(),
+                batch_records_max,
+                in_flight: Arc::clone(&in_flight),
+            };
+            let handle = std::thread::Builder::new()
+                .name(format!("stemedb-verify-{index}"))
+                .spawn(move || worker.run())?;
+            handles.push(handle);
+        }
+        Ok(Self {
+            sender: Some(sender),
+            threads: handles,
+            depth,
+            in_flight,
+        })
+    }
+
+    /// Queues a submission; the returned receiver yields one verdict per assertion, in order.
+    pub(crate) fn submit(&self, assertions: Vec<Assertion>) -> Result<oneshot::Receiver<Vec<Admitted>>, SubmitError> {
+        let sender = self.sender.as_ref().ok_or(SubmitError::Closed)?;
+        let (reply, receiver) = oneshot::channel();
+        match sender.try_send(Job { assertions, reply }) {
+            Ok(()) => Ok(receiver),
+            Err(TrySendError::Full(_)) => Err(SubmitError::Busy {
+                queue: "verification queue",
+                depth: self.depth,
+            }),
+            Err(TrySendError::Disconnected(_)) => Err(SubmitError::Closed),
+        }
+    }
+
+    /// Stops accepting, lets the threads verify and queue what is waiting, and joins them.
+    /// Returns a receiver of the number of appends still awaiting their acknowledgement.
+    pub(crate) fn close(&mut self) -> watch::Receiver<usize> {
+        self.sender.take();
+        for thread in self.threads.drain(..) {
+            if thread.join().is_err() {
+                tracing::error!("a verification thread panicked");
+            }
+        }
+        self.in_flight.subscribe()
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+struct Worker {
+    receiver: Receiver<Job>,
+    journal: Journal,
+    limits: Limits,
+    batch_records_max: usize,
+    in_flight: Arc<watch::Sender<usize>>,
+}
+
+impl Worker {
+    fn run(self) {
+        while let Ok(first) = self.receiver.recv() {
+            let mut records = first.assertions.len();
+            let mut jobs = vec![first];
+            while records < self.batch_records_max {
+                match self.receiver.try_recv() {
+                    Ok(job) => {
+                        records += job.assertions.len();
+                        jobs.push(job);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.admit(jobs, records);
+        }
+    }
+
+    fn admit(&self, jobs: Vec<Job>, records: usize) {
+        let mut all = Vec::with_capacity(records);
+        let mut replies = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            replies.push((job.assertions.len(), job.reply));
+            all.extend(job.assertions);
+        }
+        let verdicts = validate_assertions(&all, &self.limits, now_ms());
+        let mut pairs = all.iter().zip(verdicts);
+        for (count, reply) in replies {
+            let admitted = pairs
+                .by_ref()
+                .take(count)
+                .map(|(assertion, verdict)| self.append(assertion, verdict?))
+                .collect();
+            // A submitter that gave up has dropped its receiver; its records stay queued.
+            let _ = reply.send(admitted);
+        }
+    }
+
+    fn append(&self, assertion: &Assertion, hash: Hash) -> Admitted {
+        let (ack, receiver) = oneshot::channel();
+        let in_flight = Arc::clone(&self.in_flight);
+        in_flight.send_modify(|n| *n += 1);
+        let reply = Box::new(move |outcome| {
+            let _ = ack.send(outcome);
+            in_flight.send_modify(|n| *n -= 1);
+        });
+        match self.journal.try_append(encode_assertion(assertion), reply) {
+            Ok(()) => Ok((hash, receiver)),
+            Err(error) => {
+                self.in_flight.send_modify(|n| *n -= 1);
+                Err(error.into())
+            }
+        }
+    }
+}

@@ -1,0 +1,52 @@
+//! [`LogRecord`]: what one journal record holds — a tagged, canonical protocol record.
+//!
+//! ```text
+//! [tag: u8][canonical MessagePack of the signed record]
+//! tag 1: assertion
+//! ```
+//!
+//! The tag comes first so that a reader knows the type before decoding; new kinds take new
+//! tags, and an unknown tag is a typed error, never a guess.
+
+use super::assertion::Assertion;
+use super::error::CodecError;
+
+/// Tag of an assertion record.
+const TAG_ASSERTION: u8 = 1;
+
+/// One record of the journal.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LogRecord {
+    /// A signed assertion.
+    Assertion(Assertion),
+}
+
+impl LogRecord {
+    /// Returns the journal payload: the tag, then the canonical record bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        match self {
+            Self::Assertion(assertion) => encode_assertion(assertion),
+        }
+    }
+
+    /// Decodes a journal payload written by [`encode`](Self::encode); strict and canonical.
+    pub fn decode(payload: &[u8]) -> Result<Self, CodecError> {
+        let (&tag, body) = payload.split_first().ok_or(CodecError::EmptyLogRecord)?;
+        match tag {
+            TAG_ASSERTION => Ok(Self::Assertion(Assertion::from_record_bytes(body)?)),
+            _ => Err(CodecError::UnknownLogRecordTag { tag }),
+        }
+    }
+}
+
+/// Encodes an assertion as a journal payload without cloning it.
+pub fn encode_assertion(assertion: &Assertion) -> Vec<u8> {
+    encode_tagged(TAG_ASSERTION, &assertion.to_record_bytes())
+}
+
+fn encode_tagged(tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + body.len());
+    out.push(tag);
+    out.extend_from_slice(body);
+    out
+}

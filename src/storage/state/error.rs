@@ -1,0 +1,82 @@
+//! [`StateError`]: what can go wrong in the LMDB state layer.
+
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+use crate::storage::keys::KeyError;
+
+/// An error of the LMDB state layer.
+#[derive(Debug, Error)]
+pub enum StateError {
+    /// An LMDB operation failed.
+    #[error("LMDB {op} failed: {source}")]
+    Lmdb {
+        /// What was being done.
+        op: &'static str,
+        /// The heed error.
+        source: heed::Error,
+    },
+    /// The state directory could not be created.
+    #[error("cannot create state directory {path}: {source}")]
+    CreateDir {
+        /// The directory.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The map is full and may not grow further.
+    #[error("LMDB map is full at {map_size_bytes} bytes and state.map_size_bytes_max is {max_bytes}")]
+    MapSizeLimit {
+        /// The current map size.
+        map_size_bytes: usize,
+        /// The configured ceiling.
+        max_bytes: usize,
+    },
+    /// The database was written by an incompatible version of StemeDB.
+    #[error("state schema version is {found}; this build reads version {expected}")]
+    SchemaVersion {
+        /// The version stored.
+        found: u32,
+        /// The version this build writes.
+        expected: u32,
+    },
+    /// Stored bytes do not decode: the database is damaged or was written by other software.
+    #[error("stored {what} is damaged: {detail}")]
+    Corrupt {
+        /// Which value.
+        what: &'static str,
+        /// Why it does not decode.
+        detail: String,
+    },
+    /// A key could not be built.
+    #[error("cannot build key: {0}")]
+    Key(#[from] KeyError),
+    /// A configuration value is invalid.
+    #[error("invalid state configuration: {0}")]
+    Config(String),
+}
+
+impl StateError {
+    pub(crate) fn lmdb(op: &'static str) -> impl FnOnce(heed::Error) -> Self {
+        move |source| Self::Lmdb { op, source }
+    }
+
+    pub(crate) fn corrupt(what: &'static str, detail: impl ToString) -> Self {
+        Self::Corrupt {
+            what,
+            detail: detail.to_string(),
+        }
+    }
+
+    /// Returns true if and only if this is LMDB's "map full" error, which growing the map cures.
+    pub(crate) fn is_map_full(&self) -> bool {
+        matches!(
+            self,
+            Self::Lmdb {
+                source: heed::Error::Mdb(heed::MdbError::MapFull),
+                ..
+            }
+        )
+    }
+}

@@ -1,0 +1,62 @@
+//! [`StateDump`]: every row of the state, for consistency checks and inspection tools.
+
+use super::read::{decode_stored, hash_at};
+use super::rejection::Rejection;
+use super::{State, StateError, StoredAssertion};
+use crate::protocol::{HASH_LEN, Hash};
+
+/// Every row of the state. Loads the whole database into memory: meant for tests, audits and
+/// inspection tools on small or medium stores, not for serving queries.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StateDump {
+    /// Every stored assertion, by hash order.
+    pub assertions: Vec<StoredAssertion>,
+    /// Every `by_subject` key.
+    pub by_subject: Vec<Vec<u8>>,
+    /// Every `by_subject_predicate` key.
+    pub by_subject_predicate: Vec<Vec<u8>>,
+    /// Every supersession edge, as (parent, child).
+    pub supersession: Vec<(Hash, Hash)>,
+    /// Every rejection, by offset.
+    pub rejected: Vec<Rejection>,
+    /// The ingest cursor.
+    pub ingest_cursor: u64,
+}
+
+impl State {
+    /// Reads every row (see [`StateDump`]) in one read transaction.
+    pub fn dump(&self) -> Result<StateDump, StateError> {
+        self.read(|txn, dbs| {
+            let mut dump = StateDump {
+                ingest_cursor: super::apply::read_cursor(txn, dbs)?,
+                ..StateDump::default()
+            };
+            let scan = StateError::lmdb("scan for dump");
+            for entry in dbs.assertions.iter(txn).map_err(StateError::lmdb("scan for dump"))? {
+                let (key, value) = entry.map_err(StateError::lmdb("scan for dump"))?;
+                let (offset, assertion) = decode_stored(value)?;
+                let hash = hash_at(key, 0, "assertion key")?;
+                dump.assertions.push(StoredAssertion { hash, offset, assertion });
+            }
+            for (db, out) in [
+                (dbs.by_subject, &mut dump.by_subject),
+                (dbs.by_subject_predicate, &mut dump.by_subject_predicate),
+            ] {
+                for entry in db.iter(txn).map_err(StateError::lmdb("scan for dump"))? {
+                    out.push(entry.map_err(StateError::lmdb("scan for dump"))?.0.to_vec());
+                }
+            }
+            for entry in dbs.supersession.iter(txn).map_err(StateError::lmdb("scan for dump"))? {
+                let (key, _) = entry.map_err(StateError::lmdb("scan for dump"))?;
+                let edge = (hash_at(key, 0, "supersession key")?, hash_at(key, HASH_LEN, "supersession key")?);
+                dump.supersession.push(edge);
+            }
+            for entry in dbs.rejected.iter(txn).map_err(scan)? {
+                let (_, value) = entry.map_err(StateError::lmdb("scan for dump"))?;
+                dump.rejected
+                    .push(rmp_serde::from_slice(value).map_err(|e| StateError::corrupt("rejection", e))?);
+            }
+            Ok(dump)
+        })
+    }
+}

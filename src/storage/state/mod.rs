@@ -1,0 +1,270 @@
+//! The queryable state: assertions, their indexes and the ingest cursor in LMDB, through heed.
+//!
+//! One concern per file: [`index`] (keys), `apply` (the one write path: a journal batch and the
+//! cursor in one transaction), `read` (queries), `inspect` (whole dumps), `rejection` (why a record was refused),
+//! `config` and `error`.
+//!
+//! Invariants:
+//! - The ingest cursor is written in the same transaction as the state it covers, so after any
+//!   crash ingestion resumes exactly where the state ends: nothing applied twice or skipped.
+//! - Every stored assertion has exactly one key in each of `by_subject` and
+//!   `by_subject_predicate`, and one `supersession` key if it has a parent; nothing else does.
+//! - The journal is the durability point. LMDB skips the meta-page sync (`NO_META_SYNC`): a
+//!   commit lost in a crash is replayed from the journal. `NO_SYNC` is never used; it can
+//!   corrupt LMDB itself.
+//! - A full map grows (doubling, up to `map_size_bytes_max`) and the write is retried; a map
+//!   resize waits until no transaction of this process is open.
+
+mod apply;
+mod config;
+mod error;
+pub mod index;
+mod inspect;
+mod read;
+mod rejection;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use heed::types::Bytes;
+use heed::{CommitOrAbort, Database, Env, EnvFlags, EnvOpenOptions, RoTxn, RwTxn};
+use parking_lot::{Mutex, RwLock};
+
+pub use apply::{ApplyOutcome, IngestRecord};
+pub use config::{MAP_SIZE_GRANULE_BYTES, StateConfig};
+pub use error::StateError;
+pub use inspect::StateDump;
+pub use read::{LIST_LIMIT_MAX, ListCursor, ListPage, ListQuery, StoredAssertion};
+pub use rejection::{RejectReason, Rejection};
+
+/// Version of the layout described in [`index`]; stored in `meta` and checked at open.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Names of the LMDB databases.
+const DB_ASSERTIONS: &str = "assertions";
+const DB_BY_SUBJECT: &str = "by_subject";
+const DB_BY_SUBJECT_PREDICATE: &str = "by_subject_predicate";
+const DB_SUPERSESSION: &str = "supersession";
+const DB_REJECTED: &str = "rejected";
+const DB_META: &str = "meta";
+/// Most named databases: those above, with room for the votes, audit and views to come.
+const DATABASES_MAX: u32 = 16;
+
+/// `meta` key of the ingest cursor (u64 BE): the journal offset of the next record to apply.
+const META_INGEST_CURSOR: &[u8] = b"ingest_cursor";
+/// `meta` key of the schema version (u32 BE).
+const META_SCHEMA_VERSION: &[u8] = b"schema_version";
+
+/// A database of the state: raw byte keys and values, encoded by [`index`] and the codecs.
+pub(crate) type Db = Database<'static, Bytes, Bytes>;
+
+/// The named databases.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Databases {
+    pub(crate) assertions: Db,
+    pub(crate) by_subject: Db,
+    pub(crate) by_subject_predicate: Db,
+    pub(crate) supersession: Db,
+    pub(crate) rejected: Db,
+    pub(crate) meta: Db,
+}
+
+/// The open state. Clones share it; reads may run on any thread, writes come from the one
+/// ingest thread.
+#[derive(Clone)]
+pub struct State {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    env: Env,
+    dbs: Databases,
+    config: StateConfig,
+    path: PathBuf,
+    /// Held shared by every transaction and exclusively by a map resize, which LMDB allows
+    /// only while no transaction of the process is open.
+    resize: RwLock<()>,
+    /// The current map size, in bytes.
+    map_size_bytes: Mutex<usize>,
+}
+
+impl State {
+    /// Opens (creating if needed) the state in directory `path`.
+    pub fn open(path: impl AsRef<Path>, config: StateConfig) -> Result<Self, StateError> {
+        config.validate().map_err(StateError::Config)?;
+        let path = path.as_ref().to_owned();
+        std::fs::create_dir_all(&path).map_err(|source| StateError::CreateDir {
+            path: path.clone(),
+            source,
+        })?;
+        let mut options = EnvOpenOptions::new();
+        options
+            .map_size(config.map_size_bytes_initial)
+            .max_dbs(DATABASES_MAX)
+            .max_readers(config.readers_max);
+        // SAFETY: NO_META_SYNC lets a crash lose the last commits, never corrupt the
+        // environment (LMDB keeps both meta pages and falls back to the older one); the journal
+        // replays what was lost, because the ingest cursor is committed with the state.
+        #[allow(unsafe_code)]
+        unsafe {
+            options.flags(EnvFlags::NO_META_SYNC);
+        }
+        // SAFETY: the map is only modified through LMDB by this process: the node holds the
+        // journal's directory lock for as long as the environment is open, and nothing else
+        // writes the state files. LMDB's own lock file guards its reader table.
+        #[allow(unsafe_code)]
+        let env = unsafe { options.open(&path) }.map_err(StateError::lmdb("open environment"))?;
+        let dbs = create_databases(&env)?;
+        let state = Self {
+            inner: Arc::new(Inner {
+                env,
+                dbs,
+                map_size_bytes: Mutex::new(config.map_size_bytes_initial),
+                config,
+                path,
+                resize: RwLock::new(()),
+            }),
+        };
+        state.check_schema()?;
+        Ok(state)
+    }
+
+    /// Returns the state directory.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Returns the current map size, in bytes.
+    pub fn map_size_bytes(&self) -> usize {
+        *self.inner.map_size_bytes.lock()
+    }
+
+    /// Closes the environment and waits until LMDB has released it, so that it can be opened
+    /// again in this process. Every clone of this state must be dropped first (the wait lasts
+    /// until they are).
+    pub fn close(self) {
+        let event = match Arc::try_unwrap(self.inner) {
+            Ok(inner) => inner.env.prepare_for_closing(),
+            Err(shared) => shared.env.clone().prepare_for_closing(),
+        };
+        event.wait();
+    }
+
+    /// Runs `f` in a short read transaction.
+    pub(crate) fn read<R>(
+        &self,
+        f: impl FnOnce(&RoTxn<'_>, &Databases) -> Result<R, StateError>,
+    ) -> Result<R, StateError> {
+        let _guard = self.inner.resize.read();
+        let txn = self.inner.env.read_txn().map_err(StateError::lmdb("begin read"))?;
+        f(&txn, &self.inner.dbs)
+    }
+
+    /// Runs `f` in a write transaction and commits; if the map fills, grows it and runs `f`
+    /// again from the start in a new transaction.
+    pub(crate) fn write<R>(
+        &self,
+        mut f: impl FnMut(&mut RwTxn<'_>, &Databases) -> Result<R, StateError>,
+    ) -> Result<R, StateError> {
+        loop {
+            let outcome = {
+                let _guard = self.inner.resize.read();
+                let mut txn = self.inner.env.write_txn().map_err(StateError::lmdb("begin write"))?;
+                f(&mut txn, &self.inner.dbs)
+                    .and_then(|r| txn.commit().map_err(StateError::lmdb("commit")).map(|()| r))
+            };
+            match outcome {
+                Err(error) if error.is_map_full() => self.grow()?,
+                other => return other,
+            }
+        }
+    }
+
+    /// Doubles the map size (up to the configured maximum).
+    fn grow(&self) -> Result<(), StateError> {
+        let _exclusive = self.inner.resize.write();
+        let mut size = self.inner.map_size_bytes.lock();
+        let max = self.inner.config.map_size_bytes_max;
+        if *size >= max {
+            return Err(StateError::MapSizeLimit {
+                map_size_bytes: *size,
+                max_bytes: max,
+            });
+        }
+        let new_size = size.saturating_mul(2).min(max);
+        // SAFETY: the exclusive guard waits for every transaction of this process to end
+        // (each holds the guard shared) and keeps new ones from starting.
+        #[allow(unsafe_code)]
+        unsafe { self.inner.env.resize(new_size) }.map_err(StateError::lmdb("resize map"))?;
+        tracing::info!(from = *size, to = new_size, "LMDB map grown");
+        metrics::counter!("stemedb_state_map_grows_total").increment(1);
+        *size = new_size;
+        Ok(())
+    }
+
+    fn check_schema(&self) -> Result<(), StateError> {
+        self.write(|txn, dbs| {
+            match dbs.meta.get(txn, META_SCHEMA_VERSION).map_err(StateError::lmdb("read meta"))? {
+                Some(bytes) => {
+                    let found = u32::from_be_bytes(
+                        bytes
+                            .try_into()
+                            .map_err(|_| StateError::corrupt("schema version", "not 4 bytes"))?,
+                    );
+                    if found != SCHEMA_VERSION {
+                        return Err(StateError::SchemaVersion {
+                            found,
+                            expected: SCHEMA_VERSION,
+                        });
+                    }
+                }
+                None => dbs
+                    .meta
+                    .put(txn, META_SCHEMA_VERSION, &SCHEMA_VERSION.to_be_bytes())
+                    .map_err(StateError::lmdb("write meta"))?,
+            }
+            Ok(())
+        })
+    }
+}
+
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("State").field("path", &self.inner.path).finish()
+    }
+}
+
+fn create_databases(env: &Env) -> Result<Databases, StateError> {
+    let txn = env.write_txn().map_err(StateError::lmdb("begin write"))?;
+    let [assertions, by_subject, by_subject_predicate, supersession, rejected, meta] = env
+        .create_databases_and_commit(txn, |opener, txn| {
+            let mut create = |name| opener.create_database::<Bytes, Bytes>(txn, Some(name));
+            let array = [
+                create(DB_ASSERTIONS)?,
+                create(DB_BY_SUBJECT)?,
+                create(DB_BY_SUBJECT_PREDICATE)?,
+                create(DB_SUPERSESSION)?,
+                create(DB_REJECTED)?,
+                create(DB_META)?,
+            ];
+            Ok::<_, heed::Error>(CommitOrAbort::<_, ()>::Commit(array))
+        })
+        .map_err(StateError::lmdb("create databases"))?
+        .unwrap_commit();
+    Ok(Databases {
+        assertions,
+        by_subject,
+        by_subject_predicate,
+        supersession,
+        rejected,
+        meta,
+    })
+}
+
+/// Reads a big-endian u64 stored value.
+fn decode_u64(what: &'static str, bytes: &[u8]) -> Result<u64, StateError> {
+    bytes
+        .try_into()
+        .map(u64::from_be_bytes)
+        .map_err(|_| StateError::corrupt(what, format!("{} bytes, expected 8", bytes.len())))
+}
