@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::protocol::Limits;
 use crate::node::NodeConfig;
+use crate::protocol::Limits;
 use crate::storage::journal::JournalConfig;
 use crate::storage::state::StateConfig;
 

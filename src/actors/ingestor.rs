@@ -76,7 +76,10 @@ impl IngestorActor {
         status: watch::Sender<IngestStatus>,
     ) -> Result<Self, StateError> {
         let cursor = state.ingest_cursor()?;
-        status.send_replace(IngestStatus { cursor, stalled: None });
+        status.send_replace(IngestStatus {
+            cursor,
+            stalled: None,
+        });
         Ok(Self {
             reader: journal.reader(),
             journal_cursor: journal.cursor(INGEST_CURSOR_NAME).unwrap_or(0),
@@ -127,7 +130,10 @@ impl IngestorActor {
             })
             .collect();
         let outcome = self.state.apply(&records)?;
-        assert_eq!(outcome.cursor, range.next, "the state cursor must end where the batch ends");
+        assert_eq!(
+            outcome.cursor, range.next,
+            "the state cursor must end where the batch ends"
+        );
         self.cursor = outcome.cursor;
         metrics::counter!("stemedb_ingest_applied_total").increment(outcome.applied as u64);
         metrics::counter!("stemedb_ingest_duplicates_total").increment(outcome.duplicates as u64);
@@ -228,7 +234,11 @@ impl Handler<Drain> for IngestorActor {
             Err(error) => {
                 let permanent = error.is_permanent();
                 let max = self.config.ingest_retry_backoff_ms_max;
-                self.backoff_ms = if permanent { max } else { (self.backoff_ms * 2).clamp(1, max) };
+                self.backoff_ms = if permanent {
+                    max
+                } else {
+                    (self.backoff_ms * 2).clamp(1, max)
+                };
                 metrics::counter!("stemedb_ingest_retries_total").increment(1);
                 tracing::error!(%error, cursor = self.cursor, retry_ms = self.backoff_ms, "ingest step failed");
                 self.publish(permanent.then(|| format!("at journal offset {}: {error}", self.cursor)));

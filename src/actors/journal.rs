@@ -82,7 +82,9 @@ impl Handler<ReadRange> for JournalActor {
     fn handle(&mut self, message: ReadRange, _ctx: &mut Self::Context) -> Self::Result {
         let max_records = message.max_records.min(READ_RANGE_RECORDS_MAX);
         let max_bytes = message.max_bytes.min(READ_RANGE_BYTES_MAX);
-        self.journal.reader().read_range(message.from, max_records, max_bytes)
+        self.journal
+            .reader()
+            .read_range(message.from, max_records, max_bytes)
     }
 }
 

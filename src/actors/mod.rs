@@ -11,10 +11,9 @@ mod group_commit;
 mod ingestor;
 mod journal;
 
-pub use group_commit::{DurableOffset, GroupCommitActor, SUBSCRIBERS_MAX, Subscribe, SubscribeError};
 pub use crate::storage::journal::RangeRead;
+pub use group_commit::{DurableOffset, GroupCommitActor, SUBSCRIBERS_MAX, Subscribe, SubscribeError};
 pub use ingestor::{GetIngestStatus, INGEST_CURSOR_NAME, IngestStatus, IngestorActor};
 pub use journal::{
-    Append, CollectGarbage, JournalActor, READ_RANGE_BYTES_MAX, READ_RANGE_RECORDS_MAX, ReadRange,
-    SetCursor,
+    Append, CollectGarbage, JournalActor, READ_RANGE_BYTES_MAX, READ_RANGE_RECORDS_MAX, ReadRange, SetCursor,
 };

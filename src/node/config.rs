@@ -56,7 +56,9 @@ impl NodeConfig {
         ];
         for (name, value) in counts {
             if value == 0 || value > BATCH_RECORDS_CEILING {
-                return Err(format!("node.{name} = {value}: must be in 1..={BATCH_RECORDS_CEILING}"));
+                return Err(format!(
+                    "node.{name} = {value}: must be in 1..={BATCH_RECORDS_CEILING}"
+                ));
             }
         }
         if self.verify_threads > VERIFY_THREADS_CEILING {

@@ -54,7 +54,7 @@ use crate::Config;
 use crate::actors::{GroupCommitActor, IngestStatus, IngestorActor, Subscribe};
 use crate::protocol::{Assertion, Hash};
 use crate::storage::journal::Journal;
-use crate::storage::state::{ListPage, ListQuery, Rejection, State, StoredAssertion};
+use crate::storage::state::{ListPage, ListQuery, Rejection, State, StateDump, StoredAssertion};
 use submit::Admission;
 
 /// Subdirectory of the data directory that holds the journal.
@@ -111,7 +111,10 @@ impl Node {
                 journal_end: journal.durable_end(),
             });
         }
-        let (status_tx, status) = watch::channel(IngestStatus { cursor, stalled: None });
+        let (status_tx, status) = watch::channel(IngestStatus {
+            cursor,
+            stalled: None,
+        });
         let ingestor = IngestorActor::new(journal.clone(), state.clone(), config.node.clone(), status_tx)?;
         let ingest_arbiter = Arbiter::new();
         let ingestor = IngestorActor::start_in_arbiter(&ingest_arbiter.handle(), move |_| ingestor);
@@ -160,7 +163,10 @@ impl Node {
     /// Submits several assertions, verified together; resolves, once every accepted one is
     /// durable, to one result per assertion, in order. A refused assertion does not affect the
     /// others. The outer error refuses the whole batch (too large, busy, shut down).
-    pub async fn submit_many(&self, assertions: Vec<Assertion>) -> Result<Vec<Result<Receipt, SubmitError>>, SubmitError> {
+    pub async fn submit_many(
+        &self,
+        assertions: Vec<Assertion>,
+    ) -> Result<Vec<Result<Receipt, SubmitError>>, SubmitError> {
         let max = self.inner.submit_batch_records_max;
         if assertions.len() > max {
             return Err(SubmitError::BatchTooLarge {
@@ -173,7 +179,11 @@ impl Node {
         }
         let verdicts = {
             let running = self.inner.running.read();
-            running.as_ref().ok_or(SubmitError::Closed)?.admission.submit(assertions)?
+            running
+                .as_ref()
+                .ok_or(SubmitError::Closed)?
+                .admission
+                .submit(assertions)?
         };
         let verdicts = verdicts.await.map_err(|_| SubmitError::Closed)?;
         let mut results = Vec::with_capacity(verdicts.len());
@@ -209,6 +219,16 @@ impl Node {
         }
     }
 
+    /// Waits until everything durable when called is applied to the state, or until
+    /// `deadline`; e.g. after a restart, to wait for the catch-up.
+    pub async fn wait_caught_up(&self, deadline: Instant) -> Result<(), WaitError> {
+        let end = self.durable_end().map_err(|_| WaitError::Closed)?;
+        match end.checked_sub(1) {
+            Some(last) => self.wait_indexed(last, deadline).await,
+            None => Ok(()),
+        }
+    }
+
     /// Returns where ingestion stands.
     pub fn ingest_status(&self) -> IngestStatus {
         self.inner.status.borrow().clone()
@@ -239,9 +259,14 @@ impl Node {
         self.with_state(|state| Ok(state.rejections(from, limit)?))
     }
 
-    /// Returns a handle on the state, for inspection ([`State::dump`], counts).
-    pub fn state(&self) -> Result<State, NodeError> {
-        self.with_state(|state| Ok(state.clone()))
+    /// Returns (stored assertions, stored rejections).
+    pub fn counts(&self) -> Result<(u64, u64), NodeError> {
+        self.with_state(|state| Ok(state.counts()?))
+    }
+
+    /// Returns every row of the state; see [`StateDump`] (meant for tests and inspection).
+    pub fn dump(&self) -> Result<StateDump, NodeError> {
+        self.with_state(|state| Ok(state.dump()?))
     }
 
     fn with_running<R>(&self, f: impl FnOnce(&Running) -> Result<R, NodeError>) -> Result<R, NodeError> {
@@ -250,7 +275,8 @@ impl Node {
     }
 
     fn with_state<R>(&self, f: impl FnOnce(&State) -> Result<R, NodeError>) -> Result<R, NodeError> {
-        // Clone the handle out, so a long read does not hold up shutdown's lock.
+        // Clone the handle out, so a read does not hold up shutdown's lock. The clone lives only
+        // for this call: shutdown waits for every clone to drop before it closes LMDB.
         let state = self.with_running(|running| Ok(running.state.clone()))?;
         f(&state)
     }
@@ -281,14 +307,30 @@ impl Node {
         state.close();
         tracing::info!(dir = %self.inner.data_dir.display(), end, "node shut down");
         match caught_up {
-            Ok(Some(reason)) => Err(NodeError::Config(format!("shut down with ingestion stalled: {reason}"))),
+            Ok(Some(reason)) => Err(NodeError::Config(format!(
+                "shut down with ingestion stalled: {reason}"
+            ))),
             _ => Ok(()),
+        }
+    }
+}
+
+impl Drop for Inner {
+    /// A node dropped without [`Node::shutdown`] still stops its ingest thread, so nothing
+    /// keeps the journal or the state open; what was acknowledged is durable in the journal
+    /// and is applied at the next start.
+    fn drop(&mut self) {
+        if let Some(running) = self.running.get_mut().take() {
+            running.ingest_arbiter.stop();
+            let _ = running.ingest_arbiter.join();
         }
     }
 }
 
 impl std::fmt::Debug for Node {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Node").field("data_dir", &self.inner.data_dir).finish()
+        f.debug_struct("Node")
+            .field("data_dir", &self.inner.data_dir)
+            .finish()
     }
 }

@@ -75,7 +75,10 @@ impl Admission {
     }
 
     /// Queues a submission; the returned receiver yields one verdict per assertion, in order.
-    pub(crate) fn submit(&self, assertions: Vec<Assertion>) -> Result<oneshot::Receiver<Vec<Admitted>>, SubmitError> {
+    pub(crate) fn submit(
+        &self,
+        assertions: Vec<Assertion>,
+    ) -> Result<oneshot::Receiver<Vec<Admitted>>, SubmitError> {
         let sender = self.sender.as_ref().ok_or(SubmitError::Closed)?;
         let (reply, receiver) = oneshot::channel();
         match sender.try_send(Job { assertions, reply }) {

@@ -114,7 +114,12 @@ impl JournalReader {
 
     /// Reads consecutive records from `from`: at most `max_records` of them, stopping after the
     /// record that brings the payload total to `max_bytes` or more, or at the durable end.
-    pub fn read_range(&mut self, from: u64, max_records: usize, max_bytes: usize) -> Result<RangeRead, ReadError> {
+    pub fn read_range(
+        &mut self,
+        from: u64,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Result<RangeRead, ReadError> {
         let mut range = RangeRead {
             next: from,
             ..RangeRead::default()

@@ -47,7 +47,7 @@ enum Decision {
 impl State {
     /// Returns the ingest cursor: the journal offset of the next record to apply.
     pub fn ingest_cursor(&self) -> Result<u64, StateError> {
-        self.read(|txn, dbs| read_cursor(txn, dbs))
+        self.read(read_cursor)
     }
 
     /// Applies `records` (consecutive, ascending) and advances the cursor past the last one,
@@ -59,7 +59,10 @@ impl State {
                 ..ApplyOutcome::default()
             };
             for record in records {
-                assert!(record.next > record.offset, "journal record ends before it starts");
+                assert!(
+                    record.next > record.offset,
+                    "journal record ends before it starts"
+                );
                 if record.offset < outcome.cursor {
                     outcome.skipped += 1;
                     continue;
@@ -87,7 +90,11 @@ impl State {
 }
 
 pub(super) fn read_cursor(txn: &heed::RoTxn<'_>, dbs: &Databases) -> Result<u64, StateError> {
-    match dbs.meta.get(txn, META_INGEST_CURSOR).map_err(StateError::lmdb("read ingest cursor"))? {
+    match dbs
+        .meta
+        .get(txn, META_INGEST_CURSOR)
+        .map_err(StateError::lmdb("read ingest cursor"))?
+    {
         Some(bytes) => decode_u64("ingest cursor", bytes),
         None => Ok(0),
     }
@@ -125,7 +132,8 @@ fn apply_one(txn: &mut RwTxn<'_>, dbs: &Databases, record: &IngestRecord) -> Res
             return reject(Some(hash), RejectReason::UnknownParent { parent });
         };
         let (_, parent_assertion) = super::read::decode_stored(&stored)?;
-        if parent_assertion.subject != assertion.subject || parent_assertion.predicate != assertion.predicate {
+        if parent_assertion.subject != assertion.subject || parent_assertion.predicate != assertion.predicate
+        {
             return reject(Some(hash), RejectReason::ParentMismatch { parent });
         }
         dbs.supersession

@@ -32,11 +32,19 @@ impl State {
                 ..StateDump::default()
             };
             let scan = StateError::lmdb("scan for dump");
-            for entry in dbs.assertions.iter(txn).map_err(StateError::lmdb("scan for dump"))? {
+            for entry in dbs
+                .assertions
+                .iter(txn)
+                .map_err(StateError::lmdb("scan for dump"))?
+            {
                 let (key, value) = entry.map_err(StateError::lmdb("scan for dump"))?;
                 let (offset, assertion) = decode_stored(value)?;
                 let hash = hash_at(key, 0, "assertion key")?;
-                dump.assertions.push(StoredAssertion { hash, offset, assertion });
+                dump.assertions.push(StoredAssertion {
+                    hash,
+                    offset,
+                    assertion,
+                });
             }
             for (db, out) in [
                 (dbs.by_subject, &mut dump.by_subject),
@@ -46,9 +54,16 @@ impl State {
                     out.push(entry.map_err(StateError::lmdb("scan for dump"))?.0.to_vec());
                 }
             }
-            for entry in dbs.supersession.iter(txn).map_err(StateError::lmdb("scan for dump"))? {
+            for entry in dbs
+                .supersession
+                .iter(txn)
+                .map_err(StateError::lmdb("scan for dump"))?
+            {
                 let (key, _) = entry.map_err(StateError::lmdb("scan for dump"))?;
-                let edge = (hash_at(key, 0, "supersession key")?, hash_at(key, HASH_LEN, "supersession key")?);
+                let edge = (
+                    hash_at(key, 0, "supersession key")?,
+                    hash_at(key, HASH_LEN, "supersession key")?,
+                );
                 dump.supersession.push(edge);
             }
             for entry in dbs.rejected.iter(txn).map_err(scan)? {

@@ -156,7 +156,11 @@ impl State {
         f: impl FnOnce(&RoTxn<'_>, &Databases) -> Result<R, StateError>,
     ) -> Result<R, StateError> {
         let _guard = self.inner.resize.read();
-        let txn = self.inner.env.read_txn().map_err(StateError::lmdb("begin read"))?;
+        let txn = self
+            .inner
+            .env
+            .read_txn()
+            .map_err(StateError::lmdb("begin read"))?;
         f(&txn, &self.inner.dbs)
     }
 
@@ -169,7 +173,11 @@ impl State {
         loop {
             let outcome = {
                 let _guard = self.inner.resize.read();
-                let mut txn = self.inner.env.write_txn().map_err(StateError::lmdb("begin write"))?;
+                let mut txn = self
+                    .inner
+                    .env
+                    .write_txn()
+                    .map_err(StateError::lmdb("begin write"))?;
                 f(&mut txn, &self.inner.dbs)
                     .and_then(|r| txn.commit().map_err(StateError::lmdb("commit")).map(|()| r))
             };
@@ -204,7 +212,11 @@ impl State {
 
     fn check_schema(&self) -> Result<(), StateError> {
         self.write(|txn, dbs| {
-            match dbs.meta.get(txn, META_SCHEMA_VERSION).map_err(StateError::lmdb("read meta"))? {
+            match dbs
+                .meta
+                .get(txn, META_SCHEMA_VERSION)
+                .map_err(StateError::lmdb("read meta"))?
+            {
                 Some(bytes) => {
                     let found = u32::from_be_bytes(
                         bytes
@@ -236,7 +248,14 @@ impl std::fmt::Debug for State {
 
 fn create_databases(env: &Env) -> Result<Databases, StateError> {
     let txn = env.write_txn().map_err(StateError::lmdb("begin write"))?;
-    let [assertions, by_subject, by_subject_predicate, supersession, rejected, meta] = env
+    let [
+        assertions,
+        by_subject,
+        by_subject_predicate,
+        supersession,
+        rejected,
+        meta,
+    ] = env
         .create_databases_and_commit(txn, |opener, txn| {
             let mut create = |name| opener.create_database::<Bytes, Bytes>(txn, Some(name));
             let array = [

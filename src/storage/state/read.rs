@@ -151,7 +151,11 @@ impl State {
     }
 }
 
-pub(super) fn get_in(txn: &RoTxn<'_>, dbs: &Databases, hash: &Hash) -> Result<Option<StoredAssertion>, StateError> {
+pub(super) fn get_in(
+    txn: &RoTxn<'_>,
+    dbs: &Databases,
+    hash: &Hash,
+) -> Result<Option<StoredAssertion>, StateError> {
     let value = dbs
         .assertions
         .get(txn, hash.as_bytes())
@@ -195,13 +199,20 @@ fn is_head(txn: &RoTxn<'_>, dbs: &Databases, hash: &Hash) -> Result<bool, StateE
         .supersession
         .prefix_iter(txn, hash.as_bytes())
         .map_err(StateError::lmdb("scan supersession"))?;
-    Ok(iter.next().transpose().map_err(StateError::lmdb("scan supersession"))?.is_none())
+    Ok(iter
+        .next()
+        .transpose()
+        .map_err(StateError::lmdb("scan supersession"))?
+        .is_none())
 }
 
 fn list_in(txn: &RoTxn<'_>, dbs: &Databases, query: &ListQuery) -> Result<ListPage, StateError> {
     let limit = query.limit.clamp(1, LIST_LIMIT_MAX);
     let (db, digest) = match &query.predicate {
-        Some(predicate) => (dbs.by_subject_predicate, index::pair_digest(&query.subject, predicate)),
+        Some(predicate) => (
+            dbs.by_subject_predicate,
+            index::pair_digest(&query.subject, predicate),
+        ),
         None => (dbs.by_subject, index::subject_digest(&query.subject)),
     };
     let start = match query.after {
@@ -224,12 +235,14 @@ fn list_in(txn: &RoTxn<'_>, dbs: &Databases, query: &ListQuery) -> Result<ListPa
         let (timestamp_ms, hash) =
             index::split_index_key(key).ok_or_else(|| StateError::corrupt("index key", "wrong length"))?;
         last = Some(ListCursor { timestamp_ms, hash });
-        let stored = get_in(txn, dbs, &hash)?.ok_or_else(|| {
-            StateError::corrupt("index", format!("entry for {hash} has no assertion"))
-        })?;
+        let stored = get_in(txn, dbs, &hash)?
+            .ok_or_else(|| StateError::corrupt("index", format!("entry for {hash} has no assertion")))?;
         // Equal digests of different names would need a blake3 collision; checked anyway.
         let same_names = stored.assertion.subject == query.subject
-            && query.predicate.as_ref().is_none_or(|p| *p == stored.assertion.predicate);
+            && query
+                .predicate
+                .as_ref()
+                .is_none_or(|p| *p == stored.assertion.predicate);
         if same_names && (query.history || is_head(txn, dbs, &hash)?) {
             page.assertions.push(stored);
         }

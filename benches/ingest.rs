@@ -1,0 +1,497 @@
+//! Ingest benchmark (issue 4): end-to-end embedded ingest of signed assertions, durable then
+//! indexed, at 1, 64 and 1,000 concurrent submitters, for StemeDB and a SQLite peer doing the
+//! same job, side by side in one run, with the ratio stemedb/sqlite (median of alternating rounds).
+//!
+//! **Workload**, signed before any clock starts: assertion `i` is subject `entity/{i % 1000}`,
+//! predicate `p{(i / 1000) % 4}`, object `Integer(i)`, `timestamp_ms = now_ms()` at signing, one
+//! signature by key `AgentKey::from_secret_bytes(&[i % 256; 32])`; ~150 bytes encoded. Both peers
+//! get the same assertions, dealt round-robin to the same **submitters**: async tasks on one actix
+//! System thread, each submitting one assertion at a time and awaiting its ack (latency: submit
+//! call to ack, queueing included). Each cell has a fresh data directory.
+//!
+//! **StemeDB** (`Config::default()`): `node.submit(a)`; the node's verification threads (one per
+//! core) check shape, limits and signatures, batch-verifying what submissions wait (up to 256);
+//! the journal acks once the record is fdatasync'ed (group commit). `Busy` is retried after 1 ms
+//! and counted. After the last ack, `node.wait_indexed(max offset)` waits until LMDB holds all
+//! (by hash, subject, subject+predicate). Throughput = N / (start to `wait_indexed` returning);
+//! `acks/s` = N / (start to the last ack).
+//!
+//! **SQLite** (bundled, `journal_mode=WAL`, `synchronous=FULL`): table `assertions(hash BLOB
+//! PRIMARY KEY, subject, predicate, timestamp_ms, record BLOB)`, indexed on `(subject,
+//! timestamp_ms)` and `(subject, predicate, timestamp_ms)`. A submit goes to verification threads
+//! (one per core) running `validate_assertion` (the same checks, one signature at a time, as a
+//! typical application does) and encoding the record for ONE writer thread, which inserts what
+//! is pending (up to 1,000) in one transaction (`INSERT OR IGNORE`), commits (WAL fsync), then
+//! acks each. Rows are indexed at commit: throughput = N / (start to the last ack).
+//!
+//! **Fairness.** Same durability (an fsync before each ack), indexes, submitters and verification
+//! parallelism; every signature checked before storage. A verification pool rather than a thread
+//! per submitter keeps latencies comparable (with 1,000 threads on 2 cores, the wait for a core
+//! would fall outside the clock). Batch verification is StemeDB's own; the calibration lines show
+//! its worth. Setup and shutdown are outside the clock. `cpu%` is the process's CPU over the cell
+//! (200 = two cores busy); well below the machine's total, a cell waits on fsyncs or hand-offs.
+//!
+//! Run with `cargo bench --bench ingest`. Environment: `STEMEDB_BENCH_ASSERTIONS` (N at 64 and
+//! 1,000 submitters, default 20,000; the fsync-bound 1-submitter cell runs N/10),
+//! `STEMEDB_BENCH_ROUNDS` (default 3), `STEMEDB_BENCH_DIR` (default the cargo target tmp dir; it
+//! must be on the disk under test, not a tmpfs).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use rusqlite::{Connection, params};
+use stemedb::node::{Node, NodeConfig, SubmitError};
+use stemedb::protocol::{AgentKey, Assertion, Limits, ObjectValue};
+use stemedb::protocol::{now_ms, validate_assertion, validate_assertions};
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+
+/// Concurrent submitter counts, one table row each.
+const SUBMITTERS: [usize; 3] = [1, 64, 1000];
+/// Default N: assertions per cell at 64 and 1,000 submitters.
+const ASSERTIONS_DEFAULT: usize = 20_000;
+/// The 1-submitter cell runs N/this: each of its assertions waits for an fsync of its own.
+const SOLO_DIVISOR: usize = 10;
+const ROUNDS_DEFAULT: usize = 3;
+/// Distinct subjects, predicates per subject and signing keys of the workload.
+const SUBJECTS: usize = 1000;
+const PREDICATES: usize = 4;
+const KEYS: usize = 256;
+/// Most rows per SQLite transaction: the writer drains up to this many pending submissions.
+const SQLITE_TXN_RECORDS_MAX: usize = 1000;
+/// Capacity of the SQLite peer's queues: above the submitters, each with one request in flight.
+const SQLITE_QUEUE_DEPTH_MAX: usize = 4096;
+/// Retries of one `Busy` submission before the benchmark gives up, and the pause before each
+/// (tokio's timer has millisecond granularity).
+const BUSY_RETRIES_MAX: u64 = 10_000;
+const BUSY_BACKOFF: Duration = Duration::from_millis(1);
+/// Longest `wait_indexed` may take once every assertion is acknowledged.
+const INDEX_DEADLINE: Duration = Duration::from_secs(120);
+/// Assertions per calibration run, and its batch size: the node's `verify_batch_records_max`.
+const CALIBRATION_RECORDS: usize = 8192;
+const CALIBRATION_BATCH: usize = 256;
+/// Targets from issue 4, at 64 and 1,000 submitters (printed, never asserted).
+const THROUGHPUT_TARGET: f64 = 50_000.0;
+const RATIO_TARGET: f64 = 1.7;
+/// Clock ticks per second in `/proc` (`USER_HZ`, fixed at 100 by the Linux ABI).
+const USER_HZ: u64 = 100;
+
+/// What one cell measured.
+struct CellResult {
+    /// Ack latencies in nanoseconds, sorted.
+    samples: Vec<u64>,
+    /// Clock start to the last ack, and to everything indexed.
+    acked: Duration,
+    elapsed: Duration,
+    busy_retries: u64,
+    /// Process CPU time (all threads) over `elapsed`.
+    cpu: Duration,
+}
+
+impl CellResult {
+    fn new(mut done: Submitted, acked: Duration, elapsed: Duration, cpu: Duration) -> Self {
+        done.samples.sort_unstable();
+        let (samples, busy_retries) = (done.samples, done.busy_retries);
+        Self {
+            samples,
+            acked,
+            elapsed,
+            busy_retries,
+            cpu,
+        }
+    }
+
+    fn rate(&self) -> f64 {
+        self.samples.len() as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// Nearest-rank percentile of the ack latencies, in microseconds.
+    fn us(&self, pct: usize) -> f64 {
+        let rank = (self.samples.len() * pct).div_ceil(100).max(1);
+        self.samples.get(rank - 1).map_or(0.0, |&ns| ns as f64 / 1e3)
+    }
+
+    /// Process CPU over the cell, in percent of one core.
+    fn cpu_pct(&self) -> f64 {
+        100.0 * self.cpu.as_secs_f64() / self.elapsed.as_secs_f64()
+    }
+}
+
+/// Reads whitespace-separated tick counts from a `/proc` line, as durations.
+fn ticks(fields: &str) -> Vec<Duration> {
+    let parse = |t: &str| t.parse::<u64>().expect("a tick count");
+    let ticks = fields.split_whitespace().map(parse);
+    ticks.map(|t| Duration::from_millis(t * 1000 / USER_HZ)).collect()
+}
+
+/// CPU time of this process so far, all threads (exited ones included); 10 ms resolution.
+fn process_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("read /proc/self/stat");
+    // Fields 3.. follow the command name, which may hold spaces; utime and stime are 14, 15.
+    let after_name = &stat[stat.rfind(')').expect("a command name") + 2..];
+    let fields: Vec<&str> = after_name.split(' ').collect();
+    ticks(&fields[11..13].join(" ")).iter().sum()
+}
+
+/// Busy and stolen CPU time of the whole machine so far (`/proc/stat`, all cores).
+fn machine_cpu() -> (Duration, Duration) {
+    let stat = std::fs::read_to_string("/proc/stat").expect("read /proc/stat");
+    // cpu user nice system idle iowait irq softirq steal ...
+    let t = ticks(&stat.lines().next().expect("a cpu line")[3..]);
+    (t[0] + t[1] + t[2] + t[5] + t[6], t[7])
+}
+
+/// Signs `count` assertions as described in the module docs.
+fn workload(count: usize) -> Vec<Assertion> {
+    let key = |k: usize| AgentKey::from_secret_bytes(&[k as u8; 32]);
+    let keys: Vec<AgentKey> = (0..KEYS).map(key).collect();
+    let timestamp_ms = now_ms();
+    let mut all = Vec::with_capacity(count);
+    for i in 0..count {
+        let subject = format!("entity/{:06}", i % SUBJECTS);
+        let predicate = format!("p{}", (i / SUBJECTS) % PREDICATES);
+        let object = ObjectValue::Integer(i as i64);
+        let mut a = Assertion::new(subject, predicate, object, 0.9, timestamp_ms);
+        a.sign(&keys[i % KEYS]);
+        all.push(a);
+    }
+    all
+}
+
+/// Deals the first `count` assertions round-robin to `submitters` shares.
+fn shares(workload: &[Assertion], count: usize, submitters: usize) -> Vec<Vec<Assertion>> {
+    let mut shares = vec![Vec::new(); submitters];
+    for (i, a) in workload[..count].iter().enumerate() {
+        shares[i % submitters].push(a.clone());
+    }
+    shares
+}
+
+/// A store under test, as the submitter tasks see it.
+trait Peer: Clone + 'static {
+    /// Submits one assertion and resolves once it is durable; returns its journal offset (0
+    /// for SQLite) and how many `Busy` answers were retried.
+    async fn submit_one(&self, assertion: Assertion) -> (u64, u64);
+}
+
+impl Peer for Node {
+    async fn submit_one(&self, assertion: Assertion) -> (u64, u64) {
+        let mut retries = 0;
+        loop {
+            // `submit` consumes the assertion even when it answers Busy, hence the clone.
+            match self.submit(assertion.clone()).await {
+                Ok(receipt) => return (receipt.offset, retries),
+                Err(SubmitError::Busy { .. }) if retries < BUSY_RETRIES_MAX => {
+                    retries += 1;
+                    actix_rt::time::sleep(BUSY_BACKOFF).await;
+                }
+                Err(error) => panic!("stemedb submit failed after {retries} retries: {error}"),
+            }
+        }
+    }
+}
+
+/// What submitter tasks did, merged.
+#[derive(Default)]
+struct Submitted {
+    samples: Vec<u64>,
+    offset_max: u64,
+    busy_retries: u64,
+}
+
+/// Runs one submitter task per share on this actix System thread, each submitting its share
+/// one assertion at a time; resolves once every assertion is acknowledged.
+async fn run_submitters<P: Peer>(peer: &P, shares: Vec<Vec<Assertion>>) -> Submitted {
+    let submitter = |peer: P, share: Vec<Assertion>| async move {
+        let mut out = Submitted::default();
+        for assertion in share {
+            let start = Instant::now();
+            let (offset, busy_retries) = peer.submit_one(assertion).await;
+            out.samples.push(start.elapsed().as_nanos() as u64);
+            out.offset_max = out.offset_max.max(offset);
+            out.busy_retries += busy_retries;
+        }
+        out
+    };
+    let spawn = |share| actix::spawn(submitter(peer.clone(), share));
+    let tasks: Vec<_> = shares.into_iter().map(spawn).collect();
+    let mut all = Submitted::default();
+    for task in tasks {
+        let done = task.await.expect("submitter task panicked");
+        all.samples.extend(done.samples);
+        all.offset_max = all.offset_max.max(done.offset_max);
+        all.busy_retries += done.busy_retries;
+    }
+    all
+}
+
+/// One cell against a fresh StemeDB node with the default config.
+fn bench_stemedb(base: &Path, shares: Vec<Vec<Assertion>>) -> CellResult {
+    let dir = TempDir::new_in(base).expect("create stemedb temp dir");
+    let expected = shares.iter().map(Vec::len).sum::<usize>() as u64;
+    actix::System::new().block_on(async move {
+        let node = Node::start(stemedb::Config::default(), dir.path()).expect("start node");
+        let (start, cpu) = (Instant::now(), process_cpu());
+        let done = run_submitters(&node, shares).await;
+        let acked = start.elapsed();
+        let indexed = node.wait_indexed(done.offset_max, Instant::now() + INDEX_DEADLINE);
+        indexed.await.expect("wait_indexed");
+        let (elapsed, cpu) = (start.elapsed(), process_cpu() - cpu);
+        let counts = node.counts().expect("counts");
+        assert_eq!(counts, (expected, 0), "stored and rejected");
+        node.shutdown().await.expect("shutdown");
+        CellResult::new(done, acked, elapsed, cpu)
+    })
+}
+
+/// A submission to the SQLite peer: the assertion and where its ack goes.
+type SqliteRequest = (Assertion, oneshot::Sender<()>);
+/// A verified submission on its way to the SQLite writer, with its content hash and record.
+type SqliteJob = ([u8; 32], Assertion, Vec<u8>, oneshot::Sender<()>);
+
+/// The SQLite peer's front: the queue to its verification threads.
+#[derive(Clone)]
+struct SqlitePeer(Sender<SqliteRequest>);
+
+impl Peer for SqlitePeer {
+    async fn submit_one(&self, assertion: Assertion) -> (u64, u64) {
+        let (ack, acked) = oneshot::channel();
+        let queued = self.0.try_send((assertion, ack));
+        queued.expect("the queue holds more than one request per submitter");
+        acked.await.expect("sqlite writer dropped an ack");
+        (0, 0)
+    }
+}
+
+/// Opens a SQLite database at `path` with the schema and durability settings of the docs.
+fn sqlite_open(path: &Path) -> Connection {
+    let conn = Connection::open(path).expect("open sqlite");
+    let mode = conn.query_row("PRAGMA journal_mode=WAL", [], |row| row.get::<_, String>(0));
+    assert_eq!(mode.expect("set journal mode"), "wal");
+    conn.execute_batch(
+        "PRAGMA synchronous=FULL;
+         CREATE TABLE assertions(hash BLOB PRIMARY KEY, subject TEXT NOT NULL, predicate TEXT NOT NULL,
+                                 timestamp_ms INTEGER NOT NULL, record BLOB NOT NULL);
+         CREATE INDEX by_subject ON assertions(subject, timestamp_ms);
+         CREATE INDEX by_subject_predicate ON assertions(subject, predicate, timestamp_ms);",
+    )
+    .expect("create sqlite schema");
+    conn
+}
+
+/// A SQLite verification thread: validates each request (shape, limits, signature) and encodes
+/// its record for the writer.
+fn sqlite_verifier(requests: Receiver<SqliteRequest>, jobs: Sender<SqliteJob>) {
+    let limits = Limits::default();
+    while let Ok((assertion, ack)) = requests.recv() {
+        let hash = validate_assertion(&assertion, &limits, now_ms()).expect("valid assertion");
+        let record = assertion.to_record_bytes();
+        jobs.send((*hash.as_bytes(), assertion, record, ack))
+            .expect("sqlite writer gone");
+    }
+}
+
+/// The one SQLite writer: takes up to `SQLITE_TXN_RECORDS_MAX` pending jobs, inserts them in
+/// one transaction, commits, then acks each. Returns the connection once every sender is gone.
+fn sqlite_writer(mut conn: Connection, jobs: Receiver<SqliteJob>) -> Connection {
+    const INSERT: &str = "INSERT OR IGNORE INTO assertions(hash, subject, predicate, timestamp_ms, record)
+                          VALUES (?1, ?2, ?3, ?4, ?5)";
+    let mut batch = Vec::with_capacity(SQLITE_TXN_RECORDS_MAX);
+    while let Ok(first) = jobs.recv() {
+        batch.push(first);
+        batch.extend(jobs.try_iter().take(SQLITE_TXN_RECORDS_MAX - 1));
+        let txn = conn.transaction().expect("begin");
+        {
+            let mut insert = txn.prepare_cached(INSERT).expect("prepare insert");
+            for (hash, a, record, _) in &batch {
+                let row = params![hash, a.subject, a.predicate, a.timestamp_ms as i64, record];
+                insert.execute(row).expect("insert");
+            }
+        }
+        txn.commit().expect("commit");
+        for (_, _, _, ack) in batch.drain(..) {
+            let _ = ack.send(());
+        }
+    }
+    conn
+}
+
+/// Spawns a named thread running `work`.
+fn spawn<T: Send + 'static>(name: String, work: impl FnOnce() -> T + Send + 'static) -> JoinHandle<T> {
+    let builder = std::thread::Builder::new().name(name);
+    builder.spawn(work).expect("spawn thread")
+}
+
+/// One cell against a fresh SQLite database.
+fn bench_sqlite(base: &Path, shares: Vec<Vec<Assertion>>) -> CellResult {
+    let dir = TempDir::new_in(base).expect("create sqlite temp dir");
+    let expected = shares.iter().map(Vec::len).sum::<usize>() as i64;
+    let conn = sqlite_open(&dir.path().join("bench.sqlite"));
+    let (jobs, queue) = crossbeam_channel::bounded(SQLITE_QUEUE_DEPTH_MAX);
+    let writer = spawn("sqlite-writer".into(), move || sqlite_writer(conn, queue));
+    let (requests, incoming) = crossbeam_channel::bounded(SQLITE_QUEUE_DEPTH_MAX);
+    let mut verifiers = Vec::new();
+    for index in 0..NodeConfig::default().verify_threads() {
+        let (incoming, jobs) = (incoming.clone(), jobs.clone());
+        let verify = move || sqlite_verifier(incoming, jobs);
+        verifiers.push(spawn(format!("sqlite-verify-{index}"), verify));
+    }
+    drop((jobs, incoming));
+    let peer = SqlitePeer(requests);
+    let (done, elapsed, cpu) = actix::System::new().block_on(async move {
+        let (start, cpu) = (Instant::now(), process_cpu());
+        let done = run_submitters(&peer, shares).await;
+        (done, start.elapsed(), process_cpu() - cpu)
+    });
+    // The peer went with the System's future: the verifiers, then the writer, run dry.
+    for verifier in verifiers {
+        verifier.join().expect("sqlite verifier panicked");
+    }
+    let conn = writer.join().expect("sqlite writer panicked");
+    let count = |row: &rusqlite::Row<'_>| row.get::<_, i64>(0);
+    let stored = conn.query_row("SELECT COUNT(*) FROM assertions", [], count);
+    assert_eq!(
+        stored.expect("count"),
+        expected,
+        "sqlite must store every assertion"
+    );
+    CellResult::new(done, elapsed, elapsed, cpu)
+}
+
+/// Prints what signature checks cost with one thread per core at once, the machine's ceiling for
+/// that step alone: one at a time (as the SQLite peer does; a batch of one is verified singly)
+/// and in batches of 256 (as StemeDB does when enough submissions wait).
+fn print_calibration(workload: &[Assertion]) {
+    let sample = &workload[..CALIBRATION_RECORDS.min(workload.len())];
+    let cores = NodeConfig::default().verify_threads();
+    for batch in [1, CALIBRATION_BATCH] {
+        let check = || {
+            for chunk in sample.chunks(batch) {
+                let verdicts = validate_assertions(chunk, &Limits::default(), now_ms());
+                assert!(verdicts.iter().all(Result::is_ok));
+            }
+        };
+        let start = Instant::now();
+        std::thread::scope(|scope| (0..cores).for_each(|_| drop(scope.spawn(check))));
+        let us = start.elapsed().as_secs_f64() * 1e6 / (sample.len() * cores) as f64;
+        println!(
+            "signature checks in batches of {batch:>3} on {cores} threads: {us:>4.1} us per assertion = {:.0}/s",
+            1e6 / us
+        );
+    }
+    println!();
+}
+
+/// A `usize` from environment variable `name`, if set and valid.
+fn env_usize(name: &str) -> Option<usize> {
+    std::env::var(name).ok().and_then(|s| s.trim().parse().ok())
+}
+
+/// Base directory from `STEMEDB_BENCH_DIR`, else cargo's target tmp dir (created if missing).
+fn bench_dir() -> PathBuf {
+    let dir = std::env::var_os("STEMEDB_BENCH_DIR");
+    let dir = dir.map_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")), PathBuf::from);
+    std::fs::create_dir_all(&dir).expect("create bench dir");
+    dir
+}
+
+/// One table row: each peer's median round and the median of the per-round ratios.
+struct Row {
+    submitters: usize,
+    stemedb: CellResult,
+    sqlite: CellResult,
+    ratio: f64,
+}
+
+/// Runs every round of one row, alternating which peer goes first, so that a noisy stretch of
+/// the machine hits both.
+fn run_row(dir: &Path, rounds: usize, workload: &[Assertion], count: usize, submitters: usize) -> Row {
+    let (mut stemedb, mut sqlite, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..rounds {
+        for stemedb_turn in [round % 2 == 0, round % 2 != 0] {
+            let shares = shares(workload, count, submitters);
+            if stemedb_turn {
+                stemedb.push(bench_stemedb(dir, shares));
+            } else {
+                sqlite.push(bench_sqlite(dir, shares));
+            }
+        }
+        ratios.push(stemedb[round].rate() / sqlite[round].rate());
+    }
+    ratios.sort_by(f64::total_cmp);
+    let ratio = ratios[ratios.len() / 2];
+    let median = |mut cells: Vec<CellResult>| {
+        cells.sort_by(|a, b| a.rate().total_cmp(&b.rate()));
+        cells.swap_remove(cells.len() / 2)
+    };
+    let (stemedb, sqlite) = (median(stemedb), median(sqlite));
+    Row {
+        submitters,
+        stemedb,
+        sqlite,
+        ratio,
+    }
+}
+
+/// Prints the table, then the total: every row's assertions over their summed elapsed times.
+fn print_table(rows: &[Row]) {
+    println!("{:>17} | {:<43} | {:<29} |", "", "stemedb", "sqlite");
+    println!(
+        "submitters      N | assert/s   acks/s  p50 us  p99 us busy cpu% | assert/s  p50 us  p99 us cpu% | ratio"
+    );
+    println!("{}", "-".repeat(103));
+    for row in rows {
+        let (n, s, q, ratio) = (row.submitters, &row.stemedb, &row.sqlite, row.ratio);
+        let (acks, len) = (s.samples.len() as f64 / s.acked.as_secs_f64(), s.samples.len());
+        let (s50, s99, q50, q99) = (s.us(50), s.us(99), q.us(50), q.us(99));
+        let (s_cpu, q_cpu, busy) = (s.cpu_pct(), q.cpu_pct(), s.busy_retries);
+        let (s, q) = (s.rate(), q.rate());
+        println!(
+            "{n:>10} {len:>6} | {s:>8.0} {acks:>8.0} {s50:>7.0} {s99:>7.0} {busy:>4} {s_cpu:>4.0} | \
+             {q:>8.0} {q50:>7.0} {q99:>7.0} {q_cpu:>4.0} | {ratio:>5.2}"
+        );
+    }
+    let total = |cell: fn(&Row) -> &CellResult| {
+        let secs: f64 = rows.iter().map(|r| cell(r).elapsed.as_secs_f64()).sum();
+        (rows.iter().map(|r| cell(r).samples.len()).sum::<usize>(), secs)
+    };
+    let ((n, s_secs), (_, q_secs)) = (total(|r| &r.stemedb), total(|r| &r.sqlite));
+    let (s, q) = (n as f64 / s_secs, n as f64 / q_secs);
+    let ratio = s / q;
+    println!("total: {n} assertions; stemedb {s:.0}/s, sqlite {q:.0}/s, ratio {ratio:.2}");
+}
+
+fn main() {
+    let (began, machine_began, process_began) = (Instant::now(), machine_cpu(), process_cpu());
+    let count = env_usize("STEMEDB_BENCH_ASSERTIONS").filter(|&n| n >= SOLO_DIVISOR);
+    let count = count.unwrap_or(ASSERTIONS_DEFAULT);
+    let rounds = env_usize("STEMEDB_BENCH_ROUNDS").filter(|&r| r > 0);
+    let rounds = rounds.unwrap_or(ROUNDS_DEFAULT);
+    let dir = bench_dir();
+    let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let (dir_name, (target, ratio)) = (dir.display(), (THROUGHPUT_TARGET, RATIO_TARGET));
+    println!("ingest benchmark: signed assertions, durable ack then indexed; stemedb vs sqlite (WAL, FULL)");
+    println!("machine: nproc = {nproc}; medians of {rounds} rounds; bench dir: {dir_name}");
+    println!("targets at 64 and 1000 submitters: stemedb >= {target:.0} assertions/s, ratio >= {ratio:.1}");
+    let workload = workload(count);
+    print_calibration(&workload);
+    let mut rows = Vec::new();
+    for submitters in SUBMITTERS {
+        let n = count / if submitters == 1 { SOLO_DIVISOR } else { 1 };
+        rows.push(run_row(&dir, rounds, &workload, n, submitters));
+    }
+    print_table(&rows);
+    let wall = began.elapsed().as_secs_f64();
+    let (busy, steal) = machine_cpu();
+    let others = (busy - machine_began.0).saturating_sub(process_cpu() - process_began);
+    let others_pct = others.as_secs_f64() / wall * 100.0;
+    let steal_pct = (steal - machine_began.1).as_secs_f64() / wall * 100.0;
+    println!(
+        "total bench time {wall:.1} s; meanwhile other processes used {others_pct:.0}% of a core and the \
+         hypervisor stole {steal_pct:.0}% (both should be near 0)"
+    );
+}
