@@ -33,14 +33,10 @@ impl AgentId {
     /// Returns an error if the bytes are not a point on the curve or are a small-order
     /// ("weak") point, for which signatures prove nothing.
     pub fn from_bytes(bytes: &[u8; AGENT_ID_LEN]) -> Result<Self, ParseError> {
-        let invalid = |reason| ParseError::InvalidAgentKey {
+        super::key_cache::checked_key(bytes).map_err(|reason| ParseError::InvalidAgentKey {
             hex: hex::encode(bytes),
             reason,
-        };
-        let key = VerifyingKey::from_bytes(bytes).map_err(|_| invalid("not a curve point"))?;
-        if key.is_weak() {
-            return Err(invalid("small-order (weak) key"));
-        }
+        })?;
         Ok(Self(*bytes))
     }
 
@@ -53,7 +49,7 @@ impl AgentId {
     /// by [`from_bytes`](Self::from_bytes) or [`AgentKey::agent_id`], and verifiers treat it as
     /// a failed verification.
     pub(crate) fn verifying_key(&self) -> Option<VerifyingKey> {
-        VerifyingKey::from_bytes(&self.0).ok()
+        super::key_cache::checked_key(&self.0).ok()
     }
 }
 

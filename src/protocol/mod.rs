@@ -14,6 +14,7 @@ mod codec;
 mod error;
 mod fixed;
 mod hash;
+mod key_cache;
 mod limits;
 mod log_record;
 mod object;
@@ -25,6 +26,7 @@ pub use agent::{AGENT_ID_LEN, AgentId, AgentKey, AgentSignature, SECRET_KEY_LEN,
 pub use assertion::Assertion;
 pub use error::{CodecError, ParseError};
 pub use hash::{HASH_LEN, Hash};
+pub use key_cache::KEY_CACHE_ENTRIES_MAX;
 pub use limits::{
     Limits, LimitsError, NAME_BYTES_CEILING, OBJECT_TEXT_BYTES_CEILING, RECORD_BYTES_CEILING,
     SIGNATURES_CEILING,

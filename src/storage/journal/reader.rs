@@ -40,6 +40,32 @@ pub struct RangeRead {
     pub at_end: bool,
 }
 
+/// Bytes [`JournalReader::read_range`] reads at once: large enough that one `pread` serves
+/// hundreds of small records, small enough to stay in cache.
+pub const RANGE_CHUNK_BYTES: usize = 256 * 1024;
+
+/// Bytes of the log read ahead, starting at global offset `start`.
+#[derive(Default)]
+struct Chunk {
+    start: u64,
+    bytes: Vec<u8>,
+}
+
+impl Chunk {
+    /// Returns the payload and end of a whole, intact record at `offset`, if the chunk holds one.
+    fn record_at(&self, offset: u64) -> Option<(&[u8], u64)> {
+        let at = usize::try_from(offset.checked_sub(self.start)?).ok()?;
+        let rest = self.bytes.get(at..)?;
+        let header: &[u8; HEADER_BYTES] = rest.get(..HEADER_BYTES)?.try_into().ok()?;
+        let len = format::payload_len(header);
+        let record = rest.get(..format::record_len(len))?;
+        match format::decode(record, offset, format::PAYLOAD_BYTES_CEILING) {
+            Ok(Decoded::Record(payload)) => Some((payload, offset + record.len() as u64)),
+            _ => None,
+        }
+    }
+}
+
 /// A reader of the journal. Cheap to create; each holds open segment handles, so garbage
 /// collection never removes a segment under it.
 #[derive(Debug)]
@@ -114,6 +140,11 @@ impl JournalReader {
 
     /// Reads consecutive records from `from`: at most `max_records` of them, stopping after the
     /// record that brings the payload total to `max_bytes` or more, or at the durable end.
+    ///
+    /// Reads the log in chunks of up to [`RANGE_CHUNK_BYTES`], one `pread` for many records;
+    /// any record the chunk cannot settle (damaged, straddling the chunk's end, at a segment
+    /// boundary) goes through [`read`](Self::read), so outcomes are exactly those of `read`.
+    /// An error is returned only when no record precedes it.
     pub fn read_range(
         &mut self,
         from: u64,
@@ -124,9 +155,22 @@ impl JournalReader {
             next: from,
             ..RangeRead::default()
         };
+        let mut chunk = Chunk::default();
         let mut bytes = 0usize;
         while range.records.len() < max_records && bytes < max_bytes {
-            match self.read(range.next)? {
+            let offset = self.skip_quarantined(range.next);
+            let outcome = match self.read_chunked(offset, &mut chunk) {
+                Ok(Some(record)) => Ok(record),
+                Ok(None) => self.read(offset),
+                Err(error) => Err(error),
+            };
+            // An error after some records returns those; the next call, starting at the
+            // failed offset, reports it.
+            let outcome = match outcome {
+                Err(_) if !range.records.is_empty() => break,
+                other => other?,
+            };
+            match outcome {
                 ReadOutcome::Record {
                     offset,
                     payload,
@@ -143,6 +187,37 @@ impl JournalReader {
             }
         }
         Ok(range)
+    }
+
+    /// Decodes the record at `offset` from `chunk`, refilling it from the log if it does not
+    /// hold the whole record; `None` when the chunk path cannot settle it.
+    fn read_chunked(&mut self, offset: u64, chunk: &mut Chunk) -> Result<Option<ReadOutcome>, ReadError> {
+        let durable_end = self.shared.durable_end();
+        if offset >= durable_end {
+            return Ok(None);
+        }
+        if chunk.record_at(offset).is_none() {
+            let Some(segment) = self.find(offset).or_else(|| {
+                self.refresh(offset);
+                self.find(offset)
+            }) else {
+                return Ok(None);
+            };
+            let want = RANGE_CHUNK_BYTES.min(usize::try_from(durable_end - offset).unwrap_or(usize::MAX));
+            chunk.bytes.resize(want, 0);
+            let got = segment.read_at(offset - segment.base, &mut chunk.bytes)?;
+            chunk.bytes.truncate(got);
+            chunk.start = offset;
+        }
+        Ok(chunk.record_at(offset).and_then(|(payload, next)| {
+            // A record ends at or before the durable end; one that seems not to is left to
+            // `read`, which reports it precisely.
+            (next <= durable_end).then(|| ReadOutcome::Record {
+                offset,
+                payload: payload.to_vec(),
+                next,
+            })
+        }))
     }
 
     fn skip_quarantined(&self, mut offset: u64) -> u64 {
