@@ -1,0 +1,169 @@
+//! StemeDB embedded in a host application's actix System.
+//!
+//! Starts a node on a data directory (default `stemedb-data`, or the first argument), submits
+//! signed assertions from a few concurrent agents (one a batch, one superseding an earlier
+//! claim, one naming a parent nobody wrote), waits until they are indexed, reads them back by
+//! hash, by subject and by (subject, predicate), and shuts down gracefully. Run it twice: the
+//! second run starts from the first run's state.
+//!
+//! ```sh
+//! cargo run --release --example embedded [DATA_DIR]
+//! ```
+
+use std::error::Error;
+use std::time::{Duration, Instant};
+
+use stemedb::Config;
+use stemedb::node::Node;
+use stemedb::protocol::{AgentKey, Assertion, Hash, ObjectValue, now_ms};
+use stemedb::storage::state::ListQuery;
+
+fn claim(
+    key: &AgentKey,
+    subject: &str,
+    predicate: &str,
+    object: ObjectValue,
+    parent: Option<Hash>,
+) -> Assertion {
+    let mut assertion = Assertion::new(subject, predicate, object, 0.9, now_ms());
+    assertion.parent = parent;
+    assertion.sign(key);
+    assertion
+}
+
+#[actix::main]
+async fn main() -> Result<(), Box<dyn Error>> {
+    let data_dir = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "stemedb-data".to_owned());
+    let node = Node::start(Config::default(), &data_dir)?;
+    println!(
+        "node started on {data_dir}; ingest cursor {}",
+        node.ingest_status().cursor
+    );
+
+    let alice = AgentKey::generate()?;
+    let bob = AgentKey::generate()?;
+
+    // Two agents submit concurrently; Bob sends a batch, verified in one batch call.
+    let first = claim(
+        &alice,
+        "city:paris",
+        "population",
+        ObjectValue::Integer(2_102_650),
+        None,
+    );
+    let alice_task = node.submit(first.clone());
+    let bob_batch = vec![
+        claim(
+            &bob,
+            "city:paris",
+            "population",
+            ObjectValue::Integer(2_133_111),
+            None,
+        ),
+        claim(
+            &bob,
+            "city:paris",
+            "mayor",
+            ObjectValue::Text("Anne Hidalgo".into()),
+            None,
+        ),
+        claim(
+            &bob,
+            "city:paris",
+            "country",
+            ObjectValue::Ref("country:france".into()),
+            None,
+        ),
+    ];
+    let bob_task = node.submit_many(bob_batch);
+    let (alice_receipt, bob_results) = futures_join(alice_task, bob_task).await;
+    let alice_receipt = alice_receipt?;
+    println!(
+        "alice: durable at offset {} as {}",
+        alice_receipt.offset, alice_receipt.hash
+    );
+    for result in bob_results? {
+        let receipt = result?;
+        println!("bob:   durable at offset {} as {}", receipt.offset, receipt.hash);
+    }
+
+    // Alice revises her figure: the new claim supersedes the old one.
+    let revised = claim(
+        &alice,
+        "city:paris",
+        "population",
+        ObjectValue::Integer(2_113_705),
+        Some(alice_receipt.hash),
+    );
+    let revised_receipt = node.submit(revised).await?;
+
+    // A claim naming an unknown parent is durable, then rejected by the ingestor, with a reason.
+    let orphan = claim(
+        &bob,
+        "city:paris",
+        "area",
+        ObjectValue::Float(105.4),
+        Some(Hash::of(b"no such claim")),
+    );
+    let orphan_receipt = node.submit(orphan).await?;
+
+    // Read-your-writes: wait until the last one is indexed.
+    node.wait_indexed(
+        orphan_receipt.offset.max(revised_receipt.offset),
+        Instant::now() + Duration::from_secs(10),
+    )
+    .await?;
+
+    let stored = node
+        .get(&revised_receipt.hash)?
+        .ok_or("revised claim not found")?;
+    println!("get {}: {:?}", stored.hash, stored.assertion.object);
+    let heads = node.list(&ListQuery::pair("city:paris", "population"))?;
+    println!("population heads: {}", heads.assertions.len());
+    let mut history = ListQuery::pair("city:paris", "population");
+    history.history = true;
+    println!("population history: {}", node.list(&history)?.assertions.len());
+    println!(
+        "all claims about city:paris: {}",
+        node.list(&ListQuery::subject("city:paris"))?.assertions.len()
+    );
+    for rejection in node.rejections(orphan_receipt.offset, 10)? {
+        println!("rejected at offset {}: {}", rejection.offset, rejection.reason);
+    }
+    let (assertions, rejected) = node.counts()?;
+    println!("stored: {assertions} assertions, {rejected} rejections");
+
+    node.shutdown().await?;
+    println!("shut down; run again to start from this state");
+    Ok(())
+}
+
+/// Awaits two futures concurrently on this task.
+async fn futures_join<A: std::future::Future, B: std::future::Future>(a: A, b: B) -> (A::Output, B::Output) {
+    let mut a = std::pin::pin!(a);
+    let mut b = std::pin::pin!(b);
+    let (mut out_a, mut out_b) = (None, None);
+    std::future::poll_fn(|cx| {
+        if out_a.is_none() {
+            if let std::task::Poll::Ready(v) = a.as_mut().poll(cx) {
+                out_a = Some(v);
+            }
+        }
+        if out_b.is_none() {
+            if let std::task::Poll::Ready(v) = b.as_mut().poll(cx) {
+                out_b = Some(v);
+            }
+        }
+        match (out_a.take(), out_b.take()) {
+            (Some(x), Some(y)) => std::task::Poll::Ready((x, y)),
+            (x, y) => {
+                out_a = x;
+                out_b = y;
+                std::task::Poll::Pending
+            }
+        }
+    })
+    .await
+}
