@@ -431,3 +431,25 @@ fn node_outside_a_system_is_refused() {
     let error = Node::start(Config::default(), dir.path()).unwrap_err();
     assert!(matches!(error, stemedb::node::NodeError::NoSystem), "{error}");
 }
+
+#[test]
+fn shutdown_releases_the_directory_for_a_restart_in_the_same_system() {
+    let dir = TempDir::new().unwrap();
+    actix::System::new().block_on(async {
+        let mut hashes = Vec::new();
+        for round in 0..3 {
+            let node = Node::start(Config::default(), dir.path()).unwrap();
+            hashes.push(
+                submit_indexed(&node, assertion("again", "p", round, 7))
+                    .await
+                    .hash,
+            );
+            node.shutdown().await.unwrap();
+        }
+        let node = Node::start(Config::default(), dir.path()).unwrap();
+        for hash in &hashes {
+            assert!(node.get(hash).unwrap().is_some());
+        }
+        node.shutdown().await.unwrap();
+    });
+}

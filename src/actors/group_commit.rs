@@ -8,7 +8,7 @@
 
 use actix::prelude::*;
 
-use crate::storage::journal::Journal;
+use crate::storage::journal::{Journal, WeakJournal};
 
 /// Most subscribers; they are the node's own consumers, and there are few.
 pub const SUBSCRIBERS_MAX: usize = 64;
@@ -34,7 +34,8 @@ pub struct SubscribeError;
 /// The group-commit actor.
 #[derive(Debug)]
 pub struct GroupCommitActor {
-    journal: Journal,
+    /// Weak: the journal's owner decides when it closes; this actor stops when it has.
+    journal: WeakJournal,
     subscribers: Vec<Recipient<DurableOffset>>,
     end: u64,
 }
@@ -44,7 +45,7 @@ impl GroupCommitActor {
     pub fn new(journal: Journal) -> Self {
         let end = journal.durable_end();
         Self {
-            journal,
+            journal: journal.downgrade(),
             subscribers: Vec::new(),
             end,
         }
@@ -57,7 +58,11 @@ impl Actor for GroupCommitActor {
     fn started(&mut self, ctx: &mut Self::Context) {
         // A weak address: the journal must not keep this actor (and so itself) alive.
         let address = ctx.address().downgrade();
-        self.journal.set_durable_listener(Box::new(move |end| {
+        let Some(journal) = self.journal.upgrade() else {
+            ctx.stop();
+            return;
+        };
+        journal.set_durable_listener(Box::new(move |end| {
             // A full mailbox drops this announcement; the handler reads the journal's current
             // end, so the announcement that does get through carries everything.
             if let Some(address) = address.upgrade() {
@@ -65,11 +70,13 @@ impl Actor for GroupCommitActor {
             }
         }));
         // Batches committed before the listener was installed.
-        self.end = self.end.max(self.journal.durable_end());
+        self.end = self.end.max(journal.durable_end());
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
-        self.journal.clear_durable_listener();
+        if let Some(journal) = self.journal.upgrade() {
+            journal.clear_durable_listener();
+        }
     }
 }
 
@@ -108,7 +115,11 @@ impl Handler<DurableOffset> for GroupCommitActor {
     type Result = ();
 
     fn handle(&mut self, message: DurableOffset, ctx: &mut Self::Context) {
-        let end = message.end.max(self.journal.durable_end());
+        let Some(journal) = self.journal.upgrade() else {
+            ctx.stop();
+            return;
+        };
+        let end = message.end.max(journal.durable_end());
         if end <= self.end {
             return;
         }

@@ -212,6 +212,13 @@ impl Journal {
         Ok(())
     }
 
+    /// Returns a handle that does not keep the journal open.
+    pub fn downgrade(&self) -> WeakJournal {
+        WeakJournal {
+            inner: Arc::downgrade(&self.inner),
+        }
+    }
+
     /// Returns a new reader.
     pub fn reader(&self) -> JournalReader {
         JournalReader::new(Arc::clone(&self.inner.shared))
@@ -297,6 +304,28 @@ impl Journal {
             removed += 1;
         }
         Ok(removed)
+    }
+}
+
+/// A handle that does not keep the journal open: for observers (such as the GroupCommit
+/// actor) that must not delay its closing.
+#[derive(Clone)]
+pub struct WeakJournal {
+    inner: std::sync::Weak<Inner>,
+}
+
+impl WeakJournal {
+    /// Returns the journal if it is still open.
+    pub fn upgrade(&self) -> Option<Journal> {
+        self.inner.upgrade().map(|inner| Journal { inner })
+    }
+}
+
+impl std::fmt::Debug for WeakJournal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WeakJournal")
+            .field("open", &(self.inner.strong_count() > 0))
+            .finish()
     }
 }
 
