@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::node::NodeConfig;
+use crate::node::{NodeConfig, VotesConfig};
 use crate::protocol::Limits;
 use crate::storage::journal::JournalConfig;
 use crate::storage::state::StateConfig;
@@ -29,6 +29,8 @@ pub struct Config {
     pub state: StateConfig,
     /// The submission and ingest pipeline (`[node]`).
     pub node: NodeConfig,
+    /// Vote counting and voter trust (`[votes]`).
+    pub votes: VotesConfig,
 }
 
 /// A configuration that could not be loaded.
@@ -95,6 +97,7 @@ impl Config {
         self.journal.validate().map_err(|e| format!("journal.{e}"))?;
         self.state.validate()?;
         self.node.validate()?;
+        self.votes.validate()?;
         if self.journal.record_bytes_max < self.limits.record_bytes_max {
             return Err(format!(
                 "journal.record_bytes_max = {} must be at least limits.record_bytes_max = {}",

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use common::{NOW_MS, key};
-use stemedb::actors::{DurableOffset, IngestStatus, IngestorActor};
+use stemedb::actors::{DurableOffset, IngestStatus, IngestorActor, VoteCounterActor};
 use stemedb::node::NodeConfig;
 use stemedb::protocol::{Assertion, ObjectValue, encode_assertion};
 use stemedb::storage::journal::{Journal, JournalConfig};
@@ -133,7 +133,9 @@ fn ingestor_holds_at_a_record_damaged_after_it_was_durable() {
     let end = journal.durable_end();
     let held_at = offsets[3];
     let stalled = actix::System::new().block_on(async move {
-        let ingestor = IngestorActor::new(journal, state.clone(), NodeConfig::default(), status_tx).unwrap();
+        let shards = vec![VoteCounterActor::new(0, state.clone()).start()];
+        let ingestor =
+            IngestorActor::new(journal, state.clone(), NodeConfig::default(), shards, status_tx).unwrap();
         let address = ingestor.start();
         address.do_send(DurableOffset { end });
         let wait = status.wait_for(|s| s.stalled.is_some());

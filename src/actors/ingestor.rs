@@ -19,9 +19,11 @@ use actix::prelude::*;
 use tokio::sync::watch;
 
 use super::group_commit::DurableOffset;
+use super::vote_counter::{CountVotes, VoteCounterActor, shard_of};
 use crate::node::NodeConfig;
+use crate::protocol::AgentId;
 use crate::storage::journal::{Journal, JournalReader, ReadError};
-use crate::storage::state::{IngestRecord, State, StateError};
+use crate::storage::state::{IngestRecord, Plan, RoutedVote, State, StateError, Tally};
 
 /// Mailbox capacity: announcements coalesce (each carries the latest durable end), so a few
 /// slots suffice; the GroupCommit actor re-announces when the mailbox is full.
@@ -47,6 +49,8 @@ pub struct IngestorActor {
     reader: JournalReader,
     state: State,
     config: NodeConfig,
+    /// The vote-counting shards, by shard number.
+    shards: Vec<Addr<VoteCounterActor>>,
     status: watch::Sender<IngestStatus>,
     /// Next offset to read; equals the state's ingest cursor.
     cursor: u64,
@@ -68,13 +72,20 @@ impl std::fmt::Debug for IngestorActor {
 }
 
 impl IngestorActor {
-    /// Creates the ingestor; it resumes from the state's ingest cursor.
+    /// Creates the ingestor; it resumes from the state's ingest cursor. Votes are counted by
+    /// `shards` (at least one).
     pub fn new(
         journal: Journal,
         state: State,
         config: NodeConfig,
+        shards: Vec<Addr<VoteCounterActor>>,
         status: watch::Sender<IngestStatus>,
     ) -> Result<Self, StateError> {
+        if shards.is_empty() {
+            return Err(StateError::Config(
+                "the ingestor needs at least one vote-counter shard".into(),
+            ));
+        }
         let cursor = state.ingest_cursor()?;
         status.send_replace(IngestStatus {
             cursor,
@@ -86,6 +97,7 @@ impl IngestorActor {
             journal,
             state,
             config,
+            shards,
             status,
             cursor,
             target: cursor,
@@ -107,15 +119,16 @@ impl IngestorActor {
         }
     }
 
-    /// Reads and applies one batch; returns true if and only if more may be waiting.
-    fn drain_once(&mut self) -> Result<bool, IngestError> {
+    /// Reads one batch and plans it; `None` at the end of the log. The flag is true if and only
+    /// if more records may be waiting.
+    fn read_and_plan(&mut self) -> Result<Option<(Plan, bool)>, IngestError> {
         let range = self.reader.read_range(
             self.cursor,
             self.config.ingest_batch_records_max,
             self.config.ingest_batch_bytes_max,
         )?;
         if range.records.is_empty() {
-            return Ok(false);
+            return Ok(None);
         }
         // A record ends where the next begins (past any quarantined bytes between them).
         let starts: Vec<u64> = range.records.iter().map(|(offset, _)| *offset).collect();
@@ -129,21 +142,50 @@ impl IngestorActor {
                 payload,
             })
             .collect();
-        let outcome = self.state.apply(&records)?;
-        assert_eq!(
-            outcome.cursor, range.next,
-            "the state cursor must end where the batch ends"
+        Ok(Some((self.state.plan(&records)?, !range.at_end)))
+    }
+
+    /// Commits a planned batch with its votes' tallies.
+    fn finish(&mut self, plan: &Plan, tallies: &[Tally]) -> Result<(), IngestError> {
+        let outcome = self.state.commit(plan, tallies)?;
+        assert!(
+            outcome.cursor > self.cursor,
+            "a committed batch must advance the cursor"
         );
         self.cursor = outcome.cursor;
         metrics::counter!("stemedb_ingest_applied_total").increment(outcome.applied as u64);
         metrics::counter!("stemedb_ingest_duplicates_total").increment(outcome.duplicates as u64);
+        metrics::counter!("stemedb_votes_counted_total").increment(outcome.votes_counted as u64);
+        metrics::counter!("stemedb_votes_ignored_total").increment(outcome.votes_ignored as u64);
         for rejection in &outcome.rejected {
             tracing::warn!(offset = rejection.offset, reason = %rejection.reason, "record rejected");
             metrics::counter!("stemedb_ingest_rejected_total", "reason" => rejection.reason.code())
                 .increment(1);
         }
         self.save_journal_cursor();
-        Ok(!range.at_end)
+        Ok(())
+    }
+
+    fn succeeded(&mut self, more: bool, ctx: &mut Context<Self>) {
+        self.backoff_ms = 0;
+        self.publish(None);
+        if more || self.cursor < self.target {
+            self.schedule(ctx, None);
+        }
+    }
+
+    fn failed(&mut self, error: IngestError, ctx: &mut Context<Self>) {
+        let permanent = error.is_permanent();
+        let max = self.config.ingest_retry_backoff_ms_max;
+        self.backoff_ms = if permanent {
+            max
+        } else {
+            (self.backoff_ms * 2).clamp(1, max)
+        };
+        metrics::counter!("stemedb_ingest_retries_total").increment(1);
+        tracing::error!(%error, cursor = self.cursor, retry_ms = self.backoff_ms, "ingest step failed");
+        self.publish(permanent.then(|| format!("at journal offset {}: {error}", self.cursor)));
+        self.schedule(ctx, Some(Duration::from_millis(self.backoff_ms)));
     }
 
     fn save_journal_cursor(&mut self) {
@@ -177,6 +219,8 @@ enum IngestError {
     Read(#[from] ReadError),
     #[error("state write failed: {0}")]
     State(#[from] StateError),
+    #[error("a vote-counter shard stopped")]
+    ShardGone,
 }
 
 impl IngestError {
@@ -185,7 +229,7 @@ impl IngestError {
         match self {
             Self::Read(ReadError::Io(_)) => false,
             Self::Read(_) => true,
-            Self::State(StateError::Lmdb { .. }) => false,
+            Self::State(StateError::Lmdb { .. }) | Self::ShardGone => false,
             Self::State(_) => true,
         }
     }
@@ -223,28 +267,63 @@ impl Handler<Drain> for IngestorActor {
 
     fn handle(&mut self, _message: Drain, ctx: &mut Self::Context) {
         self.drain_pending = false;
-        match self.drain_once() {
-            Ok(more) => {
-                self.backoff_ms = 0;
-                self.publish(None);
-                if more || self.cursor < self.target {
-                    self.schedule(ctx, None);
-                }
-            }
-            Err(error) => {
-                let permanent = error.is_permanent();
-                let max = self.config.ingest_retry_backoff_ms_max;
-                self.backoff_ms = if permanent {
-                    max
-                } else {
-                    (self.backoff_ms * 2).clamp(1, max)
-                };
-                metrics::counter!("stemedb_ingest_retries_total").increment(1);
-                tracing::error!(%error, cursor = self.cursor, retry_ms = self.backoff_ms, "ingest step failed");
-                self.publish(permanent.then(|| format!("at journal offset {}: {error}", self.cursor)));
-                self.schedule(ctx, Some(Duration::from_millis(self.backoff_ms)));
-            }
+        let (mut plan, more) = match self.read_and_plan() {
+            Ok(Some(planned)) => planned,
+            Ok(None) => return self.succeeded(false, ctx),
+            Err(error) => return self.failed(error, ctx),
+        };
+        let votes = std::mem::take(&mut plan.votes);
+        if votes.is_empty() {
+            return match self.finish(&plan, &[]) {
+                Ok(()) => self.succeeded(more, ctx),
+                Err(error) => self.failed(error, ctx),
+            };
         }
+        // Each shard counts its own votes; the ingestor waits for all (handling nothing else
+        // meanwhile), then commits every tally with the batch and the cursor.
+        let shards = self.shards.len();
+        let mut routed: Vec<Vec<RoutedVote>> = vec![Vec::new(); shards];
+        for vote in votes {
+            routed[shard_of(&vote.vote.assertion, shards)].push(vote);
+        }
+        let requests: Vec<_> = routed
+            .into_iter()
+            .enumerate()
+            .filter(|(_, votes)| !votes.is_empty())
+            .map(|(shard, votes)| self.shards[shard].send(CountVotes { votes }))
+            .collect();
+        let counted = async move {
+            let mut tallies = Vec::with_capacity(requests.len());
+            for request in requests {
+                tallies.push(request.await.map_err(|_| IngestError::ShardGone)??);
+            }
+            Ok::<_, IngestError>(tallies)
+        };
+        let commit = counted.into_actor(self).map(move |tallies, actor, ctx| {
+            match tallies.and_then(|tallies| actor.finish(&plan, &tallies)) {
+                Ok(()) => actor.succeeded(more, ctx),
+                Err(error) => actor.failed(error, ctx),
+            }
+        });
+        ctx.wait(commit);
+    }
+}
+
+/// Durably set an agent's trust factor (the ingestor is the one LMDB writer).
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Result<(), StateError>")]
+pub struct SetTrust {
+    /// The agent.
+    pub agent: AgentId,
+    /// Its trust factor.
+    pub factor: f32,
+}
+
+impl Handler<SetTrust> for IngestorActor {
+    type Result = Result<(), StateError>;
+
+    fn handle(&mut self, message: SetTrust, _ctx: &mut Self::Context) -> Self::Result {
+        self.state.set_trust(&message.agent, message.factor)
     }
 }
 

@@ -3,6 +3,7 @@
 //! - [`JournalActor`]: appends (durable acks with offsets), range reads, cursors.
 //! - [`GroupCommitActor`]: announces each new durable end to subscribers (the Ingestor).
 //! - [`IngestorActor`]: applies durable records to the LMDB state, exactly once.
+//! - [`VoteCounterActor`]: one per shard; counts the votes of its assertions.
 //!
 //! The group commit itself runs on a dedicated thread owned by the journal (see
 //! [`crate::storage::journal`]): an fdatasync would block an actix arbiter.
@@ -10,10 +11,12 @@
 mod group_commit;
 mod ingestor;
 mod journal;
+mod vote_counter;
 
 pub use crate::storage::journal::RangeRead;
 pub use group_commit::{DurableOffset, GroupCommitActor, SUBSCRIBERS_MAX, Subscribe, SubscribeError};
-pub use ingestor::{GetIngestStatus, INGEST_CURSOR_NAME, IngestStatus, IngestorActor};
+pub use ingestor::{GetIngestStatus, INGEST_CURSOR_NAME, IngestStatus, IngestorActor, SetTrust};
 pub use journal::{
     Append, CollectGarbage, JournalActor, READ_RANGE_BYTES_MAX, READ_RANGE_RECORDS_MAX, ReadRange, SetCursor,
 };
+pub use vote_counter::{CountVotes, VoteCounterActor, shard_of};

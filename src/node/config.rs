@@ -84,3 +84,65 @@ impl NodeConfig {
         }
     }
 }
+
+/// Ceiling of `votes.shards`.
+pub const VOTE_SHARDS_CEILING: usize = 256;
+
+/// Vote counting and voter trust (`[votes]` in the config file).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VotesConfig {
+    /// VoteCounter actors; each owns the totals of the assertions whose hash maps to it
+    /// (default 4).
+    pub shards: usize,
+    /// Trust factor of an agent nobody rated (default 1.0).
+    pub trust_default: f32,
+    /// Trust factors by agent id (64 hex digits), e.g. `[votes.trust]` with
+    /// `"3b6a27bc…" = 0.5`. An administrator's `set_trust` overrides these.
+    pub trust: std::collections::BTreeMap<String, f32>,
+}
+
+impl Default for VotesConfig {
+    fn default() -> Self {
+        Self {
+            shards: 4,
+            trust_default: 1.0,
+            trust: std::collections::BTreeMap::new(),
+        }
+    }
+}
+
+impl VotesConfig {
+    /// Checks the fields; returns a message naming the bad one.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(1..=VOTE_SHARDS_CEILING).contains(&self.shards) {
+            return Err(format!(
+                "votes.shards = {}: must be in 1..={VOTE_SHARDS_CEILING}",
+                self.shards
+            ));
+        }
+        self.trust_map().map(|_| ())
+    }
+
+    /// Returns the configured trust factors, parsed; an error names the bad entry.
+    pub fn trust_map(&self) -> Result<std::collections::HashMap<crate::protocol::AgentId, f32>, String> {
+        let max = crate::storage::state::TRUST_FACTOR_MAX;
+        let check = |name: &str, factor: f32| {
+            if factor.is_finite() && (0.0..=max).contains(&factor) {
+                Ok(())
+            } else {
+                Err(format!("votes.{name} = {factor}: must be finite, in 0..={max}"))
+            }
+        };
+        check("trust_default", self.trust_default)?;
+        let mut map = std::collections::HashMap::new();
+        for (agent, &factor) in &self.trust {
+            let id: crate::protocol::AgentId = agent
+                .parse()
+                .map_err(|e| format!("votes.trust key {agent:?}: {e}"))?;
+            check(&format!("trust.{agent}"), factor)?;
+            map.insert(id, factor);
+        }
+        Ok(map)
+    }
+}

@@ -67,10 +67,10 @@ pub enum SubmitError {
         /// Its capacity.
         depth: usize,
     },
-    /// The batch holds more assertions than `node.submit_batch_records_max`.
-    #[error("batch of {count} assertions exceeds node.submit_batch_records_max = {max}")]
+    /// The batch holds more records than `node.submit_batch_records_max`.
+    #[error("batch of {count} records exceeds node.submit_batch_records_max = {max}")]
     BatchTooLarge {
-        /// Assertions in the batch.
+        /// Records in the batch.
         count: usize,
         /// The limit.
         max: usize,

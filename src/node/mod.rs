@@ -39,6 +39,7 @@ mod config;
 mod error;
 mod submit;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -47,14 +48,18 @@ use actix::prelude::*;
 use parking_lot::RwLock;
 use tokio::sync::watch;
 
-pub use config::{BATCH_RECORDS_CEILING, NodeConfig, VERIFY_THREADS_CEILING};
+pub use config::{
+    BATCH_RECORDS_CEILING, NodeConfig, VERIFY_THREADS_CEILING, VOTE_SHARDS_CEILING, VotesConfig,
+};
 pub use error::{NodeError, SubmitError, WaitError};
 
 use crate::Config;
-use crate::actors::{GroupCommitActor, IngestStatus, IngestorActor, Subscribe};
-use crate::protocol::{Assertion, Hash};
+use crate::actors::{GroupCommitActor, IngestStatus, IngestorActor, SetTrust, Subscribe, VoteCounterActor};
+use crate::protocol::{AgentId, Assertion, Hash, LogRecord, Vote};
 use crate::storage::journal::Journal;
-use crate::storage::state::{ListPage, ListQuery, Rejection, State, StateDump, StoredAssertion};
+use crate::storage::state::{
+    ListPage, ListQuery, Rejection, State, StateDump, StoredAssertion, StoredVote, VoteTotals,
+};
 use submit::Admission;
 
 /// Subdirectory of the data directory that holds the journal.
@@ -80,6 +85,8 @@ pub struct Node {
 struct Inner {
     data_dir: PathBuf,
     submit_batch_records_max: usize,
+    trust_default: f32,
+    trust_configured: HashMap<AgentId, f32>,
     status: watch::Receiver<IngestStatus>,
     running: RwLock<Option<Running>>,
 }
@@ -89,8 +96,23 @@ struct Running {
     journal: Journal,
     state: State,
     admission: Admission,
-    ingest_arbiter: Arbiter,
+    ingestor: Addr<IngestorActor>,
+    /// The ingestor's thread, then one thread per vote-counter shard.
+    arbiters: Vec<Arbiter>,
     _group_commit: Addr<GroupCommitActor>,
+}
+
+impl Running {
+    /// Stops the ingestor and the shards and joins their threads, so that nothing holds the
+    /// journal or the state any more.
+    fn stop_threads(&mut self) {
+        for arbiter in self.arbiters.drain(..) {
+            arbiter.stop();
+            if arbiter.join().is_err() {
+                tracing::error!("an arbiter thread panicked");
+            }
+        }
+    }
 }
 
 impl Node {
@@ -115,12 +137,28 @@ impl Node {
             cursor,
             stalled: None,
         });
-        let ingestor = IngestorActor::new(journal.clone(), state.clone(), config.node.clone(), status_tx)?;
-        let ingest_arbiter = Arbiter::new();
-        let ingestor = IngestorActor::start_in_arbiter(&ingest_arbiter.handle(), move |_| ingestor);
+        let trust_configured = config.votes.trust_map().map_err(NodeError::Config)?;
+        let mut arbiters = vec![Arbiter::new()];
+        let mut shards = Vec::with_capacity(config.votes.shards);
+        for shard in 0..config.votes.shards {
+            let arbiter = Arbiter::new();
+            let counter = VoteCounterActor::new(shard, state.clone());
+            shards.push(VoteCounterActor::start_in_arbiter(&arbiter.handle(), move |_| {
+                counter
+            }));
+            arbiters.push(arbiter);
+        }
+        let ingestor = IngestorActor::new(
+            journal.clone(),
+            state.clone(),
+            config.node.clone(),
+            shards,
+            status_tx,
+        )?;
+        let ingestor = IngestorActor::start_in_arbiter(&arbiters[0].handle(), move |_| ingestor);
         let group_commit = GroupCommitActor::new(journal.clone()).start();
         // The first subscriber of a new actor: it cannot be refused.
-        group_commit.do_send(Subscribe(ingestor.recipient()));
+        group_commit.do_send(Subscribe(ingestor.clone().recipient()));
         let admission = Admission::start(
             &journal,
             &config.limits,
@@ -137,12 +175,15 @@ impl Node {
             inner: Arc::new(Inner {
                 data_dir,
                 submit_batch_records_max: config.node.submit_batch_records_max,
+                trust_default: config.votes.trust_default,
+                trust_configured,
                 status,
                 running: RwLock::new(Some(Running {
                     journal,
                     state,
                     admission,
-                    ingest_arbiter,
+                    ingestor,
+                    arbiters,
                     _group_commit: group_commit,
                 })),
             }),
@@ -167,14 +208,39 @@ impl Node {
         &self,
         assertions: Vec<Assertion>,
     ) -> Result<Vec<Result<Receipt, SubmitError>>, SubmitError> {
+        self.submit_records(assertions.into_iter().map(LogRecord::Assertion).collect())
+            .await
+    }
+
+    /// Casts one vote; resolves once it is durable. The vote is counted when indexed: see
+    /// [`wait_indexed`](Self::wait_indexed) and [`vote_totals`](Self::vote_totals).
+    pub async fn cast_vote(&self, vote: Vote) -> Result<Receipt, SubmitError> {
+        let mut results = self.cast_votes(vec![vote]).await?;
+        results.pop().unwrap_or(Err(SubmitError::Closed))
+    }
+
+    /// Casts several votes, verified together; resolves to one result per vote, in order,
+    /// like [`submit_many`](Self::submit_many).
+    pub async fn cast_votes(
+        &self,
+        votes: Vec<Vote>,
+    ) -> Result<Vec<Result<Receipt, SubmitError>>, SubmitError> {
+        self.submit_records(votes.into_iter().map(LogRecord::Vote).collect())
+            .await
+    }
+
+    async fn submit_records(
+        &self,
+        records: Vec<LogRecord>,
+    ) -> Result<Vec<Result<Receipt, SubmitError>>, SubmitError> {
         let max = self.inner.submit_batch_records_max;
-        if assertions.len() > max {
+        if records.len() > max {
             return Err(SubmitError::BatchTooLarge {
-                count: assertions.len(),
+                count: records.len(),
                 max,
             });
         }
-        if assertions.is_empty() {
+        if records.is_empty() {
             return Ok(Vec::new());
         }
         let verdicts = {
@@ -183,7 +249,7 @@ impl Node {
                 .as_ref()
                 .ok_or(SubmitError::Closed)?
                 .admission
-                .submit(assertions)?
+                .submit(records)?
         };
         let verdicts = verdicts.await.map_err(|_| SubmitError::Closed)?;
         let mut results = Vec::with_capacity(verdicts.len());
@@ -259,6 +325,37 @@ impl Node {
         self.with_state(|state| Ok(state.rejections(from, limit)?))
     }
 
+    /// Returns the totals of the live votes on `assertion` (zero if nobody voted).
+    pub fn vote_totals(&self, assertion: &Hash) -> Result<VoteTotals, NodeError> {
+        self.with_state(|state| Ok(state.vote_totals(assertion)?))
+    }
+
+    /// Returns up to `limit` live votes on `assertion` (one per voter), by voter.
+    pub fn votes(&self, assertion: &Hash, limit: usize) -> Result<Vec<StoredVote>, NodeError> {
+        self.with_state(|state| Ok(state.votes(assertion, limit)?))
+    }
+
+    /// Returns `agent`'s trust factor: set by [`set_trust`](Self::set_trust), else from the
+    /// configuration (`[votes.trust]`), else `votes.trust_default`.
+    pub fn trust(&self, agent: &AgentId) -> Result<f32, NodeError> {
+        if let Some(factor) = self.with_state(|state| Ok(state.trust(agent)?))? {
+            return Ok(factor);
+        }
+        let configured = self.inner.trust_configured.get(agent);
+        Ok(configured.copied().unwrap_or(self.inner.trust_default))
+    }
+
+    /// Durably sets `agent`'s trust factor (finite, in 0..=[`TRUST_FACTOR_MAX`](crate::storage::state::TRUST_FACTOR_MAX)); it
+    /// overrides the configuration.
+    pub async fn set_trust(&self, agent: AgentId, factor: f32) -> Result<(), NodeError> {
+        let ingestor = self.with_running(|running| Ok(running.ingestor.clone()))?;
+        ingestor
+            .send(SetTrust { agent, factor })
+            .await
+            .map_err(|_| NodeError::ActorGone("ingestor"))??;
+        Ok(())
+    }
+
     /// Returns (stored assertions, stored rejections).
     pub fn counts(&self) -> Result<(u64, u64), NodeError> {
         self.with_state(|state| Ok(state.counts()?))
@@ -298,10 +395,7 @@ impl Node {
             .wait_for(|s| s.cursor >= end || s.stalled.is_some())
             .await
             .map(|s| s.stalled.clone());
-        running.ingest_arbiter.stop();
-        if running.ingest_arbiter.join().is_err() {
-            tracing::error!("the ingest arbiter panicked");
-        }
+        running.stop_threads();
         let Running { journal, state, .. } = running;
         drop(journal);
         state.close();
@@ -320,9 +414,8 @@ impl Drop for Inner {
     /// keeps the journal or the state open; what was acknowledged is durable in the journal
     /// and is applied at the next start.
     fn drop(&mut self) {
-        if let Some(running) = self.running.get_mut().take() {
-            running.ingest_arbiter.stop();
-            let _ = running.ingest_arbiter.join();
+        if let Some(mut running) = self.running.get_mut().take() {
+            running.stop_threads();
         }
     }
 }

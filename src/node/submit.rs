@@ -1,4 +1,5 @@
-//! Admission: validate and verify submissions, then append them to the journal.
+//! Admission: validate and verify submissions (assertions and votes), then append them to
+//! the journal.
 //!
 //! Submissions go through a bounded queue to `verify_threads` threads. Each thread takes one
 //! submission, gathers more that are already waiting (up to `verify_batch_records_max`
@@ -17,7 +18,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use tokio::sync::{oneshot, watch};
 
 use super::error::SubmitError;
-use crate::protocol::{Assertion, Hash, Limits, encode_assertion, now_ms, validate_assertions};
+use crate::protocol::{Hash, Limits, LogRecord, now_ms, validate_records};
 use crate::storage::journal::{Journal, JournalError};
 
 /// A journal acknowledgement: the durable offset, or why the append failed.
@@ -28,7 +29,7 @@ pub(crate) type Admitted = Result<(Hash, Ack), SubmitError>;
 
 /// One submission.
 struct Job {
-    assertions: Vec<Assertion>,
+    records: Vec<LogRecord>,
     reply: oneshot::Sender<Vec<Admitted>>,
 }
 
@@ -74,14 +75,14 @@ impl Admission {
         })
     }
 
-    /// Queues a submission; the returned receiver yields one verdict per assertion, in order.
+    /// Queues a submission; the returned receiver yields one verdict per record, in order.
     pub(crate) fn submit(
         &self,
-        assertions: Vec<Assertion>,
+        records: Vec<LogRecord>,
     ) -> Result<oneshot::Receiver<Vec<Admitted>>, SubmitError> {
         let sender = self.sender.as_ref().ok_or(SubmitError::Closed)?;
         let (reply, receiver) = oneshot::channel();
-        match sender.try_send(Job { assertions, reply }) {
+        match sender.try_send(Job { records, reply }) {
             Ok(()) => Ok(receiver),
             Err(TrySendError::Full(_)) => Err(SubmitError::Busy {
                 queue: "verification queue",
@@ -121,12 +122,12 @@ struct Worker {
 impl Worker {
     fn run(self) {
         while let Ok(first) = self.receiver.recv() {
-            let mut records = first.assertions.len();
+            let mut records = first.records.len();
             let mut jobs = vec![first];
             while records < self.batch_records_max {
                 match self.receiver.try_recv() {
                     Ok(job) => {
-                        records += job.assertions.len();
+                        records += job.records.len();
                         jobs.push(job);
                     }
                     Err(_) => break,
@@ -140,23 +141,23 @@ impl Worker {
         let mut all = Vec::with_capacity(records);
         let mut replies = Vec::with_capacity(jobs.len());
         for job in jobs {
-            replies.push((job.assertions.len(), job.reply));
-            all.extend(job.assertions);
+            replies.push((job.records.len(), job.reply));
+            all.extend(job.records);
         }
-        let verdicts = validate_assertions(&all, &self.limits, now_ms());
+        let verdicts = validate_records(&all, &self.limits, now_ms());
         let mut pairs = all.iter().zip(verdicts);
         for (count, reply) in replies {
             let admitted = pairs
                 .by_ref()
                 .take(count)
-                .map(|(assertion, verdict)| self.append(assertion, verdict?))
+                .map(|(record, verdict)| self.append(record, verdict?))
                 .collect();
             // A submitter that gave up has dropped its receiver; its records stay queued.
             let _ = reply.send(admitted);
         }
     }
 
-    fn append(&self, assertion: &Assertion, hash: Hash) -> Admitted {
+    fn append(&self, record: &LogRecord, hash: Hash) -> Admitted {
         let (ack, receiver) = oneshot::channel();
         let in_flight = Arc::clone(&self.in_flight);
         in_flight.send_modify(|n| *n += 1);
@@ -164,7 +165,7 @@ impl Worker {
             let _ = ack.send(outcome);
             in_flight.send_modify(|n| *n -= 1);
         });
-        match self.journal.try_append(encode_assertion(assertion), reply) {
+        match self.journal.try_append(record.encode(), reply) {
             Ok(()) => Ok((hash, receiver)),
             Err(error) => {
                 self.in_flight.send_modify(|n| *n -= 1);

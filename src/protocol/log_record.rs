@@ -3,6 +3,7 @@
 //! ```text
 //! [tag: u8][canonical MessagePack of the signed record]
 //! tag 1: assertion
+//! tag 2: vote
 //! ```
 //!
 //! The tag comes first so that a reader knows the type before decoding; new kinds take new
@@ -10,15 +11,20 @@
 
 use super::assertion::Assertion;
 use super::error::CodecError;
+use super::vote::Vote;
 
 /// Tag of an assertion record.
 const TAG_ASSERTION: u8 = 1;
+/// Tag of a vote record.
+const TAG_VOTE: u8 = 2;
 
 /// One record of the journal.
 #[derive(Debug, Clone, PartialEq)]
 pub enum LogRecord {
     /// A signed assertion.
     Assertion(Assertion),
+    /// A signed vote.
+    Vote(Vote),
 }
 
 impl LogRecord {
@@ -26,6 +32,7 @@ impl LogRecord {
     pub fn encode(&self) -> Vec<u8> {
         match self {
             Self::Assertion(assertion) => encode_assertion(assertion),
+            Self::Vote(vote) => encode_tagged(TAG_VOTE, &vote.to_record_bytes()),
         }
     }
 
@@ -34,7 +41,18 @@ impl LogRecord {
         let (&tag, body) = payload.split_first().ok_or(CodecError::EmptyLogRecord)?;
         match tag {
             TAG_ASSERTION => Ok(Self::Assertion(Assertion::from_record_bytes(body)?)),
+            TAG_VOTE => Ok(Self::Vote(Vote::from_record_bytes(body)?)),
             _ => Err(CodecError::UnknownLogRecordTag { tag }),
+        }
+    }
+}
+
+impl LogRecord {
+    /// Returns the record's content hash.
+    pub fn content_hash(&self) -> super::hash::Hash {
+        match self {
+            Self::Assertion(assertion) => assertion.content_hash(),
+            Self::Vote(vote) => vote.content_hash(),
         }
     }
 }

@@ -36,7 +36,7 @@ pub use object::{Lifecycle, ObjectValue};
 pub use signing::{RecordKind, SignatureCheck, sign, signing_message, verify, verify_batch};
 pub use validate::{
     TextField, ValidationError, check_assertion_shape, check_vote_shape, validate_assertion,
-    validate_assertions, validate_vote,
+    validate_assertions, validate_records, validate_vote,
 };
 pub use vote::Vote;
 

@@ -14,6 +14,7 @@ use super::agent::AgentId;
 use super::assertion::Assertion;
 use super::hash::Hash;
 use super::limits::Limits;
+use super::log_record::LogRecord;
 use super::object::ObjectValue;
 use super::signing::{self, RecordKind, SignatureCheck};
 use super::vote::Vote;
@@ -264,22 +265,70 @@ pub fn validate_assertions(
     limits: &Limits,
     now_ms: u64,
 ) -> Vec<Result<Hash, ValidationError>> {
-    let shapes: Vec<Result<Hash, ValidationError>> = assertions
+    let records: Vec<RecordRef<'_>> = assertions.iter().map(RecordRef::Assertion).collect();
+    validate_batch(&records, limits, now_ms)
+}
+
+/// Validates many journal records (assertions and votes), verifying every signature in one
+/// batch; returns one result per record, in order.
+pub fn validate_records(
+    records: &[LogRecord],
+    limits: &Limits,
+    now_ms: u64,
+) -> Vec<Result<Hash, ValidationError>> {
+    let records: Vec<RecordRef<'_>> = records
         .iter()
-        .map(|a| check_assertion_shape(a, limits, now_ms))
+        .map(|record| match record {
+            LogRecord::Assertion(assertion) => RecordRef::Assertion(assertion),
+            LogRecord::Vote(vote) => RecordRef::Vote(vote),
+        })
         .collect();
-    // (index of the assertion, check) for every signature of every well-shaped assertion.
+    validate_batch(&records, limits, now_ms)
+}
+
+/// A record to validate, borrowed.
+#[derive(Clone, Copy)]
+enum RecordRef<'a> {
+    Assertion(&'a Assertion),
+    Vote(&'a Vote),
+}
+
+fn validate_batch(
+    records: &[RecordRef<'_>],
+    limits: &Limits,
+    now_ms: u64,
+) -> Vec<Result<Hash, ValidationError>> {
+    let shapes: Vec<Result<Hash, ValidationError>> = records
+        .iter()
+        .map(|record| match record {
+            RecordRef::Assertion(a) => check_assertion_shape(a, limits, now_ms),
+            RecordRef::Vote(v) => check_vote_shape(v, limits, now_ms),
+        })
+        .collect();
+    // (index of the record, check) for every signature of every well-shaped record.
     let mut owners = Vec::new();
     let mut checks = Vec::new();
-    for (index, (assertion, shape)) in assertions.iter().zip(&shapes).enumerate() {
-        if let Ok(hash) = shape {
-            for signature in &assertion.signatures {
+    for (index, (record, shape)) in records.iter().zip(&shapes).enumerate() {
+        let Ok(hash) = shape else { continue };
+        match record {
+            RecordRef::Assertion(assertion) => {
+                for signature in &assertion.signatures {
+                    owners.push(index);
+                    checks.push(SignatureCheck {
+                        agent: &signature.agent,
+                        kind: RecordKind::Assertion,
+                        content_hash: hash,
+                        signature: &signature.signature,
+                    });
+                }
+            }
+            RecordRef::Vote(vote) => {
                 owners.push(index);
                 checks.push(SignatureCheck {
-                    agent: &signature.agent,
-                    kind: RecordKind::Assertion,
+                    agent: &vote.voter,
+                    kind: RecordKind::Vote,
                     content_hash: hash,
-                    signature: &signature.signature,
+                    signature: &vote.signature,
                 });
             }
         }

@@ -1,14 +1,23 @@
 //! The one write path of the state: apply a batch of journal records and advance the ingest
 //! cursor, in one LMDB transaction.
 //!
+//! Applying is two steps, so that votes can be counted by their shard in between:
+//! [`State::plan`] decides every record against the committed state (read-only): store,
+//! duplicate, reject, or — for a vote about a known assertion — count; [`State::commit`] then
+//! writes the decisions, the shards' [`Tally`]s and the cursor in one transaction. The ingestor
+//! is the only writer, so nothing changes between the two; `commit` checks it.
+//!
 //! Records below the stored cursor are skipped, so replaying a batch that was already applied
 //! changes nothing; a record whose assertion is already stored is a duplicate (content
 //! addressing makes a resubmission the same assertion) and changes nothing either.
 
-use heed::RwTxn;
+use std::collections::HashMap;
+
+use heed::{RoTxn, RwTxn};
 
 use super::index::{pair_key, subject_key, supersession_key};
 use super::rejection::{RejectReason, Rejection};
+use super::votes::{RoutedVote, Tally, encode_totals, encode_vote, vote_key};
 use super::{Databases, META_INGEST_CURSOR, State, StateError, decode_u64};
 use crate::protocol::{Assertion, Hash, LogRecord};
 
@@ -32,16 +41,39 @@ pub struct ApplyOutcome {
     pub duplicates: usize,
     /// Records below the cursor on entry, i.e. applied before (replays).
     pub skipped: usize,
+    /// Votes that became live.
+    pub votes_counted: usize,
+    /// Votes that changed nothing (older than, or identical to, the live vote).
+    pub votes_ignored: usize,
     /// Records refused, with their reasons (also stored in the `rejected` database).
     pub rejected: Vec<Rejection>,
     /// The ingest cursor after the batch.
     pub cursor: u64,
 }
 
-enum Decision {
-    Applied,
-    Duplicate,
-    Rejected(Rejection),
+/// The decisions on one batch, made by [`State::plan`] and written by [`State::commit`].
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    /// The stored cursor the plan was made against.
+    cursor: u64,
+    /// The cursor after the batch.
+    end: u64,
+    steps: Vec<Step>,
+    skipped: usize,
+    duplicates: usize,
+    /// The votes to count, in journal order.
+    pub votes: Vec<RoutedVote>,
+}
+
+#[derive(Debug, Clone)]
+enum Step {
+    Store {
+        offset: u64,
+        hash: Hash,
+        assertion: Box<Assertion>,
+        body: Vec<u8>,
+    },
+    Reject(Rejection),
 }
 
 impl State {
@@ -50,46 +82,89 @@ impl State {
         self.read(read_cursor)
     }
 
-    /// Applies `records` (consecutive, ascending) and advances the cursor past the last one,
-    /// all in one transaction. Records below the stored cursor are skipped.
+    /// Applies `records` (consecutive, ascending), votes included, and advances the cursor
+    /// past the last one, all in one transaction: [`plan`](Self::plan), [`tally`](Self::tally)
+    /// of all its votes, [`commit`](Self::commit).
     pub fn apply(&self, records: &[IngestRecord]) -> Result<ApplyOutcome, StateError> {
-        self.write(|txn, dbs| {
-            let mut outcome = ApplyOutcome {
-                cursor: read_cursor(txn, dbs)?,
-                ..ApplyOutcome::default()
+        let plan = self.plan(records)?;
+        let tally = self.tally(&plan.votes)?;
+        self.commit(&plan, &[tally])
+    }
+
+    /// Decides every record of `records` against the committed state; see the module docs.
+    pub fn plan(&self, records: &[IngestRecord]) -> Result<Plan, StateError> {
+        self.read(|txn, dbs| {
+            let cursor = read_cursor(txn, dbs)?;
+            let mut plan = Plan {
+                cursor,
+                end: cursor,
+                ..Plan::default()
             };
+            // Assertions stored earlier in this batch: (subject, predicate) by hash.
+            let mut batch: HashMap<Hash, (String, String)> = HashMap::new();
             for record in records {
                 assert!(
                     record.next > record.offset,
                     "journal record ends before it starts"
                 );
-                if record.offset < outcome.cursor {
-                    outcome.skipped += 1;
+                if record.offset < plan.cursor {
+                    plan.skipped += 1;
                     continue;
                 }
-                match apply_one(txn, dbs, record)? {
-                    Decision::Applied => outcome.applied += 1,
-                    Decision::Duplicate => outcome.duplicates += 1,
-                    Decision::Rejected(rejection) => {
-                        let value = rmp_serde::to_vec_named(&rejection)
+                plan_one(txn, dbs, record, &mut batch, &mut plan)?;
+                plan.end = record.next;
+            }
+            Ok(plan)
+        })
+    }
+
+    /// Writes `plan` and the shards' `tallies` (together covering `plan.votes`) and advances
+    /// the cursor, in one transaction.
+    pub fn commit(&self, plan: &Plan, tallies: &[Tally]) -> Result<ApplyOutcome, StateError> {
+        self.write(|txn, dbs| {
+            let cursor = read_cursor(txn, dbs)?;
+            assert_eq!(cursor, plan.cursor, "the state changed between plan and commit");
+            let mut outcome = ApplyOutcome {
+                skipped: plan.skipped,
+                duplicates: plan.duplicates,
+                cursor: plan.end,
+                ..ApplyOutcome::default()
+            };
+            for step in &plan.steps {
+                match step {
+                    Step::Store {
+                        offset,
+                        hash,
+                        assertion,
+                        body,
+                    } => {
+                        store(txn, dbs, *offset, assertion, hash, body)?;
+                        outcome.applied += 1;
+                    }
+                    Step::Reject(rejection) => {
+                        let value = rmp_serde::to_vec_named(rejection)
                             .map_err(|e| StateError::corrupt("rejection", e))?;
                         dbs.rejected
-                            .put(txn, &record.offset.to_be_bytes(), &value)
+                            .put(txn, &rejection.offset.to_be_bytes(), &value)
                             .map_err(StateError::lmdb("store rejection"))?;
-                        outcome.rejected.push(rejection);
+                        outcome.rejected.push(rejection.clone());
                     }
                 }
-                outcome.cursor = record.next;
+            }
+            for tally in tallies {
+                write_tally(txn, dbs, tally)?;
+                outcome.votes_counted += tally.counted;
+                outcome.votes_ignored += tally.ignored;
             }
             dbs.meta
-                .put(txn, META_INGEST_CURSOR, &outcome.cursor.to_be_bytes())
+                .put(txn, META_INGEST_CURSOR, &plan.end.to_be_bytes())
                 .map_err(StateError::lmdb("store ingest cursor"))?;
             Ok(outcome)
         })
     }
 }
 
-pub(super) fn read_cursor(txn: &heed::RoTxn<'_>, dbs: &Databases) -> Result<u64, StateError> {
+pub(super) fn read_cursor(txn: &RoTxn<'_>, dbs: &Databases) -> Result<u64, StateError> {
     match dbs
         .meta
         .get(txn, META_INGEST_CURSOR)
@@ -100,61 +175,109 @@ pub(super) fn read_cursor(txn: &heed::RoTxn<'_>, dbs: &Databases) -> Result<u64,
     }
 }
 
-fn apply_one(txn: &mut RwTxn<'_>, dbs: &Databases, record: &IngestRecord) -> Result<Decision, StateError> {
-    let reject = |hash, reason| {
-        Ok(Decision::Rejected(Rejection {
+fn plan_one(
+    txn: &RoTxn<'_>,
+    dbs: &Databases,
+    record: &IngestRecord,
+    batch: &mut HashMap<Hash, (String, String)>,
+    plan: &mut Plan,
+) -> Result<(), StateError> {
+    let reject = |plan: &mut Plan, hash, reason| {
+        plan.steps.push(Step::Reject(Rejection {
             offset: record.offset,
             hash,
             reason,
-        }))
+        }));
     };
-    let assertion = match LogRecord::decode(&record.payload) {
-        Ok(LogRecord::Assertion(assertion)) => assertion,
+    let decoded = match LogRecord::decode(&record.payload) {
+        Ok(decoded) => decoded,
         Err(error) => {
-            let reason = RejectReason::Undecodable {
-                detail: error.to_string(),
-            };
-            return reject(None, reason);
+            let detail = error.to_string();
+            reject(plan, None, RejectReason::Undecodable { detail });
+            return Ok(());
+        }
+    };
+    let assertion = match decoded {
+        LogRecord::Assertion(assertion) => assertion,
+        LogRecord::Vote(vote) => {
+            let hash = vote.content_hash();
+            if batch.contains_key(&vote.assertion) || stored_names(txn, dbs, &vote.assertion)?.is_some() {
+                plan.votes.push(RoutedVote {
+                    offset: record.offset,
+                    hash,
+                    vote,
+                });
+            } else {
+                reject(
+                    plan,
+                    Some(hash),
+                    RejectReason::UnknownAssertion {
+                        assertion: vote.assertion,
+                    },
+                );
+            }
+            return Ok(());
         }
     };
     let hash = assertion.content_hash();
-    let get = |txn: &RwTxn<'_>, hash: &Hash| {
-        dbs.assertions
-            .get(txn, hash.as_bytes())
-            .map(|value| value.map(<[u8]>::to_vec))
-            .map_err(StateError::lmdb("read assertion"))
-    };
-    if get(txn, &hash)?.is_some() {
-        return Ok(Decision::Duplicate);
+    if batch.contains_key(&hash) || stored_names(txn, dbs, &hash)?.is_some() {
+        plan.duplicates += 1;
+        return Ok(());
     }
     if let Some(parent) = assertion.parent {
-        let Some(stored) = get(txn, &parent)? else {
-            return reject(Some(hash), RejectReason::UnknownParent { parent });
+        let names = match batch.get(&parent) {
+            Some(names) => Some(names.clone()),
+            None => stored_names(txn, dbs, &parent)?,
         };
-        let (_, parent_assertion) = super::read::decode_stored(&stored)?;
-        if parent_assertion.subject != assertion.subject || parent_assertion.predicate != assertion.predicate
-        {
-            return reject(Some(hash), RejectReason::ParentMismatch { parent });
+        let Some((subject, predicate)) = names else {
+            reject(plan, Some(hash), RejectReason::UnknownParent { parent });
+            return Ok(());
+        };
+        if subject != assertion.subject || predicate != assertion.predicate {
+            reject(plan, Some(hash), RejectReason::ParentMismatch { parent });
+            return Ok(());
         }
-        dbs.supersession
-            .put(txn, &supersession_key(&parent, &hash)?, &[])
-            .map_err(StateError::lmdb("store supersession"))?;
     }
-    store(txn, dbs, record, &assertion, &hash)?;
-    Ok(Decision::Applied)
+    batch.insert(hash, (assertion.subject.clone(), assertion.predicate.clone()));
+    // The payload after its tag byte is the canonical record: stored as read, not re-encoded.
+    let body = record.payload.get(1..).unwrap_or_default().to_vec();
+    plan.steps.push(Step::Store {
+        offset: record.offset,
+        hash,
+        assertion: Box::new(assertion),
+        body,
+    });
+    Ok(())
+}
+
+/// Returns the (subject, predicate) of a stored assertion, or `None` if it is not stored.
+fn stored_names(
+    txn: &RoTxn<'_>,
+    dbs: &Databases,
+    hash: &Hash,
+) -> Result<Option<(String, String)>, StateError> {
+    let value = dbs
+        .assertions
+        .get(txn, hash.as_bytes())
+        .map_err(StateError::lmdb("read assertion"))?;
+    value
+        .map(|value| {
+            let (_, assertion) = super::read::decode_stored(value)?;
+            Ok((assertion.subject, assertion.predicate))
+        })
+        .transpose()
 }
 
 fn store(
     txn: &mut RwTxn<'_>,
     dbs: &Databases,
-    record: &IngestRecord,
+    offset: u64,
     assertion: &Assertion,
     hash: &Hash,
+    body: &[u8],
 ) -> Result<(), StateError> {
-    // The payload after its tag byte is the canonical record: stored as read, not re-encoded.
-    let body = record.payload.get(1..).unwrap_or_default();
     let mut value = Vec::with_capacity(size_of::<u64>() + body.len());
-    value.extend_from_slice(&record.offset.to_be_bytes());
+    value.extend_from_slice(&offset.to_be_bytes());
     value.extend_from_slice(body);
     dbs.assertions
         .put(txn, hash.as_bytes(), &value)
@@ -165,5 +288,28 @@ fn store(
     dbs.by_subject_predicate
         .put(txn, &pair_key(assertion, hash)?, &[])
         .map_err(StateError::lmdb("store subject+predicate index"))?;
+    if let Some(parent) = &assertion.parent {
+        dbs.supersession
+            .put(txn, &supersession_key(parent, hash)?, &[])
+            .map_err(StateError::lmdb("store supersession"))?;
+    }
+    Ok(())
+}
+
+fn write_tally(txn: &mut RwTxn<'_>, dbs: &Databases, tally: &Tally) -> Result<(), StateError> {
+    for row in &tally.rows {
+        dbs.votes
+            .put(
+                txn,
+                &vote_key(&row.vote.assertion, &row.vote.voter),
+                &encode_vote(row),
+            )
+            .map_err(StateError::lmdb("store vote"))?;
+    }
+    for (assertion, totals) in &tally.totals {
+        dbs.vote_totals
+            .put(txn, assertion.as_bytes(), &encode_totals(totals))
+            .map_err(StateError::lmdb("store vote totals"))?;
+    }
     Ok(())
 }

@@ -2,7 +2,7 @@
 
 use super::read::{decode_stored, hash_at};
 use super::rejection::Rejection;
-use super::{State, StateError, StoredAssertion};
+use super::{State, StateError, StoredAssertion, StoredVote, VoteTotals};
 use crate::protocol::{HASH_LEN, Hash};
 
 /// Every row of the state. Loads the whole database into memory: meant for tests, audits and
@@ -17,6 +17,10 @@ pub struct StateDump {
     pub by_subject_predicate: Vec<Vec<u8>>,
     /// Every supersession edge, as (parent, child).
     pub supersession: Vec<(Hash, Hash)>,
+    /// Every live vote, by (assertion, voter).
+    pub votes: Vec<StoredVote>,
+    /// Every vote total, by assertion.
+    pub vote_totals: Vec<(Hash, VoteTotals)>,
     /// Every rejection, by offset.
     pub rejected: Vec<Rejection>,
     /// The ingest cursor.
@@ -65,6 +69,20 @@ impl State {
                     hash_at(key, HASH_LEN, "supersession key")?,
                 );
                 dump.supersession.push(edge);
+            }
+            for entry in dbs.votes.iter(txn).map_err(StateError::lmdb("scan for dump"))? {
+                let (_, value) = entry.map_err(StateError::lmdb("scan for dump"))?;
+                dump.votes.push(super::votes::decode_vote(value)?);
+            }
+            for entry in dbs
+                .vote_totals
+                .iter(txn)
+                .map_err(StateError::lmdb("scan for dump"))?
+            {
+                let (key, _) = entry.map_err(StateError::lmdb("scan for dump"))?;
+                let hash = hash_at(key, 0, "vote totals key")?;
+                dump.vote_totals
+                    .push((hash, super::votes::get_totals(txn, dbs, &hash)?));
             }
             for entry in dbs.rejected.iter(txn).map_err(scan)? {
                 let (_, value) = entry.map_err(StateError::lmdb("scan for dump"))?;

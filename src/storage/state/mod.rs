@@ -7,6 +7,7 @@
 //! Invariants:
 //! - The ingest cursor is written in the same transaction as the state it covers, so after any
 //!   crash ingestion resumes exactly where the state ends: nothing applied twice or skipped.
+//! - Vote totals equal a recount of the stored live votes (see `votes`).
 //! - Every stored assertion has exactly one key in each of `by_subject` and
 //!   `by_subject_predicate`, and one `supersession` key if it has a parent; nothing else does.
 //! - The journal is the durability point. LMDB skips the meta-page sync (`NO_META_SYNC`): a
@@ -22,6 +23,8 @@ pub mod index;
 mod inspect;
 mod read;
 mod rejection;
+mod tally;
+mod votes;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -30,12 +33,14 @@ use heed::types::Bytes;
 use heed::{CommitOrAbort, Database, Env, EnvFlags, EnvOpenOptions, RoTxn, RwTxn};
 use parking_lot::{Mutex, RwLock};
 
-pub use apply::{ApplyOutcome, IngestRecord};
+pub use apply::{ApplyOutcome, IngestRecord, Plan};
 pub use config::{MAP_SIZE_GRANULE_BYTES, StateConfig};
 pub use error::StateError;
 pub use inspect::StateDump;
 pub use read::{LIST_LIMIT_MAX, ListCursor, ListPage, ListQuery, StoredAssertion};
 pub use rejection::{RejectReason, Rejection};
+pub use tally::{EXACT_WEIGHT_BYTES, ExactWeight, WeightUnderflow};
+pub use votes::{RoutedVote, StoredVote, TRUST_FACTOR_MAX, Tally, VoteTotals, supersedes, vote_key};
 
 /// Version of the layout described in [`index`]; stored in `meta` and checked at open.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -47,6 +52,9 @@ const DB_BY_SUBJECT_PREDICATE: &str = "by_subject_predicate";
 const DB_SUPERSESSION: &str = "supersession";
 const DB_REJECTED: &str = "rejected";
 const DB_META: &str = "meta";
+const DB_VOTES: &str = "votes";
+const DB_VOTE_TOTALS: &str = "vote_totals";
+const DB_TRUST: &str = "trust";
 /// Most named databases: those above, with room for the votes, audit and views to come.
 const DATABASES_MAX: u32 = 16;
 
@@ -67,6 +75,9 @@ pub(crate) struct Databases {
     pub(crate) supersession: Db,
     pub(crate) rejected: Db,
     pub(crate) meta: Db,
+    pub(crate) votes: Db,
+    pub(crate) vote_totals: Db,
+    pub(crate) trust: Db,
 }
 
 /// The open state. Clones share it; reads may run on any thread, writes come from the one
@@ -148,6 +159,12 @@ impl State {
             Err(shared) => shared.env.clone().prepare_for_closing(),
         };
         event.wait();
+    }
+
+    /// Flushes every commit to disk, meta page included (commits skip the meta-page sync).
+    pub fn sync(&self) -> Result<(), StateError> {
+        let _guard = self.inner.resize.read();
+        self.inner.env.force_sync().map_err(StateError::lmdb("sync"))
     }
 
     /// Runs `f` in a short read transaction.
@@ -255,6 +272,9 @@ fn create_databases(env: &Env) -> Result<Databases, StateError> {
         supersession,
         rejected,
         meta,
+        votes,
+        vote_totals,
+        trust,
     ] = env
         .create_databases_and_commit(txn, |opener, txn| {
             let mut create = |name| opener.create_database::<Bytes, Bytes>(txn, Some(name));
@@ -265,6 +285,9 @@ fn create_databases(env: &Env) -> Result<Databases, StateError> {
                 create(DB_SUPERSESSION)?,
                 create(DB_REJECTED)?,
                 create(DB_META)?,
+                create(DB_VOTES)?,
+                create(DB_VOTE_TOTALS)?,
+                create(DB_TRUST)?,
             ];
             Ok::<_, heed::Error>(CommitOrAbort::<_, ()>::Commit(array))
         })
@@ -277,6 +300,9 @@ fn create_databases(env: &Env) -> Result<Databases, StateError> {
         supersession,
         rejected,
         meta,
+        votes,
+        vote_totals,
+        trust,
     })
 }
 

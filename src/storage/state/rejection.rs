@@ -24,6 +24,12 @@ pub enum RejectReason {
         /// The parent.
         parent: Hash,
     },
+    /// The vote is about an assertion that is not stored.
+    #[error("voted assertion {assertion} is unknown")]
+    UnknownAssertion {
+        /// The missing assertion.
+        assertion: Hash,
+    },
     /// The journal record does not decode as a record this build knows.
     #[error("record does not decode: {detail}")]
     Undecodable {
@@ -38,6 +44,7 @@ impl RejectReason {
         match self {
             Self::UnknownParent { .. } => "unknown_parent",
             Self::ParentMismatch { .. } => "parent_mismatch",
+            Self::UnknownAssertion { .. } => "unknown_assertion",
             Self::Undecodable { .. } => "undecodable",
         }
     }

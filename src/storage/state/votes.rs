@@ -1,0 +1,259 @@
+//! Votes: one live vote per (voter, assertion), exact totals per assertion, and agent trust.
+//!
+//! ```text
+//! votes        assertion[32] voter[32] -> offset u64 BE, vote record bytes
+//! vote_totals  assertion[32]           -> count u64 BE, ExactWeight (48 bytes)
+//! trust        agent[32]               -> trust factor, f32 bits BE
+//! ```
+//!
+//! The live vote of a voter on an assertion is the greatest of its votes by (timestamp, content
+//! hash): a newer vote replaces the older one (count unchanged, weight adjusted by the
+//! difference), an older or identical one changes nothing. Because the winner is a maximum, the
+//! outcome does not depend on the order votes arrive in, and replaying one changes nothing.
+//! [`State::tally`] folds a batch of votes into the stored rows and totals (read-only); the
+//! ingest commit writes the result with the cursor.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+
+use heed::RoTxn;
+
+use super::tally::ExactWeight;
+use super::{Databases, State, StateError, decode_u64};
+use crate::protocol::{AGENT_ID_LEN, AgentId, HASH_LEN, Hash, Vote};
+
+/// Largest trust factor: trust scales vote weights, and a bound keeps one agent's influence
+/// finite and the consensus arithmetic far from overflow.
+pub const TRUST_FACTOR_MAX: f32 = 1000.0;
+
+/// A stored, live vote.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredVote {
+    /// The vote's content hash.
+    pub hash: Hash,
+    /// The journal offset of the record that brought it.
+    pub offset: u64,
+    /// The vote.
+    pub vote: Vote,
+}
+
+/// The live votes of one assertion, counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct VoteTotals {
+    /// Number of live votes (one per voter).
+    pub count: u64,
+    /// Exact sum of their weights.
+    pub weight: ExactWeight,
+}
+
+impl VoteTotals {
+    /// Returns the total weight as the nearest `f64`.
+    pub fn weight_f64(&self) -> f64 {
+        self.weight.to_f64()
+    }
+}
+
+/// A vote the ingestor found well-formed and about a known assertion, ready to count.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoutedVote {
+    /// Its journal offset.
+    pub offset: u64,
+    /// Its content hash.
+    pub hash: Hash,
+    /// The vote.
+    pub vote: Vote,
+}
+
+/// What counting a batch of votes decided: the rows and totals to write.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Tally {
+    /// New live votes (inserted or replacing older ones).
+    pub rows: Vec<StoredVote>,
+    /// New totals of every assertion whose live votes changed.
+    pub totals: Vec<(Hash, VoteTotals)>,
+    /// Votes that became live.
+    pub counted: usize,
+    /// Votes that changed nothing (older than, or identical to, the live vote).
+    pub ignored: usize,
+}
+
+/// Returns true if and only if `new` replaces `live` as the voter's live vote.
+pub fn supersedes(new: &RoutedVote, live: &StoredVote) -> bool {
+    (new.vote.timestamp_ms, new.hash) > (live.vote.timestamp_ms, live.hash)
+}
+
+/// Returns the `votes` key of (`assertion`, `voter`).
+pub fn vote_key(assertion: &Hash, voter: &AgentId) -> [u8; HASH_LEN + AGENT_ID_LEN] {
+    let mut key = [0u8; HASH_LEN + AGENT_ID_LEN];
+    key[..HASH_LEN].copy_from_slice(assertion.as_bytes());
+    key[HASH_LEN..].copy_from_slice(voter.as_bytes());
+    key
+}
+
+impl State {
+    /// Folds `votes`, in order, into the stored live votes and totals; returns what changed,
+    /// without writing it. Valid until the next write.
+    pub fn tally(&self, votes: &[RoutedVote]) -> Result<Tally, StateError> {
+        self.read(|txn, dbs| {
+            let mut live: HashMap<[u8; HASH_LEN + AGENT_ID_LEN], Option<StoredVote>> = HashMap::new();
+            let mut totals: HashMap<Hash, VoteTotals> = HashMap::new();
+            let mut changed = Vec::new();
+            let mut tally = Tally::default();
+            for new in votes {
+                let key = vote_key(&new.vote.assertion, &new.vote.voter);
+                let slot = match live.entry(key) {
+                    Entry::Occupied(entry) => entry.into_mut(),
+                    Entry::Vacant(entry) => entry.insert(get_vote(txn, dbs, &key)?),
+                };
+                let total = match totals.entry(new.vote.assertion) {
+                    Entry::Occupied(entry) => entry.into_mut(),
+                    Entry::Vacant(entry) => entry.insert(get_totals(txn, dbs, &new.vote.assertion)?),
+                };
+                match slot {
+                    Some(current) if !supersedes(new, current) => {
+                        tally.ignored += 1;
+                        continue;
+                    }
+                    Some(current) => total
+                        .weight
+                        .sub(current.vote.weight)
+                        .map_err(|e| StateError::corrupt("vote totals", e))?,
+                    None => total.count += 1,
+                }
+                total.weight.add(new.vote.weight);
+                *slot = Some(StoredVote {
+                    hash: new.hash,
+                    offset: new.offset,
+                    vote: new.vote.clone(),
+                });
+                changed.push(key);
+                tally.counted += 1;
+            }
+            changed.sort_unstable();
+            changed.dedup();
+            let mut touched: Vec<Hash> = Vec::new();
+            for key in changed {
+                if let Some(Some(row)) = live.remove(&key) {
+                    touched.push(row.vote.assertion);
+                    tally.rows.push(row);
+                }
+            }
+            touched.dedup();
+            tally.totals = touched.into_iter().map(|h| (h, totals[&h])).collect();
+            Ok(tally)
+        })
+    }
+
+    /// Returns the totals of `assertion` (zero if nobody voted).
+    pub fn vote_totals(&self, assertion: &Hash) -> Result<VoteTotals, StateError> {
+        self.read(|txn, dbs| get_totals(txn, dbs, assertion))
+    }
+
+    /// Returns up to `limit` live votes on `assertion`, by voter.
+    pub fn votes(&self, assertion: &Hash, limit: usize) -> Result<Vec<StoredVote>, StateError> {
+        self.read(|txn, dbs| {
+            let iter = dbs
+                .votes
+                .prefix_iter(txn, assertion.as_bytes())
+                .map_err(StateError::lmdb("scan votes"))?;
+            let mut out = Vec::new();
+            for entry in iter.take(limit.min(super::LIST_LIMIT_MAX)) {
+                let (_, value) = entry.map_err(StateError::lmdb("scan votes"))?;
+                out.push(decode_vote(value)?);
+            }
+            Ok(out)
+        })
+    }
+
+    /// Returns the trust factor stored for `agent`, if an administrator set one.
+    pub fn trust(&self, agent: &AgentId) -> Result<Option<f32>, StateError> {
+        self.read(|txn, dbs| {
+            dbs.trust
+                .get(txn, agent.as_bytes())
+                .map_err(StateError::lmdb("read trust"))?
+                .map(|bytes| {
+                    <[u8; 4]>::try_from(bytes)
+                        .map(|b| f32::from_bits(u32::from_be_bytes(b)))
+                        .map_err(|_| StateError::corrupt("trust factor", "not 4 bytes"))
+                })
+                .transpose()
+        })
+    }
+
+    /// Durably stores `agent`'s trust factor (finite, in 0..=[`TRUST_FACTOR_MAX`]); the state
+    /// is synced before this returns, since the journal does not hold trust changes.
+    pub fn set_trust(&self, agent: &AgentId, factor: f32) -> Result<(), StateError> {
+        if !(factor.is_finite() && (0.0..=TRUST_FACTOR_MAX).contains(&factor)) {
+            return Err(StateError::Config(format!(
+                "trust factor {factor} is outside 0..={TRUST_FACTOR_MAX}"
+            )));
+        }
+        self.write(|txn, dbs| {
+            dbs.trust
+                .put(txn, agent.as_bytes(), &factor.to_bits().to_be_bytes())
+                .map_err(StateError::lmdb("store trust"))
+        })?;
+        self.sync()
+    }
+}
+
+pub(super) fn get_vote(
+    txn: &RoTxn<'_>,
+    dbs: &Databases,
+    key: &[u8],
+) -> Result<Option<StoredVote>, StateError> {
+    dbs.votes
+        .get(txn, key)
+        .map_err(StateError::lmdb("read vote"))?
+        .map(decode_vote)
+        .transpose()
+}
+
+pub(super) fn get_totals(
+    txn: &RoTxn<'_>,
+    dbs: &Databases,
+    assertion: &Hash,
+) -> Result<VoteTotals, StateError> {
+    let Some(value) = dbs
+        .vote_totals
+        .get(txn, assertion.as_bytes())
+        .map_err(StateError::lmdb("read vote totals"))?
+    else {
+        return Ok(VoteTotals::default());
+    };
+    let (count, weight) = value
+        .split_at_checked(size_of::<u64>())
+        .ok_or_else(|| StateError::corrupt("vote totals", "too short"))?;
+    Ok(VoteTotals {
+        count: decode_u64("vote count", count)?,
+        weight: ExactWeight::from_bytes(weight)
+            .ok_or_else(|| StateError::corrupt("vote weight", "not 48 bytes"))?,
+    })
+}
+
+pub(super) fn encode_vote(row: &StoredVote) -> Vec<u8> {
+    let record = row.vote.to_record_bytes();
+    let mut value = Vec::with_capacity(size_of::<u64>() + record.len());
+    value.extend_from_slice(&row.offset.to_be_bytes());
+    value.extend_from_slice(&record);
+    value
+}
+
+pub(super) fn encode_totals(totals: &VoteTotals) -> Vec<u8> {
+    let mut value = Vec::with_capacity(size_of::<u64>() + super::tally::EXACT_WEIGHT_BYTES);
+    value.extend_from_slice(&totals.count.to_be_bytes());
+    value.extend_from_slice(&totals.weight.to_bytes());
+    value
+}
+
+pub(super) fn decode_vote(value: &[u8]) -> Result<StoredVote, StateError> {
+    let (offset, record) = value
+        .split_at_checked(size_of::<u64>())
+        .ok_or_else(|| StateError::corrupt("vote", "shorter than its offset"))?;
+    let vote = Vote::from_record_bytes(record).map_err(|e| StateError::corrupt("vote", e))?;
+    Ok(StoredVote {
+        hash: vote.content_hash(),
+        offset: decode_u64("vote offset", offset)?,
+        vote,
+    })
+}
