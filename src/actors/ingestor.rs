@@ -34,6 +34,10 @@ pub const INGEST_CURSOR_NAME: &str = "ingest";
 /// past the last save: often enough for garbage collection, rarely enough to cost nothing.
 const JOURNAL_CURSOR_STRIDE_BYTES: u64 = 16 << 20;
 
+/// Consecutive failures of one step after which ingestion is reported stalled even though the
+/// error looks transient: with backoff doubling from 1 ms, about a second of failing.
+const STALL_FAILURES_MIN: u32 = 10;
+
 /// Where ingestion stands; published after every batch.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct IngestStatus {
@@ -59,6 +63,8 @@ pub struct IngestorActor {
     /// A [`Drain`] is queued or scheduled.
     drain_pending: bool,
     backoff_ms: u64,
+    /// Consecutive failed steps.
+    failures: u32,
     journal_cursor: u64,
 }
 
@@ -103,6 +109,7 @@ impl IngestorActor {
             target: cursor,
             drain_pending: false,
             backoff_ms: 0,
+            failures: 0,
         })
     }
 
@@ -168,6 +175,7 @@ impl IngestorActor {
 
     fn succeeded(&mut self, more: bool, ctx: &mut Context<Self>) {
         self.backoff_ms = 0;
+        self.failures = 0;
         self.publish(None);
         if more || self.cursor < self.target {
             self.schedule(ctx, None);
@@ -176,6 +184,7 @@ impl IngestorActor {
 
     fn failed(&mut self, error: IngestError, ctx: &mut Context<Self>) {
         let permanent = error.is_permanent();
+        self.failures = self.failures.saturating_add(1);
         let max = self.config.ingest_retry_backoff_ms_max;
         self.backoff_ms = if permanent {
             max
@@ -184,12 +193,21 @@ impl IngestorActor {
         };
         metrics::counter!("stemedb_ingest_retries_total").increment(1);
         tracing::error!(%error, cursor = self.cursor, retry_ms = self.backoff_ms, "ingest step failed");
-        self.publish(permanent.then(|| format!("at journal offset {}: {error}", self.cursor)));
+        // Reported as stalled once it is plainly not passing: waiters stop waiting, while the
+        // ingestor keeps retrying in case it does pass.
+        let stalled = permanent || self.failures >= STALL_FAILURES_MIN;
+        self.publish(stalled.then(|| format!("at journal offset {}: {error}", self.cursor)));
         self.schedule(ctx, Some(Duration::from_millis(self.backoff_ms)));
     }
 
     fn save_journal_cursor(&mut self) {
         if self.cursor.saturating_sub(self.journal_cursor) < JOURNAL_CURSOR_STRIDE_BYTES {
+            return;
+        }
+        // The state commits skip the meta-page sync; sync it first, so the journal never lets
+        // garbage collection pass records a power loss could take back out of the state.
+        if let Err(error) = self.state.sync() {
+            tracing::warn!(%error, "cannot sync the state before saving the ingest journal cursor");
             return;
         }
         match self.journal.set_cursor(INGEST_CURSOR_NAME, self.cursor) {

@@ -48,6 +48,10 @@ pub enum NodeError {
     /// An actor stopped before it answered.
     #[error("the {0} actor stopped unexpectedly")]
     ActorGone(&'static str),
+    /// Ingestion is held by an error and did not finish before shutdown; what it did not apply
+    /// stays in the journal and is applied at the next start.
+    #[error("ingestion is stalled: {0}")]
+    Stalled(String),
     /// The node was shut down.
     #[error("the node is shut down")]
     Closed,

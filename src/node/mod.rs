@@ -62,6 +62,11 @@ use crate::storage::state::{
 };
 use submit::Admission;
 
+/// Longest shutdown waits for the ingestor to apply what is durable: a healthy ingestor
+/// applies tens of thousands of records a second, so a minute means it is not progressing.
+/// What it has not applied stays in the journal and is applied at the next start.
+pub const SHUTDOWN_INGEST_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Subdirectory of the data directory that holds the journal.
 pub const JOURNAL_DIR: &str = "journal";
 /// Subdirectory of the data directory that holds the LMDB state.
@@ -391,18 +396,21 @@ impl Node {
         let _ = in_flight.wait_for(|n| *n == 0).await;
         let end = running.journal.durable_end();
         let mut status = self.inner.status.clone();
-        let caught_up = status
-            .wait_for(|s| s.cursor >= end || s.stalled.is_some())
-            .await
-            .map(|s| s.stalled.clone());
+        let caught_up = actix_rt::time::timeout(
+            SHUTDOWN_INGEST_WAIT,
+            status.wait_for(|s| s.cursor >= end || s.stalled.is_some()),
+        )
+        .await
+        .map(|s| s.map(|s| s.stalled.clone()));
         running.stop_threads();
         let Running { journal, state, .. } = running;
-        drop(journal);
         state.close();
+        drop(journal);
         tracing::info!(dir = %self.inner.data_dir.display(), end, "node shut down");
         match caught_up {
-            Ok(Some(reason)) => Err(NodeError::Config(format!(
-                "shut down with ingestion stalled: {reason}"
+            Ok(Ok(Some(reason))) => Err(NodeError::Stalled(reason)),
+            Err(_) => Err(NodeError::Stalled(format!(
+                "ingestion did not reach the journal end {end} within {SHUTDOWN_INGEST_WAIT:?}"
             ))),
             _ => Ok(()),
         }

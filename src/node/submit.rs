@@ -111,6 +111,22 @@ impl Drop for Admission {
     }
 }
 
+/// One append awaiting its acknowledgement; it leaves the count when dropped.
+struct InFlight(Arc<watch::Sender<usize>>);
+
+impl InFlight {
+    fn enter(count: &Arc<watch::Sender<usize>>) -> Self {
+        count.send_modify(|n| *n += 1);
+        Self(Arc::clone(count))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n -= 1);
+    }
+}
+
 struct Worker {
     receiver: Receiver<Job>,
     journal: Journal,
@@ -159,18 +175,15 @@ impl Worker {
 
     fn append(&self, record: &LogRecord, hash: Hash) -> Admitted {
         let (ack, receiver) = oneshot::channel();
-        let in_flight = Arc::clone(&self.in_flight);
-        in_flight.send_modify(|n| *n += 1);
+        // Counted until the reply runs or is dropped unrun (say, the journal refused it).
+        let guard = InFlight::enter(&self.in_flight);
         let reply = Box::new(move |outcome| {
             let _ = ack.send(outcome);
-            in_flight.send_modify(|n| *n -= 1);
+            drop(guard);
         });
         match self.journal.try_append(record.encode(), reply) {
             Ok(()) => Ok((hash, receiver)),
-            Err(error) => {
-                self.in_flight.send_modify(|n| *n -= 1);
-                Err(error.into())
-            }
+            Err(error) => Err(error.into()),
         }
     }
 }

@@ -18,8 +18,8 @@ pub struct StateConfig {
     /// address space a 64-bit process has). A write that needs more fails with
     /// [`StateError::MapSizeLimit`](super::StateError::MapSizeLimit).
     pub map_size_bytes_max: usize,
-    /// Most concurrent LMDB read transactions (default 126, LMDB's own default): one slot per
-    /// thread that reads.
+    /// Most concurrent LMDB read transactions (default 126, LMDB's own default); reads are
+    /// short, so this bounds concurrent readers, not reading threads.
     pub readers_max: u32,
 }
 

@@ -35,7 +35,6 @@ impl State {
                 ingest_cursor: super::apply::read_cursor(txn, dbs)?,
                 ..StateDump::default()
             };
-            let scan = StateError::lmdb("scan for dump");
             for entry in dbs
                 .assertions
                 .iter(txn)
@@ -84,7 +83,11 @@ impl State {
                 dump.vote_totals
                     .push((hash, super::votes::get_totals(txn, dbs, &hash)?));
             }
-            for entry in dbs.rejected.iter(txn).map_err(scan)? {
+            for entry in dbs
+                .rejected
+                .iter(txn)
+                .map_err(StateError::lmdb("scan for dump"))?
+            {
                 let (_, value) = entry.map_err(StateError::lmdb("scan for dump"))?;
                 dump.rejected
                     .push(rmp_serde::from_slice(value).map_err(|e| StateError::corrupt("rejection", e))?);

@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use heed::types::Bytes;
-use heed::{CommitOrAbort, Database, Env, EnvFlags, EnvOpenOptions, RoTxn, RwTxn};
+use heed::{CommitOrAbort, Database, Env, EnvFlags, EnvOpenOptions, RoTxn, RwTxn, WithoutTls};
 use parking_lot::{Mutex, RwLock};
 
 pub use apply::{ApplyOutcome, IngestRecord, Plan};
@@ -88,7 +88,7 @@ pub struct State {
 }
 
 struct Inner {
-    env: Env,
+    env: Env<WithoutTls>,
     dbs: Databases,
     config: StateConfig,
     path: PathBuf,
@@ -108,7 +108,8 @@ impl State {
             path: path.clone(),
             source,
         })?;
-        let mut options = EnvOpenOptions::new();
+        // Reader slots belong to transactions, not threads: any number of host threads may read.
+        let mut options = EnvOpenOptions::new().read_txn_without_tls();
         options
             .map_size(config.map_size_bytes_initial)
             .max_dbs(DATABASES_MAX)
@@ -120,17 +121,20 @@ impl State {
         unsafe {
             options.flags(EnvFlags::NO_META_SYNC);
         }
-        // SAFETY: the map is only modified through LMDB by this process: the node holds the
-        // journal's directory lock for as long as the environment is open, and nothing else
-        // writes the state files. LMDB's own lock file guards its reader table.
+        // SAFETY: the state files are modified only through LMDB. Within this process heed
+        // refuses to open the same environment twice; across processes LMDB's lock file
+        // coordinates readers and writers, and the node opens the state only while it holds the
+        // journal's directory lock, which keeps a second node off the same data directory.
         #[allow(unsafe_code)]
         let env = unsafe { options.open(&path) }.map_err(StateError::lmdb("open environment"))?;
         let dbs = create_databases(&env)?;
+        let env_map_size = env.info().map_size;
         let state = Self {
             inner: Arc::new(Inner {
                 env,
                 dbs,
-                map_size_bytes: Mutex::new(config.map_size_bytes_initial),
+                // An existing environment larger than the configured start keeps its size.
+                map_size_bytes: Mutex::new(env_map_size.max(config.map_size_bytes_initial)),
                 config,
                 path,
                 resize: RwLock::new(()),
@@ -263,7 +267,7 @@ impl std::fmt::Debug for State {
     }
 }
 
-fn create_databases(env: &Env) -> Result<Databases, StateError> {
+fn create_databases(env: &Env<WithoutTls>) -> Result<Databases, StateError> {
     let txn = env.write_txn().map_err(StateError::lmdb("begin write"))?;
     let [
         assertions,
