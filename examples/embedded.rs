@@ -3,7 +3,8 @@
 //! Starts a node on a data directory (default `stemedb-data`, or the first argument), submits
 //! signed assertions from a few concurrent agents (one a batch, one superseding an earlier
 //! claim, one naming a parent nobody wrote), waits until they are indexed, reads them back by
-//! hash, by subject and by (subject, predicate), and shuts down gracefully. Run it twice: the
+//! hash, by subject and by (subject, predicate), casts votes and reads their totals, and shuts
+//! down gracefully. Run it twice: the
 //! second run starts from the first run's state.
 //!
 //! ```sh
@@ -15,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use stemedb::Config;
 use stemedb::node::Node;
-use stemedb::protocol::{AgentKey, Assertion, Hash, ObjectValue, now_ms};
+use stemedb::protocol::{AgentKey, Assertion, Hash, ObjectValue, Vote, now_ms};
 use stemedb::storage::state::ListQuery;
 
 fn claim(
@@ -132,6 +133,24 @@ async fn main() -> Result<(), Box<dyn Error>> {
     for rejection in node.rejections(orphan_receipt.offset, 10)? {
         println!("rejected at offset {}: {}", rejection.offset, rejection.reason);
     }
+    // Votes: Bob endorses the revised figure, then changes his mind about its weight; only his
+    // newest vote counts.
+    let first_vote = Vote::sign(&bob, revised_receipt.hash, 1.0, now_ms());
+    let second_vote = Vote::sign(&bob, revised_receipt.hash, 2.5, first_vote.timestamp_ms + 1);
+    let carol = AgentKey::generate()?;
+    let carol_vote = Vote::sign(&carol, revised_receipt.hash, 0.5, now_ms());
+    let mut last = 0;
+    for result in node.cast_votes(vec![first_vote, second_vote, carol_vote]).await? {
+        last = last.max(result?.offset);
+    }
+    node.wait_indexed(last, Instant::now() + Duration::from_secs(10))
+        .await?;
+    let totals = node.vote_totals(&revised_receipt.hash)?;
+    println!(
+        "votes on the revised figure: {} voters, total weight {}",
+        totals.count,
+        totals.weight_f64()
+    );
     let (assertions, rejected) = node.counts()?;
     println!("stored: {assertions} assertions, {rejected} rejections");
 
