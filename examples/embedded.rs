@@ -4,8 +4,7 @@
 //! signed assertions from a few concurrent agents (one a batch, one superseding an earlier
 //! claim, one naming a parent nobody wrote), waits until they are indexed, reads them back by
 //! hash, by subject and by (subject, predicate), casts votes and reads their totals, and shuts
-//! down gracefully. Run it twice: the
-//! second run starts from the first run's state.
+//! down gracefully. Run it twice: the second run starts from the first run's state.
 //!
 //! ```sh
 //! cargo run --release --example embedded [DATA_DIR]
