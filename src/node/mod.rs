@@ -72,10 +72,10 @@ pub const JOURNAL_DIR: &str = "journal";
 /// Subdirectory of the data directory that holds the LMDB state.
 pub const STATE_DIR: &str = "state";
 
-/// The durable acknowledgement of a submitted assertion.
+/// The durable acknowledgement of a submitted assertion or vote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Receipt {
-    /// The assertion's content hash.
+    /// The record's content hash.
     pub hash: Hash,
     /// The journal offset of its record; pass it to [`Node::wait_indexed`].
     pub offset: u64,
