@@ -38,8 +38,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
-use std::thread::JoinHandle;
+mod common;
+use common::{
+    CellResult, Row, Submitted, bench_dir, env_usize, machine_cpu, print_table, process_cpu, spawn,
+};
+
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
@@ -77,74 +81,6 @@ const CALIBRATION_BATCH: usize = 256;
 /// Targets from issue 4, at 64 and 1,000 submitters (printed, never asserted).
 const THROUGHPUT_TARGET: f64 = 50_000.0;
 const RATIO_TARGET: f64 = 1.7;
-/// Clock ticks per second in `/proc` (`USER_HZ`, fixed at 100 by the Linux ABI).
-const USER_HZ: u64 = 100;
-
-/// What one cell measured.
-struct CellResult {
-    /// Ack latencies in nanoseconds, sorted.
-    samples: Vec<u64>,
-    /// Clock start to the last ack, and to everything indexed.
-    acked: Duration,
-    elapsed: Duration,
-    busy_retries: u64,
-    /// Process CPU time (all threads) over `elapsed`.
-    cpu: Duration,
-}
-
-impl CellResult {
-    fn new(mut done: Submitted, acked: Duration, elapsed: Duration, cpu: Duration) -> Self {
-        done.samples.sort_unstable();
-        let (samples, busy_retries) = (done.samples, done.busy_retries);
-        Self {
-            samples,
-            acked,
-            elapsed,
-            busy_retries,
-            cpu,
-        }
-    }
-
-    fn rate(&self) -> f64 {
-        self.samples.len() as f64 / self.elapsed.as_secs_f64()
-    }
-
-    /// Nearest-rank percentile of the ack latencies, in microseconds.
-    fn us(&self, pct: usize) -> f64 {
-        let rank = (self.samples.len() * pct).div_ceil(100).max(1);
-        self.samples.get(rank - 1).map_or(0.0, |&ns| ns as f64 / 1e3)
-    }
-
-    /// Process CPU over the cell, in percent of one core.
-    fn cpu_pct(&self) -> f64 {
-        100.0 * self.cpu.as_secs_f64() / self.elapsed.as_secs_f64()
-    }
-}
-
-/// Reads whitespace-separated tick counts from a `/proc` line, as durations.
-fn ticks(fields: &str) -> Vec<Duration> {
-    let parse = |t: &str| t.parse::<u64>().expect("a tick count");
-    let ticks = fields.split_whitespace().map(parse);
-    ticks.map(|t| Duration::from_millis(t * 1000 / USER_HZ)).collect()
-}
-
-/// CPU time of this process so far, all threads (exited ones included); 10 ms resolution.
-fn process_cpu() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").expect("read /proc/self/stat");
-    // Fields 3.. follow the command name, which may hold spaces; utime and stime are 14, 15.
-    let after_name = &stat[stat.rfind(')').expect("a command name") + 2..];
-    let fields: Vec<&str> = after_name.split(' ').collect();
-    ticks(&fields[11..13].join(" ")).iter().sum()
-}
-
-/// Busy and stolen CPU time of the whole machine so far (`/proc/stat`, all cores).
-fn machine_cpu() -> (Duration, Duration) {
-    let stat = std::fs::read_to_string("/proc/stat").expect("read /proc/stat");
-    // cpu user nice system idle iowait irq softirq steal ...
-    let t = ticks(&stat.lines().next().expect("a cpu line")[3..]);
-    (t[0] + t[1] + t[2] + t[5] + t[6], t[7])
-}
-
 /// Signs `count` assertions as described in the module docs.
 fn workload(count: usize) -> Vec<Assertion> {
     let key = |k: usize| AgentKey::from_secret_bytes(&[k as u8; 32]);
@@ -193,14 +129,6 @@ impl Peer for Node {
             }
         }
     }
-}
-
-/// What submitter tasks did, merged.
-#[derive(Default)]
-struct Submitted {
-    samples: Vec<u64>,
-    offset_max: u64,
-    busy_retries: u64,
 }
 
 /// Runs one submitter task per share on this actix System thread, each submitting its share
@@ -320,12 +248,6 @@ fn sqlite_writer(mut conn: Connection, jobs: Receiver<SqliteJob>) -> Connection 
     conn
 }
 
-/// Spawns a named thread running `work`.
-fn spawn<T: Send + 'static>(name: String, work: impl FnOnce() -> T + Send + 'static) -> JoinHandle<T> {
-    let builder = std::thread::Builder::new().name(name);
-    builder.spawn(work).expect("spawn thread")
-}
-
 /// One cell against a fresh SQLite database.
 fn bench_sqlite(base: &Path, shares: Vec<Vec<Assertion>>) -> CellResult {
     let dir = TempDir::new_in(base).expect("create sqlite temp dir");
@@ -386,27 +308,6 @@ fn print_calibration(workload: &[Assertion]) {
     println!();
 }
 
-/// A `usize` from environment variable `name`, if set and valid.
-fn env_usize(name: &str) -> Option<usize> {
-    std::env::var(name).ok().and_then(|s| s.trim().parse().ok())
-}
-
-/// Base directory from `STEMEDB_BENCH_DIR`, else cargo's target tmp dir (created if missing).
-fn bench_dir() -> PathBuf {
-    let dir = std::env::var_os("STEMEDB_BENCH_DIR");
-    let dir = dir.map_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")), PathBuf::from);
-    std::fs::create_dir_all(&dir).expect("create bench dir");
-    dir
-}
-
-/// One table row: each peer's median round and the median of the per-round ratios.
-struct Row {
-    submitters: usize,
-    stemedb: CellResult,
-    sqlite: CellResult,
-    ratio: f64,
-}
-
 /// Runs every round of one row, alternating which peer goes first, so that a noisy stretch of
 /// the machine hits both.
 fn run_row(dir: &Path, rounds: usize, workload: &[Assertion], count: usize, submitters: usize) -> Row {
@@ -430,39 +331,11 @@ fn run_row(dir: &Path, rounds: usize, workload: &[Assertion], count: usize, subm
     };
     let (stemedb, sqlite) = (median(stemedb), median(sqlite));
     Row {
-        submitters,
+        tasks: submitters,
         stemedb,
         sqlite,
         ratio,
     }
-}
-
-/// Prints the table, then the total: every row's assertions over their summed elapsed times.
-fn print_table(rows: &[Row]) {
-    println!("{:>17} | {:<43} | {:<29} |", "", "stemedb", "sqlite");
-    println!(
-        "submitters      N | assert/s   acks/s  p50 us  p99 us busy cpu% | assert/s  p50 us  p99 us cpu% | ratio"
-    );
-    println!("{}", "-".repeat(103));
-    for row in rows {
-        let (n, s, q, ratio) = (row.submitters, &row.stemedb, &row.sqlite, row.ratio);
-        let (acks, len) = (s.samples.len() as f64 / s.acked.as_secs_f64(), s.samples.len());
-        let (s50, s99, q50, q99) = (s.us(50), s.us(99), q.us(50), q.us(99));
-        let (s_cpu, q_cpu, busy) = (s.cpu_pct(), q.cpu_pct(), s.busy_retries);
-        let (s, q) = (s.rate(), q.rate());
-        println!(
-            "{n:>10} {len:>6} | {s:>8.0} {acks:>8.0} {s50:>7.0} {s99:>7.0} {busy:>4} {s_cpu:>4.0} | \
-             {q:>8.0} {q50:>7.0} {q99:>7.0} {q_cpu:>4.0} | {ratio:>5.2}"
-        );
-    }
-    let total = |cell: fn(&Row) -> &CellResult| {
-        let secs: f64 = rows.iter().map(|r| cell(r).elapsed.as_secs_f64()).sum();
-        (rows.iter().map(|r| cell(r).samples.len()).sum::<usize>(), secs)
-    };
-    let ((n, s_secs), (_, q_secs)) = (total(|r| &r.stemedb), total(|r| &r.sqlite));
-    let (s, q) = (n as f64 / s_secs, n as f64 / q_secs);
-    let ratio = s / q;
-    println!("total: {n} assertions; stemedb {s:.0}/s, sqlite {q:.0}/s, ratio {ratio:.2}");
 }
 
 fn main() {
@@ -484,7 +357,7 @@ fn main() {
         let n = count / if submitters == 1 { SOLO_DIVISOR } else { 1 };
         rows.push(run_row(&dir, rounds, &workload, n, submitters));
     }
-    print_table(&rows);
+    print_table(&rows, "submitters", "assertions");
     let wall = began.elapsed().as_secs_f64();
     let (busy, steal) = machine_cpu();
     let others = (busy - machine_began.0).saturating_sub(process_cpu() - process_began);

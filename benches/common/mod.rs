@@ -1,0 +1,144 @@
+//! Scaffolding shared by the end-to-end benchmarks (`ingest`, `votes`): per-cell results and
+//! percentiles, process and machine CPU from `/proc`, thread spawning, and the environment.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Clock ticks per second in `/proc` (`USER_HZ`, fixed at 100 by the Linux ABI).
+const USER_HZ: u64 = 100;
+
+/// What one cell measured.
+pub struct CellResult {
+    /// Ack latencies in nanoseconds, sorted.
+    pub samples: Vec<u64>,
+    /// Clock start to the last ack, and to everything indexed (or counted).
+    pub acked: Duration,
+    pub elapsed: Duration,
+    pub busy_retries: u64,
+    /// Process CPU time (all threads) over `elapsed`.
+    pub cpu: Duration,
+}
+
+impl CellResult {
+    pub fn new(mut done: Submitted, acked: Duration, elapsed: Duration, cpu: Duration) -> Self {
+        done.samples.sort_unstable();
+        let (samples, busy_retries) = (done.samples, done.busy_retries);
+        Self {
+            samples,
+            acked,
+            elapsed,
+            busy_retries,
+            cpu,
+        }
+    }
+
+    pub fn rate(&self) -> f64 {
+        self.samples.len() as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// Nearest-rank percentile of the ack latencies, in microseconds.
+    pub fn us(&self, pct: usize) -> f64 {
+        let rank = (self.samples.len() * pct).div_ceil(100).max(1);
+        self.samples.get(rank - 1).map_or(0.0, |&ns| ns as f64 / 1e3)
+    }
+
+    /// Process CPU over the cell, in percent of one core.
+    pub fn cpu_pct(&self) -> f64 {
+        100.0 * self.cpu.as_secs_f64() / self.elapsed.as_secs_f64()
+    }
+}
+
+/// Reads whitespace-separated tick counts from a `/proc` line, as durations.
+fn ticks(fields: &str) -> Vec<Duration> {
+    let parse = |t: &str| t.parse::<u64>().expect("a tick count");
+    let ticks = fields.split_whitespace().map(parse);
+    ticks.map(|t| Duration::from_millis(t * 1000 / USER_HZ)).collect()
+}
+
+/// CPU time of this process so far, all threads (exited ones included); 10 ms resolution.
+pub fn process_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("read /proc/self/stat");
+    // Fields 3.. follow the command name, which may hold spaces; utime and stime are 14, 15.
+    let after_name = &stat[stat.rfind(')').expect("a command name") + 2..];
+    let fields: Vec<&str> = after_name.split(' ').collect();
+    ticks(&fields[11..13].join(" ")).iter().sum()
+}
+
+/// Busy and stolen CPU time of the whole machine so far (`/proc/stat`, all cores).
+pub fn machine_cpu() -> (Duration, Duration) {
+    let stat = std::fs::read_to_string("/proc/stat").expect("read /proc/stat");
+    // cpu user nice system idle iowait irq softirq steal ...
+    let t = ticks(&stat.lines().next().expect("a cpu line")[3..]);
+    (t[0] + t[1] + t[2] + t[5] + t[6], t[7])
+}
+
+/// What the submitting (or voting) tasks of one cell did, merged.
+#[derive(Default)]
+pub struct Submitted {
+    pub samples: Vec<u64>,
+    pub offset_max: u64,
+    pub busy_retries: u64,
+}
+
+/// Spawns a named thread running `work`.
+pub fn spawn<T: Send + 'static>(name: String, work: impl FnOnce() -> T + Send + 'static) -> JoinHandle<T> {
+    let builder = std::thread::Builder::new().name(name);
+    builder.spawn(work).expect("spawn thread")
+}
+
+/// A `usize` from environment variable `name`, if set and valid.
+pub fn env_usize(name: &str) -> Option<usize> {
+    std::env::var(name).ok().and_then(|s| s.trim().parse().ok())
+}
+
+/// Base directory from `STEMEDB_BENCH_DIR`, else cargo's target tmp dir (created if missing).
+pub fn bench_dir() -> PathBuf {
+    let dir = std::env::var_os("STEMEDB_BENCH_DIR");
+    let dir = dir.map_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")), PathBuf::from);
+    std::fs::create_dir_all(&dir).expect("create bench dir");
+    dir
+}
+
+/// One row of the table: a number of concurrent tasks, each peer's median cell, their ratio.
+pub struct Row {
+    /// Concurrent submitting (or voting) tasks.
+    pub tasks: usize,
+    /// StemeDB's median cell.
+    pub stemedb: CellResult,
+    /// SQLite's median cell.
+    pub sqlite: CellResult,
+    /// StemeDB's rate over SQLite's.
+    pub ratio: f64,
+}
+
+/// Prints the table; `tasks` names the first column ("submitters"), `unit` what is counted.
+pub fn print_table(rows: &[Row], tasks: &str, unit: &str) {
+    let rate = format!("{unit:.6}/s");
+    println!("{:>17} | {:<43} | {:<29} |", "", "stemedb", "sqlite");
+    println!(
+        "{tasks:<10}      N | {rate:>8}   acks/s  p50 us  p99 us busy cpu% | {rate:>8}  p50 us  p99 us cpu% | ratio"
+    );
+    println!("{}", "-".repeat(103));
+    for row in rows {
+        let (n, s, q, ratio) = (row.tasks, &row.stemedb, &row.sqlite, row.ratio);
+        let (acks, len) = (s.samples.len() as f64 / s.acked.as_secs_f64(), s.samples.len());
+        let (s50, s99, q50, q99) = (s.us(50), s.us(99), q.us(50), q.us(99));
+        let (s_cpu, q_cpu, busy) = (s.cpu_pct(), q.cpu_pct(), s.busy_retries);
+        let (s, q) = (s.rate(), q.rate());
+        println!(
+            "{n:>10} {len:>6} | {s:>8.0} {acks:>8.0} {s50:>7.0} {s99:>7.0} {busy:>4} {s_cpu:>4.0} | \
+             {q:>8.0} {q50:>7.0} {q99:>7.0} {q_cpu:>4.0} | {ratio:>5.2}"
+        );
+    }
+    let total = |cell: fn(&Row) -> &CellResult| {
+        let secs: f64 = rows.iter().map(|r| cell(r).elapsed.as_secs_f64()).sum();
+        (rows.iter().map(|r| cell(r).samples.len()).sum::<usize>(), secs)
+    };
+    let ((n, s_secs), (_, q_secs)) = (total(|r| &r.stemedb), total(|r| &r.sqlite));
+    let (s, q) = (n as f64 / s_secs, n as f64 / q_secs);
+    let ratio = s / q;
+    println!("total: {n} {unit}; stemedb {s:.0}/s, sqlite {q:.0}/s, ratio {ratio:.2}");
+}
