@@ -273,7 +273,10 @@ fn unknown_parent_is_rejected_with_reason_and_ingestion_continues() {
         assert!(node.get(&receipts[0].hash).unwrap().is_none());
         // The child after them was applied: it supersedes the root.
         assert!(node.get(&child.content_hash()).unwrap().is_some());
-        assert_eq!(node.successors(&root.hash).unwrap(), vec![child.content_hash()]);
+        assert_eq!(
+            node.successors(&root.hash, 10).unwrap(),
+            vec![child.content_hash()]
+        );
         node.shutdown().await.unwrap();
     });
 }

@@ -320,9 +320,9 @@ impl Node {
         self.with_state(|state| Ok(state.list(query)?))
     }
 
-    /// Returns the hashes of the assertions that supersede `hash`.
-    pub fn successors(&self, hash: &Hash) -> Result<Vec<Hash>, NodeError> {
-        self.with_state(|state| Ok(state.successors(hash)?))
+    /// Returns the hashes of up to `limit` assertions that supersede `hash`.
+    pub fn successors(&self, hash: &Hash, limit: usize) -> Result<Vec<Hash>, NodeError> {
+        self.with_state(|state| Ok(state.successors(hash, limit)?))
     }
 
     /// Returns up to `limit` records the ingestor rejected, from journal offset `from` on.
@@ -388,13 +388,15 @@ impl Node {
     /// once the data directory can be opened again. Later calls on any clone of this handle
     /// answer `Closed`.
     pub async fn shutdown(&self) -> Result<(), NodeError> {
-        let Some(mut running) = self.inner.running.write().take() else {
-            return Err(NodeError::Closed);
+        // The parts stay in place while shutdown waits: should this future be dropped midway,
+        // the node's Drop still stops the threads.
+        let mut in_flight = match self.inner.running.write().as_mut() {
+            Some(running) => running.admission.close(),
+            None => return Err(NodeError::Closed),
         };
-        let mut in_flight = running.admission.close();
-        // Every append is queued; the journal acknowledges each exactly once.
+        // Every append is queued; the journal acknowledges (or drops) each exactly once.
         let _ = in_flight.wait_for(|n| *n == 0).await;
-        let end = running.journal.durable_end();
+        let end = self.durable_end()?;
         let mut status = self.inner.status.clone();
         let caught_up = actix_rt::time::timeout(
             SHUTDOWN_INGEST_WAIT,
@@ -402,6 +404,9 @@ impl Node {
         )
         .await
         .map(|s| s.map(|s| s.stalled.clone()));
+        let Some(mut running) = self.inner.running.write().take() else {
+            return Err(NodeError::Closed);
+        };
         running.stop_threads();
         let Running { journal, state, .. } = running;
         state.close();

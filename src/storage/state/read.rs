@@ -96,15 +96,16 @@ impl State {
         self.read(|txn, dbs| list_in(txn, dbs, query))
     }
 
-    /// Returns the assertions that supersede `hash` (empty for a head).
-    pub fn successors(&self, hash: &Hash) -> Result<Vec<Hash>, StateError> {
+    /// Returns up to `limit` (at most [`LIST_LIMIT_MAX`]) assertions that supersede `hash`,
+    /// by hash; empty for a head.
+    pub fn successors(&self, hash: &Hash, limit: usize) -> Result<Vec<Hash>, StateError> {
         self.read(|txn, dbs| {
             let mut out = Vec::new();
             let iter = dbs
                 .supersession
                 .prefix_iter(txn, hash.as_bytes())
                 .map_err(StateError::lmdb("scan supersession"))?;
-            for entry in iter {
+            for entry in iter.take(limit.min(LIST_LIMIT_MAX)) {
                 let (key, _) = entry.map_err(StateError::lmdb("scan supersession"))?;
                 out.push(hash_at(key, HASH_LEN, "supersession key")?);
             }
