@@ -40,7 +40,8 @@
 
 mod common;
 use common::{
-    CellResult, Row, Submitted, bench_dir, env_usize, machine_cpu, print_table, process_cpu, spawn,
+    CellResult, Peer, Row, bench_dir, env_usize, machine_cpu, print_table, process_cpu, retry_busy,
+    run_tasks, spawn,
 };
 
 use std::path::Path;
@@ -48,7 +49,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use rusqlite::{Connection, params};
-use stemedb::node::{Node, NodeConfig, SubmitError};
+use stemedb::node::{Node, NodeConfig};
 use stemedb::protocol::{AgentKey, Assertion, Limits, ObjectValue};
 use stemedb::protocol::{now_ms, validate_assertion, validate_assertions};
 use tempfile::TempDir;
@@ -71,8 +72,6 @@ const SQLITE_TXN_RECORDS_MAX: usize = 1000;
 const SQLITE_QUEUE_DEPTH_MAX: usize = 4096;
 /// Retries of one `Busy` submission before the benchmark gives up, and the pause before each
 /// (tokio's timer has millisecond granularity).
-const BUSY_RETRIES_MAX: u64 = 10_000;
-const BUSY_BACKOFF: Duration = Duration::from_millis(1);
 /// Longest `wait_indexed` may take once every assertion is acknowledged.
 const INDEX_DEADLINE: Duration = Duration::from_secs(120);
 /// Assertions per calibration run, and its batch size: the node's `verify_batch_records_max`.
@@ -107,54 +106,11 @@ fn shares(workload: &[Assertion], count: usize, submitters: usize) -> Vec<Vec<As
     shares
 }
 
-/// A store under test, as the submitter tasks see it.
-trait Peer: Clone + 'static {
-    /// Submits one assertion and resolves once it is durable; returns its journal offset (0
-    /// for SQLite) and how many `Busy` answers were retried.
-    async fn submit_one(&self, assertion: Assertion) -> (u64, u64);
-}
-
-impl Peer for Node {
-    async fn submit_one(&self, assertion: Assertion) -> (u64, u64) {
-        let mut retries = 0;
-        loop {
-            // `submit` consumes the assertion even when it answers Busy, hence the clone.
-            match self.submit(assertion.clone()).await {
-                Ok(receipt) => return (receipt.offset, retries),
-                Err(SubmitError::Busy { .. }) if retries < BUSY_RETRIES_MAX => {
-                    retries += 1;
-                    actix_rt::time::sleep(BUSY_BACKOFF).await;
-                }
-                Err(error) => panic!("stemedb submit failed after {retries} retries: {error}"),
-            }
-        }
+impl Peer<Assertion> for Node {
+    async fn submit_one(&self, record: Assertion) -> (u64, u64) {
+        // `submit` consumes the record even when it answers Busy, hence the clone.
+        retry_busy("submit", || self.submit(record.clone())).await
     }
-}
-
-/// Runs one submitter task per share on this actix System thread, each submitting its share
-/// one assertion at a time; resolves once every assertion is acknowledged.
-async fn run_submitters<P: Peer>(peer: &P, shares: Vec<Vec<Assertion>>) -> Submitted {
-    let submitter = |peer: P, share: Vec<Assertion>| async move {
-        let mut out = Submitted::default();
-        for assertion in share {
-            let start = Instant::now();
-            let (offset, busy_retries) = peer.submit_one(assertion).await;
-            out.samples.push(start.elapsed().as_nanos() as u64);
-            out.offset_max = out.offset_max.max(offset);
-            out.busy_retries += busy_retries;
-        }
-        out
-    };
-    let spawn = |share| actix::spawn(submitter(peer.clone(), share));
-    let tasks: Vec<_> = shares.into_iter().map(spawn).collect();
-    let mut all = Submitted::default();
-    for task in tasks {
-        let done = task.await.expect("submitter task panicked");
-        all.samples.extend(done.samples);
-        all.offset_max = all.offset_max.max(done.offset_max);
-        all.busy_retries += done.busy_retries;
-    }
-    all
 }
 
 /// One cell against a fresh StemeDB node with the default config.
@@ -164,7 +120,7 @@ fn bench_stemedb(base: &Path, shares: Vec<Vec<Assertion>>) -> CellResult {
     actix::System::new().block_on(async move {
         let node = Node::start(stemedb::Config::default(), dir.path()).expect("start node");
         let (start, cpu) = (Instant::now(), process_cpu());
-        let done = run_submitters(&node, shares).await;
+        let done = run_tasks(&node, shares).await;
         let acked = start.elapsed();
         let indexed = node.wait_indexed(done.offset_max, Instant::now() + INDEX_DEADLINE);
         indexed.await.expect("wait_indexed");
@@ -185,7 +141,7 @@ type SqliteJob = ([u8; 32], Assertion, Vec<u8>, oneshot::Sender<()>);
 #[derive(Clone)]
 struct SqlitePeer(Sender<SqliteRequest>);
 
-impl Peer for SqlitePeer {
+impl Peer<Assertion> for SqlitePeer {
     async fn submit_one(&self, assertion: Assertion) -> (u64, u64) {
         let (ack, acked) = oneshot::channel();
         let queued = self.0.try_send((assertion, ack));
@@ -266,7 +222,7 @@ fn bench_sqlite(base: &Path, shares: Vec<Vec<Assertion>>) -> CellResult {
     let peer = SqlitePeer(requests);
     let (done, elapsed, cpu) = actix::System::new().block_on(async move {
         let (start, cpu) = (Instant::now(), process_cpu());
-        let done = run_submitters(&peer, shares).await;
+        let done = run_tasks(&peer, shares).await;
         (done, start.elapsed(), process_cpu() - cpu)
     });
     // The peer went with the System's future: the verifiers, then the writer, run dry.

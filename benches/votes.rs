@@ -49,7 +49,8 @@
 
 mod common;
 use common::{
-    CellResult, Row, Submitted, bench_dir, env_usize, machine_cpu, print_table, process_cpu, spawn,
+    CellResult, Peer, Row, bench_dir, env_usize, machine_cpu, print_table, process_cpu, retry_busy,
+    run_tasks, spawn,
 };
 
 use std::collections::HashMap;
@@ -58,7 +59,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
-use stemedb::node::{Node, NodeConfig, SubmitError};
+use stemedb::node::{Node, NodeConfig};
 use stemedb::protocol::{AgentKey, Assertion, Hash, Limits, LogRecord, ObjectValue, Vote};
 use stemedb::protocol::{now_ms, validate_records, validate_vote};
 use tempfile::TempDir;
@@ -83,8 +84,6 @@ const SQLITE_TXN_VOTES_MAX: usize = 1000;
 const SQLITE_QUEUE_DEPTH_MAX: usize = 4096;
 /// Retries of one `Busy` cast before the benchmark gives up, and the pause before each
 /// (tokio's timer has millisecond granularity).
-const BUSY_RETRIES_MAX: u64 = 10_000;
-const BUSY_BACKOFF: Duration = Duration::from_millis(1);
 /// Longest `wait_indexed` may take, for the assertions before the clock or the votes after it.
 const INDEX_DEADLINE: Duration = Duration::from_secs(120);
 /// Votes per calibration run, and its batch size: the node's `verify_batch_records_max`.
@@ -155,54 +154,11 @@ fn recount(shares: &[Vec<Vote>]) -> Totals {
     totals
 }
 
-/// A store under test, as the voter tasks see it.
-trait Peer: Clone + 'static {
-    /// Submitteds one vote and resolves once it is durable; returns its journal offset (0 for
-    /// SQLite) and how many `Busy` answers were retried.
-    async fn cast_one(&self, vote: Vote) -> (u64, u64);
-}
-
-impl Peer for Node {
-    async fn cast_one(&self, vote: Vote) -> (u64, u64) {
-        let mut retries = 0;
-        loop {
-            // `cast_vote` consumes the vote even when it answers Busy, hence the clone.
-            match self.cast_vote(vote.clone()).await {
-                Ok(receipt) => return (receipt.offset, retries),
-                Err(SubmitError::Busy { .. }) if retries < BUSY_RETRIES_MAX => {
-                    retries += 1;
-                    actix_rt::time::sleep(BUSY_BACKOFF).await;
-                }
-                Err(error) => panic!("stemedb cast_vote failed after {retries} retries: {error}"),
-            }
-        }
+impl Peer<Vote> for Node {
+    async fn submit_one(&self, record: Vote) -> (u64, u64) {
+        // `cast_vote` consumes the record even when it answers Busy, hence the clone.
+        retry_busy("cast_vote", || self.cast_vote(record.clone())).await
     }
-}
-
-/// Runs one voter task per share on this actix System thread, each casting its share one vote
-/// at a time; resolves once every vote is acknowledged.
-async fn run_voters<P: Peer>(peer: &P, shares: Vec<Vec<Vote>>) -> Submitted {
-    let voter = |peer: P, share: Vec<Vote>| async move {
-        let mut out = Submitted::default();
-        for vote in share {
-            let start = Instant::now();
-            let (offset, busy_retries) = peer.cast_one(vote).await;
-            out.samples.push(start.elapsed().as_nanos() as u64);
-            out.offset_max = out.offset_max.max(offset);
-            out.busy_retries += busy_retries;
-        }
-        out
-    };
-    let spawn = |share| actix::spawn(voter(peer.clone(), share));
-    let tasks: Vec<_> = shares.into_iter().map(spawn).collect();
-    let mut all = Submitted::default();
-    for task in tasks {
-        let done = task.await.expect("voter task panicked");
-        all.samples.extend(done.samples);
-        all.offset_max = all.offset_max.max(done.offset_max);
-        all.busy_retries += done.busy_retries;
-    }
-    all
 }
 
 /// One cell against a fresh StemeDB node with the default config.
@@ -219,7 +175,7 @@ fn bench_stemedb(base: &Path, assertions: Vec<Assertion>, shares: Vec<Vec<Vote>>
         let stored = node.wait_indexed(last.expect("assertions"), Instant::now() + INDEX_DEADLINE);
         stored.await.expect("assertions indexed");
         let (start, cpu) = (Instant::now(), process_cpu());
-        let done = run_voters(&node, shares).await;
+        let done = run_tasks(&node, shares).await;
         let acked = start.elapsed();
         let indexed = node.wait_indexed(done.offset_max, Instant::now() + INDEX_DEADLINE);
         indexed.await.expect("wait_indexed");
@@ -247,8 +203,8 @@ type SqliteJob = (Hash, Vote, Vec<u8>, oneshot::Sender<()>);
 #[derive(Clone)]
 struct SqlitePeer(Sender<SqliteRequest>);
 
-impl Peer for SqlitePeer {
-    async fn cast_one(&self, vote: Vote) -> (u64, u64) {
+impl Peer<Vote> for SqlitePeer {
+    async fn submit_one(&self, vote: Vote) -> (u64, u64) {
         let (ack, acked) = oneshot::channel();
         let queued = self.0.try_send((vote, ack));
         queued.expect("the queue holds more than one cast per voter task");
@@ -368,7 +324,7 @@ fn bench_sqlite(base: &Path, assertions: &[Assertion], shares: Vec<Vec<Vote>>) -
     let peer = SqlitePeer(requests);
     let (done, elapsed, cpu) = actix::System::new().block_on(async move {
         let (start, cpu) = (Instant::now(), process_cpu());
-        let done = run_voters(&peer, shares).await;
+        let done = run_tasks(&peer, shares).await;
         (done, start.elapsed(), process_cpu() - cpu)
     });
     // The peer went with the System's future: the verifiers, then the writer, run dry.

@@ -17,6 +17,8 @@
 
 mod common;
 
+use common::crash::{Rng, assert_same, config, env_u64};
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::ExitStatusExt;
@@ -25,7 +27,6 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use stemedb::Config;
 use stemedb::node::{JOURNAL_DIR, Node};
 use stemedb::protocol::{AgentKey, Assertion, Hash, LogRecord, ObjectValue, now_ms};
 use stemedb::storage::journal::{Journal, ReadOutcome};
@@ -56,39 +57,6 @@ const ROUNDS_PER_DIR: u32 = 5;
 const WAIT_MAX: Duration = Duration::from_secs(30);
 /// The child stops on its own after this long, should the parent never kill it.
 const CHILD_RUN_MAX: Duration = Duration::from_secs(60);
-
-/// The configuration of every node in this test: small segments, so the journal rolls often.
-fn config() -> Config {
-    let mut config = Config::default();
-    config.journal.segment_size_bytes = 256 * 1024;
-    config
-}
-
-/// A seeded splitmix64 generator.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let x = (self.0 ^ (self.0 >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        let x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        x ^ (x >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn pick<T: Clone>(&mut self, items: &[T]) -> Option<T> {
-        let n = items.len() as u64;
-        (n > 0).then(|| items[self.below(n) as usize].clone())
-    }
-}
-
-fn env_u64(name: &str) -> Option<u64> {
-    let parse = |v: String| v.parse().unwrap_or_else(|e| panic!("{name}={v:?}: {e}"));
-    std::env::var(name).ok().map(parse)
-}
 
 /// What a submitter meant an assertion to be, so what the state must make of it: `New` (no
 /// parent) and `Child` (superseding a stored one of the same subject and predicate) are stored;
@@ -404,18 +372,6 @@ fn check_acks(acked: &[Ack], replay: &Replay, ctx: &str) {
         let replayed = format!("stored at {stored:?}, rejected {rejection:?}");
         assert!(fits, "{ctx}: {ack:?} replays as {replayed}");
     }
-}
-
-/// Panics, naming a few differences, unless `found` equals `expected`.
-fn assert_same<T: Ord + std::fmt::Debug>(what: &str, found: &BTreeSet<T>, expected: &BTreeSet<T>, ctx: &str) {
-    let missing: Vec<_> = expected.difference(found).take(3).collect();
-    let unexpected: Vec<_> = found.difference(expected).take(3).collect();
-    let (found, expected) = (found.len(), expected.len());
-    assert!(
-        missing.is_empty() && unexpected.is_empty(),
-        "{ctx}: {what}: {found} found, {expected} expected; missing e.g. {missing:?}; \
-         unexpected e.g. {unexpected:?}"
-    );
 }
 
 /// Checks that the dumped state equals the replay, row for row.

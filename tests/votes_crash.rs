@@ -18,6 +18,8 @@
 
 mod common;
 
+use common::crash::{Rng, assert_same, config, env_u64};
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::ExitStatusExt;
@@ -26,7 +28,6 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
-use stemedb::Config;
 use stemedb::node::{JOURNAL_DIR, Node};
 use stemedb::protocol::{AgentId, AgentKey, Assertion, Hash, LogRecord, ObjectValue, Vote, now_ms};
 use stemedb::storage::journal::{Journal, ReadOutcome};
@@ -62,34 +63,6 @@ const ROUNDS_PER_DIR: u32 = 5;
 const WAIT_MAX: Duration = Duration::from_secs(30);
 /// The child ends by itself after this long, should the parent never kill it.
 const CHILD_RUN_MAX: Duration = Duration::from_secs(60);
-
-/// The configuration of every node in this test: small segments, so the journal rolls often.
-fn config() -> Config {
-    let mut config = Config::default();
-    config.journal.segment_size_bytes = 256 * 1024;
-    config
-}
-
-/// A seeded splitmix64 generator.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let x = (self.0 ^ (self.0 >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        let x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        x ^ (x >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-fn env_u64(name: &str) -> Option<u64> {
-    let parse = |v: String| v.parse().unwrap_or_else(|e| panic!("{name}={v:?}: {e}"));
-    std::env::var(name).ok().map(parse)
-}
 
 /// An acknowledged record as the child prints it, `ack <assertion|vote|stray> <hash> <offset>`
 /// (a stray vote is about an unknown assertion); the journal tells the parent what it is.
@@ -413,18 +386,6 @@ fn check_acks(acked: &[Ack], dump: &StateDump, replay: &Replay, ctx: &str) {
         let found = format!("{hash} at {offset}; journal: {record:?}; live: {live:?}");
         assert!(fine, "{ctx}: an acknowledged record is lost: {found}");
     }
-}
-
-/// Panics, naming a few differences, unless `found` equals `expected`.
-fn assert_same<T: Ord + std::fmt::Debug>(what: &str, found: &BTreeSet<T>, expected: &BTreeSet<T>, ctx: &str) {
-    let missing: Vec<_> = expected.difference(found).take(3).collect();
-    let unexpected: Vec<_> = found.difference(expected).take(3).collect();
-    let (found, expected) = (found.len(), expected.len());
-    assert!(
-        missing.is_empty() && unexpected.is_empty(),
-        "{ctx}: {what}: {found} found, {expected} expected; missing e.g. {missing:?}; \
-         unexpected e.g. {unexpected:?}"
-    );
 }
 
 /// Checks that the dumped state equals the replay: assertions, live votes, totals (also

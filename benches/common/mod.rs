@@ -5,7 +5,9 @@
 
 use std::path::PathBuf;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use stemedb::node::{Receipt, SubmitError};
 
 /// Clock ticks per second in `/proc` (`USER_HZ`, fixed at 100 by the Linux ABI).
 const USER_HZ: u64 = 100;
@@ -141,4 +143,62 @@ pub fn print_table(rows: &[Row], tasks: &str, unit: &str) {
     let (s, q) = (n as f64 / s_secs, n as f64 / q_secs);
     let ratio = s / q;
     println!("total: {n} {unit}; stemedb {s:.0}/s, sqlite {q:.0}/s, ratio {ratio:.2}");
+}
+
+/// Most `Busy` answers one submission retries before the bench gives up on it.
+pub const BUSY_RETRIES_MAX: u64 = 10_000;
+/// Wait before retrying a `Busy` answer.
+pub const BUSY_BACKOFF: Duration = Duration::from_millis(1);
+
+/// A store under test, as the submitting tasks see it.
+pub trait Peer<T>: Clone + 'static {
+    /// Submits one record and resolves once it is durable; returns its journal offset (0 for
+    /// SQLite) and how many `Busy` answers were retried.
+    async fn submit_one(&self, record: T) -> (u64, u64);
+}
+
+/// Retries `submit` (a StemeDB submission; `what` names it) while it answers `Busy`; returns
+/// the receipt's offset and the retries.
+pub async fn retry_busy<F, Fut>(what: &str, mut submit: F) -> (u64, u64)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Receipt, SubmitError>>,
+{
+    let mut retries = 0;
+    loop {
+        match submit().await {
+            Ok(receipt) => return (receipt.offset, retries),
+            Err(SubmitError::Busy { .. }) if retries < BUSY_RETRIES_MAX => {
+                retries += 1;
+                actix_rt::time::sleep(BUSY_BACKOFF).await;
+            }
+            Err(error) => panic!("stemedb {what} failed after {retries} retries: {error}"),
+        }
+    }
+}
+
+/// Runs one task per share on this actix System thread, each submitting its share one record
+/// at a time; resolves once every record is acknowledged.
+pub async fn run_tasks<T: 'static, P: Peer<T>>(peer: &P, shares: Vec<Vec<T>>) -> Submitted {
+    let task = |peer: P, share: Vec<T>| async move {
+        let mut out = Submitted::default();
+        for record in share {
+            let start = Instant::now();
+            let (offset, busy_retries) = peer.submit_one(record).await;
+            out.samples.push(start.elapsed().as_nanos() as u64);
+            out.offset_max = out.offset_max.max(offset);
+            out.busy_retries += busy_retries;
+        }
+        out
+    };
+    let spawn = |share| actix::spawn(task(peer.clone(), share));
+    let tasks: Vec<_> = shares.into_iter().map(spawn).collect();
+    let mut all = Submitted::default();
+    for task in tasks {
+        let done = task.await.expect("a submitting task panicked");
+        all.samples.extend(done.samples);
+        all.offset_max = all.offset_max.max(done.offset_max);
+        all.busy_retries += done.busy_retries;
+    }
+    all
 }

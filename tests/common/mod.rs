@@ -3,6 +3,8 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod crash;
+
 use proptest::prelude::*;
 use stemedb::protocol::{AgentKey, AgentSignature, Assertion, Hash, Lifecycle, ObjectValue, Signature, Vote};
 

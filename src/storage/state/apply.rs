@@ -201,7 +201,7 @@ fn plan_one(
         LogRecord::Assertion(assertion) => assertion,
         LogRecord::Vote(vote) => {
             let hash = vote.content_hash();
-            if batch.contains_key(&vote.assertion) || stored_names(txn, dbs, &vote.assertion)?.is_some() {
+            if batch.contains_key(&vote.assertion) || is_stored(txn, dbs, &vote.assertion)? {
                 plan.votes.push(RoutedVote {
                     offset: record.offset,
                     hash,
@@ -220,14 +220,15 @@ fn plan_one(
         }
     };
     let hash = assertion.content_hash();
-    if batch.contains_key(&hash) || stored_names(txn, dbs, &hash)?.is_some() {
+    if batch.contains_key(&hash) || is_stored(txn, dbs, &hash)? {
         plan.duplicates += 1;
         return Ok(());
     }
     if let Some(parent) = assertion.parent {
         let names = match batch.get(&parent) {
             Some(names) => Some(names.clone()),
-            None => stored_names(txn, dbs, &parent)?,
+            None => super::read::get_in(txn, dbs, &parent)?
+                .map(|stored| (stored.assertion.subject, stored.assertion.predicate)),
         };
         let Some((subject, predicate)) = names else {
             reject(plan, Some(hash), RejectReason::UnknownParent { parent });
@@ -250,22 +251,14 @@ fn plan_one(
     Ok(())
 }
 
-/// Returns the (subject, predicate) of a stored assertion, or `None` if it is not stored.
-fn stored_names(
-    txn: &RoTxn<'_>,
-    dbs: &Databases,
-    hash: &Hash,
-) -> Result<Option<(String, String)>, StateError> {
+/// Returns true if and only if an assertion with content hash `hash` is stored; reads the key
+/// only, since duplicate and vote checks need no more.
+fn is_stored(txn: &RoTxn<'_>, dbs: &Databases, hash: &Hash) -> Result<bool, StateError> {
     let value = dbs
         .assertions
         .get(txn, hash.as_bytes())
         .map_err(StateError::lmdb("read assertion"))?;
-    value
-        .map(|value| {
-            let (_, assertion) = super::read::decode_stored(value)?;
-            Ok((assertion.subject, assertion.predicate))
-        })
-        .transpose()
+    Ok(value.is_some())
 }
 
 fn store(
