@@ -344,16 +344,3 @@ impl Handler<SetTrust> for IngestorActor {
         self.state.set_trust(&message.agent, message.factor)
     }
 }
-
-/// Resolves to the current [`IngestStatus`]; used to synchronize with the actor's mailbox.
-#[derive(Debug, Clone, Copy, Message)]
-#[rtype(result = "IngestStatus")]
-pub struct GetIngestStatus;
-
-impl Handler<GetIngestStatus> for IngestorActor {
-    type Result = MessageResult<GetIngestStatus>;
-
-    fn handle(&mut self, _message: GetIngestStatus, _ctx: &mut Self::Context) -> Self::Result {
-        MessageResult(self.status.borrow().clone())
-    }
-}
