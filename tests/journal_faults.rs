@@ -9,8 +9,16 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use stemedb::storage::journal::{Faults, Journal, JournalConfig, JournalError, ReadOutcome};
+use stemedb::storage::journal::{Faults, Journal, JournalConfig, JournalError, OpenOptions, ReadOutcome};
 use tempfile::TempDir;
+
+fn open_faulty(dir: &Path, switches: &Arc<Switches>) -> Result<Journal, JournalError> {
+    let options = OpenOptions {
+        faults: switches.clone(),
+        ..OpenOptions::default()
+    };
+    Journal::open_with(dir, JournalConfig::default(), options)
+}
 
 #[derive(Debug, Default)]
 struct Switches {
@@ -45,7 +53,7 @@ fn payload_at(journal: &Journal, offset: u64) -> Vec<u8> {
 fn a_failed_fsync_poisons_the_journal_until_reopened() {
     let dir = TempDir::new().unwrap();
     let switches = Arc::new(Switches::default());
-    let journal = Journal::open_with_faults(dir.path(), JournalConfig::default(), switches.clone()).unwrap();
+    let journal = open_faulty(dir.path(), &switches).unwrap();
     let first = journal.append(b"durable".to_vec()).unwrap();
     switches.fail_sync.store(true, Ordering::SeqCst);
     let error = journal.append(b"not acknowledged".to_vec()).unwrap_err();
@@ -69,7 +77,7 @@ fn a_failed_fsync_poisons_the_journal_until_reopened() {
 fn a_failed_write_leaves_nothing_and_appends_resume() {
     let dir = TempDir::new().unwrap();
     let switches = Arc::new(Switches::default());
-    let journal = Journal::open_with_faults(dir.path(), JournalConfig::default(), switches.clone()).unwrap();
+    let journal = open_faulty(dir.path(), &switches).unwrap();
     let first = journal.append(b"one".to_vec()).unwrap();
     let end = journal.durable_end();
     switches.fail_write_enospc.store(true, Ordering::SeqCst);

@@ -22,7 +22,7 @@ use super::group_commit::DurableOffset;
 use super::vote_counter::{CountVotes, VoteCounterActor, shard_of};
 use crate::node::NodeConfig;
 use crate::protocol::AgentId;
-use crate::storage::journal::{Journal, JournalReader, ReadError};
+use crate::storage::journal::{Log, LogReader, ReadError};
 use crate::storage::state::{IngestRecord, Plan, RoutedVote, State, StateError, Tally};
 
 /// Mailbox capacity: announcements coalesce (each carries the latest durable end), so a few
@@ -49,8 +49,8 @@ pub struct IngestStatus {
 
 /// The ingestor actor.
 pub struct IngestorActor {
-    journal: Journal,
-    reader: JournalReader,
+    log: std::sync::Arc<dyn Log>,
+    reader: Box<dyn LogReader>,
     state: State,
     config: NodeConfig,
     /// The vote-counting shards, by shard number.
@@ -81,7 +81,7 @@ impl IngestorActor {
     /// Creates the ingestor; it resumes from the state's ingest cursor. Votes are counted by
     /// `shards` (at least one).
     pub fn new(
-        journal: Journal,
+        log: std::sync::Arc<dyn Log>,
         state: State,
         config: NodeConfig,
         shards: Vec<Addr<VoteCounterActor>>,
@@ -98,9 +98,9 @@ impl IngestorActor {
             stalled: None,
         });
         Ok(Self {
-            reader: journal.reader(),
-            journal_cursor: journal.cursor(INGEST_CURSOR_NAME).unwrap_or(0),
-            journal,
+            reader: log.reader(),
+            journal_cursor: log.cursor(INGEST_CURSOR_NAME).unwrap_or(0),
+            log,
             state,
             config,
             shards,
@@ -210,10 +210,17 @@ impl IngestorActor {
             tracing::warn!(%error, "cannot sync the state before saving the ingest journal cursor");
             return;
         }
-        match self.journal.set_cursor(INGEST_CURSOR_NAME, self.cursor) {
+        match self.log.set_cursor(INGEST_CURSOR_NAME, self.cursor) {
             Ok(()) => self.journal_cursor = self.cursor,
             // Only garbage collection waits on it; the next batch tries again.
-            Err(error) => tracing::warn!(%error, "cannot save the ingest journal cursor"),
+            Err(error) => return tracing::warn!(%error, "cannot save the ingest journal cursor"),
+        }
+        // The state is durable up to the cursor just saved: retention may now let segments
+        // below it go (a no-op under the default, which keeps everything).
+        match self.log.collect_garbage() {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, cursor = self.cursor, "journal segments collected"),
+            Err(error) => tracing::warn!(%error, "journal garbage collection failed"),
         }
     }
 

@@ -1,7 +1,9 @@
 //! `stemedb wal verify|inspect`: read-only examination of a journal directory.
 //!
-//! `verify` and `inspect` change nothing: no truncation, no quarantine. `verify` exits 1 if it
-//! finds any defect, torn tail included. `repair` runs the recovery that opening does.
+//! `verify` and `inspect` change nothing: no truncation, no quarantine. `verify` reads every
+//! byte, checks each sealed segment against its trailer, and exits 1 if it finds any defect,
+//! torn tail included. `repair` quarantines damage in sealed segments (which opening does not
+//! read) and runs the recovery that opening does.
 
 use std::path::{Path, PathBuf};
 
@@ -9,7 +11,8 @@ use clap::{Args, Subcommand};
 
 use stemedb::config::Config;
 use stemedb::protocol::Hash;
-use stemedb::storage::journal::{Journal, QUARANTINE_DIR, ScanReport, format, scan};
+use stemedb::storage::journal::layout::SEGMENT_HEADER_BYTES;
+use stemedb::storage::journal::{Journal, QUARANTINE_DIR, ScanReport, format, identity, scan};
 
 use super::CliError;
 
@@ -66,7 +69,7 @@ fn scan_dir(dir: &Path, config: &Config) -> Result<ScanReport, CliError> {
 
 fn verify(dir: &Path, config: &Config) -> Result<(), CliError> {
     let report = scan_dir(dir, config)?;
-    let bytes: u64 = report.segments.iter().map(|s| s.len).sum();
+    let bytes: u64 = report.segments.iter().map(|s| s.file_len).sum();
     println!(
         "{}: {} segment(s), {} bytes, {} valid record(s), end offset {}",
         dir.display(),
@@ -75,6 +78,12 @@ fn verify(dir: &Path, config: &Config) -> Result<(), CliError> {
         report.records.len(),
         report.end
     );
+    for path in &report.bad_trailers {
+        println!(
+            "trailer mismatch: segment {} (missing, damaged, or unlike its records)",
+            path.display()
+        );
+    }
     for defect in &report.defects {
         let report_path = dir
             .join(QUARANTINE_DIR)
@@ -84,21 +93,26 @@ fn verify(dir: &Path, config: &Config) -> Result<(), CliError> {
             (false, true) => "mid-log corruption (already quarantined)",
             (false, false) => "mid-log corruption",
         };
+        let held = if defect.tail {
+            format!(" ({} valid record(s) of an unfinished batch)", defect.valid_records)
+        } else {
+            String::new()
+        };
         println!(
-            "{kind}: segment {} offset {} length {}: {}",
+            "{kind}: segment {} offset {} length {}: {}{held}",
             defect.segment.display(),
             defect.offset,
             defect.length,
             defect.reason
         );
     }
-    if report.defects.is_empty() {
+    let problems = report.defects.len() + report.bad_trailers.len();
+    if problems == 0 {
         println!("ok: no defects");
         Ok(())
     } else {
         Err(CliError::Input(format!(
-            "{} defect(s) found in {}",
-            report.defects.len(),
+            "{problems} defect(s) found in {}",
             dir.display()
         )))
     }
@@ -106,6 +120,9 @@ fn verify(dir: &Path, config: &Config) -> Result<(), CliError> {
 
 fn inspect(args: &InspectArgs, config: &Config) -> Result<(), CliError> {
     let report = scan_dir(&args.dir, config)?;
+    let Some(id) = identity(&args.dir).map_err(|e| CliError::Input(e.to_string()))? else {
+        return Ok(());
+    };
     let mut loaded: Option<(u64, Vec<u8>)> = None;
     println!("{:>20}  {:>10}  {:<64}  payload", "offset", "len", "blake3");
     let wanted = report
@@ -125,9 +142,9 @@ fn inspect(args: &InspectArgs, config: &Config) -> Result<(), CliError> {
             loaded = Some((segment.base, bytes));
         }
         let Some((base, bytes)) = &loaded else { continue };
-        let at = (record.offset - base) as usize;
-        let payload = match format::decode(&bytes[at..], record.offset, format::PAYLOAD_BYTES_CEILING) {
-            Ok(format::Decoded::Record(payload)) => payload,
+        let at = SEGMENT_HEADER_BYTES + (record.offset - base) as usize;
+        let payload = match format::decode(&bytes[at..], record.offset, id.seed(), format::PAYLOAD_BYTES_CEILING) {
+            Ok(format::Decoded::Entry { payload, .. }) => payload,
             _ => {
                 return Err(CliError::Input(format!(
                     "record at {} changed while reading",
@@ -153,12 +170,18 @@ fn inspect(args: &InspectArgs, config: &Config) -> Result<(), CliError> {
 
 fn repair(dir: &Path, config: &Config) -> Result<(), CliError> {
     scan_dir(dir, config)?;
+    // Sealed segments first (opening reads only the last one), then the recovery of an open.
+    let sealed = stemedb::storage::journal::repair(dir, &config.journal).map_err(|e| CliError::Input(e.to_string()))?;
+    for defect in &sealed {
+        println!("quarantined offset {} length {}: {}", defect.offset, defect.length, defect.reason);
+    }
     let journal = Journal::open(dir, config.journal.clone()).map_err(|e| CliError::Input(e.to_string()))?;
     let recovered = journal.recovered();
     println!(
-        "{}: truncated {} byte(s) of torn tail; quarantined {} region(s); log ends at offset {}",
+        "{}: truncated {} byte(s) of torn tail ({} valid record(s) of an unfinished batch, copied to {QUARANTINE_DIR}/); quarantined {} region(s); log ends at offset {}",
         dir.display(),
         recovered.truncated_bytes,
+        recovered.truncated_records,
         recovered.quarantined.len(),
         journal.durable_end()
     );

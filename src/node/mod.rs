@@ -56,7 +56,7 @@ pub use error::{NodeError, SubmitError, WaitError};
 use crate::Config;
 use crate::actors::{GroupCommitActor, IngestStatus, IngestorActor, SetTrust, Subscribe, VoteCounterActor};
 use crate::protocol::{AgentId, Assertion, Hash, LogRecord, Vote};
-use crate::storage::journal::Journal;
+use crate::storage::journal::{Journal, JournalError, OpenOptions};
 use crate::storage::state::{
     ListPage, ListQuery, Rejection, State, StateDump, StoredAssertion, StoredVote, VoteTotals,
 };
@@ -129,15 +129,22 @@ impl Node {
             return Err(NodeError::NoSystem);
         }
         let data_dir = data_dir.as_ref().to_owned();
-        let journal = Journal::open(data_dir.join(JOURNAL_DIR), config.journal.clone())?;
+        // The state first: its ingest cursor is a floor that journal recovery never cuts below.
         let state = State::open(data_dir.join(STATE_DIR), config.state.clone())?;
         let cursor = state.ingest_cursor()?;
-        if cursor > journal.durable_end() {
-            return Err(NodeError::StateAheadOfJournal {
-                cursor,
-                journal_end: journal.durable_end(),
-            });
-        }
+        let options = OpenOptions {
+            durable_floor: cursor,
+            ..OpenOptions::default()
+        };
+        let journal = match Journal::open_with(data_dir.join(JOURNAL_DIR), config.journal.clone(), options) {
+            Err(JournalError::CursorBeyondEnd { end, .. }) if cursor > end => {
+                return Err(NodeError::StateAheadOfJournal {
+                    cursor,
+                    journal_end: end,
+                });
+            }
+            other => other?,
+        };
         let (status_tx, status) = watch::channel(IngestStatus {
             cursor,
             stalled: None,
@@ -154,7 +161,7 @@ impl Node {
             arbiters.push(arbiter);
         }
         let ingestor = IngestorActor::new(
-            journal.clone(),
+            Arc::new(journal.clone()),
             state.clone(),
             config.node.clone(),
             shards,

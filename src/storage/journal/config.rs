@@ -14,6 +14,26 @@ pub enum CorruptionPolicy {
     Stop,
 }
 
+/// How much of the log the node keeps once every consumer has applied it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(tag = "keep", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Retention {
+    /// Keep every segment (the default): the journal is the history that rebuilds, audits
+    /// and as-of reads rely on.
+    #[default]
+    All,
+    /// Keep at least the newest `bytes_min` bytes of the log.
+    Bytes {
+        /// Bytes of the newest log always kept.
+        bytes_min: u64,
+    },
+    /// Keep every segment sealed less than `days_min` days ago.
+    Age {
+        /// Days a sealed segment is kept.
+        days_min: u32,
+    },
+}
+
 /// Journal settings. Field names carry their unit; defaults are stated per field.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -25,8 +45,7 @@ pub struct JournalConfig {
     /// (`limits.record_bytes_max`), and it bounds what recovery will believe a length field.
     pub record_bytes_max: usize,
     /// Most bytes (encoded records, headers included) in one group-commit batch: one write, one
-    /// fdatasync. Default 4 MiB. Recovery treats damage within one batch of the end of the log
-    /// as a torn tail, so this also bounds what a crash can tear.
+    /// fdatasync. Default 4 MiB.
     pub group_commit_batch_bytes_max: usize,
     /// Longest a batch waits for more appenders once several are already queued, in
     /// microseconds. Default 0: the fsync in progress is itself the batching window; a lone
@@ -36,8 +55,9 @@ pub struct JournalConfig {
     pub group_commit_queue_depth_max: usize,
     /// What to do on mid-log corruption. Default `quarantine`.
     pub corruption_policy: CorruptionPolicy,
-    /// Bytes of the newest log kept even when every cursor has passed them. Default 0.
-    pub retention_bytes_min: u64,
+    /// Which segments garbage collection may remove once every cursor has passed them.
+    /// Default [`Retention::All`]: none.
+    pub retention: Retention,
 }
 
 impl Default for JournalConfig {
@@ -49,7 +69,7 @@ impl Default for JournalConfig {
             group_commit_wait_us_max: 0,
             group_commit_queue_depth_max: 16 * 1024,
             corruption_policy: CorruptionPolicy::Quarantine,
-            retention_bytes_min: 0,
+            retention: Retention::All,
         }
     }
 }

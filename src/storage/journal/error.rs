@@ -35,6 +35,12 @@ pub enum RecordDefect {
     /// The CRC matched but the blake3 hash did not.
     #[error("blake3 mismatch")]
     HashMismatch,
+    /// The checksums matched but the record kind is not one this format defines.
+    #[error("unknown record kind {kind}")]
+    UnknownKind {
+        /// The kind read.
+        kind: u32,
+    },
 }
 
 /// An error of the journal.
@@ -115,6 +121,56 @@ pub enum JournalError {
         cursor: u64,
         /// The durable end.
         end: u64,
+    },
+    /// The directory holds a journal of another format version (a journal of a version before
+    /// 3 has segments but no identity file).
+    #[error(
+        "journal {dir} is format v{found}; this build reads and writes only format v{supported}, and does not convert journals: open it with the build that wrote it"
+    )]
+    FormatVersion {
+        /// The journal directory.
+        dir: PathBuf,
+        /// The version found.
+        found: u32,
+        /// The version this build supports.
+        supported: u32,
+    },
+    /// The identity file is damaged or not an identity file.
+    #[error("journal identity file {path} is invalid: {reason}")]
+    BadIdentity {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A segment belongs to another journal (copied in from elsewhere).
+    #[error("segment {path} belongs to another journal (id {found}, this journal is {expected}); remove it")]
+    ForeignSegment {
+        /// The segment file.
+        path: PathBuf,
+        /// This journal's id.
+        expected: String,
+        /// The id in the segment's header.
+        found: String,
+    },
+    /// A segment's header is damaged, names another base offset, or is of another version.
+    #[error("segment {path} has a bad header: {reason}")]
+    BadSegmentHeader {
+        /// The segment file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Recovery would cut the log below a durable cursor (records a consumer has already
+    /// processed); nothing was changed. The damage needs an operator: see `stemedb wal verify`.
+    #[error(
+        "journal recovery refused: the damaged tail starts at offset {at}, below the durable cursor at {cursor}; nothing was changed"
+    )]
+    TruncationBelowCursor {
+        /// Where the truncation would start.
+        at: u64,
+        /// The highest durable cursor.
+        cursor: u64,
     },
     /// The group-commit thread is gone (the journal was closed).
     #[error("journal is closed")]

@@ -1,13 +1,18 @@
 //! The write-ahead journal: the durability point of StemeDB.
 //!
-//! One concern per file: [`format`](mod@format) (record v2 layout), `segment` (files), `recovery`
-//! (scan, truncate, quarantine), `writer` (batch write + fdatasync), `group_commit` (the
-//! appender thread), [`reader`] (positional reads), `cursors` (durable consumer positions).
+//! One concern per file: [`format`](mod@format) (record v3 layout), `layout` (identity file,
+//! segment header and trailer), `segment` (files), `scan` (torn tail or damage), `recovery`
+//! (open, truncate, quarantine; the full scan), `writer` (batch write + fdatasync + seal),
+//! `group_commit` (the appender thread), [`reader`] (positional reads), `cursors` (durable
+//! consumer positions), `log` (the trait consumers read through).
 //!
 //! Invariants:
 //! - An append is acknowledged only after its bytes are durable (one fdatasync per batch).
-//! - After a crash, [`Journal::open`] yields every acknowledged record: a torn tail (never
-//!   acknowledged) is truncated; mid-log corruption is quarantined or, by policy, refused.
+//! - After a crash, [`Journal::open`] yields every acknowledged record: a torn last batch
+//!   (never acknowledged) is cut, never below a durable cursor; damage to acknowledged data is
+//!   quarantined or, by policy, refused. Opening reads only the last segment.
+//! - Every record's checksum is seeded with the journal's identity: nothing from another
+//!   journal validates here.
 //! - A failed fsync poisons the journal: nothing more is acknowledged until it is reopened.
 //! - Global offsets address records across segments; a segment is named by its base offset.
 
@@ -17,8 +22,11 @@ mod error;
 mod faults;
 pub mod format;
 mod group_commit;
+pub mod layout;
+mod log;
 pub mod reader;
 mod recovery;
+mod scan;
 mod segment;
 mod shared;
 mod writer;
@@ -33,16 +41,21 @@ use std::time::Instant;
 use crossbeam_channel::{Sender, TrySendError};
 use parking_lot::Mutex;
 
-pub use config::{CorruptionPolicy, JournalConfig};
+pub use config::{CorruptionPolicy, JournalConfig, Retention};
 pub use cursors::{CURSOR_NAME_BYTES_MAX, CURSORS_MAX};
 pub use error::{JournalError, ReadError, RecordDefect};
 pub use faults::{Faults, NoFaults};
 pub use group_commit::AppendReply;
 pub use reader::{JournalReader, RangeRead, ReadOutcome};
-pub use recovery::{Defect, QUARANTINE_DIR, Recovered, ScanReport, ScannedRecord, ScannedSegment, scan};
+pub use log::{Log, LogReader};
+pub use recovery::{
+    Defect, QUARANTINE_DIR, Recovered, ScanReport, ScannedRecord, ScannedSegment, identity, repair, scan,
+};
+pub use scan::SECTOR_BYTES;
+pub use segment::OPEN_SEGMENT_FILES_MAX;
 
 use group_commit::AppendRequest;
-use segment::SegmentHandle;
+use segment::{OpenFiles, SegmentHandle};
 use shared::Shared;
 
 pub use shared::DurableListener;
@@ -105,47 +118,83 @@ impl Drop for Inner {
     }
 }
 
+/// Options of [`Journal::open_with`].
+#[derive(Debug, Clone)]
+pub struct OpenOptions {
+    /// I/O fault injection, for tests; [`NoFaults`] by default.
+    pub faults: Arc<dyn Faults>,
+    /// An offset a consumer outside the journal durably holds (say, the state's ingest
+    /// cursor): recovery refuses to cut the log below it, as below a registered cursor.
+    /// Default 0.
+    pub durable_floor: u64,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        Self {
+            faults: Arc::new(NoFaults),
+            durable_floor: 0,
+        }
+    }
+}
+
 impl Journal {
     /// Opens (creating if needed) the journal in `dir`, recovering it first.
     pub fn open(dir: impl AsRef<Path>, config: JournalConfig) -> Result<Self, JournalError> {
-        Self::open_with_faults(dir, config, Arc::new(NoFaults))
+        Self::open_with(dir, config, OpenOptions::default())
     }
 
-    /// Like [`open`](Self::open), with I/O fault injection; for tests.
-    pub fn open_with_faults(
-        dir: impl AsRef<Path>,
-        config: JournalConfig,
-        faults: Arc<dyn Faults>,
-    ) -> Result<Self, JournalError> {
+    /// Like [`open`](Self::open), with [`OpenOptions`].
+    pub fn open_with(dir: impl AsRef<Path>, config: JournalConfig, options: OpenOptions) -> Result<Self, JournalError> {
+        let started = Instant::now();
         config.validate().map_err(JournalError::Config)?;
         let dir = dir.as_ref().to_owned();
+        // A journal of another format is refused before anything is created in its directory.
+        if dir.is_dir() {
+            recovery::identity(&dir)?;
+        }
         segment::create_dir_durably(&dir)?;
         // Held for the journal's lifetime: a second writer would append at the same offsets.
         let lock = segment::lock_dir(&dir)?;
-        let mut recovered = recovery::recover(&dir, &config)?;
+        let id = match recovery::identity(&dir)? {
+            Some(id) => id,
+            None => layout::create_identity(&dir)?,
+        };
         let cursors = cursors::Cursors::load(&dir)?;
-        if let Some(max) = cursors.max().filter(|&max| max > recovered.report.end) {
-            return Err(JournalError::CursorBeyondEnd {
-                cursor: max,
-                end: recovered.report.end,
-            });
-        }
-        // The per-record list serves `wal` tools; an open journal needs only the count.
-        recovered.report.records = Vec::new();
+        let floor = cursors.max().unwrap_or(0).max(options.durable_floor);
+        let recovered = recovery::recover(&dir, &config, id, floor)?;
+        let files = Arc::new(OpenFiles::default());
         let handles = recovered
             .report
             .segments
             .iter()
-            .map(|s| SegmentHandle::open(s.base, s.path.clone()).map(Arc::new))
-            .collect::<Result<Vec<_>, _>>()?;
-        let quarantined: BTreeMap<u64, u64> =
-            recovered.quarantined.iter().map(|&(o, l)| (o, o + l)).collect();
-        let shared = Arc::new(Shared::new(recovered.report.end, handles, quarantined));
-        let writer = writer::Writer::open(dir.clone(), config.clone(), Arc::clone(&shared), faults)?;
+            .map(|s| Arc::new(SegmentHandle::new(s.base, s.path.clone(), Arc::clone(&files))))
+            .collect();
+        let mut quarantined: BTreeMap<u64, u64> = BTreeMap::new();
+        for &(offset, length) in &recovered.quarantined {
+            let end = quarantined.entry(offset).or_insert(offset);
+            *end = (*end).max(offset + length);
+        }
+        let shared = Arc::new(Shared::new(recovered.report.end, handles, quarantined, files, id.seed()));
+        let writer = writer::Writer::open(
+            dir.clone(),
+            config.clone(),
+            Arc::clone(&shared),
+            options.faults,
+            id,
+            recovered.tail,
+        )?;
         let (sender, receiver) = crossbeam_channel::bounded(config.group_commit_queue_depth_max);
         let thread = group_commit::spawn(writer, config.clone(), receiver)
             .map_err(|e| JournalError::io("spawn group-commit thread", &dir, e))?;
         let cursors = Mutex::new(cursors);
+        tracing::info!(
+            dir = %dir.display(),
+            end = recovered.report.end,
+            segments = recovered.report.segments.len(),
+            open_ms = started.elapsed().as_millis() as u64,
+            "journal opened"
+        );
         Ok(Self {
             inner: Arc::new(Inner {
                 dir,
@@ -251,9 +300,20 @@ impl Journal {
         &self.inner.recovered
     }
 
-    /// Returns the number of quarantined mid-log regions found at open.
+    /// Returns the number of quarantined regions known at open (found then, or earlier).
     pub fn quarantined_count(&self) -> usize {
         self.inner.recovered.quarantined.len()
+    }
+
+    /// Returns the number of segments.
+    pub fn segment_count(&self) -> usize {
+        self.inner.shared.segments.read().len()
+    }
+
+    /// Returns the number of segment files open for reading (at most
+    /// [`OPEN_SEGMENT_FILES_MAX`]; the writer's own file is not counted).
+    pub fn open_file_count(&self) -> usize {
+        self.inner.shared.files.count()
     }
 
     /// Returns the journal directory.
@@ -276,17 +336,22 @@ impl Journal {
         self.inner.cursors.lock().get(name)
     }
 
-    /// Deletes the oldest segments that lie wholly below every cursor and outside
-    /// `retention_bytes_min`, never the active segment nor one a reader holds. Returns how many
-    /// were deleted. With no cursor registered nothing is deleted.
+    /// Deletes the oldest segments that the retention setting lets go and that lie wholly
+    /// below every cursor, never the active segment nor one a reader holds. Returns how many
+    /// were deleted. With `Retention::All` (the default) or no cursor registered, nothing is.
     pub fn collect_garbage(&self) -> Result<usize, JournalError> {
+        let retention = self.inner.config.retention;
+        if retention == Retention::All {
+            return Ok(0);
+        }
         let Some(min_cursor) = self.inner.cursors.lock().min() else {
             return Ok(0);
         };
-        let retained_from = self
-            .durable_end()
-            .saturating_sub(self.inner.config.retention_bytes_min);
-        let keep_from = min_cursor.min(retained_from);
+        let keep_from = match retention {
+            Retention::Bytes { bytes_min } => min_cursor.min(self.durable_end().saturating_sub(bytes_min)),
+            Retention::All | Retention::Age { .. } => min_cursor,
+        };
+        let now_ms = crate::protocol::now_ms();
         let mut segments = self.inner.shared.segments.write();
         let mut removed = 0;
         while segments.len() > 1 {
@@ -295,7 +360,15 @@ impl Journal {
             if end > keep_from || Arc::strong_count(&segments[0]) > 1 {
                 break;
             }
+            if let Retention::Age { days_min } = retention {
+                let sealed_ms = segments[0].sealed_ms(self.inner.shared.seed)?;
+                let age_ms = now_ms.saturating_sub(sealed_ms);
+                if age_ms < u64::from(days_min) * MS_PER_DAY {
+                    break;
+                }
+            }
             let segment = segments.remove(0);
+            self.inner.shared.files.forget(segment.base);
             std::fs::remove_file(&segment.path)
                 .map_err(|e| JournalError::io("remove segment", &segment.path, e))?;
             // One directory fsync per removal: unlinks are not ordered among themselves, and
@@ -306,6 +379,9 @@ impl Journal {
         Ok(removed)
     }
 }
+
+/// Milliseconds in a day, for age retention.
+const MS_PER_DAY: u64 = 24 * 60 * 60 * 1000;
 
 /// A handle that does not keep the journal open: for observers (such as the GroupCommit
 /// actor) that must not delay its closing.

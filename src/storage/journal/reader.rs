@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use super::error::{ReadError, RecordDefect};
-use super::format::{self, Decoded, HEADER_BYTES};
+use super::format::{self, Decoded, HEADER_BYTES, Seed};
 use super::segment::SegmentHandle;
 use super::shared::Shared;
 
@@ -52,18 +52,26 @@ struct Chunk {
 }
 
 impl Chunk {
-    /// Returns the payload and end of a whole, intact record at `offset`, if the chunk holds one.
-    fn record_at(&self, offset: u64) -> Option<(&[u8], u64)> {
+    /// Returns the whole, intact record at `offset` and its end, if the chunk holds one.
+    fn record_at(&self, offset: u64, seed: Seed) -> Option<(Decoded<'_>, u64)> {
         let at = usize::try_from(offset.checked_sub(self.start)?).ok()?;
         let rest = self.bytes.get(at..)?;
         let header: &[u8; HEADER_BYTES] = rest.get(..HEADER_BYTES)?.try_into().ok()?;
         let len = format::payload_len(header);
         let record = rest.get(..format::record_len(len))?;
-        match format::decode(record, offset, format::PAYLOAD_BYTES_CEILING) {
-            Ok(Decoded::Record(payload)) => Some((payload, offset + record.len() as u64)),
+        match format::decode(record, offset, seed, format::PAYLOAD_BYTES_CEILING) {
+            Ok(decoded @ (Decoded::Entry { .. } | Decoded::Mark { .. })) => Some((decoded, offset + record.len() as u64)),
             _ => None,
         }
     }
+}
+
+/// What one position of the log holds, marks included.
+enum Step {
+    /// An outcome for the caller.
+    Outcome(ReadOutcome),
+    /// A batch mark; the log goes on at `next`.
+    Mark { next: u64 },
 }
 
 /// A reader of the journal. Cheap to create; each holds open segment handles, so garbage
@@ -84,15 +92,26 @@ impl JournalReader {
         }
     }
 
-    /// Reads the record at `offset` (skipping quarantined bytes that start there).
+    /// Reads the entry at `offset` (skipping quarantined bytes and batch marks that start there).
     pub fn read(&mut self, offset: u64) -> Result<ReadOutcome, ReadError> {
+        let mut offset = offset;
+        loop {
+            match self.step(offset)? {
+                Step::Outcome(outcome) => return Ok(outcome),
+                Step::Mark { next } => offset = next,
+            }
+        }
+    }
+
+    /// Reads the one record (entry or mark) at `offset`, past quarantined bytes there.
+    fn step(&mut self, offset: u64) -> Result<Step, ReadError> {
         let offset = self.skip_quarantined(offset);
         if offset >= self.shared.durable_end() {
-            return Ok(if offset < self.shared.written_end() {
+            return Ok(Step::Outcome(if offset < self.shared.written_end() {
                 ReadOutcome::NotYetDurable
             } else {
                 ReadOutcome::EndOfLog
-            });
+            }));
         }
         let segment = match self.find(offset) {
             Some(segment) => segment,
@@ -123,12 +142,14 @@ impl JournalReader {
         }
         let mut record = vec![0u8; format::record_len(len)];
         let got = segment.read_at(position, &mut record)?;
-        match format::decode(&record[..got], offset, format::PAYLOAD_BYTES_CEILING) {
-            Ok(Decoded::Record(payload)) => Ok(ReadOutcome::Record {
+        let next = offset + format::record_len(len) as u64;
+        match format::decode(&record[..got], offset, self.shared.seed, format::PAYLOAD_BYTES_CEILING) {
+            Ok(Decoded::Entry { payload, .. }) => Ok(Step::Outcome(ReadOutcome::Record {
                 offset,
                 payload: payload.to_vec(),
-                next: offset + format::record_len(len) as u64,
-            }),
+                next,
+            })),
+            Ok(Decoded::Mark { .. }) => Ok(Step::Mark { next }),
             // A zero length below the durable end is damage (e.g. a zeroed sector).
             Ok(Decoded::End) => Err(ReadError::Corrupt {
                 offset,
@@ -160,8 +181,8 @@ impl JournalReader {
         while range.records.len() < max_records && bytes < max_bytes {
             let offset = self.skip_quarantined(range.next);
             let outcome = match self.read_chunked(offset, &mut chunk) {
-                Ok(Some(record)) => Ok(record),
-                Ok(None) => self.read(offset),
+                Ok(Some(step)) => Ok(step),
+                Ok(None) => self.step(offset),
                 Err(error) => Err(error),
             };
             // An error after some records returns those; the next call, starting at the
@@ -169,6 +190,15 @@ impl JournalReader {
             let outcome = match outcome {
                 Err(_) if !range.records.is_empty() => break,
                 other => other?,
+            };
+            let outcome = match outcome {
+                // A mark is not a record for the caller, but the position moves past it, so a
+                // consumer that has read everything stands at the durable end.
+                Step::Mark { next } => {
+                    range.next = next;
+                    continue;
+                }
+                Step::Outcome(outcome) => outcome,
             };
             match outcome {
                 ReadOutcome::Record {
@@ -191,12 +221,13 @@ impl JournalReader {
 
     /// Decodes the record at `offset` from `chunk`, refilling it from the log if it does not
     /// hold the whole record; `None` when the chunk path cannot settle it.
-    fn read_chunked(&mut self, offset: u64, chunk: &mut Chunk) -> Result<Option<ReadOutcome>, ReadError> {
+    fn read_chunked(&mut self, offset: u64, chunk: &mut Chunk) -> Result<Option<Step>, ReadError> {
         let durable_end = self.shared.durable_end();
         if offset >= durable_end {
             return Ok(None);
         }
-        if chunk.record_at(offset).is_none() {
+        let seed = self.shared.seed;
+        if chunk.record_at(offset, seed).is_none() {
             let Some(segment) = self.find(offset).or_else(|| {
                 self.refresh(offset);
                 self.find(offset)
@@ -209,15 +240,17 @@ impl JournalReader {
             chunk.bytes.truncate(got);
             chunk.start = offset;
         }
-        Ok(chunk.record_at(offset).and_then(|(payload, next)| {
-            // A record ends at or before the durable end; one that seems not to is left to
-            // `read`, which reports it precisely.
-            (next <= durable_end).then(|| ReadOutcome::Record {
+        // A record ends at or before the durable end; one that seems not to is left to
+        // `step`, which reports it precisely.
+        Ok(match chunk.record_at(offset, seed) {
+            Some((Decoded::Entry { payload, .. }, next)) if next <= durable_end => Some(Step::Outcome(ReadOutcome::Record {
                 offset,
                 payload: payload.to_vec(),
                 next,
-            })
-        }))
+            })),
+            Some((Decoded::Mark { .. }, next)) if next <= durable_end => Some(Step::Mark { next }),
+            _ => None,
+        })
     }
 
     fn skip_quarantined(&self, mut offset: u64) -> u64 {

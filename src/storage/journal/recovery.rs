@@ -1,31 +1,39 @@
-//! Scanning and recovery of the journal on open.
+//! Recovery on open, and the full scan behind `stemedb wal verify`.
 //!
-//! [`scan`] reads every segment and classifies each defect it finds:
-//! - a *torn tail*: a bad record (or stray bytes) at the end of the last segment with nothing
-//!   valid after it — the remains of an unacknowledged write; recovery truncates it;
-//! - *mid-log corruption*: bad bytes followed by valid records (later in the segment, or in a
-//!   later segment). Recovery never truncates it: under the `quarantine` policy the bytes are
-//!   copied to `quarantine/` with a JSON report and skipped; under `stop` the open fails.
+//! [`recover`] reads only what a crash can have touched: the last segment. Sealed segments
+//! are checked by their header and trailer (two small reads each), so opening costs the same
+//! for a day of history as for ten years, and memory does not grow with the number of
+//! records. In the last segment a torn last batch is cut (copied aside whole first, with a
+//! report of how many valid records it held) and damage to acknowledged data is quarantined
+//! or, under the `stop` policy, refused (see `scan` for how the two are told apart).
 //!
-//! After a defect the scan resynchronizes at the next position where a valid record starts;
-//! the offset-seeded CRC plus the blake3 hash make a false resynchronization practically
-//! impossible. Segments must be contiguous: a missing or out-of-order segment fails the open.
+//! Every check runs before any file changes: a foreign or damaged segment header, a missing
+//! or out-of-order segment, or a cut that would go below a durable cursor fails the open and
+//! leaves the directory as it was.
+//!
+//! [`scan`] reads every byte of every segment and changes nothing; it also compares each
+//! sealed segment with its trailer.
 
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::config::{CorruptionPolicy, JournalConfig};
-use super::error::{JournalError, RecordDefect};
-use super::format::{self, Decoded};
+use super::error::JournalError;
+use super::format::JournalId;
+use super::layout::{self, HeaderProblem, SEGMENT_HEADER_BYTES, SEGMENT_TRAILER_BYTES, Trailer};
+use super::scan::{self, SegmentScan};
 use super::segment::{self, sync_dir};
+
+pub use super::scan::ScannedRecord;
 
 /// Name of the folder, inside the journal directory, holding quarantined bytes and reports.
 pub const QUARANTINE_DIR: &str = "quarantine";
 
 /// A region of bad bytes found by a scan.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Defect {
     /// The segment file.
     pub segment: PathBuf,
@@ -35,29 +43,28 @@ pub struct Defect {
     pub length: u64,
     /// What is wrong at `offset`.
     pub reason: String,
-    /// True if and only if it lies in the last segment with nothing valid after it (a torn
-    /// tail, which recovery truncates).
+    /// True if and only if it is a torn last batch, which recovery cuts; otherwise it is
+    /// damage to acknowledged data, which recovery quarantines.
     pub tail: bool,
+    /// Valid entries inside the region (a torn tail may hold some of its unfinished batch).
+    #[serde(default)]
+    pub valid_records: u64,
 }
 
-/// One valid record found by a scan.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ScannedRecord {
-    /// Global offset of the record.
-    pub offset: u64,
-    /// Payload length, in bytes.
-    pub payload_len: usize,
-}
-
-/// A segment as scanned.
+/// A segment as found on disk.
 #[derive(Debug, Clone)]
 pub struct ScannedSegment {
-    /// Global offset of its first byte.
+    /// Global offset of its first record.
     pub base: u64,
     /// The file.
     pub path: PathBuf,
     /// File length, in bytes.
-    pub len: u64,
+    pub file_len: u64,
+    /// Bytes of its record area (global offsets `base..base + data_len`); for the last,
+    /// unsealed segment, up to the end of the log.
+    pub data_len: u64,
+    /// Its trailer, if it is sealed and the trailer is intact.
+    pub trailer: Option<Trailer>,
 }
 
 /// Everything a scan found.
@@ -65,178 +72,354 @@ pub struct ScannedSegment {
 pub struct ScanReport {
     /// The segments, in order.
     pub segments: Vec<ScannedSegment>,
-    /// Every valid record, in order.
+    /// Every valid entry, in order (full scans only; recovery does not list them).
     pub records: Vec<ScannedRecord>,
     /// Every defect, in order.
     pub defects: Vec<Defect>,
+    /// Sealed segments whose trailer is missing, damaged, or disagrees with their records.
+    pub bad_trailers: Vec<PathBuf>,
+    /// Valid entries in the log.
+    pub entries: u64,
     /// Global offset just past the last valid record (where appends continue).
     pub end: u64,
 }
 
-/// Scans the journal in `dir` without changing anything.
-pub fn scan(dir: &Path, config: &JournalConfig) -> Result<ScanReport, JournalError> {
-    let listed = segment::list_segments(dir)?;
-    let mut report = ScanReport::default();
-    for (index, (base, path)) in listed.iter().enumerate() {
-        if let Some(previous) = report.segments.last() {
-            let expected = previous.base + previous.len;
-            if *base != expected {
-                return Err(JournalError::SegmentGap {
-                    previous: previous.path.clone(),
-                    expected,
-                    next: path.clone(),
-                    found: *base,
-                });
-            }
+/// What recovery found and did.
+#[derive(Debug, Clone, Default)]
+pub struct Recovered {
+    /// What was found; `records` is empty.
+    pub report: ScanReport,
+    /// Bytes of torn tail cut (preallocated zeros after them are not counted).
+    pub truncated_bytes: u64,
+    /// Valid records the cut tail held (copied aside, not acknowledged).
+    pub truncated_records: u64,
+    /// Damaged regions quarantined (found now or in earlier runs), as (offset, length).
+    pub quarantined: Vec<(u64, u64)>,
+    /// Valid entries in the log: the trailers' counts plus the last segment's.
+    pub record_count: u64,
+    /// The journal's identity.
+    pub id: Option<JournalId>,
+    /// The last segment's state for the writer: `(entries, chain)` of its records, or `None`
+    /// when there is no open last segment (none at all, or the last one is sealed).
+    pub(crate) tail: Option<(u64, u32)>,
+}
+
+/// Reads a journal's identity, refusing a journal of an older format (segments but no
+/// identity file). `None` for a directory without a journal yet.
+pub fn identity(dir: &Path) -> Result<Option<JournalId>, JournalError> {
+    match layout::read_identity(dir)? {
+        Some(id) => Ok(Some(id)),
+        None if segment::list_segments(dir)?.is_empty() => Ok(None),
+        // Format v2 and earlier had no identity file.
+        None => Err(JournalError::FormatVersion {
+            dir: dir.to_owned(),
+            found: 2,
+            supported: super::format::FORMAT_VERSION,
+        }),
+    }
+}
+
+fn open_file(path: &Path) -> Result<(File, u64), JournalError> {
+    let file = File::open(path).map_err(|e| JournalError::io("open segment", path, e))?;
+    let len = file
+        .metadata()
+        .map_err(|e| JournalError::io("stat segment", path, e))?
+        .len();
+    Ok((file, len))
+}
+
+fn header_error(path: &Path, id: JournalId, problem: HeaderProblem) -> JournalError {
+    let reason = match problem {
+        HeaderProblem::Foreign(found) => {
+            return JournalError::ForeignSegment {
+                path: path.to_owned(),
+                expected: id.to_string(),
+                found: found.to_string(),
+            };
         }
-        let bytes = std::fs::read(path).map_err(|e| JournalError::io("read segment", path, e))?;
-        // A crafted name near u64::MAX would make offsets wrap.
-        if base.checked_add(bytes.len() as u64 + 1).is_none() {
-            return Err(JournalError::UnexpectedFile(path.clone()));
-        }
-        let last = index + 1 == listed.len();
-        scan_segment(&bytes, *base, path, last, &mut report);
-        report.segments.push(ScannedSegment {
-            base: *base,
-            path: path.clone(),
-            len: bytes.len() as u64,
+        HeaderProblem::Blank => "blank header".to_owned(),
+        HeaderProblem::Damaged(why) => why.to_owned(),
+        HeaderProblem::Version(version) => format!("format version {version}, expected {}", super::format::FORMAT_VERSION),
+        HeaderProblem::Base(base) => format!("header says base offset {base}, unlike its name"),
+    };
+    JournalError::BadSegmentHeader {
+        path: path.to_owned(),
+        reason,
+    }
+}
+
+/// Checks a sealed segment by header and trailer only; its trailer, if intact and consistent.
+fn check_sealed(path: &Path, base: u64, id: JournalId) -> Result<ScannedSegment, JournalError> {
+    let (file, file_len) = open_file(path)?;
+    let overhead = (SEGMENT_HEADER_BYTES + SEGMENT_TRAILER_BYTES) as u64;
+    let mut header = [0u8; SEGMENT_HEADER_BYTES];
+    let got = segment::read_full_at(&file, path, 0, &mut header)?;
+    layout::check_header(&header[..got], id, base).map_err(|p| header_error(path, id, p))?;
+    if file_len < overhead {
+        return Err(JournalError::BadSegmentHeader {
+            path: path.to_owned(),
+            reason: format!("{file_len} bytes is too short for a sealed segment"),
         });
     }
-    classify_torn_batch(&mut report, torn_batch_window_bytes(config));
-    // Appends continue after the last valid record, and never before the last segment: bytes
-    // of earlier segments cannot be truncated, so their defects are all mid-log.
-    let after_last_record = report
-        .records
-        .last()
-        .map_or(0, |r| r.offset + format::record_len(r.payload_len) as u64);
-    let last_base = report.segments.last().map_or(0, |s| s.base);
-    report.end = after_last_record.max(last_base);
-    Ok(report)
-}
-
-/// The most bytes one group-commit batch can span: its byte budget plus the one record that
-/// may overshoot it.
-fn torn_batch_window_bytes(config: &JournalConfig) -> u64 {
-    (config.group_commit_batch_bytes_max + format::record_len(config.record_bytes_max)) as u64
-}
-
-/// Reclassifies the damage at the end of the last segment.
-///
-/// One batch is written with one call and made durable with one fdatasync, and only then is
-/// the next batch written; so a crash can tear only the last batch, and its pages may reach
-/// the disk in any order — a lost page can be followed by surviving records of the same,
-/// never-acknowledged batch. The earliest defect of the last segment after which every valid
-/// record lies within one batch window is therefore a torn tail: it and everything after it
-/// are cut (and copied aside first). Damage followed by more than a batch of valid records is
-/// mid-log corruption.
-fn classify_torn_batch(report: &mut ScanReport, window_bytes: u64) {
-    let Some(last) = report.segments.last() else {
-        return;
-    };
-    let last_end = last.base + last.len;
-    let torn_at = report.defects.iter().position(|d| {
-        d.offset >= last.base
-            && report
-                .records
-                .iter()
-                .rev()
-                .take_while(|r| r.offset > d.offset)
-                .all(|r| r.offset + format::record_len(r.payload_len) as u64 <= d.offset + window_bytes)
-    });
-    let Some(index) = torn_at else { return };
-    let offset = report.defects[index].offset;
-    let tail_len = report
-        .defects
-        .iter()
-        .skip(index)
-        .map(|d| d.offset + d.length)
-        .max()
-        .unwrap_or(last_end);
-    let mut defect = report.defects[index].clone();
-    defect.length = tail_len.max(offset) - offset;
-    defect.tail = true;
-    report.defects.truncate(index);
-    report.defects.push(defect);
-    report.records.retain(|r| r.offset < offset);
-}
-
-fn scan_segment(bytes: &[u8], base: u64, path: &Path, last: bool, report: &mut ScanReport) {
-    // Lengths are bounded by the format's ceiling, not the configured maximum: lowering the
-    // setting must never turn acknowledged records into "corruption".
-    let payload_max = format::PAYLOAD_BYTES_CEILING;
-    let mut pos = 0usize;
-    while pos < bytes.len() {
-        let offset = base + pos as u64;
-        let defect: Option<RecordDefect> = match format::decode(&bytes[pos..], offset, payload_max) {
-            Ok(Decoded::Record(payload)) => {
-                report.records.push(ScannedRecord {
-                    offset,
-                    payload_len: payload.len(),
-                });
-                pos += format::record_len(payload.len());
-                continue;
-            }
-            // Zeros to the end of the last segment: preallocated space, the common case.
-            Ok(Decoded::End) if last && bytes[pos..].iter().all(|&b| b == 0) => break,
-            Ok(Decoded::End) => None,
-            Err(defect) => Some(defect),
-        };
-        let next = find_next_record(bytes, base, pos + 1);
-        let stop = next.unwrap_or(bytes.len());
-        let all_zero = bytes[pos..stop].iter().all(|&b| b == 0);
-        // Zero bytes up to the end of the last segment are preallocated space, not damage.
-        if !(all_zero && next.is_none() && last) {
-            let reason = defect
-                .as_ref()
-                .map_or_else(|| "zeroed bytes (zero length)".to_owned(), ToString::to_string);
-            // A defect ends at its last non-zero byte: zeros after it are preallocated space.
-            let damaged = bytes[pos..stop]
-                .iter()
-                .rposition(|&b| b != 0)
-                .map_or(stop - pos, |i| i + 1);
-            let length = if next.is_some() { stop - pos } else { damaged };
-            report.defects.push(Defect {
-                segment: path.to_owned(),
-                offset,
-                length: length as u64,
-                reason,
-                tail: last && next.is_none(),
-            });
-        }
-        pos = stop;
-    }
-}
-
-/// Returns the first position at or after `from` where a valid record starts.
-fn find_next_record(bytes: &[u8], base: u64, from: usize) -> Option<usize> {
-    (from..bytes.len()).find(|&pos| {
-        matches!(
-            format::decode(&bytes[pos..], base + pos as u64, format::PAYLOAD_BYTES_CEILING),
-            Ok(Decoded::Record(_))
-        )
+    let data_len = file_len - overhead;
+    let mut bytes = [0u8; SEGMENT_TRAILER_BYTES];
+    segment::read_full_at(&file, path, file_len - SEGMENT_TRAILER_BYTES as u64, &mut bytes)?;
+    let trailer = Trailer::decode(&bytes, id.seed()).filter(|t| Some(t.end) == base.checked_add(data_len));
+    Ok(ScannedSegment {
+        base,
+        path: path.to_owned(),
+        file_len,
+        data_len,
+        trailer,
     })
 }
 
-/// What recovery did.
-#[derive(Debug, Clone, Default)]
-pub struct Recovered {
-    /// The scan it acted on.
-    pub report: ScanReport,
-    /// Bytes of torn tail truncated (preallocated zeros after them are not counted).
-    pub truncated_bytes: u64,
-    /// Mid-log regions quarantined, as (offset, length).
-    pub quarantined: Vec<(u64, u64)>,
-    /// Valid records found (the open journal drops the per-record list of the report).
-    pub record_count: usize,
+/// What the last segment holds.
+struct Tail {
+    segment: ScannedSegment,
+    /// The scan of its record area; `None` if it is sealed.
+    scan: Option<SegmentScan>,
+    bytes: Vec<u8>,
+    /// Its header is blank: a crash interrupted its creation (nothing was written to it).
+    blank: bool,
 }
 
-/// Scans the journal, truncates a torn tail and quarantines (or, by policy, refuses)
-/// mid-log corruption.
-pub fn recover(dir: &Path, config: &JournalConfig) -> Result<Recovered, JournalError> {
-    let report = scan(dir, config)?;
-    let mut recovered = Recovered::default();
-    for defect in report.defects.iter().filter(|d| !d.tail) {
-        if config.corruption_policy == CorruptionPolicy::Stop {
+fn read_tail(path: &Path, base: u64, id: JournalId, collect: bool) -> Result<Tail, JournalError> {
+    let bytes = std::fs::read(path).map_err(|e| JournalError::io("read segment", path, e))?;
+    let file_len = bytes.len() as u64;
+    let mut segment = ScannedSegment {
+        base,
+        path: path.to_owned(),
+        file_len,
+        data_len: 0,
+        trailer: None,
+    };
+    match layout::check_header(&bytes, id, base) {
+        Ok(()) => {}
+        Err(HeaderProblem::Blank) if bytes.iter().all(|&b| b == 0) => {
+            return Ok(Tail {
+                segment,
+                scan: None,
+                bytes,
+                blank: true,
+            });
+        }
+        Err(problem) => return Err(header_error(path, id, problem)),
+    }
+    let overhead = SEGMENT_HEADER_BYTES + SEGMENT_TRAILER_BYTES;
+    if bytes.len() >= overhead {
+        let data_len = (bytes.len() - overhead) as u64;
+        let trailer = Trailer::decode(&bytes[bytes.len() - SEGMENT_TRAILER_BYTES..], id.seed())
+            .filter(|t| Some(t.end) == base.checked_add(data_len));
+        if trailer.is_some() {
+            segment.data_len = data_len;
+            segment.trailer = trailer;
+            // Sealed just before a crash, before its successor was made.
+            let scan = collect.then(|| {
+                scan::scan_records(&bytes[SEGMENT_HEADER_BYTES..bytes.len() - SEGMENT_TRAILER_BYTES], base, id.seed(), false, true)
+            });
+            return Ok(Tail {
+                segment,
+                scan,
+                bytes,
+                blank: false,
+            });
+        }
+    }
+    let scan = scan::scan_records(&bytes[SEGMENT_HEADER_BYTES..], base, id.seed(), true, collect);
+    Ok(Tail {
+        segment,
+        scan: Some(scan),
+        bytes,
+        blank: false,
+    })
+}
+
+fn check_contiguous(previous: Option<&ScannedSegment>, base: u64, path: &Path) -> Result<(), JournalError> {
+    if let Some(previous) = previous {
+        let expected = previous.base + previous.data_len;
+        if base != expected {
+            return Err(JournalError::SegmentGap {
+                previous: previous.path.clone(),
+                expected,
+                next: path.to_owned(),
+                found: base,
+            });
+        }
+    }
+    Ok(())
+}
+
+fn defect(segment: &Path, raw: &scan::RawDefect, tail: bool) -> Defect {
+    Defect {
+        segment: segment.to_owned(),
+        offset: raw.offset,
+        length: raw.length,
+        reason: raw.reason.clone(),
+        tail,
+        valid_records: 0,
+    }
+}
+
+/// Classifies the last segment's defects: the torn tail (at most one, merged) and the rest.
+fn classify_tail(tail: &Tail, scan: &SegmentScan, id: JournalId) -> (Vec<Defect>, Option<Defect>) {
+    let path = &tail.segment.path;
+    let Some(cut) = scan.torn_from() else {
+        return (scan.defects.iter().map(|d| defect(path, d, false)).collect(), None);
+    };
+    let data = &tail.bytes[SEGMENT_HEADER_BYTES..];
+    let from = (cut - tail.segment.base) as usize;
+    // The cut runs to the last non-zero byte: zeros after it are preallocated space.
+    let to = data[from..].iter().rposition(|&b| b != 0).map_or(from, |i| from + i + 1);
+    let mid = scan
+        .defects
+        .iter()
+        .filter(|d| d.offset < cut)
+        .map(|d| defect(path, d, false))
+        .collect();
+    let reason = scan
+        .defects
+        .iter()
+        .find(|d| d.offset >= cut)
+        .map_or_else(|| "unfinished batch (no batch mark)".to_owned(), |d| d.reason.clone());
+    let torn = Defect {
+        segment: path.clone(),
+        offset: cut,
+        length: (to - from) as u64,
+        reason,
+        tail: true,
+        valid_records: scan::count_valid(&data[from..to], cut, id.seed()),
+    };
+    (mid, Some(torn))
+}
+
+/// Scans the journal in `dir` without changing anything: every byte of every segment.
+pub fn scan(dir: &Path, _config: &JournalConfig) -> Result<ScanReport, JournalError> {
+    let mut report = ScanReport::default();
+    let Some(id) = identity(dir)? else {
+        return Ok(report);
+    };
+    let listed = segment::list_segments(dir)?;
+    for (index, (base, path)) in listed.iter().enumerate() {
+        check_contiguous(report.segments.last(), *base, path)?;
+        if index + 1 < listed.len() {
+            let sealed = check_sealed(path, *base, id)?;
+            let bytes = std::fs::read(path).map_err(|e| JournalError::io("read segment", path, e))?;
+            let data = &bytes[SEGMENT_HEADER_BYTES..bytes.len() - SEGMENT_TRAILER_BYTES];
+            let found = scan::scan_records(data, *base, id.seed(), false, true);
+            let matches = sealed.trailer.is_some_and(|t| {
+                t.entries == found.entries && t.chain == found.chain && t.end == base + data.len() as u64
+            });
+            if !matches {
+                report.bad_trailers.push(path.clone());
+            }
+            report.entries += found.entries;
+            report.records.extend(found.records);
+            report.defects.extend(found.defects.iter().map(|d| defect(path, d, false)));
+            report.segments.push(sealed);
+            continue;
+        }
+        let mut tail = read_tail(path, *base, id, true)?;
+        let Some(found) = tail.scan.take() else {
+            report.segments.push(tail.segment);
+            continue;
+        };
+        let (mid, torn) = if tail.segment.trailer.is_some() {
+            (found.defects.iter().map(|d| defect(path, d, false)).collect(), None)
+        } else {
+            classify_tail(&tail, &found, id)
+        };
+        let end = torn.as_ref().map_or_else(|| found.end(), |t| t.offset);
+        if tail.segment.trailer.is_none() {
+            tail.segment.data_len = end - base;
+        }
+        report.entries += found.records.iter().filter(|r| r.offset < end).count() as u64;
+        report.records.extend(found.records.into_iter().filter(|r| r.offset < end));
+        report.defects.extend(mid);
+        report.defects.extend(torn);
+        report.segments.push(tail.segment);
+    }
+    report.end = report.segments.last().map_or(0, |s| s.base + s.data_len);
+    Ok(report)
+}
+
+/// Recovers the journal of identity `id` in `dir` (see the module docs). `floor` is the
+/// highest offset some consumer durably holds (its cursor): nothing below it may be cut.
+pub fn recover(dir: &Path, config: &JournalConfig, id: JournalId, floor: u64) -> Result<Recovered, JournalError> {
+    let listed = segment::list_segments(dir)?;
+    let mut recovered = Recovered {
+        id: Some(id),
+        ..Recovered::default()
+    };
+    let mut mid: Vec<Defect> = Vec::new();
+    let mut torn = None;
+    let mut tail_state = None;
+    let mut blank_tail = None;
+    for (index, (base, path)) in listed.iter().enumerate() {
+        check_contiguous(recovered.report.segments.last(), *base, path)?;
+        if index + 1 < listed.len() {
+            let sealed = check_sealed(path, *base, id)?;
+            match sealed.trailer {
+                Some(trailer) => recovered.record_count += trailer.entries,
+                None => {
+                    // Without its trailer a sealed segment must be read to be trusted: this
+                    // one segment, not the history.
+                    tracing::warn!(segment = %path.display(), "sealed segment without a valid trailer; scanning it");
+                    let bytes = std::fs::read(path).map_err(|e| JournalError::io("read segment", path, e))?;
+                    let data = &bytes[SEGMENT_HEADER_BYTES..bytes.len() - SEGMENT_TRAILER_BYTES];
+                    let found = scan::scan_records(data, *base, id.seed(), false, false);
+                    recovered.record_count += found.entries;
+                    mid.extend(found.defects.iter().map(|d| defect(path, d, false)));
+                    recovered.report.bad_trailers.push(path.clone());
+                }
+            }
+            recovered.report.segments.push(sealed);
+            continue;
+        }
+        let mut tail = read_tail(path, *base, id, false)?;
+        if tail.blank {
+            blank_tail = Some(path.clone());
+            tail_state = Some((0, 0));
+        } else if let Some(found) = tail.scan.take() {
+            let (found_mid, found_torn) = classify_tail(&tail, &found, id);
+            let end = found_torn.as_ref().map_or_else(|| found.end(), |t| t.offset);
+            tail.segment.data_len = end - base;
+            let (entries, chain) = match &found_torn {
+                // The writer continues the chain over what is kept: rescan the kept part.
+                Some(_) => {
+                    let kept = &tail.bytes[SEGMENT_HEADER_BYTES..SEGMENT_HEADER_BYTES + (end - base) as usize];
+                    let again = scan::scan_records(kept, *base, id.seed(), false, false);
+                    (again.entries, again.chain)
+                }
+                None => (found.entries, found.chain),
+            };
+            recovered.record_count += entries;
+            tail_state = Some((entries, chain));
+            mid.extend(found_mid);
+            torn = found_torn;
+        } else if let Some(trailer) = tail.segment.trailer {
+            recovered.record_count += trailer.entries;
+        }
+        recovered.report.segments.push(tail.segment);
+    }
+    recovered.report.end = recovered.report.segments.last().map_or(0, |s| s.base + s.data_len);
+    // Every check first; nothing below changes a file until all have passed.
+    if floor > recovered.report.end {
+        return Err(JournalError::CursorBeyondEnd {
+            cursor: floor,
+            end: recovered.report.end,
+        });
+    }
+    if let Some(torn) = &torn {
+        if torn.offset < floor {
+            return Err(JournalError::TruncationBelowCursor {
+                at: torn.offset,
+                cursor: floor,
+            });
+        }
+    }
+    if config.corruption_policy == CorruptionPolicy::Stop {
+        if let Some(defect) = mid.first() {
             return Err(JournalError::Corruption {
                 segment: defect.segment.clone(),
                 offset: defect.offset,
@@ -244,58 +427,120 @@ pub fn recover(dir: &Path, config: &JournalConfig) -> Result<Recovered, JournalE
                 reason: defect.reason.clone(),
             });
         }
-        quarantine(dir, &report, defect)?;
-        recovered.quarantined.push((defect.offset, defect.length));
     }
-    let torn: Vec<&Defect> = report.defects.iter().filter(|d| d.tail).collect();
-    for defect in &torn {
-        // Usually the remains of an unacknowledged batch, but bit rot looks the same: keep a copy.
-        keep_torn_tail(dir, &report, defect)?;
+    for defect in &mid {
+        quarantine(dir, defect)?;
     }
-    if let (false, Some(last)) = (torn.is_empty(), report.segments.last()) {
-        let keep = report.end.saturating_sub(last.base).min(last.len);
-        if keep < last.len {
-            let file = OpenOptions::new()
-                .write(true)
-                .open(&last.path)
-                .map_err(|e| JournalError::io("open for truncation", &last.path, e))?;
-            file.set_len(keep)
-                .map_err(|e| JournalError::io("truncate torn tail", &last.path, e))?;
-            file.sync_all()
-                .map_err(|e| JournalError::io("fsync after truncation", &last.path, e))?;
-            recovered.truncated_bytes = report.defects.iter().filter(|d| d.tail).map(|d| d.length).sum();
-        }
+    if let Some(defect) = &torn {
+        // Usually the remains of an unacknowledged batch, but keep a copy whatever it is.
+        let stem = format!("tail-{:020}-{}", defect.offset, crate::protocol::now_ms());
+        copy_aside(dir, defect, &stem)?;
+        let keep = SEGMENT_HEADER_BYTES as u64 + (defect.offset - recovered.report.segments.last().map_or(0, |s| s.base));
+        truncate(&defect.segment, keep)?;
+        recovered.truncated_bytes = defect.length;
+        recovered.truncated_records = defect.valid_records;
     }
-    recovered.record_count = report.records.len();
-    recovered.report = report;
+    if let Some(path) = blank_tail {
+        rewrite_header(&path, id, recovered.report.segments.last().map_or(0, |s| s.base))?;
+    }
+    recovered.quarantined = known_quarantine(dir, &mid)?;
+    recovered.report.defects = mid;
+    recovered.report.defects.extend(torn);
+    recovered.report.entries = recovered.record_count;
+    recovered.tail = tail_state.filter(|_| recovered.report.segments.last().is_some_and(|s| s.trailer.is_none()));
     Ok(recovered)
 }
 
-/// Copies a torn tail aside before it is truncated; named by offset and time, since later
-/// records will reuse its offsets.
-fn keep_torn_tail(dir: &Path, report: &ScanReport, defect: &Defect) -> Result<(), JournalError> {
-    let stem = format!("tail-{:020}-{}", defect.offset, crate::protocol::now_ms());
-    copy_aside(dir, report, defect, &stem)
+/// Quarantines every mid-log defect a full scan finds, in sealed segments too (which opening
+/// does not read), then recovers: `stemedb wal repair`.
+pub fn repair(dir: &Path, config: &JournalConfig) -> Result<Vec<Defect>, JournalError> {
+    let report = scan(dir, config)?;
+    let mid: Vec<Defect> = report.defects.into_iter().filter(|d| !d.tail).collect();
+    if config.corruption_policy == CorruptionPolicy::Quarantine {
+        for defect in &mid {
+            quarantine(dir, defect)?;
+        }
+    }
+    Ok(mid)
+}
+
+fn truncate(path: &Path, keep: u64) -> Result<(), JournalError> {
+    let file = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| JournalError::io("open for truncation", path, e))?;
+    file.set_len(keep)
+        .map_err(|e| JournalError::io("truncate torn tail", path, e))?;
+    file.sync_all()
+        .map_err(|e| JournalError::io("fsync after truncation", path, e))
+}
+
+fn rewrite_header(path: &Path, id: JournalId, base: u64) -> Result<(), JournalError> {
+    let file = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| JournalError::io("open segment", path, e))?;
+    file.write_all_at(&layout::encode_header(id, base), 0)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| JournalError::io("rewrite blank segment header", path, e))
+}
+
+/// Returns every quarantined region: those of `found` and those reported by earlier runs
+/// (for sealed segments, which opening does not rescan), as (offset, length), in order.
+fn known_quarantine(dir: &Path, found: &[Defect]) -> Result<Vec<(u64, u64)>, JournalError> {
+    let mut regions: Vec<(u64, u64)> = found.iter().map(|d| (d.offset, d.length)).collect();
+    let qdir = dir.join(QUARANTINE_DIR);
+    let entries = match std::fs::read_dir(&qdir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(regions),
+        Err(e) => return Err(JournalError::io("list quarantine", &qdir, e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| JournalError::io("list quarantine", &qdir, e))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        // Reports of mid-log regions are named by offset alone; torn tails start with "tail-".
+        if name.starts_with("tail-") || !name.ends_with(".json") {
+            continue;
+        }
+        let path = entry.path();
+        let bytes = std::fs::read(&path).map_err(|e| JournalError::io("read quarantine report", &path, e))?;
+        match serde_json::from_slice::<Defect>(&bytes) {
+            Ok(defect) if !defect.tail => regions.push((defect.offset, defect.length)),
+            Ok(_) => {}
+            Err(error) => tracing::warn!(report = %path.display(), %error, "unreadable quarantine report ignored"),
+        }
+    }
+    regions.sort_unstable();
+    regions.dedup();
+    Ok(regions)
 }
 
 /// Copies a mid-log region aside with a JSON report; idempotent across reopenings.
-fn quarantine(dir: &Path, report: &ScanReport, defect: &Defect) -> Result<(), JournalError> {
-    copy_aside(dir, report, defect, &format!("{:020}", defect.offset))
+fn quarantine(dir: &Path, defect: &Defect) -> Result<(), JournalError> {
+    copy_aside(dir, defect, &format!("{:020}", defect.offset))
 }
 
-fn copy_aside(dir: &Path, report: &ScanReport, defect: &Defect, stem: &str) -> Result<(), JournalError> {
+fn copy_aside(dir: &Path, defect: &Defect, stem: &str) -> Result<(), JournalError> {
     let qdir = dir.join(QUARANTINE_DIR);
     let report_path = qdir.join(format!("{stem}.json"));
     if report_path.exists() {
         return Ok(());
     }
     segment::create_dir_durably(&qdir)?;
-    let Some(segment) = report.segments.iter().find(|s| s.path == defect.segment) else {
-        return Ok(());
-    };
-    let mut bytes = vec![0u8; defect.length as usize];
-    let handle = segment::SegmentHandle::open(segment.base, segment.path.clone())?;
-    let read = handle.read_at(defect.offset - segment.base, &mut bytes)?;
+    let (file, _) = open_file(&defect.segment)?;
+    let base = segment::parse_segment_name(
+        defect
+            .segment
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default(),
+    )
+    .ok_or_else(|| JournalError::UnexpectedFile(defect.segment.clone()))?;
+    let length = usize::try_from(defect.length).map_err(|_| JournalError::UnexpectedFile(defect.segment.clone()))?;
+    let mut bytes = vec![0u8; length];
+    let at = SEGMENT_HEADER_BYTES as u64 + (defect.offset - base);
+    let read = segment::read_full_at(&file, &defect.segment, at, &mut bytes)?;
     bytes.truncate(read);
     let bin_path = qdir.join(format!("{stem}.bin"));
     write_durably(&bin_path, &bytes)?;

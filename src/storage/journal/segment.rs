@@ -1,14 +1,20 @@
 //! Segment files: naming, listing, creation (durably), and positional reads.
 //!
 //! A segment is named by its base global offset as 20 decimal digits plus `.wal`, so names
-//! sort in offset order. A new segment's file and its directory entry are fsynced before the
-//! first record goes into it, so a crash can never leave a later segment without its name.
+//! sort in offset order; its layout (header, records, trailer) is drawn in `layout`. A new
+//! segment's header, file and directory entry are fsynced before the first record goes into
+//! it, so a crash can never leave a later segment without its name or its header.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use super::error::JournalError;
+use super::format::JournalId;
+use super::layout::{self, SEGMENT_HEADER_BYTES};
 
 /// Bytes of zeros written per call when preallocating: large enough for few syscalls, small
 /// enough to be a trivial allocation.
@@ -63,48 +69,125 @@ pub fn sync_dir(dir: &Path) -> Result<(), JournalError> {
         .map_err(|e| JournalError::io("fsync directory", dir, e))
 }
 
-/// Creates the empty segment starting at `base` and makes it durable (file and directory).
-pub fn create_segment(dir: &Path, base: u64) -> Result<(File, PathBuf), JournalError> {
+/// Creates the segment starting at `base`, with its header, and makes it durable (file and
+/// directory).
+pub fn create_segment(dir: &Path, id: JournalId, base: u64) -> Result<(File, PathBuf), JournalError> {
     let path = dir.join(segment_file_name(base));
     let file = create_new_rw(&path, "create segment")?;
+    file.write_all_at(&layout::encode_header(id, base), 0)
+        .map_err(|e| JournalError::io("write segment header", &path, e))?;
     file.sync_all()
         .map_err(|e| JournalError::io("fsync new segment", &path, e))?;
     sync_dir(dir)?;
     Ok((file, path))
 }
 
-/// An open segment shared by the writer and readers; reads are positional, so sharing needs
-/// no lock.
+/// Most segment files held open for reading at once, across all readers: enough for the
+/// segments being read and written, while a journal of years of history (thousands of
+/// segments) never holds thousands of descriptors.
+pub const OPEN_SEGMENT_FILES_MAX: usize = 32;
+
+/// The segment files open for reading: opened on first use, the least recently used closed
+/// when more than [`OPEN_SEGMENT_FILES_MAX`] would be open.
+#[derive(Debug, Default)]
+pub struct OpenFiles {
+    inner: Mutex<OpenFilesInner>,
+}
+
+#[derive(Debug, Default)]
+struct OpenFilesInner {
+    tick: u64,
+    /// (base, file, last use).
+    files: Vec<(u64, Arc<File>, u64)>,
+}
+
+impl OpenFiles {
+    /// Returns the open file of the segment at `base`, opening `path` if needed.
+    fn get(&self, base: u64, path: &Path) -> Result<Arc<File>, JournalError> {
+        let mut inner = self.inner.lock();
+        inner.tick += 1;
+        let tick = inner.tick;
+        if let Some(entry) = inner.files.iter_mut().find(|(b, _, _)| *b == base) {
+            entry.2 = tick;
+            return Ok(Arc::clone(&entry.1));
+        }
+        let file = Arc::new(File::open(path).map_err(|e| JournalError::io("open segment", path, e))?);
+        if inner.files.len() >= OPEN_SEGMENT_FILES_MAX {
+            if let Some(oldest) = (0..inner.files.len()).min_by_key(|&i| inner.files[i].2) {
+                inner.files.swap_remove(oldest);
+            }
+        }
+        inner.files.push((base, Arc::clone(&file), tick));
+        Ok(file)
+    }
+
+    /// Closes the file of the segment at `base` (it is being removed).
+    pub fn forget(&self, base: u64) {
+        self.inner.lock().files.retain(|(b, _, _)| *b != base);
+    }
+
+    /// Returns how many files are open.
+    pub fn count(&self) -> usize {
+        self.inner.lock().files.len()
+    }
+}
+
+/// A segment shared by the writer and readers. Its file is opened lazily through
+/// [`OpenFiles`]; reads are positional, so sharing needs no lock.
 #[derive(Debug)]
 pub struct SegmentHandle {
-    /// Global offset of the segment's first byte.
+    /// Global offset of the segment's first record.
     pub base: u64,
     /// The file.
     pub path: PathBuf,
-    file: File,
+    files: Arc<OpenFiles>,
 }
 
 impl SegmentHandle {
-    /// Opens an existing segment for reading.
-    pub fn open(base: u64, path: PathBuf) -> Result<Self, JournalError> {
-        let file = File::open(&path).map_err(|e| JournalError::io("open segment", &path, e))?;
-        Ok(Self { base, path, file })
+    /// Describes an existing segment; nothing is opened yet.
+    pub fn new(base: u64, path: PathBuf, files: Arc<OpenFiles>) -> Self {
+        Self { base, path, files }
     }
 
-    /// Reads up to `buf.len()` bytes at `position` within the segment; returns bytes read
-    /// (fewer only at the end of the file).
-    pub fn read_at(&self, position: u64, buf: &mut [u8]) -> Result<usize, JournalError> {
-        let mut filled = 0;
-        while filled < buf.len() {
-            match self.file.read_at(&mut buf[filled..], position + filled as u64) {
-                Ok(0) => break,
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(JournalError::io("read segment", &self.path, e)),
-            }
-        }
-        Ok(filled)
+    /// Returns when this sealed segment was sealed, from its trailer (the newest of its
+    /// records is no younger). A missing or damaged trailer is an error.
+    pub fn sealed_ms(&self, seed: super::format::Seed) -> Result<u64, JournalError> {
+        let file = self.files.get(self.base, &self.path)?;
+        let len = file
+            .metadata()
+            .map_err(|e| JournalError::io("stat segment", &self.path, e))?
+            .len();
+        let mut bytes = [0u8; layout::SEGMENT_TRAILER_BYTES];
+        let at = len.saturating_sub(bytes.len() as u64);
+        read_full_at(&file, &self.path, at, &mut bytes)?;
+        layout::Trailer::decode(&bytes, seed)
+            .map(|t| t.sealed_ms)
+            .ok_or_else(|| JournalError::BadSegmentHeader {
+                path: self.path.clone(),
+                reason: "no valid trailer".to_owned(),
+            })
     }
+
+    /// Reads up to `buf.len()` bytes of records at `position` (bytes past the segment's base);
+    /// returns bytes read (fewer only at the end of the file).
+    pub fn read_at(&self, position: u64, buf: &mut [u8]) -> Result<usize, JournalError> {
+        let file = self.files.get(self.base, &self.path)?;
+        read_full_at(&file, &self.path, SEGMENT_HEADER_BYTES as u64 + position, buf)
+    }
+}
+
+/// Reads up to `buf.len()` bytes at file position `at`; fewer only at the end of the file.
+pub fn read_full_at(file: &File, path: &Path, at: u64, buf: &mut [u8]) -> Result<usize, JournalError> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read_at(&mut buf[filled..], at + filled as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(JournalError::io("read segment", path, e)),
+        }
+    }
+    Ok(filled)
 }
 
 /// Reserves `len` bytes for `file` by writing zeros (which read as end-of-log) and makes that
@@ -192,20 +275,24 @@ fn create_new_rw(path: &Path, op: &'static str) -> Result<File, JournalError> {
         .map_err(|e| JournalError::io(op, path, e))
 }
 
-/// Installs a prepared spare as the segment starting at `base` (rename, then fsync the
-/// directory) and opens it for writing.
-pub fn install_spare(dir: &Path, spare: &Path, base: u64) -> Result<(File, PathBuf), JournalError> {
+/// Installs a prepared spare as the segment starting at `base`: writes its header and makes it
+/// durable, then renames it into place and fsyncs the directory, so a segment is never named
+/// without its header.
+pub fn install_spare(dir: &Path, spare: &Path, id: JournalId, base: u64) -> Result<(File, PathBuf), JournalError> {
     let path = dir.join(segment_file_name(base));
     if path.exists() {
         return Err(JournalError::UnexpectedFile(path));
     }
-    std::fs::rename(spare, &path).map_err(|e| JournalError::io("install spare segment", &path, e))?;
-    sync_dir(dir)?;
     let file = OpenOptions::new()
         .read(true)
         .write(true)
-        .open(&path)
-        .map_err(|e| JournalError::io("open installed segment", &path, e))?;
+        .open(spare)
+        .map_err(|e| JournalError::io("open spare segment", spare, e))?;
+    file.write_all_at(&layout::encode_header(id, base), 0)
+        .and_then(|()| file.sync_data())
+        .map_err(|e| JournalError::io("write segment header", spare, e))?;
+    std::fs::rename(spare, &path).map_err(|e| JournalError::io("install spare segment", &path, e))?;
+    sync_dir(dir)?;
     Ok((file, path))
 }
 

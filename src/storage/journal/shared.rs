@@ -7,7 +7,8 @@ use std::time::Instant;
 
 use parking_lot::{Condvar, Mutex, RwLock};
 
-use super::segment::SegmentHandle;
+use super::format::Seed;
+use super::segment::{OpenFiles, SegmentHandle};
 
 /// Shared journal state. Invariant: `durable_end <= written_end`, and every byte below
 /// `durable_end` was fsynced (or existed at open, after recovery).
@@ -20,6 +21,10 @@ pub struct Shared {
     pub segments: RwLock<Vec<Arc<SegmentHandle>>>,
     /// Quarantined mid-log regions: start offset → end offset. Readers skip them.
     pub quarantined: RwLock<BTreeMap<u64, u64>>,
+    /// The segment files open for reading (a bounded number).
+    pub files: Arc<OpenFiles>,
+    /// The journal identity's CRC seed.
+    pub seed: Seed,
     /// Signalled whenever `durable_end` advances.
     durable_signal: (Mutex<()>, Condvar),
     /// Called with the new durable end after each batch (e.g. to wake the GroupCommit actor).
@@ -39,8 +44,16 @@ impl std::fmt::Debug for Shared {
 }
 
 impl Shared {
-    pub fn new(end: u64, segments: Vec<Arc<SegmentHandle>>, quarantined: BTreeMap<u64, u64>) -> Self {
+    pub fn new(
+        end: u64,
+        segments: Vec<Arc<SegmentHandle>>,
+        quarantined: BTreeMap<u64, u64>,
+        files: Arc<OpenFiles>,
+        seed: Seed,
+    ) -> Self {
         Self {
+            files,
+            seed,
             durable_end: AtomicU64::new(end),
             written_end: AtomicU64::new(end),
             segments: RwLock::new(segments),

@@ -1,5 +1,5 @@
-//! The single writer: encodes a batch, writes it with one call, makes it durable with one
-//! fdatasync, and rolls segments between batches.
+//! The single writer: encodes a batch (its entries, then a batch mark), writes it with one
+//! call, makes it durable with one fdatasync, and seals and rolls segments between batches.
 //!
 //! Invariants:
 //! - A failed write leaves no partial record: the segment is cut back to its length before
@@ -20,9 +20,15 @@ use std::thread::JoinHandle;
 use super::config::JournalConfig;
 use super::error::JournalError;
 use super::faults::Faults;
-use super::format;
+use super::format::{self, JournalId};
+use super::layout::{self, SEGMENT_HEADER_BYTES, SEGMENT_TRAILER_BYTES, Trailer};
 use super::segment::{self, SegmentHandle};
 use super::shared::Shared;
+
+/// File position of the record-area position `position` (the header comes first).
+const fn file_position(position: u64) -> u64 {
+    SEGMENT_HEADER_BYTES as u64 + position
+}
 
 /// The journal's only writer; owned by the group-commit thread.
 pub struct Writer {
@@ -32,7 +38,13 @@ pub struct Writer {
     file: File,
     path: PathBuf,
     segment_base: u64,
+    /// Bytes of records in the active segment.
     segment_len: u64,
+    id: JournalId,
+    /// Entries in the active segment, for its trailer.
+    segment_entries: u64,
+    /// CRC chain over the active segment's records, for its trailer.
+    segment_chain: u32,
     buffer: Vec<u8>,
     poisoned: Option<String>,
     faults: Arc<dyn Faults>,
@@ -66,7 +78,7 @@ impl Writer {
     fn maybe_prepare_spare(&mut self) {
         let half_full = self.segment_len >= self.config.segment_size_bytes / 2;
         if self.spare_allowed && self.spare.is_none() && half_full {
-            self.spare = spawn_spare(&self.dir, self.config.segment_size_bytes);
+            self.spare = spawn_spare(&self.dir, file_position(self.config.segment_size_bytes));
         }
     }
 
@@ -90,33 +102,39 @@ fn spawn_spare(dir: &Path, len: u64) -> Option<JoinHandle<Result<PathBuf, Journa
 }
 
 impl Writer {
-    /// Opens the writer at the end of the last segment (creating the first one if none).
+    /// Opens the writer at the end of the log. `tail` is the open last segment's `(entries,
+    /// chain)` as recovery found them, or `None` when there is no open last segment (none at
+    /// all, or the last one is sealed): then a new segment starts at the end.
     pub fn open(
         dir: PathBuf,
         config: JournalConfig,
         shared: Arc<Shared>,
         faults: Arc<dyn Faults>,
+        id: JournalId,
+        tail: Option<(u64, u32)>,
     ) -> Result<Self, JournalError> {
         let end = shared.durable_end();
         let last = shared.segments.read().last().cloned();
-        let (file, path, segment_base) = match last {
-            Some(handle) => {
+        let (file, path, segment_base, (entries, chain)) = match (last, tail) {
+            (Some(handle), Some(tail)) => {
                 let file = OpenOptions::new()
+                    .read(true)
                     .write(true)
                     .open(&handle.path)
                     .map_err(|e| JournalError::io("open segment for append", &handle.path, e))?;
-                (file, handle.path.clone(), handle.base)
+                (file, handle.path.clone(), handle.base, tail)
             }
-            None => {
-                let (file, path) = segment::create_segment(&dir, end)?;
-                let handle = SegmentHandle::open(end, path.clone())?;
+            _ => {
+                segment::remove_orphan(&dir, end)?;
+                let (file, path) = segment::create_segment(&dir, id, end)?;
+                let handle = SegmentHandle::new(end, path.clone(), Arc::clone(&shared.files));
                 shared.segments.write().push(Arc::new(handle));
-                (file, path, end)
+                (file, path, end, (0, 0))
             }
         };
         // A spare left by an earlier run is stale; its space may be needed by the active segment.
         segment::remove_spare(&dir);
-        let reserved = segment::preallocate(&file, &path, config.segment_size_bytes)?;
+        let reserved = segment::preallocate(&file, &path, file_position(config.segment_size_bytes))?;
         Ok(Self {
             segment_len: end - segment_base,
             dir,
@@ -125,6 +143,9 @@ impl Writer {
             file,
             path,
             segment_base,
+            id,
+            segment_entries: entries,
+            segment_chain: chain,
             buffer: Vec::new(),
             poisoned: None,
             faults,
@@ -145,13 +166,20 @@ impl Writer {
         }
         let start = self.segment_base + self.segment_len;
         self.buffer.clear();
+        let seed = self.id.seed();
         let mut offsets = Vec::with_capacity(payloads.len());
+        let mut chain = self.segment_chain;
         for payload in payloads {
-            offsets.push(start + self.buffer.len() as u64);
-            format::encode(payload, start + self.buffer.len() as u64, &mut self.buffer);
+            let at = start + self.buffer.len() as u64;
+            offsets.push(at);
+            chain = layout::chain(chain, format::encode(payload, at, seed, &mut self.buffer));
         }
+        // The mark closes the batch: recovery tells a finished batch by it.
+        let entries = u32::try_from(payloads.len()).unwrap_or(u32::MAX);
+        let at = start + self.buffer.len() as u64;
+        chain = layout::chain(chain, format::encode_mark(start, entries, at, seed, &mut self.buffer));
         let written = (self.faults.before_write(&self.path, self.buffer.len()))
-            .and_then(|()| self.file.write_all_at(&self.buffer, self.segment_len));
+            .and_then(|()| self.file.write_all_at(&self.buffer, file_position(self.segment_len)));
         if let Err(error) = written {
             self.shared.set_written_end(start);
             if error.kind() == std::io::ErrorKind::StorageFull {
@@ -163,12 +191,12 @@ impl Writer {
             // if there is room again.
             if let Err(cut) = self
                 .file
-                .set_len(self.segment_len)
+                .set_len(file_position(self.segment_len))
                 .and_then(|()| self.file.sync_all())
             {
                 self.poison(format!("could not remove a failed write: {cut}"));
             } else {
-                let _ = segment::preallocate(&self.file, &self.path, self.config.segment_size_bytes);
+                let _ = segment::preallocate(&self.file, &self.path, file_position(self.config.segment_size_bytes));
             }
             return Err(JournalError::io("write", &self.path, error));
         }
@@ -190,45 +218,57 @@ impl Writer {
             return Err(error);
         }
         self.segment_len += self.buffer.len() as u64;
+        self.segment_entries += payloads.len() as u64;
+        self.segment_chain = chain;
         self.shared.publish_durable(end);
         self.maybe_prepare_spare();
         Ok(offsets)
     }
 
-    /// Starts a new segment at the current end. The old one is already durable; its unused
-    /// preallocated space is cut off first (durably), so that every segment but the last ends
-    /// exactly where the next begins.
+    /// Seals the active segment and starts a new one at the current end. The old one is
+    /// already durable; its unused preallocated space is replaced by its trailer (durably),
+    /// so that every segment but the last ends with a trailer exactly where the next begins.
     fn roll(&mut self) -> Result<(), JournalError> {
         let base = self.segment_base + self.segment_len;
+        let trailer = Trailer {
+            entries: self.segment_entries,
+            end: base,
+            sealed_ms: crate::protocol::now_ms(),
+            chain: self.segment_chain,
+        };
+        let trailer_at = file_position(self.segment_len);
         self.file
-            .set_len(self.segment_len)
+            .write_all_at(&trailer.encode(self.id.seed()), trailer_at)
+            .and_then(|()| self.file.set_len(trailer_at + SEGMENT_TRAILER_BYTES as u64))
             .and_then(|()| self.file.sync_all())
-            .map_err(|e| JournalError::io("trim rolled segment", &self.path, e))?;
+            .map_err(|e| JournalError::io("seal rolled segment", &self.path, e))?;
         // A file already at `base` can only be left by an earlier roll that failed part-way
         // (this writer holds the directory lock, and nothing durable lies at or past `base`).
         segment::remove_orphan(&self.dir, base)?;
         let spare = self.spare.take().map(JoinHandle::join);
         let (file, path, reserved) = match spare {
             Some(Ok(Ok(spare))) => {
-                let (file, path) = segment::install_spare(&self.dir, &spare, base)?;
+                let (file, path) = segment::install_spare(&self.dir, &spare, self.id, base)?;
                 (file, path, true)
             }
             // No spare (its preparation failed or could not start): make the segment here.
             _ => {
-                let (file, path) = segment::create_segment(&self.dir, base)?;
-                let reserved = segment::preallocate(&file, &path, self.config.segment_size_bytes)?;
+                let (file, path) = segment::create_segment(&self.dir, self.id, base)?;
+                let reserved = segment::preallocate(&file, &path, file_position(self.config.segment_size_bytes))?;
                 (file, path, reserved)
             }
         };
         // Reserve the next spare only while space is plentiful: when even this segment could
         // not be reserved, a spare would only take space the log needs now.
         self.spare_allowed = reserved;
-        let handle = SegmentHandle::open(base, path.clone())?;
+        let handle = SegmentHandle::new(base, path.clone(), Arc::clone(&self.shared.files));
         self.shared.segments.write().push(Arc::new(handle));
         self.file = file;
         self.path = path;
         self.segment_base = base;
         self.segment_len = 0;
+        self.segment_entries = 0;
+        self.segment_chain = 0;
         Ok(())
     }
 }
