@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use stemedb::actors::{Append, JournalActor, ReadRange, SetCursor};
-use stemedb::storage::journal::{Journal, JournalConfig};
+use stemedb::storage::journal::{Journal, JournalConfig, format};
 use tempfile::TempDir;
 
 #[actix_rt::test]
@@ -95,8 +95,9 @@ async fn group_commit_actor_announces_growing_durable_ends() {
     let appender = JournalActor::new(journal.clone()).start();
     let (tx, rx) = tokio::sync::oneshot::channel();
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    // 50 records of 4 bytes: the durable end after the last is 50 * (40 + 4).
-    let target = 50 * 44;
+    // 50 records of 4 bytes, each its own batch (each append is awaited before the next):
+    // the durable end after the last is 50 records and 50 batch marks.
+    let target = 50 * (format::record_len(4) + format::MARK_BYTES) as u64;
     let watcher = Watcher {
         target,
         done: Some(tx),

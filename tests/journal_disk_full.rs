@@ -12,6 +12,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use stemedb::storage::journal::layout::SEGMENT_HEADER_BYTES;
 use stemedb::storage::journal::{Journal, JournalConfig, JournalError, ReadOutcome, format};
 use tempfile::TempDir;
 
@@ -112,16 +113,19 @@ fn assert_log_is_exactly(journal: &Journal, acked: &[(u64, usize)]) {
     let mut reader = journal.reader();
     let mut at = 0;
     for &(offset, n) in acked {
-        assert_eq!(at, offset, "the log has bytes before record {n}");
+        // Only batch marks lie between records; the reader steps over them.
         match reader.read(at).unwrap() {
             ReadOutcome::Record {
-                payload: bytes, next, ..
+                offset: found,
+                payload: bytes,
+                next,
             } => {
+                assert_eq!(found, offset, "the log has another record before record {n}");
                 assert!(
                     bytes == payload(n),
                     "record {n} at {at} reads back different bytes"
                 );
-                assert_eq!(next, at + format::record_len(RECORD_BYTES) as u64);
+                assert_eq!(next, offset + format::record_len(RECORD_BYTES) as u64);
                 at = next;
             }
             other => panic!("record {n} at {at} reads back as {other:?}"),
@@ -131,15 +135,19 @@ fn assert_log_is_exactly(journal: &Journal, acked: &[(u64, usize)]) {
         Ok(ReadOutcome::EndOfLog) => {}
         other => panic!("after the acknowledged records, at {at}: {other:?}"),
     }
-    assert_eq!(journal.durable_end(), at);
+    // The last batch's mark closes the log.
+    assert_eq!(journal.durable_end(), at + format::MARK_BYTES as u64);
 }
 
-/// Asserts that the segment files in `dir` hold nothing but zeros at or past global offset
-/// `end` (zeros are preallocated space and read as end-of-log): no byte of a failed append
-/// remains.
+/// Asserts that the last segment file in `dir` holds nothing but zeros at or past global
+/// offset `end` (zeros are preallocated space and read as end-of-log): no byte of a failed
+/// append remains. (Sealed segments end with their trailer, before `end`.)
 fn assert_only_zeros_past(dir: &Path, end: u64) {
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
+    let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap()).collect();
+    entries.retain(|e| e.path().extension().is_some_and(|x| x == "wal"));
+    entries.sort_by_key(|e| e.path());
+    for entry in entries.into_iter().rev().take(1) {
+        let path = entry.path();
         let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
             continue;
         };
@@ -150,9 +158,7 @@ fn assert_only_zeros_past(dir: &Path, end: u64) {
             continue;
         };
         let bytes = std::fs::read(&path).unwrap();
-        let from = usize::try_from(end.saturating_sub(base))
-            .unwrap()
-            .min(bytes.len());
+        let from = (SEGMENT_HEADER_BYTES + usize::try_from(end.saturating_sub(base)).unwrap()).min(bytes.len());
         if let Some(at) = bytes[from..].iter().position(|&b| b != 0) {
             panic!(
                 "{name}: byte {} lies past the end of the log ({end}) and is not zero",
