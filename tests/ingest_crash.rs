@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use stemedb::node::{JOURNAL_DIR, Node};
 use stemedb::protocol::{AgentKey, Assertion, Hash, LogRecord, ObjectValue, now_ms};
-use stemedb::storage::journal::{Journal, ReadOutcome};
+use stemedb::storage::journal::Journal;
 use stemedb::storage::state::index::{pair_key, subject_key};
 use stemedb::storage::state::{LIST_LIMIT_MAX, ListQuery, RejectReason, Rejection, StateDump};
 use tempfile::TempDir;
@@ -338,15 +338,17 @@ fn replay_journal(dir: &Path, ctx: &str) -> Replay {
     let journal = Journal::open(dir.join(JOURNAL_DIR), config().journal).unwrap();
     assert_eq!(journal.quarantined_count(), 0, "{ctx}: damaged mid-log");
     let (mut reader, mut replay) = (journal.reader(), Replay::default());
+    // Range reads step over batch marks, so the walk ends at the durable end.
     loop {
-        match reader.read(replay.end) {
-            // Without quarantined bytes, each record starts where the previous one ended.
-            Ok(ReadOutcome::Record { payload, next, .. }) => {
-                replay.apply(replay.end, &payload, ctx);
-                replay.end = next;
-            }
-            Ok(ReadOutcome::EndOfLog) => break,
-            other => panic!("{ctx}: the walk stopped at {} with {other:?}", replay.end),
+        let range = reader
+            .read_range(replay.end, 1024, 1 << 20)
+            .unwrap_or_else(|e| panic!("{ctx}: the walk stopped at {} with {e}", replay.end));
+        for (offset, payload) in &range.records {
+            replay.apply(*offset, payload, ctx);
+        }
+        replay.end = range.next;
+        if range.at_end {
+            break;
         }
     }
     assert_eq!(replay.end, journal.durable_end(), "{ctx}: the walk ends early");

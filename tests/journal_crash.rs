@@ -305,7 +305,8 @@ fn verify_recovery(dir: &Path, acked: &[Ack], round: u32, ctx: &str) -> Found {
                 payload == own,
                 "{ctx}: the append after recovery reads back different bytes"
             );
-            assert_eq!(next, journal.durable_end(), "{ctx}");
+            // Its batch mark closes the log.
+            assert_eq!(next + format::MARK_BYTES as u64, journal.durable_end(), "{ctx}");
         }
         other => panic!("{ctx}: the append after recovery reads back as {other:?}"),
     }
@@ -317,8 +318,8 @@ fn verify_recovery(dir: &Path, acked: &[Ack], round: u32, ctx: &str) -> Found {
     }
 }
 
-/// Walks the log from offset 0 to the end: every record sits right after the previous one,
-/// is a payload this test wrote, and each writer's records appear in order with no gap
+/// Walks the log from offset 0 to the end: every record sits right after the previous one (or
+/// after the one batch mark that closes the previous one's batch), is a payload this test wrote, and each writer's records appear in order with no gap
 /// (a thread appends only after its previous append was durable). Returns the end offset and
 /// the number of records of each (round, thread).
 fn walk_contiguously(journal: &Journal, ctx: &str) -> (u64, HashMap<(u32, u16), u32>) {
@@ -332,7 +333,10 @@ fn walk_contiguously(journal: &Journal, ctx: &str) -> (u64, HashMap<(u32, u16), 
                 payload,
                 next,
             }) => {
-                assert_eq!(offset, at, "{ctx}: the walk skipped bytes at {at}");
+                assert!(
+                    offset == at || offset == at + format::MARK_BYTES as u64,
+                    "{ctx}: the walk skipped more than a batch mark at {at} (to {offset})"
+                );
                 assert_eq!(
                     next,
                     at + format::record_len(payload.len()) as u64,
@@ -349,7 +353,13 @@ fn walk_contiguously(journal: &Journal, ctx: &str) -> (u64, HashMap<(u32, u16), 
                 *expected += 1;
                 at = next;
             }
-            Ok(ReadOutcome::EndOfLog) => return (at, next_seq),
+            Ok(ReadOutcome::EndOfLog) => {
+                // Past the last record, only the last batch's mark (none in an empty log).
+                let end = journal.durable_end();
+                let mark = if at == 0 { 0 } else { format::MARK_BYTES as u64 };
+                assert_eq!(end, at + mark, "{ctx}: bytes after the last record at {at}");
+                return (end, next_seq);
+            }
             Ok(ReadOutcome::NotYetDurable) => panic!("{ctx}: nothing is in flight after reopening"),
             Err(e) => panic!("{ctx}: the walk failed at {at}: {e}"),
         }
