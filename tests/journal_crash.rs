@@ -339,7 +339,7 @@ fn walk_contiguously(journal: &Journal, ctx: &str) -> (u64, HashMap<(u32, u16), 
                 );
                 assert_eq!(
                     next,
-                    at + format::record_len(payload.len()) as u64,
+                    offset + format::record_len(payload.len()) as u64,
                     "{ctx}: at {at}"
                 );
                 let Some((round, thread, seq)) = identify(&payload) else {
