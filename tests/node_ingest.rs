@@ -36,16 +36,17 @@ fn assertion(subject: &str, predicate: &str, value: i64, key_n: u8) -> Assertion
     a
 }
 
-/// Runs `test` against a fresh node inside an actix System, then shuts the node down.
+/// Runs `test` against a fresh node inside an actix System; its directory lives until the
+/// test ends (segment files are opened lazily, so the directory must outlive the node).
 fn with_node<F, Fut>(config: Config, test: F)
 where
-    F: FnOnce(Node, TempDir) -> Fut,
+    F: FnOnce(Node) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
     let dir = TempDir::new().unwrap();
-    actix::System::new().block_on(async move {
+    actix::System::new().block_on(async {
         let node = Node::start(config, dir.path()).unwrap();
-        test(node, dir).await;
+        test(node).await;
     });
 }
 
@@ -57,7 +58,7 @@ async fn submit_indexed(node: &Node, assertion: Assertion) -> Receipt {
 
 #[test]
 fn submitted_assertion_is_found_by_hash_subject_and_pair() {
-    with_node(Config::default(), |node, _dir| async move {
+    with_node(Config::default(), |node| async move {
         let claim = assertion("city/paris", "population", 2_102_650, 1);
         let receipt = submit_indexed(&node, claim.clone()).await;
         assert_eq!(receipt.hash, claim.content_hash());
@@ -80,7 +81,7 @@ fn submitted_assertion_is_found_by_hash_subject_and_pair() {
 
 #[test]
 fn hundred_submitters_of_hundred_assertions_are_all_indexed() {
-    with_node(Config::default(), |node, _dir| async move {
+    with_node(Config::default(), |node| async move {
         let submitters: Vec<_> = (0..100u8)
             .map(|s| {
                 let node = node.clone();
@@ -141,7 +142,7 @@ fn awkward_names_are_stored_and_found() {
         .iter()
         .map(|(s, p)| (s.to_string(), p.to_string()))
         .collect();
-    with_node(Config::default(), |node, _dir| async move {
+    with_node(Config::default(), |node| async move {
         let mut hashes = Vec::new();
         for (i, (subject, predicate)) in names.iter().enumerate() {
             hashes.push(
@@ -173,7 +174,7 @@ fn awkward_names_are_stored_and_found() {
 
 #[test]
 fn over_limit_and_bad_signatures_are_refused_before_the_journal() {
-    with_node(Config::default(), |node, _dir| async move {
+    with_node(Config::default(), |node| async move {
         let limits = stemedb::protocol::Limits::default();
         let long_subject = assertion(&"s".repeat(limits.subject_bytes_max + 1), "p", 1, 1);
         let long_predicate = assertion("s", &"p".repeat(limits.predicate_bytes_max + 1), 1, 1);
@@ -236,7 +237,7 @@ fn over_limit_and_bad_signatures_are_refused_before_the_journal() {
 
 #[test]
 fn unknown_parent_is_rejected_with_reason_and_ingestion_continues() {
-    with_node(Config::default(), |node, _dir| async move {
+    with_node(Config::default(), |node| async move {
         let root = submit_indexed(&node, assertion("doc", "title", 1, 1)).await;
         let mut orphan = assertion("doc", "title", 2, 1);
         orphan.parent = Some(Hash::of(b"nobody"));
@@ -283,7 +284,7 @@ fn unknown_parent_is_rejected_with_reason_and_ingestion_continues() {
 
 #[test]
 fn heads_hide_superseded_assertions_and_history_shows_them() {
-    with_node(Config::default(), |node, _dir| async move {
+    with_node(Config::default(), |node| async move {
         let mut parent = submit_indexed(&node, assertion("page", "body", 1, 2)).await.hash;
         let mut chain = vec![parent];
         for version in 2..=5 {
@@ -324,7 +325,7 @@ fn heads_hide_superseded_assertions_and_history_shows_them() {
 
 #[test]
 fn resubmitted_assertion_is_stored_once() {
-    with_node(Config::default(), |node, _dir| async move {
+    with_node(Config::default(), |node| async move {
         let claim = assertion("dup", "p", 1, 4);
         let first = submit_indexed(&node, claim.clone()).await;
         let second = submit_indexed(&node, claim.clone()).await;
@@ -342,7 +343,7 @@ fn full_pipeline_answers_busy_and_loses_nothing_accepted() {
     let mut config = Config::default();
     config.node.submit_queue_depth_max = 1;
     config.node.verify_threads = 1;
-    with_node(config, |node, _dir| async move {
+    with_node(config, |node| async move {
         let claims: Vec<Assertion> = (0..500).map(|i| assertion("busy", "p", i, 5)).collect();
         let futures: Vec<_> = claims.iter().cloned().map(|c| node.submit(c)).collect();
         let results = futures_join_all(futures).await;
