@@ -1,42 +1,69 @@
-//! Journal recovery, byte by byte: a torn write at every position inside the last record is
-//! truncated and appends continue; a bit flip at every byte of a middle record, and a zeroed
-//! 512-byte sector, are detected every time, quarantined with a report, and every other
-//! record stays intact; a record copied to another offset is rejected; a deleted middle
-//! segment fails the open. Also: readers across segment rolls, cursors and garbage collection.
-
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+//! Journal recovery (format v3), byte by byte: a torn write at every byte of the last batch
+//! (its entry and its batch mark) is truncated and appends continue; a multi-record last
+//! batch with a whole sector lost in its middle is cut whole, even under the stop policy, and
+//! copied aside first; a bit flip at every byte of a middle record or of its batch mark, and a
+//! zeroed 512-byte sector, are detected every time, quarantined with a report, and every other
+//! record stays intact; a record copied to another offset is rejected; a deleted middle
+//! segment fails the open; lowering `record_bytes_max` keeps longer acknowledged records.
+//!
+//! Every edit of a segment's bytes goes through [`pos`]: a record's global offset is not its
+//! file position, since each segment starts with a header.
 
 use std::path::{Path, PathBuf};
 
+use stemedb::storage::journal::layout::{IDENTITY_FILE, SEGMENT_HEADER_BYTES};
 use stemedb::storage::journal::{
-    CorruptionPolicy, Journal, JournalConfig, JournalError, QUARANTINE_DIR, ReadOutcome, format, scan,
+    CorruptionPolicy, Journal, JournalConfig, JournalError, QUARANTINE_DIR, ReadOutcome, SECTOR_BYTES,
+    format, identity, scan,
 };
 use tempfile::TempDir;
 
-/// Small segments (every test's log fits one, and preallocation stays cheap) and small
-/// batches, so that the torn-batch window (batch bytes + one record, about 2 KiB here) is
-/// short and damage followed by more valid records than that counts as mid-log.
+/// Small segments: every edited test log fits one, and preallocation stays cheap.
 fn test_config() -> JournalConfig {
     JournalConfig {
         segment_size_bytes: 64 * 1024,
         record_bytes_max: 1024,
-        group_commit_batch_bytes_max: 1024,
+        group_commit_batch_bytes_max: 4096,
         ..JournalConfig::default()
     }
 }
 
-/// Records after which damage is mid-log under [`test_config`]: about 4 KiB of log.
+/// Records in a log where damage near its start is followed by many complete batches.
 const MANY: usize = 40;
+
+/// Bytes of a batch mark. One appender appending in turn makes every append its own batch, so
+/// each entry is followed by a mark.
+const MARK: u64 = format::MARK_BYTES as u64;
 
 fn payload(n: usize) -> Vec<u8> {
     (0..60 + n % 7).map(|i| (i * 31 + n * 7) as u8).collect()
+}
+
+/// Bytes of the entry holding `payload(n)`, without its batch mark.
+fn entry_len(n: usize) -> u64 {
+    format::record_len(payload(n).len()) as u64
+}
+
+/// The file position of global offset `offset` in the first segment (base 0), where every
+/// edited log of these tests lives: records start after the segment header.
+fn pos(offset: u64) -> usize {
+    SEGMENT_HEADER_BYTES + usize::try_from(offset).unwrap()
 }
 
 /// Writes `count` records into a fresh journal; returns the directory and their offsets.
 fn journal_with(count: usize, config: &JournalConfig) -> (TempDir, Vec<u64>) {
     let dir = TempDir::new().unwrap();
     let journal = Journal::open(dir.path(), config.clone()).unwrap();
-    let offsets = (0..count).map(|n| journal.append(payload(n)).unwrap()).collect();
+    let offsets: Vec<u64> = (0..count).map(|n| journal.append(payload(n)).unwrap()).collect();
+    for n in 1..count {
+        assert_eq!(
+            offsets[n],
+            offsets[n - 1] + entry_len(n - 1) + MARK,
+            "one batch per append"
+        );
+    }
     (dir, offsets)
 }
 
@@ -51,13 +78,15 @@ fn only_segment(dir: &Path) -> PathBuf {
     segments.remove(0)
 }
 
-/// Copies the single segment of `from` into a fresh directory, with `edit` applied.
+/// Copies the single segment of `from`, with `edit` applied, and the journal's identity file
+/// into a fresh directory.
 fn damaged_copy(from: &Path, edit: impl FnOnce(&mut Vec<u8>)) -> TempDir {
     let segment = only_segment(from);
     let mut bytes = std::fs::read(&segment).unwrap();
     edit(&mut bytes);
     let dir = TempDir::new().unwrap();
     std::fs::write(dir.path().join(segment.file_name().unwrap()), bytes).unwrap();
+    std::fs::copy(from.join(IDENTITY_FILE), dir.path().join(IDENTITY_FILE)).unwrap();
     dir
 }
 
@@ -89,111 +118,148 @@ fn walk(journal: &Journal, start: u64) -> Vec<(u64, Vec<u8>)> {
     }
 }
 
+/// Names of the files in the quarantine folder of `dir`.
+fn quarantine_names(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir.join(QUARANTINE_DIR))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect()
+}
+
 #[test]
-fn recovery_truncates_a_torn_write_at_every_byte_of_the_last_record() {
-    let config = test_config();
+fn recovery_truncates_a_torn_write_at_every_byte_of_the_last_batch() {
+    // Under the stop policy, so that a tear taken for damage to acknowledged data fails too.
+    let config = JournalConfig {
+        corruption_policy: CorruptionPolicy::Stop,
+        ..test_config()
+    };
     let (dir, offsets) = journal_with(5, &config);
-    let last = *offsets.last().unwrap();
-    let end = last + format::record_len(payload(4).len()) as u64;
+    let last = offsets[4];
+    // The last batch: the last entry, then its mark. A cut anywhere in it, including just
+    // before the mark (an entry nobody was told is durable), loses that batch only.
+    let end = last + entry_len(4) + MARK;
+    let expected: Vec<(u64, Vec<u8>)> = (0..4).map(|n| (offsets[n], payload(n))).collect();
+    let mut wrong = Vec::new();
     for cut in last + 1..end {
-        let copy = damaged_copy(dir.path(), |bytes| bytes.truncate(cut as usize));
-        let journal = Journal::open(copy.path(), config.clone()).unwrap();
-        assert_eq!(journal.durable_end(), last, "cut at {cut}");
+        let copy = damaged_copy(dir.path(), |bytes| bytes.truncate(pos(cut)));
+        let journal = match Journal::open(copy.path(), config.clone()) {
+            Ok(journal) if journal.durable_end() == last => journal,
+            Ok(journal) => {
+                let recovered = journal.recovered();
+                wrong.push(format!(
+                    "cut at last + {}: end {}, quarantined {:?}",
+                    cut - last,
+                    journal.durable_end(),
+                    recovered.quarantined
+                ));
+                continue;
+            }
+            Err(error) => {
+                wrong.push(format!("cut at last + {}: {error}", cut - last));
+                continue;
+            }
+        };
         let truncated = journal.recovered().truncated_bytes;
         assert!(
             (1..=cut - last).contains(&truncated),
             "cut at {cut}: truncated {truncated}"
         );
-        let records = walk(&journal, 0);
-        assert_eq!(records.len(), 4, "cut at {cut}");
-        for (n, (at, bytes)) in records.iter().enumerate() {
-            assert_eq!((*at, bytes), (offsets[n], &payload(n)));
-        }
+        assert_eq!(journal.quarantined_count(), 0, "cut at {cut}");
+        assert_eq!(walk(&journal, 0), expected, "cut at {cut}");
         let again = journal.append(b"after the tear".to_vec()).unwrap();
         assert_eq!(again, last, "appends continue where the valid log ends");
         assert_eq!(read_record(&journal, again).unwrap().1, b"after the tear");
     }
+    assert!(
+        wrong.is_empty(),
+        "tears not cut at the last batch ({last}): {wrong:#?}"
+    );
 }
 
 #[test]
-fn a_bit_flip_at_every_byte_of_a_middle_record_is_quarantined() {
+fn a_bit_flip_at_every_byte_of_a_middle_record_or_its_mark_is_quarantined() {
     let config = test_config();
     let (dir, offsets) = journal_with(MANY, &config);
-    let (start, end) = (offsets[2], offsets[3]);
+    let (start, mark, end) = (offsets[2], offsets[2] + entry_len(2), offsets[3]);
     for at in start..end {
         let bit = 1u8 << (at % 8);
-        let copy = damaged_copy(dir.path(), |bytes| bytes[at as usize] ^= bit);
+        let copy = damaged_copy(dir.path(), |bytes| bytes[pos(at)] ^= bit);
+        // A flip in the entry loses the entry; a flip in its mark loses only the mark.
+        let (bad, bad_end) = if at < mark { (start, mark) } else { (mark, end) };
         let report = scan(copy.path(), &config).unwrap();
         assert_eq!(report.defects.len(), 1, "flip at {at} detected");
-        assert_eq!(report.defects[0].offset, start);
-        assert!(!report.defects[0].tail);
+        assert_eq!(report.defects[0].offset, bad, "flip at {at}");
+        assert!(!report.defects[0].tail, "flip at {at}");
         let journal = Journal::open(copy.path(), config.clone()).unwrap();
         assert_eq!(journal.quarantined_count(), 1, "flip at {at}");
-        let report_file = copy.path().join(QUARANTINE_DIR).join(format!("{start:020}.json"));
+        assert_eq!(journal.recovered().truncated_bytes, 0, "flip at {at}");
+        let report_file = copy.path().join(QUARANTINE_DIR).join(format!("{bad:020}.json"));
         let text = std::fs::read_to_string(&report_file).unwrap();
         assert!(
             text.contains("\"offset\"") && text.contains("\"reason\""),
             "{text}"
         );
         let quarantined =
-            std::fs::read(copy.path().join(QUARANTINE_DIR).join(format!("{start:020}.bin"))).unwrap();
-        assert_eq!(quarantined.len() as u64, end - start);
+            std::fs::read(copy.path().join(QUARANTINE_DIR).join(format!("{bad:020}.bin"))).unwrap();
+        let original = std::fs::read(only_segment(dir.path())).unwrap();
+        let mut flipped = original[pos(bad)..pos(bad_end)].to_vec();
+        flipped[pos(at) - pos(bad)] ^= bit;
+        assert_eq!(quarantined, flipped, "the damaged bytes are copied aside whole");
         let records = walk(&journal, 0);
         let expected: Vec<(u64, Vec<u8>)> = (0..MANY)
-            .filter(|&n| n != 2)
+            .filter(|&n| n != 2 || at >= mark)
             .map(|n| (offsets[n], payload(n)))
             .collect();
         assert_eq!(records, expected, "flip at {at}");
         // Reading at the quarantined offset lands on the next good record.
-        assert_eq!(read_record(&journal, start).unwrap().0, end);
+        assert_eq!(read_record(&journal, bad).unwrap().0, end);
     }
 }
 
 #[test]
 fn a_zeroed_sector_is_quarantined_and_records_around_it_survive() {
     let config = test_config();
-    let (dir, offsets) = journal_with(40, &config);
-    let (zero_from, zero_to) = (1024u64, 1536u64);
-    let copy = damaged_copy(dir.path(), |bytes| {
-        bytes[zero_from as usize..zero_to as usize].fill(0)
-    });
+    let (dir, offsets) = journal_with(MANY, &config);
+    // File positions: a sector as the disk sees it.
+    let (zero_from, zero_to) = (2 * SECTOR_BYTES, 3 * SECTOR_BYTES);
+    let copy = damaged_copy(dir.path(), |bytes| bytes[zero_from..zero_to].fill(0));
     let journal = Journal::open(copy.path(), config.clone()).unwrap();
     assert_eq!(journal.quarantined_count(), 1);
+    assert_eq!(journal.recovered().truncated_bytes, 0);
     let records = walk(&journal, 0);
-    let lens: Vec<u64> = (0..40)
-        .map(|n| format::record_len(payload(n).len()) as u64)
-        .collect();
-    let intact: Vec<(u64, Vec<u8>)> = (0..40)
-        .filter(|&n| offsets[n] + lens[n] <= zero_from || offsets[n] >= zero_to)
+    let intact: Vec<(u64, Vec<u8>)> = (0..MANY)
+        .filter(|&n| pos(offsets[n] + entry_len(n)) <= zero_from || pos(offsets[n]) >= zero_to)
         .map(|n| (offsets[n], payload(n)))
         .collect();
-    assert!(intact.len() >= 30);
+    assert!(
+        intact.len() >= MANY - 4 && intact.len() < MANY,
+        "{}",
+        intact.len()
+    );
     assert_eq!(records, intact);
     // Reopening finds the same region again and does not duplicate the report.
     drop(journal);
     let journal = Journal::open(copy.path(), config).unwrap();
     assert_eq!(journal.quarantined_count(), 1);
-    assert_eq!(
-        std::fs::read_dir(copy.path().join(QUARANTINE_DIR))
-            .unwrap()
-            .count(),
-        2
-    );
+    assert_eq!(quarantine_names(copy.path()).len(), 2);
 }
 
 #[test]
 fn a_record_copied_to_another_offset_is_rejected() {
     let config = test_config();
     let (dir, offsets) = journal_with(MANY, &config);
-    // Records 1 and 4 have equal payload sizes (n % 7), so 1 fits exactly over 4.
+    // Records 1 and 8 have equal payload sizes (n % 7), so entry 1 fits exactly over entry 8.
+    assert_eq!(entry_len(1), entry_len(8));
     let copy = damaged_copy(dir.path(), |bytes| {
-        let one = bytes[offsets[1] as usize..offsets[2] as usize].to_vec();
-        bytes[offsets[4] as usize..offsets[4] as usize + one.len()].copy_from_slice(&one);
+        let one = bytes[pos(offsets[1])..pos(offsets[1] + entry_len(1))].to_vec();
+        bytes[pos(offsets[8])..pos(offsets[8] + entry_len(8))].copy_from_slice(&one);
     });
     let report = scan(copy.path(), &config).unwrap();
     assert_eq!(report.defects.len(), 1);
-    assert_eq!(report.defects[0].offset, offsets[4]);
+    assert_eq!(report.defects[0].offset, offsets[8]);
+    assert_eq!(report.defects[0].length, entry_len(8));
     assert_eq!(report.defects[0].reason, "crc mismatch");
+    assert!(!report.defects[0].tail);
 }
 
 #[test]
@@ -203,7 +269,8 @@ fn mid_log_corruption_under_the_stop_policy_fails_the_open() {
         ..test_config()
     };
     let (dir, offsets) = journal_with(MANY, &config);
-    let copy = damaged_copy(dir.path(), |bytes| bytes[offsets[2] as usize + 45] ^= 1);
+    // A payload byte of entry 2 (the header is 44 bytes).
+    let copy = damaged_copy(dir.path(), |bytes| bytes[pos(offsets[2]) + 45] ^= 1);
     let error = Journal::open(copy.path(), config).unwrap_err();
     assert!(
         matches!(error, JournalError::Corruption { offset, .. } if offset == offsets[2]),
@@ -225,100 +292,13 @@ fn a_deleted_middle_segment_fails_the_open() {
     let mut segments: Vec<PathBuf> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "wal"))
         .collect();
     segments.sort();
     assert!(segments.len() >= 4, "{segments:?}");
     std::fs::remove_file(&segments[1]).unwrap();
     let error = Journal::open(dir.path(), config).unwrap_err();
     assert!(matches!(error, JournalError::SegmentGap { .. }), "{error}");
-}
-
-#[test]
-fn readers_follow_segment_rolls_and_tell_end_of_log() {
-    let dir = TempDir::new().unwrap();
-    let journal = Journal::open(dir.path(), small_segments()).unwrap();
-    let mut reader = journal.reader();
-    assert_eq!(reader.read(0).unwrap(), ReadOutcome::EndOfLog);
-    let offsets: Vec<u64> = (0..200).map(|n| journal.append(payload(n)).unwrap()).collect();
-    for (n, &offset) in offsets.iter().enumerate() {
-        match reader.read(offset).unwrap() {
-            ReadOutcome::Record { payload: p, .. } => assert_eq!(p, payload(n)),
-            other => panic!("record {n} at {offset}: {other:?}"),
-        }
-    }
-    assert_eq!(walk(&journal, 0).len(), 200);
-    assert!(
-        reader.read(offsets[5] + 1).is_err(),
-        "an offset inside a record is refused"
-    );
-}
-
-#[test]
-fn cursors_persist_and_garbage_collection_spares_held_segments() {
-    let dir = TempDir::new().unwrap();
-    let config = small_segments();
-    let journal = Journal::open(dir.path(), config.clone()).unwrap();
-    let offsets: Vec<u64> = (0..300).map(|n| journal.append(payload(n)).unwrap()).collect();
-    assert_eq!(
-        journal.collect_garbage().unwrap(),
-        0,
-        "no cursor, nothing removed"
-    );
-    journal.set_cursor("ingest", offsets[250]).unwrap();
-    let mut held = journal.reader();
-    assert!(matches!(held.read(0).unwrap(), ReadOutcome::Record { .. }));
-    assert_eq!(
-        journal.collect_garbage().unwrap(),
-        0,
-        "a reader holds the first segment"
-    );
-    drop(held);
-    let removed = journal.collect_garbage().unwrap();
-    assert!(removed >= 2, "removed {removed}");
-    assert!(journal.reader().read(0).is_err(), "offset 0 is gone");
-    drop(journal);
-    let journal = Journal::open(dir.path(), config).unwrap();
-    assert_eq!(journal.cursor("ingest"), Some(offsets[250]));
-    let tail = walk(&journal, offsets[250]);
-    assert_eq!(tail.len(), 50);
-    assert_eq!(tail[0], (offsets[250], payload(250)));
-}
-
-#[test]
-fn oversized_and_empty_payloads_are_refused_before_the_log() {
-    let dir = TempDir::new().unwrap();
-    let config = JournalConfig {
-        record_bytes_max: 100,
-        group_commit_batch_bytes_max: 100,
-        ..test_config()
-    };
-    let journal = Journal::open(dir.path(), config).unwrap();
-    assert!(matches!(
-        journal.append(vec![]),
-        Err(JournalError::RecordSize { len: 0, max: 100 })
-    ));
-    assert!(matches!(
-        journal.append(vec![1; 101]),
-        Err(JournalError::RecordSize { len: 101, .. })
-    ));
-    assert_eq!(journal.append(vec![1; 100]).unwrap(), 0);
-    assert_eq!(journal.durable_end(), format::record_len(100) as u64);
-}
-
-#[test]
-fn a_reader_made_before_a_roll_reads_the_new_segment() {
-    let dir = TempDir::new().unwrap();
-    let journal = Journal::open(dir.path(), small_segments()).unwrap();
-    let mut old = journal.reader();
-    let first = journal.append(vec![7; 1500]).unwrap();
-    assert!(matches!(old.read(first).unwrap(), ReadOutcome::Record { .. }));
-    let offsets: Vec<u64> = (0..12).map(|_| journal.append(vec![7; 1500]).unwrap()).collect();
-    for offset in offsets {
-        match old.read(offset).unwrap() {
-            ReadOutcome::Record { payload, .. } => assert_eq!(payload, vec![7; 1500]),
-            other => panic!("{offset}: {other:?}"),
-        }
-    }
 }
 
 #[test]
@@ -333,28 +313,73 @@ fn a_clean_reopen_truncates_nothing() {
 
 #[test]
 fn a_torn_batch_with_surviving_later_records_is_a_tail_even_under_stop() {
-    // Pages of one unacknowledged batch reach the disk in any order: here the middle of the
-    // last few records is lost while the final record survives. That is a torn tail, not
-    // mid-log corruption, so even the stop policy opens, and a copy of the bytes is kept.
+    // The sectors of one unacknowledged batch reach the disk in any order: here a whole sector
+    // in the middle of a multi-record last batch is lost while its last entry and its mark
+    // survive. That is a torn tail, not mid-log corruption, so even the stop policy opens, the
+    // whole batch is cut, and a copy of its bytes is kept.
     let config = JournalConfig {
         corruption_policy: CorruptionPolicy::Stop,
         ..test_config()
     };
     let (dir, offsets) = journal_with(MANY, &config);
-    let hole = offsets[MANY - 3] as usize + 10;
-    let copy = damaged_copy(dir.path(), |bytes| bytes[hole..hole + 100].fill(0));
-    let journal = Journal::open(copy.path(), config).unwrap();
-    assert_eq!(journal.durable_end(), offsets[MANY - 3]);
-    assert_eq!(walk(&journal, 0).len(), MANY - 3);
-    let kept: Vec<String> = std::fs::read_dir(copy.path().join(QUARANTINE_DIR))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
+    let start = offsets[MANY - 1] + entry_len(MANY - 1) + MARK;
+    // One appender writes one record per batch, so the batch is written here as the
+    // group-commit thread writes a batch of six (entries, then one mark).
+    let seed = identity(dir.path()).unwrap().unwrap().seed();
+    let (mut batch, mut entries) = (Vec::new(), Vec::new());
+    for n in 0..6u8 {
+        entries.push(start + batch.len() as u64);
+        format::encode(&[n + 1; 300], start + batch.len() as u64, seed, &mut batch);
+    }
+    format::encode_mark(start, 6, start + batch.len() as u64, seed, &mut batch);
+    let batch_end = start + batch.len() as u64;
+    let at = pos(start);
+    let written = damaged_copy(dir.path(), |bytes| {
+        bytes[at..at + batch.len()].copy_from_slice(&batch)
+    });
+    let whole = Journal::open(written.path(), config.clone()).unwrap();
+    assert_eq!(whole.durable_end(), batch_end, "the batch as written is complete");
+    let expected: Vec<(u64, Vec<u8>)> = (0..6u8)
+        .map(|n| (entries[n as usize], vec![n + 1; 300]))
         .collect();
+    assert_eq!(walk(&whole, start), expected);
+    drop(whole);
+    // Lose the first whole sector after the start of the batch's second entry.
+    let lost = (pos(entries[1]) / SECTOR_BYTES + 1) * SECTOR_BYTES;
     assert!(
-        kept.iter()
-            .any(|name| name.starts_with("tail-") && name.ends_with(".bin")),
-        "{kept:?}"
+        lost + SECTOR_BYTES <= pos(entries[5]),
+        "the last entry and the mark survive"
     );
+    let torn = damaged_copy(written.path(), |bytes| bytes[lost..lost + SECTOR_BYTES].fill(0));
+    let segment = std::fs::read(only_segment(torn.path())).unwrap();
+    let journal = Journal::open(torn.path(), config).unwrap();
+    assert_eq!(journal.durable_end(), start);
+    assert_eq!(walk(&journal, 0).len(), MANY);
+    let surviving = (0..6)
+        .filter(|&n| {
+            pos(entries[n]) + format::record_len(300) <= lost || pos(entries[n]) >= lost + SECTOR_BYTES
+        })
+        .count() as u64;
+    assert!(surviving >= 3);
+    assert_eq!(journal.recovered().truncated_records, surviving);
+    // The whole batch, its mark too (which ends in zero bytes: its entry count's high bytes).
+    assert_eq!(journal.recovered().truncated_bytes, batch_end - start);
+    let names = quarantine_names(torn.path());
+    let bin = names
+        .iter()
+        .find(|name| name.starts_with(&format!("tail-{start:020}-")) && name.ends_with(".bin"))
+        .unwrap_or_else(|| panic!("{names:?}"));
+    let kept = std::fs::read(torn.path().join(QUARANTINE_DIR).join(bin)).unwrap();
+    assert!(
+        kept == segment[pos(start)..pos(batch_end)],
+        "copied aside whole first"
+    );
+    let after = std::fs::read(only_segment(torn.path())).unwrap();
+    assert!(
+        after[pos(start)..].iter().all(|&b| b == 0),
+        "the batch is gone from the log"
+    );
+    assert_eq!(journal.append(b"next".to_vec()).unwrap(), start);
 }
 
 #[test]
@@ -376,76 +401,62 @@ fn lowering_record_bytes_max_keeps_acknowledged_records() {
 }
 
 #[test]
+fn a_bit_flip_in_the_mark_of_the_last_acknowledged_batch_is_quarantined_not_cut() {
+    // The mark of the last batch is acknowledged data: its entry was acknowledged once it was
+    // durable. Where the mark ends a few bytes into a new sector, those bytes are zeros (the
+    // high bytes of its entry count), like the preallocated space after them; a flipped bit
+    // elsewhere in the mark is still damage, not lost sectors, and must not cut the entry.
+    let config = test_config();
+    let mut wrong = Vec::new();
+    for k in 0..6 {
+        let dir = TempDir::new().unwrap();
+        let journal = Journal::open(dir.path(), config.clone()).unwrap();
+        journal.append(payload(0)).unwrap();
+        // The last entry's size puts the end of its mark `k` bytes into the log's third sector.
+        let size =
+            2 * SECTOR_BYTES + k - pos(journal.durable_end()) - format::record_len(0) - format::MARK_BYTES;
+        let last = journal.append(vec![7; size]).unwrap();
+        drop(journal);
+        let mark = last + format::record_len(size) as u64;
+        // Its length, CRC, kind, hash, batch start and entry count.
+        for byte in [0, 5, 9, 20, 45, 52] {
+            let copy = damaged_copy(dir.path(), |bytes| bytes[pos(mark) + byte] ^= 1);
+            let journal = Journal::open(copy.path(), config.clone()).unwrap();
+            let recovered = journal.recovered();
+            let entry = read_record(&journal, last).map(|(at, bytes)| (at, bytes.len()));
+            let quarantined: Vec<u64> = recovered.quarantined.iter().map(|q| q.0).collect();
+            if (recovered.truncated_bytes, entry, &quarantined[..]) != (0, Some((last, size)), &[mark][..]) {
+                wrong.push(format!(
+                    "mark ends {k} bytes into a sector, bit flipped at mark + {byte}: truncated {} \
+                     bytes, quarantined {:?}, last entry {entry:?}",
+                    recovered.truncated_bytes, recovered.quarantined
+                ));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "acknowledged entries cut: {wrong:#?}");
+}
+
+#[test]
 fn a_cursor_inside_a_quarantined_region_skips_to_its_end() {
     let config = test_config();
     let (dir, offsets) = journal_with(MANY, &config);
-    // Damage records 2 and 3 together: one region [offsets[2], offsets[4]).
+    // Damage entry 2, its mark and entry 3 (a payload byte of each): one region from entry 2
+    // to the mark of entry 3, which holds the start of entry 3.
+    let mark2 = offsets[2] + entry_len(2);
     let copy = damaged_copy(dir.path(), |bytes| {
-        bytes[offsets[2] as usize + 45] ^= 1;
-        bytes[offsets[3] as usize + 45] ^= 1;
+        for offset in [offsets[2], mark2, offsets[3]] {
+            bytes[pos(offset) + 45] ^= 1;
+        }
     });
     let journal = Journal::open(copy.path(), config).unwrap();
+    let region_end = offsets[3] + entry_len(3);
     assert_eq!(
         journal.recovered().quarantined,
-        vec![(offsets[2], offsets[4] - offsets[2])]
+        vec![(offsets[2], region_end - offsets[2])]
     );
     assert_eq!(
         read_record(&journal, offsets[3]).unwrap(),
         (offsets[4], payload(4))
     );
-}
-
-#[test]
-fn a_second_journal_on_the_same_directory_is_refused() {
-    let dir = TempDir::new().unwrap();
-    let first = Journal::open(dir.path(), test_config()).unwrap();
-    let error = Journal::open(dir.path(), test_config()).unwrap_err();
-    assert!(matches!(error, JournalError::Locked(_)), "{error}");
-    drop(first);
-    assert!(
-        Journal::open(dir.path(), test_config()).is_ok(),
-        "the lock dies with the journal"
-    );
-}
-
-#[test]
-fn a_cursor_cannot_pass_the_durable_end() {
-    let dir = TempDir::new().unwrap();
-    let journal = Journal::open(dir.path(), test_config()).unwrap();
-    let end = {
-        journal.append(payload(0)).unwrap();
-        journal.durable_end()
-    };
-    journal.set_cursor("c", end).unwrap();
-    let error = journal.set_cursor("c", end + 1).unwrap_err();
-    assert!(matches!(error, JournalError::CursorBeyondEnd { .. }), "{error}");
-    assert_eq!(journal.cursor("c"), Some(end));
-}
-
-#[test]
-fn waiting_for_durability_wakes_on_the_append_and_honours_the_deadline() {
-    use std::time::{Duration, Instant};
-    let dir = TempDir::new().unwrap();
-    let journal = Journal::open(dir.path(), test_config()).unwrap();
-    let end = journal.durable_end();
-    // Nothing is appended: the wait ends at its deadline with the end unchanged.
-    assert_eq!(
-        journal.wait_durable_beyond(end, Instant::now() + Duration::from_millis(20)),
-        end
-    );
-    let appender = {
-        let journal = journal.clone();
-        std::thread::spawn(move || journal.append(payload(0)).unwrap())
-    };
-    let reached = journal.wait_durable_beyond(end, Instant::now() + Duration::from_secs(30));
-    let offset = appender.join().unwrap();
-    assert_eq!(offset, end);
-    assert_eq!(
-        reached,
-        end + format::record_len(payload(0).len()) as u64,
-        "woken by the commit"
-    );
-    drop(journal);
-    let journal = Journal::open(dir.path(), test_config()).unwrap();
-    assert_eq!(journal.recovered().record_count, 1);
 }

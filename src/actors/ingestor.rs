@@ -30,8 +30,9 @@ use crate::storage::state::{IngestRecord, Plan, RoutedVote, State, StateError, T
 const MAILBOX_CAPACITY: usize = 16;
 /// Name of the ingestor's journal cursor, which lets garbage collection pass applied segments.
 pub const INGEST_CURSOR_NAME: &str = "ingest";
-/// The journal cursor is saved (one small fsync) once ingestion has advanced this many bytes
-/// past the last save: often enough for garbage collection, rarely enough to cost nothing.
+/// The journal cursor is saved (one state sync and one small fsync) once ingestion has
+/// advanced this many bytes past the last save, or one collection step of the log if that is
+/// less: often enough for garbage collection, rarely enough to cost nothing.
 const JOURNAL_CURSOR_STRIDE_BYTES: u64 = 16 << 20;
 
 /// Consecutive failures of one step after which ingestion is reported stalled even though the
@@ -201,7 +202,8 @@ impl IngestorActor {
     }
 
     fn save_journal_cursor(&mut self) {
-        if self.cursor.saturating_sub(self.journal_cursor) < JOURNAL_CURSOR_STRIDE_BYTES {
+        let stride = JOURNAL_CURSOR_STRIDE_BYTES.min(self.log.collect_step_bytes());
+        if self.cursor.saturating_sub(self.journal_cursor) < stride {
             return;
         }
         // The state commits skip the meta-page sync; sync it first, so the journal never lets

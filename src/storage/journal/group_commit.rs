@@ -3,13 +3,16 @@
 //! appender with its global offset.
 //!
 //! Batching needs no timer: while one fdatasync runs, new appends queue up and form the next
-//! batch. A lone appender is written at once. `group_commit_wait_us_max` optionally holds a
+//! batch. A lone appender commits its own record on its own thread (see `Journal::append`),
+//! holding the same writer lock, so batches never interleave. `group_commit_wait_us_max` optionally holds a
 //! batch open a little longer when several appenders are already queued.
 
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
+use parking_lot::Mutex;
 
 use super::config::JournalConfig;
 use super::error::JournalError;
@@ -29,7 +32,7 @@ pub struct AppendRequest {
 
 /// Starts the group-commit thread; it ends when every sender is dropped.
 pub fn spawn(
-    mut writer: Writer,
+    writer: Arc<Mutex<Writer>>,
     config: JournalConfig,
     requests: Receiver<AppendRequest>,
 ) -> std::io::Result<JoinHandle<()>> {
@@ -38,7 +41,8 @@ pub fn spawn(
         .spawn(move || {
             let mut batch = Vec::new();
             while let Some(()) = collect_batch(&requests, &config, &mut batch) {
-                commit(&mut writer, &mut batch);
+                // A lone appender may be committing its own record; the batch waits for it.
+                commit(&mut writer.lock(), &mut batch);
             }
         })
 }

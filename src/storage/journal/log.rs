@@ -46,6 +46,9 @@ pub trait Log: Send + Sync {
     fn set_cursor(&self, name: &str, offset: u64) -> Result<(), JournalError>;
     /// Removes what retention and the cursors let go; returns how many units (segments) went.
     fn collect_garbage(&self) -> Result<usize, JournalError>;
+    /// Returns the bytes of progress after which a cursor update can let a unit go: a
+    /// consumer saving its cursor more often gains nothing.
+    fn collect_step_bytes(&self) -> u64;
     /// Returns a handle that does not keep the log open, for observers.
     fn downgrade(&self) -> WeakJournal;
 }
@@ -83,5 +86,9 @@ impl Log for Journal {
 
     fn downgrade(&self) -> WeakJournal {
         Journal::downgrade(self)
+    }
+
+    fn collect_step_bytes(&self) -> u64 {
+        self.config().segment_size_bytes
     }
 }
