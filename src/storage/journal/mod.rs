@@ -184,7 +184,15 @@ impl Journal {
             let end = quarantined.entry(offset).or_insert(offset);
             *end = (*end).max(offset + length);
         }
-        let shared = Arc::new(Shared::new(recovered.report.end, handles, quarantined, files, id.seed()));
+        let shared = Arc::new(Shared::new(
+            recovered.report.end,
+            handles,
+            quarantined,
+            files,
+            id.seed(),
+            dir.clone(),
+            config.corruption_policy,
+        ));
         let writer = writer::Writer::open(
             dir.clone(),
             config.clone(),

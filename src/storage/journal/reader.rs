@@ -103,8 +103,25 @@ impl JournalReader {
         }
     }
 
-    /// Reads the one record (entry or mark) at `offset`, past quarantined bytes there.
+    /// Reads the one record (entry or mark) at `offset`, past quarantined bytes there. Damage
+    /// met in a sealed segment (which opening does not read) is quarantined there and then,
+    /// with a report, and the read goes on past it; under the `stop` policy it is reported.
     fn step(&mut self, offset: u64) -> Result<Step, ReadError> {
+        match self.step_once(offset) {
+            Err(ReadError::Corrupt { offset: at, defect }) => {
+                let sealed = self
+                    .find(at)
+                    .filter(|segment| self.shared.segments.read().last().is_some_and(|last| last.base > segment.base));
+                match sealed {
+                    Some(segment) if self.shared.quarantine_sealed(&segment, at)? => self.step_once(offset),
+                    _ => Err(ReadError::Corrupt { offset: at, defect }),
+                }
+            }
+            other => other,
+        }
+    }
+
+    fn step_once(&mut self, offset: u64) -> Result<Step, ReadError> {
         let offset = self.skip_quarantined(offset);
         if offset >= self.shared.durable_end() {
             return Ok(Step::Outcome(if offset < self.shared.written_end() {

@@ -269,8 +269,16 @@ fn classify_tail(tail: &Tail, scan: &SegmentScan, id: JournalId) -> (Vec<Defect>
     };
     let data = &tail.bytes[SEGMENT_HEADER_BYTES..];
     let from = (cut - tail.segment.base) as usize;
-    // The cut runs to the last non-zero byte: zeros after it are preallocated space.
-    let to = data[from..].iter().rposition(|&b| b != 0).map_or(from, |i| from + i + 1);
+    // The cut runs to the last non-zero byte: zeros after it are preallocated space. It also
+    // runs at least to the end of the last valid record, which may itself end in zero bytes (a
+    // batch mark always does: its entry count is a little-endian u32): stopping at the last
+    // non-zero byte would copy that record aside without its end, and `count_valid` would not
+    // count it.
+    let last_non_zero = data[from..]
+        .iter()
+        .rposition(|&b| b != 0)
+        .map_or(from, |i| from + i + 1);
+    let to = last_non_zero.max((scan.records_end - tail.segment.base) as usize);
     let mid = scan
         .defects
         .iter()
@@ -555,4 +563,28 @@ fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), JournalError> {
     file.write_all(bytes)
         .map_err(|e| JournalError::io("write", path, e))?;
     file.sync_all().map_err(|e| JournalError::io("fsync", path, e))
+}
+
+/// Scans one sealed segment and quarantines every defect in it (copy aside with a report);
+/// returns the regions as (offset, length). Opening does not read sealed segments, so a reader
+/// that meets damage in one calls this, at the cost of one segment, not the history.
+pub(crate) fn quarantine_sealed(
+    dir: &Path,
+    path: &Path,
+    base: u64,
+    seed: super::format::Seed,
+) -> Result<Vec<(u64, u64)>, JournalError> {
+    let bytes = std::fs::read(path).map_err(|e| JournalError::io("read segment", path, e))?;
+    let Some(data) = bytes.get(SEGMENT_HEADER_BYTES..bytes.len().saturating_sub(SEGMENT_TRAILER_BYTES)) else {
+        return Ok(Vec::new());
+    };
+    let found = scan::scan_records(data, base, seed, false, false);
+    let mut regions = Vec::with_capacity(found.defects.len());
+    for raw in &found.defects {
+        let defect = defect(path, raw, false);
+        tracing::warn!(segment = %path.display(), offset = defect.offset, length = defect.length, reason = %defect.reason, "quarantining damage in a sealed segment");
+        quarantine(dir, &defect)?;
+        regions.push((defect.offset, defect.length));
+    }
+    Ok(regions)
 }

@@ -1,12 +1,15 @@
 //! State shared by the writer, the readers and the garbage collector.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use parking_lot::{Condvar, Mutex, RwLock};
 
+use super::config::CorruptionPolicy;
+use super::error::JournalError;
 use super::format::Seed;
 use super::segment::{OpenFiles, SegmentHandle};
 
@@ -25,6 +28,12 @@ pub struct Shared {
     pub files: Arc<OpenFiles>,
     /// The journal identity's CRC seed.
     pub seed: Seed,
+    /// The journal directory (quarantine reports go to its `quarantine/`).
+    pub dir: PathBuf,
+    /// Whether damage a reader meets in a sealed segment is quarantined.
+    pub policy: CorruptionPolicy,
+    /// Serializes quarantining by readers.
+    quarantining: Mutex<()>,
     /// Signalled whenever `durable_end` advances.
     durable_signal: (Mutex<()>, Condvar),
     /// Called with the new durable end after each batch (e.g. to wake the GroupCommit actor).
@@ -50,10 +59,15 @@ impl Shared {
         quarantined: BTreeMap<u64, u64>,
         files: Arc<OpenFiles>,
         seed: Seed,
+        dir: PathBuf,
+        policy: CorruptionPolicy,
     ) -> Self {
         Self {
             files,
             seed,
+            dir,
+            policy,
+            quarantining: Mutex::new(()),
             durable_end: AtomicU64::new(end),
             written_end: AtomicU64::new(end),
             segments: RwLock::new(segments),
@@ -86,6 +100,32 @@ impl Shared {
         if let Some(listener) = self.listener.read().as_ref() {
             listener(end);
         }
+    }
+
+    /// Quarantines the damage of the sealed segment `segment` (see `recovery::quarantine_sealed`)
+    /// unless the policy is `stop`; returns true if and only if `offset` now lies in a
+    /// quarantined region, so that a read there can go on past it.
+    pub fn quarantine_sealed(&self, segment: &SegmentHandle, offset: u64) -> Result<bool, JournalError> {
+        if self.policy == CorruptionPolicy::Stop {
+            return Ok(false);
+        }
+        let _one_at_a_time = self.quarantining.lock();
+        let covered = |quarantined: &BTreeMap<u64, u64>| {
+            quarantined
+                .range(..=offset)
+                .next_back()
+                .is_some_and(|(_, &end)| offset < end)
+        };
+        if covered(&self.quarantined.read()) {
+            return Ok(true);
+        }
+        let regions = super::recovery::quarantine_sealed(&self.dir, &segment.path, segment.base, self.seed)?;
+        let mut quarantined = self.quarantined.write();
+        for (start, length) in regions {
+            let end = quarantined.entry(start).or_insert(start);
+            *end = (*end).max(start + length);
+        }
+        Ok(covered(&quarantined))
     }
 
     /// Installs (or, with `None`, removes) the durable-end listener.
