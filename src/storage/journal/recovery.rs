@@ -412,12 +412,6 @@ pub fn recover(dir: &Path, config: &JournalConfig, id: JournalId, floor: u64) ->
     }
     recovered.report.end = recovered.report.segments.last().map_or(0, |s| s.base + s.data_len);
     // Every check first; nothing below changes a file until all have passed.
-    if floor > recovered.report.end {
-        return Err(JournalError::CursorBeyondEnd {
-            cursor: floor,
-            end: recovered.report.end,
-        });
-    }
     if let Some(torn) = &torn {
         if torn.offset < floor {
             return Err(JournalError::TruncationBelowCursor {
@@ -425,6 +419,12 @@ pub fn recover(dir: &Path, config: &JournalConfig, id: JournalId, floor: u64) ->
                 cursor: floor,
             });
         }
+    }
+    if floor > recovered.report.end {
+        return Err(JournalError::CursorBeyondEnd {
+            cursor: floor,
+            end: recovered.report.end,
+        });
     }
     if config.corruption_policy == CorruptionPolicy::Stop {
         if let Some(defect) = mid.first() {
