@@ -158,7 +158,8 @@ fn assert_only_zeros_past(dir: &Path, end: u64) {
             continue;
         };
         let bytes = std::fs::read(&path).unwrap();
-        let from = (SEGMENT_HEADER_BYTES + usize::try_from(end.saturating_sub(base)).unwrap()).min(bytes.len());
+        let from =
+            (SEGMENT_HEADER_BYTES + usize::try_from(end.saturating_sub(base)).unwrap()).min(bytes.len());
         if let Some(at) = bytes[from..].iter().position(|&b| b != 0) {
             panic!(
                 "{name}: byte {} lies past the end of the log ({end}) and is not zero",

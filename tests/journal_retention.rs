@@ -95,7 +95,10 @@ fn byte_retention_keeps_the_segment_count_bounded_during_a_long_ingest() {
         history_segments > 3 * bound,
         "the ingest must outgrow the bound: {history_segments} segments of history"
     );
-    assert!(most <= bound, "at most {bound} segments, saw {most} ({history_segments} of history)");
+    assert!(
+        most <= bound,
+        "at most {bound} segments, saw {most} ({history_segments} of history)"
+    );
     // The node restarts on the collected journal, and the state still holds everything.
     actix::System::new().block_on(async {
         let node = Node::start(

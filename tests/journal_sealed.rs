@@ -47,7 +47,12 @@ fn segments(dir: &Path) -> Vec<(u64, PathBuf)> {
 /// Flips one bit of the payload of the record at `offset`, which must lie in a sealed segment.
 fn flip_in_sealed(dir: &Path, offset: u64) {
     let all = segments(dir);
-    let (base, path) = all.iter().rev().find(|(base, _)| *base <= offset).unwrap().clone();
+    let (base, path) = all
+        .iter()
+        .rev()
+        .find(|(base, _)| *base <= offset)
+        .unwrap()
+        .clone();
     assert_ne!(Some(&path), all.last().map(|(_, p)| p), "not in a sealed segment");
     let mut bytes = std::fs::read(&path).unwrap();
     bytes[SEGMENT_HEADER_BYTES + (offset - base) as usize + 60] ^= 0x10;
@@ -58,7 +63,11 @@ fn walk(journal: &Journal) -> Vec<(u64, Vec<u8>)> {
     let (mut reader, mut at, mut records) = (journal.reader(), 0, Vec::new());
     loop {
         match reader.read(at).unwrap() {
-            ReadOutcome::Record { offset, payload, next } => {
+            ReadOutcome::Record {
+                offset,
+                payload,
+                next,
+            } => {
                 records.push((offset, payload));
                 at = next;
             }
@@ -75,10 +84,20 @@ fn damage_in_a_sealed_segment_is_quarantined_by_the_first_reader_that_meets_it()
     let victim = 5;
     flip_in_sealed(dir.path(), offsets[victim]);
     let journal = Journal::open(dir.path(), config()).unwrap();
-    assert_eq!(journal.quarantined_count(), 0, "opening does not read sealed segments");
-    assert_eq!(journal.recovered().record_count, 120, "the trailers still count every record");
-    let expected: Vec<(u64, Vec<u8>)> =
-        (0..120).filter(|&n| n != victim).map(|n| (offsets[n], payload(n))).collect();
+    assert_eq!(
+        journal.quarantined_count(),
+        0,
+        "opening does not read sealed segments"
+    );
+    assert_eq!(
+        journal.recovered().record_count,
+        120,
+        "the trailers still count every record"
+    );
+    let expected: Vec<(u64, Vec<u8>)> = (0..120)
+        .filter(|&n| n != victim)
+        .map(|n| (offsets[n], payload(n)))
+        .collect();
     assert_eq!(walk(&journal), expected, "every other record reads back");
     let report = dir
         .path()
@@ -107,7 +126,10 @@ fn under_the_stop_policy_a_reader_reports_damage_in_a_sealed_segment() {
     };
     let journal = Journal::open(dir.path(), stop).unwrap();
     let error = journal.reader().read(offsets[7]).unwrap_err();
-    assert!(matches!(error, ReadError::Corrupt { offset, .. } if offset == offsets[7]), "{error}");
+    assert!(
+        matches!(error, ReadError::Corrupt { offset, .. } if offset == offsets[7]),
+        "{error}"
+    );
     assert!(!dir.path().join(QUARANTINE_DIR).exists(), "nothing quarantined");
 }
 

@@ -134,8 +134,14 @@ fn ingestor_holds_at_a_record_damaged_after_it_was_durable() {
     let held_at = offsets[3];
     let stalled = actix::System::new().block_on(async move {
         let shards = vec![VoteCounterActor::new(0, state.clone()).start()];
-        let ingestor =
-            IngestorActor::new(std::sync::Arc::new(journal), state.clone(), NodeConfig::default(), shards, status_tx).unwrap();
+        let ingestor = IngestorActor::new(
+            std::sync::Arc::new(journal),
+            state.clone(),
+            NodeConfig::default(),
+            shards,
+            status_tx,
+        )
+        .unwrap();
         let address = ingestor.start();
         address.do_send(DurableOffset { end });
         let wait = status.wait_for(|s| s.stalled.is_some());

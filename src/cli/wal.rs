@@ -94,7 +94,10 @@ fn verify(dir: &Path, config: &Config) -> Result<(), CliError> {
             (false, false) => "mid-log corruption",
         };
         let held = if defect.tail {
-            format!(" ({} valid record(s) of an unfinished batch)", defect.valid_records)
+            format!(
+                " ({} valid record(s) of an unfinished batch)",
+                defect.valid_records
+            )
         } else {
             String::new()
         };
@@ -143,7 +146,12 @@ fn inspect(args: &InspectArgs, config: &Config) -> Result<(), CliError> {
         }
         let Some((base, bytes)) = &loaded else { continue };
         let at = SEGMENT_HEADER_BYTES + (record.offset - base) as usize;
-        let payload = match format::decode(&bytes[at..], record.offset, id.seed(), format::PAYLOAD_BYTES_CEILING) {
+        let payload = match format::decode(
+            &bytes[at..],
+            record.offset,
+            id.seed(),
+            format::PAYLOAD_BYTES_CEILING,
+        ) {
             Ok(format::Decoded::Entry { payload, .. }) => payload,
             _ => {
                 return Err(CliError::Input(format!(
@@ -171,9 +179,13 @@ fn inspect(args: &InspectArgs, config: &Config) -> Result<(), CliError> {
 fn repair(dir: &Path, config: &Config) -> Result<(), CliError> {
     scan_dir(dir, config)?;
     // Sealed segments first (opening reads only the last one), then the recovery of an open.
-    let sealed = stemedb::storage::journal::repair(dir, &config.journal).map_err(|e| CliError::Input(e.to_string()))?;
+    let sealed = stemedb::storage::journal::repair(dir, &config.journal)
+        .map_err(|e| CliError::Input(e.to_string()))?;
     for defect in &sealed {
-        println!("quarantined offset {} length {}: {}", defect.offset, defect.length, defect.reason);
+        println!(
+            "quarantined offset {} length {}: {}",
+            defect.offset, defect.length, defect.reason
+        );
     }
     let journal = Journal::open(dir, config.journal.clone()).map_err(|e| CliError::Input(e.to_string()))?;
     let recovered = journal.recovered();

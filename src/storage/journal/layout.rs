@@ -98,7 +98,8 @@ pub fn read_identity(dir: &Path) -> Result<Option<JournalId>, JournalError> {
 /// fsync, rename, directory fsync), and returns it.
 pub fn create_identity(dir: &Path) -> Result<JournalId, JournalError> {
     let mut id = [0u8; JournalId::BYTES];
-    getrandom::fill(&mut id).map_err(|e| JournalError::io("draw a journal id", dir, std::io::Error::other(e)))?;
+    getrandom::fill(&mut id)
+        .map_err(|e| JournalError::io("draw a journal id", dir, std::io::Error::other(e)))?;
     let mut bytes = Vec::with_capacity(IDENTITY_BYTES);
     bytes.extend_from_slice(IDENTITY_MAGIC);
     bytes.extend_from_slice(&FORMAT_VERSION.to_le_bytes());

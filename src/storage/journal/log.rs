@@ -29,7 +29,8 @@ use super::{Journal, WeakJournal};
 pub trait LogReader: Send {
     /// Reads consecutive durable records from `from`: at most `max_records`, stopping after
     /// the record that brings the payload total to `max_bytes` or more, or at the durable end.
-    fn read_range(&mut self, from: u64, max_records: usize, max_bytes: usize) -> Result<RangeRead, ReadError>;
+    fn read_range(&mut self, from: u64, max_records: usize, max_bytes: usize)
+    -> Result<RangeRead, ReadError>;
 }
 
 /// A durable, ordered log of records; see the module docs for the contract.
@@ -54,7 +55,12 @@ pub trait Log: Send + Sync {
 }
 
 impl LogReader for JournalReader {
-    fn read_range(&mut self, from: u64, max_records: usize, max_bytes: usize) -> Result<RangeRead, ReadError> {
+    fn read_range(
+        &mut self,
+        from: u64,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Result<RangeRead, ReadError> {
         JournalReader::read_range(self, from, max_records, max_bytes)
     }
 }

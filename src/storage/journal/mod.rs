@@ -46,8 +46,8 @@ pub use cursors::{CURSOR_NAME_BYTES_MAX, CURSORS_MAX};
 pub use error::{JournalError, ReadError, RecordDefect};
 pub use faults::{Faults, NoFaults};
 pub use group_commit::AppendReply;
-pub use reader::{JournalReader, RangeRead, ReadOutcome};
 pub use log::{Log, LogReader};
+pub use reader::{JournalReader, RangeRead, ReadOutcome};
 pub use recovery::{
     Defect, QUARANTINE_DIR, Recovered, ScanReport, ScannedRecord, ScannedSegment, identity, repair, scan,
 };
@@ -154,7 +154,11 @@ impl Journal {
     }
 
     /// Like [`open`](Self::open), with [`OpenOptions`].
-    pub fn open_with(dir: impl AsRef<Path>, config: JournalConfig, options: OpenOptions) -> Result<Self, JournalError> {
+    pub fn open_with(
+        dir: impl AsRef<Path>,
+        config: JournalConfig,
+        options: OpenOptions,
+    ) -> Result<Self, JournalError> {
         let started = Instant::now();
         config.validate().map_err(JournalError::Config)?;
         let dir = dir.as_ref().to_owned();
@@ -242,7 +246,9 @@ impl Journal {
         // thread hand-offs. Otherwise join the group commit, which batches concurrent appends.
         if in_flight == 1 && sender.is_empty() {
             if let Some(mut writer) = self.inner.writer.try_lock() {
-                return writer.append_batch(&[payload.as_slice()]).map(|offsets| offsets[0]);
+                return writer
+                    .append_batch(&[payload.as_slice()])
+                    .map(|offsets| offsets[0]);
             }
         }
         let (tx, rx) = crossbeam_channel::bounded(1);

@@ -60,7 +60,9 @@ impl Chunk {
         let len = format::payload_len(header);
         let record = rest.get(..format::record_len(len))?;
         match format::decode(record, offset, seed, format::PAYLOAD_BYTES_CEILING) {
-            Ok(decoded @ (Decoded::Entry { .. } | Decoded::Mark { .. })) => Some((decoded, offset + record.len() as u64)),
+            Ok(decoded @ (Decoded::Entry { .. } | Decoded::Mark { .. })) => {
+                Some((decoded, offset + record.len() as u64))
+            }
             _ => None,
         }
     }
@@ -109,9 +111,13 @@ impl JournalReader {
     fn step(&mut self, offset: u64) -> Result<Step, ReadError> {
         match self.step_once(offset) {
             Err(ReadError::Corrupt { offset: at, defect }) => {
-                let sealed = self
-                    .find(at)
-                    .filter(|segment| self.shared.segments.read().last().is_some_and(|last| last.base > segment.base));
+                let sealed = self.find(at).filter(|segment| {
+                    self.shared
+                        .segments
+                        .read()
+                        .last()
+                        .is_some_and(|last| last.base > segment.base)
+                });
                 match sealed {
                     Some(segment) if self.shared.quarantine_sealed(&segment, at)? => self.step_once(offset),
                     _ => Err(ReadError::Corrupt { offset: at, defect }),
@@ -160,7 +166,12 @@ impl JournalReader {
         let mut record = vec![0u8; format::record_len(len)];
         let got = segment.read_at(position, &mut record)?;
         let next = offset + format::record_len(len) as u64;
-        match format::decode(&record[..got], offset, self.shared.seed, format::PAYLOAD_BYTES_CEILING) {
+        match format::decode(
+            &record[..got],
+            offset,
+            self.shared.seed,
+            format::PAYLOAD_BYTES_CEILING,
+        ) {
             Ok(Decoded::Entry { payload, .. }) => Ok(Step::Outcome(ReadOutcome::Record {
                 offset,
                 payload: payload.to_vec(),
@@ -260,11 +271,13 @@ impl JournalReader {
         // A record ends at or before the durable end; one that seems not to is left to
         // `step`, which reports it precisely.
         Ok(match chunk.record_at(offset, seed) {
-            Some((Decoded::Entry { payload, .. }, next)) if next <= durable_end => Some(Step::Outcome(ReadOutcome::Record {
-                offset,
-                payload: payload.to_vec(),
-                next,
-            })),
+            Some((Decoded::Entry { payload, .. }, next)) if next <= durable_end => {
+                Some(Step::Outcome(ReadOutcome::Record {
+                    offset,
+                    payload: payload.to_vec(),
+                    next,
+                }))
+            }
             Some((Decoded::Mark { .. }, next)) if next <= durable_end => Some(Step::Mark { next }),
             _ => None,
         })

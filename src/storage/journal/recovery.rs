@@ -139,7 +139,10 @@ fn header_error(path: &Path, id: JournalId, problem: HeaderProblem) -> JournalEr
         }
         HeaderProblem::Blank => "blank header".to_owned(),
         HeaderProblem::Damaged(why) => why.to_owned(),
-        HeaderProblem::Version(version) => format!("format version {version}, expected {}", super::format::FORMAT_VERSION),
+        HeaderProblem::Version(version) => format!(
+            "format version {version}, expected {}",
+            super::format::FORMAT_VERSION
+        ),
         HeaderProblem::Base(base) => format!("header says base offset {base}, unlike its name"),
     };
     JournalError::BadSegmentHeader {
@@ -216,7 +219,13 @@ fn read_tail(path: &Path, base: u64, id: JournalId, collect: bool) -> Result<Tai
             segment.trailer = trailer;
             // Sealed just before a crash, before its successor was made.
             let scan = collect.then(|| {
-                scan::scan_records(&bytes[SEGMENT_HEADER_BYTES..bytes.len() - SEGMENT_TRAILER_BYTES], base, id.seed(), false, true)
+                scan::scan_records(
+                    &bytes[SEGMENT_HEADER_BYTES..bytes.len() - SEGMENT_TRAILER_BYTES],
+                    base,
+                    id.seed(),
+                    false,
+                    true,
+                )
             });
             return Ok(Tail {
                 segment,
@@ -265,7 +274,10 @@ fn defect(segment: &Path, raw: &scan::RawDefect, tail: bool) -> Defect {
 fn classify_tail(tail: &Tail, scan: &SegmentScan, id: JournalId) -> (Vec<Defect>, Option<Defect>) {
     let path = &tail.segment.path;
     let Some(cut) = scan.torn_from() else {
-        return (scan.defects.iter().map(|d| defect(path, d, false)).collect(), None);
+        return (
+            scan.defects.iter().map(|d| defect(path, d, false)).collect(),
+            None,
+        );
     };
     let data = &tail.bytes[SEGMENT_HEADER_BYTES..];
     let from = (cut - tail.segment.base) as usize;
@@ -285,11 +297,10 @@ fn classify_tail(tail: &Tail, scan: &SegmentScan, id: JournalId) -> (Vec<Defect>
         .filter(|d| d.offset < cut)
         .map(|d| defect(path, d, false))
         .collect();
-    let reason = scan
-        .defects
-        .iter()
-        .find(|d| d.offset >= cut)
-        .map_or_else(|| "unfinished batch (no batch mark)".to_owned(), |d| d.reason.clone());
+    let reason = scan.defects.iter().find(|d| d.offset >= cut).map_or_else(
+        || "unfinished batch (no batch mark)".to_owned(),
+        |d| d.reason.clone(),
+    );
     let torn = Defect {
         segment: path.clone(),
         offset: cut,
@@ -323,7 +334,9 @@ pub fn scan(dir: &Path, _config: &JournalConfig) -> Result<ScanReport, JournalEr
             }
             report.entries += found.entries;
             report.records.extend(found.records);
-            report.defects.extend(found.defects.iter().map(|d| defect(path, d, false)));
+            report
+                .defects
+                .extend(found.defects.iter().map(|d| defect(path, d, false)));
             report.segments.push(sealed);
             continue;
         }
@@ -333,7 +346,10 @@ pub fn scan(dir: &Path, _config: &JournalConfig) -> Result<ScanReport, JournalEr
             continue;
         };
         let (mid, torn) = if tail.segment.trailer.is_some() {
-            (found.defects.iter().map(|d| defect(path, d, false)).collect(), None)
+            (
+                found.defects.iter().map(|d| defect(path, d, false)).collect(),
+                None,
+            )
         } else {
             classify_tail(&tail, &found, id)
         };
@@ -342,7 +358,9 @@ pub fn scan(dir: &Path, _config: &JournalConfig) -> Result<ScanReport, JournalEr
             tail.segment.data_len = end - base;
         }
         report.entries += found.records.iter().filter(|r| r.offset < end).count() as u64;
-        report.records.extend(found.records.into_iter().filter(|r| r.offset < end));
+        report
+            .records
+            .extend(found.records.into_iter().filter(|r| r.offset < end));
         report.defects.extend(mid);
         report.defects.extend(torn);
         report.segments.push(tail.segment);
@@ -353,7 +371,12 @@ pub fn scan(dir: &Path, _config: &JournalConfig) -> Result<ScanReport, JournalEr
 
 /// Recovers the journal of identity `id` in `dir` (see the module docs). `floor` is the
 /// highest offset some consumer durably holds (its cursor): nothing below it may be cut.
-pub fn recover(dir: &Path, config: &JournalConfig, id: JournalId, floor: u64) -> Result<Recovered, JournalError> {
+pub fn recover(
+    dir: &Path,
+    config: &JournalConfig,
+    id: JournalId,
+    floor: u64,
+) -> Result<Recovered, JournalError> {
     let listed = segment::list_segments(dir)?;
     let mut recovered = Recovered {
         id: Some(id),
@@ -395,7 +418,8 @@ pub fn recover(dir: &Path, config: &JournalConfig, id: JournalId, floor: u64) ->
             let (entries, chain) = match &found_torn {
                 // The writer continues the chain over what is kept: rescan the kept part.
                 Some(_) => {
-                    let kept = &tail.bytes[SEGMENT_HEADER_BYTES..SEGMENT_HEADER_BYTES + (end - base) as usize];
+                    let kept =
+                        &tail.bytes[SEGMENT_HEADER_BYTES..SEGMENT_HEADER_BYTES + (end - base) as usize];
                     let again = scan::scan_records(kept, *base, id.seed(), false, false);
                     (again.entries, again.chain)
                 }
@@ -410,7 +434,11 @@ pub fn recover(dir: &Path, config: &JournalConfig, id: JournalId, floor: u64) ->
         }
         recovered.report.segments.push(tail.segment);
     }
-    recovered.report.end = recovered.report.segments.last().map_or(0, |s| s.base + s.data_len);
+    recovered.report.end = recovered
+        .report
+        .segments
+        .last()
+        .map_or(0, |s| s.base + s.data_len);
     // Every check first; nothing below changes a file until all have passed.
     if let Some(torn) = &torn {
         if torn.offset < floor {
@@ -443,7 +471,8 @@ pub fn recover(dir: &Path, config: &JournalConfig, id: JournalId, floor: u64) ->
         // Usually the remains of an unacknowledged batch, but keep a copy whatever it is.
         let stem = format!("tail-{:020}-{}", defect.offset, crate::protocol::now_ms());
         copy_aside(dir, defect, &stem)?;
-        let keep = SEGMENT_HEADER_BYTES as u64 + (defect.offset - recovered.report.segments.last().map_or(0, |s| s.base));
+        let keep = SEGMENT_HEADER_BYTES as u64
+            + (defect.offset - recovered.report.segments.last().map_or(0, |s| s.base));
         truncate(&defect.segment, keep)?;
         recovered.truncated_bytes = defect.length;
         recovered.truncated_records = defect.valid_records;
@@ -455,7 +484,13 @@ pub fn recover(dir: &Path, config: &JournalConfig, id: JournalId, floor: u64) ->
     recovered.report.defects = mid;
     recovered.report.defects.extend(torn);
     recovered.report.entries = recovered.record_count;
-    recovered.tail = tail_state.filter(|_| recovered.report.segments.last().is_some_and(|s| s.trailer.is_none()));
+    recovered.tail = tail_state.filter(|_| {
+        recovered
+            .report
+            .segments
+            .last()
+            .is_some_and(|s| s.trailer.is_none())
+    });
     Ok(recovered)
 }
 
@@ -516,7 +551,9 @@ fn known_quarantine(dir: &Path, found: &[Defect]) -> Result<Vec<(u64, u64)>, Jou
         match serde_json::from_slice::<Defect>(&bytes) {
             Ok(defect) if !defect.tail => regions.push((defect.offset, defect.length)),
             Ok(_) => {}
-            Err(error) => tracing::warn!(report = %path.display(), %error, "unreadable quarantine report ignored"),
+            Err(error) => {
+                tracing::warn!(report = %path.display(), %error, "unreadable quarantine report ignored")
+            }
         }
     }
     regions.sort_unstable();
@@ -545,7 +582,8 @@ fn copy_aside(dir: &Path, defect: &Defect, stem: &str) -> Result<(), JournalErro
             .unwrap_or_default(),
     )
     .ok_or_else(|| JournalError::UnexpectedFile(defect.segment.clone()))?;
-    let length = usize::try_from(defect.length).map_err(|_| JournalError::UnexpectedFile(defect.segment.clone()))?;
+    let length =
+        usize::try_from(defect.length).map_err(|_| JournalError::UnexpectedFile(defect.segment.clone()))?;
     let mut bytes = vec![0u8; length];
     let at = SEGMENT_HEADER_BYTES as u64 + (defect.offset - base);
     let read = segment::read_full_at(&file, &defect.segment, at, &mut bytes)?;
@@ -575,7 +613,8 @@ pub(crate) fn quarantine_sealed(
     seed: super::format::Seed,
 ) -> Result<Vec<(u64, u64)>, JournalError> {
     let bytes = std::fs::read(path).map_err(|e| JournalError::io("read segment", path, e))?;
-    let Some(data) = bytes.get(SEGMENT_HEADER_BYTES..bytes.len().saturating_sub(SEGMENT_TRAILER_BYTES)) else {
+    let Some(data) = bytes.get(SEGMENT_HEADER_BYTES..bytes.len().saturating_sub(SEGMENT_TRAILER_BYTES))
+    else {
         return Ok(Vec::new());
     };
     let found = scan::scan_records(data, base, seed, false, false);

@@ -278,7 +278,12 @@ fn create_new_rw(path: &Path, op: &'static str) -> Result<File, JournalError> {
 /// Installs a prepared spare as the segment starting at `base`: writes its header and makes it
 /// durable, then renames it into place and fsyncs the directory, so a segment is never named
 /// without its header.
-pub fn install_spare(dir: &Path, spare: &Path, id: JournalId, base: u64) -> Result<(File, PathBuf), JournalError> {
+pub fn install_spare(
+    dir: &Path,
+    spare: &Path,
+    id: JournalId,
+    base: u64,
+) -> Result<(File, PathBuf), JournalError> {
     let path = dir.join(segment_file_name(base));
     if path.exists() {
         return Err(JournalError::UnexpectedFile(path));

@@ -177,9 +177,14 @@ impl Writer {
         // The mark closes the batch: recovery tells a finished batch by it.
         let entries = u32::try_from(payloads.len()).unwrap_or(u32::MAX);
         let at = start + self.buffer.len() as u64;
-        chain = layout::chain(chain, format::encode_mark(start, entries, at, seed, &mut self.buffer));
-        let written = (self.faults.before_write(&self.path, self.buffer.len()))
-            .and_then(|()| self.file.write_all_at(&self.buffer, file_position(self.segment_len)));
+        chain = layout::chain(
+            chain,
+            format::encode_mark(start, entries, at, seed, &mut self.buffer),
+        );
+        let written = (self.faults.before_write(&self.path, self.buffer.len())).and_then(|()| {
+            self.file
+                .write_all_at(&self.buffer, file_position(self.segment_len))
+        });
         if let Err(error) = written {
             self.shared.set_written_end(start);
             if error.kind() == std::io::ErrorKind::StorageFull {
@@ -196,7 +201,11 @@ impl Writer {
             {
                 self.poison(format!("could not remove a failed write: {cut}"));
             } else {
-                let _ = segment::preallocate(&self.file, &self.path, file_position(self.config.segment_size_bytes));
+                let _ = segment::preallocate(
+                    &self.file,
+                    &self.path,
+                    file_position(self.config.segment_size_bytes),
+                );
             }
             return Err(JournalError::io("write", &self.path, error));
         }
@@ -254,7 +263,8 @@ impl Writer {
             // No spare (its preparation failed or could not start): make the segment here.
             _ => {
                 let (file, path) = segment::create_segment(&self.dir, self.id, base)?;
-                let reserved = segment::preallocate(&file, &path, file_position(self.config.segment_size_bytes))?;
+                let reserved =
+                    segment::preallocate(&file, &path, file_position(self.config.segment_size_bytes))?;
                 (file, path, reserved)
             }
         };
