@@ -473,7 +473,7 @@ pub fn recover(
         copy_aside(dir, defect, &stem)?;
         let keep = SEGMENT_HEADER_BYTES as u64
             + (defect.offset - recovered.report.segments.last().map_or(0, |s| s.base));
-        truncate(&defect.segment, keep)?;
+        cut(&defect.segment, keep, defect.length)?;
         recovered.truncated_bytes = defect.length;
         recovered.truncated_records = defect.valid_records;
     }
@@ -507,14 +507,26 @@ pub fn repair(dir: &Path, config: &JournalConfig) -> Result<Vec<Defect>, Journal
     Ok(mid)
 }
 
-fn truncate(path: &Path, keep: u64) -> Result<(), JournalError> {
+/// Bytes of zeros written per call when cutting a torn tail.
+const CUT_CHUNK_BYTES: usize = 1 << 20;
+
+/// Cuts a torn tail by overwriting its `length` bytes at file position `at` with zeros (which
+/// read as end-of-log), durably. Everything after them is zero already, so the segment keeps
+/// its preallocated size, and a cut costs the tail's bytes, not a new segment's worth.
+fn cut(path: &Path, at: u64, length: u64) -> Result<(), JournalError> {
     let file = OpenOptions::new()
         .write(true)
         .open(path)
         .map_err(|e| JournalError::io("open for truncation", path, e))?;
-    file.set_len(keep)
-        .map_err(|e| JournalError::io("truncate torn tail", path, e))?;
-    file.sync_all()
+    let zeros = vec![0u8; CUT_CHUNK_BYTES.min(usize::try_from(length).unwrap_or(CUT_CHUNK_BYTES))];
+    let mut done = 0u64;
+    while done < length {
+        let n = (length - done).min(zeros.len() as u64) as usize;
+        file.write_all_at(&zeros[..n], at + done)
+            .map_err(|e| JournalError::io("cut torn tail", path, e))?;
+        done += n as u64;
+    }
+    file.sync_data()
         .map_err(|e| JournalError::io("fsync after truncation", path, e))
 }
 

@@ -13,7 +13,10 @@
 //! - no complete batch (a mark whose batch, from its recorded start, holds no defect) starts
 //!   after it, and
 //! - it looks like lost sectors: a sector of its extent reads all zeros, or the extent runs
-//!   past the end of the file, and a single flipped bit in its length does not explain it.
+//!   past the end of the file, and no single flipped bit (in its length or anywhere else)
+//!   explains it. A record may hold zeros of its own where a sector starts or ends, so zeros
+//!   alone do not prove a tear; when in doubt the defect is kept as damage, since cutting
+//!   would lose acknowledged records while keeping loses nothing.
 //!
 //! Recovery then cuts from the start of that defect's batch (the end of the mark before it).
 //! Valid entries after the last mark with nothing after them are an unfinished batch too, and
@@ -146,7 +149,10 @@ pub fn scan_records(data: &[u8], base: u64, seed: Seed, last: bool, collect: boo
         // are preallocated space.
         let end = match next {
             Some(next) => next,
-            None => data[pos..stop].iter().rposition(|&b| b != 0).map_or(stop, |i| pos + i + 1),
+            None => data[pos..stop]
+                .iter()
+                .rposition(|&b| b != 0)
+                .map_or(stop, |i| pos + i + 1),
         };
         let reason = defect
             .as_ref()
@@ -156,7 +162,7 @@ pub fn scan_records(data: &[u8], base: u64, seed: Seed, last: bool, collect: boo
             length: (end - pos) as u64,
             reason,
             batch_start: scan.marks_end,
-            tear_like: tear_like(data, pos, next),
+            tear_like: tear_like(data, pos, next, base, seed),
         });
         last_defect_end = base + end as u64;
         pos = stop;
@@ -166,27 +172,45 @@ pub fn scan_records(data: &[u8], base: u64, seed: Seed, last: bool, collect: boo
 
 /// Returns the first position at or after `from` where a valid record starts.
 fn find_next_record(data: &[u8], base: u64, seed: Seed, from: usize) -> Option<usize> {
-    (from..data.len()).find(|&pos| {
-        matches!(
-            format::decode(&data[pos..], base + pos as u64, seed, format::PAYLOAD_BYTES_CEILING),
-            Ok(Decoded::Entry { .. } | Decoded::Mark { .. })
-        )
-    })
+    let mut pos = from;
+    while pos < data.len() {
+        // A record begins with its length, which is never zero, so it starts at most three
+        // bytes before the next non-zero byte: a run of zeros (the preallocated rest of the
+        // last segment, after a torn tail) is skipped at once, not decoded byte by byte.
+        let non_zero = pos + data[pos..].iter().position(|&b| b != 0)?;
+        pos = pos.max(non_zero.saturating_sub(size_of::<u32>() - 1));
+        let decoded = format::decode(
+            &data[pos..],
+            base + pos as u64,
+            seed,
+            format::PAYLOAD_BYTES_CEILING,
+        );
+        if matches!(decoded, Ok(Decoded::Entry { .. } | Decoded::Mark { .. })) {
+            return Some(pos);
+        }
+        pos += 1;
+    }
+    None
 }
 
 /// Returns true if and only if lost sectors explain the bad record at `pos` (see the module
-/// docs). `next` is where the next valid record starts, if one does.
-fn tear_like(data: &[u8], pos: usize, next: Option<usize>) -> bool {
+/// docs). `next` is where the next valid record starts, if one does; `base` is the global
+/// offset of `data`.
+fn tear_like(data: &[u8], pos: usize, next: Option<usize>, base: u64, seed: Seed) -> bool {
     let rest = &data[pos..];
-    let declared = format::declared_len(rest).filter(|&len| (1..=format::PAYLOAD_BYTES_CEILING).contains(&len));
+    let declared =
+        format::declared_len(rest).filter(|&len| (1..=format::PAYLOAD_BYTES_CEILING).contains(&len));
     if let Some(len) = declared {
-        if length_bit_flip_explains(rest, len) {
+        if length_bit_flip_explains(rest, len) || bit_flip_explains(rest, len, base + pos as u64, seed) {
             return false;
         }
     }
     let region_end = next.unwrap_or(data.len());
     let extent_end = match declared {
         Some(len) => pos.saturating_add(format::record_len(len)),
+        // Fewer bytes than a length field before the end of the file: a header cut by the end
+        // of a torn write, whose record runs past the end.
+        None if format::declared_len(rest).is_none() => data.len() + 1,
         None => region_end,
     };
     if extent_end > data.len() && next.is_none() {
@@ -218,8 +242,67 @@ fn length_bit_flip_explains(rest: &[u8], len: usize) -> bool {
         let candidate = len ^ (1usize << bit);
         candidate > 0
             && candidate <= available.min(format::PAYLOAD_BYTES_CEILING)
-            && blake3::hash(&rest[format::HEADER_BYTES..format::HEADER_BYTES + candidate]).as_bytes()[..] == *hash
+            && blake3::hash(&rest[format::HEADER_BYTES..format::HEADER_BYTES + candidate]).as_bytes()[..]
+                == *hash
     })
+}
+
+/// The reflected CRC-32C polynomial.
+const CRC32C_POLY: u32 = 0x82F6_3B78;
+
+/// Returns true if and only if flipping one bit of the CRC, kind, hash or payload of the
+/// whole record at the start of `rest` (of declared payload length `len`, at global offset
+/// `offset`) makes it valid: bit rot, not a tear.
+///
+/// Needed because the zeros a sector check sees are not always lost bytes: a record may hold
+/// zeros where a sector starts or ends (a batch mark ends in the zero high bytes of its entry
+/// count, a length such as 1024 starts with a zero byte), and a flipped bit elsewhere in the
+/// record would then look like a lost sector and cut an acknowledged batch.
+///
+/// Costs one pass over the record, not one decode per bit: the CRC is linear, so a flipped
+/// bit changes it by a value that depends only on the bit's distance from the end of what the
+/// CRC covers; the one candidate whose change matches is then checked by a full decode.
+fn bit_flip_explains(rest: &[u8], len: usize, offset: u64, seed: Seed) -> bool {
+    const CRC_AT: usize = 4;
+    const KIND_AT: usize = 8;
+    let Some(record) = rest.get(..format::record_len(len)) else {
+        return false;
+    };
+    let valid_with = |at: usize, mask: u8| {
+        let mut fixed = record.to_vec();
+        fixed[at] ^= mask;
+        matches!(
+            format::decode(&fixed, offset, seed, format::PAYLOAD_BYTES_CEILING),
+            Ok(Decoded::Entry { .. } | Decoded::Mark { .. })
+        )
+    };
+    // What the CRC covers (see `format`): the offset, the length, then kind, hash and payload.
+    let mut covered = Vec::with_capacity(size_of::<u64>() + record.len());
+    covered.extend_from_slice(&offset.to_le_bytes());
+    covered.extend_from_slice(&record[..CRC_AT]);
+    covered.extend_from_slice(&record[KIND_AT..]);
+    let mut stored = [0u8; 4];
+    stored.copy_from_slice(&record[CRC_AT..KIND_AT]);
+    let syndrome = seed.crc_of(&covered) ^ u32::from_le_bytes(stored);
+    if syndrome == 0 {
+        return false;
+    }
+    // A flip in the stored CRC itself.
+    let bit = syndrome.trailing_zeros() as usize;
+    if syndrome.count_ones() == 1 && valid_with(CRC_AT + bit / 8, 1 << (bit % 8)) {
+        return true;
+    }
+    // The change made by flipping the last bit the CRC takes in (bit 7 of its last byte), then
+    // of each bit before it: one more zero bit after a bit shifts its change by one step.
+    let mut change = crc32c::crc32c(&[0x80]) ^ crc32c::crc32c(&[0]);
+    let kind_and_after = record.len() - KIND_AT;
+    for k in 0..kind_and_after * 8 {
+        if change == syndrome && valid_with(record.len() - 1 - k / 8, 0x80 >> (k % 8)) {
+            return true;
+        }
+        change = (change >> 1) ^ (CRC32C_POLY & (change & 1).wrapping_neg());
+    }
+    false
 }
 
 /// Counts the valid records (entries and marks) in `data`, the bytes from global offset
@@ -227,4 +310,52 @@ fn length_bit_flip_explains(rest: &[u8], len: usize) -> bool {
 pub fn count_valid(data: &[u8], start: u64, seed: Seed) -> u64 {
     let scan = scan_records(data, start, seed, true, false);
     scan.entries
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::journal::format::JournalId;
+
+    #[test]
+    fn one_flipped_bit_outside_the_length_is_told_from_lost_bytes() {
+        let seed = JournalId::from_bytes([7; 16]).seed();
+        let payload: Vec<u8> = (0..300u32).map(|i| (i * 7 + 3) as u8).collect();
+        let mut record = Vec::new();
+        format::encode(&payload, 4096, seed, &mut record);
+        let len = payload.len();
+        assert!(!bit_flip_explains(&record, len, 4096, seed), "an intact record");
+        // Every bit of the CRC, kind, hash and payload (the length has its own check).
+        for at in 4..record.len() {
+            for bit in 0..8 {
+                let mut damaged = record.clone();
+                damaged[at] ^= 1 << bit;
+                assert!(
+                    bit_flip_explains(&damaged, len, 4096, seed),
+                    "byte {at} bit {bit}"
+                );
+            }
+        }
+        let mut zeroed = record.clone();
+        zeroed[100..140].fill(0);
+        assert!(!bit_flip_explains(&zeroed, len, 4096, seed), "lost bytes");
+        let mut two = record.clone();
+        two[50] ^= 1;
+        two[60] ^= 1;
+        assert!(!bit_flip_explains(&two, len, 4096, seed), "two flipped bits");
+    }
+
+    #[test]
+    fn a_header_cut_by_the_end_of_the_file_is_torn() {
+        let seed = JournalId::from_bytes([7; 16]).seed();
+        let mut data = Vec::new();
+        format::encode(b"first", 0, seed, &mut data);
+        let end = data.len();
+        format::encode(b"second", end as u64, seed, &mut data);
+        for cut in end + 1..end + 4 {
+            let scan = scan_records(&data[..cut], 0, seed, true, false);
+            assert_eq!(scan.defects.len(), 1, "cut at {cut}");
+            assert!(scan.defects[0].tear_like, "cut at {cut}");
+        }
+    }
 }
