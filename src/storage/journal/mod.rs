@@ -2,7 +2,8 @@
 //!
 //! One concern per file: [`format`](mod@format) (record v3 layout), `layout` (identity file,
 //! segment header and trailer), `segment` (files), `scan` (torn tail or damage), `recovery`
-//! (open, truncate, quarantine; the full scan), `writer` (batch write + fdatasync + seal),
+//! (open: cut a torn tail), `quarantine` (damage copied aside), `verify` (the full scan),
+//! `writer` (batch write + fdatasync + seal),
 //! `group_commit` (the appender thread), [`reader`] (positional reads), `cursors` (durable
 //! consumer positions), `log` (the trait consumers read through).
 //!
@@ -24,11 +25,14 @@ pub mod format;
 mod group_commit;
 pub mod layout;
 mod log;
+mod quarantine;
 pub mod reader;
 mod recovery;
+mod report;
 mod scan;
 mod segment;
 mod shared;
+mod verify;
 mod writer;
 
 use std::collections::BTreeMap;
@@ -47,12 +51,14 @@ pub use error::{JournalError, ReadError, RecordDefect};
 pub use faults::{Faults, NoFaults};
 pub use group_commit::AppendReply;
 pub use log::{Log, LogReader};
+pub use quarantine::QUARANTINE_DIR;
 pub use reader::{JournalReader, RangeRead, ReadOutcome};
-pub use recovery::{
-    Defect, QUARANTINE_DIR, Recovered, ScanReport, ScannedRecord, ScannedSegment, identity, repair, scan,
-};
+pub use recovery::identity;
+pub use report::{Defect, Recovered, ScanReport, ScannedSegment};
 pub use scan::SECTOR_BYTES;
+pub use scan::ScannedRecord;
 pub use segment::OPEN_SEGMENT_FILES_MAX;
+pub use verify::{repair, scan};
 
 use group_commit::AppendRequest;
 use segment::{OpenFiles, SegmentHandle};

@@ -1,4 +1,4 @@
-//! Recovery on open, and the full scan behind `stemedb wal verify`.
+//! Recovery on open.
 //!
 //! [`recover`] reads only what a crash can have touched: the last segment. Sealed segments
 //! are checked by their header and trailer (two small reads each), so opening costs the same
@@ -10,99 +10,20 @@
 //! Every check runs before any file changes: a foreign or damaged segment header, a missing
 //! or out-of-order segment, or a cut that would go below a durable cursor fails the open and
 //! leaves the directory as it was.
-//!
-//! [`scan`] reads every byte of every segment and changes nothing; it also compares each
-//! sealed segment with its trailer.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-
 use super::config::{CorruptionPolicy, JournalConfig};
 use super::error::JournalError;
 use super::format::JournalId;
 use super::layout::{self, HeaderProblem, SEGMENT_HEADER_BYTES, SEGMENT_TRAILER_BYTES, Trailer};
+use super::quarantine;
 use super::scan::{self, SegmentScan};
-use super::segment::{self, sync_dir};
+use super::segment;
 
-pub use super::scan::ScannedRecord;
-
-/// Name of the folder, inside the journal directory, holding quarantined bytes and reports.
-pub const QUARANTINE_DIR: &str = "quarantine";
-
-/// A region of bad bytes found by a scan.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Defect {
-    /// The segment file.
-    pub segment: PathBuf,
-    /// Global offset of the first bad byte.
-    pub offset: u64,
-    /// Length of the bad region, in bytes.
-    pub length: u64,
-    /// What is wrong at `offset`.
-    pub reason: String,
-    /// True if and only if it is a torn last batch, which recovery cuts; otherwise it is
-    /// damage to acknowledged data, which recovery quarantines.
-    pub tail: bool,
-    /// Valid entries inside the region (a torn tail may hold some of its unfinished batch).
-    #[serde(default)]
-    pub valid_records: u64,
-}
-
-/// A segment as found on disk.
-#[derive(Debug, Clone)]
-pub struct ScannedSegment {
-    /// Global offset of its first record.
-    pub base: u64,
-    /// The file.
-    pub path: PathBuf,
-    /// File length, in bytes.
-    pub file_len: u64,
-    /// Bytes of its record area (global offsets `base..base + data_len`); for the last,
-    /// unsealed segment, up to the end of the log.
-    pub data_len: u64,
-    /// Its trailer, if it is sealed and the trailer is intact.
-    pub trailer: Option<Trailer>,
-}
-
-/// Everything a scan found.
-#[derive(Debug, Clone, Default)]
-pub struct ScanReport {
-    /// The segments, in order.
-    pub segments: Vec<ScannedSegment>,
-    /// Every valid entry, in order (full scans only; recovery does not list them).
-    pub records: Vec<ScannedRecord>,
-    /// Every defect, in order.
-    pub defects: Vec<Defect>,
-    /// Sealed segments whose trailer is missing, damaged, or disagrees with their records.
-    pub bad_trailers: Vec<PathBuf>,
-    /// Valid entries in the log.
-    pub entries: u64,
-    /// Global offset just past the last valid record (where appends continue).
-    pub end: u64,
-}
-
-/// What recovery found and did.
-#[derive(Debug, Clone, Default)]
-pub struct Recovered {
-    /// What was found; `records` is empty.
-    pub report: ScanReport,
-    /// Bytes of torn tail cut (preallocated zeros after them are not counted).
-    pub truncated_bytes: u64,
-    /// Valid records the cut tail held (copied aside, not acknowledged).
-    pub truncated_records: u64,
-    /// Damaged regions quarantined (found now or in earlier runs), as (offset, length).
-    pub quarantined: Vec<(u64, u64)>,
-    /// Valid entries in the log: the trailers' counts plus the last segment's.
-    pub record_count: u64,
-    /// The journal's identity.
-    pub id: Option<JournalId>,
-    /// The last segment's state for the writer: `(entries, chain)` of its records, or `None`
-    /// when there is no open last segment (none at all, or the last one is sealed).
-    pub(crate) tail: Option<(u64, u32)>,
-}
+pub use super::report::{Defect, Recovered, ScanReport, ScannedSegment};
 
 /// Reads a journal's identity, refusing a journal of an older format (segments but no
 /// identity file). `None` for a directory without a journal yet.
@@ -119,7 +40,7 @@ pub fn identity(dir: &Path) -> Result<Option<JournalId>, JournalError> {
     }
 }
 
-fn open_file(path: &Path) -> Result<(File, u64), JournalError> {
+pub(super) fn open_file(path: &Path) -> Result<(File, u64), JournalError> {
     let file = File::open(path).map_err(|e| JournalError::io("open segment", path, e))?;
     let len = file
         .metadata()
@@ -128,7 +49,7 @@ fn open_file(path: &Path) -> Result<(File, u64), JournalError> {
     Ok((file, len))
 }
 
-fn header_error(path: &Path, id: JournalId, problem: HeaderProblem) -> JournalError {
+pub(super) fn header_error(path: &Path, id: JournalId, problem: HeaderProblem) -> JournalError {
     let reason = match problem {
         HeaderProblem::Foreign(found) => {
             return JournalError::ForeignSegment {
@@ -152,7 +73,7 @@ fn header_error(path: &Path, id: JournalId, problem: HeaderProblem) -> JournalEr
 }
 
 /// Checks a sealed segment by header and trailer only; its trailer, if intact and consistent.
-fn check_sealed(path: &Path, base: u64, id: JournalId) -> Result<ScannedSegment, JournalError> {
+pub(super) fn check_sealed(path: &Path, base: u64, id: JournalId) -> Result<ScannedSegment, JournalError> {
     let (file, file_len) = open_file(path)?;
     let overhead = (SEGMENT_HEADER_BYTES + SEGMENT_TRAILER_BYTES) as u64;
     let mut header = [0u8; SEGMENT_HEADER_BYTES];
@@ -178,16 +99,16 @@ fn check_sealed(path: &Path, base: u64, id: JournalId) -> Result<ScannedSegment,
 }
 
 /// What the last segment holds.
-struct Tail {
-    segment: ScannedSegment,
+pub(super) struct Tail {
+    pub(super) segment: ScannedSegment,
     /// The scan of its record area; `None` if it is sealed.
-    scan: Option<SegmentScan>,
-    bytes: Vec<u8>,
+    pub(super) scan: Option<SegmentScan>,
+    pub(super) bytes: Vec<u8>,
     /// Its header is blank: a crash interrupted its creation (nothing was written to it).
-    blank: bool,
+    pub(super) blank: bool,
 }
 
-fn read_tail(path: &Path, base: u64, id: JournalId, collect: bool) -> Result<Tail, JournalError> {
+pub(super) fn read_tail(path: &Path, base: u64, id: JournalId, collect: bool) -> Result<Tail, JournalError> {
     let bytes = std::fs::read(path).map_err(|e| JournalError::io("read segment", path, e))?;
     let file_len = bytes.len() as u64;
     let mut segment = ScannedSegment {
@@ -244,7 +165,11 @@ fn read_tail(path: &Path, base: u64, id: JournalId, collect: bool) -> Result<Tai
     })
 }
 
-fn check_contiguous(previous: Option<&ScannedSegment>, base: u64, path: &Path) -> Result<(), JournalError> {
+pub(super) fn check_contiguous(
+    previous: Option<&ScannedSegment>,
+    base: u64,
+    path: &Path,
+) -> Result<(), JournalError> {
     if let Some(previous) = previous {
         let expected = previous.base + previous.data_len;
         if base != expected {
@@ -259,7 +184,7 @@ fn check_contiguous(previous: Option<&ScannedSegment>, base: u64, path: &Path) -
     Ok(())
 }
 
-fn defect(segment: &Path, raw: &scan::RawDefect, tail: bool) -> Defect {
+pub(super) fn defect(segment: &Path, raw: &scan::RawDefect, tail: bool) -> Defect {
     Defect {
         segment: segment.to_owned(),
         offset: raw.offset,
@@ -271,7 +196,7 @@ fn defect(segment: &Path, raw: &scan::RawDefect, tail: bool) -> Defect {
 }
 
 /// Classifies the last segment's defects: the torn tail (at most one, merged) and the rest.
-fn classify_tail(tail: &Tail, scan: &SegmentScan, id: JournalId) -> (Vec<Defect>, Option<Defect>) {
+pub(super) fn classify_tail(tail: &Tail, scan: &SegmentScan, id: JournalId) -> (Vec<Defect>, Option<Defect>) {
     let path = &tail.segment.path;
     let Some(cut) = scan.torn_from() else {
         return (
@@ -312,61 +237,17 @@ fn classify_tail(tail: &Tail, scan: &SegmentScan, id: JournalId) -> (Vec<Defect>
     (mid, Some(torn))
 }
 
-/// Scans the journal in `dir` without changing anything: every byte of every segment.
-pub fn scan(dir: &Path, _config: &JournalConfig) -> Result<ScanReport, JournalError> {
-    let mut report = ScanReport::default();
-    let Some(id) = identity(dir)? else {
-        return Ok(report);
-    };
-    let listed = segment::list_segments(dir)?;
-    for (index, (base, path)) in listed.iter().enumerate() {
-        check_contiguous(report.segments.last(), *base, path)?;
-        if index + 1 < listed.len() {
-            let sealed = check_sealed(path, *base, id)?;
-            let bytes = std::fs::read(path).map_err(|e| JournalError::io("read segment", path, e))?;
-            let data = &bytes[SEGMENT_HEADER_BYTES..bytes.len() - SEGMENT_TRAILER_BYTES];
-            let found = scan::scan_records(data, *base, id.seed(), false, true);
-            let matches = sealed.trailer.is_some_and(|t| {
-                t.entries == found.entries && t.chain == found.chain && t.end == base + data.len() as u64
-            });
-            if !matches {
-                report.bad_trailers.push(path.clone());
-            }
-            report.entries += found.entries;
-            report.records.extend(found.records);
-            report
-                .defects
-                .extend(found.defects.iter().map(|d| defect(path, d, false)));
-            report.segments.push(sealed);
-            continue;
-        }
-        let mut tail = read_tail(path, *base, id, true)?;
-        let Some(found) = tail.scan.take() else {
-            report.segments.push(tail.segment);
-            continue;
-        };
-        let (mid, torn) = if tail.segment.trailer.is_some() {
-            (
-                found.defects.iter().map(|d| defect(path, d, false)).collect(),
-                None,
-            )
-        } else {
-            classify_tail(&tail, &found, id)
-        };
-        let end = torn.as_ref().map_or_else(|| found.end(), |t| t.offset);
-        if tail.segment.trailer.is_none() {
-            tail.segment.data_len = end - base;
-        }
-        report.entries += found.records.iter().filter(|r| r.offset < end).count() as u64;
-        report
-            .records
-            .extend(found.records.into_iter().filter(|r| r.offset < end));
-        report.defects.extend(mid);
-        report.defects.extend(torn);
-        report.segments.push(tail.segment);
-    }
-    report.end = report.segments.last().map_or(0, |s| s.base + s.data_len);
-    Ok(report)
+/// What recovery will do, decided before any file changes.
+#[derive(Default)]
+struct Plan {
+    /// Damage to acknowledged data: quarantined (or, under `stop`, refused).
+    mid: Vec<Defect>,
+    /// The torn tail to cut, if any.
+    torn: Option<Defect>,
+    /// The open last segment's `(entries, chain)`, for the writer.
+    tail_state: Option<(u64, u32)>,
+    /// A last segment whose header a crash left blank.
+    blank_tail: Option<PathBuf>,
 }
 
 /// Recovers the journal of identity `id` in `dir` (see the module docs). `floor` is the
@@ -382,129 +263,142 @@ pub fn recover(
         id: Some(id),
         ..Recovered::default()
     };
-    let mut mid: Vec<Defect> = Vec::new();
-    let mut torn = None;
-    let mut tail_state = None;
-    let mut blank_tail = None;
+    let mut plan = Plan::default();
     for (index, (base, path)) in listed.iter().enumerate() {
         check_contiguous(recovered.report.segments.last(), *base, path)?;
-        if index + 1 < listed.len() {
-            let sealed = check_sealed(path, *base, id)?;
-            match sealed.trailer {
-                Some(trailer) => recovered.record_count += trailer.entries,
-                None => {
-                    // Without its trailer a sealed segment must be read to be trusted: this
-                    // one segment, not the history.
-                    tracing::warn!(segment = %path.display(), "sealed segment without a valid trailer; scanning it");
-                    let bytes = std::fs::read(path).map_err(|e| JournalError::io("read segment", path, e))?;
-                    let data = &bytes[SEGMENT_HEADER_BYTES..bytes.len() - SEGMENT_TRAILER_BYTES];
-                    let found = scan::scan_records(data, *base, id.seed(), false, false);
-                    recovered.record_count += found.entries;
-                    mid.extend(found.defects.iter().map(|d| defect(path, d, false)));
-                    recovered.report.bad_trailers.push(path.clone());
-                }
-            }
-            recovered.report.segments.push(sealed);
-            continue;
-        }
-        let mut tail = read_tail(path, *base, id, false)?;
-        if tail.blank {
-            blank_tail = Some(path.clone());
-            tail_state = Some((0, 0));
-        } else if let Some(found) = tail.scan.take() {
-            let (found_mid, found_torn) = classify_tail(&tail, &found, id);
-            let end = found_torn.as_ref().map_or_else(|| found.end(), |t| t.offset);
-            tail.segment.data_len = end - base;
-            let (entries, chain) = match &found_torn {
-                // The writer continues the chain over what is kept: rescan the kept part.
-                Some(_) => {
-                    let kept =
-                        &tail.bytes[SEGMENT_HEADER_BYTES..SEGMENT_HEADER_BYTES + (end - base) as usize];
-                    let again = scan::scan_records(kept, *base, id.seed(), false, false);
-                    (again.entries, again.chain)
-                }
-                None => (found.entries, found.chain),
-            };
-            recovered.record_count += entries;
-            tail_state = Some((entries, chain));
-            mid.extend(found_mid);
-            torn = found_torn;
-        } else if let Some(trailer) = tail.segment.trailer {
-            recovered.record_count += trailer.entries;
-        }
-        recovered.report.segments.push(tail.segment);
+        let segment = if index + 1 < listed.len() {
+            plan_sealed(path, *base, id, &mut recovered, &mut plan)?
+        } else {
+            plan_tail(path, *base, id, &mut recovered, &mut plan)?
+        };
+        recovered.report.segments.push(segment);
     }
     recovered.report.end = recovered
         .report
         .segments
         .last()
         .map_or(0, |s| s.base + s.data_len);
-    // Every check first; nothing below changes a file until all have passed.
-    if let Some(torn) = &torn {
-        if torn.offset < floor {
-            return Err(JournalError::TruncationBelowCursor {
-                at: torn.offset,
-                cursor: floor,
-            });
-        }
-    }
-    if floor > recovered.report.end {
-        return Err(JournalError::CursorBeyondEnd {
-            cursor: floor,
-            end: recovered.report.end,
-        });
-    }
-    if config.corruption_policy == CorruptionPolicy::Stop {
-        if let Some(defect) = mid.first() {
-            return Err(JournalError::Corruption {
-                segment: defect.segment.clone(),
-                offset: defect.offset,
-                length: defect.length,
-                reason: defect.reason.clone(),
-            });
-        }
-    }
-    for defect in &mid {
-        quarantine(dir, defect)?;
-    }
-    if let Some(defect) = &torn {
-        // Usually the remains of an unacknowledged batch, but keep a copy whatever it is.
-        let stem = format!("tail-{:020}-{}", defect.offset, crate::protocol::now_ms());
-        copy_aside(dir, defect, &stem)?;
-        let keep = SEGMENT_HEADER_BYTES as u64
-            + (defect.offset - recovered.report.segments.last().map_or(0, |s| s.base));
-        cut(&defect.segment, keep, defect.length)?;
-        recovered.truncated_bytes = defect.length;
-        recovered.truncated_records = defect.valid_records;
-    }
-    if let Some(path) = blank_tail {
-        rewrite_header(&path, id, recovered.report.segments.last().map_or(0, |s| s.base))?;
-    }
-    recovered.quarantined = known_quarantine(dir, &mid)?;
-    recovered.report.defects = mid;
-    recovered.report.defects.extend(torn);
+    // Every check first; nothing changes a file until all have passed.
+    check_plan(&plan, recovered.report.end, config, floor)?;
+    carry_out(dir, id, &plan, &mut recovered)?;
+    recovered.quarantined = quarantine::known(dir, &plan.mid)?;
     recovered.report.entries = recovered.record_count;
-    recovered.tail = tail_state.filter(|_| {
-        recovered
-            .report
-            .segments
-            .last()
-            .is_some_and(|s| s.trailer.is_none())
-    });
+    let open_tail = recovered
+        .report
+        .segments
+        .last()
+        .is_some_and(|s| s.trailer.is_none());
+    recovered.tail = plan.tail_state.filter(|_| open_tail);
+    recovered.report.defects = plan.mid;
+    recovered.report.defects.extend(plan.torn);
     Ok(recovered)
 }
 
-/// Quarantines every mid-log defect a full scan finds, in sealed segments too (which opening
-/// does not read), then recovers: `stemedb wal repair`.
-pub fn repair(dir: &Path, config: &JournalConfig) -> Result<Vec<Defect>, JournalError> {
-    let report = scan(dir, config)?;
-    let mid: Vec<Defect> = report.defects.into_iter().filter(|d| !d.tail).collect();
-    if config.corruption_policy == CorruptionPolicy::Quarantine {
-        for defect in &mid {
-            quarantine(dir, defect)?;
-        }
+/// Checks a sealed segment by header and trailer; a segment whose trailer is damaged must be
+/// read to be trusted (this one segment, not the history), and its damage is planned.
+fn plan_sealed(
+    path: &Path,
+    base: u64,
+    id: JournalId,
+    recovered: &mut Recovered,
+    plan: &mut Plan,
+) -> Result<ScannedSegment, JournalError> {
+    let sealed = check_sealed(path, base, id)?;
+    if let Some(trailer) = sealed.trailer {
+        recovered.record_count += trailer.entries;
+        return Ok(sealed);
     }
-    Ok(mid)
+    tracing::warn!(segment = %path.display(), "sealed segment without a valid trailer; scanning it");
+    let bytes = std::fs::read(path).map_err(|e| JournalError::io("read segment", path, e))?;
+    let data = &bytes[SEGMENT_HEADER_BYTES..bytes.len() - SEGMENT_TRAILER_BYTES];
+    let found = scan::scan_records(data, base, id.seed(), false, false);
+    recovered.record_count += found.entries;
+    plan.mid
+        .extend(found.defects.iter().map(|d| defect(path, d, false)));
+    recovered.report.bad_trailers.push(path.to_owned());
+    Ok(sealed)
+}
+
+/// Scans the last segment and plans what happens to its torn tail and its damage.
+fn plan_tail(
+    path: &Path,
+    base: u64,
+    id: JournalId,
+    recovered: &mut Recovered,
+    plan: &mut Plan,
+) -> Result<ScannedSegment, JournalError> {
+    let mut tail = read_tail(path, base, id, false)?;
+    if tail.blank {
+        plan.blank_tail = Some(path.to_owned());
+        plan.tail_state = Some((0, 0));
+    } else if let Some(found) = tail.scan.take() {
+        let (mid, torn) = classify_tail(&tail, &found, id);
+        let end = torn.as_ref().map_or_else(|| found.end(), |t| t.offset);
+        tail.segment.data_len = end - base;
+        let (entries, chain) = match &torn {
+            // The writer continues the chain over what is kept: rescan the kept part.
+            Some(_) => {
+                let kept = &tail.bytes[SEGMENT_HEADER_BYTES..SEGMENT_HEADER_BYTES + (end - base) as usize];
+                let again = scan::scan_records(kept, base, id.seed(), false, false);
+                (again.entries, again.chain)
+            }
+            None => (found.entries, found.chain),
+        };
+        recovered.record_count += entries;
+        plan.tail_state = Some((entries, chain));
+        plan.mid.extend(mid);
+        plan.torn = torn;
+    } else if let Some(trailer) = tail.segment.trailer {
+        recovered.record_count += trailer.entries;
+    }
+    Ok(tail.segment)
+}
+
+/// Refuses a plan that would cut below `floor`, a `floor` past the end, or (under `stop`) any
+/// damage to acknowledged data.
+fn check_plan(plan: &Plan, end: u64, config: &JournalConfig, floor: u64) -> Result<(), JournalError> {
+    if let Some(torn) = plan.torn.as_ref().filter(|t| t.offset < floor) {
+        return Err(JournalError::TruncationBelowCursor {
+            at: torn.offset,
+            cursor: floor,
+        });
+    }
+    if floor > end {
+        return Err(JournalError::CursorBeyondEnd { cursor: floor, end });
+    }
+    match plan.mid.first() {
+        Some(defect) if config.corruption_policy == CorruptionPolicy::Stop => Err(JournalError::Corruption {
+            segment: defect.segment.clone(),
+            offset: defect.offset,
+            length: defect.length,
+            reason: defect.reason.clone(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Quarantines the damage, copies aside and cuts the torn tail, and mends a blank header.
+fn carry_out(dir: &Path, id: JournalId, plan: &Plan, recovered: &mut Recovered) -> Result<(), JournalError> {
+    for defect in &plan.mid {
+        quarantine::quarantine(dir, defect)?;
+    }
+    let last_base = recovered.report.segments.last().map_or(0, |s| s.base);
+    if let Some(defect) = &plan.torn {
+        // Usually the remains of an unacknowledged batch, but keep a copy whatever it is.
+        let stem = format!("tail-{:020}-{}", defect.offset, crate::protocol::now_ms());
+        quarantine::copy_aside(dir, defect, &stem)?;
+        cut(
+            &defect.segment,
+            SEGMENT_HEADER_BYTES as u64 + (defect.offset - last_base),
+            defect.length,
+        )?;
+        recovered.truncated_bytes = defect.length;
+        recovered.truncated_records = defect.valid_records;
+    }
+    if let Some(path) = &plan.blank_tail {
+        rewrite_header(path, id, last_base)?;
+    }
+    Ok(())
 }
 
 /// Bytes of zeros written per call when cutting a torn tail.
@@ -538,104 +432,4 @@ fn rewrite_header(path: &Path, id: JournalId, base: u64) -> Result<(), JournalEr
     file.write_all_at(&layout::encode_header(id, base), 0)
         .and_then(|()| file.sync_all())
         .map_err(|e| JournalError::io("rewrite blank segment header", path, e))
-}
-
-/// Returns every quarantined region: those of `found` and those reported by earlier runs
-/// (for sealed segments, which opening does not rescan), as (offset, length), in order.
-fn known_quarantine(dir: &Path, found: &[Defect]) -> Result<Vec<(u64, u64)>, JournalError> {
-    let mut regions: Vec<(u64, u64)> = found.iter().map(|d| (d.offset, d.length)).collect();
-    let qdir = dir.join(QUARANTINE_DIR);
-    let entries = match std::fs::read_dir(&qdir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(regions),
-        Err(e) => return Err(JournalError::io("list quarantine", &qdir, e)),
-    };
-    for entry in entries {
-        let entry = entry.map_err(|e| JournalError::io("list quarantine", &qdir, e))?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        // Reports of mid-log regions are named by offset alone; torn tails start with "tail-".
-        if name.starts_with("tail-") || !name.ends_with(".json") {
-            continue;
-        }
-        let path = entry.path();
-        let bytes = std::fs::read(&path).map_err(|e| JournalError::io("read quarantine report", &path, e))?;
-        match serde_json::from_slice::<Defect>(&bytes) {
-            Ok(defect) if !defect.tail => regions.push((defect.offset, defect.length)),
-            Ok(_) => {}
-            Err(error) => {
-                tracing::warn!(report = %path.display(), %error, "unreadable quarantine report ignored")
-            }
-        }
-    }
-    regions.sort_unstable();
-    regions.dedup();
-    Ok(regions)
-}
-
-/// Copies a mid-log region aside with a JSON report; idempotent across reopenings.
-fn quarantine(dir: &Path, defect: &Defect) -> Result<(), JournalError> {
-    copy_aside(dir, defect, &format!("{:020}", defect.offset))
-}
-
-fn copy_aside(dir: &Path, defect: &Defect, stem: &str) -> Result<(), JournalError> {
-    let qdir = dir.join(QUARANTINE_DIR);
-    let report_path = qdir.join(format!("{stem}.json"));
-    if report_path.exists() {
-        return Ok(());
-    }
-    segment::create_dir_durably(&qdir)?;
-    let (file, _) = open_file(&defect.segment)?;
-    let base = segment::parse_segment_name(
-        defect
-            .segment
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default(),
-    )
-    .ok_or_else(|| JournalError::UnexpectedFile(defect.segment.clone()))?;
-    let length =
-        usize::try_from(defect.length).map_err(|_| JournalError::UnexpectedFile(defect.segment.clone()))?;
-    let mut bytes = vec![0u8; length];
-    let at = SEGMENT_HEADER_BYTES as u64 + (defect.offset - base);
-    let read = segment::read_full_at(&file, &defect.segment, at, &mut bytes)?;
-    bytes.truncate(read);
-    let bin_path = qdir.join(format!("{stem}.bin"));
-    write_durably(&bin_path, &bytes)?;
-    let json = serde_json::to_vec_pretty(defect).map_err(|e| JournalError::Config(e.to_string()))?;
-    write_durably(&report_path, &json)?;
-    sync_dir(&qdir)
-}
-
-fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), JournalError> {
-    use std::io::Write;
-    let mut file = std::fs::File::create(path).map_err(|e| JournalError::io("create", path, e))?;
-    file.write_all(bytes)
-        .map_err(|e| JournalError::io("write", path, e))?;
-    file.sync_all().map_err(|e| JournalError::io("fsync", path, e))
-}
-
-/// Scans one sealed segment and quarantines every defect in it (copy aside with a report);
-/// returns the regions as (offset, length). Opening does not read sealed segments, so a reader
-/// that meets damage in one calls this, at the cost of one segment, not the history.
-pub(crate) fn quarantine_sealed(
-    dir: &Path,
-    path: &Path,
-    base: u64,
-    seed: super::format::Seed,
-) -> Result<Vec<(u64, u64)>, JournalError> {
-    let bytes = std::fs::read(path).map_err(|e| JournalError::io("read segment", path, e))?;
-    let Some(data) = bytes.get(SEGMENT_HEADER_BYTES..bytes.len().saturating_sub(SEGMENT_TRAILER_BYTES))
-    else {
-        return Ok(Vec::new());
-    };
-    let found = scan::scan_records(data, base, seed, false, false);
-    let mut regions = Vec::with_capacity(found.defects.len());
-    for raw in &found.defects {
-        let defect = defect(path, raw, false);
-        tracing::warn!(segment = %path.display(), offset = defect.offset, length = defect.length, reason = %defect.reason, "quarantining damage in a sealed segment");
-        quarantine(dir, &defect)?;
-        regions.push((defect.offset, defect.length));
-    }
-    Ok(regions)
 }

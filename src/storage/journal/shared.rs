@@ -119,7 +119,8 @@ impl Shared {
         if covered(&self.quarantined.read()) {
             return Ok(true);
         }
-        let regions = super::recovery::quarantine_sealed(&self.dir, &segment.path, segment.base, self.seed)?;
+        let regions =
+            super::quarantine::quarantine_sealed(&self.dir, &segment.path, segment.base, self.seed)?;
         let mut quarantined = self.quarantined.write();
         for (start, length) in regions {
             let end = quarantined.entry(start).or_insert(start);
