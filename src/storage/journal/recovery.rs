@@ -108,9 +108,36 @@ pub(super) struct Tail {
     pub(super) blank: bool,
 }
 
+/// Bytes the last segment is read in.
+const TAIL_CHUNK_BYTES: usize = 1 << 20;
+
+/// Reads the last segment up to the end of its last chunk holding a non-zero byte; returns
+/// those bytes and the file's length. The zeros after them are preallocated space (a batch
+/// always ends with its non-zero mark), so they are not held: memory at open follows what the
+/// last segment holds, not its preallocated size.
+fn read_written(path: &Path) -> Result<(Vec<u8>, u64), JournalError> {
+    let (file, len) = open_file(path)?;
+    let mut kept = Vec::new();
+    let mut chunk = vec![0u8; TAIL_CHUNK_BYTES];
+    let mut at = 0u64;
+    while at < len {
+        let want = usize::try_from(len - at).map_or(chunk.len(), |left| left.min(chunk.len()));
+        let got = segment::read_full_at(&file, path, at, &mut chunk[..want])?;
+        if got == 0 {
+            break;
+        }
+        if chunk[..got].iter().any(|&b| b != 0) {
+            // Zero chunks skipped before this one are part of the data after all.
+            kept.resize(usize::try_from(at).unwrap_or(usize::MAX), 0);
+            kept.extend_from_slice(&chunk[..got]);
+        }
+        at += got as u64;
+    }
+    Ok((kept, len))
+}
+
 pub(super) fn read_tail(path: &Path, base: u64, id: JournalId, collect: bool) -> Result<Tail, JournalError> {
-    let bytes = std::fs::read(path).map_err(|e| JournalError::io("read segment", path, e))?;
-    let file_len = bytes.len() as u64;
+    let (bytes, file_len) = read_written(path)?;
     let mut segment = ScannedSegment {
         base,
         path: path.to_owned(),
@@ -131,7 +158,8 @@ pub(super) fn read_tail(path: &Path, base: u64, id: JournalId, collect: bool) ->
         Err(problem) => return Err(header_error(path, id, problem)),
     }
     let overhead = SEGMENT_HEADER_BYTES + SEGMENT_TRAILER_BYTES;
-    if bytes.len() >= overhead {
+    // A sealed segment ends with its (non-zero) trailer, so it is held whole.
+    if bytes.len() as u64 == file_len && bytes.len() >= overhead {
         let data_len = (bytes.len() - overhead) as u64;
         let trailer = Trailer::decode(&bytes[bytes.len() - SEGMENT_TRAILER_BYTES..], id.seed())
             .filter(|t| Some(t.end) == base.checked_add(data_len));
