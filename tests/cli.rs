@@ -263,6 +263,7 @@ fn malformed_input_is_reported_not_panicked_on() {
 #[test]
 fn wal_verify_reports_corruption_and_inspect_lists_records() {
     use stemedb::storage::journal::Journal;
+    use stemedb::storage::journal::layout::SEGMENT_HEADER_BYTES;
     // Small batches, so that damage followed by a few KiB of records is mid-log rather than a
     // torn last batch.
     let root = TempDir::new().unwrap();
@@ -308,7 +309,7 @@ fn wal_verify_reports_corruption_and_inspect_lists_records() {
         );
     let segment = dir.join(format!("{:020}.wal", 0));
     let mut bytes = std::fs::read(&segment).unwrap();
-    bytes[offsets[2] as usize + 50] ^= 0x10;
+    bytes[SEGMENT_HEADER_BYTES + offsets[2] as usize + 50] ^= 0x10;
     std::fs::write(&segment, &bytes).unwrap();
     stemedb()
         .args(["wal", "verify"])
@@ -330,4 +331,59 @@ fn wal_verify_reports_corruption_and_inspect_lists_records() {
         .assert()
         .success()
         .stdout(predicates::str::contains(offsets[39].to_string()));
+}
+
+#[test]
+fn wal_verify_and_repair_reach_damage_in_sealed_segments() {
+    use stemedb::storage::journal::Journal;
+    use stemedb::storage::journal::layout::SEGMENT_HEADER_BYTES;
+    // Small segments: the damage lies in a sealed segment, which opening does not read.
+    let root = TempDir::new().unwrap();
+    let config_path = root.path().join("small.toml");
+    std::fs::write(&config_path, "[journal]\nsegment_size_bytes = 4096\n").unwrap();
+    let config = stemedb::Config::load(Some(&config_path)).unwrap();
+    let dir = root.path().join("journal");
+    let offsets: Vec<u64> = {
+        let journal = Journal::open(&dir, config.journal.clone()).unwrap();
+        (0..100u8)
+            .map(|n| journal.append(vec![n; 200]).unwrap())
+            .collect()
+    };
+    let segment = dir.join(format!("{:020}.wal", 0));
+    let mut bytes = std::fs::read(&segment).unwrap();
+    bytes[SEGMENT_HEADER_BYTES + offsets[3] as usize + 100] ^= 0x01;
+    std::fs::write(&segment, &bytes).unwrap();
+    let stemedb = || {
+        let mut cmd = stemedb();
+        cmd.arg("--config").arg(&config_path);
+        cmd
+    };
+    stemedb()
+        .args(["wal", "verify"])
+        .arg(&dir)
+        .assert()
+        .code(1)
+        .stdout(predicates::str::contains("trailer mismatch: segment"))
+        .stdout(predicates::str::contains(format!(
+            "mid-log corruption: segment {}",
+            segment.display()
+        )))
+        .stdout(predicates::str::contains(format!("offset {}", offsets[3])));
+    stemedb()
+        .args(["wal", "repair"])
+        .arg(&dir)
+        .assert()
+        .success()
+        .stdout(predicates::str::contains(format!(
+            "quarantined offset {}",
+            offsets[3]
+        )));
+    stemedb()
+        .args(["wal", "verify"])
+        .arg(&dir)
+        .assert()
+        .code(1)
+        .stdout(predicates::str::contains(
+            "mid-log corruption (already quarantined)",
+        ));
 }
