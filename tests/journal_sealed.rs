@@ -2,7 +2,8 @@
 //! not seen at open; the first reader that meets it quarantines it there and then (copy aside
 //! with a report, as recovery does) and reads on past it, while the `stop` policy reports it.
 //! A damaged trailer makes opening scan that one segment. `scan` (behind `stemedb wal
-//! verify`) reads every byte and reports a trailer that does not match its records.
+//! verify`) reads every byte and reports a trailer that does not match its records. Segment
+//! files are opened on first read, and no more than `OPEN_SEGMENT_FILES_MAX` stay open.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -10,7 +11,8 @@ use std::path::{Path, PathBuf};
 
 use stemedb::storage::journal::layout::{SEGMENT_HEADER_BYTES, SEGMENT_TRAILER_BYTES};
 use stemedb::storage::journal::{
-    CorruptionPolicy, Journal, JournalConfig, QUARANTINE_DIR, ReadError, ReadOutcome, scan,
+    CorruptionPolicy, Journal, JournalConfig, OPEN_SEGMENT_FILES_MAX, QUARANTINE_DIR, ReadError, ReadOutcome,
+    scan,
 };
 use tempfile::TempDir;
 
@@ -145,4 +147,27 @@ fn a_damaged_trailer_makes_opening_scan_that_segment() {
     assert_eq!(journal.recovered().report.bad_trailers, vec![first]);
     assert_eq!(journal.recovered().record_count, 120);
     assert_eq!(walk(&journal).len(), offsets.len());
+}
+
+#[test]
+fn segment_files_open_lazily_and_at_most_a_bounded_number_stay_open() {
+    let (dir, offsets) = journal_with(1000);
+    let segments = segments(dir.path()).len();
+    assert!(segments > 2 * OPEN_SEGMENT_FILES_MAX, "{segments} segments");
+    let journal = Journal::open(dir.path(), config()).unwrap();
+    assert_eq!(
+        journal.open_file_count(),
+        0,
+        "opening opens no segment file for reading"
+    );
+    assert_eq!(walk(&journal).len(), offsets.len());
+    let open = journal.open_file_count();
+    assert!((1..=OPEN_SEGMENT_FILES_MAX).contains(&open), "{open} files open");
+    // Readers in two places at once share the cache, and it stays bounded.
+    let (mut early, mut late) = (journal.reader(), journal.reader());
+    for (a, b) in offsets.iter().zip(offsets.iter().rev()) {
+        assert!(matches!(early.read(*a).unwrap(), ReadOutcome::Record { .. }));
+        assert!(matches!(late.read(*b).unwrap(), ReadOutcome::Record { .. }));
+        assert!(journal.open_file_count() <= OPEN_SEGMENT_FILES_MAX);
+    }
 }

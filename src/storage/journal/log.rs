@@ -20,10 +20,10 @@
 //!   processed the log; it never passes the durable end. [`Log::collect_garbage`] never
 //!   removes a record at or above any cursor, nor one a reader holds.
 
+use super::Journal;
 use super::error::{JournalError, ReadError};
 use super::reader::{JournalReader, RangeRead};
 use super::shared::DurableListener;
-use super::{Journal, WeakJournal};
 
 /// A reader of a [`Log`]; see the module docs for the contract.
 pub trait LogReader: Send {
@@ -50,8 +50,6 @@ pub trait Log: Send + Sync {
     /// Returns the bytes of progress after which a cursor update can let a unit go: a
     /// consumer saving its cursor more often gains nothing.
     fn collect_step_bytes(&self) -> u64;
-    /// Returns a handle that does not keep the log open, for observers.
-    fn downgrade(&self) -> WeakJournal;
 }
 
 impl LogReader for JournalReader {
@@ -88,10 +86,6 @@ impl Log for Journal {
 
     fn collect_garbage(&self) -> Result<usize, JournalError> {
         Journal::collect_garbage(self)
-    }
-
-    fn downgrade(&self) -> WeakJournal {
-        Journal::downgrade(self)
     }
 
     fn collect_step_bytes(&self) -> u64 {
