@@ -308,3 +308,60 @@ fn a_tear_below_the_durable_floor_is_refused_and_nothing_changes() {
     assert_eq!(journal.durable_end(), offsets[19]);
     assert!(journal.recovered().truncated_bytes > 0);
 }
+
+/// Appends a record whose payload carries, `prefix` bytes in, a whole record encoded with
+/// `seed` for the offset where it would sit, then flips a bit in the outer record's length so
+/// that recovery must resynchronize through the payload. Returns what the reopened journal
+/// holds (offset of each record) and the offset of the embedded record.
+fn smuggle(seed_of: impl FnOnce(&Journal) -> format::Seed) -> (Vec<u64>, u64) {
+    let dir = TempDir::new().unwrap();
+    let config = one_segment();
+    let (outer, inner) = {
+        let journal = Journal::open(dir.path(), config.clone()).unwrap();
+        for n in 0..5 {
+            journal.append(payload(n)).unwrap();
+        }
+        let outer = journal.durable_end();
+        let prefix = 16;
+        let inner = outer + format::HEADER_BYTES as u64 + prefix as u64;
+        let mut carried = vec![0xA5; prefix];
+        let seed = seed_of(&journal);
+        format::encode(b"a record someone tried to slip in", inner, seed, &mut carried);
+        // One mark after it, so that the slipped-in record would even end a complete batch.
+        let mark_at = inner + (carried.len() - prefix) as u64;
+        format::encode_mark(inner, 1, mark_at, seed, &mut carried);
+        assert_eq!(journal.append(carried).unwrap(), outer);
+        for n in 5..40 {
+            journal.append(payload(n)).unwrap();
+        }
+        (outer, inner)
+    };
+    let segment = segments(dir.path()).remove(0);
+    let mut bytes = std::fs::read(&segment).unwrap();
+    bytes[SEGMENT_HEADER_BYTES + outer as usize + 2] ^= 0x40;
+    std::fs::write(&segment, bytes).unwrap();
+    let journal = Journal::open(dir.path(), config).unwrap();
+    let mut reader = journal.reader();
+    let range = reader.read_range(0, 1000, usize::MAX).unwrap();
+    (range.records.iter().map(|(offset, _)| *offset).collect(), inner)
+}
+
+#[test]
+fn a_record_hidden_in_a_payload_never_passes_without_the_journal_identity() {
+    // Crafted without this journal's identity (which a submitter never sees): rejected.
+    let other = format::JournalId::from_bytes([0x5A; format::JournalId::BYTES]).seed();
+    let (offsets, inner) = smuggle(|_| other);
+    assert!(!offsets.contains(&inner), "the smuggled record was accepted");
+    assert_eq!(
+        offsets.len(),
+        40,
+        "every record but the damaged one (of 41) is read back"
+    );
+    // The control: crafted with the identity itself, the same bytes would pass, so the
+    // identity is what keeps them out.
+    let (offsets, inner) = smuggle(|journal| journal.recovered().id.unwrap().seed());
+    assert!(
+        offsets.contains(&inner),
+        "the control must resynchronize into the payload"
+    );
+}

@@ -30,7 +30,8 @@ const fn file_position(position: u64) -> u64 {
     SEGMENT_HEADER_BYTES as u64 + position
 }
 
-/// The journal's only writer; owned by the group-commit thread.
+/// The journal's only writer, behind a lock shared by the group-commit thread and a lone
+/// appender (see `Journal::append`).
 pub struct Writer {
     dir: PathBuf,
     config: JournalConfig,
