@@ -61,7 +61,8 @@ const CHILD_RUN_MAX: Duration = Duration::from_secs(60);
 /// What a submitter meant an assertion to be, so what the state must make of it: `New` (no
 /// parent) and `Child` (superseding a stored one of the same subject and predicate) are stored;
 /// a `Repeat` of an acknowledged stored one is stored once, at its first offset; an `Orphan`
-/// (parent unknown) and a `Mismatch` (parent about another subject or predicate) are rejected.
+/// (parent unknown), a `Mismatch` (parent about another subject or predicate) and a `Foreign`
+/// child (signed by an agent who did not sign its parent) are rejected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     New,
@@ -69,9 +70,22 @@ enum Kind {
     Repeat,
     Orphan,
     Mismatch,
+    Foreign,
 }
 
-const KINDS: [Kind; 5] = [Kind::New, Kind::Child, Kind::Repeat, Kind::Orphan, Kind::Mismatch];
+const KINDS: [Kind; 6] = [
+    Kind::New,
+    Kind::Child,
+    Kind::Repeat,
+    Kind::Orphan,
+    Kind::Mismatch,
+    Kind::Foreign,
+];
+
+/// The key of an agent who tries to supersede other agents' assertions.
+fn stranger() -> AgentKey {
+    AgentKey::from_secret_bytes(&[0xEE; 32])
+}
 
 /// One acknowledged assertion, as printed by the child: `ack <hash> <offset> <kind>`.
 #[derive(Debug, Clone, Copy)]
@@ -184,6 +198,12 @@ impl Submitter {
                 assertion.predicate = format!("not:{}", parent.predicate);
                 assertion.parent = Some(parent.content_hash());
                 Kind::Mismatch
+            }
+            Some(parent) if roll < 17 => {
+                assertion.parent = Some(parent.content_hash());
+                (assertion.subject, assertion.predicate) = (parent.subject, parent.predicate);
+                assertion.sign(&stranger());
+                return (assertion, Kind::Foreign);
             }
             Some(parent) if roll < 55 => {
                 assertion.parent = Some(parent.content_hash());
@@ -316,12 +336,19 @@ impl Replay {
         let hash = assertion.content_hash();
         self.at.insert(offset, hash);
         let names = |a: &Assertion| (a.subject.clone(), a.predicate.clone());
-        let known = |p: Hash| self.accepted.get(&p).map(|(_, a)| names(a));
+        let known = |p: Hash| self.accepted.get(&p).map(|(_, a)| a.clone());
         let parent = assertion.parent.map(|p| (p, known(p)));
+        let signed_by_author = |p: &Assertion| {
+            let signer = |a: &Assertion, agent| a.signatures.iter().any(|s| s.agent == agent);
+            assertion.signatures.iter().any(|s| signer(p, s.agent))
+        };
         let reason = match parent {
             _ if self.accepted.contains_key(&hash) => return,
             Some((parent, None)) => RejectReason::UnknownParent { parent },
-            Some((parent, Some(n))) if n != names(&assertion) => RejectReason::ParentMismatch { parent },
+            Some((parent, Some(p))) if names(&p) != names(&assertion) => {
+                RejectReason::ParentMismatch { parent }
+            }
+            Some((parent, Some(p))) if !signed_by_author(&p) => RejectReason::NotParentAuthor { parent },
             _ => {
                 self.edges.extend(assertion.parent.map(|parent| (parent, hash)));
                 self.accepted.insert(hash, (offset, assertion));
@@ -369,6 +396,7 @@ fn check_acks(acked: &[Ack], replay: &Replay, ctx: &str) {
             (Kind::Repeat, Some(offset), None) => offset < ack.offset,
             (Kind::Orphan, None, Some(RejectReason::UnknownParent { .. })) => true,
             (Kind::Mismatch, None, Some(RejectReason::ParentMismatch { .. })) => true,
+            (Kind::Foreign, None, Some(RejectReason::NotParentAuthor { .. })) => true,
             _ => false,
         };
         let replayed = format!("stored at {stored:?}, rejected {rejection:?}");

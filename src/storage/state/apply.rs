@@ -19,7 +19,7 @@ use super::index::{pair_key, subject_key, supersession_key};
 use super::rejection::{RejectReason, Rejection};
 use super::votes::{RoutedVote, Tally, encode_totals, encode_vote, vote_key};
 use super::{Databases, META_INGEST_CURSOR, State, StateError, decode_u64};
-use crate::protocol::{Assertion, Hash, LogRecord};
+use crate::protocol::{AgentId, Assertion, Hash, LogRecord};
 
 /// One durable journal record, as the ingestor read it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,8 +100,8 @@ impl State {
                 end: cursor,
                 ..Plan::default()
             };
-            // Assertions stored earlier in this batch: (subject, predicate) by hash.
-            let mut batch: HashMap<Hash, (String, String)> = HashMap::new();
+            // Assertions stored earlier in this batch, by hash: what a successor is checked against.
+            let mut batch: HashMap<Hash, ParentFacts> = HashMap::new();
             for record in records {
                 assert!(
                     record.next > record.offset,
@@ -179,7 +179,7 @@ fn plan_one(
     txn: &RoTxn<'_>,
     dbs: &Databases,
     record: &IngestRecord,
-    batch: &mut HashMap<Hash, (String, String)>,
+    batch: &mut HashMap<Hash, ParentFacts>,
     plan: &mut Plan,
 ) -> Result<(), StateError> {
     let reject = |plan: &mut Plan, hash, reason| {
@@ -225,21 +225,29 @@ fn plan_one(
         return Ok(());
     }
     if let Some(parent) = assertion.parent {
-        let names = match batch.get(&parent) {
-            Some(names) => Some(names.clone()),
-            None => super::read::get_in(txn, dbs, &parent)?
-                .map(|stored| (stored.assertion.subject, stored.assertion.predicate)),
+        let facts = match batch.get(&parent) {
+            Some(facts) => Some(facts.clone()),
+            None => super::read::get_in(txn, dbs, &parent)?.map(|stored| ParentFacts::of(&stored.assertion)),
         };
-        let Some((subject, predicate)) = names else {
+        let Some(facts) = facts else {
             reject(plan, Some(hash), RejectReason::UnknownParent { parent });
             return Ok(());
         };
-        if subject != assertion.subject || predicate != assertion.predicate {
+        if facts.subject != assertion.subject || facts.predicate != assertion.predicate {
             reject(plan, Some(hash), RejectReason::ParentMismatch { parent });
             return Ok(());
         }
+        // Only an author may supersede: agents who disagree make competing assertions.
+        let shares_a_signer = assertion
+            .signatures
+            .iter()
+            .any(|s| facts.signers.contains(&s.agent));
+        if !shares_a_signer {
+            reject(plan, Some(hash), RejectReason::NotParentAuthor { parent });
+            return Ok(());
+        }
     }
-    batch.insert(hash, (assertion.subject.clone(), assertion.predicate.clone()));
+    batch.insert(hash, ParentFacts::of(&assertion));
     // The payload after its tag byte is the canonical record: stored as read, not re-encoded.
     let body = record.payload.get(1..).unwrap_or_default().to_vec();
     plan.steps.push(Step::Store {
@@ -249,6 +257,24 @@ fn plan_one(
         body,
     });
     Ok(())
+}
+
+/// What a successor is checked against: its parent's subject, predicate and signers.
+#[derive(Debug, Clone)]
+struct ParentFacts {
+    subject: String,
+    predicate: String,
+    signers: Vec<AgentId>,
+}
+
+impl ParentFacts {
+    fn of(assertion: &Assertion) -> Self {
+        Self {
+            subject: assertion.subject.clone(),
+            predicate: assertion.predicate.clone(),
+            signers: assertion.signatures.iter().map(|s| s.agent).collect(),
+        }
+    }
 }
 
 /// Returns true if and only if an assertion with content hash `hash` is stored; reads the key

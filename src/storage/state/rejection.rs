@@ -24,6 +24,13 @@ pub enum RejectReason {
         /// The parent.
         parent: Hash,
     },
+    /// The assertion supersedes a parent none of whose signers signed it: only an author may
+    /// supersede (or retract) an assertion.
+    #[error("parent {parent} was signed by none of this assertion's signers")]
+    NotParentAuthor {
+        /// The parent.
+        parent: Hash,
+    },
     /// The vote is about an assertion that is not stored.
     #[error("voted assertion {assertion} is unknown")]
     UnknownAssertion {
@@ -44,6 +51,7 @@ impl RejectReason {
         match self {
             Self::UnknownParent { .. } => "unknown_parent",
             Self::ParentMismatch { .. } => "parent_mismatch",
+            Self::NotParentAuthor { .. } => "not_parent_author",
             Self::UnknownAssertion { .. } => "unknown_assertion",
             Self::Undecodable { .. } => "undecodable",
         }
