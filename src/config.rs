@@ -98,10 +98,13 @@ impl Config {
         self.state.validate()?;
         self.node.validate()?;
         self.votes.validate()?;
-        if self.journal.record_bytes_max < self.limits.record_bytes_max {
+        // A valid record of exactly the limit is journaled with its tag.
+        let needed = self.limits.record_bytes_max + crate::protocol::TAG_BYTES;
+        if self.journal.record_bytes_max < needed {
             return Err(format!(
-                "journal.record_bytes_max = {} must be at least limits.record_bytes_max = {}",
-                self.journal.record_bytes_max, self.limits.record_bytes_max
+                "journal.record_bytes_max = {} must be at least limits.record_bytes_max + {} (the record tag) = {needed}",
+                self.journal.record_bytes_max,
+                crate::protocol::TAG_BYTES,
             ));
         }
         Ok(())

@@ -270,7 +270,7 @@ fn wal_verify_reports_corruption_and_inspect_lists_records() {
     let config_path = root.path().join("small.toml");
     std::fs::write(
         &config_path,
-        "[limits]\nrecord_bytes_max = 1024\n[journal]\nrecord_bytes_max = 1024\ngroup_commit_batch_bytes_max = 1024\nsegment_size_bytes = 65536\n",
+        "[limits]\nrecord_bytes_max = 1024\n[journal]\nrecord_bytes_max = 1025\ngroup_commit_batch_bytes_max = 1025\nsegment_size_bytes = 65536\n",
     )
     .unwrap();
     let config = stemedb::Config::load(Some(&config_path)).unwrap();

@@ -18,6 +18,10 @@ const TAG_ASSERTION: u8 = 1;
 /// Tag of a vote record.
 const TAG_VOTE: u8 = 2;
 
+/// Bytes the tag adds to a record's body in the journal: a journal must admit payloads of
+/// `limits.record_bytes_max + TAG_BYTES` for every valid record to fit.
+pub const TAG_BYTES: usize = size_of::<u8>();
+
 /// One record of the journal.
 #[derive(Debug, Clone, PartialEq)]
 pub enum LogRecord {

@@ -31,7 +31,7 @@ pub use limits::{
     Limits, LimitsError, NAME_BYTES_CEILING, OBJECT_TEXT_BYTES_CEILING, RECORD_BYTES_CEILING,
     SIGNATURES_CEILING,
 };
-pub use log_record::{LogRecord, encode_assertion};
+pub use log_record::{LogRecord, TAG_BYTES, encode_assertion};
 pub use object::{Lifecycle, ObjectValue};
 pub use signing::{RecordKind, SignatureCheck, sign, signing_message, verify, verify_batch};
 pub use validate::{
