@@ -78,7 +78,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
         ),
     ];
     let bob_task = node.submit_many(bob_batch);
-    let (alice_receipt, bob_results) = futures_join(alice_task, bob_task).await;
+    let (alice_receipt, bob_results) = futures_util::future::join(alice_task, bob_task).await;
     let alice_receipt = alice_receipt?;
     println!(
         "alice: durable at offset {} as {}",
@@ -156,32 +156,4 @@ async fn main() -> Result<(), Box<dyn Error>> {
     node.shutdown().await?;
     println!("shut down; run again to start from this state");
     Ok(())
-}
-
-/// Awaits two futures concurrently on this task.
-async fn futures_join<A: std::future::Future, B: std::future::Future>(a: A, b: B) -> (A::Output, B::Output) {
-    let mut a = std::pin::pin!(a);
-    let mut b = std::pin::pin!(b);
-    let (mut out_a, mut out_b) = (None, None);
-    std::future::poll_fn(|cx| {
-        if out_a.is_none() {
-            if let std::task::Poll::Ready(v) = a.as_mut().poll(cx) {
-                out_a = Some(v);
-            }
-        }
-        if out_b.is_none() {
-            if let std::task::Poll::Ready(v) = b.as_mut().poll(cx) {
-                out_b = Some(v);
-            }
-        }
-        match (out_a.take(), out_b.take()) {
-            (Some(x), Some(y)) => std::task::Poll::Ready((x, y)),
-            (x, y) => {
-                out_a = x;
-                out_b = y;
-                std::task::Poll::Pending
-            }
-        }
-    })
-    .await
 }

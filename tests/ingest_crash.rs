@@ -17,7 +17,8 @@
 
 mod common;
 
-use common::crash::{Rng, assert_same, config, env_u64};
+use common::Rng;
+use common::crash::{assert_same, config, env_u64};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{BufRead, BufReader};
@@ -112,7 +113,7 @@ fn child_entry() {
                 let submitter = Submitter {
                     node: node.clone(),
                     key: common::key(u8::try_from(task + 1).unwrap()),
-                    rng: Rng(seed ^ (u64::from(task) << 48)),
+                    rng: Rng::new(seed ^ (u64::from(task) << 48)),
                     label: format!("{seed:016x}/{task}"),
                     seq: 0,
                     parents: Vec::new(),
@@ -456,7 +457,7 @@ fn acknowledged_assertions_survive_sigkill_and_state_equals_journal_replay() {
         env_u64("STEMEDB_INGEST_CRASH_SEED").unwrap_or_else(|| now_ms() ^ u64::from(std::process::id()));
     let rounds = u32::try_from(env_u64("STEMEDB_INGEST_CRASH_ROUNDS").unwrap_or(4)).unwrap();
     eprintln!("ingest crash test: seed {seed}, {rounds} rounds (STEMEDB_INGEST_CRASH_SEED={seed})");
-    let (started, mut rng) = (Instant::now(), Rng(seed));
+    let (started, mut rng) = (Instant::now(), Rng::new(seed));
     let (mut dir, mut acked) = (TempDir::new().unwrap(), Vec::new());
     let (mut kills, mut acks, mut records) = (0, 0, 0);
     for round in 0..rounds {

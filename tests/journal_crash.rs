@@ -11,6 +11,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::ExitStatusExt;
@@ -20,6 +22,7 @@ use std::sync::mpsc::{self, Sender};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use common::Rng;
 use stemedb::storage::journal::{Journal, JournalConfig, ReadOutcome, format};
 use tempfile::TempDir;
 
@@ -51,33 +54,6 @@ fn config() -> JournalConfig {
     }
 }
 
-fn splitmix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    x ^ (x >> 31)
-}
-
-/// A small seeded xorshift generator.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Self(splitmix(seed) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 fn identity(round: u32, thread: u16, seq: u32) -> u64 {
     (u64::from(round) << 48) ^ (u64::from(thread) << 32) ^ u64::from(seq)
 }
@@ -85,7 +61,7 @@ fn identity(round: u32, thread: u16, seq: u32) -> u64 {
 /// The payload length of append `seq` of `thread` in `round`, derived from the seed.
 fn payload_len(seed: u64, round: u32, thread: u16, seq: u32) -> usize {
     let span = (PAYLOAD_BYTES_MAX - HEADER_BYTES + 1) as u64;
-    HEADER_BYTES + (splitmix(seed ^ splitmix(identity(round, thread, seq))) % span) as usize
+    HEADER_BYTES + Rng::new(seed ^ Rng::new(identity(round, thread, seq)).next()).below(span) as usize
 }
 
 /// A self-describing payload: the header names it, and the rest follows from the header.
@@ -95,10 +71,8 @@ fn payload(round: u32, thread: u16, seq: u32, len: usize) -> Vec<u8> {
     bytes.extend_from_slice(&thread.to_le_bytes());
     bytes.extend_from_slice(&round.to_le_bytes());
     bytes.extend_from_slice(&seq.to_le_bytes());
-    let mut rng = Rng::new(identity(round, thread, seq));
-    while bytes.len() < len {
-        bytes.extend_from_slice(&rng.next().to_le_bytes());
-    }
+    let rest = len.saturating_sub(bytes.len());
+    bytes.extend(Rng::new(identity(round, thread, seq)).bytes(rest));
     bytes.truncate(len);
     bytes
 }
@@ -392,7 +366,7 @@ fn acknowledged_appends_survive_sigkill_at_random_moments() {
             1 + rng.below(KILL_ACKS_MAX)
         };
         let jitter = rng.below(200_000);
-        let round_seed = splitmix(seed ^ u64::from(round));
+        let round_seed = Rng::new(seed ^ u64::from(round)).next();
         let ctx = format!("seed {seed} round {round} (kill after {kill_after} acks, {jitter} spins)");
         let acks = run_and_kill(dir.path(), round_seed, round, kill_after, jitter, &ctx);
         assert!(

@@ -19,7 +19,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{NOW_MS, key};
+use common::{NOW_MS, Rng, key};
 use stemedb::Config;
 use stemedb::node::{JOURNAL_DIR, Node};
 use stemedb::protocol::{Assertion, LogRecord, ObjectValue};
@@ -32,33 +32,6 @@ use tempfile::TempDir;
 /// Records per log: more than 10,000 before the last batch, and more than 8 MiB.
 const RECORDS: usize = 11_200;
 const MIB: u64 = 1024 * 1024;
-
-/// A small deterministic generator (splitmix64).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    /// A payload of 512 to 1,535 pseudo-random bytes.
-    fn payload(&mut self) -> Vec<u8> {
-        let len = 512 + self.below(1024);
-        let mut bytes: Vec<u8> = (0..len.div_ceil(8))
-            .flat_map(|_| self.next().to_le_bytes())
-            .collect();
-        bytes.truncate(len);
-        bytes
-    }
-}
 
 fn test_seed() -> u64 {
     let now = std::time::SystemTime::now()
@@ -119,7 +92,7 @@ fn append_concurrently(journal: &Journal, appenders: usize, per: usize, seed: u6
             .map(|t| {
                 let (journal, barrier) = (journal.clone(), &barrier);
                 s.spawn(move || {
-                    let mut rng = Rng(seed ^ (t as u64 + 1).wrapping_mul(0xA076_1D64_78BD_642F));
+                    let mut rng = Rng::new(seed ^ (t as u64 + 1).wrapping_mul(0xA076_1D64_78BD_642F));
                     barrier.wait();
                     (0..per)
                         .map(|_| {
@@ -238,15 +211,15 @@ const FIELDS: [&str; 5] = ["length", "crc", "kind", "hash", "payload"];
 /// Returns (byte within the record, bit mask) for a flip in `field` of a record whose payload
 /// is `payload_len` bytes.
 fn flip_at(field: &str, payload_len: usize, rng: &mut Rng) -> (usize, u8) {
-    let bit = 1u8 << rng.below(8);
+    let bit = 1u8 << rng.index(8);
     match field {
         // Bit 12 of the length (payloads are < 4 KiB, so the length grows by 4 KiB), or one
         // of its top bits (a length no record may have); neither can make it zero.
-        "length" => [(1, 0x10), (3, 0x80), (3, 0x40)][rng.below(3)],
-        "crc" => (4 + rng.below(4), bit),
-        "kind" => (8 + rng.below(4), bit),
-        "hash" => (12 + rng.below(32), bit),
-        _ => (HEADER_BYTES + rng.below(payload_len), bit),
+        "length" => [(1, 0x10), (3, 0x80), (3, 0x40)][rng.index(3)],
+        "crc" => (4 + rng.index(4), bit),
+        "kind" => (8 + rng.index(4), bit),
+        "hash" => (12 + rng.index(32), bit),
+        _ => (HEADER_BYTES + rng.index(payload_len), bit),
     }
 }
 
@@ -341,7 +314,7 @@ fn flips_are_quarantined(appenders: usize) {
     let started = Instant::now();
     let seed = test_seed();
     let log = write_log(appenders, seed);
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let written = started.elapsed();
     for (n, (name, index)) in targets(&log).into_iter().enumerate() {
         for field in [FIELDS[(2 * n) % 5], FIELDS[(2 * n + 1) % 5]] {
@@ -370,8 +343,8 @@ fn deadline() -> Instant {
 }
 
 fn claim(subject: &str, n: u64, rng: &mut Rng) -> Assertion {
-    let text: String = (0..20 + rng.below(200))
-        .map(|_| char::from(b'a' + rng.below(26) as u8))
+    let text: String = (0..20 + rng.index(200))
+        .map(|_| char::from(b'a' + rng.index(26) as u8))
         .collect();
     let mut a = Assertion::new(
         subject,
@@ -390,10 +363,10 @@ fn flip_payload_bit(journal_dir: &Path, offset: u64, payload_len: usize, rng: &m
         .write(true)
         .open(only_segment(journal_dir))
         .unwrap();
-    let at = (SEGMENT_HEADER_BYTES + HEADER_BYTES + rng.below(payload_len)) as u64 + offset;
+    let at = (SEGMENT_HEADER_BYTES + HEADER_BYTES + rng.index(payload_len)) as u64 + offset;
     let mut byte = [0u8];
     file.read_exact_at(&mut byte, at).unwrap();
-    byte[0] ^= 1 << rng.below(8);
+    byte[0] ^= 1 << rng.index(8);
     file.write_all_at(&byte, at).unwrap();
 }
 
@@ -404,7 +377,7 @@ fn flip_payload_bit(journal_dir: &Path, offset: u64, payload_len: usize, rng: &m
 #[test]
 fn node_restarts_on_a_damaged_journal_and_indexes_new_writes() {
     let seed = test_seed();
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let dir = TempDir::new().unwrap();
     let journal_dir = dir.path().join(JOURNAL_DIR);
     let indexed: Vec<Assertion> = (0..300).map(|n| claim("damage/indexed", n, &mut rng)).collect();

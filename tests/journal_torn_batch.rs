@@ -1,4 +1,3 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 //! A torn last batch is still cut, and only it: a last batch of many records (written by 64
 //! concurrent appenders, its size read from its batch mark) loses some of its 4 KiB pages, as
 //! when a crash lets pages land out of order: the page with the mark, the first page, a
@@ -12,10 +11,15 @@
 //! Payloads are seeded pseudo-random bytes; every assertion message carries the seed. Set
 //! `STEMEDB_TEST_SEED` to replay one.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use common::Rng;
 use stemedb::storage::journal::format::{self, Decoded, Seed};
 use stemedb::storage::journal::layout::{self, SEGMENT_HEADER_BYTES};
 use stemedb::storage::journal::{Defect, Journal, JournalConfig, QUARANTINE_DIR, ReadOutcome, SECTOR_BYTES};
@@ -33,33 +37,6 @@ fn config() -> JournalConfig {
     JournalConfig {
         segment_size_bytes: 4 * 1024 * 1024,
         ..JournalConfig::default()
-    }
-}
-
-/// A small deterministic generator (splitmix64).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    /// A payload of 512 to 1,535 pseudo-random bytes.
-    fn payload(&mut self) -> Vec<u8> {
-        let len = 512 + self.below(1024);
-        let mut bytes: Vec<u8> = (0..len.div_ceil(8))
-            .flat_map(|_| self.next().to_le_bytes())
-            .collect();
-        bytes.truncate(len);
-        bytes
     }
 }
 
@@ -351,7 +328,7 @@ fn check_torn(log: &Log, lost: &[usize], ctx: &str) {
 #[test]
 fn torn_multi_record_last_batch_is_cut_and_nothing_acknowledged_before_it_is_lost() {
     let seed = test_seed();
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let log = Log::write(&mut rng);
     let n = log.pages().len();
     assert!(n >= PAGES_MIN);
@@ -384,7 +361,7 @@ fn torn_multi_record_last_batch_is_cut_and_nothing_acknowledged_before_it_is_los
     }
     // Random subsets of lost pages, each a nonempty proper subset or all of them.
     for round in 0..24 {
-        let lost: Vec<usize> = (0..n).filter(|_| rng.below(2) == 0).collect();
+        let lost: Vec<usize> = (0..n).filter(|_| rng.index(2) == 0).collect();
         if !lost.is_empty() {
             check_torn(&log, &lost, &format!("{ctx}, random subset {round}"));
         }
@@ -398,7 +375,7 @@ fn torn_multi_record_last_batch_is_cut_and_nothing_acknowledged_before_it_is_los
 #[test]
 fn a_bit_flip_in_an_entry_starting_with_a_zero_byte_at_a_sector_edge_is_not_a_tear() {
     let seed = test_seed();
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let dir = TempDir::new().unwrap();
     let journal = Journal::open(dir.path(), config()).unwrap();
     let mut entries = Vec::new();
@@ -410,7 +387,7 @@ fn a_bit_flip_in_an_entry_starting_with_a_zero_byte_at_a_sector_edge_is_not_a_te
     let at = H + journal.durable_end() as usize + format::record_len(0) + format::MARK_BYTES + 1;
     let filler = vec![0xA5; 512 + (512 - at % 512) % 512];
     entries.push((journal.append(filler.clone()).unwrap(), filler));
-    let payload: Vec<u8> = (0..1024).map(|_| rng.below(256) as u8).collect();
+    let payload: Vec<u8> = (0..1024).map(|_| rng.index(256) as u8).collect();
     let target = journal.append(payload.clone()).unwrap();
     entries.push((target, payload));
     let end = journal.durable_end();

@@ -18,7 +18,8 @@
 
 mod common;
 
-use common::crash::{Rng, assert_same, config, env_u64};
+use common::Rng;
+use common::crash::{assert_same, config, env_u64};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{BufRead, BufReader};
@@ -86,7 +87,7 @@ fn child_entry() {
             let keys = (0..KEYS_PER_TASK).map(|k| common::key(1 + task * KEYS_PER_TASK + k));
             let voter = Voter {
                 keys: keys.collect(),
-                rng: Rng(seed ^ (u64::from(task) << 48)),
+                rng: Rng::new(seed ^ (u64::from(task) << 48)),
                 assertions: Arc::clone(&assertions),
                 clock_ms,
                 history: Vec::new(),
@@ -434,7 +435,7 @@ fn acknowledged_votes_survive_sigkill_and_totals_equal_the_recount() {
         env_u64("STEMEDB_VOTES_CRASH_SEED").unwrap_or_else(|| now_ms() ^ u64::from(std::process::id()));
     let rounds = u32::try_from(env_u64("STEMEDB_VOTES_CRASH_ROUNDS").unwrap_or(4)).unwrap();
     eprintln!("votes crash test: seed {seed}, {rounds} rounds (STEMEDB_VOTES_CRASH_SEED={seed})");
-    let (started, mut rng) = (Instant::now(), Rng(seed));
+    let (started, mut rng) = (Instant::now(), Rng::new(seed));
     let (mut dir, mut acked) = (TempDir::new().unwrap(), Vec::new());
     let (mut kills, mut acks, mut records, mut live) = (0, 0, 0, 0);
     for round in 0..rounds {

@@ -1,5 +1,5 @@
 //! Shared by the node's SIGKILL tests (`ingest_crash`, `votes_crash`): the node configuration,
-//! a seeded generator, environment numbers, and a set comparison that names differences.
+//! environment numbers, and a set comparison that names differences.
 
 use std::collections::BTreeSet;
 
@@ -11,30 +11,6 @@ pub fn config() -> Config {
     let mut config = Config::default();
     config.journal.segment_size_bytes = 256 * 1024;
     config
-}
-
-/// A seeded splitmix64 generator.
-pub struct Rng(pub u64);
-
-impl Rng {
-    /// The next number.
-    pub fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let x = (self.0 ^ (self.0 >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        let x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        x ^ (x >> 31)
-    }
-
-    /// A number in `0..n`.
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    /// One of `items`, if any.
-    pub fn pick<T: Clone>(&mut self, items: &[T]) -> Option<T> {
-        let n = items.len() as u64;
-        (n > 0).then(|| items[self.below(n) as usize].clone())
-    }
 }
 
 /// The number in environment variable `name`, if set; panics on a malformed one.

@@ -5,6 +5,50 @@
 
 pub mod crash;
 
+/// A seeded generator (`fastrand`), with the few conveniences the tests use; seeded tests
+/// print their seed, and the same seed replays the same run.
+pub struct Rng(fastrand::Rng);
+
+impl Rng {
+    /// A generator seeded with `seed`.
+    pub fn new(seed: u64) -> Self {
+        Self(fastrand::Rng::with_seed(seed))
+    }
+
+    /// The next number.
+    pub fn next(&mut self) -> u64 {
+        self.0.u64(..)
+    }
+
+    /// A number in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0.u64(..n)
+    }
+
+    /// An index in `0..n`.
+    pub fn index(&mut self, n: usize) -> usize {
+        self.0.usize(..n)
+    }
+
+    /// One of `items`, if any.
+    pub fn pick<T: Clone>(&mut self, items: &[T]) -> Option<T> {
+        self.0.choice(items).cloned()
+    }
+
+    /// `len` random bytes.
+    pub fn bytes(&mut self, len: usize) -> Vec<u8> {
+        let mut bytes = vec![0u8; len];
+        self.0.fill(&mut bytes);
+        bytes
+    }
+
+    /// A payload of 512 to 1,535 random bytes.
+    pub fn payload(&mut self) -> Vec<u8> {
+        let len = 512 + self.index(1024);
+        self.bytes(len)
+    }
+}
+
 use proptest::prelude::*;
 use stemedb::protocol::{AgentKey, AgentSignature, Assertion, Hash, Lifecycle, ObjectValue, Signature, Vote};
 
