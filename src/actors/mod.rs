@@ -15,7 +15,7 @@ mod vote_counter;
 
 pub use crate::storage::journal::RangeRead;
 pub use group_commit::{DurableOffset, GroupCommitActor, SUBSCRIBERS_MAX, Subscribe, SubscribeError};
-pub use ingestor::{INGEST_CURSOR_NAME, IngestStatus, IngestorActor, SetTrust};
+pub use ingestor::{INGEST_CURSOR_NAME, IngestStatus, IngestorActor};
 pub use journal::{
     Append, CollectGarbage, JournalActor, READ_RANGE_BYTES_MAX, READ_RANGE_RECORDS_MAX, ReadRange, SetCursor,
 };
