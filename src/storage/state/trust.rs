@@ -100,3 +100,36 @@ pub(super) fn decode_trust(value: &[u8]) -> Result<StoredTrust, StateError> {
         change,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::super::{META_SCHEMA_VERSION, SCHEMA_VERSION, State, StateConfig, StateError};
+    use crate::protocol::AgentKey;
+
+    /// A version 1 state held bare factors written outside the journal; opening it drops them
+    /// (no replay could reproduce them) and marks the state version 2.
+    #[test]
+    fn opening_a_version_1_state_drops_its_unjournaled_trust() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let agent = AgentKey::from_secret_bytes(&[5; 32]).agent_id();
+        let state = State::open(dir.path(), StateConfig::default()).unwrap();
+        state
+            .write(|txn, dbs| {
+                let put = |txn: &mut heed::RwTxn<'_>, db: super::super::Db, k: &[u8], v: &[u8]| {
+                    db.put(txn, k, v).map_err(StateError::lmdb("test put"))
+                };
+                put(txn, dbs.meta, META_SCHEMA_VERSION, &1u32.to_be_bytes())?;
+                put(txn, dbs.trust, agent.as_bytes(), &3.0f32.to_bits().to_be_bytes())
+            })
+            .unwrap();
+        state.close();
+        let state = State::open(dir.path(), StateConfig::default()).unwrap();
+        assert_eq!(state.trust(&agent).unwrap(), None);
+        let version = state
+            .read(|txn, dbs| Ok(dbs.meta.get(txn, META_SCHEMA_VERSION).unwrap().map(<[u8]>::to_vec)))
+            .unwrap();
+        assert_eq!(version, Some(SCHEMA_VERSION.to_be_bytes().to_vec()));
+    }
+}
