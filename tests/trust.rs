@@ -69,7 +69,10 @@ fn with_no_admins_configured_every_trust_change_is_refused() {
         let node = Node::start(Config::default(), dir.path()).unwrap();
         let change = TrustChange::sign(&key(ADMIN), key(RATED).agent_id(), 1.0, NOW_MS);
         let refused = node.submit_trust(change).await;
-        assert!(matches!(refused, Err(SubmitError::NotAdmin { .. })), "{refused:?}");
+        assert!(
+            matches!(refused, Err(SubmitError::NotAdmin { .. })),
+            "{refused:?}"
+        );
         assert_eq!(node.durable_end().unwrap(), 0);
         node.shutdown().await.unwrap();
     });
@@ -91,12 +94,24 @@ fn admin_trust_change_is_journaled_applied_and_survives_a_restart() {
         let mut last = 0;
         for change in [newer.clone(), older, overriding] {
             let receipt = node.submit_trust(change.clone()).await.unwrap();
-            assert_eq!(receipt.hash, change.content_hash(), "the receipt names the change");
+            assert_eq!(
+                receipt.hash,
+                change.content_hash(),
+                "the receipt names the change"
+            );
             last = receipt.offset;
         }
         node.wait_indexed(last, deadline()).await.unwrap();
-        assert_eq!(node.trust(&rated).unwrap(), 3.0, "the newer change wins, whatever the order");
-        assert_eq!(node.trust(&configured).unwrap(), TRUST_FACTOR_MAX, "a change overrides config");
+        assert_eq!(
+            node.trust(&rated).unwrap(),
+            3.0,
+            "the newer change wins, whatever the order"
+        );
+        assert_eq!(
+            node.trust(&configured).unwrap(),
+            TRUST_FACTOR_MAX,
+            "a change overrides config"
+        );
         let dump = node.dump().unwrap();
         assert_eq!(dump.trust.len(), 2);
         assert!(dump.trust.iter().any(|t| t.change == newer));
@@ -117,11 +132,14 @@ fn bad_factors_and_forged_signatures_are_refused_before_the_journal() {
         let node = Node::start(admin_config(), dir.path()).unwrap();
         let admin = key(ADMIN);
         for factor in [f32::NAN, f32::INFINITY, -1.0, -0.0, TRUST_FACTOR_MAX * 1.01, 1e9] {
-            let refused = node.submit_trust(TrustChange::sign(&admin, rated, factor, NOW_MS)).await;
+            let refused = node
+                .submit_trust(TrustChange::sign(&admin, rated, factor, NOW_MS))
+                .await;
             let invalid = matches!(
                 refused,
                 Err(SubmitError::Invalid(
-                    ValidationError::TrustFactorNotFinite { .. } | ValidationError::TrustFactorOutOfRange { .. }
+                    ValidationError::TrustFactorNotFinite { .. }
+                        | ValidationError::TrustFactorOutOfRange { .. }
                 ))
             );
             assert!(invalid, "factor {factor}: {refused:?}");
@@ -130,13 +148,21 @@ fn bad_factors_and_forged_signatures_are_refused_before_the_journal() {
         forged.factor = 2.0;
         let refused = node.submit_trust(forged).await;
         assert!(
-            matches!(refused, Err(SubmitError::Invalid(ValidationError::BadSignature { .. }))),
+            matches!(
+                refused,
+                Err(SubmitError::Invalid(ValidationError::BadSignature { .. }))
+            ),
             "{refused:?}"
         );
         let future = common::NOW_MS.max(stemedb::protocol::now_ms()) + 24 * 3600 * 1000;
-        let refused = node.submit_trust(TrustChange::sign(&admin, rated, 1.0, future)).await;
+        let refused = node
+            .submit_trust(TrustChange::sign(&admin, rated, 1.0, future))
+            .await;
         assert!(
-            matches!(refused, Err(SubmitError::Invalid(ValidationError::TimestampInFuture { .. }))),
+            matches!(
+                refused,
+                Err(SubmitError::Invalid(ValidationError::TimestampInFuture { .. }))
+            ),
             "{refused:?}"
         );
         assert_eq!(node.durable_end().unwrap(), 0, "nothing reached the journal");
@@ -157,7 +183,10 @@ fn a_vote_signature_never_passes_as_a_trust_signature() {
     let mut replayed = change.clone();
     replayed.signature = stemedb::protocol::sign(&admin, RecordKind::Vote, &hash);
     let verdict = validate_trust(&replayed, &Limits::default(), NOW_MS);
-    assert!(matches!(verdict, Err(ValidationError::BadSignature { .. })), "{verdict:?}");
+    assert!(
+        matches!(verdict, Err(ValidationError::BadSignature { .. })),
+        "{verdict:?}"
+    );
     assert_eq!(validate_trust(&change, &Limits::default(), NOW_MS), Ok(hash));
 }
 
@@ -166,14 +195,20 @@ fn trust_change_round_trips_and_its_json_refuses_unknown_fields() {
     let change = TrustChange::sign(&key(ADMIN), key(RATED).agent_id(), 12.5, NOW_MS);
     let payload = LogRecord::Trust(change.clone()).encode();
     assert_eq!(payload[0], 3, "trust records carry tag 3");
-    assert_eq!(LogRecord::decode(&payload).unwrap(), LogRecord::Trust(change.clone()));
+    assert_eq!(
+        LogRecord::decode(&payload).unwrap(),
+        LogRecord::Trust(change.clone())
+    );
     let json = change.to_json().unwrap();
     assert_eq!(TrustChange::from_json(&json).unwrap(), change);
     let extra = json.replacen('{', "{\"role\":\"root\",", 1);
     assert!(TrustChange::from_json(&extra).is_err());
     let mut bytes = change.to_record_bytes();
     bytes.push(0);
-    assert!(TrustChange::from_record_bytes(&bytes).is_err(), "trailing bytes are refused");
+    assert!(
+        TrustChange::from_record_bytes(&bytes).is_err(),
+        "trailing bytes are refused"
+    );
 }
 
 #[test]
@@ -210,7 +245,9 @@ fn newest_trust_change_wins_in_every_order() {
     let mut orders = vec![vec![]];
     for _ in 0..changes.len() {
         let grown = orders.iter().flat_map(|order: &Vec<usize>| {
-            (0..changes.len()).filter(|i| !order.contains(i)).map(|i| [order.clone(), vec![i]].concat())
+            (0..changes.len())
+                .filter(|i| !order.contains(i))
+                .map(|i| [order.clone(), vec![i]].concat())
         });
         orders = grown.collect();
     }
@@ -240,4 +277,26 @@ fn newest_trust_change_wins_in_every_order() {
             assert_eq!(state.trust(&a).unwrap(), Some(tied_winner));
         }
     }
+}
+
+#[test]
+fn batch_validation_names_a_bad_trust_signature_alone() {
+    let admin = key(ADMIN);
+    let good = TrustChange::sign(&admin, key(RATED).agent_id(), 2.0, NOW_MS);
+    let mut forged = TrustChange::sign(&admin, key(OUTSIDER).agent_id(), 2.0, NOW_MS);
+    forged.agent = key(RATED).agent_id();
+    let records = vec![
+        LogRecord::Assertion(common::signed_assertion()),
+        LogRecord::Trust(good.clone()),
+        LogRecord::Vote(common::signed_vote()),
+        LogRecord::Trust(forged),
+    ];
+    let verdicts = stemedb::protocol::validate_records(&records, &Limits::default(), NOW_MS);
+    assert!(verdicts[..3].iter().all(Result::is_ok), "{verdicts:?}");
+    assert_eq!(verdicts[1], Ok(good.content_hash()));
+    let bad = &verdicts[3];
+    assert!(
+        matches!(bad, Err(ValidationError::BadSignature { agent, .. }) if *agent == admin.agent_id()),
+        "{bad:?}"
+    );
 }

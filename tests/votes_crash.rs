@@ -104,7 +104,9 @@ fn child_entry() {
         }
         let admin = trust::Admin {
             rng: Rng(seed ^ (0xad << 48)),
-            agents: (1..=VOTER_TASKS * KEYS_PER_TASK).map(|n| common::key(n).agent_id()).collect(),
+            agents: (1..=VOTER_TASKS * KEYS_PER_TASK)
+                .map(|n| common::key(n).agent_id())
+                .collect(),
             clock_ms,
             history: Vec::new(),
         };
@@ -280,7 +282,10 @@ fn restart_and_dump(dir: &Path, ctx: &str) -> (StateDump, u64) {
         }
         for applied in &dump.trust {
             let read = node.trust(&applied.change.agent).unwrap();
-            assert_eq!(read, applied.change.factor, "{ctx}: trust() differs from the dump");
+            assert_eq!(
+                read, applied.change.factor,
+                "{ctx}: trust() differs from the dump"
+            );
         }
         let shut = node.shutdown().await;
         shut.unwrap_or_else(|e| panic!("{ctx}: shutdown failed: {e}"));

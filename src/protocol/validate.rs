@@ -242,7 +242,11 @@ pub fn check_vote_shape(vote: &Vote, limits: &Limits, now_ms: u64) -> Result<Has
 /// Checks everything about `change` but its signature's validity; returns its content hash.
 ///
 /// Whether its signer is an administrator is the node's configuration, checked at submission.
-pub fn check_trust_shape(change: &TrustChange, limits: &Limits, now_ms: u64) -> Result<Hash, ValidationError> {
+pub fn check_trust_shape(
+    change: &TrustChange,
+    limits: &Limits,
+    now_ms: u64,
+) -> Result<Hash, ValidationError> {
     let factor = change.factor;
     if !factor.is_finite() {
         return Err(ValidationError::TrustFactorNotFinite { value: factor });

@@ -9,7 +9,10 @@ use stemedb::node::{Node, SubmitError};
 use stemedb::protocol::{AgentId, TRUST_FACTOR_MAX, TrustChange};
 use stemedb::storage::state::{StateDump, StoredTrust};
 
-use crate::common::{self, crash::{ADMIN_KEY, Rng}};
+use crate::common::{
+    self,
+    crash::{ADMIN_KEY, Rng},
+};
 
 /// Changes the task remembers, to re-send, tie or undercut by up to `OLDER_MS_MAX` ms.
 const HISTORY_MAX: usize = 16;
@@ -40,7 +43,10 @@ impl Admin {
             if self.rng.below(NON_ADMIN_EVERY) == 0 {
                 let outsider = TrustChange::sign(&common::key(OUTSIDER_KEY), agent, factor, timestamp_ms);
                 let refused = node.submit_trust(outsider).await;
-                assert!(matches!(refused, Err(SubmitError::NotAdmin { .. })), "{refused:?}");
+                assert!(
+                    matches!(refused, Err(SubmitError::NotAdmin { .. })),
+                    "{refused:?}"
+                );
             }
             let change = TrustChange::sign(&common::key(ADMIN_KEY), agent, factor, timestamp_ms);
             let receipt = node.submit_trust(change.clone()).await.unwrap();
@@ -80,7 +86,10 @@ impl Admin {
 /// administrator's, and it replaces its agent's change if it outranks it.
 pub fn replay(trust: &mut BTreeMap<AgentId, StoredTrust>, offset: u64, change: &TrustChange, ctx: &str) {
     let admin = common::key(ADMIN_KEY).agent_id();
-    assert_eq!(change.admin, admin, "{ctx}: a non-admin's trust change at {offset} was journaled");
+    assert_eq!(
+        change.admin, admin,
+        "{ctx}: a non-admin's trust change at {offset} was journaled"
+    );
     let new = StoredTrust {
         hash: change.content_hash(),
         offset,
@@ -101,7 +110,16 @@ pub fn kept(dump: &StateDump, change: &TrustChange, hash: stemedb::protocol::Has
 }
 
 /// The trust table, comparable: (agent, hash, offset, factor bits) per applied change.
-pub fn rows<'a>(trust: impl IntoIterator<Item = &'a StoredTrust>) -> std::collections::BTreeSet<(AgentId, String, u64, u32)> {
-    let row = |t: &StoredTrust| (t.change.agent, t.hash.to_string(), t.offset, t.change.factor.to_bits());
+pub fn rows<'a>(
+    trust: impl IntoIterator<Item = &'a StoredTrust>,
+) -> std::collections::BTreeSet<(AgentId, String, u64, u32)> {
+    let row = |t: &StoredTrust| {
+        (
+            t.change.agent,
+            t.hash.to_string(),
+            t.offset,
+            t.change.factor.to_bits(),
+        )
+    };
     trust.into_iter().map(row).collect()
 }

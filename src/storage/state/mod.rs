@@ -329,7 +329,10 @@ fn migrate_unjournaled_trust(txn: &mut RwTxn<'_>, dbs: &Databases) -> Result<(),
     let dropped = dbs.trust.len(txn).map_err(StateError::lmdb("count trust"))?;
     dbs.trust.clear(txn).map_err(StateError::lmdb("clear trust"))?;
     if dropped > 0 {
-        tracing::warn!(dropped, "trust factors set outside the journal were dropped; re-issue them as trust changes");
+        tracing::warn!(
+            dropped,
+            "trust factors set outside the journal were dropped; re-issue them as trust changes"
+        );
     }
     dbs.meta
         .put(txn, META_SCHEMA_VERSION, &SCHEMA_VERSION.to_be_bytes())

@@ -93,7 +93,8 @@ pub(super) fn decode_trust(value: &[u8]) -> Result<StoredTrust, StateError> {
     let (offset, record) = value
         .split_at_checked(size_of::<u64>())
         .ok_or_else(|| StateError::corrupt("trust change", "shorter than its offset"))?;
-    let change = TrustChange::from_record_bytes(record).map_err(|e| StateError::corrupt("trust change", e))?;
+    let change =
+        TrustChange::from_record_bytes(record).map_err(|e| StateError::corrupt("trust change", e))?;
     Ok(StoredTrust {
         hash: change.content_hash(),
         offset: decode_u64("trust change offset", offset)?,
@@ -128,7 +129,13 @@ mod tests {
         let state = State::open(dir.path(), StateConfig::default()).unwrap();
         assert_eq!(state.trust(&agent).unwrap(), None);
         let version = state
-            .read(|txn, dbs| Ok(dbs.meta.get(txn, META_SCHEMA_VERSION).unwrap().map(<[u8]>::to_vec)))
+            .read(|txn, dbs| {
+                Ok(dbs
+                    .meta
+                    .get(txn, META_SCHEMA_VERSION)
+                    .unwrap()
+                    .map(<[u8]>::to_vec))
+            })
             .unwrap();
         assert_eq!(version, Some(SCHEMA_VERSION.to_be_bytes().to_vec()));
     }
