@@ -2,21 +2,27 @@
 //! into the ignored `child_entry` test) runs a [`Node`], submits assertions, then a storm of
 //! concurrent voters casting singles and batches (weights from subnormal to the largest allowed;
 //! new votes, identical re-casts, newer and older votes, timestamp ties, votes about unknown
-//! assertions), printing a line per durable acknowledgement; the parent SIGKILLs it at once,
+//! assertions), and an administrator's signed trust changes (newer, tied, older, re-sent; a
+//! non-admin's first, which must be refused), printing a line per durable acknowledgement;
+//! the parent SIGKILLs it at once,
 //! right after the node started, or after a random number of acknowledgements. Rounds share a
 //! data directory; children share assertions and voters.
 //!
 //! After each round the parent restarts the node and proves, against its own replay of the
 //! journal: every acknowledged record is the journal record at its offset; no acknowledged vote
 //! is lost (it is live, or its voter's live vote on its assertion has a greater (timestamp,
-//! hash)); live votes, exact totals (also a recount of the stored votes, and as `vote_totals`
-//! and `votes` read them), rejections and the ingest cursor are the replay's. Rounds:
+//! hash)); no acknowledged trust change is lost (it is applied, or its agent's applied change
+//! outranks it); only the administrator's changes are journaled; live votes, exact totals
+//! (also a recount of the stored votes, and as `vote_totals` and `votes` read them), the trust
+//! table (also as `trust` reads it), rejections and the ingest cursor are the replay's. Rounds:
 //! `STEMEDB_VOTES_CRASH_ROUNDS` (default 4). Seed: `STEMEDB_VOTES_CRASH_SEED` (default: the
 //! clock); printed, and repeated in every failure.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+#[path = "votes_crash/trust.rs"]
+mod trust;
 
 use common::Rng;
 use common::crash::{assert_same, config, env_u64};
@@ -32,7 +38,9 @@ use std::time::{Duration, Instant};
 use stemedb::node::{JOURNAL_DIR, Node};
 use stemedb::protocol::{AgentId, AgentKey, Assertion, Hash, LogRecord, ObjectValue, Vote, now_ms};
 use stemedb::storage::journal::Journal;
-use stemedb::storage::state::{LIST_LIMIT_MAX, RejectReason, Rejection, StateDump, StoredVote, VoteTotals};
+use stemedb::storage::state::{
+    LIST_LIMIT_MAX, RejectReason, Rejection, StateDump, StoredTrust, StoredVote, VoteTotals,
+};
 use tempfile::TempDir;
 
 /// Environment variables that turn `child_entry` into the voting child.
@@ -65,7 +73,8 @@ const WAIT_MAX: Duration = Duration::from_secs(30);
 /// The child ends by itself after this long, should the parent never kill it.
 const CHILD_RUN_MAX: Duration = Duration::from_secs(60);
 
-/// An acknowledged record as the child prints it, `ack <assertion|vote|stray> <hash> <offset>`
+/// An acknowledged record as the child prints it,
+/// `ack <assertion|vote|stray|trust> <hash> <offset>`
 /// (a stray vote is about an unknown assertion); the journal tells the parent what it is.
 type Ack = (Hash, u64);
 
@@ -94,6 +103,15 @@ fn child_entry() {
             };
             tasks.push(actix_rt::spawn(voter.run(node.clone(), task % 2 == 0)));
         }
+        let admin = trust::Admin {
+            rng: Rng::new(seed ^ (0xad << 48)),
+            agents: (1..=VOTER_TASKS * KEYS_PER_TASK)
+                .map(|n| common::key(n).agent_id())
+                .collect(),
+            clock_ms,
+            history: Vec::new(),
+        };
+        tasks.push(actix_rt::spawn(admin.run(node.clone())));
         // Voters never stop: the parent kills the child first, or the child ends here.
         let voting = async move {
             for task in tasks {
@@ -263,6 +281,13 @@ fn restart_and_dump(dir: &Path, ctx: &str) -> (StateDump, u64) {
             let same = node.vote_totals(assertion).unwrap() == *totals && votes.iter().eq(dumped);
             assert!(same, "{ctx}: the reads of {assertion} differ from the dump");
         }
+        for applied in &dump.trust {
+            let read = node.trust(&applied.change.agent).unwrap();
+            assert_eq!(
+                read, applied.change.factor,
+                "{ctx}: trust() differs from the dump"
+            );
+        }
         let shut = node.shutdown().await;
         shut.unwrap_or_else(|e| panic!("{ctx}: shutdown failed: {e}"));
         (dump, end)
@@ -275,6 +300,7 @@ fn restart_and_dump(dir: &Path, ctx: &str) -> (StateDump, u64) {
 struct Replay {
     stored: BTreeMap<Hash, u64>,
     live: BTreeMap<(Hash, AgentId), StoredVote>,
+    trust: BTreeMap<AgentId, StoredTrust>,
     rejected: BTreeMap<u64, Rejection>,
     at: HashMap<u64, LogRecord>,
     end: u64,
@@ -293,7 +319,8 @@ fn slot(vote: &StoredVote) -> (Hash, AgentId) {
 impl Replay {
     /// Applies the record at `offset`: an assertion is stored unless it already is; a vote about
     /// a stored assertion becomes live if it outranks the live one, else it changes nothing; a
-    /// vote about any other assertion is rejected.
+    /// vote about any other assertion is rejected; a trust change applies if it outranks its
+    /// agent's.
     fn apply(&mut self, offset: u64, payload: &[u8], ctx: &str) {
         let Ok(record) = LogRecord::decode(payload) else {
             panic!("{ctx}: the journal record at {offset} does not decode");
@@ -316,6 +343,7 @@ impl Replay {
                     *live = new;
                 }
             }
+            LogRecord::Trust(change) => trust::replay(&mut self.trust, offset, change, ctx),
         }
         self.at.insert(offset, record);
     }
@@ -364,7 +392,8 @@ fn replay_journal(dir: &Path, ctx: &str) -> Replay {
 /// Checks every acknowledgement: it is the journal record at its offset; an assertion is stored
 /// (at its offset or before); a vote is about an assertion stored before it, and is live in the
 /// dump (at its offset, or at an identical vote's before), or the live vote of its voter on its
-/// assertion outranks it; a stray vote is rejected as about an unknown assertion.
+/// assertion outranks it; a stray vote is rejected as about an unknown assertion; a trust
+/// change is applied, or its agent's applied change outranks it.
 fn check_acks(acked: &[Ack], dump: &StateDump, replay: &Replay, ctx: &str) {
     let live: HashMap<(Hash, AgentId), &StoredVote> = dump.votes.iter().map(|v| (slot(v), v)).collect();
     for &(hash, offset) in acked {
@@ -384,6 +413,7 @@ fn check_acks(acked: &[Ack], dump: &StateDump, replay: &Replay, ctx: &str) {
             Some(LogRecord::Assertion(_)) => stored_before(&hash),
             Some(LogRecord::Vote(vote)) if stored_before(&vote.assertion) => kept(vote),
             Some(LogRecord::Vote(_)) => matches!(rejected, Some(RejectReason::UnknownAssertion { .. })),
+            Some(LogRecord::Trust(change)) => trust::kept(dump, change, hash, offset),
             None => false,
         };
         let found = format!("{hash} at {offset}; journal: {record:?}; live: {live:?}");
@@ -392,7 +422,7 @@ fn check_acks(acked: &[Ack], dump: &StateDump, replay: &Replay, ctx: &str) {
 }
 
 /// Checks that the dumped state equals the replay: assertions, live votes, totals (also
-/// against a recount of the dumped votes), rejections and the cursor.
+/// against a recount of the dumped votes), the trust table, rejections and the cursor.
 fn check_state_equals_replay(dump: &StateDump, end: u64, replay: &Replay, ctx: &str) {
     let stored: BTreeSet<(Hash, u64)> = dump.assertions.iter().map(|s| (s.hash, s.offset)).collect();
     let expected = replay.stored.iter().map(|(h, o)| (*h, *o)).collect();
@@ -405,6 +435,8 @@ fn check_state_equals_replay(dump: &StateDump, end: u64, replay: &Replay, ctx: &
     let (replayed, recounted) = (recount(replay.live.values()), recount(&dump.votes));
     assert_same("totals vs replay", &totals, &replayed, ctx);
     assert_same("totals vs recount", &totals, &recounted, ctx);
+    let applied = trust::rows(&dump.trust);
+    assert_same("trust table", &applied, &trust::rows(replay.trust.values()), ctx);
     let rejection = |r: &Rejection| (r.offset, r.hash, r.reason.to_string());
     let rejected = dump.rejected.iter().map(rejection).collect();
     let expected = replay.rejected.values().map(rejection).collect();
@@ -437,7 +469,7 @@ fn acknowledged_votes_survive_sigkill_and_totals_equal_the_recount() {
     eprintln!("votes crash test: seed {seed}, {rounds} rounds (STEMEDB_VOTES_CRASH_SEED={seed})");
     let (started, mut rng) = (Instant::now(), Rng::new(seed));
     let (mut dir, mut acked) = (TempDir::new().unwrap(), Vec::new());
-    let (mut kills, mut acks, mut records, mut live) = (0, 0, 0, 0);
+    let (mut kills, mut acks, mut records, mut live, mut trusted) = (0, 0, 0, 0, 0);
     for round in 0..rounds {
         if round > 0 && round % ROUNDS_PER_DIR == 0 {
             (dir, acked) = (TempDir::new().unwrap(), Vec::new());
@@ -454,10 +486,12 @@ fn acknowledged_votes_survive_sigkill_and_totals_equal_the_recount() {
         check_acks(&acked, &dump, &replay, &ctx);
         check_state_equals_replay(&dump, end, &replay, &ctx);
         (records, live) = (records + replay.at.len(), live + replay.live.len());
+        trusted += replay.trust.len();
     }
     eprintln!(
         "votes crash test: {rounds} rounds, {kills} kills, {acks} acknowledgements checked, \
-         {records} journal records replayed, {live} live votes compared with the state, {:.1?}",
+         {records} journal records replayed, {live} live votes and {trusted} trust rows compared \
+         with the state, {:.1?}",
         started.elapsed()
     );
 }

@@ -21,7 +21,6 @@ use tokio::sync::watch;
 use super::group_commit::DurableOffset;
 use super::vote_counter::{CountVotes, VoteCounterActor, shard_of};
 use crate::node::NodeConfig;
-use crate::protocol::AgentId;
 use crate::storage::journal::{Log, LogReader, ReadError};
 use crate::storage::state::{IngestRecord, Plan, RoutedVote, State, StateError, Tally};
 
@@ -165,6 +164,8 @@ impl IngestorActor {
         metrics::counter!("stemedb_ingest_duplicates_total").increment(outcome.duplicates as u64);
         metrics::counter!("stemedb_votes_counted_total").increment(outcome.votes_counted as u64);
         metrics::counter!("stemedb_votes_ignored_total").increment(outcome.votes_ignored as u64);
+        metrics::counter!("stemedb_trust_changes_applied_total").increment(outcome.trust_applied as u64);
+        metrics::counter!("stemedb_trust_changes_ignored_total").increment(outcome.trust_ignored as u64);
         for rejection in &outcome.rejected {
             tracing::warn!(offset = rejection.offset, reason = %rejection.reason, "record rejected");
             metrics::counter!("stemedb_ingest_rejected_total", "reason" => rejection.reason.code())
@@ -333,23 +334,5 @@ impl Handler<Drain> for IngestorActor {
             }
         });
         ctx.wait(commit);
-    }
-}
-
-/// Durably set an agent's trust factor (the ingestor is the one LMDB writer).
-#[derive(Debug, Clone, Copy, Message)]
-#[rtype(result = "Result<(), StateError>")]
-pub struct SetTrust {
-    /// The agent.
-    pub agent: AgentId,
-    /// Its trust factor.
-    pub factor: f32,
-}
-
-impl Handler<SetTrust> for IngestorActor {
-    type Result = Result<(), StateError>;
-
-    fn handle(&mut self, message: SetTrust, _ctx: &mut Self::Context) -> Self::Result {
-        self.state.set_trust(&message.agent, message.factor)
     }
 }

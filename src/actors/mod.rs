@@ -12,5 +12,5 @@ mod ingestor;
 mod vote_counter;
 
 pub use group_commit::{DurableOffset, GroupCommitActor, SUBSCRIBERS_MAX, Subscribe, SubscribeError};
-pub use ingestor::{INGEST_CURSOR_NAME, IngestStatus, IngestorActor, SetTrust};
+pub use ingestor::{INGEST_CURSOR_NAME, IngestStatus, IngestorActor};
 pub use vote_counter::{CountVotes, VoteCounterActor, shard_of};

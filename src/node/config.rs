@@ -1,6 +1,10 @@
 //! [`NodeConfig`]: the submission and ingest pipeline (`[node]` in the config file).
 
+use std::collections::{BTreeMap, HashMap, HashSet};
+
 use serde::{Deserialize, Serialize};
+
+use crate::protocol::{AgentId, TRUST_FACTOR_MAX};
 
 /// Ceiling of `verify_threads`: more threads than this only contend.
 pub const VERIFY_THREADS_CEILING: usize = 256;
@@ -98,8 +102,12 @@ pub struct VotesConfig {
     /// Trust factor of an agent nobody rated (default 1.0).
     pub trust_default: f32,
     /// Trust factors by agent id (64 hex digits), e.g. `[votes.trust]` with
-    /// `"3b6a27bc…" = 0.5`. An administrator's `set_trust` overrides these.
-    pub trust: std::collections::BTreeMap<String, f32>,
+    /// `"3b6a27bc…" = 0.5`. Defaults only: an applied trust change overrides them.
+    pub trust: BTreeMap<String, f32>,
+    /// Agent ids (64 hex digits) whose signed trust changes the node admits (default none,
+    /// so trust stays as configured). Checked at submission only: a change already in the
+    /// journal stays applied when this list changes, so a replay is deterministic.
+    pub admins: Vec<String>,
 }
 
 impl Default for VotesConfig {
@@ -107,7 +115,8 @@ impl Default for VotesConfig {
         Self {
             shards: 4,
             trust_default: 1.0,
-            trust: std::collections::BTreeMap::new(),
+            trust: BTreeMap::new(),
+            admins: Vec::new(),
         }
     }
 }
@@ -121,28 +130,42 @@ impl VotesConfig {
                 self.shards
             ));
         }
-        self.trust_map().map(|_| ())
+        self.trust_map()?;
+        self.admin_set().map(|_| ())
     }
 
     /// Returns the configured trust factors, parsed; an error names the bad entry.
-    pub fn trust_map(&self) -> Result<std::collections::HashMap<crate::protocol::AgentId, f32>, String> {
-        let max = crate::storage::state::TRUST_FACTOR_MAX;
+    pub fn trust_map(&self) -> Result<HashMap<AgentId, f32>, String> {
         let check = |name: &str, factor: f32| {
-            if factor.is_finite() && (0.0..=max).contains(&factor) {
+            if factor.is_finite() && (0.0..=TRUST_FACTOR_MAX).contains(&factor) {
                 Ok(())
             } else {
-                Err(format!("votes.{name} = {factor}: must be finite, in 0..={max}"))
+                Err(format!(
+                    "votes.{name} = {factor}: must be finite, in 0..={TRUST_FACTOR_MAX}"
+                ))
             }
         };
         check("trust_default", self.trust_default)?;
-        let mut map = std::collections::HashMap::new();
+        let mut map = HashMap::new();
         for (agent, &factor) in &self.trust {
-            let id: crate::protocol::AgentId = agent
+            let id: AgentId = agent
                 .parse()
                 .map_err(|e| format!("votes.trust key {agent:?}: {e}"))?;
             check(&format!("trust.{agent}"), factor)?;
             map.insert(id, factor);
         }
         Ok(map)
+    }
+
+    /// Returns the administrators, parsed; an error names the bad entry.
+    pub fn admin_set(&self) -> Result<HashSet<AgentId>, String> {
+        self.admins
+            .iter()
+            .map(|admin| {
+                admin
+                    .parse()
+                    .map_err(|e| format!("votes.admins entry {admin:?}: {e}"))
+            })
+            .collect()
     }
 }

@@ -3,7 +3,7 @@
 use thiserror::Error;
 
 use crate::actors::SubscribeError;
-use crate::protocol::ValidationError;
+use crate::protocol::{AgentId, ValidationError};
 use crate::storage::journal::JournalError;
 use crate::storage::state::StateError;
 
@@ -60,9 +60,15 @@ pub enum NodeError {
 /// A submission that was refused or failed. Nothing refused reaches the journal.
 #[derive(Debug, Error)]
 pub enum SubmitError {
-    /// The assertion broke a rule of shape, limits or signatures.
-    #[error("assertion refused: {0}")]
+    /// The record broke a rule of shape, limits or signatures.
+    #[error("record refused: {0}")]
     Invalid(#[from] ValidationError),
+    /// A trust change signed by an agent that `votes.admins` does not list.
+    #[error("trust change refused: its signer {admin} is not an administrator (votes.admins)")]
+    NotAdmin {
+        /// The signer.
+        admin: AgentId,
+    },
     /// A queue of the pipeline is full: retry later.
     #[error("node is busy: the {queue} is full ({depth} entries); retry later")]
     Busy {

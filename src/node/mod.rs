@@ -54,8 +54,8 @@ pub use config::{
 pub use error::{NodeError, SubmitError, WaitError};
 
 use crate::Config;
-use crate::actors::{GroupCommitActor, IngestStatus, IngestorActor, SetTrust, Subscribe, VoteCounterActor};
-use crate::protocol::{AgentId, Assertion, Hash, LogRecord, Vote};
+use crate::actors::{GroupCommitActor, IngestStatus, IngestorActor, Subscribe, VoteCounterActor};
+use crate::protocol::{AgentId, Assertion, Hash, LogRecord, TrustChange, Vote};
 use crate::storage::journal::{Journal, JournalError, OpenOptions};
 use crate::storage::state::{
     ListPage, ListQuery, Rejection, State, StateDump, StoredAssertion, StoredVote, VoteTotals,
@@ -72,7 +72,7 @@ pub const JOURNAL_DIR: &str = "journal";
 /// Subdirectory of the data directory that holds the LMDB state.
 pub const STATE_DIR: &str = "state";
 
-/// The durable acknowledgement of a submitted assertion or vote.
+/// The durable acknowledgement of a submitted assertion, vote or trust change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Receipt {
     /// The record's content hash.
@@ -101,7 +101,8 @@ struct Running {
     journal: Journal,
     state: State,
     admission: Admission,
-    ingestor: Addr<IngestorActor>,
+    /// Held so the ingestor lives as long as the node, whatever its subscriptions do.
+    _ingestor: Addr<IngestorActor>,
     /// The ingestor's thread, then one thread per vote-counter shard.
     arbiters: Vec<Arbiter>,
     _group_commit: Addr<GroupCommitActor>,
@@ -150,6 +151,7 @@ impl Node {
             stalled: None,
         });
         let trust_configured = config.votes.trust_map().map_err(NodeError::Config)?;
+        let admins = config.votes.admin_set().map_err(NodeError::Config)?;
         let mut arbiters = vec![Arbiter::new()];
         let mut shards = Vec::with_capacity(config.votes.shards);
         for shard in 0..config.votes.shards {
@@ -174,6 +176,7 @@ impl Node {
         let admission = Admission::start(
             &journal,
             &config.limits,
+            admins,
             config.node.verify_threads(),
             config.node.submit_queue_depth_max,
             config.node.verify_batch_records_max,
@@ -194,7 +197,7 @@ impl Node {
                     journal,
                     state,
                     admission,
-                    ingestor,
+                    _ingestor: ingestor,
                     arbiters,
                     _group_commit: group_commit,
                 })),
@@ -239,6 +242,18 @@ impl Node {
     ) -> Result<Vec<Result<Receipt, SubmitError>>, SubmitError> {
         self.submit_records(votes.into_iter().map(LogRecord::Vote).collect())
             .await
+    }
+
+    /// Submits an administrator's signed trust change; resolves once it is durable. It applies
+    /// when indexed (see [`wait_indexed`](Self::wait_indexed)), if it is the agent's newest by
+    /// (timestamp, content hash), and from then on [`trust`](Self::trust) reads it.
+    ///
+    /// Refused with [`SubmitError::NotAdmin`] unless its signer is listed in `votes.admins`,
+    /// and with [`SubmitError::Invalid`] if its factor, timestamp or signature is bad; a
+    /// refused change never reaches the journal.
+    pub async fn submit_trust(&self, change: TrustChange) -> Result<Receipt, SubmitError> {
+        let mut results = self.submit_records(vec![LogRecord::Trust(change)]).await?;
+        results.pop().unwrap_or(Err(SubmitError::Closed))
     }
 
     async fn submit_records(
@@ -347,25 +362,15 @@ impl Node {
         self.with_state(|state| Ok(state.votes(assertion, limit)?))
     }
 
-    /// Returns `agent`'s trust factor: set by [`set_trust`](Self::set_trust), else from the
-    /// configuration (`[votes.trust]`), else `votes.trust_default`.
+    /// Returns `agent`'s trust factor: that of its applied trust change (see
+    /// [`submit_trust`](Self::submit_trust)), else from the configuration (`[votes.trust]`),
+    /// else `votes.trust_default`.
     pub fn trust(&self, agent: &AgentId) -> Result<f32, NodeError> {
         if let Some(factor) = self.with_state(|state| Ok(state.trust(agent)?))? {
             return Ok(factor);
         }
         let configured = self.inner.trust_configured.get(agent);
         Ok(configured.copied().unwrap_or(self.inner.trust_default))
-    }
-
-    /// Durably sets `agent`'s trust factor (finite, in 0..=[`TRUST_FACTOR_MAX`](crate::storage::state::TRUST_FACTOR_MAX)); it
-    /// overrides the configuration.
-    pub async fn set_trust(&self, agent: AgentId, factor: f32) -> Result<(), NodeError> {
-        let ingestor = self.with_running(|running| Ok(running.ingestor.clone()))?;
-        ingestor
-            .send(SetTrust { agent, factor })
-            .await
-            .map_err(|_| NodeError::ActorGone("ingestor"))??;
-        Ok(())
     }
 
     /// Returns (stored assertions, stored rejections).

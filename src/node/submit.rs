@@ -1,5 +1,5 @@
-//! Admission: validate and verify submissions (assertions and votes), then append them to
-//! the journal.
+//! Admission: validate and verify submissions (assertions, votes, trust changes), then append
+//! them to the journal.
 //!
 //! Submissions go through a bounded queue to `verify_threads` threads. Each thread takes one
 //! submission, gathers more that are already waiting (up to `verify_batch_records_max`
@@ -8,9 +8,14 @@
 //! journal's acknowledgement then completes the submitter's future. So a submitter learns of
 //! a bad signature or a broken limit at once, and the journal receives only verified records.
 //!
+//! A trust change is admitted only if its signer is one of the configured administrators
+//! (`votes.admins`); this is the one place the list is consulted, so the journal holds only
+//! authorized changes and applying them never depends on the configuration of the day.
+//!
 //! Within one submission, records reach the journal in order: an assertion and its child
 //! submitted together are journaled parent first.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -18,7 +23,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use tokio::sync::{oneshot, watch};
 
 use super::error::SubmitError;
-use crate::protocol::{Hash, Limits, LogRecord, now_ms, validate_records};
+use crate::protocol::{AgentId, Hash, Limits, LogRecord, now_ms, validate_records};
 use crate::storage::journal::{Journal, JournalError};
 
 /// A journal acknowledgement: the durable offset, or why the append failed.
@@ -43,22 +48,26 @@ pub(crate) struct Admission {
 }
 
 impl Admission {
-    /// Starts `threads` verification threads feeding `journal`.
+    /// Starts `threads` verification threads feeding `journal`; trust changes are admitted
+    /// only when signed by one of `admins`.
     pub(crate) fn start(
         journal: &Journal,
         limits: &Limits,
+        admins: HashSet<AgentId>,
         threads: usize,
         depth: usize,
         batch_records_max: usize,
     ) -> std::io::Result<Self> {
         let (sender, receiver) = crossbeam_channel::bounded(depth);
         let in_flight = Arc::new(watch::Sender::new(0usize));
+        let admins = Arc::new(admins);
         let mut handles = Vec::with_capacity(threads);
         for index in 0..threads {
             let worker = Worker {
                 receiver: receiver.clone(),
                 journal: journal.clone(),
                 limits: limits.clone(),
+                admins: Arc::clone(&admins),
                 batch_records_max,
                 in_flight: Arc::clone(&in_flight),
             };
@@ -131,6 +140,7 @@ struct Worker {
     receiver: Receiver<Job>,
     journal: Journal,
     limits: Limits,
+    admins: Arc<HashSet<AgentId>>,
     batch_records_max: usize,
     in_flight: Arc<watch::Sender<usize>>,
 }
@@ -166,10 +176,23 @@ impl Worker {
             let admitted = pairs
                 .by_ref()
                 .take(count)
-                .map(|(record, verdict)| self.append(record, verdict?))
+                .map(|(record, verdict)| {
+                    self.authorize(record)?;
+                    self.append(record, verdict?)
+                })
                 .collect();
             // A submitter that gave up has dropped its receiver; its records stay queued.
             let _ = reply.send(admitted);
+        }
+    }
+
+    /// Refuses a trust change whose signer is not an administrator.
+    fn authorize(&self, record: &LogRecord) -> Result<(), SubmitError> {
+        match record {
+            LogRecord::Trust(change) if !self.admins.contains(&change.admin) => {
+                Err(SubmitError::NotAdmin { admin: change.admin })
+            }
+            _ => Ok(()),
         }
     }
 

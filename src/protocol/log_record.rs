@@ -4,6 +4,7 @@
 //! [tag: u8][canonical MessagePack of the signed record]
 //! tag 1: assertion
 //! tag 2: vote
+//! tag 3: trust change
 //! ```
 //!
 //! The tag comes first so that a reader knows the type before decoding; new kinds take new
@@ -11,12 +12,15 @@
 
 use super::assertion::Assertion;
 use super::error::CodecError;
+use super::trust::TrustChange;
 use super::vote::Vote;
 
 /// Tag of an assertion record.
 const TAG_ASSERTION: u8 = 1;
 /// Tag of a vote record.
 const TAG_VOTE: u8 = 2;
+/// Tag of a trust-change record.
+const TAG_TRUST: u8 = 3;
 
 /// Bytes the tag adds to a record's body in the journal: a journal must admit payloads of
 /// `limits.record_bytes_max + TAG_BYTES` for every valid record to fit.
@@ -29,6 +33,8 @@ pub enum LogRecord {
     Assertion(Assertion),
     /// A signed vote.
     Vote(Vote),
+    /// An administrator's signed trust change.
+    Trust(TrustChange),
 }
 
 impl LogRecord {
@@ -37,6 +43,7 @@ impl LogRecord {
         match self {
             Self::Assertion(assertion) => encode_assertion(assertion),
             Self::Vote(vote) => encode_tagged(TAG_VOTE, &vote.to_record_bytes()),
+            Self::Trust(change) => encode_tagged(TAG_TRUST, &change.to_record_bytes()),
         }
     }
 
@@ -46,6 +53,7 @@ impl LogRecord {
         match tag {
             TAG_ASSERTION => Ok(Self::Assertion(Assertion::from_record_bytes(body)?)),
             TAG_VOTE => Ok(Self::Vote(Vote::from_record_bytes(body)?)),
+            TAG_TRUST => Ok(Self::Trust(TrustChange::from_record_bytes(body)?)),
             _ => Err(CodecError::UnknownLogRecordTag { tag }),
         }
     }
@@ -57,6 +65,7 @@ impl LogRecord {
         match self {
             Self::Assertion(assertion) => assertion.content_hash(),
             Self::Vote(vote) => vote.content_hash(),
+            Self::Trust(change) => change.content_hash(),
         }
     }
 }

@@ -1,5 +1,5 @@
-//! The wire and data model: agents, hashes, assertions, votes, their canonical encoding, the
-//! signing message, and validation.
+//! The wire and data model: agents, hashes, assertions, votes, trust changes, their canonical
+//! encoding, the signing message, and validation.
 //!
 //! Invariants:
 //! - A content hash is blake3 of the canonical MessagePack of the unsigned body; every
@@ -19,6 +19,7 @@ mod limits;
 mod log_record;
 mod object;
 mod signing;
+mod trust;
 mod validate;
 mod vote;
 
@@ -34,9 +35,10 @@ pub use limits::{
 pub use log_record::{LogRecord, TAG_BYTES, encode_assertion};
 pub use object::{Lifecycle, ObjectValue};
 pub use signing::{RecordKind, SignatureCheck, sign, signing_message, verify, verify_batch};
+pub use trust::{TRUST_FACTOR_MAX, TrustChange};
 pub use validate::{
-    TextField, ValidationError, check_assertion_shape, check_vote_shape, validate_assertion,
-    validate_assertions, validate_records, validate_vote,
+    TextField, ValidationError, check_assertion_shape, check_trust_shape, check_vote_shape,
+    validate_assertion, validate_assertions, validate_records, validate_trust, validate_vote,
 };
 pub use vote::Vote;
 

@@ -4,8 +4,9 @@
 //! kind and format version, a NUL, then the record's content hash. The content hash is blake3
 //! of the whole canonical unsigned body, so a signature binds every field — subject,
 //! predicate, object, confidence, timestamp, lifecycle, parent for assertions; assertion,
-//! voter, weight and timestamp for votes. The context string keeps an assertion signature
-//! from ever being replayed as a vote signature, or as a signature of another protocol.
+//! voter, weight and timestamp for votes; agent, factor, timestamp and administrator for
+//! trust changes. The context string keeps a signature of one kind from ever being replayed
+//! as a signature of another kind, or of another protocol.
 //!
 //! Verification is strict (`verify_strict`: small-order keys and nonces refused). Batches go
 //! through ed25519-dalek's batch verifier, whose coefficients are derived from the inputs, so
@@ -23,6 +24,8 @@ pub enum RecordKind {
     Assertion,
     /// A [`Vote`](super::Vote).
     Vote,
+    /// A [`TrustChange`](super::TrustChange).
+    Trust,
 }
 
 impl RecordKind {
@@ -31,6 +34,7 @@ impl RecordKind {
         match self {
             Self::Assertion => b"stemedb/v1/assertion",
             Self::Vote => b"stemedb/v1/vote",
+            Self::Trust => b"stemedb/v1/trust",
         }
     }
 }

@@ -1,4 +1,5 @@
-//! Validation of assertions and votes against [`Limits`]: shape, limits and signatures.
+//! Validation of assertions, votes and trust changes against [`Limits`]: shape, limits and
+//! signatures.
 //!
 //! Everything here depends only on the record itself, the limits and the clock, never on
 //! stored state, so it runs before a record reaches the journal. Each broken rule has its own
@@ -17,6 +18,7 @@ use super::limits::Limits;
 use super::log_record::LogRecord;
 use super::object::ObjectValue;
 use super::signing::{self, RecordKind, SignatureCheck};
+use super::trust::{TRUST_FACTOR_MAX, TrustChange};
 use super::vote::Vote;
 
 /// Which text field a [`ValidationError`] is about.
@@ -102,6 +104,21 @@ pub enum ValidationError {
         /// The value given.
         value: f32,
         /// The configured maximum.
+        max: f32,
+    },
+    /// A trust factor is NaN or infinite.
+    #[error("trust factor {value} is not a finite number")]
+    TrustFactorNotFinite {
+        /// The value given.
+        value: f32,
+    },
+    /// A trust factor is outside 0..=[`TRUST_FACTOR_MAX`] (negative zero included, so equal
+    /// bodies hash equal).
+    #[error("trust factor {value} is outside [0, {max}]")]
+    TrustFactorOutOfRange {
+        /// The value given.
+        value: f32,
+        /// The largest trust factor.
         max: f32,
     },
     /// A timestamp lies further in the future than the allowed clock skew.
@@ -222,6 +239,29 @@ pub fn check_vote_shape(vote: &Vote, limits: &Limits, now_ms: u64) -> Result<Has
     Ok(vote.content_hash())
 }
 
+/// Checks everything about `change` but its signature's validity; returns its content hash.
+///
+/// Whether its signer is an administrator is the node's configuration, checked at submission.
+pub fn check_trust_shape(
+    change: &TrustChange,
+    limits: &Limits,
+    now_ms: u64,
+) -> Result<Hash, ValidationError> {
+    let factor = change.factor;
+    if !factor.is_finite() {
+        return Err(ValidationError::TrustFactorNotFinite { value: factor });
+    }
+    if !(0.0..=TRUST_FACTOR_MAX).contains(&factor) || factor.is_sign_negative() {
+        return Err(ValidationError::TrustFactorOutOfRange {
+            value: factor,
+            max: TRUST_FACTOR_MAX,
+        });
+    }
+    check_timestamp(change.timestamp_ms, limits, now_ms)?;
+    check_record_len(change.to_record_bytes().len(), limits)?;
+    Ok(change.content_hash())
+}
+
 /// Fully validates one assertion, signatures included; returns its content hash.
 pub fn validate_assertion(
     assertion: &Assertion,
@@ -258,6 +298,19 @@ pub fn validate_vote(vote: &Vote, limits: &Limits, now_ms: u64) -> Result<Hash, 
     }
 }
 
+/// Fully validates one trust change, signature included; returns its content hash.
+pub fn validate_trust(change: &TrustChange, limits: &Limits, now_ms: u64) -> Result<Hash, ValidationError> {
+    let hash = check_trust_shape(change, limits, now_ms)?;
+    if signing::verify(&change.admin, RecordKind::Trust, &hash, &change.signature) {
+        Ok(hash)
+    } else {
+        Err(ValidationError::BadSignature {
+            agent: change.admin,
+            content_hash: hash,
+        })
+    }
+}
+
 /// Validates many assertions, verifying all their signatures in one batch; returns one result
 /// per assertion, in order. A bad record does not affect the verdict on the others.
 pub fn validate_assertions(
@@ -269,7 +322,7 @@ pub fn validate_assertions(
     validate_batch(&records, limits, now_ms)
 }
 
-/// Validates many journal records (assertions and votes), verifying every signature in one
+/// Validates many journal records (assertions, votes, trust changes), verifying every signature in one
 /// batch; returns one result per record, in order.
 pub fn validate_records(
     records: &[LogRecord],
@@ -281,6 +334,7 @@ pub fn validate_records(
         .map(|record| match record {
             LogRecord::Assertion(assertion) => RecordRef::Assertion(assertion),
             LogRecord::Vote(vote) => RecordRef::Vote(vote),
+            LogRecord::Trust(change) => RecordRef::Trust(change),
         })
         .collect();
     validate_batch(&records, limits, now_ms)
@@ -291,6 +345,37 @@ pub fn validate_records(
 enum RecordRef<'a> {
     Assertion(&'a Assertion),
     Vote(&'a Vote),
+    Trust(&'a TrustChange),
+}
+
+impl<'a> RecordRef<'a> {
+    fn check_shape(self, limits: &Limits, now_ms: u64) -> Result<Hash, ValidationError> {
+        match self {
+            Self::Assertion(a) => check_assertion_shape(a, limits, now_ms),
+            Self::Vote(v) => check_vote_shape(v, limits, now_ms),
+            Self::Trust(t) => check_trust_shape(t, limits, now_ms),
+        }
+    }
+
+    /// Pushes a check of every signature the record carries, over `hash`.
+    fn signature_checks(self, hash: &'a Hash, checks: &mut Vec<SignatureCheck<'a>>) {
+        let check = |agent, kind, signature| SignatureCheck {
+            agent,
+            kind,
+            content_hash: hash,
+            signature,
+        };
+        match self {
+            Self::Assertion(assertion) => checks.extend(
+                assertion
+                    .signatures
+                    .iter()
+                    .map(|s| check(&s.agent, RecordKind::Assertion, &s.signature)),
+            ),
+            Self::Vote(vote) => checks.push(check(&vote.voter, RecordKind::Vote, &vote.signature)),
+            Self::Trust(change) => checks.push(check(&change.admin, RecordKind::Trust, &change.signature)),
+        }
+    }
 }
 
 fn validate_batch(
@@ -300,38 +385,16 @@ fn validate_batch(
 ) -> Vec<Result<Hash, ValidationError>> {
     let shapes: Vec<Result<Hash, ValidationError>> = records
         .iter()
-        .map(|record| match record {
-            RecordRef::Assertion(a) => check_assertion_shape(a, limits, now_ms),
-            RecordRef::Vote(v) => check_vote_shape(v, limits, now_ms),
-        })
+        .map(|record| record.check_shape(limits, now_ms))
         .collect();
     // (index of the record, check) for every signature of every well-shaped record.
     let mut owners = Vec::new();
     let mut checks = Vec::new();
     for (index, (record, shape)) in records.iter().zip(&shapes).enumerate() {
         let Ok(hash) = shape else { continue };
-        match record {
-            RecordRef::Assertion(assertion) => {
-                for signature in &assertion.signatures {
-                    owners.push(index);
-                    checks.push(SignatureCheck {
-                        agent: &signature.agent,
-                        kind: RecordKind::Assertion,
-                        content_hash: hash,
-                        signature: &signature.signature,
-                    });
-                }
-            }
-            RecordRef::Vote(vote) => {
-                owners.push(index);
-                checks.push(SignatureCheck {
-                    agent: &vote.voter,
-                    kind: RecordKind::Vote,
-                    content_hash: hash,
-                    signature: &vote.signature,
-                });
-            }
-        }
+        let before = checks.len();
+        record.signature_checks(hash, &mut checks);
+        owners.resize(owners.len() + checks.len() - before, index);
     }
     let verdicts = signing::verify_batch(&checks);
     let mut results = shapes.clone();

@@ -5,11 +5,15 @@ use std::collections::BTreeSet;
 
 use stemedb::Config;
 
+/// The key number of the one administrator of the crash tests' nodes (`votes.admins`).
+pub const ADMIN_KEY: u8 = 250;
+
 /// The configuration of every node in the crash tests: small segments, so the journal rolls
-/// often.
+/// often; key `ADMIN_KEY` is the administrator.
 pub fn config() -> Config {
     let mut config = Config::default();
     config.journal.segment_size_bytes = 256 * 1024;
+    config.votes.admins = vec![crate::common::key(ADMIN_KEY).agent_id().to_string()];
     config
 }
 

@@ -3,20 +3,22 @@
 //!
 //! Applying is two steps, so that votes can be counted by their shard in between:
 //! [`State::plan`] decides every record against the committed state (read-only): store,
-//! duplicate, reject, or — for a vote about a known assertion — count; [`State::commit`] then
-//! writes the decisions, the shards' [`Tally`]s and the cursor in one transaction. The ingestor
+//! duplicate, reject, apply (a trust change that outranks its agent's), or — for a vote about a
+//! known assertion — count; [`State::commit`] then writes the decisions, the shards' [`Tally`]s
+//! and the cursor in one transaction. The ingestor
 //! is the only writer, so nothing changes between the two; `commit` checks it.
 //!
 //! Records below the stored cursor are skipped, so replaying a batch that was already applied
 //! changes nothing; a record whose assertion is already stored is a duplicate (content
 //! addressing makes a resubmission the same assertion) and changes nothing either.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use heed::{RoTxn, RwTxn};
 
 use super::index::{pair_key, subject_key, supersession_key};
 use super::rejection::{RejectReason, Rejection};
+use super::trust::{StoredTrust, encode_trust, plan_trust};
 use super::votes::{RoutedVote, Tally, encode_totals, encode_vote, vote_key};
 use super::{Databases, META_INGEST_CURSOR, State, StateError, decode_u64};
 use crate::protocol::{AgentId, Assertion, Hash, LogRecord};
@@ -45,6 +47,10 @@ pub struct ApplyOutcome {
     pub votes_counted: usize,
     /// Votes that changed nothing (older than, or identical to, the live vote).
     pub votes_ignored: usize,
+    /// Trust changes that outranked their agent's applied change when planned.
+    pub trust_applied: usize,
+    /// Trust changes that changed nothing (older than, or identical to, the applied change).
+    pub trust_ignored: usize,
     /// Records refused, with their reasons (also stored in the `rejected` database).
     pub rejected: Vec<Rejection>,
     /// The ingest cursor after the batch.
@@ -61,6 +67,10 @@ pub struct Plan {
     steps: Vec<Step>,
     skipped: usize,
     duplicates: usize,
+    /// The trust change each agent ends the batch with, where the batch changes it.
+    trust: BTreeMap<AgentId, StoredTrust>,
+    trust_applied: usize,
+    trust_ignored: usize,
     /// The votes to count, in journal order.
     pub votes: Vec<RoutedVote>,
 }
@@ -127,6 +137,8 @@ impl State {
             let mut outcome = ApplyOutcome {
                 skipped: plan.skipped,
                 duplicates: plan.duplicates,
+                trust_applied: plan.trust_applied,
+                trust_ignored: plan.trust_ignored,
                 cursor: plan.end,
                 ..ApplyOutcome::default()
             };
@@ -150,6 +162,11 @@ impl State {
                         outcome.rejected.push(rejection.clone());
                     }
                 }
+            }
+            for (agent, row) in &plan.trust {
+                dbs.trust
+                    .put(txn, agent.as_bytes(), &encode_trust(row))
+                    .map_err(StateError::lmdb("store trust"))?;
             }
             for tally in tallies {
                 write_tally(txn, dbs, tally)?;
@@ -215,6 +232,15 @@ fn plan_one(
                         assertion: vote.assertion,
                     },
                 );
+            }
+            return Ok(());
+        }
+        LogRecord::Trust(change) => {
+            let (hash, offset) = (change.content_hash(), record.offset);
+            let row = StoredTrust { hash, offset, change };
+            match plan_trust(txn, dbs, &mut plan.trust, row)? {
+                true => plan.trust_applied += 1,
+                false => plan.trust_ignored += 1,
             }
             return Ok(());
         }

@@ -2,7 +2,7 @@
 
 use super::read::{decode_stored, hash_at};
 use super::rejection::Rejection;
-use super::{State, StateError, StoredAssertion, StoredVote, VoteTotals};
+use super::{State, StateError, StoredAssertion, StoredTrust, StoredVote, VoteTotals};
 use crate::protocol::{HASH_LEN, Hash};
 
 /// Every row of the state. Loads the whole database into memory: meant for tests, audits and
@@ -21,6 +21,8 @@ pub struct StateDump {
     pub votes: Vec<StoredVote>,
     /// Every vote total, by assertion.
     pub vote_totals: Vec<(Hash, VoteTotals)>,
+    /// Every applied trust change, by agent.
+    pub trust: Vec<StoredTrust>,
     /// Every rejection, by offset.
     pub rejected: Vec<Rejection>,
     /// The ingest cursor.
@@ -82,6 +84,10 @@ impl State {
                 let hash = hash_at(key, 0, "vote totals key")?;
                 dump.vote_totals
                     .push((hash, super::votes::get_totals(txn, dbs, &hash)?));
+            }
+            for entry in dbs.trust.iter(txn).map_err(StateError::lmdb("scan for dump"))? {
+                let (_, value) = entry.map_err(StateError::lmdb("scan for dump"))?;
+                dump.trust.push(super::trust::decode_trust(value)?);
             }
             for entry in dbs
                 .rejected

@@ -1,13 +1,16 @@
 //! The queryable state: assertions, their indexes and the ingest cursor in LMDB, through heed.
 //!
 //! One concern per file: [`index`] (keys), `apply` (the one write path: a journal batch and the
-//! cursor in one transaction), `read` (queries), `inspect` (whole dumps), `rejection` (why a record was refused),
+//! cursor in one transaction), `read` (queries), `votes` (live votes and totals), `trust`
+//! (applied trust changes), `inspect` (whole dumps), `rejection` (why a record was refused),
 //! `config` and `error`.
 //!
 //! Invariants:
 //! - The ingest cursor is written in the same transaction as the state it covers, so after any
 //!   crash ingestion resumes exactly where the state ends: nothing applied twice or skipped.
 //! - Vote totals equal a recount of the stored live votes (see `votes`).
+//! - Every trust row is the greatest journaled trust change of its agent (see `trust`): trust,
+//!   like everything else, is a replay of the journal.
 //! - Every stored assertion has exactly one key in each of `by_subject` and
 //!   `by_subject_predicate`, and one `supersession` key if it has a parent; nothing else does.
 //! - The journal is the durability point. LMDB skips the meta-page sync (`NO_META_SYNC`): a
@@ -24,6 +27,7 @@ mod inspect;
 mod read;
 mod rejection;
 mod tally;
+mod trust;
 mod votes;
 
 use std::path::{Path, PathBuf};
@@ -40,10 +44,17 @@ pub use inspect::StateDump;
 pub use read::{LIST_LIMIT_MAX, ListCursor, ListPage, ListQuery, StoredAssertion};
 pub use rejection::{RejectReason, Rejection};
 pub use tally::{EXACT_WEIGHT_BYTES, ExactWeight, WeightUnderflow};
-pub use votes::{RoutedVote, StoredVote, TRUST_FACTOR_MAX, Tally, VoteTotals, supersedes, vote_key};
+pub use trust::StoredTrust;
+pub use votes::{RoutedVote, StoredVote, Tally, VoteTotals, supersedes, vote_key};
 
 /// Version of the layout described in [`index`]; stored in `meta` and checked at open.
-pub const SCHEMA_VERSION: u32 = 1;
+///
+/// Version 2: `trust` rows hold the applied trust-change record instead of a bare factor
+/// written outside the journal. A version 1 state is migrated at open by clearing its trust
+/// rows, which no replay of the journal could reproduce.
+pub const SCHEMA_VERSION: u32 = 2;
+/// The one older version that [`State::open`] migrates.
+const SCHEMA_VERSION_UNJOURNALED_TRUST: u32 = 1;
 
 /// Names of the LMDB databases.
 const DB_ASSERTIONS: &str = "assertions";
@@ -244,7 +255,9 @@ impl State {
                             .try_into()
                             .map_err(|_| StateError::corrupt("schema version", "not 4 bytes"))?,
                     );
-                    if found != SCHEMA_VERSION {
+                    if found == SCHEMA_VERSION_UNJOURNALED_TRUST {
+                        migrate_unjournaled_trust(txn, dbs)?;
+                    } else if found != SCHEMA_VERSION {
                         return Err(StateError::SchemaVersion {
                             found,
                             expected: SCHEMA_VERSION,
@@ -308,6 +321,22 @@ fn create_databases(env: &Env<WithoutTls>) -> Result<Databases, StateError> {
         vote_totals,
         trust,
     })
+}
+
+/// Migrates a version 1 state: drops the trust factors set outside the journal (the journal
+/// cannot reproduce them; an administrator re-issues them as trust changes).
+fn migrate_unjournaled_trust(txn: &mut RwTxn<'_>, dbs: &Databases) -> Result<(), StateError> {
+    let dropped = dbs.trust.len(txn).map_err(StateError::lmdb("count trust"))?;
+    dbs.trust.clear(txn).map_err(StateError::lmdb("clear trust"))?;
+    if dropped > 0 {
+        tracing::warn!(
+            dropped,
+            "trust factors set outside the journal were dropped; re-issue them as trust changes"
+        );
+    }
+    dbs.meta
+        .put(txn, META_SCHEMA_VERSION, &SCHEMA_VERSION.to_be_bytes())
+        .map_err(StateError::lmdb("write meta"))
 }
 
 /// Reads a big-endian u64 stored value.

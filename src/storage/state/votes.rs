@@ -1,9 +1,8 @@
-//! Votes: one live vote per (voter, assertion), exact totals per assertion, and agent trust.
+//! Votes: one live vote per (voter, assertion) and exact totals per assertion.
 //!
 //! ```text
 //! votes        assertion[32] voter[32] -> offset u64 BE, vote record bytes
 //! vote_totals  assertion[32]           -> count u64 BE, ExactWeight (48 bytes)
-//! trust        agent[32]               -> trust factor, f32 bits BE
 //! ```
 //!
 //! The live vote of a voter on an assertion is the greatest of its votes by (timestamp, content
@@ -21,10 +20,6 @@ use heed::RoTxn;
 use super::tally::ExactWeight;
 use super::{Databases, State, StateError, decode_u64};
 use crate::protocol::{AGENT_ID_LEN, AgentId, HASH_LEN, Hash, Vote};
-
-/// Largest trust factor: trust scales vote weights, and a bound keeps one agent's influence
-/// finite and the consensus arithmetic far from overflow.
-pub const TRUST_FACTOR_MAX: f32 = 1000.0;
 
 /// A stored, live vote.
 #[derive(Debug, Clone, PartialEq)]
@@ -163,37 +158,6 @@ impl State {
             }
             Ok(out)
         })
-    }
-
-    /// Returns the trust factor stored for `agent`, if an administrator set one.
-    pub fn trust(&self, agent: &AgentId) -> Result<Option<f32>, StateError> {
-        self.read(|txn, dbs| {
-            dbs.trust
-                .get(txn, agent.as_bytes())
-                .map_err(StateError::lmdb("read trust"))?
-                .map(|bytes| {
-                    <[u8; 4]>::try_from(bytes)
-                        .map(|b| f32::from_bits(u32::from_be_bytes(b)))
-                        .map_err(|_| StateError::corrupt("trust factor", "not 4 bytes"))
-                })
-                .transpose()
-        })
-    }
-
-    /// Durably stores `agent`'s trust factor (finite, in 0..=[`TRUST_FACTOR_MAX`]); the state
-    /// is synced before this returns, since the journal does not hold trust changes.
-    pub fn set_trust(&self, agent: &AgentId, factor: f32) -> Result<(), StateError> {
-        if !(factor.is_finite() && (0.0..=TRUST_FACTOR_MAX).contains(&factor)) {
-            return Err(StateError::Config(format!(
-                "trust factor {factor} is outside 0..={TRUST_FACTOR_MAX}"
-            )));
-        }
-        self.write(|txn, dbs| {
-            dbs.trust
-                .put(txn, agent.as_bytes(), &factor.to_bits().to_be_bytes())
-                .map_err(StateError::lmdb("store trust"))
-        })?;
-        self.sync()
     }
 }
 

@@ -1,0 +1,142 @@
+//! Trust: the applied trust change of each agent, from the journal's trust records.
+//!
+//! ```text
+//! trust  agent[32] -> offset u64 BE, trust change record bytes
+//! ```
+//!
+//! The applied change of an agent is the greatest of its changes by (timestamp, content hash):
+//! a newer change replaces the older one, an older or identical one changes nothing. Because
+//! the winner is a maximum, the outcome does not depend on the order changes arrive in, and
+//! replaying one changes nothing. Trust records reach the journal only after admission checked
+//! their signature and that their signer is a configured administrator; applying them trusts
+//! the journal and does not consult the configuration again, so a replay gives the same state
+//! whatever the configuration says at the time.
+
+use std::collections::BTreeMap;
+
+use heed::RoTxn;
+
+use super::{Databases, State, StateError, decode_u64};
+use crate::protocol::{AgentId, Hash, TrustChange};
+
+/// An applied trust change.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredTrust {
+    /// The change's content hash.
+    pub hash: Hash,
+    /// The journal offset of the record that brought it.
+    pub offset: u64,
+    /// The change.
+    pub change: TrustChange,
+}
+
+impl StoredTrust {
+    /// Returns the change's rank among the changes of its agent: the greatest is applied.
+    pub fn rank(&self) -> (u64, Hash) {
+        (self.change.timestamp_ms, self.hash)
+    }
+}
+
+/// Folds `new` into `pending` (the changes planned in this batch, by agent) if it outranks
+/// both the pending and the stored change of its agent; returns true if and only if it does.
+pub(super) fn plan_trust(
+    txn: &RoTxn<'_>,
+    dbs: &Databases,
+    pending: &mut BTreeMap<AgentId, StoredTrust>,
+    new: StoredTrust,
+) -> Result<bool, StateError> {
+    let agent = new.change.agent;
+    let live = match pending.get(&agent) {
+        Some(planned) => Some(planned.rank()),
+        None => get_trust(txn, dbs, &agent)?.map(|stored| stored.rank()),
+    };
+    if live.is_some_and(|live| live >= new.rank()) {
+        return Ok(false);
+    }
+    pending.insert(agent, new);
+    Ok(true)
+}
+
+impl State {
+    /// Returns the trust factor of `agent`'s applied trust change, if it has one.
+    pub fn trust(&self, agent: &AgentId) -> Result<Option<f32>, StateError> {
+        Ok(self.trust_change(agent)?.map(|stored| stored.change.factor))
+    }
+
+    /// Returns `agent`'s applied trust change, if it has one.
+    pub fn trust_change(&self, agent: &AgentId) -> Result<Option<StoredTrust>, StateError> {
+        self.read(|txn, dbs| get_trust(txn, dbs, agent))
+    }
+}
+
+pub(super) fn get_trust(
+    txn: &RoTxn<'_>,
+    dbs: &Databases,
+    agent: &AgentId,
+) -> Result<Option<StoredTrust>, StateError> {
+    dbs.trust
+        .get(txn, agent.as_bytes())
+        .map_err(StateError::lmdb("read trust"))?
+        .map(decode_trust)
+        .transpose()
+}
+
+pub(super) fn encode_trust(row: &StoredTrust) -> Vec<u8> {
+    let record = row.change.to_record_bytes();
+    let mut value = Vec::with_capacity(size_of::<u64>() + record.len());
+    value.extend_from_slice(&row.offset.to_be_bytes());
+    value.extend_from_slice(&record);
+    value
+}
+
+pub(super) fn decode_trust(value: &[u8]) -> Result<StoredTrust, StateError> {
+    let (offset, record) = value
+        .split_at_checked(size_of::<u64>())
+        .ok_or_else(|| StateError::corrupt("trust change", "shorter than its offset"))?;
+    let change =
+        TrustChange::from_record_bytes(record).map_err(|e| StateError::corrupt("trust change", e))?;
+    Ok(StoredTrust {
+        hash: change.content_hash(),
+        offset: decode_u64("trust change offset", offset)?,
+        change,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::super::{META_SCHEMA_VERSION, SCHEMA_VERSION, State, StateConfig, StateError};
+    use crate::protocol::AgentKey;
+
+    /// A version 1 state held bare factors written outside the journal; opening it drops them
+    /// (no replay could reproduce them) and marks the state version 2.
+    #[test]
+    fn opening_a_version_1_state_drops_its_unjournaled_trust() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let agent = AgentKey::from_secret_bytes(&[5; 32]).agent_id();
+        let state = State::open(dir.path(), StateConfig::default()).unwrap();
+        state
+            .write(|txn, dbs| {
+                let put = |txn: &mut heed::RwTxn<'_>, db: super::super::Db, k: &[u8], v: &[u8]| {
+                    db.put(txn, k, v).map_err(StateError::lmdb("test put"))
+                };
+                put(txn, dbs.meta, META_SCHEMA_VERSION, &1u32.to_be_bytes())?;
+                put(txn, dbs.trust, agent.as_bytes(), &3.0f32.to_bits().to_be_bytes())
+            })
+            .unwrap();
+        state.close();
+        let state = State::open(dir.path(), StateConfig::default()).unwrap();
+        assert_eq!(state.trust(&agent).unwrap(), None);
+        let version = state
+            .read(|txn, dbs| {
+                Ok(dbs
+                    .meta
+                    .get(txn, META_SCHEMA_VERSION)
+                    .unwrap()
+                    .map(<[u8]>::to_vec))
+            })
+            .unwrap();
+        assert_eq!(version, Some(SCHEMA_VERSION.to_be_bytes().to_vec()));
+    }
+}
