@@ -9,12 +9,15 @@
 //! [`crate::storage::journal`]): an fdatasync would block an actix arbiter.
 
 mod group_commit;
+mod hooks;
 mod ingestor;
 mod journal;
 mod vote_counter;
 
 pub use crate::storage::journal::RangeRead;
 pub use group_commit::{DurableOffset, GroupCommitActor, SUBSCRIBERS_MAX, Subscribe, SubscribeError};
+#[doc(hidden)]
+pub use hooks::{Hook, Hooks};
 pub use ingestor::{INGEST_CURSOR_NAME, IngestStatus, IngestorActor, SetTrust};
 pub use journal::{
     Append, CollectGarbage, JournalActor, READ_RANGE_BYTES_MAX, READ_RANGE_RECORDS_MAX, ReadRange, SetCursor,

@@ -37,6 +37,8 @@
 
 mod config;
 mod error;
+mod health;
+mod pipeline;
 mod submit;
 
 use std::collections::HashMap;
@@ -44,7 +46,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use actix::prelude::*;
+use actix::Arbiter;
 use parking_lot::RwLock;
 use tokio::sync::watch;
 
@@ -52,14 +54,15 @@ pub use config::{
     BATCH_RECORDS_CEILING, NodeConfig, VERIFY_THREADS_CEILING, VOTE_SHARDS_CEILING, VotesConfig,
 };
 pub use error::{NodeError, SubmitError, WaitError};
+pub use health::Health;
 
 use crate::Config;
-use crate::actors::{GroupCommitActor, IngestStatus, IngestorActor, SetTrust, Subscribe, VoteCounterActor};
+use crate::actors::{Hooks, IngestStatus, SetTrust};
 use crate::protocol::{AgentId, Assertion, Hash, LogRecord, Vote};
-use crate::storage::journal::{Journal, JournalError, OpenOptions};
 use crate::storage::state::{
     ListPage, ListQuery, Rejection, State, StateDump, StoredAssertion, StoredVote, VoteTotals,
 };
+use pipeline::{Actors, Running, open_storage};
 use submit::Admission;
 
 /// Longest shutdown waits for the ingestor to apply what is durable: a healthy ingestor
@@ -96,81 +99,32 @@ struct Inner {
     running: RwLock<Option<Running>>,
 }
 
-/// The parts that shutdown takes down.
-struct Running {
-    journal: Journal,
-    state: State,
-    admission: Admission,
-    ingestor: Addr<IngestorActor>,
-    /// The ingestor's thread, then one thread per vote-counter shard.
-    arbiters: Vec<Arbiter>,
-    _group_commit: Addr<GroupCommitActor>,
-}
-
-impl Running {
-    /// Stops the ingestor and the shards and joins their threads, so that nothing holds the
-    /// journal or the state any more.
-    fn stop_threads(&mut self) {
-        for arbiter in self.arbiters.drain(..) {
-            arbiter.stop();
-            if arbiter.join().is_err() {
-                tracing::error!("an arbiter thread panicked");
-            }
-        }
-    }
-}
-
 impl Node {
     /// Starts a node on `data_dir` (created if missing), recovering the journal and catching
     /// the state up with it in the background. Must be called inside a running actix System.
     pub fn start(config: Config, data_dir: impl AsRef<Path>) -> Result<Self, NodeError> {
+        Self::start_with_hooks(config, data_dir, Hooks::default())
+    }
+
+    /// [`start`](Self::start) with test-only [`Hooks`] installed in the ingest actors.
+    #[doc(hidden)]
+    pub fn start_with_hooks(
+        config: Config,
+        data_dir: impl AsRef<Path>,
+        hooks: Hooks,
+    ) -> Result<Self, NodeError> {
         config.validate().map_err(NodeError::Config)?;
         if Arbiter::try_current().is_none() {
             return Err(NodeError::NoSystem);
         }
         let data_dir = data_dir.as_ref().to_owned();
-        // The state first: its ingest cursor is a floor that journal recovery never cuts below.
-        let state = State::open(data_dir.join(STATE_DIR), config.state.clone())?;
-        let cursor = state.ingest_cursor()?;
-        let options = OpenOptions {
-            durable_floor: cursor,
-            ..OpenOptions::default()
-        };
-        let journal = match Journal::open_with(data_dir.join(JOURNAL_DIR), config.journal.clone(), options) {
-            Err(JournalError::CursorBeyondEnd { end, .. }) if cursor > end => {
-                return Err(NodeError::StateAheadOfJournal {
-                    cursor,
-                    journal_end: end,
-                });
-            }
-            other => other?,
-        };
+        let (state, journal, cursor) = open_storage(&config, &data_dir)?;
         let (status_tx, status) = watch::channel(IngestStatus {
             cursor,
             stalled: None,
         });
         let trust_configured = config.votes.trust_map().map_err(NodeError::Config)?;
-        let mut arbiters = vec![Arbiter::new()];
-        let mut shards = Vec::with_capacity(config.votes.shards);
-        for shard in 0..config.votes.shards {
-            let arbiter = Arbiter::new();
-            let counter = VoteCounterActor::new(shard, state.clone());
-            shards.push(VoteCounterActor::start_in_arbiter(&arbiter.handle(), move |_| {
-                counter
-            }));
-            arbiters.push(arbiter);
-        }
-        let ingestor = IngestorActor::new(
-            Arc::new(journal.clone()),
-            state.clone(),
-            config.node.clone(),
-            shards,
-            status_tx,
-        )?;
-        let ingestor = IngestorActor::start_in_arbiter(&arbiters[0].handle(), move |_| ingestor);
-        let group_commit = GroupCommitActor::new(journal.clone()).start();
-        // The first subscriber of a new actor: it cannot be refused.
-        group_commit.do_send(Subscribe(ingestor.clone().recipient()));
+        let actors = Actors::start(&config, &journal, &state, status_tx, hooks)?;
         let admission = Admission::start(
             &journal,
             &config.limits,
@@ -194,9 +148,9 @@ impl Node {
                     journal,
                     state,
                     admission,
-                    ingestor,
-                    arbiters,
-                    _group_commit: group_commit,
+                    ingestor: actors.ingestor,
+                    arbiters: actors.arbiters,
+                    _group_commit: actors.group_commit,
                 })),
             }),
         })
