@@ -17,6 +17,8 @@ mod vote_counter;
 pub use crate::storage::journal::RangeRead;
 pub use group_commit::{DurableOffset, GroupCommitActor, SUBSCRIBERS_MAX, Subscribe, SubscribeError};
 #[doc(hidden)]
+pub use group_commit::{GetReannounceCounts, ReannounceCounts};
+#[doc(hidden)]
 pub use hooks::{Hook, Hooks};
 pub use ingestor::{INGEST_CURSOR_NAME, IngestStatus, IngestorActor, SetTrust};
 pub use journal::{

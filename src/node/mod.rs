@@ -11,6 +11,10 @@
 //!   └──────────────── wait_indexed(offset) ◀── ingest cursor ─────────────┘
 //! ```
 //!
+//! The ingestor, each vote-counter shard and the `GroupCommitActor` (the broadcaster of
+//! durable offsets) run on arbiter threads of their own: ingestion never waits for the host's
+//! thread, however busy the host keeps it.
+//!
 //! The handle is cheap to clone. Reads (`get`, `list`) run short LMDB read transactions on the
 //! caller's thread. Every queue is bounded: a full one answers [`SubmitError::Busy`].
 //!

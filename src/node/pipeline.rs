@@ -20,13 +20,13 @@ pub(super) struct Running {
     pub(super) state: State,
     pub(super) admission: Admission,
     pub(super) ingestor: Addr<IngestorActor>,
-    /// The ingestor's thread, then one thread per vote-counter shard.
+    /// The ingestor's thread, one thread per vote-counter shard, then the broadcaster's.
     pub(super) arbiters: Vec<Arbiter>,
     pub(super) _group_commit: Addr<GroupCommitActor>,
 }
 
 impl Running {
-    /// Stops the ingestor and the shards and joins their threads, so that nothing holds the
+    /// Stops the ingestor, the shards and the broadcaster and joins their threads, so that nothing holds the
     /// journal or the state any more.
     pub(super) fn stop_threads(&mut self) {
         for arbiter in self.arbiters.drain(..) {
@@ -63,13 +63,13 @@ pub(super) fn open_storage(config: &Config, data_dir: &Path) -> Result<(State, J
 /// The ingest actors, started.
 pub(super) struct Actors {
     pub(super) ingestor: Addr<IngestorActor>,
-    /// The ingestor's thread, then one thread per vote-counter shard.
+    /// The ingestor's thread, one thread per vote-counter shard, then the broadcaster's.
     pub(super) arbiters: Vec<Arbiter>,
     pub(super) group_commit: Addr<GroupCommitActor>,
 }
 
 impl Actors {
-    /// Starts the shards and the ingestor, each on a thread of its own, and subscribes the
+    /// Starts the shards, the ingestor and the broadcaster, each on a thread of its own, and subscribes the
     /// ingestor to durable offsets.
     pub(super) fn start(
         config: &Config,
@@ -97,7 +97,11 @@ impl Actors {
         )?
         .with_hooks(hooks);
         let ingestor = IngestorActor::start_in_arbiter(&arbiters[0].handle(), move |_| ingestor);
-        let group_commit = GroupCommitActor::new(journal.clone()).start();
+        // Its own thread: the ingestor's wake-up must not wait for the host's thread.
+        let broadcaster = Arbiter::new();
+        let durable = GroupCommitActor::new(journal.clone());
+        let group_commit = GroupCommitActor::start_in_arbiter(&broadcaster.handle(), move |_| durable);
+        arbiters.push(broadcaster);
         // The first subscriber of a new actor: it cannot be refused.
         group_commit.do_send(Subscribe(ingestor.clone().recipient()));
         Ok(Self {
