@@ -8,11 +8,14 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use common::{NOW_MS, key};
 use stemedb::Config;
-use stemedb::node::Node;
+use stemedb::actors::Hooks;
+use stemedb::node::{Node, NodeError};
 use stemedb::protocol::{Assertion, ObjectValue};
 use tempfile::TempDir;
 
@@ -52,5 +55,75 @@ fn ingest_proceeds_while_the_host_thread_is_blocked() {
         helper.join().unwrap();
         assert_eq!(outcome, Ok(()), "ingestion must not depend on the host's thread");
         node.shutdown().await.unwrap();
+    });
+}
+
+#[test]
+fn shutdown_joins_threads_off_the_host_thread_without_blocking_readers() {
+    let dir = TempDir::new().unwrap();
+    // Once armed, the ingestor's thread blocks after its next batch until released (or until
+    // the deadline), so that shutdown's join of that thread takes as long as the test wants.
+    let armed = Arc::new(AtomicBool::new(false));
+    let (release, blocked) = mpsc::channel::<()>();
+    let blocked = Arc::new(Mutex::new(Some(blocked)));
+    let hooks = Hooks {
+        after_batch: Some(Arc::new({
+            let armed = armed.clone();
+            move |_cursor| {
+                if armed.load(Ordering::SeqCst) {
+                    if let Some(blocked) = blocked.lock().unwrap().take() {
+                        let _ = blocked.recv_timeout(WAIT);
+                    }
+                }
+            }
+        })),
+        ..Hooks::default()
+    };
+    actix::System::new().block_on(async move {
+        let node = Node::start_with_hooks(Config::default(), dir.path(), hooks).unwrap();
+        armed.store(true, Ordering::SeqCst);
+        let receipt = node.submit(assertion("city/a", 1)).await.unwrap();
+        node.wait_indexed(receipt.offset, Instant::now() + WAIT)
+            .await
+            .unwrap();
+        let finished = Arc::new(AtomicBool::new(false));
+        let shutdown = actix::spawn({
+            let (node, finished) = (node.clone(), finished.clone());
+            async move {
+                let outcome = node.shutdown().await;
+                finished.store(true, Ordering::SeqCst);
+                outcome
+            }
+        });
+        // Runs on the host's thread: it gets to run only if shutdown does not block that thread.
+        let deadline = Instant::now() + WAIT;
+        while node.durable_end().is_ok() {
+            assert!(Instant::now() < deadline, "shutdown never took the node down");
+            actix_rt::task::yield_now().await;
+        }
+        assert!(
+            !finished.load(Ordering::SeqCst),
+            "the host's thread ran only after shutdown had joined the blocked ingest thread"
+        );
+        // A reader on another thread is answered at once, while the join is still waiting.
+        let (answer_tx, answer) = mpsc::channel();
+        let reader = std::thread::spawn({
+            let node = node.clone();
+            move || answer_tx.send(node.get(&receipt.hash)).unwrap()
+        });
+        let read = answer
+            .recv_timeout(WAIT / 4)
+            .expect("a reader is not blocked by shutdown");
+        assert!(matches!(read, Err(NodeError::Closed)), "{read:?}");
+        reader.join().unwrap();
+        assert!(
+            !finished.load(Ordering::SeqCst),
+            "the ingest thread is still blocked"
+        );
+        release.send(()).unwrap();
+        let outcome = actix_rt::time::timeout(WAIT, shutdown)
+            .await
+            .expect("shutdown ends");
+        outcome.unwrap().unwrap();
     });
 }

@@ -237,7 +237,8 @@ impl Node {
     }
 
     /// Waits until the record at journal `offset` is applied to the state (read-your-writes),
-    /// or until `deadline`.
+    /// or until `deadline`. Returns [`WaitError::Stalled`] as soon as ingestion is reported
+    /// stalled (see [`health`](Self::health)), rather than wait out the deadline.
     pub async fn wait_indexed(&self, offset: u64, deadline: Instant) -> Result<(), WaitError> {
         let mut status = self.inner.status.clone();
         let wait = status.wait_for(|s| s.cursor > offset || s.stalled.is_some());
@@ -351,7 +352,8 @@ impl Node {
     /// Shuts the node down gracefully: refuses new submissions, lets every accepted one become
     /// durable and indexed, stops the actors, and closes the journal and the state. Returns
     /// once the data directory can be opened again. Later calls on any clone of this handle
-    /// answer `Closed`.
+    /// answer `Closed`, at once: the threads are joined and the storage closed on a blocking
+    /// thread, so neither readers nor the host's executor wait for them.
     pub async fn shutdown(&self) -> Result<(), NodeError> {
         // The parts stay in place while shutdown waits: should this future be dropped midway,
         // the node's Drop still stops the threads.
@@ -369,13 +371,17 @@ impl Node {
         )
         .await
         .map(|s| s.map(|s| s.stalled.clone()));
-        let Some(mut running) = self.inner.running.write().take() else {
+        // Taken out under the lock, which is released at once: from here on readers answer
+        // `Closed` without waiting for the joins below.
+        let running = self.inner.running.write().take();
+        let Some(running) = running else {
             return Err(NodeError::Closed);
         };
-        running.stop_threads();
-        let Running { journal, state, .. } = running;
-        state.close();
-        drop(journal);
+        // Joining threads and closing LMDB block, so they run on a blocking thread rather than
+        // on the host's executor; should this future be dropped, they still complete.
+        actix_rt::task::spawn_blocking(move || running.stop_and_close())
+            .await
+            .map_err(|error| NodeError::Teardown(error.to_string()))?;
         tracing::info!(dir = %self.inner.data_dir.display(), end, "node shut down");
         match caught_up {
             Ok(Ok(Some(reason))) => Err(NodeError::Stalled(reason)),

@@ -36,6 +36,15 @@ impl Running {
             }
         }
     }
+
+    /// Stops the threads, then closes the state (waiting until no reader holds a handle) and
+    /// the journal. Blocks: call it off the async executor.
+    pub(super) fn stop_and_close(mut self) {
+        self.stop_threads();
+        let Self { journal, state, .. } = self;
+        state.close();
+        drop(journal);
+    }
 }
 
 /// Opens the state, then the journal (whose recovery never cuts below the state's cursor);
