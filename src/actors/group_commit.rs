@@ -4,7 +4,12 @@
 //! an arbiter). After every batch that thread tells this actor the new durable end; the actor
 //! forwards it to every subscriber, e.g. the Ingestor, which is so woken by durability rather
 //! than by polling. Announcements coalesce: each carries the journal's current durable end, and
-//! a subscriber whose mailbox is full is sent the latest end again shortly after.
+//! a subscriber whose mailbox is full is marked behind and sent the latest end again shortly
+//! after. One re-announce timer at most is pending for the whole actor, however many
+//! announcements find a mailbox full, so a flood of durable ends cannot pile up timers.
+//!
+//! Start it on an arbiter of its own (the node does): the wake-up of the ingestor then never
+//! waits for the host's thread, however busy the host keeps it.
 
 use actix::prelude::*;
 
@@ -36,8 +41,19 @@ pub struct SubscribeError;
 pub struct GroupCommitActor {
     /// Weak: the journal's owner decides when it closes; this actor stops when it has.
     journal: WeakJournal,
-    subscribers: Vec<Recipient<DurableOffset>>,
+    subscribers: Vec<Subscriber>,
     end: u64,
+    /// Re-announce timers scheduled and not yet fired: 0 or 1.
+    reannounces_pending: usize,
+    /// The most re-announce timers ever pending at once.
+    reannounces_pending_max: usize,
+}
+
+#[derive(Debug)]
+struct Subscriber {
+    recipient: Recipient<DurableOffset>,
+    /// Its mailbox was full at the last announcement: it is owed the latest end.
+    behind: bool,
 }
 
 impl GroupCommitActor {
@@ -48,6 +64,8 @@ impl GroupCommitActor {
             journal: journal.downgrade(),
             subscribers: Vec::new(),
             end,
+            reannounces_pending: 0,
+            reannounces_pending_max: 0,
         }
     }
 }
@@ -90,14 +108,27 @@ struct Reannounce;
 const REANNOUNCE_DELAY_MS: u64 = 1;
 
 impl GroupCommitActor {
-    fn announce(&mut self, ctx: &mut Context<Self>) {
-        self.subscribers.retain(|s| s.connected());
+    /// Sends the current end to every subscriber, or only to those `behind`; schedules the one
+    /// re-announce if a mailbox was full and none is pending yet.
+    fn announce(&mut self, only_behind: bool, ctx: &mut Context<Self>) {
+        self.subscribers.retain(|s| s.recipient.connected());
         let message = DurableOffset { end: self.end };
         let mut missed = false;
-        for subscriber in &self.subscribers {
-            missed |= subscriber.try_send(message).is_err();
+        for subscriber in &mut self.subscribers {
+            if only_behind && !subscriber.behind {
+                continue;
+            }
+            subscriber.behind = match subscriber.recipient.try_send(message) {
+                Ok(()) => false,
+                Err(SendError::Full(_)) => true,
+                // Gone: dropped by the next `retain`.
+                Err(SendError::Closed(_)) => false,
+            };
+            missed |= subscriber.behind;
         }
-        if missed {
+        if missed && self.reannounces_pending == 0 {
+            self.reannounces_pending += 1;
+            self.reannounces_pending_max = self.reannounces_pending_max.max(self.reannounces_pending);
             ctx.notify_later(Reannounce, std::time::Duration::from_millis(REANNOUNCE_DELAY_MS));
         }
     }
@@ -107,7 +138,35 @@ impl Handler<Reannounce> for GroupCommitActor {
     type Result = ();
 
     fn handle(&mut self, _message: Reannounce, ctx: &mut Self::Context) {
-        self.announce(ctx);
+        self.reannounces_pending -= 1;
+        self.announce(true, ctx);
+    }
+}
+
+/// Test-only: how many re-announce timers are and were pending ([`ReannounceCounts`]).
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "ReannounceCounts")]
+pub struct GetReannounceCounts;
+
+/// Test-only answer to [`GetReannounceCounts`].
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, MessageResponse)]
+pub struct ReannounceCounts {
+    /// Re-announce timers pending now.
+    pub pending: usize,
+    /// The most ever pending at once.
+    pub pending_max: usize,
+}
+
+impl Handler<GetReannounceCounts> for GroupCommitActor {
+    type Result = ReannounceCounts;
+
+    fn handle(&mut self, _message: GetReannounceCounts, _ctx: &mut Self::Context) -> Self::Result {
+        ReannounceCounts {
+            pending: self.reannounces_pending,
+            pending_max: self.reannounces_pending_max,
+        }
     }
 }
 
@@ -124,20 +183,23 @@ impl Handler<DurableOffset> for GroupCommitActor {
             return;
         }
         self.end = end;
-        self.announce(ctx);
+        self.announce(false, ctx);
     }
 }
 
 impl Handler<Subscribe> for GroupCommitActor {
     type Result = Result<(), SubscribeError>;
 
-    fn handle(&mut self, message: Subscribe, _ctx: &mut Self::Context) -> Self::Result {
-        self.subscribers.retain(|s| s.connected());
+    fn handle(&mut self, message: Subscribe, ctx: &mut Self::Context) -> Self::Result {
+        self.subscribers.retain(|s| s.recipient.connected());
         if self.subscribers.len() >= SUBSCRIBERS_MAX {
             return Err(SubscribeError);
         }
-        let _ = message.0.try_send(DurableOffset { end: self.end });
-        self.subscribers.push(message.0);
+        self.subscribers.push(Subscriber {
+            recipient: message.0,
+            behind: true,
+        });
+        self.announce(true, ctx);
         Ok(())
     }
 }

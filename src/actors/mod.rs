@@ -8,9 +8,14 @@
 //! [`crate::storage::journal`]): an fdatasync would block an actix arbiter.
 
 mod group_commit;
+mod hooks;
 mod ingestor;
 mod vote_counter;
 
 pub use group_commit::{DurableOffset, GroupCommitActor, SUBSCRIBERS_MAX, Subscribe, SubscribeError};
+#[doc(hidden)]
+pub use group_commit::{GetReannounceCounts, ReannounceCounts};
+#[doc(hidden)]
+pub use hooks::{Hook, Hooks};
 pub use ingestor::{INGEST_CURSOR_NAME, IngestStatus, IngestorActor};
 pub use vote_counter::{CountVotes, VoteCounterActor, shard_of};

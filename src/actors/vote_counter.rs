@@ -7,9 +7,14 @@
 //! result back to the ingestor, which commits every shard's tally together with the assertions
 //! and the ingest cursor in one LMDB transaction: after a crash, votes, totals and cursor are
 //! consistent, and replay neither loses nor double-counts a vote.
+//!
+//! A shard is not restarted: a panic drops it (and the request it was handling), the ingestor
+//! finds it gone, and halts with that reason, since the shard's votes cannot be counted
+//! anywhere else.
 
 use actix::prelude::*;
 
+use super::hooks::Hooks;
 use crate::protocol::Hash;
 use crate::storage::state::{RoutedVote, State, StateError, Tally};
 
@@ -28,12 +33,24 @@ pub fn shard_of(assertion: &Hash, shards: usize) -> usize {
 pub struct VoteCounterActor {
     shard: usize,
     state: State,
+    hooks: Hooks,
 }
 
 impl VoteCounterActor {
     /// Creates shard `shard` over `state`.
     pub fn new(shard: usize, state: State) -> Self {
-        Self { shard, state }
+        Self {
+            shard,
+            state,
+            hooks: Hooks::default(),
+        }
+    }
+
+    /// Installs test-only [`Hooks`] (faults to inject).
+    #[doc(hidden)]
+    pub fn with_hooks(mut self, hooks: Hooks) -> Self {
+        self.hooks = hooks;
+        self
     }
 }
 
@@ -65,6 +82,7 @@ impl Handler<CountVotes> for VoteCounterActor {
     type Result = Result<Tally, StateError>;
 
     fn handle(&mut self, message: CountVotes, _ctx: &mut Self::Context) -> Self::Result {
+        Hooks::call(&self.hooks.before_tally, self.shard);
         self.state.tally(&message.votes)
     }
 }

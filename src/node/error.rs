@@ -52,6 +52,9 @@ pub enum NodeError {
     /// stays in the journal and is applied at the next start.
     #[error("ingestion is stalled: {0}")]
     Stalled(String),
+    /// Stopping the node's threads or closing its storage failed during shutdown.
+    #[error("shutdown could not stop the node's threads: {0}")]
+    Teardown(String),
     /// The node was shut down.
     #[error("the node is shut down")]
     Closed,

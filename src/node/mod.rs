@@ -11,6 +11,10 @@
 //!   └──────────────── wait_indexed(offset) ◀── ingest cursor ─────────────┘
 //! ```
 //!
+//! The ingestor, each vote-counter shard and the `GroupCommitActor` (the broadcaster of
+//! durable offsets) run on arbiter threads of their own: ingestion never waits for the host's
+//! thread, however busy the host keeps it.
+//!
 //! The handle is cheap to clone. Reads (`get`, `list`) run short LMDB read transactions on the
 //! caller's thread. Every queue is bounded: a full one answers [`SubmitError::Busy`].
 //!
@@ -37,6 +41,8 @@
 
 mod config;
 mod error;
+mod health;
+mod pipeline;
 mod submit;
 
 use std::collections::HashMap;
@@ -44,7 +50,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use actix::prelude::*;
+use actix::Arbiter;
 use parking_lot::RwLock;
 use tokio::sync::watch;
 
@@ -52,14 +58,15 @@ pub use config::{
     BATCH_RECORDS_CEILING, NodeConfig, VERIFY_THREADS_CEILING, VOTE_SHARDS_CEILING, VotesConfig,
 };
 pub use error::{NodeError, SubmitError, WaitError};
+pub use health::Health;
 
 use crate::Config;
-use crate::actors::{GroupCommitActor, IngestStatus, IngestorActor, Subscribe, VoteCounterActor};
+use crate::actors::{Hooks, IngestStatus};
 use crate::protocol::{AgentId, Assertion, Hash, LogRecord, TrustChange, Vote};
-use crate::storage::journal::{Journal, JournalError, OpenOptions};
 use crate::storage::state::{
     ListPage, ListQuery, Rejection, State, StateDump, StoredAssertion, StoredVote, VoteTotals,
 };
+use pipeline::{Actors, Running, open_storage};
 use submit::Admission;
 
 /// Longest shutdown waits for the ingestor to apply what is durable: a healthy ingestor
@@ -96,83 +103,33 @@ struct Inner {
     running: RwLock<Option<Running>>,
 }
 
-/// The parts that shutdown takes down.
-struct Running {
-    journal: Journal,
-    state: State,
-    admission: Admission,
-    /// Held so the ingestor lives as long as the node, whatever its subscriptions do.
-    _ingestor: Addr<IngestorActor>,
-    /// The ingestor's thread, then one thread per vote-counter shard.
-    arbiters: Vec<Arbiter>,
-    _group_commit: Addr<GroupCommitActor>,
-}
-
-impl Running {
-    /// Stops the ingestor and the shards and joins their threads, so that nothing holds the
-    /// journal or the state any more.
-    fn stop_threads(&mut self) {
-        for arbiter in self.arbiters.drain(..) {
-            arbiter.stop();
-            if arbiter.join().is_err() {
-                tracing::error!("an arbiter thread panicked");
-            }
-        }
-    }
-}
-
 impl Node {
     /// Starts a node on `data_dir` (created if missing), recovering the journal and catching
     /// the state up with it in the background. Must be called inside a running actix System.
     pub fn start(config: Config, data_dir: impl AsRef<Path>) -> Result<Self, NodeError> {
+        Self::start_with_hooks(config, data_dir, Hooks::default())
+    }
+
+    /// [`start`](Self::start) with test-only [`Hooks`] installed in the ingest actors.
+    #[doc(hidden)]
+    pub fn start_with_hooks(
+        config: Config,
+        data_dir: impl AsRef<Path>,
+        hooks: Hooks,
+    ) -> Result<Self, NodeError> {
         config.validate().map_err(NodeError::Config)?;
         if Arbiter::try_current().is_none() {
             return Err(NodeError::NoSystem);
         }
         let data_dir = data_dir.as_ref().to_owned();
-        // The state first: its ingest cursor is a floor that journal recovery never cuts below.
-        let state = State::open(data_dir.join(STATE_DIR), config.state.clone())?;
-        let cursor = state.ingest_cursor()?;
-        let options = OpenOptions {
-            durable_floor: cursor,
-            ..OpenOptions::default()
-        };
-        let journal = match Journal::open_with(data_dir.join(JOURNAL_DIR), config.journal.clone(), options) {
-            Err(JournalError::CursorBeyondEnd { end, .. }) if cursor > end => {
-                return Err(NodeError::StateAheadOfJournal {
-                    cursor,
-                    journal_end: end,
-                });
-            }
-            other => other?,
-        };
+        let (state, journal, cursor) = open_storage(&config, &data_dir)?;
         let (status_tx, status) = watch::channel(IngestStatus {
             cursor,
             stalled: None,
         });
         let trust_configured = config.votes.trust_map().map_err(NodeError::Config)?;
         let admins = config.votes.admin_set().map_err(NodeError::Config)?;
-        let mut arbiters = vec![Arbiter::new()];
-        let mut shards = Vec::with_capacity(config.votes.shards);
-        for shard in 0..config.votes.shards {
-            let arbiter = Arbiter::new();
-            let counter = VoteCounterActor::new(shard, state.clone());
-            shards.push(VoteCounterActor::start_in_arbiter(&arbiter.handle(), move |_| {
-                counter
-            }));
-            arbiters.push(arbiter);
-        }
-        let ingestor = IngestorActor::new(
-            Arc::new(journal.clone()),
-            state.clone(),
-            config.node.clone(),
-            shards,
-            status_tx,
-        )?;
-        let ingestor = IngestorActor::start_in_arbiter(&arbiters[0].handle(), move |_| ingestor);
-        let group_commit = GroupCommitActor::new(journal.clone()).start();
-        // The first subscriber of a new actor: it cannot be refused.
-        group_commit.do_send(Subscribe(ingestor.clone().recipient()));
+        let actors = Actors::start(&config, &journal, &state, status_tx, hooks)?;
         let admission = Admission::start(
             &journal,
             &config.limits,
@@ -197,9 +154,9 @@ impl Node {
                     journal,
                     state,
                     admission,
-                    _ingestor: ingestor,
-                    arbiters,
-                    _group_commit: group_commit,
+                    _ingestor: actors.ingestor,
+                    arbiters: actors.arbiters,
+                    _group_commit: actors.group_commit,
                 })),
             }),
         })
@@ -294,7 +251,8 @@ impl Node {
     }
 
     /// Waits until the record at journal `offset` is applied to the state (read-your-writes),
-    /// or until `deadline`.
+    /// or until `deadline`. Returns [`WaitError::Stalled`] as soon as ingestion is reported
+    /// stalled (see [`health`](Self::health)), rather than wait out the deadline.
     pub async fn wait_indexed(&self, offset: u64, deadline: Instant) -> Result<(), WaitError> {
         let mut status = self.inner.status.clone();
         let wait = status.wait_for(|s| s.cursor > offset || s.stalled.is_some());
@@ -398,7 +356,8 @@ impl Node {
     /// Shuts the node down gracefully: refuses new submissions, lets every accepted one become
     /// durable and indexed, stops the actors, and closes the journal and the state. Returns
     /// once the data directory can be opened again. Later calls on any clone of this handle
-    /// answer `Closed`.
+    /// answer `Closed`, at once: the threads are joined and the storage closed on a blocking
+    /// thread, so neither readers nor the host's executor wait for them.
     pub async fn shutdown(&self) -> Result<(), NodeError> {
         // The parts stay in place while shutdown waits: should this future be dropped midway,
         // the node's Drop still stops the threads.
@@ -416,13 +375,17 @@ impl Node {
         )
         .await
         .map(|s| s.map(|s| s.stalled.clone()));
-        let Some(mut running) = self.inner.running.write().take() else {
+        // Taken out under the lock, which is released at once: from here on readers answer
+        // `Closed` without waiting for the joins below.
+        let running = self.inner.running.write().take();
+        let Some(running) = running else {
             return Err(NodeError::Closed);
         };
-        running.stop_threads();
-        let Running { journal, state, .. } = running;
-        state.close();
-        drop(journal);
+        // Joining threads and closing LMDB block, so they run on a blocking thread rather than
+        // on the host's executor; should this future be dropped, they still complete.
+        actix_rt::task::spawn_blocking(move || running.stop_and_close())
+            .await
+            .map_err(|error| NodeError::Teardown(error.to_string()))?;
         tracing::info!(dir = %self.inner.data_dir.display(), end, "node shut down");
         match caught_up {
             Ok(Ok(Some(reason))) => Err(NodeError::Stalled(reason)),

@@ -11,6 +11,15 @@
 //! Records below the stored cursor are skipped, so replaying a batch that was already applied
 //! changes nothing; a record whose assertion is already stored is a duplicate (content
 //! addressing makes a resubmission the same assertion) and changes nothing either.
+//!
+//! A record this build cannot use is one of two things, and they are treated differently:
+//! - a *tag* this build does not know ([`CodecError::UnknownLogRecordTag`]) is a record kind
+//!   written by a newer build. Rejecting it would lose it for good, so the plan holds at it
+//!   ([`Plan::unknown_tag`]): everything before it is applied, nothing at or after it, and a
+//!   build that knows the tag resumes from that very record;
+//! - a *known* tag whose body does not decode (or an empty record) cannot become valid under
+//!   any build, since a new body format takes a new tag: it is rejected as `undecodable`, and
+//!   ingestion moves on.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -21,7 +30,7 @@ use super::rejection::{RejectReason, Rejection};
 use super::trust::{StoredTrust, encode_trust, plan_trust};
 use super::votes::{RoutedVote, Tally, encode_totals, encode_vote, vote_key};
 use super::{Databases, META_INGEST_CURSOR, State, StateError, decode_u64};
-use crate::protocol::{AgentId, Assertion, Hash, LogRecord};
+use crate::protocol::{AgentId, Assertion, CodecError, Hash, LogRecord};
 
 /// One durable journal record, as the ingestor read it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,8 +80,40 @@ pub struct Plan {
     trust: BTreeMap<AgentId, StoredTrust>,
     trust_applied: usize,
     trust_ignored: usize,
+    /// The record the plan holds at: its tag is unknown to this build.
+    unknown_tag: Option<UnknownTag>,
     /// The votes to count, in journal order.
     pub votes: Vec<RoutedVote>,
+}
+
+/// A journal record whose tag this build does not know; see the module docs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnknownTag {
+    /// The record's journal offset.
+    pub offset: u64,
+    /// Its tag (first payload byte).
+    pub tag: u8,
+}
+
+impl Plan {
+    /// Returns the record this plan holds at, if its tag is unknown to this build; the plan
+    /// covers the records before it only.
+    pub fn unknown_tag(&self) -> Option<UnknownTag> {
+        self.unknown_tag
+    }
+
+    /// Returns true if and only if committing the plan advances the ingest cursor.
+    pub fn advances(&self) -> bool {
+        self.end > self.cursor
+    }
+}
+
+/// What planning one record decided about the batch.
+enum Planned {
+    /// The record is planned; go on with the next.
+    Next,
+    /// The record's tag is unknown: the batch ends before it.
+    Hold(u8),
 }
 
 #[derive(Debug, Clone)]
@@ -94,15 +135,25 @@ impl State {
 
     /// Applies `records` (consecutive, ascending), votes included, and advances the cursor
     /// past the last one, all in one transaction: [`plan`](Self::plan), [`tally`](Self::tally)
-    /// of all its votes, [`commit`](Self::commit).
+    /// of all its votes, [`commit`](Self::commit). A record with a tag this build does not
+    /// know fails the whole call with [`StateError::UnknownRecordTag`], applying nothing.
     pub fn apply(&self, records: &[IngestRecord]) -> Result<ApplyOutcome, StateError> {
         let plan = self.plan(records)?;
+        if let Some(UnknownTag { offset, tag }) = plan.unknown_tag {
+            return Err(StateError::UnknownRecordTag { offset, tag });
+        }
         let tally = self.tally(&plan.votes)?;
         self.commit(&plan, &[tally])
     }
 
     /// Decides every record of `records` against the committed state; see the module docs.
     pub fn plan(&self, records: &[IngestRecord]) -> Result<Plan, StateError> {
+        self.plan_with(records, &[])
+    }
+
+    /// [`plan`](Self::plan), treating records with a tag in `noop_tags` as known records that
+    /// change nothing. Test-only: it stands in for a build that knows those tags.
+    pub(crate) fn plan_with(&self, records: &[IngestRecord], noop_tags: &[u8]) -> Result<Plan, StateError> {
         self.read(|txn, dbs| {
             let cursor = read_cursor(txn, dbs)?;
             let mut plan = Plan {
@@ -121,7 +172,13 @@ impl State {
                     plan.skipped += 1;
                     continue;
                 }
-                plan_one(txn, dbs, record, &mut batch, &mut plan)?;
+                if let Planned::Hold(tag) = plan_one(txn, dbs, record, noop_tags, &mut batch, &mut plan)? {
+                    plan.unknown_tag = Some(UnknownTag {
+                        offset: record.offset,
+                        tag,
+                    });
+                    break;
+                }
                 plan.end = record.next;
             }
             Ok(plan)
@@ -196,9 +253,10 @@ fn plan_one(
     txn: &RoTxn<'_>,
     dbs: &Databases,
     record: &IngestRecord,
+    noop_tags: &[u8],
     batch: &mut HashMap<Hash, ParentFacts>,
     plan: &mut Plan,
-) -> Result<(), StateError> {
+) -> Result<Planned, StateError> {
     let reject = |plan: &mut Plan, hash, reason| {
         plan.steps.push(Step::Reject(Rejection {
             offset: record.offset,
@@ -208,10 +266,12 @@ fn plan_one(
     };
     let decoded = match LogRecord::decode(&record.payload) {
         Ok(decoded) => decoded,
+        Err(CodecError::UnknownLogRecordTag { tag }) if noop_tags.contains(&tag) => return Ok(Planned::Next),
+        Err(CodecError::UnknownLogRecordTag { tag }) => return Ok(Planned::Hold(tag)),
         Err(error) => {
             let detail = error.to_string();
             reject(plan, None, RejectReason::Undecodable { detail });
-            return Ok(());
+            return Ok(Planned::Next);
         }
     };
     let assertion = match decoded {
@@ -233,7 +293,7 @@ fn plan_one(
                     },
                 );
             }
-            return Ok(());
+            return Ok(Planned::Next);
         }
         LogRecord::Trust(change) => {
             let (hash, offset) = (change.content_hash(), record.offset);
@@ -242,13 +302,13 @@ fn plan_one(
                 true => plan.trust_applied += 1,
                 false => plan.trust_ignored += 1,
             }
-            return Ok(());
+            return Ok(Planned::Next);
         }
     };
     let hash = assertion.content_hash();
     if batch.contains_key(&hash) || is_stored(txn, dbs, &hash)? {
         plan.duplicates += 1;
-        return Ok(());
+        return Ok(Planned::Next);
     }
     if let Some(parent) = assertion.parent {
         let facts = match batch.get(&parent) {
@@ -257,11 +317,11 @@ fn plan_one(
         };
         let Some(facts) = facts else {
             reject(plan, Some(hash), RejectReason::UnknownParent { parent });
-            return Ok(());
+            return Ok(Planned::Next);
         };
         if facts.subject != assertion.subject || facts.predicate != assertion.predicate {
             reject(plan, Some(hash), RejectReason::ParentMismatch { parent });
-            return Ok(());
+            return Ok(Planned::Next);
         }
         // Only an author may supersede: agents who disagree make competing assertions.
         let shares_a_signer = assertion
@@ -270,7 +330,7 @@ fn plan_one(
             .any(|s| facts.signers.contains(&s.agent));
         if !shares_a_signer {
             reject(plan, Some(hash), RejectReason::NotParentAuthor { parent });
-            return Ok(());
+            return Ok(Planned::Next);
         }
     }
     batch.insert(hash, ParentFacts::of(&assertion));
@@ -282,7 +342,7 @@ fn plan_one(
         assertion: Box::new(assertion),
         body,
     });
-    Ok(())
+    Ok(Planned::Next)
 }
 
 /// What a successor is checked against: its parent's subject, predicate and signers.

@@ -52,6 +52,18 @@ pub enum StateError {
     /// A key could not be built.
     #[error("cannot build key: {0}")]
     Key(#[from] KeyError),
+    /// A journal record has a tag this build does not know: written by a newer build. It is
+    /// not applied, and not rejected either, so that a build that knows it can apply it.
+    #[error(
+        "the journal record at offset {offset} has tag {tag}, which this build does not know \
+         (written by a newer StemeDB?)"
+    )]
+    UnknownRecordTag {
+        /// The record's journal offset.
+        offset: u64,
+        /// Its tag.
+        tag: u8,
+    },
     /// A configuration value is invalid.
     #[error("invalid state configuration: {0}")]
     Config(String),

@@ -37,7 +37,7 @@ use heed::types::Bytes;
 use heed::{CommitOrAbort, Database, Env, EnvFlags, EnvOpenOptions, RoTxn, RwTxn, WithoutTls};
 use parking_lot::{Mutex, RwLock};
 
-pub use apply::{ApplyOutcome, IngestRecord, Plan};
+pub use apply::{ApplyOutcome, IngestRecord, Plan, UnknownTag};
 pub use config::{MAP_SIZE_GRANULE_BYTES, StateConfig};
 pub use error::StateError;
 pub use inspect::StateDump;

@@ -9,19 +9,30 @@
 //!
 //! Errors: end of log is where draining stops, not an error. A transient I/O error (journal
 //! read or LMDB) is retried after a backoff that doubles from 1 ms up to
-//! `ingest_retry_backoff_ms_max`, and counted. Corruption found in the journal is reported
-//! in the [`IngestStatus`] and logged; ingestion holds there, retrying at the longest
-//! backoff, rather than skip a record.
+//! `ingest_retry_backoff_ms_max`, and counted. Corruption found in the journal, or a record
+//! tag this build does not know, is reported in the [`IngestStatus`] and logged; ingestion
+//! holds there, retrying at the longest backoff, rather than skip a record.
+//!
+//! Supervision: the apply path runs under `catch_unwind`. A panic in it, or a vote-counter
+//! shard that stopped (a panic in the shard drops it, and its reply with it), halts the
+//! ingestor: it publishes the reason as `stalled` at once, so that every waiter returns, and
+//! applies nothing more until the node restarts. Should the actor itself unwind anyway, its
+//! `Drop` publishes the stall.
 
 use std::time::Duration;
 
 use actix::prelude::*;
 use tokio::sync::watch;
 
+mod error;
+
+use error::{IngestError, guarded};
+
 use super::group_commit::DurableOffset;
+use super::hooks::Hooks;
 use super::vote_counter::{CountVotes, VoteCounterActor, shard_of};
 use crate::node::NodeConfig;
-use crate::storage::journal::{Log, LogReader, ReadError};
+use crate::storage::journal::{Log, LogReader};
 use crate::storage::state::{IngestRecord, Plan, RoutedVote, State, StateError, Tally};
 
 /// Mailbox capacity: announcements coalesce (each carries the latest durable end), so a few
@@ -43,7 +54,8 @@ const STALL_FAILURES_MIN: u32 = 10;
 pub struct IngestStatus {
     /// Journal offset of the next record to apply: every record below it is applied.
     pub cursor: u64,
-    /// Why ingestion is held, if it is (corruption, or an error that keeps recurring).
+    /// Why ingestion is held, if it is (corruption, an unknown record tag, an error that keeps
+    /// recurring, or a fault that halted the ingestor).
     pub stalled: Option<String>,
 }
 
@@ -66,6 +78,9 @@ pub struct IngestorActor {
     /// Consecutive failed steps.
     failures: u32,
     journal_cursor: u64,
+    /// A fatal error halted ingestion: nothing more is applied until the node restarts.
+    halted: bool,
+    hooks: Hooks,
 }
 
 impl std::fmt::Debug for IngestorActor {
@@ -110,7 +125,16 @@ impl IngestorActor {
             drain_pending: false,
             backoff_ms: 0,
             failures: 0,
+            halted: false,
+            hooks: Hooks::default(),
         })
+    }
+
+    /// Installs test-only [`Hooks`] (faults to inject, tags to treat as known).
+    #[doc(hidden)]
+    pub fn with_hooks(mut self, hooks: Hooks) -> Self {
+        self.hooks = hooks;
+        self
     }
 
     fn schedule(&mut self, ctx: &mut Context<Self>, delay: Option<Duration>) {
@@ -149,11 +173,13 @@ impl IngestorActor {
                 payload,
             })
             .collect();
-        Ok(Some((self.state.plan(&records)?, !range.at_end)))
+        let plan = self.state.plan_with(&records, &self.hooks.noop_record_tags)?;
+        Ok(Some((plan, !range.at_end)))
     }
 
     /// Commits a planned batch with its votes' tallies.
     fn finish(&mut self, plan: &Plan, tallies: &[Tally]) -> Result<(), IngestError> {
+        Hooks::call(&self.hooks.before_commit, self.cursor);
         let outcome = self.state.commit(plan, tallies)?;
         assert!(
             outcome.cursor > self.cursor,
@@ -179,12 +205,16 @@ impl IngestorActor {
         self.backoff_ms = 0;
         self.failures = 0;
         self.publish(None);
+        Hooks::call(&self.hooks.after_batch, self.cursor);
         if more || self.cursor < self.target {
             self.schedule(ctx, None);
         }
     }
 
     fn failed(&mut self, error: IngestError, ctx: &mut Context<Self>) {
+        if error.is_fatal() {
+            return self.halt(&error);
+        }
         let permanent = error.is_permanent();
         self.failures = self.failures.saturating_add(1);
         let max = self.config.ingest_retry_backoff_ms_max;
@@ -200,6 +230,17 @@ impl IngestorActor {
         let stalled = permanent || self.failures >= STALL_FAILURES_MIN;
         self.publish(stalled.then(|| format!("at journal offset {}: {error}", self.cursor)));
         self.schedule(ctx, Some(Duration::from_millis(self.backoff_ms)));
+    }
+
+    /// Stops ingestion for good (until the node restarts) and tells every waiter why.
+    fn halt(&mut self, error: &IngestError) {
+        self.halted = true;
+        metrics::counter!("stemedb_ingest_halted_total").increment(1);
+        tracing::error!(%error, cursor = self.cursor, "ingestion halted");
+        self.publish(Some(format!(
+            "at journal offset {}: {error}; ingestion is halted until the node restarts",
+            self.cursor
+        )));
     }
 
     fn save_journal_cursor(&mut self) {
@@ -240,34 +281,21 @@ impl IngestorActor {
     }
 }
 
-/// Why one drain step failed.
-#[derive(Debug, thiserror::Error)]
-enum IngestError {
-    #[error("journal read failed: {0}")]
-    Read(#[from] ReadError),
-    #[error("state write failed: {0}")]
-    State(#[from] StateError),
-    #[error("a vote-counter shard stopped")]
-    ShardGone,
-}
-
-impl IngestError {
-    /// Returns true if and only if retrying cannot help until an operator acts.
-    fn is_permanent(&self) -> bool {
-        match self {
-            Self::Read(ReadError::Io(_)) => false,
-            Self::Read(_) => true,
-            Self::State(StateError::Lmdb { .. }) | Self::ShardGone => false,
-            Self::State(_) => true,
-        }
-    }
-}
-
 impl Actor for IngestorActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+    }
+}
+
+impl Drop for IngestorActor {
+    /// A panic outside the guarded apply path unwinds through the actor and drops it: the
+    /// status still says why, so that waiters return `Stalled` rather than a bare `Closed`.
+    fn drop(&mut self) {
+        if std::thread::panicking() && !self.halted {
+            self.halt(&IngestError::Panicked("the ingestor actor unwound".to_owned()));
+        }
     }
 }
 
@@ -280,6 +308,9 @@ impl Handler<DurableOffset> for IngestorActor {
     type Result = ();
 
     fn handle(&mut self, message: DurableOffset, ctx: &mut Self::Context) {
+        if self.halted {
+            return;
+        }
         if message.end > self.target {
             self.target = message.end;
         }
@@ -295,20 +326,48 @@ impl Handler<Drain> for IngestorActor {
 
     fn handle(&mut self, _message: Drain, ctx: &mut Self::Context) {
         self.drain_pending = false;
-        let (mut plan, more) = match self.read_and_plan() {
+        if self.halted {
+            return;
+        }
+        let (mut plan, more) = match guarded(|| self.read_and_plan()) {
             Ok(Some(planned)) => planned,
             Ok(None) => return self.succeeded(false, ctx),
             Err(error) => return self.failed(error, ctx),
         };
+        // A plan held at an unknown tag covers the records before it; once they are applied,
+        // the next step finds the unknown record first and reports the stall.
+        let more = match plan.unknown_tag() {
+            Some(held) if !plan.advances() => return self.failed(IngestError::UnknownTag(held), ctx),
+            Some(_) => true,
+            None => more,
+        };
         let votes = std::mem::take(&mut plan.votes);
         if votes.is_empty() {
-            return match self.finish(&plan, &[]) {
+            return match guarded(|| self.finish(&plan, &[])) {
                 Ok(()) => self.succeeded(more, ctx),
                 Err(error) => self.failed(error, ctx),
             };
         }
         // Each shard counts its own votes; the ingestor waits for all (handling nothing else
         // meanwhile), then commits every tally with the batch and the cursor.
+        let counted = self.count_votes(votes);
+        let commit = counted.into_actor(self).map(move |tallies, actor, ctx| {
+            match tallies.and_then(|tallies| guarded(|| actor.finish(&plan, &tallies))) {
+                Ok(()) => actor.succeeded(more, ctx),
+                Err(error) => actor.failed(error, ctx),
+            }
+        });
+        ctx.wait(commit);
+    }
+}
+
+impl IngestorActor {
+    /// Sends each shard its votes; the future resolves to every shard's tally. A shard that
+    /// stopped drops the request, which resolves to [`IngestError::ShardGone`].
+    fn count_votes(
+        &self,
+        votes: Vec<RoutedVote>,
+    ) -> impl std::future::Future<Output = Result<Vec<Tally>, IngestError>> + 'static {
         let shards = self.shards.len();
         let mut routed: Vec<Vec<RoutedVote>> = vec![Vec::new(); shards];
         for vote in votes {
@@ -318,21 +377,14 @@ impl Handler<Drain> for IngestorActor {
             .into_iter()
             .enumerate()
             .filter(|(_, votes)| !votes.is_empty())
-            .map(|(shard, votes)| self.shards[shard].send(CountVotes { votes }))
+            .map(|(shard, votes)| (shard, self.shards[shard].send(CountVotes { votes })))
             .collect();
-        let counted = async move {
+        async move {
             let mut tallies = Vec::with_capacity(requests.len());
-            for request in requests {
-                tallies.push(request.await.map_err(|_| IngestError::ShardGone)??);
+            for (shard, request) in requests {
+                tallies.push(request.await.map_err(|_| IngestError::ShardGone { shard })??);
             }
-            Ok::<_, IngestError>(tallies)
-        };
-        let commit = counted.into_actor(self).map(move |tallies, actor, ctx| {
-            match tallies.and_then(|tallies| actor.finish(&plan, &tallies)) {
-                Ok(()) => actor.succeeded(more, ctx),
-                Err(error) => actor.failed(error, ctx),
-            }
-        });
-        ctx.wait(commit);
+            Ok(tallies)
+        }
     }
 }

@@ -1,0 +1,124 @@
+//! The node's moving parts: opening the storage, starting the ingest actors on their own
+//! threads, and the [`Running`] set that shutdown takes down.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use tokio::sync::watch;
+
+use super::submit::Admission;
+use super::{JOURNAL_DIR, NodeError, STATE_DIR};
+use crate::Config;
+use crate::actors::{GroupCommitActor, Hooks, IngestStatus, IngestorActor, Subscribe, VoteCounterActor};
+use crate::storage::journal::{Journal, JournalError, OpenOptions};
+use crate::storage::state::State;
+
+/// The parts that shutdown takes down.
+pub(super) struct Running {
+    pub(super) journal: Journal,
+    pub(super) state: State,
+    pub(super) admission: Admission,
+    /// Held so the ingestor lives as long as the node, whatever its subscriptions do.
+    pub(super) _ingestor: Addr<IngestorActor>,
+    /// The ingestor's thread, one thread per vote-counter shard, then the broadcaster's.
+    pub(super) arbiters: Vec<Arbiter>,
+    pub(super) _group_commit: Addr<GroupCommitActor>,
+}
+
+impl Running {
+    /// Stops the ingestor, the shards and the broadcaster and joins their threads, so that nothing holds the
+    /// journal or the state any more.
+    pub(super) fn stop_threads(&mut self) {
+        for arbiter in self.arbiters.drain(..) {
+            arbiter.stop();
+            if arbiter.join().is_err() {
+                tracing::error!("an arbiter thread panicked");
+            }
+        }
+    }
+
+    /// Stops the threads, then closes the state (waiting until no reader holds a handle) and
+    /// the journal. Blocks: call it off the async executor.
+    pub(super) fn stop_and_close(mut self) {
+        self.stop_threads();
+        let Self { journal, state, .. } = self;
+        state.close();
+        drop(journal);
+    }
+}
+
+/// Opens the state, then the journal (whose recovery never cuts below the state's cursor);
+/// returns them with the state's ingest cursor.
+pub(super) fn open_storage(config: &Config, data_dir: &Path) -> Result<(State, Journal, u64), NodeError> {
+    // The state first: its ingest cursor is a floor that journal recovery never cuts below.
+    let state = State::open(data_dir.join(STATE_DIR), config.state.clone())?;
+    let cursor = state.ingest_cursor()?;
+    let options = OpenOptions {
+        durable_floor: cursor,
+        ..OpenOptions::default()
+    };
+    let journal = match Journal::open_with(data_dir.join(JOURNAL_DIR), config.journal.clone(), options) {
+        Err(JournalError::CursorBeyondEnd { end, .. }) if cursor > end => {
+            return Err(NodeError::StateAheadOfJournal {
+                cursor,
+                journal_end: end,
+            });
+        }
+        other => other?,
+    };
+    Ok((state, journal, cursor))
+}
+
+/// The ingest actors, started.
+pub(super) struct Actors {
+    /// The ingestor.
+    pub(super) ingestor: Addr<IngestorActor>,
+    /// The ingestor's thread, one thread per vote-counter shard, then the broadcaster's.
+    pub(super) arbiters: Vec<Arbiter>,
+    pub(super) group_commit: Addr<GroupCommitActor>,
+}
+
+impl Actors {
+    /// Starts the shards, the ingestor and the broadcaster, each on a thread of its own, and subscribes the
+    /// ingestor to durable offsets.
+    pub(super) fn start(
+        config: &Config,
+        journal: &Journal,
+        state: &State,
+        status: watch::Sender<IngestStatus>,
+        hooks: Hooks,
+    ) -> Result<Self, NodeError> {
+        let mut arbiters = vec![Arbiter::new()];
+        let mut shards = Vec::with_capacity(config.votes.shards);
+        for shard in 0..config.votes.shards {
+            let arbiter = Arbiter::new();
+            let counter = VoteCounterActor::new(shard, state.clone()).with_hooks(hooks.clone());
+            shards.push(VoteCounterActor::start_in_arbiter(&arbiter.handle(), move |_| {
+                counter
+            }));
+            arbiters.push(arbiter);
+        }
+        let ingestor = IngestorActor::new(
+            Arc::new(journal.clone()),
+            state.clone(),
+            config.node.clone(),
+            shards,
+            status,
+        )?
+        .with_hooks(hooks);
+        let ingestor = IngestorActor::start_in_arbiter(&arbiters[0].handle(), move |_| ingestor);
+        // Its own thread: the ingestor's wake-up must not wait for the host's thread.
+        let broadcaster = Arbiter::new();
+        let durable = GroupCommitActor::new(journal.clone());
+        let group_commit = GroupCommitActor::start_in_arbiter(&broadcaster.handle(), move |_| durable);
+        arbiters.push(broadcaster);
+        // The first subscriber of a new actor: it cannot be refused.
+        group_commit.do_send(Subscribe(ingestor.clone().recipient()));
+        Ok(Self {
+            ingestor,
+            arbiters,
+            group_commit,
+        })
+    }
+}

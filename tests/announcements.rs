@@ -1,0 +1,93 @@
+//! The broadcaster of durable offsets (`GroupCommitActor`) facing a subscriber that cannot keep
+//! up: however many announcements find its mailbox full, at most one re-announce is pending,
+//! and once the subscriber drains its mailbox it is sent the latest end.
+//!
+//! The flood is of `DurableOffset` messages sent straight to the broadcaster (as the journal's
+//! listener does), so that it is far faster than the 1 ms re-announce delay on any disk.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use stemedb::actors::{DurableOffset, GetReannounceCounts, GroupCommitActor, Subscribe};
+use stemedb::storage::journal::{Journal, JournalConfig};
+use tempfile::TempDir;
+use tokio::sync::watch;
+
+/// Longest any wait in this test may take before it counts as a failure.
+const WAIT: Duration = Duration::from_secs(20);
+/// Durable ends announced in the flood.
+const FLOOD_ENDS: u64 = 1000;
+
+/// A subscriber whose first announcement blocks its thread until released; its mailbox holds
+/// one message, so the broadcaster finds it full meanwhile.
+struct Stuck {
+    release: Option<mpsc::Receiver<()>>,
+    seen: watch::Sender<u64>,
+}
+
+impl Actor for Stuck {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(1);
+    }
+}
+
+impl Handler<DurableOffset> for Stuck {
+    type Result = ();
+
+    fn handle(&mut self, message: DurableOffset, _ctx: &mut Self::Context) {
+        if let Some(release) = self.release.take() {
+            // Bounded: a test that fails early drops the sender, which ends this wait too.
+            let _ = release.recv_timeout(WAIT);
+        }
+        self.seen.send_modify(|seen| *seen = (*seen).max(message.end));
+    }
+}
+
+#[test]
+fn flood_of_durable_ends_leaves_one_reannounce_pending_for_a_full_subscriber() {
+    let dir = TempDir::new().unwrap();
+    let journal = Journal::open(dir.path(), JournalConfig::default()).unwrap();
+    System::new().block_on(async move {
+        let broadcaster_thread = Arbiter::new();
+        let durable = GroupCommitActor::new(journal.clone());
+        let broadcaster = GroupCommitActor::start_in_arbiter(&broadcaster_thread.handle(), move |_| durable);
+        let subscriber_thread = Arbiter::new();
+        let (release, blocked) = mpsc::channel();
+        let (seen_tx, mut seen) = watch::channel(0);
+        let stuck = Stuck {
+            release: Some(blocked),
+            seen: seen_tx,
+        };
+        let stuck = Stuck::start_in_arbiter(&subscriber_thread.handle(), move |_| stuck);
+        broadcaster
+            .send(Subscribe(stuck.recipient()))
+            .await
+            .unwrap()
+            .unwrap();
+        for end in 1..=FLOOD_ENDS {
+            broadcaster.send(DurableOffset { end }).await.unwrap();
+        }
+        let counts = broadcaster.send(GetReannounceCounts).await.unwrap();
+        assert_eq!(
+            counts.pending_max, 1,
+            "the subscriber's mailbox was full, and one re-announce at most may be pending: {counts:?}"
+        );
+        release.send(()).unwrap();
+        let caught_up = actix_rt::time::timeout(WAIT, seen.wait_for(|end| *end == FLOOD_ENDS)).await;
+        assert!(
+            caught_up.is_ok(),
+            "the subscriber is sent the latest end once it has room"
+        );
+        let counts = broadcaster.send(GetReannounceCounts).await.unwrap();
+        assert_eq!(counts.pending_max, 1, "{counts:?}");
+        subscriber_thread.stop();
+        broadcaster_thread.stop();
+        subscriber_thread.join().unwrap();
+        broadcaster_thread.join().unwrap();
+    });
+}
