@@ -98,6 +98,15 @@ impl Config {
         self.state.validate()?;
         self.node.validate()?;
         self.votes.validate()?;
+        // A submission of one valid record must fit the verification queue.
+        let needed = self.limits.record_bytes_max + crate::node::RECORD_STRUCT_BYTES;
+        if self.node.verify_queue_bytes_max < needed {
+            return Err(format!(
+                "node.verify_queue_bytes_max = {} must be at least limits.record_bytes_max + {} (a record's struct) = {needed}",
+                self.node.verify_queue_bytes_max,
+                crate::node::RECORD_STRUCT_BYTES,
+            ));
+        }
         // A valid record of exactly the limit is journaled with its tag.
         let needed = self.limits.record_bytes_max + crate::protocol::TAG_BYTES;
         if self.journal.record_bytes_max < needed {

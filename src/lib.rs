@@ -30,6 +30,7 @@
 //! ```
 
 pub mod actors;
+mod budget;
 pub mod config;
 pub mod node;
 pub mod protocol;

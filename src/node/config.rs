@@ -6,6 +6,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::protocol::{AgentId, TRUST_FACTOR_MAX};
 
+/// Bytes one record's struct occupies in a submission, counted against
+/// `node.verify_queue_bytes_max` with the lengths of its text fields and signatures.
+pub const RECORD_STRUCT_BYTES: usize = size_of::<crate::protocol::LogRecord>();
+
 /// Ceiling of `verify_threads`: more threads than this only contend.
 pub const VERIFY_THREADS_CEILING: usize = 256;
 /// Ceiling of `submit_batch_records_max`, `verify_batch_records_max` and
@@ -16,9 +20,17 @@ pub const BATCH_RECORDS_CEILING: usize = 1 << 20;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NodeConfig {
-    /// Submissions (single or batch) queued for signature verification before submitters are
-    /// told the node is busy (default 1024).
+    /// Submissions (single or batch) queued for, or in, signature verification before
+    /// submitters are told the node is busy (default 1024).
     pub submit_queue_depth_max: usize,
+    /// Bytes that submissions queued for, or in, signature verification may hold before
+    /// submitters are told the node is busy (default 64 MiB). A record counts its struct and
+    /// the lengths of its text fields and signatures. 64 MiB is 512 records at the default
+    /// 128 KiB size limit: far more than the verification threads drain between two journal
+    /// writes, and, with `journal.group_commit_queue_bytes_max`, a fixed bound on the memory
+    /// pending submissions hold, whatever the load. At least `limits.record_bytes_max` plus
+    /// one record's struct, so that every valid record fits.
+    pub verify_queue_bytes_max: usize,
     /// Most assertions in one submitted batch (default 10,000); larger batches are refused.
     pub submit_batch_records_max: usize,
     /// Signature-verification threads; 0 means one per CPU core (the default).
@@ -39,6 +51,7 @@ impl Default for NodeConfig {
     fn default() -> Self {
         Self {
             submit_queue_depth_max: 1024,
+            verify_queue_bytes_max: 64 << 20,
             submit_batch_records_max: 10_000,
             verify_threads: 0,
             verify_batch_records_max: 256,
@@ -70,6 +83,9 @@ impl NodeConfig {
                 "node.verify_threads = {}: at most {VERIFY_THREADS_CEILING}",
                 self.verify_threads
             ));
+        }
+        if self.verify_queue_bytes_max == 0 {
+            return Err("node.verify_queue_bytes_max must be positive".to_owned());
         }
         if self.ingest_batch_bytes_max == 0 {
             return Err("node.ingest_batch_bytes_max must be positive".to_owned());

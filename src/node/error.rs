@@ -4,7 +4,7 @@ use thiserror::Error;
 
 use crate::actors::SubscribeError;
 use crate::protocol::{AgentId, ValidationError};
-use crate::storage::journal::JournalError;
+use crate::storage::journal::{JournalError, QueueFull};
 use crate::storage::state::StateError;
 
 /// The node could not start, stop or read.
@@ -72,13 +72,24 @@ pub enum SubmitError {
         /// The signer.
         admin: AgentId,
     },
-    /// A queue of the pipeline is full: retry later.
-    #[error("node is busy: the {queue} is full ({depth} entries); retry later")]
+    /// A queue of the pipeline is full, in entries or in bytes: retry later. Nothing of the
+    /// submission was journaled.
+    #[error("node is busy: the {queue} is full: {full}; retry later")]
     Busy {
         /// Which queue.
-        queue: &'static str,
-        /// Its capacity.
-        depth: usize,
+        queue: Queue,
+        /// Which bound refused, and how full the queue was.
+        full: QueueFull,
+    },
+    /// The submission alone is larger than a queue's whole bound (see
+    /// `node.verify_queue_bytes_max` and `journal.group_commit_queue_bytes_max`): it can never
+    /// be accepted as it is; split it. Nothing of it was journaled.
+    #[error("submission can never fit the {queue}: {full}; split it")]
+    TooLargeForQueue {
+        /// Which queue.
+        queue: Queue,
+        /// Which bound refused.
+        full: QueueFull,
     },
     /// The batch holds more records than `node.submit_batch_records_max`.
     #[error("batch of {count} records exceeds node.submit_batch_records_max = {max}")]
@@ -96,16 +107,46 @@ pub enum SubmitError {
     Closed,
 }
 
+impl SubmitError {
+    /// The refusal of a reservation in `queue`: busy, or too large ever to fit.
+    pub(crate) fn refused(queue: Queue, full: QueueFull) -> Self {
+        if full.can_never_fit() {
+            Self::TooLargeForQueue { queue, full }
+        } else {
+            Self::Busy { queue, full }
+        }
+    }
+}
+
 impl From<JournalError> for SubmitError {
     fn from(error: JournalError) -> Self {
         match error {
-            JournalError::Busy { depth } => Self::Busy {
-                queue: "journal append queue",
-                depth,
-            },
+            JournalError::Busy { full } | JournalError::TooLargeForQueue { full } => {
+                Self::refused(Queue::Journal, full)
+            }
             JournalError::Closed => Self::Closed,
             other => Self::Journal(other),
         }
+    }
+}
+
+/// A bounded queue of the submission pipeline; see [`SubmitError::Busy`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Queue {
+    /// Submissions waiting for (or in) signature verification: `node.submit_queue_depth_max`
+    /// and `node.verify_queue_bytes_max`.
+    Verification,
+    /// Verified records waiting for (or in) a group-commit write:
+    /// `journal.group_commit_queue_depth_max` and `journal.group_commit_queue_bytes_max`.
+    Journal,
+}
+
+impl std::fmt::Display for Queue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Verification => "verification queue",
+            Self::Journal => "journal append queue",
+        })
     }
 }
 

@@ -16,7 +16,11 @@
 //! thread, however busy the host keeps it.
 //!
 //! The handle is cheap to clone. Reads (`get`, `list`) run short LMDB read transactions on the
-//! caller's thread. Every queue is bounded: a full one answers [`SubmitError::Busy`].
+//! caller's thread. Every queue is bounded, in entries and in bytes: a full one answers
+//! [`SubmitError::Busy`], naming the [`Queue`]. The verification queue
+//! (`node.verify_queue_bytes_max`) and the journal queue
+//! (`journal.group_commit_queue_bytes_max`) together bound the memory that pending submissions
+//! hold, whatever the offered load.
 //!
 //! ```no_run
 //! use std::time::{Duration, Instant};
@@ -54,14 +58,17 @@ use actix::Arbiter;
 use parking_lot::RwLock;
 use tokio::sync::watch;
 
+pub use crate::budget::{QueueFull, QueueUnit};
 pub use config::{
-    BATCH_RECORDS_CEILING, NodeConfig, VERIFY_THREADS_CEILING, VOTE_SHARDS_CEILING, VotesConfig,
+    BATCH_RECORDS_CEILING, NodeConfig, RECORD_STRUCT_BYTES, VERIFY_THREADS_CEILING, VOTE_SHARDS_CEILING,
+    VotesConfig,
 };
-pub use error::{NodeError, SubmitError, WaitError};
+pub use error::{NodeError, Queue, SubmitError, WaitError};
 pub use health::Health;
 
 use crate::Config;
 use crate::actors::{Hooks, IngestStatus};
+use crate::budget::Budget;
 use crate::protocol::{AgentId, Assertion, Hash, LogRecord, TrustChange, Vote};
 use crate::storage::state::{
     ListPage, ListQuery, Rejection, State, StateDump, StoredAssertion, StoredVote, VoteTotals,
@@ -135,7 +142,10 @@ impl Node {
             &config.limits,
             admins,
             config.node.verify_threads(),
-            config.node.submit_queue_depth_max,
+            Budget::new(
+                config.node.submit_queue_depth_max,
+                config.node.verify_queue_bytes_max,
+            ),
             config.node.verify_batch_records_max,
         )
         .map_err(|source| NodeError::Spawn {
@@ -235,7 +245,7 @@ impl Node {
                 .admission
                 .submit(records)?
         };
-        let verdicts = verdicts.await.map_err(|_| SubmitError::Closed)?;
+        let verdicts = verdicts.await.map_err(|_| SubmitError::Closed)??;
         let mut results = Vec::with_capacity(verdicts.len());
         for verdict in verdicts {
             results.push(match verdict {

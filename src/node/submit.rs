@@ -14,6 +14,11 @@
 //!
 //! Within one submission, records reach the journal in order: an assertion and its child
 //! submitted together are journaled parent first.
+//!
+//! Both queues are bounded in entries and in bytes (see [`Budget`]). A submission reserves its
+//! share of the verification budget before it is queued and returns it once its records are
+//! dropped; its valid records then reserve the journal's budget together, so a submission is
+//! journaled whole or, over budget, not at all ([`SubmitError::Busy`]).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -22,43 +27,75 @@ use std::thread::JoinHandle;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use tokio::sync::{oneshot, watch};
 
-use super::error::SubmitError;
-use crate::protocol::{AgentId, Hash, Limits, LogRecord, now_ms, validate_records};
-use crate::storage::journal::{Journal, JournalError};
+use super::error::{Queue, SubmitError};
+use crate::budget::{Budget, QueueFull, QueueUnit, Reservation};
+use crate::protocol::{AgentId, Assertion, Hash, Limits, LogRecord, ObjectValue, now_ms, validate_records};
+use crate::storage::journal::{AppendReply, Journal, JournalError};
 
 /// A journal acknowledgement: the durable offset, or why the append failed.
 pub(crate) type Ack = oneshot::Receiver<Result<u64, JournalError>>;
 /// The verdict on one submitted assertion: queued to the journal (its hash and pending
 /// acknowledgement), or refused.
 pub(crate) type Admitted = Result<(Hash, Ack), SubmitError>;
+/// The verdicts on one submission, in order, or why none of it was queued to the journal.
+pub(crate) type Verdicts = Result<Vec<Admitted>, SubmitError>;
+
+/// Returns what `record` holds in memory while it waits for verification, in bytes: its struct
+/// and the lengths of its variable-length fields (lengths, not capacities, so the figure does
+/// not depend on how the caller allocated them).
+pub(crate) fn record_memory_bytes(record: &LogRecord) -> usize {
+    let heap = match record {
+        LogRecord::Assertion(Assertion {
+            subject,
+            predicate,
+            object,
+            signatures,
+            ..
+        }) => {
+            let object = match object {
+                ObjectValue::Text(text) | ObjectValue::Ref(text) => text.len(),
+                ObjectValue::Integer(_) | ObjectValue::Float(_) | ObjectValue::Bool(_) => 0,
+            };
+            subject.len() + predicate.len() + object + size_of_val(signatures.as_slice())
+        }
+        // Fixed-size records: the struct is all they hold.
+        LogRecord::Vote(_) | LogRecord::Trust(_) => 0,
+    };
+    super::RECORD_STRUCT_BYTES + heap
+}
 
 /// One submission.
 struct Job {
     records: Vec<LogRecord>,
-    reply: oneshot::Sender<Vec<Admitted>>,
+    reply: oneshot::Sender<Verdicts>,
+    /// The submission's share of the verification budget; returned once its records are
+    /// dropped, before its reply is sent.
+    share: Reservation,
 }
 
 /// The verification threads and their queue.
 pub(crate) struct Admission {
     sender: Option<Sender<Job>>,
     threads: Vec<JoinHandle<()>>,
-    depth: usize,
+    budget: Arc<Budget>,
     /// Appends queued to the journal and not yet acknowledged.
     in_flight: Arc<watch::Sender<usize>>,
 }
 
 impl Admission {
     /// Starts `threads` verification threads feeding `journal`; trust changes are admitted
-    /// only when signed by one of `admins`.
+    /// only when signed by one of `admins`; `budget` bounds what waits for them (and what
+    /// they hold).
     pub(crate) fn start(
         journal: &Journal,
         limits: &Limits,
         admins: HashSet<AgentId>,
         threads: usize,
-        depth: usize,
+        budget: Arc<Budget>,
         batch_records_max: usize,
     ) -> std::io::Result<Self> {
-        let (sender, receiver) = crossbeam_channel::bounded(depth);
+        // Never full: a job is sent only with an entry of the budget, whose size this is.
+        let (sender, receiver) = crossbeam_channel::bounded(budget.entries_max());
         let in_flight = Arc::new(watch::Sender::new(0usize));
         let admins = Arc::new(admins);
         let mut handles = Vec::with_capacity(threads);
@@ -79,23 +116,39 @@ impl Admission {
         Ok(Self {
             sender: Some(sender),
             threads: handles,
-            depth,
+            budget,
             in_flight,
         })
     }
 
-    /// Queues a submission; the returned receiver yields one verdict per record, in order.
-    pub(crate) fn submit(
-        &self,
-        records: Vec<LogRecord>,
-    ) -> Result<oneshot::Receiver<Vec<Admitted>>, SubmitError> {
+    /// Queues a submission without blocking; the returned receiver yields one verdict per
+    /// record, in order. Refuses it when the verification queue is full in entries or in bytes.
+    pub(crate) fn submit(&self, records: Vec<LogRecord>) -> Result<oneshot::Receiver<Verdicts>, SubmitError> {
         let sender = self.sender.as_ref().ok_or(SubmitError::Closed)?;
+        let bytes = records
+            .iter()
+            .map(record_memory_bytes)
+            .fold(0usize, usize::saturating_add);
+        let share = self
+            .budget
+            .try_reserve(1, bytes)
+            .map_err(|full| SubmitError::refused(Queue::Verification, full))?;
         let (reply, receiver) = oneshot::channel();
-        match sender.try_send(Job { records, reply }) {
+        match sender.try_send(Job {
+            records,
+            reply,
+            share,
+        }) {
             Ok(()) => Ok(receiver),
+            // Unreachable while a reserved entry guarantees a slot; reported, never blocked on.
             Err(TrySendError::Full(_)) => Err(SubmitError::Busy {
-                queue: "verification queue",
-                depth: self.depth,
+                queue: Queue::Verification,
+                full: QueueFull {
+                    unit: QueueUnit::Entries,
+                    requested: 1,
+                    in_flight: self.budget.in_flight().0,
+                    max: self.budget.entries_max(),
+                },
             }),
             Err(TrySendError::Disconnected(_)) => Err(SubmitError::Closed),
         }
@@ -136,6 +189,9 @@ impl Drop for InFlight {
     }
 }
 
+/// A record that passed verification, encoded for the journal, or why it did not pass.
+type Checked = Result<(Hash, Vec<u8>), SubmitError>;
+
 struct Worker {
     receiver: Receiver<Job>,
     journal: Journal,
@@ -167,22 +223,26 @@ impl Worker {
         let mut all = Vec::with_capacity(records);
         let mut replies = Vec::with_capacity(jobs.len());
         for job in jobs {
-            replies.push((job.records.len(), job.reply));
+            replies.push((job.records.len(), job.reply, job.share));
             all.extend(job.records);
         }
         let verdicts = validate_records(&all, &self.limits, now_ms());
-        let mut pairs = all.iter().zip(verdicts);
-        for (count, reply) in replies {
-            let admitted = pairs
+        let mut pairs = all.into_iter().zip(verdicts);
+        for (count, reply, share) in replies {
+            // Each record is dropped once encoded; the payloads take the journal's budget
+            // before the verification share is returned, so no byte goes uncounted.
+            let checked: Vec<Checked> = pairs
                 .by_ref()
                 .take(count)
                 .map(|(record, verdict)| {
-                    self.authorize(record)?;
-                    self.append(record, verdict?)
+                    self.authorize(&record)?;
+                    Ok((verdict?, record.encode()))
                 })
                 .collect();
+            let verdicts = self.append(checked);
+            drop(share);
             // A submitter that gave up has dropped its receiver; its records stay queued.
-            let _ = reply.send(admitted);
+            let _ = reply.send(verdicts);
         }
     }
 
@@ -196,17 +256,26 @@ impl Worker {
         }
     }
 
-    fn append(&self, record: &LogRecord, hash: Hash) -> Admitted {
-        let (ack, receiver) = oneshot::channel();
-        // Counted until the reply runs or is dropped unrun (say, the journal refused it).
-        let guard = InFlight::enter(&self.in_flight);
-        let reply = Box::new(move |outcome| {
-            let _ = ack.send(outcome);
-            drop(guard);
-        });
-        match self.journal.try_append(record.encode(), reply) {
-            Ok(()) => Ok((hash, receiver)),
-            Err(error) => Err(error.into()),
+    /// Queues the valid records of one submission to the journal, all or none.
+    fn append(&self, checked: Vec<Checked>) -> Verdicts {
+        let mut appends = Vec::with_capacity(checked.len());
+        let mut admitted = Vec::with_capacity(checked.len());
+        for item in checked {
+            admitted.push(item.map(|(hash, payload)| {
+                let (ack, receiver) = oneshot::channel();
+                // Counted until the reply runs or is dropped unrun (say, the journal refused it).
+                let guard = InFlight::enter(&self.in_flight);
+                let reply: AppendReply = Box::new(move |outcome| {
+                    let _ = ack.send(outcome);
+                    drop(guard);
+                });
+                appends.push((payload, reply));
+                (hash, receiver)
+            }));
         }
+        if !appends.is_empty() {
+            self.journal.try_append_batch(appends)?;
+        }
+        Ok(admitted)
     }
 }

@@ -51,8 +51,15 @@ pub struct JournalConfig {
     /// microseconds. Default 0: the fsync in progress is itself the batching window; a lone
     /// appender never waits.
     pub group_commit_wait_us_max: u64,
-    /// Appends queued for the group-commit thread before `append` reports busy. Default 16384.
+    /// Appends queued for the group-commit thread (or in the batch it is writing) before
+    /// `try_append` reports busy and `append` waits. Default 16384.
     pub group_commit_queue_depth_max: usize,
+    /// Payload bytes queued for the group-commit thread (or in the batch it is writing) before
+    /// `try_append` reports busy and `append` waits. Default 64 MiB: sixteen full batches of
+    /// `group_commit_batch_bytes_max` behind the one being written keep the disk busy, while
+    /// the memory that pending appends may hold stays a fixed, affordable amount. At least
+    /// `record_bytes_max`, so that every valid record fits.
+    pub group_commit_queue_bytes_max: usize,
     /// What to do on mid-log corruption. Default `quarantine`.
     pub corruption_policy: CorruptionPolicy,
     /// Which segments garbage collection may remove once every cursor has passed them.
@@ -68,6 +75,7 @@ impl Default for JournalConfig {
             group_commit_batch_bytes_max: 4 * 1024 * 1024,
             group_commit_wait_us_max: 0,
             group_commit_queue_depth_max: 16 * 1024,
+            group_commit_queue_bytes_max: 64 * 1024 * 1024,
             corruption_policy: CorruptionPolicy::Quarantine,
             retention: Retention::All,
         }
@@ -108,6 +116,12 @@ impl JournalConfig {
         }
         if self.group_commit_queue_depth_max == 0 {
             return Err("group_commit_queue_depth_max must be at least 1".to_owned());
+        }
+        if self.group_commit_queue_bytes_max < self.record_bytes_max {
+            return Err(format!(
+                "group_commit_queue_bytes_max = {} is below record_bytes_max = {}: a record at the limit could never be queued",
+                self.group_commit_queue_bytes_max, self.record_bytes_max
+            ));
         }
         Ok(())
     }

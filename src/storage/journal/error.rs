@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
+use crate::budget::QueueFull;
+
 /// Why the bytes at a position are not a valid record.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum RecordDefect {
@@ -175,11 +177,20 @@ pub enum JournalError {
     /// The group-commit thread is gone (the journal was closed).
     #[error("journal is closed")]
     Closed,
-    /// The append queue is full; retry later.
-    #[error("journal append queue is full ({depth} pending); retry later")]
+    /// The append queue is full (`group_commit_queue_depth_max` or
+    /// `group_commit_queue_bytes_max`); retry later. Nothing was queued.
+    #[error("journal append queue is full: {full}; retry later")]
     Busy {
-        /// Pending appends.
-        depth: usize,
+        /// Which bound refused, and how full the queue was.
+        full: QueueFull,
+    },
+    /// The appends are larger than the whole append queue (`group_commit_queue_depth_max`
+    /// or `group_commit_queue_bytes_max`): they can never be queued together. Nothing was
+    /// queued.
+    #[error("appends can never fit the journal append queue: {full}")]
+    TooLargeForQueue {
+        /// Which bound refused.
+        full: QueueFull,
     },
 }
 

@@ -18,6 +18,7 @@ use super::config::JournalConfig;
 use super::error::JournalError;
 use super::format;
 use super::writer::Writer;
+use crate::budget::Reservation;
 
 /// Called once with the outcome of an append: its global offset once durable, or the error.
 pub type AppendReply = Box<dyn FnOnce(Result<u64, JournalError>) + Send>;
@@ -28,6 +29,9 @@ pub struct AppendRequest {
     pub payload: Vec<u8>,
     /// Where the outcome goes.
     pub reply: AppendReply,
+    /// The append's share of the queue's budget: returned once the payload is written (or the
+    /// request is dropped unwritten), before the reply runs.
+    pub share: Reservation,
 }
 
 /// Starts the group-commit thread; it ends when every sender is dropped.
@@ -101,21 +105,35 @@ fn collect_batch(
     Some(())
 }
 
+/// Writes the batch, then acknowledges each append. Each payload and its budget share are
+/// dropped before its reply runs: an appender that has its answer finds its bytes free.
 fn commit(writer: &mut Writer, batch: &mut Vec<AppendRequest>) {
     let payloads: Vec<&[u8]> = batch.iter().map(|r| r.payload.as_slice()).collect();
     let outcome = writer.append_batch(&payloads);
     match outcome {
         Ok(offsets) => {
             for (request, offset) in batch.drain(..).zip(offsets) {
-                (request.reply)(Ok(offset));
+                reply_released(request, Ok(offset));
             }
         }
         Err(error) => {
             for request in batch.drain(..) {
-                (request.reply)(Err(replicate(&error)));
+                reply_released(request, Err(replicate(&error)));
             }
         }
     }
+}
+
+/// Drops the payload and returns the budget share, then runs the reply.
+fn reply_released(request: AppendRequest, outcome: Result<u64, JournalError>) {
+    let AppendRequest {
+        payload,
+        reply,
+        share,
+    } = request;
+    drop(payload);
+    drop(share);
+    reply(outcome);
 }
 
 /// Gives each appender of a failed batch its own copy of the error.

@@ -3,8 +3,8 @@
 //! One concern per file: [`format`](mod@format) (record v3 layout), `layout` (identity file,
 //! segment header and trailer), `segment` (files), `scan` (torn tail or damage), `recovery`
 //! (open: cut a torn tail), `quarantine` (damage copied aside), `verify` (the full scan),
-//! `writer` (batch write + fdatasync + seal),
-//! `group_commit` (the appender thread), [`reader`] (positional reads), `cursors` (durable
+//! `writer` (batch write + fdatasync + seal), `append` (a lone appender's own commit, or the
+//! queue to the group commit, bounded in entries and bytes), `group_commit` (the appender thread), [`reader`] (positional reads), `cursors` (durable
 //! consumer positions), `log` (the trait consumers read through).
 //!
 //! Invariants:
@@ -17,6 +17,7 @@
 //! - A failed fsync poisons the journal: nothing more is acknowledged until it is reopened.
 //! - Global offsets address records across segments; a segment is named by its base offset.
 
+mod append;
 mod config;
 mod cursors;
 mod error;
@@ -38,13 +39,14 @@ mod writer;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use crossbeam_channel::{Sender, TrySendError};
+use crossbeam_channel::Sender;
 use parking_lot::Mutex;
 
+pub use crate::budget::{QueueFull, QueueUnit};
 pub use config::{CorruptionPolicy, JournalConfig, Retention};
 pub use cursors::{CURSOR_NAME_BYTES_MAX, CURSORS_MAX};
 pub use error::{JournalError, ReadError, RecordDefect};
@@ -60,41 +62,12 @@ pub use scan::ScannedRecord;
 pub use segment::OPEN_SEGMENT_FILES_MAX;
 pub use verify::{repair, scan};
 
+use crate::budget::Budget;
 use group_commit::AppendRequest;
 use segment::{OpenFiles, SegmentHandle};
 use shared::Shared;
 
 pub use shared::DurableListener;
-
-/// How long an appender polls for its acknowledgement before it parks, in microseconds: a
-/// little more than one fdatasync on an SSD. Only the one appender that finds nobody else in
-/// flight polls, so many appenders never compete with the commit thread for the CPU.
-const ACK_POLL_US_MAX: u64 = 1000;
-
-fn wait_polling(
-    rx: &crossbeam_channel::Receiver<Result<u64, JournalError>>,
-) -> Result<Result<u64, JournalError>, JournalError> {
-    let deadline = Instant::now() + std::time::Duration::from_micros(ACK_POLL_US_MAX);
-    loop {
-        match rx.try_recv() {
-            Ok(outcome) => return Ok(outcome),
-            Err(crossbeam_channel::TryRecvError::Disconnected) => return Err(JournalError::Closed),
-            Err(crossbeam_channel::TryRecvError::Empty) if Instant::now() >= deadline => {
-                return rx.recv().map_err(|_| JournalError::Closed);
-            }
-            Err(crossbeam_channel::TryRecvError::Empty) => std::thread::yield_now(),
-        }
-    }
-}
-
-/// Counts an appender in flight for as long as it lives.
-struct InFlight<'a>(&'a AtomicUsize);
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
 
 /// An open journal. Clones share it; the group-commit thread stops when the last is dropped,
 /// after acknowledging everything queued.
@@ -113,6 +86,8 @@ struct Inner {
     recovered: Recovered,
     /// Appenders currently in [`Journal::append`].
     waiters: AtomicUsize,
+    /// The bound on what waits for, or is in, the group-commit thread's batch.
+    queue: Arc<Budget>,
     /// The single writer, shared by the group-commit thread and a lone appender, which
     /// commits its own record on its own thread rather than hand it over and wait.
     writer: Arc<Mutex<writer::Writer>>,
@@ -216,6 +191,10 @@ impl Journal {
         let thread = group_commit::spawn(Arc::clone(&writer), config.clone(), receiver)
             .map_err(|e| JournalError::io("spawn group-commit thread", &dir, e))?;
         let cursors = Mutex::new(cursors);
+        let queue = Budget::new(
+            config.group_commit_queue_depth_max,
+            config.group_commit_queue_bytes_max,
+        );
         tracing::info!(
             dir = %dir.display(),
             end = recovered.report.end,
@@ -233,71 +212,11 @@ impl Journal {
                 cursors,
                 recovered,
                 waiters: AtomicUsize::new(0),
+                queue,
                 writer,
                 _lock: lock,
             }),
         })
-    }
-
-    /// Appends `payload` and waits until it is durable; returns its global offset.
-    ///
-    /// Blocks while the append queue is full (backpressure). See [`try_append`](Self::try_append)
-    /// for a call that reports [`JournalError::Busy`] instead.
-    pub fn append(&self, payload: Vec<u8>) -> Result<u64, JournalError> {
-        self.check_size(&payload)?;
-        let sender = self.sender()?;
-        let in_flight = self.inner.waiters.fetch_add(1, Ordering::AcqRel) + 1;
-        let _in_flight = InFlight(&self.inner.waiters);
-        // Alone (no other appender, nothing queued, the writer idle): commit here, saving two
-        // thread hand-offs. Otherwise join the group commit, which batches concurrent appends.
-        if in_flight == 1 && sender.is_empty() {
-            if let Some(mut writer) = self.inner.writer.try_lock() {
-                return writer
-                    .append_batch(&[payload.as_slice()])
-                    .map(|offsets| offsets[0]);
-            }
-        }
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        let reply: AppendReply = Box::new(move |outcome| {
-            let _ = tx.send(outcome);
-        });
-        sender
-            .send(AppendRequest { payload, reply })
-            .map_err(|_| JournalError::Closed)?;
-        let outcome = if in_flight == 1 {
-            wait_polling(&rx)
-        } else {
-            rx.recv().map_err(|_| JournalError::Closed)
-        };
-        outcome?
-    }
-
-    /// Queues `payload` without blocking; `reply` is called once with the durable offset or the
-    /// error. Returns [`JournalError::Busy`] when the queue is full.
-    pub fn try_append(&self, payload: Vec<u8>, reply: AppendReply) -> Result<(), JournalError> {
-        self.check_size(&payload)?;
-        match self.sender()?.try_send(AppendRequest { payload, reply }) {
-            Ok(()) => Ok(()),
-            Err(TrySendError::Full(_)) => Err(JournalError::Busy {
-                depth: self.inner.config.group_commit_queue_depth_max,
-            }),
-            Err(TrySendError::Disconnected(_)) => Err(JournalError::Closed),
-        }
-    }
-
-    fn sender(&self) -> Result<&Sender<AppendRequest>, JournalError> {
-        self.inner.sender.as_ref().ok_or(JournalError::Closed)
-    }
-
-    fn check_size(&self, payload: &[u8]) -> Result<(), JournalError> {
-        let max = self.inner.config.record_bytes_max;
-        if payload.is_empty() || payload.len() > max {
-            return Err(JournalError::RecordSize {
-                len: payload.len(),
-                max,
-            });
-        }
-        Ok(())
     }
 
     /// Returns a handle that does not keep the journal open.
