@@ -1,4 +1,4 @@
-//! The broadcaster of durable offsets (`GroupCommitActor`) facing a subscriber that cannot keep
+//! The broadcaster of durable offsets (`DurableBroadcaster`) facing a subscriber that cannot keep
 //! up: however many announcements find its mailbox full, at most one re-announce is pending,
 //! and once the subscriber drains its mailbox it is sent the latest end.
 //!
@@ -11,7 +11,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use stemedb::actors::{DurableOffset, GetReannounceCounts, GroupCommitActor, Subscribe};
+use stemedb::actors::{DurableBroadcaster, DurableOffset, GetReannounceCounts, Subscribe};
 use stemedb::storage::journal::{Journal, JournalConfig};
 use tempfile::TempDir;
 use tokio::sync::watch;
@@ -54,8 +54,9 @@ fn flood_of_durable_ends_leaves_one_reannounce_pending_for_a_full_subscriber() {
     let journal = Journal::open(dir.path(), JournalConfig::default()).unwrap();
     System::new().block_on(async move {
         let broadcaster_thread = Arbiter::new();
-        let durable = GroupCommitActor::new(journal.clone());
-        let broadcaster = GroupCommitActor::start_in_arbiter(&broadcaster_thread.handle(), move |_| durable);
+        let durable = DurableBroadcaster::new(journal.clone());
+        let broadcaster =
+            DurableBroadcaster::start_in_arbiter(&broadcaster_thread.handle(), move |_| durable);
         let subscriber_thread = Arbiter::new();
         let (release, blocked) = mpsc::channel();
         let (seen_tx, mut seen) = watch::channel(0);

@@ -33,10 +33,10 @@ impl actix::Handler<stemedb::actors::DurableOffset> for Watcher {
 #[actix_rt::test]
 async fn group_commit_actor_announces_growing_durable_ends() {
     use actix::Actor;
-    use stemedb::actors::{GroupCommitActor, Subscribe};
+    use stemedb::actors::{DurableBroadcaster, Subscribe};
     let dir = TempDir::new().unwrap();
     let journal = Journal::open(dir.path(), JournalConfig::default()).unwrap();
-    let group_commit = GroupCommitActor::new(journal.clone()).start();
+    let group_commit = DurableBroadcaster::new(journal.clone()).start();
     let (tx, rx) = tokio::sync::oneshot::channel();
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     // 50 records of 4 bytes, each its own batch (each append is awaited before the next):

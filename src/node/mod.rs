@@ -7,11 +7,11 @@
 //! submit ─▶ verification threads ─▶ Journal (GroupCommit thread: write + fdatasync)
 //!   ▲           (batch verify)             │ durable ack (hash, offset) ─▶ submitter
 //!   │                                      ▼
-//!   │                          GroupCommitActor ── DurableOffset ──▶ IngestorActor ─▶ LMDB
+//!   │                          DurableBroadcaster ── DurableOffset ──▶ IngestorActor ─▶ LMDB
 //!   └──────────────── wait_indexed(offset) ◀── ingest cursor ─────────────┘
 //! ```
 //!
-//! The ingestor, each vote-counter shard and the `GroupCommitActor` (the broadcaster of
+//! The ingestor, each vote-counter shard and the `DurableBroadcaster` (the broadcaster of
 //! durable offsets) run on arbiter threads of their own: ingestion never waits for the host's
 //! thread, however busy the host keeps it.
 //!
@@ -166,7 +166,7 @@ impl Node {
                     admission,
                     _ingestor: actors.ingestor,
                     arbiters: actors.arbiters,
-                    _group_commit: actors.group_commit,
+                    _broadcaster: actors.broadcaster,
                 })),
             }),
         })

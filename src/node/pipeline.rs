@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use super::submit::Admission;
 use super::{JOURNAL_DIR, NodeError, STATE_DIR};
 use crate::Config;
-use crate::actors::{GroupCommitActor, Hooks, IngestStatus, IngestorActor, Subscribe, VoteCounterActor};
+use crate::actors::{DurableBroadcaster, Hooks, IngestStatus, IngestorActor, Subscribe, VoteCounterActor};
 use crate::storage::journal::{Journal, JournalError, OpenOptions};
 use crate::storage::state::State;
 
@@ -23,7 +23,7 @@ pub(super) struct Running {
     pub(super) _ingestor: Addr<IngestorActor>,
     /// The ingestor's thread, one thread per vote-counter shard, then the broadcaster's.
     pub(super) arbiters: Vec<Arbiter>,
-    pub(super) _group_commit: Addr<GroupCommitActor>,
+    pub(super) _broadcaster: Addr<DurableBroadcaster>,
 }
 
 impl Running {
@@ -76,7 +76,7 @@ pub(super) struct Actors {
     pub(super) ingestor: Addr<IngestorActor>,
     /// The ingestor's thread, one thread per vote-counter shard, then the broadcaster's.
     pub(super) arbiters: Vec<Arbiter>,
-    pub(super) group_commit: Addr<GroupCommitActor>,
+    pub(super) broadcaster: Addr<DurableBroadcaster>,
 }
 
 impl Actors {
@@ -110,15 +110,16 @@ impl Actors {
         let ingestor = IngestorActor::start_in_arbiter(&arbiters[0].handle(), move |_| ingestor);
         // Its own thread: the ingestor's wake-up must not wait for the host's thread.
         let broadcaster = Arbiter::new();
-        let durable = GroupCommitActor::new(journal.clone());
-        let group_commit = GroupCommitActor::start_in_arbiter(&broadcaster.handle(), move |_| durable);
+        let durable = DurableBroadcaster::new(journal.clone());
+        let durable_broadcaster =
+            DurableBroadcaster::start_in_arbiter(&broadcaster.handle(), move |_| durable);
         arbiters.push(broadcaster);
         // The first subscriber of a new actor: it cannot be refused.
-        group_commit.do_send(Subscribe(ingestor.clone().recipient()));
+        durable_broadcaster.do_send(Subscribe(ingestor.clone().recipient()));
         Ok(Self {
             ingestor,
             arbiters,
-            group_commit,
+            broadcaster: durable_broadcaster,
         })
     }
 }

@@ -1,7 +1,7 @@
 //! [`IngestorActor`]: applies durable journal records to the LMDB state, exactly once.
 //!
 //! The actor runs on an arbiter of its own, the one thread that writes LMDB. It is woken by
-//! [`DurableOffset`] announcements from the GroupCommit actor, never by a timer: each
+//! [`DurableOffset`] announcements from the DurableBroadcaster actor, never by a timer: each
 //! announcement raises its target, and it then drains the journal in bounded batches
 //! (`ingest_batch_records_max`, `ingest_batch_bytes_max`), one LMDB transaction per batch,
 //! yielding to its mailbox between batches. The state commits the ingest cursor with each
@@ -28,7 +28,7 @@ mod error;
 
 use error::{IngestError, guarded};
 
-use super::group_commit::DurableOffset;
+use super::durable_broadcaster::DurableOffset;
 use super::hooks::Hooks;
 use super::vote_counter::{CountVotes, VoteCounterActor, shard_of};
 use crate::node::NodeConfig;
@@ -36,7 +36,7 @@ use crate::storage::journal::{Log, LogReader};
 use crate::storage::state::{IngestRecord, Plan, RoutedVote, State, StateError, Tally};
 
 /// Mailbox capacity: announcements coalesce (each carries the latest durable end), so a few
-/// slots suffice; the GroupCommit actor re-announces when the mailbox is full.
+/// slots suffice; the DurableBroadcaster re-announces when the mailbox is full.
 const MAILBOX_CAPACITY: usize = 16;
 /// Name of the ingestor's journal cursor, which lets garbage collection pass applied segments.
 pub const INGEST_CURSOR_NAME: &str = "ingest";

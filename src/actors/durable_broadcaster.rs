@@ -1,4 +1,4 @@
-//! [`GroupCommitActor`]: announces each new durable end of the journal to its subscribers.
+//! [`DurableBroadcaster`]: announces each new durable end of the journal to its subscribers.
 //!
 //! The group commit itself runs on the journal's dedicated thread (an fdatasync must not block
 //! an arbiter). After every batch that thread tells this actor the new durable end; the actor
@@ -38,7 +38,7 @@ pub struct SubscribeError;
 
 /// The group-commit actor.
 #[derive(Debug)]
-pub struct GroupCommitActor {
+pub struct DurableBroadcaster {
     /// Weak: the journal's owner decides when it closes; this actor stops when it has.
     journal: WeakJournal,
     subscribers: Vec<Subscriber>,
@@ -56,7 +56,7 @@ struct Subscriber {
     behind: bool,
 }
 
-impl GroupCommitActor {
+impl DurableBroadcaster {
     /// Creates the actor for `journal`; start it, and it installs the journal's listener.
     pub fn new(journal: Journal) -> Self {
         let end = journal.durable_end();
@@ -70,7 +70,7 @@ impl GroupCommitActor {
     }
 }
 
-impl Actor for GroupCommitActor {
+impl Actor for DurableBroadcaster {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
@@ -107,7 +107,7 @@ struct Reannounce;
 /// behind drains its mailbox within this, and retrying is cheap.
 const REANNOUNCE_DELAY_MS: u64 = 1;
 
-impl GroupCommitActor {
+impl DurableBroadcaster {
     /// Sends the current end to every subscriber, or only to those `behind`; schedules the one
     /// re-announce if a mailbox was full and none is pending yet.
     fn announce(&mut self, only_behind: bool, ctx: &mut Context<Self>) {
@@ -134,7 +134,7 @@ impl GroupCommitActor {
     }
 }
 
-impl Handler<Reannounce> for GroupCommitActor {
+impl Handler<Reannounce> for DurableBroadcaster {
     type Result = ();
 
     fn handle(&mut self, _message: Reannounce, ctx: &mut Self::Context) {
@@ -159,7 +159,7 @@ pub struct ReannounceCounts {
     pub pending_max: usize,
 }
 
-impl Handler<GetReannounceCounts> for GroupCommitActor {
+impl Handler<GetReannounceCounts> for DurableBroadcaster {
     type Result = ReannounceCounts;
 
     fn handle(&mut self, _message: GetReannounceCounts, _ctx: &mut Self::Context) -> Self::Result {
@@ -170,7 +170,7 @@ impl Handler<GetReannounceCounts> for GroupCommitActor {
     }
 }
 
-impl Handler<DurableOffset> for GroupCommitActor {
+impl Handler<DurableOffset> for DurableBroadcaster {
     type Result = ();
 
     fn handle(&mut self, message: DurableOffset, ctx: &mut Self::Context) {
@@ -187,7 +187,7 @@ impl Handler<DurableOffset> for GroupCommitActor {
     }
 }
 
-impl Handler<Subscribe> for GroupCommitActor {
+impl Handler<Subscribe> for DurableBroadcaster {
     type Result = Result<(), SubscribeError>;
 
     fn handle(&mut self, message: Subscribe, ctx: &mut Self::Context) -> Self::Result {
