@@ -381,11 +381,8 @@ fn store(
     hash: &Hash,
     body: &[u8],
 ) -> Result<(), StateError> {
-    let mut value = Vec::with_capacity(size_of::<u64>() + body.len());
-    value.extend_from_slice(&offset.to_be_bytes());
-    value.extend_from_slice(body);
     dbs.assertions
-        .put(txn, hash.as_bytes(), &value)
+        .put(txn, hash.as_bytes(), &super::values::encode(offset, body))
         .map_err(StateError::lmdb("store assertion"))?;
     dbs.by_subject
         .put(txn, &subject_key(assertion, hash)?, &[])

@@ -2,8 +2,8 @@
 //!
 //! One concern per file: [`index`] (keys), `apply` (the one write path: a journal batch and the
 //! cursor in one transaction), `read` (queries), `votes` (live votes and totals), `trust`
-//! (applied trust changes), `inspect` (whole dumps), `rejection` (why a record was refused),
-//! `config` and `error`.
+//! (applied trust changes), `values` (the offset-and-record value the record databases share),
+//! `inspect` (whole dumps), `rejection` (why a record was refused), `config` and `error`.
 //!
 //! Invariants:
 //! - The ingest cursor is written in the same transaction as the state it covers, so after any
@@ -28,6 +28,7 @@ mod read;
 mod rejection;
 mod tally;
 mod trust;
+mod values;
 mod votes;
 
 use std::path::{Path, PathBuf};

@@ -11,7 +11,7 @@ use heed::RoTxn;
 
 use super::index::{self, DIGEST_BYTES};
 use super::rejection::Rejection;
-use super::{Databases, State, StateError, decode_u64};
+use super::{Databases, State, StateError};
 use crate::protocol::{Assertion, HASH_LEN, Hash};
 
 /// Most assertions one list query returns: bounds the memory and time of one call.
@@ -173,12 +173,9 @@ pub(super) fn get_in(
         .transpose()
 }
 
-/// Decodes an `assertions` value: the offset, then the canonical record.
+/// Decodes an `assertions` value (see `values`): the offset, then the canonical record.
 pub(super) fn decode_stored(value: &[u8]) -> Result<(u64, Assertion), StateError> {
-    let (offset, record) = value
-        .split_at_checked(size_of::<u64>())
-        .ok_or_else(|| StateError::corrupt("assertion", "shorter than its offset"))?;
-    let offset = decode_u64("assertion offset", offset)?;
+    let (offset, record) = super::values::decode("assertion", value)?;
     let assertion = Assertion::from_record_bytes(record).map_err(|e| StateError::corrupt("assertion", e))?;
     Ok((offset, assertion))
 }

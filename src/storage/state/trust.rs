@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 
 use heed::RoTxn;
 
-use super::{Databases, State, StateError, decode_u64};
+use super::{Databases, State, StateError};
 use crate::protocol::{AgentId, Hash, TrustChange};
 
 /// An applied trust change.
@@ -82,22 +82,16 @@ pub(super) fn get_trust(
 }
 
 pub(super) fn encode_trust(row: &StoredTrust) -> Vec<u8> {
-    let record = row.change.to_record_bytes();
-    let mut value = Vec::with_capacity(size_of::<u64>() + record.len());
-    value.extend_from_slice(&row.offset.to_be_bytes());
-    value.extend_from_slice(&record);
-    value
+    super::values::encode(row.offset, &row.change.to_record_bytes())
 }
 
 pub(super) fn decode_trust(value: &[u8]) -> Result<StoredTrust, StateError> {
-    let (offset, record) = value
-        .split_at_checked(size_of::<u64>())
-        .ok_or_else(|| StateError::corrupt("trust change", "shorter than its offset"))?;
+    let (offset, record) = super::values::decode("trust change", value)?;
     let change =
         TrustChange::from_record_bytes(record).map_err(|e| StateError::corrupt("trust change", e))?;
     Ok(StoredTrust {
         hash: change.content_hash(),
-        offset: decode_u64("trust change offset", offset)?,
+        offset,
         change,
     })
 }

@@ -196,11 +196,7 @@ pub(super) fn get_totals(
 }
 
 pub(super) fn encode_vote(row: &StoredVote) -> Vec<u8> {
-    let record = row.vote.to_record_bytes();
-    let mut value = Vec::with_capacity(size_of::<u64>() + record.len());
-    value.extend_from_slice(&row.offset.to_be_bytes());
-    value.extend_from_slice(&record);
-    value
+    super::values::encode(row.offset, &row.vote.to_record_bytes())
 }
 
 pub(super) fn encode_totals(totals: &VoteTotals) -> Vec<u8> {
@@ -211,13 +207,11 @@ pub(super) fn encode_totals(totals: &VoteTotals) -> Vec<u8> {
 }
 
 pub(super) fn decode_vote(value: &[u8]) -> Result<StoredVote, StateError> {
-    let (offset, record) = value
-        .split_at_checked(size_of::<u64>())
-        .ok_or_else(|| StateError::corrupt("vote", "shorter than its offset"))?;
+    let (offset, record) = super::values::decode("vote", value)?;
     let vote = Vote::from_record_bytes(record).map_err(|e| StateError::corrupt("vote", e))?;
     Ok(StoredVote {
         hash: vote.content_hash(),
-        offset: decode_u64("vote offset", offset)?,
+        offset,
         vote,
     })
 }
