@@ -10,9 +10,8 @@ use std::path::Path;
 
 use super::error::JournalError;
 use super::format::Seed;
-use super::layout::{SEGMENT_HEADER_BYTES, SEGMENT_TRAILER_BYTES};
+use super::layout::SEGMENT_HEADER_BYTES;
 use super::recovery::{Defect, defect, open_file};
-use super::scan;
 use super::segment::{self, sync_dir};
 
 /// Name of the folder, inside the journal directory, holding quarantined bytes and reports.
@@ -102,12 +101,7 @@ pub(crate) fn quarantine_sealed(
     base: u64,
     seed: Seed,
 ) -> Result<Vec<(u64, u64)>, JournalError> {
-    let bytes = std::fs::read(path).map_err(|e| JournalError::io("read segment", path, e))?;
-    let Some(data) = bytes.get(SEGMENT_HEADER_BYTES..bytes.len().saturating_sub(SEGMENT_TRAILER_BYTES))
-    else {
-        return Ok(Vec::new());
-    };
-    let found = scan::scan_records(data, base, seed, false, false);
+    let (found, _) = super::recovery::scan_sealed(path, base, seed, false)?;
     let mut regions = Vec::with_capacity(found.defects.len());
     for raw in &found.defects {
         let defect = defect(path, raw, false);

@@ -337,14 +337,28 @@ fn plan_sealed(
         return Ok(sealed);
     }
     tracing::warn!(segment = %path.display(), "sealed segment without a valid trailer; scanning it");
-    let bytes = std::fs::read(path).map_err(|e| JournalError::io("read segment", path, e))?;
-    let data = &bytes[SEGMENT_HEADER_BYTES..bytes.len() - SEGMENT_TRAILER_BYTES];
-    let found = scan::scan_records(data, base, id.seed(), false, false);
+    let (found, _) = scan_sealed(path, base, id.seed(), false)?;
     recovered.record_count += found.entries;
     plan.mid
         .extend(found.defects.iter().map(|d| defect(path, d, false)));
     recovered.report.bad_trailers.push(path.to_owned());
     Ok(sealed)
+}
+
+/// Reads the sealed segment at `path` whole and scans its record area (between header and
+/// trailer); returns the scan and the area's length. A file too short for a header and a
+/// trailer has an empty area.
+pub(super) fn scan_sealed(
+    path: &Path,
+    base: u64,
+    seed: super::format::Seed,
+    collect: bool,
+) -> Result<(SegmentScan, u64), JournalError> {
+    let bytes = std::fs::read(path).map_err(|e| JournalError::io("read segment", path, e))?;
+    let data = bytes
+        .get(SEGMENT_HEADER_BYTES..bytes.len().saturating_sub(SEGMENT_TRAILER_BYTES))
+        .unwrap_or_default();
+    Ok((scan::scan_records(data, base, seed, false, collect), data.len() as u64))
 }
 
 /// Scans the last segment and plans what happens to its torn tail and its damage.

@@ -7,12 +7,10 @@ use std::path::Path;
 
 use super::config::{CorruptionPolicy, JournalConfig};
 use super::error::JournalError;
-use super::layout::{SEGMENT_HEADER_BYTES, SEGMENT_TRAILER_BYTES};
 use super::quarantine;
 use super::recovery::{
-    Defect, ScanReport, check_contiguous, check_sealed, classify_tail, defect, identity, read_tail,
+    Defect, ScanReport, check_contiguous, check_sealed, classify_tail, defect, identity, read_tail, scan_sealed,
 };
-use super::scan as records;
 use super::segment;
 
 /// Scans the journal in `dir` without changing anything: every byte of every segment.
@@ -26,12 +24,10 @@ pub fn scan(dir: &Path, _config: &JournalConfig) -> Result<ScanReport, JournalEr
         check_contiguous(report.segments.last(), *base, path)?;
         if index + 1 < listed.len() {
             let sealed = check_sealed(path, *base, id)?;
-            let bytes = std::fs::read(path).map_err(|e| JournalError::io("read segment", path, e))?;
-            let data = &bytes[SEGMENT_HEADER_BYTES..bytes.len() - SEGMENT_TRAILER_BYTES];
-            let found = records::scan_records(data, *base, id.seed(), false, true);
-            let matches = sealed.trailer.is_some_and(|t| {
-                t.entries == found.entries && t.chain == found.chain && t.end == base + data.len() as u64
-            });
+            let (found, data_len) = scan_sealed(path, *base, id.seed(), true)?;
+            let matches = sealed
+                .trailer
+                .is_some_and(|t| t.entries == found.entries && t.chain == found.chain && t.end == base + data_len);
             if !matches {
                 report.bad_trailers.push(path.clone());
             }
