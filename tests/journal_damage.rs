@@ -13,10 +13,11 @@
 
 mod common;
 
+use common::journal::{only_segment, test_seed};
 use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::{NOW_MS, Rng, key};
@@ -32,25 +33,6 @@ use tempfile::TempDir;
 /// Records per log: more than 10,000 before the last batch, and more than 8 MiB.
 const RECORDS: usize = 11_200;
 const MIB: u64 = 1024 * 1024;
-
-fn test_seed() -> u64 {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap();
-    let seed = std::env::var("STEMEDB_TEST_SEED").map_or(now.as_nanos() as u64, |s| s.parse().unwrap());
-    eprintln!("STEMEDB_TEST_SEED={seed}");
-    seed
-}
-
-fn only_segment(dir: &Path) -> PathBuf {
-    let segments: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "wal"))
-        .collect();
-    assert_eq!(segments.len(), 1, "the log must fit one segment: {segments:?}");
-    segments.into_iter().next().unwrap()
-}
 
 /// Walks the whole log with `read_range`; returns every entry as (offset, payload).
 fn walk(journal: &Journal) -> Vec<(u64, Vec<u8>)> {

@@ -9,6 +9,9 @@
 //! with `TruncationBelowCursor`. Each refusal is paired with the open that succeeds once the
 //! cause is gone, so that a refusal for some other reason cannot pass.
 
+mod common;
+
+use common::journal::segment_files;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -32,17 +35,6 @@ fn payload(n: usize) -> Vec<u8> {
 fn write_journal(dir: &Path, config: &JournalConfig, count: usize) -> Vec<u64> {
     let journal = Journal::open(dir, config.clone()).unwrap();
     (0..count).map(|n| journal.append(payload(n)).unwrap()).collect()
-}
-
-/// The journal's segment files, in offset order.
-fn segments(dir: &Path) -> Vec<PathBuf> {
-    let mut segments: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "wal"))
-        .collect();
-    segments.sort();
-    segments
 }
 
 /// Every file and folder under `dir` (relative path, and the bytes of a file).
@@ -90,13 +82,13 @@ fn two_journals(count: usize) -> (TempDir, TempDir) {
     write_journal(ours.path(), &small_segments(), count);
     write_journal(theirs.path(), &small_segments(), count);
     let names = |dir: &Path| -> Vec<_> {
-        segments(dir)
+        segment_files(dir)
             .iter()
             .map(|p| p.file_name().unwrap().to_owned())
             .collect()
     };
     assert_eq!(names(ours.path()), names(theirs.path()));
-    assert!(segments(ours.path()).len() >= 3);
+    assert!(segment_files(ours.path()).len() >= 3);
     (ours, theirs)
 }
 
@@ -126,11 +118,11 @@ fn a_segment_from_another_journal_replacing_one_of_ours_is_refused_and_nothing_c
     // The first (sealed) segment, a middle (sealed) one, and the last (open) one.
     for which in [0, 1, usize::MAX] {
         let (ours, theirs) = two_journals(count);
-        let our_segments = segments(ours.path());
+        let our_segments = segment_files(ours.path());
         let index = which.min(our_segments.len() - 1);
         let target = our_segments[index].clone();
         let original = std::fs::read(&target).unwrap();
-        std::fs::copy(&segments(theirs.path())[index], &target).unwrap();
+        std::fs::copy(&segment_files(theirs.path())[index], &target).unwrap();
         let error = refused(ours.path(), &small_segments(), OpenOptions::default());
         assert_foreign(&error, &target, ours.path(), theirs.path());
         // `stemedb wal verify` (the full scan) refuses it too.
@@ -148,10 +140,10 @@ fn a_segment_from_another_journal_placed_as_the_next_segment_is_refused_and_noth
     let (ours, theirs) = two_journals(150);
     // Our last segment is lost (the one before it is sealed, so our log now ends where it
     // began), and another journal's segment for that very offset is put in its place.
-    let our_segments = segments(ours.path());
+    let our_segments = segment_files(ours.path());
     let last = our_segments.last().unwrap().clone();
     std::fs::remove_file(&last).unwrap();
-    let their_next = segments(theirs.path()).last().unwrap().clone();
+    let their_next = segment_files(theirs.path()).last().unwrap().clone();
     assert_eq!(their_next.file_name(), last.file_name());
     std::fs::copy(&their_next, &last).unwrap();
     let error = refused(ours.path(), &small_segments(), OpenOptions::default());
@@ -259,7 +251,7 @@ fn torn_after(hold: impl FnOnce(&Journal, &[u64])) -> (TempDir, Vec<u64>, u64) {
         hold(&journal, &offsets);
         (offsets, journal.durable_end())
     };
-    let segment = segments(dir.path()).remove(0);
+    let segment = segment_files(dir.path()).remove(0);
     let bytes = std::fs::read(&segment).unwrap();
     let tear = SEGMENT_HEADER_BYTES + usize::try_from(offsets[19]).unwrap() + format::HEADER_BYTES + 10;
     std::fs::write(&segment, &bytes[..tear]).unwrap();
@@ -336,7 +328,7 @@ fn smuggle(seed_of: impl FnOnce(&Journal) -> format::Seed) -> (Vec<u64>, u64) {
         }
         (outer, inner)
     };
-    let segment = segments(dir.path()).remove(0);
+    let segment = segment_files(dir.path()).remove(0);
     let mut bytes = std::fs::read(&segment).unwrap();
     bytes[SEGMENT_HEADER_BYTES + outer as usize + 2] ^= 0x40;
     std::fs::write(&segment, bytes).unwrap();

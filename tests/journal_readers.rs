@@ -9,6 +9,9 @@
 //! and honours its deadline. Every append of a lone appender is its own batch, closed by a
 //! batch mark, which the log's offsets and its durable end account for.
 
+mod common;
+
+use common::journal::walk;
 use stemedb::storage::journal::{Journal, JournalConfig, JournalError, ReadOutcome, Retention, format};
 use tempfile::TempDir;
 
@@ -33,27 +36,6 @@ fn small_segments() -> JournalConfig {
 
 fn payload(n: usize) -> Vec<u8> {
     (0..60 + n % 7).map(|i| (i * 31 + n * 7) as u8).collect()
-}
-
-/// Walks the whole log from `start`; returns (offset, payload) of every record.
-fn walk(journal: &Journal, start: u64) -> Vec<(u64, Vec<u8>)> {
-    let mut reader = journal.reader();
-    let mut records = Vec::new();
-    let mut offset = start;
-    loop {
-        match reader.read(offset).unwrap() {
-            ReadOutcome::Record {
-                offset: at,
-                payload,
-                next,
-            } => {
-                records.push((at, payload));
-                offset = next;
-            }
-            ReadOutcome::EndOfLog => return records,
-            ReadOutcome::NotYetDurable => panic!("nothing is in flight"),
-        }
-    }
 }
 
 #[test]

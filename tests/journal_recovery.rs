@@ -11,6 +11,9 @@
 //! Every edit of a segment's bytes goes through [`pos`]: a record's global offset is not its
 //! file position, since each segment starts with a header.
 
+mod common;
+
+use common::journal::{only_segment, walk};
 use std::path::{Path, PathBuf};
 
 use stemedb::storage::journal::layout::{IDENTITY_FILE, SEGMENT_HEADER_BYTES};
@@ -67,17 +70,6 @@ fn journal_with(count: usize, config: &JournalConfig) -> (TempDir, Vec<u64>) {
     (dir, offsets)
 }
 
-fn only_segment(dir: &Path) -> PathBuf {
-    let mut segments: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "wal"))
-        .collect();
-    segments.sort();
-    assert_eq!(segments.len(), 1, "{segments:?}");
-    segments.remove(0)
-}
-
 /// Copies the single segment of `from`, with `edit` applied, and the journal's identity file
 /// into a fresh directory.
 fn damaged_copy(from: &Path, edit: impl FnOnce(&mut Vec<u8>)) -> TempDir {
@@ -94,27 +86,6 @@ fn read_record(journal: &Journal, offset: u64) -> Option<(u64, Vec<u8>)> {
     match journal.reader().read(offset).unwrap() {
         ReadOutcome::Record { offset, payload, .. } => Some((offset, payload)),
         ReadOutcome::EndOfLog | ReadOutcome::NotYetDurable => None,
-    }
-}
-
-/// Walks the whole log from `start`; returns (offset, payload) of every record.
-fn walk(journal: &Journal, start: u64) -> Vec<(u64, Vec<u8>)> {
-    let mut reader = journal.reader();
-    let mut records = Vec::new();
-    let mut offset = start;
-    loop {
-        match reader.read(offset).unwrap() {
-            ReadOutcome::Record {
-                offset: at,
-                payload,
-                next,
-            } => {
-                records.push((at, payload));
-                offset = next;
-            }
-            ReadOutcome::EndOfLog => return records,
-            ReadOutcome::NotYetDurable => panic!("nothing is in flight"),
-        }
     }
 }
 

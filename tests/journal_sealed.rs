@@ -7,6 +7,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
+use common::journal::walk;
 use std::path::{Path, PathBuf};
 
 use stemedb::storage::journal::layout::{SEGMENT_HEADER_BYTES, SEGMENT_TRAILER_BYTES};
@@ -61,24 +64,6 @@ fn flip_in_sealed(dir: &Path, offset: u64) {
     std::fs::write(&path, bytes).unwrap();
 }
 
-fn walk(journal: &Journal) -> Vec<(u64, Vec<u8>)> {
-    let (mut reader, mut at, mut records) = (journal.reader(), 0, Vec::new());
-    loop {
-        match reader.read(at).unwrap() {
-            ReadOutcome::Record {
-                offset,
-                payload,
-                next,
-            } => {
-                records.push((offset, payload));
-                at = next;
-            }
-            ReadOutcome::EndOfLog => return records,
-            ReadOutcome::NotYetDurable => panic!("nothing is in flight"),
-        }
-    }
-}
-
 #[test]
 fn damage_in_a_sealed_segment_is_quarantined_by_the_first_reader_that_meets_it() {
     let (dir, offsets) = journal_with(120);
@@ -100,7 +85,7 @@ fn damage_in_a_sealed_segment_is_quarantined_by_the_first_reader_that_meets_it()
         .filter(|&n| n != victim)
         .map(|n| (offsets[n], payload(n)))
         .collect();
-    assert_eq!(walk(&journal), expected, "every other record reads back");
+    assert_eq!(walk(&journal, 0), expected, "every other record reads back");
     let report = dir
         .path()
         .join(QUARANTINE_DIR)
@@ -110,7 +95,7 @@ fn damage_in_a_sealed_segment_is_quarantined_by_the_first_reader_that_meets_it()
     // The next open knows the region from its report; reads skip it at once.
     let journal = Journal::open(dir.path(), config()).unwrap();
     assert_eq!(journal.quarantined_count(), 1);
-    assert_eq!(walk(&journal), expected);
+    assert_eq!(walk(&journal, 0), expected);
     // The full scan sees the damage and the trailer that no longer matches.
     let full = scan(dir.path(), &config()).unwrap();
     assert_eq!(full.defects.len(), 1);
@@ -146,7 +131,7 @@ fn a_damaged_trailer_makes_opening_scan_that_segment() {
     let journal = Journal::open(dir.path(), config()).unwrap();
     assert_eq!(journal.recovered().report.bad_trailers, vec![first]);
     assert_eq!(journal.recovered().record_count, 120);
-    assert_eq!(walk(&journal).len(), offsets.len());
+    assert_eq!(walk(&journal, 0).len(), offsets.len());
 }
 
 #[test]
@@ -160,7 +145,7 @@ fn segment_files_open_lazily_and_at_most_a_bounded_number_stay_open() {
         0,
         "opening opens no segment file for reading"
     );
-    assert_eq!(walk(&journal).len(), offsets.len());
+    assert_eq!(walk(&journal, 0).len(), offsets.len());
     let open = journal.open_file_count();
     assert!((1..=OPEN_SEGMENT_FILES_MAX).contains(&open), "{open} files open");
     // Readers in two places at once share the cache, and it stays bounded.

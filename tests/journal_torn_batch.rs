@@ -15,6 +15,7 @@
 
 mod common;
 
+use common::journal::{only_segment, test_seed, walk};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -22,7 +23,7 @@ use std::path::{Path, PathBuf};
 use common::Rng;
 use stemedb::storage::journal::format::{self, Decoded, Seed};
 use stemedb::storage::journal::layout::{self, SEGMENT_HEADER_BYTES};
-use stemedb::storage::journal::{Defect, Journal, JournalConfig, QUARANTINE_DIR, ReadOutcome, SECTOR_BYTES};
+use stemedb::storage::journal::{Defect, Journal, JournalConfig, QUARANTINE_DIR, SECTOR_BYTES};
 use tempfile::TempDir;
 
 /// The unit in which a crash loses a write here: a page (Linux writes back whole pages).
@@ -38,42 +39,6 @@ fn config() -> JournalConfig {
         segment_size_bytes: 4 * 1024 * 1024,
         ..JournalConfig::default()
     }
-}
-
-fn test_seed() -> u64 {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap();
-    let seed = std::env::var("STEMEDB_TEST_SEED").map_or(now.as_nanos() as u64, |s| s.parse().unwrap());
-    eprintln!("STEMEDB_TEST_SEED={seed}");
-    seed
-}
-
-fn only_segment(dir: &Path) -> PathBuf {
-    let segments: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "wal"))
-        .collect();
-    assert_eq!(segments.len(), 1, "the log must fit one segment: {segments:?}");
-    segments.into_iter().next().unwrap()
-}
-
-/// Walks the whole log with `read`, entry by entry; returns every entry as (offset, payload).
-fn walk(journal: &Journal) -> Vec<(u64, Vec<u8>)> {
-    let mut reader = journal.reader();
-    let mut records = Vec::new();
-    let mut offset = 0;
-    while let ReadOutcome::Record {
-        offset: at,
-        payload,
-        next,
-    } = reader.read(offset).unwrap()
-    {
-        records.push((at, payload));
-        offset = next;
-    }
-    records
 }
 
 /// Appends one payload from each of `appenders` threads, released together; returns (offset,
@@ -288,7 +253,7 @@ fn check_torn(log: &Log, lost: &[usize], ctx: &str) {
 
     // Everything acknowledged before the batch is kept; the batch is gone from the file.
     assert_eq!(journal.durable_end(), start, "{ctx}");
-    let read = walk(&journal);
+    let read = walk(&journal, 0);
     let mismatch = read.iter().zip(before).position(|(got, want)| got != want);
     assert_eq!(
         (read.len(), mismatch),
@@ -316,7 +281,7 @@ fn check_torn(log: &Log, lost: &[usize], ctx: &str) {
         "{ctx}: reopened: {:?}",
         recovered.report.defects
     );
-    let read = walk(&journal);
+    let read = walk(&journal, 0);
     assert_eq!(read.len(), before.len() + 1, "{ctx}: reopened");
     assert_eq!(
         read.last().unwrap(),
@@ -340,7 +305,10 @@ fn torn_multi_record_last_batch_is_cut_and_nothing_acknowledged_before_it_is_los
     assert_eq!(journal.recovered().truncated_bytes, 0, "{ctx}");
     assert!(journal.recovered().report.defects.is_empty(), "{ctx}");
     assert_eq!(journal.durable_end(), log.end, "{ctx}");
-    assert!(walk(&journal) == log.entries, "{ctx}: the intact log reads back");
+    assert!(
+        walk(&journal, 0) == log.entries,
+        "{ctx}: the intact log reads back"
+    );
     drop(journal);
 
     let cases: Vec<(&str, Vec<usize>)> = vec![
@@ -413,7 +381,7 @@ fn a_bit_flip_in_an_entry_starting_with_a_zero_byte_at_a_sector_edge_is_not_a_te
         assert_eq!(recovered.quarantined, vec![record], "{ctx}");
         assert_eq!(journal.durable_end(), end, "{ctx}");
         assert!(
-            walk(&journal) == entries[..entries.len() - 1],
+            walk(&journal, 0) == entries[..entries.len() - 1],
             "{ctx}: the entries before it"
         );
     }

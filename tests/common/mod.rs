@@ -4,6 +4,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod crash;
+pub mod journal;
 
 /// A seeded generator (`fastrand`), with the few conveniences the tests use; seeded tests
 /// print their seed, and the same seed replays the same run.

@@ -358,7 +358,10 @@ pub(super) fn scan_sealed(
     let data = bytes
         .get(SEGMENT_HEADER_BYTES..bytes.len().saturating_sub(SEGMENT_TRAILER_BYTES))
         .unwrap_or_default();
-    Ok((scan::scan_records(data, base, seed, false, collect), data.len() as u64))
+    Ok((
+        scan::scan_records(data, base, seed, false, collect),
+        data.len() as u64,
+    ))
 }
 
 /// Scans the last segment and plans what happens to its torn tail and its damage.

@@ -9,7 +9,8 @@ use super::config::{CorruptionPolicy, JournalConfig};
 use super::error::JournalError;
 use super::quarantine;
 use super::recovery::{
-    Defect, ScanReport, check_contiguous, check_sealed, classify_tail, defect, identity, read_tail, scan_sealed,
+    Defect, ScanReport, check_contiguous, check_sealed, classify_tail, defect, identity, read_tail,
+    scan_sealed,
 };
 use super::segment;
 
@@ -25,9 +26,9 @@ pub fn scan(dir: &Path, _config: &JournalConfig) -> Result<ScanReport, JournalEr
         if index + 1 < listed.len() {
             let sealed = check_sealed(path, *base, id)?;
             let (found, data_len) = scan_sealed(path, *base, id.seed(), true)?;
-            let matches = sealed
-                .trailer
-                .is_some_and(|t| t.entries == found.entries && t.chain == found.chain && t.end == base + data_len);
+            let matches = sealed.trailer.is_some_and(|t| {
+                t.entries == found.entries && t.chain == found.chain && t.end == base + data_len
+            });
             if !matches {
                 report.bad_trailers.push(path.clone());
             }
