@@ -25,7 +25,7 @@ mod common;
 mod trust;
 
 use common::Rng;
-use common::crash::{assert_same, config, env_u64};
+use common::crash::{assert_same, config, env_u64, replay_journal_records};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{BufRead, BufReader};
@@ -35,9 +35,8 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
-use stemedb::node::{JOURNAL_DIR, Node};
+use stemedb::node::Node;
 use stemedb::protocol::{AgentId, AgentKey, Assertion, Hash, LogRecord, ObjectValue, Vote, now_ms};
-use stemedb::storage::journal::Journal;
 use stemedb::storage::state::{
     LIST_LIMIT_MAX, RejectReason, Rejection, StateDump, StoredTrust, StoredVote, VoteTotals,
 };
@@ -367,25 +366,10 @@ fn recount<'a>(votes: impl IntoIterator<Item = &'a StoredVote>) -> BTreeSet<Tota
     totals.iter().map(totals_row).collect()
 }
 
-/// Opens the journal of `dir` (once the node is shut down) and replays it from offset 0.
+/// Replays the journal of `dir` (once the node is shut down) from offset 0.
 fn replay_journal(dir: &Path, ctx: &str) -> Replay {
-    let journal = Journal::open(dir.join(JOURNAL_DIR), config().journal).unwrap();
-    assert_eq!(journal.quarantined_count(), 0, "{ctx}: damaged mid-log");
-    let (mut reader, mut replay) = (journal.reader(), Replay::default());
-    // Range reads step over batch marks, so the walk ends at the durable end.
-    loop {
-        let range = reader
-            .read_range(replay.end, 1024, 1 << 20)
-            .unwrap_or_else(|e| panic!("{ctx}: the walk stopped at {} with {e}", replay.end));
-        for (offset, payload) in &range.records {
-            replay.apply(*offset, payload, ctx);
-        }
-        replay.end = range.next;
-        if range.at_end {
-            break;
-        }
-    }
-    assert_eq!(replay.end, journal.durable_end(), "{ctx}: the walk ends early");
+    let mut replay = Replay::default();
+    replay.end = replay_journal_records(dir, ctx, |offset, payload| replay.apply(offset, payload, ctx));
     replay
 }
 
