@@ -131,7 +131,11 @@ fn a_segment_from_another_journal_replacing_one_of_ours_is_refused_and_nothing_c
         // With our own segment back, the journal opens with every record.
         std::fs::write(&target, original).unwrap();
         let journal = Journal::open(ours.path(), small_segments()).unwrap();
-        assert_eq!(journal.recovered().record_count, count as u64, "segment {index}");
+        assert_eq!(
+            journal.recovered().record_count(),
+            count as u64,
+            "segment {index}"
+        );
     }
 }
 
@@ -227,7 +231,7 @@ fn an_identity_file_of_another_version_is_refused_and_nothing_changes() {
         Journal::open(dir.path(), small_segments())
             .unwrap()
             .recovered()
-            .record_count,
+            .record_count(),
         20
     );
 }

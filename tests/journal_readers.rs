@@ -189,5 +189,5 @@ fn waiting_for_durability_wakes_on_the_append_and_honours_the_deadline() {
     assert_eq!(reached, end + entry + MARK, "woken by the commit");
     drop(journal);
     let journal = Journal::open(dir.path(), test_config()).unwrap();
-    assert_eq!(journal.recovered().record_count, 1);
+    assert_eq!(journal.recovered().record_count(), 1);
 }

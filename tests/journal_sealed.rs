@@ -77,7 +77,7 @@ fn damage_in_a_sealed_segment_is_quarantined_by_the_first_reader_that_meets_it()
         "opening does not read sealed segments"
     );
     assert_eq!(
-        journal.recovered().record_count,
+        journal.recovered().record_count(),
         120,
         "the trailers still count every record"
     );
@@ -130,7 +130,7 @@ fn a_damaged_trailer_makes_opening_scan_that_segment() {
     std::fs::write(&first, bytes).unwrap();
     let journal = Journal::open(dir.path(), config()).unwrap();
     assert_eq!(journal.recovered().report.bad_trailers, vec![first]);
-    assert_eq!(journal.recovered().record_count, 120);
+    assert_eq!(journal.recovered().record_count(), 120);
     assert_eq!(walk(&journal, 0).len(), offsets.len());
 }
 

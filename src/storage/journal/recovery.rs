@@ -310,7 +310,6 @@ pub fn recover(
     check_plan(&plan, recovered.report.end, config, floor)?;
     carry_out(dir, id, &plan, &mut recovered)?;
     recovered.quarantined = quarantine::known(dir, &plan.mid)?;
-    recovered.report.entries = recovered.record_count;
     let open_tail = recovered
         .report
         .segments
@@ -333,12 +332,12 @@ fn plan_sealed(
 ) -> Result<ScannedSegment, JournalError> {
     let sealed = check_sealed(path, base, id)?;
     if let Some(trailer) = sealed.trailer {
-        recovered.record_count += trailer.entries;
+        recovered.report.entries += trailer.entries;
         return Ok(sealed);
     }
     tracing::warn!(segment = %path.display(), "sealed segment without a valid trailer; scanning it");
     let (found, _) = scan_sealed(path, base, id.seed(), false)?;
-    recovered.record_count += found.entries;
+    recovered.report.entries += found.entries;
     plan.mid
         .extend(found.defects.iter().map(|d| defect(path, d, false)));
     recovered.report.bad_trailers.push(path.to_owned());
@@ -389,12 +388,12 @@ fn plan_tail(
             }
             None => (found.entries, found.chain),
         };
-        recovered.record_count += entries;
+        recovered.report.entries += entries;
         plan.tail_state = Some((entries, chain));
         plan.mid.extend(mid);
         plan.torn = torn;
     } else if let Some(trailer) = tail.segment.trailer {
-        recovered.record_count += trailer.entries;
+        recovered.report.entries += trailer.entries;
     }
     Ok(tail.segment)
 }

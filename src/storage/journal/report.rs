@@ -71,11 +71,16 @@ pub struct Recovered {
     pub truncated_records: u64,
     /// Damaged regions quarantined (found now or in earlier runs), as (offset, length).
     pub quarantined: Vec<(u64, u64)>,
-    /// Valid entries in the log: the trailers' counts plus the last segment's.
-    pub record_count: u64,
     /// The journal's identity.
     pub id: Option<JournalId>,
     /// The last segment's state for the writer: `(entries, chain)` of its records, or `None`
     /// when there is no open last segment (none at all, or the last one is sealed).
     pub(crate) tail: Option<(u64, u32)>,
+}
+
+impl Recovered {
+    /// Returns the valid entries in the log: the trailers' counts plus the last segment's.
+    pub fn record_count(&self) -> u64 {
+        self.report.entries
+    }
 }
