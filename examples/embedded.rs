@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use stemedb::Config;
 use stemedb::node::Node;
 use stemedb::protocol::{AgentKey, Assertion, Hash, ObjectValue, Vote, now_ms};
-use stemedb::storage::state::ListQuery;
+use stemedb::node::ListQuery;
 
 fn claim(
     key: &AgentKey,

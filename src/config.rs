@@ -12,7 +12,7 @@ use thiserror::Error;
 use crate::node::{NodeConfig, VotesConfig};
 use crate::protocol::Limits;
 use crate::storage::journal::JournalConfig;
-use crate::storage::state::StateConfig;
+pub use crate::storage::state::{MAP_SIZE_GRANULE_BYTES, StateConfig};
 
 /// The text of `config/default.toml`.
 pub const DEFAULT_CONFIG_TOML: &str = include_str!("../config/default.toml");

@@ -10,7 +10,7 @@
 //! This crate is built in layers:
 //! - [`protocol`]: the data model, canonical encoding, signing and validation;
 //! - [`storage`]: on-disk layout: the write-ahead journal and the LMDB state;
-//! - [`actors`]: actix actors over storage (journal, group commit, ingestor);
+//! - `actors` (internal): actix actors over storage (durable broadcaster, ingestor, vote counters);
 //! - [`node`]: the embedded [`Node`](node::Node): submit, wait until indexed, read;
 //! - [`config`]: typed, validated configuration.
 //!
@@ -29,7 +29,21 @@
 //! # Ok::<(), stemedb::protocol::ValidationError>(())
 //! ```
 
-pub mod actors;
+/// Declares a module that is `pub(crate)`, or `pub` (hidden from the docs) when the
+/// `test-support` feature opens internals to this crate's own tests and benches.
+macro_rules! internal_mod {
+    ($(#[$attr:meta])* $name:ident) => {
+        $(#[$attr])*
+        #[cfg(feature = "test-support")]
+        #[doc(hidden)]
+        pub mod $name;
+        $(#[$attr])*
+        #[cfg(not(feature = "test-support"))]
+        pub(crate) mod $name;
+    };
+}
+
+internal_mod!(actors);
 mod budget;
 pub mod config;
 pub mod node;

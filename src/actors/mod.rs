@@ -12,12 +12,15 @@ mod hooks;
 mod ingestor;
 mod vote_counter;
 
+#[cfg_attr(not(feature = "test-support"), allow(unused_imports, reason = "for tests"))]
 pub use durable_broadcaster::{
     DurableBroadcaster, DurableOffset, SUBSCRIBERS_MAX, Subscribe, SubscribeError,
 };
-#[doc(hidden)]
+#[cfg_attr(not(feature = "test-support"), allow(unused_imports, reason = "for tests"))]
 pub use durable_broadcaster::{GetReannounceCounts, ReannounceCounts};
-#[doc(hidden)]
+#[cfg_attr(not(feature = "test-support"), allow(unused_imports, reason = "for tests"))]
 pub use hooks::{Hook, Hooks};
+#[cfg_attr(not(feature = "test-support"), allow(unused_imports, reason = "for tests"))]
 pub use ingestor::{INGEST_CURSOR_NAME, IngestStatus, IngestorActor};
+#[cfg_attr(not(feature = "test-support"), allow(unused_imports, reason = "for tests"))]
 pub use vote_counter::{CountVotes, VoteCounterActor, shard_of};

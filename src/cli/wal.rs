@@ -11,8 +11,7 @@ use clap::{Args, Subcommand};
 
 use stemedb::config::Config;
 use stemedb::protocol::Hash;
-use stemedb::storage::journal::layout::SEGMENT_HEADER_BYTES;
-use stemedb::storage::journal::{Journal, QUARANTINE_DIR, ScanReport, format, identity, scan};
+use stemedb::storage::journal::{Journal, QUARANTINE_DIR, ScanReport, scan, scanned_payloads};
 
 use super::CliError;
 
@@ -123,43 +122,10 @@ fn verify(dir: &Path, config: &Config) -> Result<(), CliError> {
 
 fn inspect(args: &InspectArgs, config: &Config) -> Result<(), CliError> {
     let report = scan_dir(&args.dir, config)?;
-    let Some(id) = identity(&args.dir).map_err(|e| CliError::Input(e.to_string()))? else {
-        return Ok(());
-    };
-    let mut loaded: Option<(u64, Vec<u8>)> = None;
+    let payloads = scanned_payloads(&args.dir, &report, args.from, args.limit)
+        .map_err(|e| CliError::Input(e.to_string()))?;
     println!("{:>20}  {:>10}  {:<64}  payload", "offset", "len", "blake3");
-    let wanted = report
-        .records
-        .iter()
-        .filter(|r| r.offset >= args.from)
-        .take(args.limit);
-    for record in wanted {
-        let Some(segment) = report.segments.iter().rev().find(|s| s.base <= record.offset) else {
-            continue;
-        };
-        if loaded.as_ref().is_none_or(|(base, _)| *base != segment.base) {
-            let bytes = std::fs::read(&segment.path).map_err(|source| CliError::Io {
-                context: format!("cannot read {}", segment.path.display()),
-                source,
-            })?;
-            loaded = Some((segment.base, bytes));
-        }
-        let Some((base, bytes)) = &loaded else { continue };
-        let at = SEGMENT_HEADER_BYTES + (record.offset - base) as usize;
-        let payload = match format::decode(
-            &bytes[at..],
-            record.offset,
-            id.seed(),
-            format::PAYLOAD_BYTES_CEILING,
-        ) {
-            Ok(format::Decoded::Entry { payload, .. }) => payload,
-            _ => {
-                return Err(CliError::Input(format!(
-                    "record at {} changed while reading",
-                    record.offset
-                )));
-            }
-        };
+    for (offset, payload) in &payloads {
         let preview = hex::encode(&payload[..payload.len().min(PAYLOAD_PREVIEW_BYTES)]);
         let more = if payload.len() > PAYLOAD_PREVIEW_BYTES {
             "…"
@@ -168,7 +134,7 @@ fn inspect(args: &InspectArgs, config: &Config) -> Result<(), CliError> {
         };
         println!(
             "{:>20}  {:>10}  {}  {preview}{more}",
-            record.offset,
+            offset,
             payload.len(),
             Hash::of(payload)
         );

@@ -24,9 +24,8 @@
 //!
 //! ```no_run
 //! use std::time::{Duration, Instant};
-//! use stemedb::node::Node;
 //! use stemedb::protocol::{AgentKey, Assertion, ObjectValue, now_ms};
-//! use stemedb::storage::state::ListQuery;
+//! use stemedb::node::{ListQuery, Node};
 //!
 //! #[actix::main]
 //! async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -66,13 +65,20 @@ pub use config::{
 pub use error::{NodeError, Queue, SubmitError, WaitError};
 pub use health::Health;
 
+// The types of what a node answers: embedders and the HTTP layer use these, never the storage
+// modules behind them.
+pub use crate::actors::IngestStatus;
+pub use crate::storage::state::{
+    EXACT_WEIGHT_BYTES, ExactWeight, LIST_LIMIT_MAX, ListCursor, ListPage, ListQuery, RejectReason,
+    Rejection, StateDump, StateError, StoredAssertion, StoredTrust, StoredVote, VoteTotals,
+    WeightUnderflow,
+};
+
 use crate::Config;
-use crate::actors::{Hooks, IngestStatus};
+use crate::actors::Hooks;
 use crate::budget::Budget;
 use crate::protocol::{AgentId, Assertion, Hash, LogRecord, TrustChange, Vote};
-use crate::storage::state::{
-    ListPage, ListQuery, Rejection, State, StateDump, StoredAssertion, StoredVote, VoteTotals,
-};
+use crate::storage::state::State;
 use pipeline::{Actors, Running, open_storage};
 use submit::Admission;
 
@@ -114,12 +120,21 @@ impl Node {
     /// Starts a node on `data_dir` (created if missing), recovering the journal and catching
     /// the state up with it in the background. Must be called inside a running actix System.
     pub fn start(config: Config, data_dir: impl AsRef<Path>) -> Result<Self, NodeError> {
-        Self::start_with_hooks(config, data_dir, Hooks::default())
+        Self::start_inner(config, data_dir, Hooks::default())
     }
 
-    /// [`start`](Self::start) with test-only [`Hooks`] installed in the ingest actors.
+    /// [`start`](Self::start) with test-only faults installed in the ingest actors.
+    #[cfg(feature = "test-support")]
     #[doc(hidden)]
     pub fn start_with_hooks(
+        config: Config,
+        data_dir: impl AsRef<Path>,
+        hooks: Hooks,
+    ) -> Result<Self, NodeError> {
+        Self::start_inner(config, data_dir, hooks)
+    }
+
+    fn start_inner(
         config: Config,
         data_dir: impl AsRef<Path>,
         hooks: Hooks,
@@ -313,6 +328,11 @@ impl Node {
     /// Returns the hashes of up to `limit` assertions that supersede `hash`.
     pub fn successors(&self, hash: &Hash, limit: usize) -> Result<Vec<Hash>, NodeError> {
         self.with_state(|state| Ok(state.successors(hash, limit)?))
+    }
+
+    /// Returns the rejection of the record at journal `offset`, if the ingestor rejected it.
+    pub fn rejection(&self, offset: u64) -> Result<Option<Rejection>, NodeError> {
+        self.with_state(|state| Ok(state.rejection(offset)?))
     }
 
     /// Returns up to `limit` records the ingestor rejected, from journal offset `from` on.

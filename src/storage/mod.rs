@@ -1,9 +1,10 @@
 //! Storage: how StemeDB lays data out on disk. Knows nothing of actors.
 //!
 //! - [`journal`]: the write-ahead journal (segments, recovery, group commit, readers).
-//! - [`keys`]: the composite-key codec for LMDB databases.
-//! - [`state`]: the queryable LMDB state (assertions, indexes, ingest cursor).
+//! - `keys` (internal): the composite-key codec for LMDB databases.
+//! - `state` (internal): the queryable LMDB state (assertions, indexes, votes, trust, ingest
+//!   cursor). Its answers reach embedders through [`crate::node`].
 
 pub mod journal;
-pub mod keys;
-pub mod state;
+internal_mod!(keys);
+internal_mod!(state);

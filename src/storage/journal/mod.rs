@@ -1,10 +1,10 @@
 //! The write-ahead journal: the durability point of StemeDB.
 //!
-//! One concern per file: [`format`](mod@format) (record v3 layout), `layout` (identity file,
+//! One concern per file: `format` (record v3 layout), `layout` (identity file,
 //! segment header and trailer), `segment` (files), `scan` (torn tail or damage), `recovery`
 //! (open: cut a torn tail), `quarantine` (damage copied aside), `verify` (the full scan),
 //! `writer` (batch write + fdatasync + seal), `append` (a lone appender's own commit, or the
-//! queue to the group commit, bounded in entries and bytes), `group_commit` (the appender thread), [`reader`] (positional reads), `cursors` (durable
+//! queue to the group commit, bounded in entries and bytes), `group_commit` (the appender thread), `reader` (positional reads), `cursors` (durable
 //! consumer positions), `log` (the trait consumers read through).
 //!
 //! Invariants:
@@ -22,12 +22,12 @@ mod config;
 mod cursors;
 mod error;
 mod faults;
-pub mod format;
+internal_mod!(format);
 mod group_commit;
-pub mod layout;
+internal_mod!(layout);
 mod log;
 mod quarantine;
-pub mod reader;
+internal_mod!(reader);
 mod recovery;
 mod report;
 mod scan;
@@ -60,7 +60,7 @@ pub use report::{Defect, Recovered, ScanReport, ScannedSegment};
 pub use scan::SECTOR_BYTES;
 pub use scan::ScannedRecord;
 pub use segment::OPEN_SEGMENT_FILES_MAX;
-pub use verify::{repair, scan};
+pub use verify::{repair, scan, scanned_payloads};
 
 use crate::budget::Budget;
 use group_commit::AppendRequest;

@@ -190,7 +190,7 @@ impl JournalReader {
     /// Reads consecutive records from `from`: at most `max_records` of them, stopping after the
     /// record that brings the payload total to `max_bytes` or more, or at the durable end.
     ///
-    /// Reads the log in chunks of up to [`RANGE_CHUNK_BYTES`], one `pread` for many records;
+    /// Reads the log in chunks of up to `RANGE_CHUNK_BYTES`, one `pread` for many records;
     /// any record the chunk cannot settle (damaged, straddling the chunk's end, at a segment
     /// boundary) goes through [`read`](Self::read), so outcomes are exactly those of `read`.
     /// An error is returned only when no record precedes it.

@@ -7,6 +7,8 @@ use std::path::Path;
 
 use super::config::{CorruptionPolicy, JournalConfig};
 use super::error::JournalError;
+use super::format::{self, Decoded, PAYLOAD_BYTES_CEILING};
+use super::layout::SEGMENT_HEADER_BYTES;
 use super::quarantine;
 use super::recovery::{
     Defect, ScanReport, check_contiguous, check_sealed, classify_tail, defect, identity, read_tail,
@@ -67,6 +69,50 @@ pub fn scan(dir: &Path, _config: &JournalConfig) -> Result<ScanReport, JournalEr
     }
     report.end = report.segments.last().map_or(0, |s| s.base + s.data_len);
     Ok(report)
+}
+
+/// Reads the payloads of up to `limit` of `report`'s records at offsets from `from` on, in
+/// order: what `stemedb wal inspect` lists. `report` comes from [`scan`] of the same `dir`.
+/// Each record is read again from its segment and checked; one that no longer decodes (the
+/// directory changed since the scan) is [`JournalError::Corruption`].
+pub fn scanned_payloads(
+    dir: &Path,
+    report: &ScanReport,
+    from: u64,
+    limit: usize,
+) -> Result<Vec<(u64, Vec<u8>)>, JournalError> {
+    let Some(id) = identity(dir)? else {
+        return Ok(Vec::new());
+    };
+    let mut loaded: Option<(u64, Vec<u8>)> = None;
+    let mut out = Vec::new();
+    for record in report.records.iter().filter(|r| r.offset >= from).take(limit) {
+        let Some(segment) = report.segments.iter().rev().find(|s| s.base <= record.offset) else {
+            continue;
+        };
+        if loaded.as_ref().is_none_or(|(base, _)| *base != segment.base) {
+            let bytes = std::fs::read(&segment.path)
+                .map_err(|source| JournalError::io("read segment", &segment.path, source))?;
+            loaded = Some((segment.base, bytes));
+        }
+        let Some((base, bytes)) = &loaded else { continue };
+        let at = usize::try_from(record.offset - base)
+            .ok()
+            .and_then(|delta| delta.checked_add(SEGMENT_HEADER_BYTES))
+            .and_then(|at| bytes.get(at..));
+        match at.map(|bytes| format::decode(bytes, record.offset, id.seed(), PAYLOAD_BYTES_CEILING)) {
+            Some(Ok(Decoded::Entry { payload, .. })) => out.push((record.offset, payload.to_vec())),
+            _ => {
+                return Err(JournalError::Corruption {
+                    segment: segment.path.clone(),
+                    offset: record.offset,
+                    length: format::record_len(record.payload_len) as u64,
+                    reason: "the record changed since the scan".into(),
+                });
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Quarantines every mid-log defect a full scan finds, in sealed segments too (which opening

@@ -68,7 +68,7 @@ pub struct ApplyOutcome {
 
 /// The decisions on one batch, made by [`State::plan`] and written by [`State::commit`].
 #[derive(Debug, Clone, Default)]
-pub struct Plan {
+pub(crate) struct Plan {
     /// The stored cursor the plan was made against.
     cursor: u64,
     /// The cursor after the batch.
@@ -137,6 +137,7 @@ impl State {
     /// past the last one, all in one transaction: [`plan`](Self::plan), [`tally`](Self::tally)
     /// of all its votes, [`commit`](Self::commit). A record with a tag this build does not
     /// know fails the whole call with [`StateError::UnknownRecordTag`], applying nothing.
+    #[cfg_attr(not(feature = "test-support"), allow(dead_code, reason = "the ingestor plans and commits apart"))]
     pub fn apply(&self, records: &[IngestRecord]) -> Result<ApplyOutcome, StateError> {
         let plan = self.plan(records)?;
         if let Some(UnknownTag { offset, tag }) = plan.unknown_tag {
@@ -147,7 +148,7 @@ impl State {
     }
 
     /// Decides every record of `records` against the committed state; see the module docs.
-    pub fn plan(&self, records: &[IngestRecord]) -> Result<Plan, StateError> {
+    pub(crate) fn plan(&self, records: &[IngestRecord]) -> Result<Plan, StateError> {
         self.plan_with(records, &[])
     }
 
@@ -187,7 +188,7 @@ impl State {
 
     /// Writes `plan` and the shards' `tallies` (together covering `plan.votes`) and advances
     /// the cursor, in one transaction.
-    pub fn commit(&self, plan: &Plan, tallies: &[Tally]) -> Result<ApplyOutcome, StateError> {
+    pub(crate) fn commit(&self, plan: &Plan, tallies: &[Tally]) -> Result<ApplyOutcome, StateError> {
         self.write(|txn, dbs| {
             let cursor = read_cursor(txn, dbs)?;
             assert_eq!(cursor, plan.cursor, "the state changed between plan and commit");

@@ -38,7 +38,9 @@ use heed::types::Bytes;
 use heed::{CommitOrAbort, Database, Env, EnvFlags, EnvOpenOptions, RoTxn, RwTxn, WithoutTls};
 use parking_lot::{Mutex, RwLock};
 
-pub use apply::{ApplyOutcome, IngestRecord, Plan, UnknownTag};
+#[cfg_attr(not(feature = "test-support"), allow(unused_imports, reason = "for tests"))]
+pub use apply::{ApplyOutcome, IngestRecord, UnknownTag};
+pub(crate) use apply::Plan;
 pub use config::{MAP_SIZE_GRANULE_BYTES, StateConfig};
 pub use error::StateError;
 pub use inspect::StateDump;
@@ -46,6 +48,7 @@ pub use read::{LIST_LIMIT_MAX, ListCursor, ListPage, ListQuery, StoredAssertion}
 pub use rejection::{RejectReason, Rejection};
 pub use tally::{EXACT_WEIGHT_BYTES, ExactWeight, WeightUnderflow};
 pub use trust::StoredTrust;
+#[cfg_attr(not(feature = "test-support"), allow(unused_imports, reason = "for tests"))]
 pub use votes::{RoutedVote, StoredVote, Tally, VoteTotals, supersedes, vote_key};
 
 /// Version of the layout described in [`index`]; stored in `meta` and checked at open.
@@ -156,12 +159,8 @@ impl State {
         Ok(state)
     }
 
-    /// Returns the state directory.
-    pub fn path(&self) -> &Path {
-        &self.inner.path
-    }
-
     /// Returns the current map size, in bytes.
+    #[cfg_attr(not(feature = "test-support"), allow(dead_code, reason = "read by tests"))]
     pub fn map_size_bytes(&self) -> usize {
         *self.inner.map_size_bytes.lock()
     }

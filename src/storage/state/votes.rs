@@ -85,10 +85,20 @@ pub fn vote_key(assertion: &Hash, voter: &AgentId) -> [u8; HASH_LEN + AGENT_ID_L
     key
 }
 
+#[cfg(feature = "test-support")]
+impl State {
+    /// [`tally`](Self::tally) for this crate's tests, which check it against every order of
+    /// the same votes.
+    #[doc(hidden)]
+    pub fn tally_for_tests(&self, votes: &[RoutedVote]) -> Result<Tally, StateError> {
+        self.tally(votes)
+    }
+}
+
 impl State {
     /// Folds `votes`, in order, into the stored live votes and totals; returns what changed,
     /// without writing it. Valid until the next write.
-    pub fn tally(&self, votes: &[RoutedVote]) -> Result<Tally, StateError> {
+    pub(crate) fn tally(&self, votes: &[RoutedVote]) -> Result<Tally, StateError> {
         self.read(|txn, dbs| {
             let mut live: HashMap<[u8; HASH_LEN + AGENT_ID_LEN], Option<StoredVote>> = HashMap::new();
             let mut totals: HashMap<Hash, VoteTotals> = HashMap::new();
