@@ -14,9 +14,9 @@ use std::error::Error;
 use std::time::{Duration, Instant};
 
 use stemedb::Config;
+use stemedb::node::ListQuery;
 use stemedb::node::Node;
 use stemedb::protocol::{AgentKey, Assertion, Hash, ObjectValue, Vote, now_ms};
-use stemedb::node::ListQuery;
 
 fn claim(
     key: &AgentKey,

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use stemedb::node::Node;
 use stemedb::protocol::{AgentKey, Assertion, Hash, LogRecord, ObjectValue, now_ms};
-use stemedb::storage::state::index::{pair_key, subject_key};
+use stemedb::storage::state::layout::{pair_key, subject_key};
 use stemedb::storage::state::{LIST_LIMIT_MAX, ListQuery, RejectReason, Rejection, StateDump};
 use tempfile::TempDir;
 

@@ -70,8 +70,7 @@ pub use health::Health;
 pub use crate::actors::IngestStatus;
 pub use crate::storage::state::{
     EXACT_WEIGHT_BYTES, ExactWeight, LIST_LIMIT_MAX, ListCursor, ListPage, ListQuery, RejectReason,
-    Rejection, StateDump, StateError, StoredAssertion, StoredTrust, StoredVote, VoteTotals,
-    WeightUnderflow,
+    Rejection, StateDump, StateError, StoredAssertion, StoredTrust, StoredVote, VoteTotals, WeightUnderflow,
 };
 
 use crate::Config;
@@ -134,11 +133,7 @@ impl Node {
         Self::start_inner(config, data_dir, hooks)
     }
 
-    fn start_inner(
-        config: Config,
-        data_dir: impl AsRef<Path>,
-        hooks: Hooks,
-    ) -> Result<Self, NodeError> {
+    fn start_inner(config: Config, data_dir: impl AsRef<Path>, hooks: Hooks) -> Result<Self, NodeError> {
         config.validate().map_err(NodeError::Config)?;
         if Arbiter::try_current().is_none() {
             return Err(NodeError::NoSystem);

@@ -25,11 +25,14 @@ use std::collections::{BTreeMap, HashMap};
 
 use heed::{RoTxn, RwTxn};
 
-use super::index::{pair_key, subject_key, supersession_key};
+use super::layout::{
+    META_INGEST_CURSOR, decode_u64, encode_record, encode_rejection, encode_totals, encode_trust,
+    encode_vote, pair_key, rejected_key, subject_key, supersession_key, vote_key,
+};
 use super::rejection::{RejectReason, Rejection};
-use super::trust::{StoredTrust, encode_trust, plan_trust};
-use super::votes::{RoutedVote, Tally, encode_totals, encode_vote, vote_key};
-use super::{Databases, META_INGEST_CURSOR, State, StateError, decode_u64};
+use super::trust::{StoredTrust, plan_trust};
+use super::votes::{RoutedVote, Tally};
+use super::{Databases, State, StateError};
 use crate::protocol::{AgentId, Assertion, CodecError, Hash, LogRecord};
 
 /// One durable journal record, as the ingestor read it.
@@ -212,10 +215,8 @@ impl State {
                         outcome.applied += 1;
                     }
                     Step::Reject(rejection) => {
-                        let value = rmp_serde::to_vec_named(rejection)
-                            .map_err(|e| StateError::corrupt("rejection", e))?;
                         dbs.rejected
-                            .put(txn, &rejection.offset.to_be_bytes(), &value)
+                            .put(txn, &rejected_key(rejection.offset), &encode_rejection(rejection)?)
                             .map_err(StateError::lmdb("store rejection"))?;
                         outcome.rejected.push(rejection.clone());
                     }
@@ -383,7 +384,7 @@ fn store(
     body: &[u8],
 ) -> Result<(), StateError> {
     dbs.assertions
-        .put(txn, hash.as_bytes(), &super::values::encode(offset, body))
+        .put(txn, hash.as_bytes(), &encode_record(offset, body))
         .map_err(StateError::lmdb("store assertion"))?;
     dbs.by_subject
         .put(txn, &subject_key(assertion, hash)?, &[])

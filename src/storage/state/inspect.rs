@@ -1,6 +1,6 @@
 //! [`StateDump`]: every row of the state, for consistency checks and inspection tools.
 
-use super::read::{decode_stored, hash_at};
+use super::layout::{decode_assertion, decode_rejection, decode_trust, decode_vote, hash_at};
 use super::rejection::Rejection;
 use super::{State, StateError, StoredAssertion, StoredTrust, StoredVote, VoteTotals};
 use crate::protocol::{HASH_LEN, Hash};
@@ -43,7 +43,7 @@ impl State {
                 .map_err(StateError::lmdb("scan for dump"))?
             {
                 let (key, value) = entry.map_err(StateError::lmdb("scan for dump"))?;
-                let (offset, assertion) = decode_stored(value)?;
+                let (offset, assertion) = decode_assertion(value)?;
                 let hash = hash_at(key, 0, "assertion key")?;
                 dump.assertions.push(StoredAssertion {
                     hash,
@@ -73,7 +73,7 @@ impl State {
             }
             for entry in dbs.votes.iter(txn).map_err(StateError::lmdb("scan for dump"))? {
                 let (_, value) = entry.map_err(StateError::lmdb("scan for dump"))?;
-                dump.votes.push(super::votes::decode_vote(value)?);
+                dump.votes.push(decode_vote(value)?);
             }
             for entry in dbs
                 .vote_totals
@@ -87,7 +87,7 @@ impl State {
             }
             for entry in dbs.trust.iter(txn).map_err(StateError::lmdb("scan for dump"))? {
                 let (_, value) = entry.map_err(StateError::lmdb("scan for dump"))?;
-                dump.trust.push(super::trust::decode_trust(value)?);
+                dump.trust.push(decode_trust(value)?);
             }
             for entry in dbs
                 .rejected
@@ -96,7 +96,7 @@ impl State {
             {
                 let (_, value) = entry.map_err(StateError::lmdb("scan for dump"))?;
                 dump.rejected
-                    .push(rmp_serde::from_slice(value).map_err(|e| StateError::corrupt("rejection", e))?);
+                    .push(decode_rejection(value)?);
             }
             Ok(dump)
         })

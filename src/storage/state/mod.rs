@@ -1,9 +1,8 @@
 //! The queryable state: assertions, their indexes and the ingest cursor in LMDB, through heed.
 //!
-//! One concern per file: [`index`] (keys), `apply` (the one write path: a journal batch and the
+//! One concern per file: [`layout`] (every database, key and value encoding), `apply` (the one write path: a journal batch and the
 //! cursor in one transaction), `read` (queries), `votes` (live votes and totals), `trust`
-//! (applied trust changes), `values` (the offset-and-record value the record databases share),
-//! `inspect` (whole dumps), `rejection` (why a record was refused), `config` and `error`.
+//! (applied trust changes), `inspect` (whole dumps), `rejection` (why a record was refused), `config` and `error`.
 //!
 //! Invariants:
 //! - The ingest cursor is written in the same transaction as the state it covers, so after any
@@ -22,13 +21,12 @@
 mod apply;
 mod config;
 mod error;
-pub mod index;
 mod inspect;
+pub mod layout;
 mod read;
 mod rejection;
 mod tally;
 mod trust;
-mod values;
 mod votes;
 
 use std::path::{Path, PathBuf};
@@ -37,6 +35,11 @@ use std::sync::Arc;
 use heed::types::Bytes;
 use heed::{CommitOrAbort, Database, Env, EnvFlags, EnvOpenOptions, RoTxn, RwTxn, WithoutTls};
 use parking_lot::{Mutex, RwLock};
+
+use layout::{
+    DATABASES_MAX, DB_ASSERTIONS, DB_BY_SUBJECT, DB_BY_SUBJECT_PREDICATE, DB_META, DB_REJECTED,
+    DB_SUPERSESSION, DB_TRUST, DB_VOTE_TOTALS, DB_VOTES, META_SCHEMA_VERSION,
+};
 
 #[cfg_attr(not(feature = "test-support"), allow(unused_imports, reason = "for tests"))]
 pub use apply::{ApplyOutcome, IngestRecord, UnknownTag};
@@ -49,9 +52,9 @@ pub use rejection::{RejectReason, Rejection};
 pub use tally::{EXACT_WEIGHT_BYTES, ExactWeight, WeightUnderflow};
 pub use trust::StoredTrust;
 #[cfg_attr(not(feature = "test-support"), allow(unused_imports, reason = "for tests"))]
-pub use votes::{RoutedVote, StoredVote, Tally, VoteTotals, supersedes, vote_key};
+pub use votes::{RoutedVote, StoredVote, Tally, VoteTotals, supersedes};
 
-/// Version of the layout described in [`index`]; stored in `meta` and checked at open.
+/// Version of the layout described in [`layout`]; stored in `meta` and checked at open.
 ///
 /// Version 2: `trust` rows hold the applied trust-change record instead of a bare factor
 /// written outside the journal. A version 1 state is migrated at open by clearing its trust
@@ -60,25 +63,7 @@ pub const SCHEMA_VERSION: u32 = 2;
 /// The one older version that [`State::open`] migrates.
 const SCHEMA_VERSION_UNJOURNALED_TRUST: u32 = 1;
 
-/// Names of the LMDB databases.
-const DB_ASSERTIONS: &str = "assertions";
-const DB_BY_SUBJECT: &str = "by_subject";
-const DB_BY_SUBJECT_PREDICATE: &str = "by_subject_predicate";
-const DB_SUPERSESSION: &str = "supersession";
-const DB_REJECTED: &str = "rejected";
-const DB_META: &str = "meta";
-const DB_VOTES: &str = "votes";
-const DB_VOTE_TOTALS: &str = "vote_totals";
-const DB_TRUST: &str = "trust";
-/// Most named databases: those above, with room for the votes, audit and views to come.
-const DATABASES_MAX: u32 = 16;
-
-/// `meta` key of the ingest cursor (u64 BE): the journal offset of the next record to apply.
-const META_INGEST_CURSOR: &[u8] = b"ingest_cursor";
-/// `meta` key of the schema version (u32 BE).
-const META_SCHEMA_VERSION: &[u8] = b"schema_version";
-
-/// A database of the state: raw byte keys and values, encoded by [`index`] and the codecs.
+/// A database of the state: raw byte keys and values, encoded by [`layout`].
 pub(crate) type Db = Database<'static, Bytes, Bytes>;
 
 /// The named databases.
@@ -337,12 +322,4 @@ fn migrate_unjournaled_trust(txn: &mut RwTxn<'_>, dbs: &Databases) -> Result<(),
     dbs.meta
         .put(txn, META_SCHEMA_VERSION, &SCHEMA_VERSION.to_be_bytes())
         .map_err(StateError::lmdb("write meta"))
-}
-
-/// Reads a big-endian u64 stored value.
-fn decode_u64(what: &'static str, bytes: &[u8]) -> Result<u64, StateError> {
-    bytes
-        .try_into()
-        .map(u64::from_be_bytes)
-        .map_err(|_| StateError::corrupt(what, format!("{} bytes, expected 8", bytes.len())))
 }

@@ -9,7 +9,9 @@ use std::ops::Bound;
 
 use heed::RoTxn;
 
-use super::index::{self, DIGEST_BYTES};
+use super::layout::{
+    self, DIGEST_BYTES, decode_assertion, decode_rejection, hash_at, rejected_key,
+};
 use super::rejection::Rejection;
 use super::{Databases, State, StateError};
 use crate::protocol::{Assertion, HASH_LEN, Hash};
@@ -117,7 +119,7 @@ impl State {
     pub fn rejection(&self, offset: u64) -> Result<Option<Rejection>, StateError> {
         self.read(|txn, dbs| {
             dbs.rejected
-                .get(txn, &offset.to_be_bytes())
+                .get(txn, &rejected_key(offset))
                 .map_err(StateError::lmdb("read rejection"))?
                 .map(decode_rejection)
                 .transpose()
@@ -127,7 +129,7 @@ impl State {
     /// Returns up to `limit` rejections at journal offsets from `from` on, in offset order.
     pub fn rejections(&self, from: u64, limit: usize) -> Result<Vec<Rejection>, StateError> {
         self.read(|txn, dbs| {
-            let start = from.to_be_bytes();
+            let start = rejected_key(from);
             let range = (Bound::Included(&start[..]), Bound::Unbounded);
             let iter = dbs
                 .rejected
@@ -163,7 +165,7 @@ pub(super) fn get_in(
         .map_err(StateError::lmdb("read assertion"))?;
     value
         .map(|value| {
-            let (offset, assertion) = decode_stored(value)?;
+            let (offset, assertion) = decode_assertion(value)?;
             Ok(StoredAssertion {
                 hash: *hash,
                 offset,
@@ -173,24 +175,6 @@ pub(super) fn get_in(
         .transpose()
 }
 
-/// Decodes an `assertions` value (see `values`): the offset, then the canonical record.
-pub(super) fn decode_stored(value: &[u8]) -> Result<(u64, Assertion), StateError> {
-    let (offset, record) = super::values::decode("assertion", value)?;
-    let assertion = Assertion::from_record_bytes(record).map_err(|e| StateError::corrupt("assertion", e))?;
-    Ok((offset, assertion))
-}
-
-fn decode_rejection(value: &[u8]) -> Result<Rejection, StateError> {
-    rmp_serde::from_slice(value).map_err(|e| StateError::corrupt("rejection", e))
-}
-
-/// Reads a hash at byte `at` of a key.
-pub(super) fn hash_at(key: &[u8], at: usize, what: &'static str) -> Result<Hash, StateError> {
-    key.get(at..at + HASH_LEN)
-        .and_then(|bytes| <[u8; HASH_LEN]>::try_from(bytes).ok())
-        .map(Hash::from_bytes)
-        .ok_or_else(|| StateError::corrupt(what, format!("{} bytes", key.len())))
-}
 
 fn is_head(txn: &RoTxn<'_>, dbs: &Databases, hash: &Hash) -> Result<bool, StateError> {
     let mut iter = dbs
@@ -209,12 +193,12 @@ fn list_in(txn: &RoTxn<'_>, dbs: &Databases, query: &ListQuery) -> Result<ListPa
     let (db, digest) = match &query.predicate {
         Some(predicate) => (
             dbs.by_subject_predicate,
-            index::pair_digest(&query.subject, predicate),
+            layout::pair_digest(&query.subject, predicate),
         ),
-        None => (dbs.by_subject, index::subject_digest(&query.subject)),
+        None => (dbs.by_subject, layout::subject_digest(&query.subject)),
     };
     let start = match query.after {
-        Some(after) => Bound::Excluded(index::index_key(&digest, after.timestamp_ms, &after.hash)?),
+        Some(after) => Bound::Excluded(layout::index_key(&digest, after.timestamp_ms, &after.hash)?),
         None => Bound::Included(digest.to_vec()),
     };
     let range = (start.as_ref().map(Vec::as_slice), Bound::Unbounded);
@@ -231,7 +215,7 @@ fn list_in(txn: &RoTxn<'_>, dbs: &Databases, query: &ListQuery) -> Result<ListPa
             return Ok(page);
         }
         let (timestamp_ms, hash) =
-            index::split_index_key(key).ok_or_else(|| StateError::corrupt("index key", "wrong length"))?;
+            layout::split_index_key(key).ok_or_else(|| StateError::corrupt("index key", "wrong length"))?;
         last = Some(ListCursor { timestamp_ms, hash });
         let stored = get_in(txn, dbs, &hash)?
             .ok_or_else(|| StateError::corrupt("index", format!("entry for {hash} has no assertion")))?;

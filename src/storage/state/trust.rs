@@ -1,8 +1,5 @@
-//! Trust: the applied trust change of each agent, from the journal's trust records.
-//!
-//! ```text
-//! trust  agent[32] -> offset u64 BE, trust change record bytes
-//! ```
+//! Trust: the applied trust change of each agent, from the journal's trust records, in the
+//! `trust` database (see [`layout`](super::layout)).
 //!
 //! The applied change of an agent is the greatest of its changes by (timestamp, content hash):
 //! a newer change replaces the older one, an older or identical one changes nothing. Because
@@ -16,6 +13,7 @@ use std::collections::BTreeMap;
 
 use heed::RoTxn;
 
+use super::layout::decode_trust;
 use super::{Databases, State, StateError};
 use crate::protocol::{AgentId, Hash, TrustChange};
 
@@ -79,21 +77,6 @@ pub(super) fn get_trust(
         .map_err(StateError::lmdb("read trust"))?
         .map(decode_trust)
         .transpose()
-}
-
-pub(super) fn encode_trust(row: &StoredTrust) -> Vec<u8> {
-    super::values::encode(row.offset, &row.change.to_record_bytes())
-}
-
-pub(super) fn decode_trust(value: &[u8]) -> Result<StoredTrust, StateError> {
-    let (offset, record) = super::values::decode("trust change", value)?;
-    let change =
-        TrustChange::from_record_bytes(record).map_err(|e| StateError::corrupt("trust change", e))?;
-    Ok(StoredTrust {
-        hash: change.content_hash(),
-        offset,
-        change,
-    })
 }
 
 #[cfg(test)]

@@ -1,9 +1,5 @@
-//! Votes: one live vote per (voter, assertion) and exact totals per assertion.
-//!
-//! ```text
-//! votes        assertion[32] voter[32] -> offset u64 BE, vote record bytes
-//! vote_totals  assertion[32]           -> count u64 BE, ExactWeight (48 bytes)
-//! ```
+//! Votes: one live vote per (voter, assertion) and exact totals per assertion, in the `votes`
+//! and `vote_totals` databases (see [`layout`](super::layout)).
 //!
 //! The live vote of a voter on an assertion is the greatest of its votes by (timestamp, content
 //! hash): a newer vote replaces the older one (count unchanged, weight adjusted by the
@@ -18,8 +14,9 @@ use std::collections::hash_map::Entry;
 use heed::RoTxn;
 
 use super::tally::ExactWeight;
-use super::{Databases, State, StateError, decode_u64};
-use crate::protocol::{AGENT_ID_LEN, AgentId, HASH_LEN, Hash, Vote};
+use super::layout::{decode_totals, decode_vote, vote_key};
+use super::{Databases, State, StateError};
+use crate::protocol::{AGENT_ID_LEN, HASH_LEN, Hash, Vote};
 
 /// A stored, live vote.
 #[derive(Debug, Clone, PartialEq)]
@@ -77,13 +74,6 @@ pub fn supersedes(new: &RoutedVote, live: &StoredVote) -> bool {
     (new.vote.timestamp_ms, new.hash) > (live.vote.timestamp_ms, live.hash)
 }
 
-/// Returns the `votes` key of (`assertion`, `voter`).
-pub fn vote_key(assertion: &Hash, voter: &AgentId) -> [u8; HASH_LEN + AGENT_ID_LEN] {
-    let mut key = [0u8; HASH_LEN + AGENT_ID_LEN];
-    key[..HASH_LEN].copy_from_slice(assertion.as_bytes());
-    key[HASH_LEN..].copy_from_slice(voter.as_bytes());
-    key
-}
 
 #[cfg(feature = "test-support")]
 impl State {
@@ -195,33 +185,6 @@ pub(super) fn get_totals(
     else {
         return Ok(VoteTotals::default());
     };
-    let (count, weight) = value
-        .split_at_checked(size_of::<u64>())
-        .ok_or_else(|| StateError::corrupt("vote totals", "too short"))?;
-    Ok(VoteTotals {
-        count: decode_u64("vote count", count)?,
-        weight: ExactWeight::from_bytes(weight)
-            .ok_or_else(|| StateError::corrupt("vote weight", "not 48 bytes"))?,
-    })
+    decode_totals(value)
 }
 
-pub(super) fn encode_vote(row: &StoredVote) -> Vec<u8> {
-    super::values::encode(row.offset, &row.vote.to_record_bytes())
-}
-
-pub(super) fn encode_totals(totals: &VoteTotals) -> Vec<u8> {
-    let mut value = Vec::with_capacity(size_of::<u64>() + super::tally::EXACT_WEIGHT_BYTES);
-    value.extend_from_slice(&totals.count.to_be_bytes());
-    value.extend_from_slice(&totals.weight.to_bytes());
-    value
-}
-
-pub(super) fn decode_vote(value: &[u8]) -> Result<StoredVote, StateError> {
-    let (offset, record) = super::values::decode("vote", value)?;
-    let vote = Vote::from_record_bytes(record).map_err(|e| StateError::corrupt("vote", e))?;
-    Ok(StoredVote {
-        hash: vote.content_hash(),
-        offset,
-        vote,
-    })
-}
