@@ -243,9 +243,13 @@ fn print_report(o: &Outcome, record_bytes: usize, baseline: u64, peak: u64, s: &
     );
     println!(
         "peak RssAnon {anon:.0} MiB, peak RssFile {file:.0} MiB (sampled every {SAMPLE_PERIOD:?}); \
-         (peak - baseline) / offered = {:.3}, / budgets = {:.2}; {:.1} s",
+         (peak - baseline) / offered = {:.3}, / budgets = {:.2}; {:.1} s\n\
+         heap: peak RssAnon - baseline - budgets = {:.0} MiB (ingest read, decode and LMDB dirty pages of one \
+         ingest batch, the group-commit batch, verification batches); mapped: RssFile is LMDB's data.mdb \
+         (clean page cache the kernel faults in around each page read; reclaimable, grows with the state)",
         (peak - baseline) / offered,
         (peak - baseline) / budgets,
-        elapsed.as_secs_f64()
+        elapsed.as_secs_f64(),
+        anon - baseline - budgets
     );
 }

@@ -1,5 +1,6 @@
-//! The broadcaster of durable offsets (`DurableBroadcaster`) facing a subscriber that cannot keep
-//! up: however many announcements find its mailbox full, at most one re-announce is pending,
+//! The broadcaster of durable offsets (`DurableBroadcaster`) inside a real actix System:
+//! subscribers are told every new durable end of the journal, in increasing order, up to the
+//! last append. Facing a subscriber that cannot keep up: however many announcements find its mailbox full, at most one re-announce is pending,
 //! and once the subscriber drains its mailbox it is sent the latest end.
 //!
 //! The flood is of `DurableOffset` messages sent straight to the broadcaster (as the journal's
@@ -12,7 +13,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use stemedb::actors::{DurableBroadcaster, DurableOffset, GetReannounceCounts, Subscribe};
-use stemedb::storage::journal::{Journal, JournalConfig};
+use stemedb::storage::journal::{Journal, JournalConfig, format};
 use tempfile::TempDir;
 use tokio::sync::watch;
 
@@ -91,4 +92,64 @@ fn flood_of_durable_ends_leaves_one_reannounce_pending_for_a_full_subscriber() {
         subscriber_thread.join().unwrap();
         broadcaster_thread.join().unwrap();
     });
+}
+
+/// Collects announced durable ends; signals when one reaches a target.
+struct Watcher {
+    target: u64,
+    done: Option<tokio::sync::oneshot::Sender<u64>>,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<u64>>>,
+}
+
+impl Actor for Watcher {
+    type Context = Context<Self>;
+}
+
+impl Handler<DurableOffset> for Watcher {
+    type Result = ();
+
+    fn handle(&mut self, message: DurableOffset, _ctx: &mut Self::Context) {
+        self.seen.lock().unwrap().push(message.end);
+        if message.end >= self.target {
+            if let Some(done) = self.done.take() {
+                let _ = done.send(message.end);
+            }
+        }
+    }
+}
+
+#[actix_rt::test]
+async fn subscribers_are_told_growing_durable_ends_up_to_the_last_append() {
+    let dir = TempDir::new().unwrap();
+    let journal = Journal::open(dir.path(), JournalConfig::default()).unwrap();
+    let broadcaster = DurableBroadcaster::new(journal.clone()).start();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    // 50 records of 4 bytes, each its own batch (each append is awaited before the next):
+    // the durable end after the last is 50 records and 50 batch marks.
+    let target = 50 * (format::record_len(4) + format::MARK_BYTES) as u64;
+    let watcher = Watcher {
+        target,
+        done: Some(tx),
+        seen: seen.clone(),
+    }
+    .start();
+    broadcaster
+        .send(Subscribe(watcher.recipient()))
+        .await
+        .unwrap()
+        .unwrap();
+    // Appends block until durable, so they run off the System's thread, one after another.
+    let appender = journal.clone();
+    let appends = std::thread::spawn(move || {
+        for n in 0..50u32 {
+            appender.append(n.to_le_bytes().to_vec()).unwrap();
+        }
+    });
+    let end = rx.await.unwrap();
+    appends.join().unwrap();
+    assert_eq!(end, target);
+    assert_eq!(journal.durable_end(), target);
+    let seen = seen.lock().unwrap().clone();
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "ends only grow: {seen:?}");
 }
