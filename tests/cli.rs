@@ -1,30 +1,21 @@
-//! The `stemedb` binary, run for real: `keygen`, `sign assertion|vote` and `verify`.
+//! The `stemedb` binary, run for real: `keygen`, `sign assertion|vote|trust` and `verify`.
 //! What `sign` prints verifies with the library and with `stemedb verify`; a tampered copy
-//! fails with a clear message and a non-zero exit.
+//! fails with a clear message and a non-zero exit. A trust change is signed and verified only
+//! when the configuration lists its signer in `votes.admins`, as a node requires.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use assert_cmd::Command;
+use common::cli::{admins_config, keygen, stemedb};
 use predicates::prelude::PredicateBooleanExt;
-use stemedb::protocol::{Assertion, Limits, Vote, now_ms, validate_assertion, validate_vote};
+use stemedb::protocol::{
+    Assertion, Limits, TrustChange, Vote, now_ms, validate_assertion, validate_trust, validate_vote,
+};
 use tempfile::TempDir;
-
-fn stemedb() -> Command {
-    Command::cargo_bin("stemedb").unwrap()
-}
-
-fn keygen(dir: &TempDir, name: &str) -> (PathBuf, String) {
-    let path = dir.path().join(name);
-    let out = stemedb().arg("keygen").arg("--out").arg(&path).assert().success();
-    let agent = String::from_utf8(out.get_output().stdout.clone())
-        .unwrap()
-        .trim()
-        .to_owned();
-    (path, agent)
-}
 
 fn sign_assertion(keys: &[&Path], extra: &[&str]) -> String {
     let mut cmd = stemedb();
@@ -156,6 +147,125 @@ fn signed_vote_verifies_and_a_tampered_weight_fails() {
     verify(&json.replace("2.5", "25.0"))
         .code(1)
         .stderr(predicates::str::contains("does not verify"));
+}
+
+/// Runs `stemedb --config CONFIG sign trust --key KEY ARGS...`.
+fn sign_trust(config: &Path, key: &Path, args: &[&str]) -> assert_cmd::assert::Assert {
+    let mut cmd = stemedb();
+    cmd.arg("--config").arg(config);
+    cmd.args(["sign", "trust", "--key"]).arg(key).args(args).assert()
+}
+
+/// Runs `stemedb --config CONFIG verify` on `input`.
+fn verify_with(config: &Path, input: &str) -> assert_cmd::assert::Assert {
+    let mut cmd = stemedb();
+    cmd.arg("--config").arg(config);
+    cmd.arg("verify").write_stdin(input.to_owned()).assert()
+}
+
+#[test]
+fn signed_trust_change_verifies_and_a_tampered_one_fails() {
+    let dir = TempDir::new().unwrap();
+    let (admin_key, admin) = keygen(&dir, "admin.key");
+    let (_, rated) = keygen(&dir, "rated.key");
+    let (_, other) = keygen(&dir, "other.key");
+    let config = admins_config(&dir, "admins.toml", &[&admin]);
+    let timestamp_ms = now_ms() - 1000;
+    let when = timestamp_ms.to_string();
+    let args = ["--agent", &rated, "--factor", "2.5", "--timestamp-ms", &when];
+    let out = sign_trust(&config, &admin_key, &args).success();
+    let json = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    let change = TrustChange::from_json(json.trim()).unwrap();
+    assert_eq!(change.admin.to_string(), admin);
+    assert_eq!(change.agent.to_string(), rated);
+    assert_eq!((change.factor, change.timestamp_ms), (2.5, timestamp_ms));
+    let hash = validate_trust(&change, &Limits::default(), now_ms()).unwrap();
+    verify_with(&config, &json)
+        .success()
+        .stdout(predicates::str::contains(format!(
+            "valid trust change {hash}: administrator {admin} sets the trust factor of agent {rated} to 2.5"
+        )));
+    for (from, to) in [
+        ("\"factor\":2.5", "\"factor\":25.0"),
+        (rated.as_str(), other.as_str()),
+        (&*format!("\"timestamp_ms\":{timestamp_ms}"), "\"timestamp_ms\":0"),
+    ] {
+        assert!(json.contains(from), "fixture contains {from}");
+        verify_with(&config, &json.replace(from, to))
+            .code(1)
+            .stderr(predicates::str::contains(format!(
+                "invalid record: signature of agent {admin}"
+            )))
+            .stderr(predicates::str::contains("does not verify"));
+    }
+}
+
+#[test]
+fn trust_change_by_a_non_admin_is_refused_by_sign_and_verify() {
+    let dir = TempDir::new().unwrap();
+    let (admin_key, admin) = keygen(&dir, "admin.key");
+    let (outsider_key, outsider) = keygen(&dir, "outsider.key");
+    let (_, rated) = keygen(&dir, "rated.key");
+    let config = admins_config(&dir, "admins.toml", &[&admin]);
+    sign_trust(&config, &outsider_key, &["--agent", &rated, "--factor", "2"])
+        .code(1)
+        .stdout(predicates::str::is_empty())
+        .stderr(predicates::str::contains(format!(
+            "trust change signed by {outsider}, who is not listed in votes.admins (1 administrator(s) configured)"
+        )));
+    // The built-in configuration lists no administrators: sign says so rather than printing a
+    // change that no node on it would admit.
+    stemedb()
+        .args(["sign", "trust", "--agent", &rated, "--factor", "2", "--key"])
+        .arg(&admin_key)
+        .assert()
+        .code(1)
+        .stdout(predicates::str::is_empty())
+        .stderr(predicates::str::contains("(0 administrator(s) configured)"))
+        .stderr(predicates::str::contains("pass --config"));
+    // A validly signed change is still refused by verify under a configuration whose
+    // administrators do not include its signer.
+    let out = sign_trust(&config, &admin_key, &["--agent", &rated, "--factor", "2"]).success();
+    let json = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    let others = admins_config(&dir, "others.toml", &[&outsider]);
+    verify_with(&others, &json)
+        .code(1)
+        .stderr(predicates::str::contains(format!(
+            "trust change signed by {admin}, who is not listed in votes.admins"
+        )));
+    verify(&json)
+        .code(1)
+        .stderr(predicates::str::contains("(0 administrator(s) configured)"));
+    verify_with(&config, &json).success();
+}
+
+#[test]
+fn trust_factor_out_of_range_is_refused_by_sign() {
+    let dir = TempDir::new().unwrap();
+    let (admin_key, admin) = keygen(&dir, "admin.key");
+    let (_, rated) = keygen(&dir, "rated.key");
+    let config = admins_config(&dir, "admins.toml", &[&admin]);
+    for (factor, message) in [
+        ("-1", "trust factor -1 is outside [0, 1000]"),
+        ("-0", "trust factor -0 is outside [0, 1000]"),
+        ("1000.5", "trust factor 1000.5 is outside [0, 1000]"),
+        ("NaN", "trust factor NaN is not a finite number"),
+        ("inf", "trust factor inf is not a finite number"),
+    ] {
+        sign_trust(&config, &admin_key, &["--agent", &rated, "--factor", factor])
+            .code(1)
+            .stdout(predicates::str::is_empty())
+            .stderr(predicates::str::contains(format!("invalid record: {message}")));
+    }
+    for factor in ["0", "1000"] {
+        sign_trust(&config, &admin_key, &["--agent", &rated, "--factor", factor]).success();
+    }
+    // An agent id that is not 64 hex digits is a usage error, named by clap.
+    sign_trust(&config, &admin_key, &["--agent", "abc", "--factor", "1"])
+        .code(2)
+        .stderr(predicates::str::contains(
+            "invalid value 'abc' for '--agent <AGENT>'",
+        ));
 }
 
 #[test]

@@ -3,7 +3,9 @@
 //! admitted change is journaled, applied by the ingestor, read back by `trust()` and survives a
 //! restart; bad factors and forged signatures are refused before the journal; the newest change
 //! by (timestamp, content hash) wins in every order of arrival, so replay is deterministic; the
-//! signature is domain-separated from votes, and the JSON form refuses unknown fields.
+//! signature is domain-separated from votes, and the JSON form refuses unknown fields. What
+//! `stemedb sign trust` prints is such a change, and a node whose configuration (the same file
+//! the CLI read) lists its signer admits and applies it.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -58,6 +60,41 @@ fn trust_change_by_a_non_admin_is_refused_at_submission_and_never_journaled() {
         assert!(node.durable_end().unwrap() > end);
         node.wait_indexed(receipt.offset, deadline()).await.unwrap();
         assert_eq!(node.trust(&rated).unwrap(), 7.0);
+        node.shutdown().await.unwrap();
+    });
+}
+
+#[test]
+fn trust_change_signed_by_the_cli_is_admitted_by_a_node_listing_its_signer() {
+    let dir = TempDir::new().unwrap();
+    let (admin_key, admin) = common::cli::keygen(&dir, "admin.key");
+    let rated = key(RATED).agent_id();
+    let config_path = common::cli::admins_config(&dir, "admins.toml", &[&admin]);
+    let out = common::cli::stemedb()
+        .arg("--config")
+        .arg(&config_path)
+        .args(["sign", "trust", "--factor", "4.25", "--agent"])
+        .arg(rated.to_string())
+        .arg("--timestamp-ms")
+        .arg(NOW_MS.to_string())
+        .arg("--key")
+        .arg(&admin_key)
+        .assert()
+        .success();
+    let json = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    let change = TrustChange::from_json(json.trim()).unwrap();
+    assert_eq!(change.admin.to_string(), admin);
+    assert_eq!(
+        (change.agent, change.factor, change.timestamp_ms),
+        (rated, 4.25, NOW_MS)
+    );
+    let config = Config::load(Some(&config_path)).unwrap();
+    actix::System::new().block_on(async {
+        let node = Node::start(config, dir.path().join("data")).unwrap();
+        let receipt = node.submit_trust(change.clone()).await.unwrap();
+        assert_eq!(receipt.hash, change.content_hash());
+        node.wait_indexed(receipt.offset, deadline()).await.unwrap();
+        assert_eq!(node.trust(&rated).unwrap(), 4.25);
         node.shutdown().await.unwrap();
     });
 }

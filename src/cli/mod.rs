@@ -3,6 +3,7 @@
 //! Exit status: 0 on success, 1 when the command ran and failed (a record that does not
 //! verify, a key file that cannot be written), 2 on a usage error.
 
+mod admin;
 mod keyfile;
 mod sign;
 mod verify;
@@ -15,7 +16,7 @@ use clap::{Parser, Subcommand};
 use thiserror::Error;
 
 use stemedb::config::{Config, ConfigError};
-use stemedb::protocol::{CodecError, ValidationError};
+use stemedb::protocol::{AgentId, CodecError, ValidationError};
 
 /// StemeDB: an embeddable knowledge store for agents that make signed claims and disagree.
 #[derive(Debug, Parser)]
@@ -32,10 +33,16 @@ struct Cli {
 enum Command {
     /// Create a new agent key file (mode 0600); refuses to overwrite an existing file.
     Keygen(keyfile::KeygenArgs),
-    /// Produce a signed assertion or vote as JSON, ready to submit.
+    /// Produce a signed assertion, vote or trust change as JSON, ready to submit.
     #[command(subcommand)]
     Sign(sign::SignCommand),
-    /// Check a signed assertion or vote (JSON on stdin, or --file): shape, limits, signatures.
+    /// Check a signed assertion, vote or trust change (JSON on stdin, or --file): shape, limits,
+    /// signatures, and a trust change's administrator.
+    ///
+    /// A trust change is valid only if its signer is listed in votes.admins of the configuration
+    /// (--config), as a node with that configuration requires: any other signer is an error
+    /// (exit 1), even when the signature itself verifies. The built-in default configuration
+    /// lists no administrators.
     Verify(verify::VerifyArgs),
     /// Examine a journal directory without changing it.
     #[command(subcommand)]
@@ -57,6 +64,20 @@ pub(crate) enum CliError {
     /// A record that breaks a rule or does not verify.
     #[error("invalid record: {0}")]
     Invalid(#[from] ValidationError),
+    /// A trust change whose signer the configuration's `votes.admins` does not list, so a node
+    /// with this configuration would refuse it.
+    #[error(
+        "trust change signed by {admin}, who is not listed in votes.admins \
+         ({admins_configured} administrator(s) configured): a node with this configuration \
+         refuses it; pass --config with the node's configuration, or sign with an \
+         administrator's key"
+    )]
+    NotAdmin {
+        /// The signer.
+        admin: AgentId,
+        /// How many administrators the configuration lists.
+        admins_configured: usize,
+    },
     /// Other input problems, with a message that says what.
     #[error("{0}")]
     Input(String),

@@ -1,7 +1,9 @@
-//! `stemedb sign assertion|vote`: build, sign and validate a record, print its JSON form.
+//! `stemedb sign assertion|vote|trust`: build, sign and validate a record, print its JSON form.
 //!
-//! The record is validated with the configured limits before it is printed, so what this
-//! prints is what a node accepts (state-dependent checks such as "parent exists" aside).
+//! The record is validated with the configured limits before it is printed, and a trust
+//! change's signer must be listed in the configured `votes.admins`, so what this prints is what
+//! a node with the same configuration accepts (state-dependent checks such as "parent exists"
+//! aside).
 
 use std::path::PathBuf;
 
@@ -9,10 +11,12 @@ use clap::{ArgGroup, Args, Subcommand, ValueEnum};
 
 use stemedb::config::Config;
 use stemedb::protocol::{
-    Assertion, Hash, Lifecycle, ObjectValue, Vote, now_ms, validate_assertion, validate_vote,
+    AgentId, Assertion, Hash, Lifecycle, ObjectValue, TRUST_FACTOR_MAX, TrustChange, Vote, now_ms,
+    validate_assertion, validate_trust, validate_vote,
 };
 
 use super::CliError;
+use super::admin::require_admin;
 use super::keyfile::read_key_file;
 
 /// `stemedb sign` subcommands.
@@ -22,6 +26,12 @@ pub(crate) enum SignCommand {
     Assertion(AssertionArgs),
     /// Sign a weighted vote for an assertion.
     Vote(VoteArgs),
+    /// Sign an administrator's change of an agent's trust factor.
+    ///
+    /// The signer (--key) must be listed in votes.admins of the configuration (--config): a
+    /// node refuses a trust change from anyone else, so this refuses to print one (exit 1).
+    /// The built-in default configuration lists no administrators.
+    Trust(TrustArgs),
 }
 
 /// Arguments of `stemedb sign assertion`.
@@ -89,6 +99,25 @@ pub(crate) struct VoteArgs {
     pretty: bool,
 }
 
+/// Arguments of `stemedb sign trust`.
+#[derive(Debug, Args)]
+pub(crate) struct TrustArgs {
+    /// Key file of the administrator; its agent must be listed in votes.admins.
+    #[arg(long, short, value_name = "PATH")]
+    key: PathBuf,
+    /// Agent id (64 hex digits, as `stemedb keygen` prints it) whose trust factor is set.
+    #[arg(long)]
+    agent: AgentId,
+    #[arg(long, allow_negative_numbers = true, help = factor_help())]
+    factor: f32,
+    /// Timestamp in milliseconds since the Unix epoch; now when omitted.
+    #[arg(long)]
+    timestamp_ms: Option<u64>,
+    /// Print indented JSON instead of one line.
+    #[arg(long)]
+    pretty: bool,
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum LifecycleArg {
     Proposed,
@@ -139,9 +168,22 @@ pub(crate) fn run(command: &SignCommand, config: &Config) -> Result<(), CliError
             validate_vote(&vote, &config.limits, now)?;
             render(&vote, args.pretty)?
         }
+        SignCommand::Trust(args) => {
+            let key = read_key_file(&args.key)?;
+            let change = TrustChange::sign(&key, args.agent, args.factor, args.timestamp_ms.unwrap_or(now));
+            validate_trust(&change, &config.limits, now)?;
+            require_admin(&change, config)?;
+            render(&change, args.pretty)?
+        }
     };
     println!("{json}");
     Ok(())
+}
+
+/// The help of `sign trust --factor`, built from [`TRUST_FACTOR_MAX`] so it cannot drift from
+/// the rule that validation applies.
+fn factor_help() -> String {
+    format!("The new trust factor, finite in [0, {TRUST_FACTOR_MAX}]; it scales the agent's vote weights")
 }
 
 fn object_of(args: &AssertionArgs) -> Result<ObjectValue, CliError> {

@@ -1,7 +1,9 @@
-//! `stemedb verify`: read a signed assertion or vote as JSON and check it fully.
+//! `stemedb verify`: read a signed assertion, vote or trust change as JSON and check it fully.
 //!
-//! The kind is recognized by its fields (a vote has `voter`); everything else — unknown
-//! fields, bad hex, invalid keys, broken limits, bad signatures — is reported with the reason.
+//! The kind is recognized by its fields (a vote has `voter`, a trust change `admin`);
+//! everything else — unknown fields, bad hex, invalid keys, broken limits, bad signatures, a
+//! trust change signed by an agent the configuration's `votes.admins` does not list — is
+//! reported with the reason.
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -9,9 +11,12 @@ use std::path::PathBuf;
 use clap::Args;
 
 use stemedb::config::Config;
-use stemedb::protocol::{Assertion, Vote, now_ms, validate_assertion, validate_vote};
+use stemedb::protocol::{
+    Assertion, TrustChange, Vote, now_ms, validate_assertion, validate_trust, validate_vote,
+};
 
 use super::CliError;
+use super::admin::require_admin;
 
 /// Largest input read, in bytes: the largest possible record's JSON form (hex doubles binary
 /// sizes; escapes can grow text up to six-fold) is far below it.
@@ -30,9 +35,16 @@ pub(crate) fn run(args: &VerifyArgs, config: &Config) -> Result<(), CliError> {
     let text = read_input(args)?;
     let value: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| CliError::Input(format!("input is not JSON: {e}")))?;
-    let is_vote = value.get("voter").is_some();
     let now = now_ms();
-    if is_vote {
+    if value.get("admin").is_some() {
+        let change = TrustChange::from_json(&text)?;
+        let hash = validate_trust(&change, &config.limits, now)?;
+        require_admin(&change, config)?;
+        println!(
+            "valid trust change {hash}: administrator {} sets the trust factor of agent {} to {}",
+            change.admin, change.agent, change.factor
+        );
+    } else if value.get("voter").is_some() {
         let vote = Vote::from_json(&text)?;
         let hash = validate_vote(&vote, &config.limits, now)?;
         println!(
