@@ -300,6 +300,10 @@ fn heads_hide_superseded_assertions_and_history_shows_them() {
             heads.assertions.iter().map(|s| s.hash).collect::<Vec<_>>(),
             vec![parent]
         );
+        // History lists the heads, then the superseded versions, each part oldest first.
+        let mut expected = vec![parent];
+        expected.extend(&chain[..chain.len() - 1]);
+        let chain = expected;
         let mut query = ListQuery::pair("page", "body");
         query.history = true;
         let history = node.list(&query).unwrap();

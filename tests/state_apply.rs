@@ -69,8 +69,7 @@ fn full_map_grows_and_no_write_fails() {
     assert_eq!(state.counts().unwrap(), (2000, 0));
     assert_eq!(state.ingest_cursor().unwrap(), all.last().unwrap().next);
     let dump = state.dump().unwrap();
-    assert_eq!(dump.by_subject.len(), 2000);
-    assert_eq!(dump.by_subject_predicate.len(), 2000);
+    assert_eq!(dump.pairs.len(), 2000);
 }
 
 #[test]

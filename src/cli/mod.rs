@@ -47,6 +47,22 @@ enum Command {
     /// Examine a journal directory without changing it.
     #[command(subcommand)]
     Wal(wal::WalCommand),
+    /// Maintain the LMDB state of a data directory.
+    #[command(subcommand)]
+    State(StateCommand),
+}
+
+/// `stemedb state` subcommands.
+#[derive(Debug, Subcommand)]
+enum StateCommand {
+    /// Convert the state of a data directory written by an older build to this build's schema,
+    /// in place, in one transaction. No node may run on the directory. Back it up first: older
+    /// builds cannot read the result. A node does this by itself, by rebuilding from the
+    /// journal, when the journal still holds every record.
+    Convert {
+        /// The data directory (holding `journal/` and `state/`).
+        data_dir: std::path::PathBuf,
+    },
 }
 
 /// Why a command failed.
@@ -110,5 +126,22 @@ fn dispatch(cli: Cli) -> Result<(), CliError> {
         Command::Sign(command) => sign::run(&command, &config),
         Command::Verify(args) => verify::run(&args, &config),
         Command::Wal(command) => wal::run(&command, &config),
+        Command::State(StateCommand::Convert { data_dir }) => {
+            match stemedb::node::Node::convert_state(&config, &data_dir)
+                .map_err(|e| CliError::Input(e.to_string()))?
+            {
+                Some(found) => println!(
+                    "{}: state converted from schema version {found} to {}",
+                    data_dir.display(),
+                    stemedb::node::STATE_SCHEMA_VERSION
+                ),
+                None => println!(
+                    "{}: state is already at schema version {}; nothing to do",
+                    data_dir.display(),
+                    stemedb::node::STATE_SCHEMA_VERSION
+                ),
+            }
+            Ok(())
+        }
     }
 }

@@ -34,6 +34,26 @@ pub enum NodeError {
         /// The journal's durable end.
         journal_end: u64,
     },
+    /// The state was written by an older build and the journal no longer holds every record
+    /// to rebuild it from: it must be converted in place. Nothing was changed.
+    #[error(
+        "the state in {dir} has schema version {found} and this build reads {expected}; the journal \
+         starts at offset {journal_start} and has {quarantined} quarantined region(s), so the state cannot \
+         be rebuilt from it. Back up the data directory, then convert the state in place: \
+         `stemedb state convert {dir}`"
+    )]
+    StateNeedsConversion {
+        /// The data directory.
+        dir: std::path::PathBuf,
+        /// The state's schema version.
+        found: u32,
+        /// The version this build reads.
+        expected: u32,
+        /// The first offset the journal holds.
+        journal_start: u64,
+        /// Damaged journal regions set aside.
+        quarantined: usize,
+    },
     /// The ingestor could not subscribe to durable offsets.
     #[error(transparent)]
     Subscribe(#[from] SubscribeError),

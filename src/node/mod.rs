@@ -69,8 +69,9 @@ pub use health::Health;
 // modules behind them.
 pub use crate::actors::IngestStatus;
 pub use crate::storage::state::{
-    EXACT_WEIGHT_BYTES, ExactWeight, LIST_LIMIT_MAX, ListCursor, ListPage, ListQuery, RejectReason,
-    Rejection, StateDump, StateError, StoredAssertion, StoredTrust, StoredVote, VoteTotals, WeightUnderflow,
+    EXACT_WEIGHT_BYTES, ExactWeight, HeadSummary, LIST_LIMIT_MAX, ListCursor, ListPage, ListQuery, PairId,
+    RejectReason, Rejection, Snapshot, StateDump, StateError, StoredAssertion, StoredTrust, StoredVote,
+    Summary, VoteTotals, WeightUnderflow,
 };
 
 use crate::Config;
@@ -88,6 +89,9 @@ pub const SHUTDOWN_INGEST_WAIT: std::time::Duration = std::time::Duration::from_
 
 /// Subdirectory of the data directory that holds the journal.
 pub const JOURNAL_DIR: &str = "journal";
+/// The schema version of the LMDB state this build writes.
+pub use crate::storage::state::SCHEMA_VERSION as STATE_SCHEMA_VERSION;
+
 /// Subdirectory of the data directory that holds the LMDB state.
 pub const STATE_DIR: &str = "state";
 
@@ -180,6 +184,15 @@ impl Node {
                 })),
             }),
         })
+    }
+
+    /// Converts the state in `data_dir` (no node may run on it) from an older schema to this
+    /// build's, in place and in one transaction: what a node asks for when the journal no longer
+    /// holds every record to rebuild the state from. Returns the version it had, or `None` if it
+    /// was current. Back the directory up first: an older build cannot read the result.
+    pub fn convert_state(config: &Config, data_dir: impl AsRef<Path>) -> Result<Option<u32>, NodeError> {
+        config.validate().map_err(NodeError::Config)?;
+        pipeline::convert_storage(config, data_dir.as_ref())
     }
 
     /// Returns the data directory.
@@ -323,6 +336,20 @@ impl Node {
     /// Returns the hashes of up to `limit` assertions that supersede `hash`.
     pub fn successors(&self, hash: &Hash, limit: usize) -> Result<Vec<Hash>, NodeError> {
         self.with_state(|state| Ok(state.successors(hash, limit)?))
+    }
+
+    /// Takes a [`Snapshot`]: one read transaction that many reads share, with the ingest cursor
+    /// it reflects. It never sees part of an ingest batch. It expires after
+    /// `state.snapshot_lifetime_ms_max`, or at a map resize; take a new one then.
+    pub fn snapshot(&self) -> Result<Snapshot, NodeError> {
+        self.with_state(|state| Ok(state.snapshot()?))
+    }
+
+    /// Returns up to `limit` heads of (`subject`, `predicate`) from the heads index alone,
+    /// oldest first: hash, timestamp, offset, confidence, lifecycle and signers, with no
+    /// record decoded. [`list`](Self::list) returns the assertions themselves.
+    pub fn heads(&self, subject: &str, predicate: &str, limit: usize) -> Result<Vec<HeadSummary>, NodeError> {
+        self.with_state(|state| Ok(state.heads(subject, predicate, limit)?))
     }
 
     /// Returns the rejection of the record at journal `offset`, if the ingestor rejected it.

@@ -12,7 +12,7 @@ use super::{JOURNAL_DIR, NodeError, STATE_DIR};
 use crate::Config;
 use crate::actors::{DurableBroadcaster, Hooks, IngestStatus, IngestorActor, Subscribe, VoteCounterActor};
 use crate::storage::journal::{Journal, JournalError, OpenOptions};
-use crate::storage::state::State;
+use crate::storage::state::{SCHEMA_VERSION, State, Upgrade};
 
 /// The parts that shutdown takes down.
 pub(super) struct Running {
@@ -52,22 +52,68 @@ impl Running {
 /// returns them with the state's ingest cursor.
 pub(super) fn open_storage(config: &Config, data_dir: &Path) -> Result<(State, Journal, u64), NodeError> {
     // The state first: its ingest cursor is a floor that journal recovery never cuts below.
-    let state = State::open(data_dir.join(STATE_DIR), config.state.clone())?;
+    // A state of an older schema is rebuilt from the journal when the journal holds every
+    // record from offset 0, intact; otherwise it must be converted in place, by command.
+    let mut opened = None;
+    let state = State::open_with(data_dir.join(STATE_DIR), config.state.clone(), |outdated| {
+        let journal = open_journal(config, data_dir, outdated.cursor)?;
+        let (journal_start, quarantined) = (journal.start(), journal.quarantined_count());
+        opened = Some(journal);
+        if journal_start == 0 && quarantined == 0 {
+            tracing::warn!(
+                from = outdated.found,
+                "state of an older schema: rebuilding it from the journal"
+            );
+            return Ok(Upgrade::Rebuild);
+        }
+        Err(NodeError::StateNeedsConversion {
+            dir: data_dir.to_owned(),
+            found: outdated.found,
+            expected: SCHEMA_VERSION,
+            journal_start,
+            quarantined,
+        })
+    })?;
     let cursor = state.ingest_cursor()?;
+    let journal = match opened {
+        Some(journal) => journal,
+        None => open_journal(config, data_dir, cursor)?,
+    };
+    Ok((state, journal, cursor))
+}
+
+/// Converts the state of `data_dir` to this build's schema in place, holding the journal's
+/// lock so that no node runs on the directory meanwhile. Returns the version it had, or `None`
+/// if it was current already.
+pub(super) fn convert_storage(config: &Config, data_dir: &Path) -> Result<Option<u32>, NodeError> {
+    let mut found = None;
+    let mut journal = None;
+    let state = State::open_with(data_dir.join(STATE_DIR), config.state.clone(), |outdated| {
+        journal = Some(open_journal(config, data_dir, outdated.cursor)?);
+        found = Some(outdated.found);
+        Ok::<_, NodeError>(Upgrade::Convert)
+    })?;
+    state.sync()?;
+    state.close();
+    drop(journal);
+    Ok(found)
+}
+
+/// Opens the journal, never cutting below the state's ingest `cursor`.
+fn open_journal(config: &Config, data_dir: &Path, cursor: u64) -> Result<Journal, NodeError> {
     let options = OpenOptions {
         durable_floor: cursor,
         ..OpenOptions::default()
     };
-    let journal = match Journal::open_with(data_dir.join(JOURNAL_DIR), config.journal.clone(), options) {
+    match Journal::open_with(data_dir.join(JOURNAL_DIR), config.journal.clone(), options) {
         Err(JournalError::CursorBeyondEnd { end, .. }) if cursor > end => {
-            return Err(NodeError::StateAheadOfJournal {
+            Err(NodeError::StateAheadOfJournal {
                 cursor,
                 journal_end: end,
-            });
+            })
         }
-        other => other?,
-    };
-    Ok((state, journal, cursor))
+        other => Ok(other?),
+    }
 }
 
 /// The ingest actors, started.

@@ -1,10 +1,8 @@
 //! Storage: how StemeDB lays data out on disk. Knows nothing of actors.
 //!
 //! - [`journal`]: the write-ahead journal (segments, recovery, group commit, readers).
-//! - `keys` (internal): the composite-key codec for LMDB databases.
 //! - `state` (internal): the queryable LMDB state (assertions, indexes, votes, trust, ingest
 //!   cursor). Its answers reach embedders through [`crate::node`].
 
 pub mod journal;
-internal_mod!(keys);
 internal_mod!(state);

@@ -264,6 +264,12 @@ impl Journal {
         self.inner.recovered.quarantined.len()
     }
 
+    /// Returns the offset of the first record the journal still holds: 0 unless retention
+    /// deleted older segments.
+    pub fn start(&self) -> u64 {
+        self.inner.shared.segments.read().first().map_or(0, |s| s.base)
+    }
+
     /// Returns the number of segments.
     pub fn segment_count(&self) -> usize {
         self.inner.shared.segments.read().len()

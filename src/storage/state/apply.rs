@@ -21,13 +21,13 @@
 //!   any build, since a new body format takes a new tag: it is rejected as `undecodable`, and
 //!   ingestion moves on.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use heed::{RoTxn, RwTxn};
 
 use super::layout::{
-    META_INGEST_CURSOR, decode_u64, encode_record, encode_rejection, encode_totals, encode_trust,
-    encode_vote, pair_key, rejected_key, subject_key, supersession_key, vote_key,
+    META_INGEST_CURSOR, PairId, Section, Summary, assertion_pair, decode_u64, encode_assertion, encode_rejection,
+    encode_summary, encode_totals, encode_trust, encode_vote, pair_key, rejected_key, supersession_key, vote_key,
 };
 use super::rejection::{RejectReason, Rejection};
 use super::trust::{StoredTrust, plan_trust};
@@ -65,6 +65,13 @@ pub struct ApplyOutcome {
     pub trust_ignored: usize,
     /// Records refused, with their reasons (also stored in the `rejected` database).
     pub rejected: Vec<Rejection>,
+    /// The pairs whose heads, history or live votes the batch changed: every pair of a stored
+    /// assertion, and every pair of an assertion whose live vote changed.
+    pub touched: BTreeSet<PairId>,
+    /// The agents whose trust the batch changed. A trust change moves every pair the agent
+    /// voted on; consumers that know which voters a result counted use this set rather than a
+    /// list of every such pair, which could be the whole store.
+    pub trust_changed: BTreeSet<AgentId>,
     /// The ingest cursor after the batch.
     pub cursor: u64,
 }
@@ -87,6 +94,8 @@ pub(crate) struct Plan {
     unknown_tag: Option<UnknownTag>,
     /// The votes to count, in journal order.
     pub votes: Vec<RoutedVote>,
+    /// The pair of each voted assertion.
+    vote_pairs: HashMap<Hash, PairId>,
 }
 
 /// A journal record whose tag this build does not know; see the module docs.
@@ -126,6 +135,8 @@ enum Step {
         hash: Hash,
         assertion: Box<Assertion>,
         body: Vec<u8>,
+        /// The timestamp of the parent it supersedes, if any.
+        parent_timestamp_ms: Option<u64>,
     },
     Reject(Rejection),
 }
@@ -210,8 +221,10 @@ impl State {
                         hash,
                         assertion,
                         body,
+                        parent_timestamp_ms,
                     } => {
-                        store(txn, dbs, *offset, assertion, hash, body)?;
+                        let pair = store(txn, dbs, *offset, assertion, hash, body, *parent_timestamp_ms)?;
+                        outcome.touched.insert(pair);
                         outcome.applied += 1;
                     }
                     Step::Reject(rejection) => {
@@ -223,12 +236,19 @@ impl State {
                 }
             }
             for (agent, row) in &plan.trust {
+                outcome.trust_changed.insert(*agent);
                 dbs.trust
                     .put(txn, agent.as_bytes(), &encode_trust(row))
                     .map_err(StateError::lmdb("store trust"))?;
             }
             for tally in tallies {
                 write_tally(txn, dbs, tally)?;
+                for row in &tally.rows {
+                    let pair = plan.vote_pairs.get(&row.vote.assertion).ok_or_else(|| {
+                        StateError::corrupt("vote tally", format!("no pair for assertion {}", row.vote.assertion))
+                    })?;
+                    outcome.touched.insert(*pair);
+                }
                 outcome.votes_counted += tally.counted;
                 outcome.votes_ignored += tally.ignored;
             }
@@ -280,7 +300,12 @@ fn plan_one(
         LogRecord::Assertion(assertion) => assertion,
         LogRecord::Vote(vote) => {
             let hash = vote.content_hash();
-            if batch.contains_key(&vote.assertion) || is_stored(txn, dbs, &vote.assertion)? {
+            let pair = match batch.get(&vote.assertion) {
+                Some(facts) => Some(facts.pair),
+                None => stored_pair(txn, dbs, &vote.assertion)?,
+            };
+            if let Some(pair) = pair {
+                plan.vote_pairs.insert(vote.assertion, pair);
                 plan.votes.push(RoutedVote {
                     offset: record.offset,
                     hash,
@@ -312,6 +337,7 @@ fn plan_one(
         plan.duplicates += 1;
         return Ok(Planned::Next);
     }
+    let mut parent_timestamp_ms = None;
     if let Some(parent) = assertion.parent {
         let facts = match batch.get(&parent) {
             Some(facts) => Some(facts.clone()),
@@ -334,6 +360,7 @@ fn plan_one(
             reject(plan, Some(hash), RejectReason::NotParentAuthor { parent });
             return Ok(Planned::Next);
         }
+        parent_timestamp_ms = Some(facts.timestamp_ms);
     }
     batch.insert(hash, ParentFacts::of(&assertion));
     // The payload after its tag byte is the canonical record: stored as read, not re-encoded.
@@ -343,16 +370,20 @@ fn plan_one(
         hash,
         assertion: Box::new(assertion),
         body,
+        parent_timestamp_ms,
     });
     Ok(Planned::Next)
 }
 
-/// What a successor is checked against: its parent's subject, predicate and signers.
+/// What a successor is checked against: its parent's subject, predicate, signers and
+/// timestamp (which places the parent's `pairs` entry); and the pair votes on it touch.
 #[derive(Debug, Clone)]
 struct ParentFacts {
     subject: String,
     predicate: String,
     signers: Vec<AgentId>,
+    timestamp_ms: u64,
+    pair: PairId,
 }
 
 impl ParentFacts {
@@ -361,6 +392,8 @@ impl ParentFacts {
             subject: assertion.subject.clone(),
             predicate: assertion.predicate.clone(),
             signers: assertion.signatures.iter().map(|s| s.agent).collect(),
+            timestamp_ms: assertion.timestamp_ms,
+            pair: PairId::of_assertion(assertion),
         }
     }
 }
@@ -375,6 +408,17 @@ fn is_stored(txn: &RoTxn<'_>, dbs: &Databases, hash: &Hash) -> Result<bool, Stat
     Ok(value.is_some())
 }
 
+/// Returns the pair of the stored assertion `hash`, or `None` if it is not stored.
+fn stored_pair(txn: &RoTxn<'_>, dbs: &Databases, hash: &Hash) -> Result<Option<PairId>, StateError> {
+    dbs.assertions
+        .get(txn, hash.as_bytes())
+        .map_err(StateError::lmdb("read assertion"))?
+        .map(assertion_pair)
+        .transpose()
+}
+
+/// Stores an assertion: its record, its `pairs` entry as a head, and, for a successor, the
+/// supersession edge and its parent's move out of the heads. Returns its pair.
 fn store(
     txn: &mut RwTxn<'_>,
     dbs: &Databases,
@@ -382,22 +426,40 @@ fn store(
     assertion: &Assertion,
     hash: &Hash,
     body: &[u8],
-) -> Result<(), StateError> {
+    parent_timestamp_ms: Option<u64>,
+) -> Result<PairId, StateError> {
+    let pair = PairId::of_assertion(assertion);
     dbs.assertions
-        .put(txn, hash.as_bytes(), &encode_record(offset, body))
+        .put(txn, hash.as_bytes(), &encode_assertion(offset, &pair, body))
         .map_err(StateError::lmdb("store assertion"))?;
-    dbs.by_subject
-        .put(txn, &subject_key(assertion, hash)?, &[])
-        .map_err(StateError::lmdb("store subject index"))?;
-    dbs.by_subject_predicate
-        .put(txn, &pair_key(assertion, hash)?, &[])
-        .map_err(StateError::lmdb("store subject+predicate index"))?;
-    if let Some(parent) = &assertion.parent {
+    dbs.pairs
+        .put(
+            txn,
+            &pair_key(&pair, Section::Head, assertion.timestamp_ms, hash),
+            &encode_summary(&Summary::of(assertion, offset)),
+        )
+        .map_err(StateError::lmdb("store pairs entry"))?;
+    if let (Some(parent), Some(parent_ts)) = (&assertion.parent, parent_timestamp_ms) {
         dbs.supersession
-            .put(txn, &supersession_key(parent, hash)?, &[])
+            .put(txn, &supersession_key(parent, hash), &[])
             .map_err(StateError::lmdb("store supersession"))?;
+        let head = pair_key(&pair, Section::Head, parent_ts, parent);
+        let summary = dbs
+            .pairs
+            .get(txn, &head)
+            .map_err(StateError::lmdb("read pairs entry"))?
+            .map(<[u8]>::to_vec);
+        // An earlier successor may have moved it already.
+        if let Some(summary) = summary {
+            dbs.pairs
+                .delete(txn, &head)
+                .map_err(StateError::lmdb("move parent out of heads"))?;
+            dbs.pairs
+                .put(txn, &pair_key(&pair, Section::Superseded, parent_ts, parent), &summary)
+                .map_err(StateError::lmdb("move parent out of heads"))?;
+        }
     }
-    Ok(())
+    Ok(pair)
 }
 
 fn write_tally(txn: &mut RwTxn<'_>, dbs: &Databases, tally: &Tally) -> Result<(), StateError> {

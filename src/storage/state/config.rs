@@ -21,6 +21,11 @@ pub struct StateConfig {
     /// Most concurrent LMDB read transactions (default 126, LMDB's own default); reads are
     /// short, so this bounds concurrent readers, not reading threads.
     pub readers_max: u32,
+    /// Longest a [`Snapshot`](super::Snapshot) may be read from, in milliseconds (default 30 s).
+    /// An older one answers [`StateError::SnapshotExpired`](super::StateError::SnapshotExpired)
+    /// and lets go of its read transaction, so that a forgotten snapshot neither pins old pages
+    /// (the file would grow) nor delays a map resize for long.
+    pub snapshot_lifetime_ms_max: u64,
 }
 
 impl Default for StateConfig {
@@ -29,6 +34,7 @@ impl Default for StateConfig {
             map_size_bytes_initial: 1 << 30,
             map_size_bytes_max: 1 << 40,
             readers_max: 126,
+            snapshot_lifetime_ms_max: 30_000,
         }
     }
 }
@@ -51,6 +57,9 @@ impl StateConfig {
                 "state.map_size_bytes_initial ({}) exceeds state.map_size_bytes_max ({})",
                 self.map_size_bytes_initial, self.map_size_bytes_max
             ));
+        }
+        if self.snapshot_lifetime_ms_max == 0 {
+            return Err("state.snapshot_lifetime_ms_max must be at least 1".to_owned());
         }
         if self.readers_max == 0 {
             return Err("state.readers_max must be at least 1".to_owned());

@@ -4,7 +4,6 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
-use crate::storage::keys::KeyError;
 
 /// An error of the LMDB state layer.
 #[derive(Debug, Error)]
@@ -41,6 +40,29 @@ pub enum StateError {
         /// The version this build writes.
         expected: u32,
     },
+    /// The state was written by an older build, whose layout this build converts only when
+    /// asked to: opening changed nothing.
+    #[error(
+        "state schema version is {found}; this build reads version {expected}. A node rebuilds it \
+         from the journal when the journal still holds every record; otherwise convert it in place \
+         with `stemedb state convert <data-dir>` (back up the data directory first)"
+    )]
+    SchemaOutdated {
+        /// The version stored.
+        found: u32,
+        /// The version this build writes.
+        expected: u32,
+    },
+    /// A snapshot can no longer be read: it outlived `state.snapshot_lifetime_ms_max`, or a map
+    /// resize needed every read transaction closed. Take a new one.
+    #[error("snapshot expired: {reason}; take a new one")]
+    SnapshotExpired {
+        /// Why.
+        reason: &'static str,
+    },
+    /// A listing's `after` cursor is not one of this listing's positions.
+    #[error("the list cursor belongs to another subject or pair")]
+    BadCursor,
     /// Stored bytes do not decode: the database is damaged or was written by other software.
     #[error("stored {what} is damaged: {detail}")]
     Corrupt {
@@ -49,9 +71,6 @@ pub enum StateError {
         /// Why it does not decode.
         detail: String,
     },
-    /// A key could not be built.
-    #[error("cannot build key: {0}")]
-    Key(#[from] KeyError),
     /// A journal record has a tag this build does not know: written by a newer build. It is
     /// not applied, and not rejected either, so that a build that knows it can apply it.
     #[error(

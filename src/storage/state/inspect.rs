@@ -1,6 +1,9 @@
 //! [`StateDump`]: every row of the state, for consistency checks and inspection tools.
 
-use super::layout::{decode_assertion, decode_rejection, decode_trust, decode_vote, hash_at};
+use super::layout::{
+    PairKey, Summary, decode_assertion, decode_rejection, decode_summary, decode_trust, decode_vote, hash_at,
+    split_pair_key,
+};
 use super::rejection::Rejection;
 use super::{State, StateError, StoredAssertion, StoredTrust, StoredVote, VoteTotals};
 use crate::protocol::{HASH_LEN, Hash};
@@ -11,10 +14,8 @@ use crate::protocol::{HASH_LEN, Hash};
 pub struct StateDump {
     /// Every stored assertion, by hash order.
     pub assertions: Vec<StoredAssertion>,
-    /// Every `by_subject` key.
-    pub by_subject: Vec<Vec<u8>>,
-    /// Every `by_subject_predicate` key.
-    pub by_subject_predicate: Vec<Vec<u8>>,
+    /// Every `pairs` entry: its key, decoded, and its summary.
+    pub pairs: Vec<(PairKey, Summary)>,
     /// Every supersession edge, as (parent, child).
     pub supersession: Vec<(Hash, Hash)>,
     /// Every live vote, by (assertion, voter).
@@ -51,13 +52,10 @@ impl State {
                     assertion,
                 });
             }
-            for (db, out) in [
-                (dbs.by_subject, &mut dump.by_subject),
-                (dbs.by_subject_predicate, &mut dump.by_subject_predicate),
-            ] {
-                for entry in db.iter(txn).map_err(StateError::lmdb("scan for dump"))? {
-                    out.push(entry.map_err(StateError::lmdb("scan for dump"))?.0.to_vec());
-                }
+            for entry in dbs.pairs.iter(txn).map_err(StateError::lmdb("scan for dump"))? {
+                let (key, value) = entry.map_err(StateError::lmdb("scan for dump"))?;
+                let key = split_pair_key(key).ok_or_else(|| StateError::corrupt("pairs key", "malformed"))?;
+                dump.pairs.push((key, decode_summary(value)?));
             }
             for entry in dbs
                 .supersession

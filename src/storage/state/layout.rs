@@ -1,50 +1,65 @@
-//! The LMDB layout of the state: every database, its keys and its values, described and
-//! encoded here and nowhere else. The other files of `state` call these functions; none of them
-//! builds a key or a value by hand.
+//! The LMDB layout of the state (schema 3): every database, its keys and its values, described
+//! and encoded here and nowhere else. The other files of `state` call these functions; none of
+//! them builds a key or a value by hand.
 //!
 //! ```text
-//! database              key                                       value
-//! assertions            hash[32]                                  record value (below)
-//! by_subject            subject_digest[32] ts u64 BE hash[32]     empty
-//! by_subject_predicate  pair_digest[32]    ts u64 BE hash[32]     empty
-//! supersession          parent[32] child[32]                      empty
-//! votes                 assertion[32] voter[32]                   record value: the live vote
-//! vote_totals           assertion[32]                             count u64 BE, weight[48]
-//! trust                 agent[32]                                 record value: the applied change
-//! rejected              offset u64 BE                             Rejection, MessagePack (named)
-//! meta                  "ingest_cursor"                           u64 BE: next offset to apply
-//!                       "schema_version"                          u32 BE: SCHEMA_VERSION
+//! database      key                                                  value
+//! assertions    hash[32]                                             offset u64, pair[64], record
+//! pairs         pair[64] section u8 ts u64 hash[32]                  summary
+//! supersession  parent[32] child[32]                                 empty
+//! votes         assertion[32] voter[32]                              offset u64, record: the live vote
+//! vote_totals   assertion[32]                                        count u64, weight[48]
+//! trust         agent[32]                                            offset u64, record: the applied change
+//! rejected      offset u64                                           Rejection, MessagePack (named)
+//! meta          "ingest_cursor"                                      u64: next offset to apply
+//!               "schema_version"                                     u32: SCHEMA_VERSION
+//!
+//! pair     = subject_digest[32] predicate_digest[32]                 (a PairId)
+//! section  = 0: a head (nothing supersedes it) | 1: superseded
+//! summary  = offset u64, confidence f32 (bits), lifecycle u8, signer count u8, signers[32 × count]
+//! record   = the record's canonical bytes exactly as journaled, without the tag byte
 //! ```
 //!
-//! - **Record value**: `offset u64 BE` (where the record is in the journal), then the record's
-//!   canonical bytes exactly as journaled, without the tag byte. The record is never
-//!   re-encoded, so what a reader decodes is byte for byte what was signed.
+//! Integers are big-endian, so LMDB's bytewise order is numeric order.
+//!
+//! - **One index for subjects, pairs, heads and history.** `pairs` orders every stored
+//!   assertion by subject, predicate, section, timestamp and hash. The assertions of a subject
+//!   are one prefix range (32 bytes), those of a pair another (64 bytes), and its heads a third
+//!   (65 bytes), newest last. An assertion costs two random B-tree writes (`assertions` and
+//!   `pairs`); superseding moves the parent's entry from section 0 to section 1 of the same pair,
+//!   next to the child's, so it dirties pages the child's write already dirtied.
+//! - **Summaries.** A `pairs` value carries what a lens needs without decoding the record: the
+//!   offset, confidence, lifecycle and signers (timestamp and hash are in the key). The live vote
+//!   count and exact weight are one `vote_totals` read by the hash in the key.
+//! - **The pair of an assertion** leads its `assertions` value, so a vote reaches the pair it
+//!   touches with the read that checks its assertion is stored.
+//! - **Record values** are never re-encoded, so what a reader decodes is byte for byte what
+//!   was signed.
 //! - **Weight** is an [`ExactWeight`]: the exact sum of the live votes' `f32` weights, in
 //!   [`EXACT_WEIGHT_BYTES`](super::EXACT_WEIGHT_BYTES) bytes, so totals never drift.
 //! - **Names in keys.** A subject or predicate may be 1024 bytes, more than an LMDB key holds,
-//!   so index keys carry a fixed-width blake3 digest of the name instead: fixed width keeps
-//!   the key unambiguous, and a digest over length-prefixed parts keeps `("a:b", "c")` and
-//!   `("a", "b:c")` apart. Reads compare the stored names too, so even a digest collision
-//!   could not return a wrong assertion. Within one name, keys sort by timestamp, then hash.
-//! - Keys are built with the composite-key codec ([`crate::storage::keys`]); every integer is
-//!   big-endian, so LMDB's bytewise order is numeric order.
+//!   so keys carry fixed-width blake3 digests of the names instead, each kind with its own
+//!   derivation context. Reads compare the stored names too, so even a digest collision could
+//!   not return a wrong assertion.
 
-use crate::protocol::{AGENT_ID_LEN, AgentId, Assertion, HASH_LEN, Hash, TrustChange, Vote};
-use crate::storage::keys::{KeyBuilder, KeyError, KeyReader};
+use std::fmt;
+
+use crate::protocol::{AGENT_ID_LEN, AgentId, Assertion, HASH_LEN, Hash, Lifecycle, TrustChange, Vote};
 
 use super::tally::{EXACT_WEIGHT_BYTES, ExactWeight};
 use super::{Rejection, StateError, StoredTrust, StoredVote, VoteTotals};
 
 /// Names of the LMDB databases.
 pub(super) const DB_ASSERTIONS: &str = "assertions";
-pub(super) const DB_BY_SUBJECT: &str = "by_subject";
-pub(super) const DB_BY_SUBJECT_PREDICATE: &str = "by_subject_predicate";
+pub(super) const DB_PAIRS: &str = "pairs";
 pub(super) const DB_SUPERSESSION: &str = "supersession";
 pub(super) const DB_REJECTED: &str = "rejected";
 pub(super) const DB_META: &str = "meta";
 pub(super) const DB_VOTES: &str = "votes";
 pub(super) const DB_VOTE_TOTALS: &str = "vote_totals";
 pub(super) const DB_TRUST: &str = "trust";
+/// Databases of schema 2 that schema 3 replaced with `pairs`; dropped by the conversion.
+pub(super) const DB_V2_INDEXES: [&str; 2] = ["by_subject", "by_subject_predicate"];
 /// Most named databases: those above, with room for the audit trail and views to come.
 pub(super) const DATABASES_MAX: u32 = 16;
 
@@ -55,17 +70,111 @@ pub(super) const META_SCHEMA_VERSION: &[u8] = b"schema_version";
 
 /// Bytes of a name digest.
 pub const DIGEST_BYTES: usize = 32;
-/// Bytes of an index key: digest, timestamp, hash.
-pub const INDEX_KEY_BYTES: usize = DIGEST_BYTES + size_of::<u64>() + HASH_LEN;
+/// Bytes of a [`PairId`]: the subject digest, then the predicate digest.
+pub const PAIR_ID_BYTES: usize = 2 * DIGEST_BYTES;
+/// Bytes of a `pairs` key: pair, section, timestamp, hash.
+pub const PAIR_KEY_BYTES: usize = PAIR_ID_BYTES + 1 + size_of::<u64>() + HASH_LEN;
 /// Bytes of a `votes` key: assertion, voter.
 pub const VOTE_KEY_BYTES: usize = HASH_LEN + AGENT_ID_LEN;
 
 /// blake3 key-derivation contexts: each digest kind has its own, so they never coincide.
 const SUBJECT_CONTEXT: &str = "stemedb 2026-11 index subject";
-const PAIR_CONTEXT: &str = "stemedb 2026-11 index subject+predicate";
+const PREDICATE_CONTEXT: &str = "stemedb 2026-11 index predicate";
 
 /// Bytes of the journal offset that leads a record value.
 const OFFSET_BYTES: usize = size_of::<u64>();
+/// Bytes of a summary before its signers.
+const SUMMARY_FIXED_BYTES: usize = OFFSET_BYTES + size_of::<f32>() + 2;
+
+/// Which part of a pair's range an entry is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Section {
+    /// Nothing supersedes it.
+    Head = 0,
+    /// At least one stored assertion supersedes it.
+    Superseded = 1,
+}
+
+/// A (subject, predicate) pair as the state keys it: the blake3 digests of the two names.
+/// Equal names give equal ids; the ids of two pairs that differ collide only with a blake3
+/// collision.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PairId([u8; PAIR_ID_BYTES]);
+
+impl PairId {
+    /// Returns the id of (`subject`, `predicate`).
+    pub fn of(subject: &str, predicate: &str) -> Self {
+        let mut id = [0u8; PAIR_ID_BYTES];
+        id[..DIGEST_BYTES].copy_from_slice(&subject_digest(subject));
+        id[DIGEST_BYTES..].copy_from_slice(&blake3::derive_key(PREDICATE_CONTEXT, predicate.as_bytes()));
+        Self(id)
+    }
+
+    /// Returns the id of the pair of `assertion`.
+    pub fn of_assertion(assertion: &Assertion) -> Self {
+        Self::of(&assertion.subject, &assertion.predicate)
+    }
+
+    /// Returns its bytes.
+    pub const fn as_bytes(&self) -> &[u8; PAIR_ID_BYTES] {
+        &self.0
+    }
+
+    /// Returns the subject digest it starts with.
+    pub fn subject_digest(&self) -> &[u8] {
+        &self.0[..DIGEST_BYTES]
+    }
+}
+
+impl fmt::Debug for PairId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PairId({self})")
+    }
+}
+
+impl fmt::Display for PairId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+/// A decoded `pairs` key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PairKey {
+    /// The pair.
+    pub pair: PairId,
+    /// Head or superseded.
+    pub section: Section,
+    /// The assertion's timestamp.
+    pub timestamp_ms: u64,
+    /// The assertion's content hash.
+    pub hash: Hash,
+}
+
+/// What a `pairs` value says of an assertion: enough for a lens, without its record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    /// The journal offset of its record.
+    pub offset: u64,
+    /// Its confidence.
+    pub confidence: f32,
+    /// Its lifecycle.
+    pub lifecycle: Lifecycle,
+    /// Its signers, in signature order.
+    pub signers: Vec<AgentId>,
+}
+
+impl Summary {
+    /// Returns the summary of `assertion`, journaled at `offset`.
+    pub fn of(assertion: &Assertion, offset: u64) -> Self {
+        Self {
+            offset,
+            confidence: assertion.confidence,
+            lifecycle: assertion.lifecycle,
+            signers: assertion.signatures.iter().map(|s| s.agent).collect(),
+        }
+    }
+}
 
 // ---- keys ----
 
@@ -74,56 +183,57 @@ pub fn subject_digest(subject: &str) -> [u8; DIGEST_BYTES] {
     blake3::derive_key(SUBJECT_CONTEXT, subject.as_bytes())
 }
 
-/// Returns the digest under which the pair (`subject`, `predicate`) is indexed.
-pub fn pair_digest(subject: &str, predicate: &str) -> [u8; DIGEST_BYTES] {
-    let mut hasher = blake3::Hasher::new_derive_key(PAIR_CONTEXT);
-    // Length-prefixed parts: no split of the same bytes between the two names hashes alike.
-    hasher.update(&(subject.len() as u64).to_le_bytes());
-    hasher.update(subject.as_bytes());
-    hasher.update(&(predicate.len() as u64).to_le_bytes());
-    hasher.update(predicate.as_bytes());
-    *hasher.finalize().as_bytes()
+/// Returns a `pairs` key.
+pub fn pair_key(pair: &PairId, section: Section, timestamp_ms: u64, hash: &Hash) -> [u8; PAIR_KEY_BYTES] {
+    let mut key = [0u8; PAIR_KEY_BYTES];
+    key[..PAIR_ID_BYTES].copy_from_slice(pair.as_bytes());
+    key[PAIR_ID_BYTES] = section as u8;
+    key[PAIR_ID_BYTES + 1..PAIR_ID_BYTES + 9].copy_from_slice(&timestamp_ms.to_be_bytes());
+    key[PAIR_ID_BYTES + 9..].copy_from_slice(hash.as_bytes());
+    key
 }
 
-/// Returns an index key: `digest`, then the timestamp, then the hash.
-pub fn index_key(digest: &[u8; DIGEST_BYTES], timestamp_ms: u64, hash: &Hash) -> Result<Vec<u8>, KeyError> {
-    KeyBuilder::new()
-        .fixed(digest)
-        .u64(timestamp_ms)
-        .fixed(hash.as_bytes())
-        .finish()
+/// Returns the `pairs` key of `assertion` (content hash `hash`) in `section`.
+pub fn pair_key_of(assertion: &Assertion, hash: &Hash, section: Section) -> [u8; PAIR_KEY_BYTES] {
+    pair_key(&PairId::of_assertion(assertion), section, assertion.timestamp_ms, hash)
 }
 
-/// Returns the `by_subject` key of an assertion.
-pub fn subject_key(assertion: &Assertion, hash: &Hash) -> Result<Vec<u8>, KeyError> {
-    index_key(&subject_digest(&assertion.subject), assertion.timestamp_ms, hash)
+/// Returns the prefix of the `pairs` keys of `pair` in `section`.
+pub fn section_prefix(pair: &PairId, section: Section) -> [u8; PAIR_ID_BYTES + 1] {
+    let mut prefix = [0u8; PAIR_ID_BYTES + 1];
+    prefix[..PAIR_ID_BYTES].copy_from_slice(pair.as_bytes());
+    prefix[PAIR_ID_BYTES] = section as u8;
+    prefix
 }
 
-/// Returns the `by_subject_predicate` key of an assertion.
-pub fn pair_key(assertion: &Assertion, hash: &Hash) -> Result<Vec<u8>, KeyError> {
-    let digest = pair_digest(&assertion.subject, &assertion.predicate);
-    index_key(&digest, assertion.timestamp_ms, hash)
+/// Decodes a `pairs` key; `None` if it is not one.
+pub fn split_pair_key(key: &[u8]) -> Option<PairKey> {
+    let key: &[u8; PAIR_KEY_BYTES] = key.try_into().ok()?;
+    let section = match key[PAIR_ID_BYTES] {
+        0 => Section::Head,
+        1 => Section::Superseded,
+        _ => return None,
+    };
+    let mut pair = [0u8; PAIR_ID_BYTES];
+    pair.copy_from_slice(&key[..PAIR_ID_BYTES]);
+    let mut timestamp = [0u8; 8];
+    timestamp.copy_from_slice(&key[PAIR_ID_BYTES + 1..PAIR_ID_BYTES + 9]);
+    let mut hash = [0u8; HASH_LEN];
+    hash.copy_from_slice(&key[PAIR_ID_BYTES + 9..]);
+    Some(PairKey {
+        pair: PairId(pair),
+        section,
+        timestamp_ms: u64::from_be_bytes(timestamp),
+        hash: Hash::from_bytes(hash),
+    })
 }
 
 /// Returns the `supersession` key: `child` supersedes `parent`.
-pub fn supersession_key(parent: &Hash, child: &Hash) -> Result<Vec<u8>, KeyError> {
-    KeyBuilder::new()
-        .fixed(parent.as_bytes())
-        .fixed(child.as_bytes())
-        .finish()
-}
-
-/// Splits an index key into (timestamp, hash); `None` if it is not one.
-pub(crate) fn split_index_key(key: &[u8]) -> Option<(u64, Hash)> {
-    if key.len() != INDEX_KEY_BYTES {
-        return None;
-    }
-    let mut reader = KeyReader::new(key);
-    let _digest: [u8; DIGEST_BYTES] = reader.fixed().ok()?;
-    let timestamp_ms = reader.u64().ok()?;
-    let hash: [u8; HASH_LEN] = reader.fixed().ok()?;
-    reader.finish().ok()?;
-    Some((timestamp_ms, Hash::from_bytes(hash)))
+pub fn supersession_key(parent: &Hash, child: &Hash) -> [u8; 2 * HASH_LEN] {
+    let mut key = [0u8; 2 * HASH_LEN];
+    key[..HASH_LEN].copy_from_slice(parent.as_bytes());
+    key[HASH_LEN..].copy_from_slice(child.as_bytes());
+    key
 }
 
 /// Returns the `votes` key of `voter`'s live vote on `assertion`: assertion first, so the votes
@@ -167,11 +277,88 @@ fn decode_record<'a>(what: &'static str, value: &'a [u8]) -> Result<(u64, &'a [u
     Ok((decode_u64(what, offset)?, record))
 }
 
+/// Encodes an `assertions` value: the offset, the pair, then the record.
+pub(super) fn encode_assertion(offset: u64, pair: &PairId, record: &[u8]) -> Vec<u8> {
+    let mut value = Vec::with_capacity(OFFSET_BYTES + PAIR_ID_BYTES + record.len());
+    value.extend_from_slice(&offset.to_be_bytes());
+    value.extend_from_slice(pair.as_bytes());
+    value.extend_from_slice(record);
+    value
+}
+
+/// Splits an `assertions` value into offset, pair and record bytes.
+fn split_assertion(value: &[u8]) -> Result<(u64, PairId, &[u8]), StateError> {
+    let (offset, rest) = decode_record("assertion", value)?;
+    let (pair, record) = rest
+        .split_first_chunk::<PAIR_ID_BYTES>()
+        .ok_or_else(|| StateError::corrupt("assertion", "shorter than its pair"))?;
+    Ok((offset, PairId(*pair), record))
+}
+
 /// Decodes an `assertions` value: the offset, then the assertion.
 pub(super) fn decode_assertion(value: &[u8]) -> Result<(u64, Assertion), StateError> {
-    let (offset, record) = decode_record("assertion", value)?;
+    let (offset, _, record) = split_assertion(value)?;
     let assertion = Assertion::from_record_bytes(record).map_err(|e| StateError::corrupt("assertion", e))?;
     Ok((offset, assertion))
+}
+
+/// Reads the pair of an `assertions` value without decoding its record.
+pub(super) fn assertion_pair(value: &[u8]) -> Result<PairId, StateError> {
+    split_assertion(value).map(|(_, pair, _)| pair)
+}
+
+/// Encodes a `pairs` value.
+pub(super) fn encode_summary(summary: &Summary) -> Vec<u8> {
+    let mut value = Vec::with_capacity(SUMMARY_FIXED_BYTES + summary.signers.len() * AGENT_ID_LEN);
+    value.extend_from_slice(&summary.offset.to_be_bytes());
+    value.extend_from_slice(&summary.confidence.to_bits().to_be_bytes());
+    value.push(lifecycle_code(summary.lifecycle));
+    // At most 16 signers (the validated limit is far below 256).
+    value.push(u8::try_from(summary.signers.len()).unwrap_or(u8::MAX));
+    for signer in &summary.signers {
+        value.extend_from_slice(signer.as_bytes());
+    }
+    value
+}
+
+/// Decodes a `pairs` value.
+pub(super) fn decode_summary(value: &[u8]) -> Result<Summary, StateError> {
+    let corrupt = |detail: &str| StateError::corrupt("pairs summary", detail.to_owned());
+    let (fixed, signers) = value
+        .split_at_checked(SUMMARY_FIXED_BYTES)
+        .ok_or_else(|| corrupt("too short"))?;
+    let offset = decode_u64("pairs summary", &fixed[..OFFSET_BYTES])?;
+    let mut confidence = [0u8; 4];
+    confidence.copy_from_slice(&fixed[OFFSET_BYTES..OFFSET_BYTES + 4]);
+    let lifecycle = *Lifecycle::ALL
+        .get(usize::from(fixed[OFFSET_BYTES + 4]))
+        .ok_or_else(|| corrupt("unknown lifecycle"))?;
+    let count = usize::from(fixed[OFFSET_BYTES + 5]);
+    if signers.len() != count * AGENT_ID_LEN {
+        return Err(corrupt("signer count disagrees with its length"));
+    }
+    let signers = signers
+        .chunks_exact(AGENT_ID_LEN)
+        .map(|bytes| {
+            let bytes: &[u8; AGENT_ID_LEN] = bytes.try_into().map_err(|_| corrupt("short signer"))?;
+            AgentId::from_bytes(bytes).map_err(|e| StateError::corrupt("pairs summary", e))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Summary {
+        offset,
+        confidence: f32::from_bits(u32::from_be_bytes(confidence)),
+        lifecycle,
+        signers,
+    })
+}
+
+/// The byte a lifecycle is stored as: its index in [`Lifecycle::ALL`].
+fn lifecycle_code(lifecycle: Lifecycle) -> u8 {
+    Lifecycle::ALL
+        .iter()
+        .position(|l| *l == lifecycle)
+        .and_then(|i| u8::try_from(i).ok())
+        .unwrap_or(u8::MAX)
 }
 
 /// Encodes a `votes` value.
@@ -260,6 +447,48 @@ mod tests {
             (0x0102_0304_0506_0708, &b"record"[..])
         );
         assert!(decode_record("vote", &value[..7]).is_err());
+    }
+
+    #[test]
+    fn summaries_round_trip_and_bad_ones_are_corrupt() {
+        use crate::protocol::AgentKey;
+        for (n, lifecycle) in Lifecycle::ALL.into_iter().enumerate() {
+            let signers = (0..n as u8)
+                .map(|k| AgentKey::from_secret_bytes(&[k + 1; 32]).agent_id())
+                .collect();
+            let summary = Summary {
+                offset: 77 + n as u64,
+                confidence: 0.25 * n as f32,
+                lifecycle,
+                signers,
+            };
+            let value = encode_summary(&summary);
+            assert_eq!(decode_summary(&value).unwrap(), summary);
+            assert!(decode_summary(&value[..value.len() - 1]).is_err());
+        }
+        let mut bad = encode_summary(&Summary {
+            offset: 1,
+            confidence: 1.0,
+            lifecycle: Lifecycle::Active,
+            signers: Vec::new(),
+        });
+        bad[12] = 9;
+        assert!(decode_summary(&bad).is_err(), "an unknown lifecycle is corrupt");
+    }
+
+    #[test]
+    fn pair_keys_round_trip_and_order_heads_before_history() {
+        let pair = PairId::of("s", "p");
+        let hash = Hash::of(b"x");
+        let head = pair_key(&pair, Section::Head, 9, &hash);
+        let old = pair_key(&pair, Section::Superseded, 1, &hash);
+        assert!(head < old, "a pair's heads come before its superseded entries");
+        let split = split_pair_key(&head).unwrap();
+        assert_eq!((split.pair, split.section, split.timestamp_ms, split.hash), (pair, Section::Head, 9, hash));
+        assert!(head.starts_with(&section_prefix(&pair, Section::Head)));
+        assert!(split_pair_key(&head[1..]).is_none());
+        assert_ne!(PairId::of("a:b", "c"), PairId::of("a", "b:c"));
+        assert_eq!(PairId::of("a", "b").subject_digest(), PairId::of("a", "c").subject_digest());
     }
 
     #[test]

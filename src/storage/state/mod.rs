@@ -25,6 +25,8 @@ mod inspect;
 pub mod layout;
 mod read;
 mod rejection;
+mod schema;
+mod snapshot;
 mod tally;
 mod trust;
 mod votes;
@@ -33,13 +35,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use heed::types::Bytes;
-use heed::{CommitOrAbort, Database, Env, EnvFlags, EnvOpenOptions, RoTxn, RwTxn, WithoutTls};
+use heed::{Database, Env, EnvFlags, EnvOpenOptions, RoTxn, RwTxn, WithoutTls};
 use parking_lot::{Mutex, RwLock};
 
-use layout::{
-    DATABASES_MAX, DB_ASSERTIONS, DB_BY_SUBJECT, DB_BY_SUBJECT_PREDICATE, DB_META, DB_REJECTED,
-    DB_SUPERSESSION, DB_TRUST, DB_VOTE_TOTALS, DB_VOTES, META_SCHEMA_VERSION,
-};
+use layout::DATABASES_MAX;
+#[cfg_attr(not(feature = "test-support"), allow(unused_imports, reason = "for tests"))]
+pub use layout::{PairId, PairKey, Section, Summary};
+pub use schema::{Outdated, SCHEMA_VERSION, Upgrade};
+pub use snapshot::Snapshot;
 
 #[cfg_attr(not(feature = "test-support"), allow(unused_imports, reason = "for tests"))]
 pub use apply::{ApplyOutcome, IngestRecord, UnknownTag};
@@ -47,21 +50,12 @@ pub(crate) use apply::Plan;
 pub use config::{MAP_SIZE_GRANULE_BYTES, StateConfig};
 pub use error::StateError;
 pub use inspect::StateDump;
-pub use read::{LIST_LIMIT_MAX, ListCursor, ListPage, ListQuery, StoredAssertion};
+pub use read::{HeadSummary, LIST_LIMIT_MAX, ListCursor, ListPage, ListQuery, StoredAssertion};
 pub use rejection::{RejectReason, Rejection};
 pub use tally::{EXACT_WEIGHT_BYTES, ExactWeight, WeightUnderflow};
 pub use trust::StoredTrust;
 #[cfg_attr(not(feature = "test-support"), allow(unused_imports, reason = "for tests"))]
 pub use votes::{RoutedVote, StoredVote, Tally, VoteTotals, supersedes};
-
-/// Version of the layout described in [`layout`]; stored in `meta` and checked at open.
-///
-/// Version 2: `trust` rows hold the applied trust-change record instead of a bare factor
-/// written outside the journal. A version 1 state is migrated at open by clearing its trust
-/// rows, which no replay of the journal could reproduce.
-pub const SCHEMA_VERSION: u32 = 2;
-/// The one older version that [`State::open`] migrates.
-const SCHEMA_VERSION_UNJOURNALED_TRUST: u32 = 1;
 
 /// A database of the state: raw byte keys and values, encoded by [`layout`].
 pub(crate) type Db = Database<'static, Bytes, Bytes>;
@@ -70,14 +64,29 @@ pub(crate) type Db = Database<'static, Bytes, Bytes>;
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Databases {
     pub(crate) assertions: Db,
-    pub(crate) by_subject: Db,
-    pub(crate) by_subject_predicate: Db,
+    pub(crate) pairs: Db,
     pub(crate) supersession: Db,
     pub(crate) rejected: Db,
     pub(crate) meta: Db,
     pub(crate) votes: Db,
     pub(crate) vote_totals: Db,
     pub(crate) trust: Db,
+}
+
+impl Databases {
+    /// Every database, for whole-state operations.
+    fn all(&self) -> [Db; 8] {
+        [
+            self.assertions,
+            self.pairs,
+            self.supersession,
+            self.rejected,
+            self.meta,
+            self.votes,
+            self.vote_totals,
+            self.trust,
+        ]
+    }
 }
 
 /// The open state. Clones share it; reads may run on any thread, writes come from the one
@@ -97,11 +106,25 @@ struct Inner {
     resize: RwLock<()>,
     /// The current map size, in bytes.
     map_size_bytes: Mutex<usize>,
+    /// The live snapshots, whose transactions a resize or their expiry lets go.
+    snapshots: snapshot::Registry,
 }
 
 impl State {
-    /// Opens (creating if needed) the state in directory `path`.
+    /// Opens (creating if needed) the state in directory `path`. A state of an older schema
+    /// is refused with [`StateError::SchemaOutdated`], unchanged; see [`open_with`](Self::open_with).
+    #[cfg_attr(not(feature = "test-support"), allow(dead_code, reason = "the node opens with a decision"))]
     pub fn open(path: impl AsRef<Path>, config: StateConfig) -> Result<Self, StateError> {
+        Self::open_with(path, config, |_| Ok::<_, StateError>(Upgrade::Refuse))
+    }
+
+    /// Opens (creating if needed) the state in directory `path`; a state of an older schema is
+    /// handed to `decide`, which answers what to do with it (see `schema`).
+    pub fn open_with<E: From<StateError>>(
+        path: impl AsRef<Path>,
+        config: StateConfig,
+        decide: impl FnOnce(Outdated) -> Result<Upgrade, E>,
+    ) -> Result<Self, E> {
         config.validate().map_err(StateError::Config)?;
         let path = path.as_ref().to_owned();
         std::fs::create_dir_all(&path).map_err(|source| StateError::CreateDir {
@@ -127,7 +150,29 @@ impl State {
         // journal's directory lock, which keeps a second node off the same data directory.
         #[allow(unsafe_code)]
         let env = unsafe { options.open(&path) }.map_err(StateError::lmdb("open environment"))?;
-        let dbs = create_databases(&env)?;
+        let upgrade = match schema::inspect(&env) {
+            Ok(schema::Found::Current) => None,
+            Ok(schema::Found::Outdated(outdated)) => match decide(outdated) {
+                Ok(Upgrade::Refuse) => {
+                    env.prepare_for_closing().wait();
+                    return Err(StateError::SchemaOutdated {
+                        found: outdated.found,
+                        expected: SCHEMA_VERSION,
+                    }
+                    .into());
+                }
+                Ok(upgrade) => Some((upgrade, outdated)),
+                Err(error) => {
+                    env.prepare_for_closing().wait();
+                    return Err(error);
+                }
+            },
+            Err(error) => {
+                env.prepare_for_closing().wait();
+                return Err(error.into());
+            }
+        };
+        let (dbs, legacy) = schema::create_databases(&env)?;
         let env_map_size = env.info().map_size;
         let state = Self {
             inner: Arc::new(Inner {
@@ -138,9 +183,21 @@ impl State {
                 config,
                 path,
                 resize: RwLock::new(()),
+                snapshots: snapshot::Registry::default(),
             }),
         };
-        state.check_schema()?;
+        match upgrade {
+            None => state.write(schema::stamp)?,
+            Some((Upgrade::Rebuild, outdated)) => {
+                state.write(|txn, dbs| schema::rebuild(txn, dbs, &legacy))?;
+                tracing::warn!(
+                    from = outdated.found,
+                    to = SCHEMA_VERSION,
+                    "state emptied, to be rebuilt from the journal"
+                );
+            }
+            Some((_, outdated)) => state.write(|txn, dbs| schema::convert(txn, dbs, &legacy, outdated.found))?,
+        }
         Ok(state)
     }
 
@@ -187,6 +244,8 @@ impl State {
         &self,
         mut f: impl FnMut(&mut RwTxn<'_>, &Databases) -> Result<R, StateError>,
     ) -> Result<R, StateError> {
+        let lifetime = std::time::Duration::from_millis(self.inner.config.snapshot_lifetime_ms_max);
+        self.inner.snapshots.reap_expired(lifetime);
         loop {
             let outcome = {
                 let _guard = self.inner.resize.read();
@@ -217,45 +276,18 @@ impl State {
             });
         }
         let new_size = size.saturating_mul(2).min(max);
-        // SAFETY: the exclusive guard waits for every transaction of this process to end
-        // (each holds the guard shared) and keeps new ones from starting.
+        // Snapshots hold their transactions without the guard: let them go (waiting only for
+        // reads in progress), so that a long-lived snapshot cannot stall the resize.
+        let revoked = self.inner.snapshots.revoke_all();
+        // SAFETY: the exclusive guard waits for every short transaction of this process to end
+        // (each holds the guard shared) and keeps new ones and new snapshots from starting;
+        // every snapshot's transaction was let go above.
         #[allow(unsafe_code)]
         unsafe { self.inner.env.resize(new_size) }.map_err(StateError::lmdb("resize map"))?;
-        tracing::info!(from = *size, to = new_size, "LMDB map grown");
+        tracing::info!(from = *size, to = new_size, revoked, "LMDB map grown");
         metrics::counter!("stemedb_state_map_grows_total").increment(1);
         *size = new_size;
         Ok(())
-    }
-
-    fn check_schema(&self) -> Result<(), StateError> {
-        self.write(|txn, dbs| {
-            match dbs
-                .meta
-                .get(txn, META_SCHEMA_VERSION)
-                .map_err(StateError::lmdb("read meta"))?
-            {
-                Some(bytes) => {
-                    let found = u32::from_be_bytes(
-                        bytes
-                            .try_into()
-                            .map_err(|_| StateError::corrupt("schema version", "not 4 bytes"))?,
-                    );
-                    if found == SCHEMA_VERSION_UNJOURNALED_TRUST {
-                        migrate_unjournaled_trust(txn, dbs)?;
-                    } else if found != SCHEMA_VERSION {
-                        return Err(StateError::SchemaVersion {
-                            found,
-                            expected: SCHEMA_VERSION,
-                        });
-                    }
-                }
-                None => dbs
-                    .meta
-                    .put(txn, META_SCHEMA_VERSION, &SCHEMA_VERSION.to_be_bytes())
-                    .map_err(StateError::lmdb("write meta"))?,
-            }
-            Ok(())
-        })
     }
 }
 
@@ -263,63 +295,4 @@ impl std::fmt::Debug for State {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("State").field("path", &self.inner.path).finish()
     }
-}
-
-fn create_databases(env: &Env<WithoutTls>) -> Result<Databases, StateError> {
-    let txn = env.write_txn().map_err(StateError::lmdb("begin write"))?;
-    let [
-        assertions,
-        by_subject,
-        by_subject_predicate,
-        supersession,
-        rejected,
-        meta,
-        votes,
-        vote_totals,
-        trust,
-    ] = env
-        .create_databases_and_commit(txn, |opener, txn| {
-            let mut create = |name| opener.create_database::<Bytes, Bytes>(txn, Some(name));
-            let array = [
-                create(DB_ASSERTIONS)?,
-                create(DB_BY_SUBJECT)?,
-                create(DB_BY_SUBJECT_PREDICATE)?,
-                create(DB_SUPERSESSION)?,
-                create(DB_REJECTED)?,
-                create(DB_META)?,
-                create(DB_VOTES)?,
-                create(DB_VOTE_TOTALS)?,
-                create(DB_TRUST)?,
-            ];
-            Ok::<_, heed::Error>(CommitOrAbort::<_, ()>::Commit(array))
-        })
-        .map_err(StateError::lmdb("create databases"))?
-        .unwrap_commit();
-    Ok(Databases {
-        assertions,
-        by_subject,
-        by_subject_predicate,
-        supersession,
-        rejected,
-        meta,
-        votes,
-        vote_totals,
-        trust,
-    })
-}
-
-/// Migrates a version 1 state: drops the trust factors set outside the journal (the journal
-/// cannot reproduce them; an administrator re-issues them as trust changes).
-fn migrate_unjournaled_trust(txn: &mut RwTxn<'_>, dbs: &Databases) -> Result<(), StateError> {
-    let dropped = dbs.trust.len(txn).map_err(StateError::lmdb("count trust"))?;
-    dbs.trust.clear(txn).map_err(StateError::lmdb("clear trust"))?;
-    if dropped > 0 {
-        tracing::warn!(
-            dropped,
-            "trust factors set outside the journal were dropped; re-issue them as trust changes"
-        );
-    }
-    dbs.meta
-        .put(txn, META_SCHEMA_VERSION, &SCHEMA_VERSION.to_be_bytes())
-        .map_err(StateError::lmdb("write meta"))
 }

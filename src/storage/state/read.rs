@@ -2,15 +2,17 @@
 //!
 //! Every query runs in one short read transaction and does bounded work: a list returns at
 //! most `limit` assertions (at most [`LIST_LIMIT_MAX`]) and examines at most
-//! [`LIST_SCAN_FACTOR`] index entries per requested one; a page that stops early carries a
-//! cursor to continue from.
+//! [`LIST_SCAN_FACTOR`] `pairs` entries per requested one; a page that stops early carries a
+//! cursor to continue from. Listing heads reads only the heads section of each pair: the
+//! superseded entries of a pair are skipped with one seek, not one by one.
 
 use std::ops::Bound;
 
 use heed::RoTxn;
 
 use super::layout::{
-    self, DIGEST_BYTES, decode_assertion, decode_rejection, hash_at, rejected_key,
+    PAIR_KEY_BYTES, PairId, PairKey, Section, Summary, decode_assertion, decode_rejection,
+    decode_summary, hash_at, rejected_key, section_prefix, split_pair_key, subject_digest,
 };
 use super::rejection::Rejection;
 use super::{Databases, State, StateError};
@@ -18,8 +20,8 @@ use crate::protocol::{Assertion, HASH_LEN, Hash};
 
 /// Most assertions one list query returns: bounds the memory and time of one call.
 pub const LIST_LIMIT_MAX: usize = 10_000;
-/// Index entries a list may examine per assertion requested, when listing heads skips
-/// superseded ones: bounds the work of one call, however long the history.
+/// `pairs` entries (and seeks past a pair's superseded entries) a list may make per assertion
+/// requested: bounds the work of one call, however long the history.
 pub const LIST_SCAN_FACTOR: usize = 16;
 
 /// A stored assertion with where it came from.
@@ -33,13 +35,37 @@ pub struct StoredAssertion {
     pub assertion: Assertion,
 }
 
-/// A position in a listing: continue after the entry with this timestamp and hash.
+/// A position in a listing: continue after this `pairs` entry. Opaque; it round-trips through
+/// [`as_bytes`](Self::as_bytes) and [`from_bytes`](Self::from_bytes) (or hex, for URLs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ListCursor {
-    /// Timestamp of the last entry returned.
-    pub timestamp_ms: u64,
-    /// Hash of the last entry returned.
+    key: [u8; PAIR_KEY_BYTES],
+}
+
+impl ListCursor {
+    /// Returns its bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.key
+    }
+
+    /// Reads a cursor from bytes made by [`as_bytes`](Self::as_bytes); `None` if they are not one.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        split_pair_key(bytes)?;
+        Some(Self {
+            key: bytes.try_into().ok()?,
+        })
+    }
+}
+
+/// A head of a pair as the `pairs` index holds it: no record decoded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeadSummary {
+    /// The assertion's content hash.
     pub hash: Hash,
+    /// Its timestamp.
+    pub timestamp_ms: u64,
+    /// Offset, confidence, lifecycle and signers.
+    pub summary: Summary,
 }
 
 /// A listing request.
@@ -78,7 +104,9 @@ impl ListQuery {
     }
 }
 
-/// One page of a listing, ordered by timestamp, then hash.
+/// One page of a listing. A pair's entries come heads first, then (with `history`) its
+/// superseded ones, each part ordered by timestamp, then hash; a subject's pairs come in the
+/// order of their predicate digests.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ListPage {
     /// The assertions.
@@ -96,6 +124,13 @@ impl State {
     /// Lists assertions of a subject or a (subject, predicate) pair; see [`ListQuery`].
     pub fn list(&self, query: &ListQuery) -> Result<ListPage, StateError> {
         self.read(|txn, dbs| list_in(txn, dbs, query))
+    }
+
+    /// Returns up to `limit` (at most [`LIST_LIMIT_MAX`]) heads of (`subject`, `predicate`)
+    /// from the `pairs` index alone, oldest first: what a lens scores, without decoding a
+    /// record. Names are not compared (see [`PairId`]); [`list`](Self::list) compares them.
+    pub fn heads(&self, subject: &str, predicate: &str, limit: usize) -> Result<Vec<HeadSummary>, StateError> {
+        self.read(|txn, dbs| heads_in(txn, dbs, &PairId::of(subject, predicate), limit))
     }
 
     /// Returns up to `limit` (at most [`LIST_LIMIT_MAX`]) assertions that supersede `hash`,
@@ -176,58 +211,96 @@ pub(super) fn get_in(
 }
 
 
-fn is_head(txn: &RoTxn<'_>, dbs: &Databases, hash: &Hash) -> Result<bool, StateError> {
-    let mut iter = dbs
-        .supersession
-        .prefix_iter(txn, hash.as_bytes())
-        .map_err(StateError::lmdb("scan supersession"))?;
-    Ok(iter
-        .next()
-        .transpose()
-        .map_err(StateError::lmdb("scan supersession"))?
-        .is_none())
+pub(super) fn heads_in(
+    txn: &RoTxn<'_>,
+    dbs: &Databases,
+    pair: &PairId,
+    limit: usize,
+) -> Result<Vec<HeadSummary>, StateError> {
+    let mut out = Vec::new();
+    let iter = dbs
+        .pairs
+        .prefix_iter(txn, &section_prefix(pair, Section::Head))
+        .map_err(StateError::lmdb("scan heads"))?;
+    for entry in iter.take(limit.min(LIST_LIMIT_MAX)) {
+        let (key, value) = entry.map_err(StateError::lmdb("scan heads"))?;
+        let key = split_pair_key(key).ok_or_else(|| StateError::corrupt("pairs key", "malformed"))?;
+        out.push(HeadSummary {
+            hash: key.hash,
+            timestamp_ms: key.timestamp_ms,
+            summary: decode_summary(value)?,
+        });
+    }
+    Ok(out)
 }
 
-fn list_in(txn: &RoTxn<'_>, dbs: &Databases, query: &ListQuery) -> Result<ListPage, StateError> {
+pub(super) fn list_in(txn: &RoTxn<'_>, dbs: &Databases, query: &ListQuery) -> Result<ListPage, StateError> {
     let limit = query.limit.clamp(1, LIST_LIMIT_MAX);
-    let (db, digest) = match &query.predicate {
-        Some(predicate) => (
-            dbs.by_subject_predicate,
-            layout::pair_digest(&query.subject, predicate),
-        ),
-        None => (dbs.by_subject, layout::subject_digest(&query.subject)),
+    let prefix: Vec<u8> = match &query.predicate {
+        Some(predicate) => PairId::of(&query.subject, predicate).as_bytes().to_vec(),
+        None => subject_digest(&query.subject).to_vec(),
     };
-    let start = match query.after {
-        Some(after) => Bound::Excluded(layout::index_key(&digest, after.timestamp_ms, &after.hash)?),
-        None => Bound::Included(digest.to_vec()),
-    };
-    let range = (start.as_ref().map(Vec::as_slice), Bound::Unbounded);
-    let iter = db.range(txn, &range).map_err(StateError::lmdb("scan index"))?;
+    if let Some(after) = &query.after
+        && !after.key.starts_with(&prefix)
+    {
+        return Err(StateError::BadCursor);
+    }
     let mut page = ListPage::default();
     let mut last = None;
-    for (scanned, entry) in iter.enumerate() {
-        let (key, _) = entry.map_err(StateError::lmdb("scan index"))?;
-        if key.get(..DIGEST_BYTES) != Some(&digest[..]) {
-            return Ok(page);
+    let mut budget = limit.saturating_mul(LIST_SCAN_FACTOR);
+    // Where the next range starts: after the cursor, or at the prefix.
+    let mut from: Bound<Vec<u8>> = match &query.after {
+        Some(after) => Bound::Excluded(after.key.to_vec()),
+        None => Bound::Included(prefix.clone()),
+    };
+    'seek: loop {
+        let range = (from.as_ref().map(Vec::as_slice), Bound::Unbounded);
+        let iter = dbs.pairs.range(txn, &range).map_err(StateError::lmdb("scan pairs"))?;
+        for entry in iter {
+            let (key, _) = entry.map_err(StateError::lmdb("scan pairs"))?;
+            if !key.starts_with(&prefix) {
+                return Ok(page);
+            }
+            if page.assertions.len() == limit || budget == 0 {
+                page.next = last;
+                return Ok(page);
+            }
+            budget -= 1;
+            let split = split_pair_key(key).ok_or_else(|| StateError::corrupt("pairs key", "malformed"))?;
+            if !query.history && split.section == Section::Superseded {
+                // Skip the rest of this pair's history with one seek to the next pair.
+                let mut next = split.pair.as_bytes().to_vec();
+                next.push(Section::Superseded as u8 + 1);
+                from = Bound::Included(next);
+                continue 'seek;
+            }
+            last = Some(ListCursor {
+                key: key.try_into().map_err(|_| StateError::corrupt("pairs key", "malformed"))?,
+            });
+            push_if_named(txn, dbs, query, &split, &mut page)?;
         }
-        if page.assertions.len() == limit || scanned == limit.saturating_mul(LIST_SCAN_FACTOR) {
-            page.next = last;
-            return Ok(page);
-        }
-        let (timestamp_ms, hash) =
-            layout::split_index_key(key).ok_or_else(|| StateError::corrupt("index key", "wrong length"))?;
-        last = Some(ListCursor { timestamp_ms, hash });
-        let stored = get_in(txn, dbs, &hash)?
-            .ok_or_else(|| StateError::corrupt("index", format!("entry for {hash} has no assertion")))?;
-        // Equal digests of different names would need a blake3 collision; checked anyway.
-        let same_names = stored.assertion.subject == query.subject
-            && query
-                .predicate
-                .as_ref()
-                .is_none_or(|p| *p == stored.assertion.predicate);
-        if same_names && (query.history || is_head(txn, dbs, &hash)?) {
-            page.assertions.push(stored);
-        }
+        return Ok(page);
     }
-    Ok(page)
+}
+
+/// Appends the assertion of `entry` if its names are the query's. Equal digests of different
+/// names would need a blake3 collision; checked anyway.
+fn push_if_named(
+    txn: &RoTxn<'_>,
+    dbs: &Databases,
+    query: &ListQuery,
+    entry: &PairKey,
+    page: &mut ListPage,
+) -> Result<(), StateError> {
+    let stored = get_in(txn, dbs, &entry.hash)?
+        .ok_or_else(|| StateError::corrupt("pairs", format!("entry for {} has no assertion", entry.hash)))?;
+    let same_names = stored.assertion.subject == query.subject
+        && query
+            .predicate
+            .as_ref()
+            .is_none_or(|p| *p == stored.assertion.predicate);
+    if same_names {
+        page.assertions.push(stored);
+    }
+    Ok(())
 }

@@ -146,19 +146,26 @@ impl State {
 
     /// Returns up to `limit` live votes on `assertion`, by voter.
     pub fn votes(&self, assertion: &Hash, limit: usize) -> Result<Vec<StoredVote>, StateError> {
-        self.read(|txn, dbs| {
-            let iter = dbs
-                .votes
-                .prefix_iter(txn, assertion.as_bytes())
-                .map_err(StateError::lmdb("scan votes"))?;
-            let mut out = Vec::new();
-            for entry in iter.take(limit.min(super::LIST_LIMIT_MAX)) {
-                let (_, value) = entry.map_err(StateError::lmdb("scan votes"))?;
-                out.push(decode_vote(value)?);
-            }
-            Ok(out)
-        })
+        self.read(|txn, dbs| votes_in(txn, dbs, assertion, limit))
     }
+}
+
+pub(super) fn votes_in(
+    txn: &RoTxn<'_>,
+    dbs: &Databases,
+    assertion: &Hash,
+    limit: usize,
+) -> Result<Vec<StoredVote>, StateError> {
+    let iter = dbs
+        .votes
+        .prefix_iter(txn, assertion.as_bytes())
+        .map_err(StateError::lmdb("scan votes"))?;
+    let mut out = Vec::new();
+    for entry in iter.take(limit.min(super::LIST_LIMIT_MAX)) {
+        let (_, value) = entry.map_err(StateError::lmdb("scan votes"))?;
+        out.push(decode_vote(value)?);
+    }
+    Ok(out)
 }
 
 pub(super) fn get_vote(

@@ -1,0 +1,177 @@
+//! [`Snapshot`]: one read transaction that many reads share, so that they all see one state,
+//! and the ingest cursor it reflects.
+//!
+//! A snapshot sees whole ingest batches only: every batch commits in one transaction with the
+//! cursor, and a read transaction sees a commit entirely or not at all.
+//!
+//! Its lifetime is bounded. LMDB may resize the map only while no transaction of the process is
+//! open, and an open read transaction pins the pages it sees. So a snapshot's transaction is
+//! held in a slot that the state can empty:
+//! - a read after `state.snapshot_lifetime_ms_max` empties the slot and answers
+//!   [`StateError::SnapshotExpired`];
+//! - every ingest commit empties the slots of expired snapshots it can lock without waiting;
+//! - a map resize empties every slot, after waiting only for reads in progress (each one
+//!   short): a long-lived snapshot never stalls ingestion.
+
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use heed::{RoTxn, WithoutTls};
+use parking_lot::Mutex;
+
+use super::apply::read_cursor;
+use super::layout::PairId;
+use super::read::{HeadSummary, ListPage, ListQuery, StoredAssertion, get_in, heads_in, list_in};
+use super::trust::get_trust;
+use super::votes::{StoredVote, VoteTotals, get_totals, votes_in};
+use super::{Databases, State, StateError, StoredTrust};
+use crate::protocol::{AgentId, Hash};
+
+/// The read transaction of a snapshot, or nothing once it is let go.
+pub(super) struct Slot {
+    txn: Mutex<Option<RoTxn<'static, WithoutTls>>>,
+    taken: Instant,
+}
+
+/// The live snapshots of a state, weakly: a dropped snapshot leaves a dead entry, pruned when
+/// the next one registers.
+#[derive(Default)]
+pub(super) struct Registry {
+    slots: Mutex<Vec<Weak<Slot>>>,
+}
+
+impl Registry {
+    fn register(&self, slot: &Arc<Slot>) {
+        let mut slots = self.slots.lock();
+        slots.retain(|s| s.strong_count() > 0);
+        slots.push(Arc::downgrade(slot));
+    }
+
+    /// Lets go of the transactions of snapshots older than `lifetime` whose slot is free now.
+    pub(super) fn reap_expired(&self, lifetime: Duration) {
+        let slots = self.slots.lock();
+        for slot in slots.iter().filter_map(Weak::upgrade) {
+            if slot.taken.elapsed() > lifetime
+                && let Some(mut txn) = slot.txn.try_lock()
+            {
+                txn.take();
+            }
+        }
+    }
+
+    /// Lets go of every snapshot's transaction, waiting for reads in progress; the caller keeps
+    /// new snapshots from starting.
+    pub(super) fn revoke_all(&self) -> usize {
+        let slots = self.slots.lock();
+        let mut revoked = 0;
+        for slot in slots.iter().filter_map(Weak::upgrade) {
+            if slot.txn.lock().take().is_some() {
+                revoked += 1;
+            }
+        }
+        revoked
+    }
+}
+
+/// A consistent view of the state; see the module docs. Cheap to clone: clones share one
+/// transaction.
+#[derive(Clone)]
+pub struct Snapshot {
+    state: State,
+    slot: Arc<Slot>,
+    cursor: u64,
+}
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("cursor", &self.cursor)
+            .field("age", &self.slot.taken.elapsed())
+            .finish()
+    }
+}
+
+impl State {
+    /// Takes a snapshot: one read transaction for many reads; see [`Snapshot`].
+    pub fn snapshot(&self) -> Result<Snapshot, StateError> {
+        let _guard = self.inner.resize.read();
+        let txn = self
+            .inner
+            .env
+            .clone()
+            .static_read_txn()
+            .map_err(StateError::lmdb("begin snapshot"))?;
+        let cursor = read_cursor(&txn, &self.inner.dbs)?;
+        let slot = Arc::new(Slot {
+            txn: Mutex::new(Some(txn)),
+            taken: Instant::now(),
+        });
+        self.inner.snapshots.register(&slot);
+        Ok(Snapshot {
+            state: self.clone(),
+            slot,
+            cursor,
+        })
+    }
+}
+
+impl Snapshot {
+    /// Returns the ingest cursor this snapshot reflects: every journal record below it is
+    /// applied, none at or above it.
+    pub fn cursor(&self) -> u64 {
+        self.cursor
+    }
+
+    /// Returns how long ago it was taken.
+    pub fn age(&self) -> Duration {
+        self.slot.taken.elapsed()
+    }
+
+    fn read<R>(&self, f: impl FnOnce(&RoTxn<'_>, &Databases) -> Result<R, StateError>) -> Result<R, StateError> {
+        let mut txn = self.slot.txn.lock();
+        let lifetime = Duration::from_millis(self.state.inner.config.snapshot_lifetime_ms_max);
+        if self.slot.taken.elapsed() > lifetime {
+            txn.take();
+            return Err(StateError::SnapshotExpired {
+                reason: "older than state.snapshot_lifetime_ms_max",
+            });
+        }
+        match txn.as_ref() {
+            Some(txn) => f(txn, &self.state.inner.dbs),
+            None => Err(StateError::SnapshotExpired {
+                reason: "let go for a map resize or after its lifetime",
+            }),
+        }
+    }
+
+    /// Returns the assertion with content hash `hash`, if stored.
+    pub fn get(&self, hash: &Hash) -> Result<Option<StoredAssertion>, StateError> {
+        self.read(|txn, dbs| get_in(txn, dbs, hash))
+    }
+
+    /// Lists assertions of a subject or a (subject, predicate) pair; see [`ListQuery`].
+    pub fn list(&self, query: &ListQuery) -> Result<ListPage, StateError> {
+        self.read(|txn, dbs| list_in(txn, dbs, query))
+    }
+
+    /// Returns up to `limit` heads of (`subject`, `predicate`) from the heads index alone,
+    /// oldest first, with no record decoded.
+    pub fn heads(&self, subject: &str, predicate: &str, limit: usize) -> Result<Vec<HeadSummary>, StateError> {
+        self.read(|txn, dbs| heads_in(txn, dbs, &PairId::of(subject, predicate), limit))
+    }
+
+    /// Returns the totals of the live votes on `assertion`.
+    pub fn vote_totals(&self, assertion: &Hash) -> Result<VoteTotals, StateError> {
+        self.read(|txn, dbs| get_totals(txn, dbs, assertion))
+    }
+
+    /// Returns up to `limit` live votes on `assertion`, by voter.
+    pub fn votes(&self, assertion: &Hash, limit: usize) -> Result<Vec<StoredVote>, StateError> {
+        self.read(|txn, dbs| votes_in(txn, dbs, assertion, limit))
+    }
+
+    /// Returns `agent`'s applied trust change, if it has one.
+    pub fn trust_change(&self, agent: &AgentId) -> Result<Option<StoredTrust>, StateError> {
+        self.read(|txn, dbs| get_trust(txn, dbs, agent))
+    }
+}
