@@ -305,6 +305,7 @@ fn main() {
     let (dir_name, (target, ratio)) = (dir.display(), (THROUGHPUT_TARGET, RATIO_TARGET));
     println!("ingest benchmark: signed assertions, durable ack then indexed; stemedb vs sqlite (WAL, FULL)");
     println!("machine: nproc = {nproc}; medians of {rounds} rounds; bench dir: {dir_name}");
+    println!("{}", common::build_line());
     println!("targets at 64 and 1000 submitters: stemedb >= {target:.0} assertions/s, ratio >= {ratio:.1}");
     let workload = workload(count);
     print_calibration(&workload);

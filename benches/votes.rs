@@ -409,6 +409,7 @@ fn main() {
     let (dir_name, target) = (dir.display(), THROUGHPUT_TARGET);
     println!("votes benchmark: signed votes, durable ack then counted; stemedb vs sqlite (WAL, FULL)");
     println!("machine: nproc = {nproc}; medians of {rounds} rounds; bench dir: {dir_name}");
+    println!("{}", common::build_line());
     println!("target at 1000 voters: stemedb >= {target:.0} votes/s");
     let workload = workload(count);
     print_calibration(&workload.1);

@@ -202,3 +202,19 @@ pub async fn run_tasks<T: 'static, P: Peer<T>>(peer: &P, shares: Vec<Vec<T>>) ->
     }
     all
 }
+
+/// Describes the build: the curve25519 backend signature checks run on, and whether the
+/// build targets this CPU (`RUSTFLAGS="-C target-cpu=native"`) or any x86-64.
+pub fn build_line() -> String {
+    let native = cfg!(all(target_feature = "avx512ifma", target_feature = "avx512vl"))
+        || cfg!(target_feature = "avx2");
+    let build = if native {
+        "native (built for this CPU's features)"
+    } else {
+        "portable (default)"
+    };
+    format!(
+        "build: {build}; curve25519 backend: {}",
+        stemedb::protocol::curve25519_backend()
+    )
+}

@@ -77,6 +77,29 @@ pub struct SignatureCheck<'a> {
     pub signature: &'a Signature,
 }
 
+/// Returns the curve25519 arithmetic backend that signature checks run on here: `"avx512ifma"`,
+/// `"avx2"` or `"serial"`.
+///
+/// It mirrors curve25519-dalek 5's own choice, which it does not expose: the AVX-512 IFMA
+/// backend exists only in a build for a CPU that has it (`RUSTFLAGS="-C target-cpu=native"` on
+/// such a machine, see the README), and is used when this CPU has it; the AVX2 backend is in
+/// every x86-64 build and is used when the CPU has AVX2; otherwise the portable serial one.
+pub fn curve25519_backend() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if cfg!(all(target_feature = "avx512ifma", target_feature = "avx512vl"))
+            && std::arch::is_x86_feature_detected!("avx512ifma")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+        {
+            return "avx512ifma";
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            return "avx2";
+        }
+    }
+    "serial"
+}
+
 /// Verifies many signatures at once; returns, per check, whether it is valid.
 ///
 /// One batch equation covers all of them; only when it fails are they checked one by one, so

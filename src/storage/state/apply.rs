@@ -135,6 +135,7 @@ enum Step {
         hash: Hash,
         assertion: Box<Assertion>,
         body: Vec<u8>,
+        pair: PairId,
         /// The timestamp of the parent it supersedes, if any.
         parent_timestamp_ms: Option<u64>,
     },
@@ -221,10 +222,11 @@ impl State {
                         hash,
                         assertion,
                         body,
+                        pair,
                         parent_timestamp_ms,
                     } => {
-                        let pair = store(txn, dbs, *offset, assertion, hash, body, *parent_timestamp_ms)?;
-                        outcome.touched.insert(pair);
+                        store(txn, dbs, *offset, assertion, hash, body, pair, *parent_timestamp_ms)?;
+                        outcome.touched.insert(*pair);
                         outcome.applied += 1;
                     }
                     Step::Reject(rejection) => {
@@ -362,7 +364,9 @@ fn plan_one(
         }
         parent_timestamp_ms = Some(facts.timestamp_ms);
     }
-    batch.insert(hash, ParentFacts::of(&assertion));
+    let facts = ParentFacts::of(&assertion);
+    let pair = facts.pair;
+    batch.insert(hash, facts);
     // The payload after its tag byte is the canonical record: stored as read, not re-encoded.
     let body = record.payload.get(1..).unwrap_or_default().to_vec();
     plan.steps.push(Step::Store {
@@ -370,6 +374,7 @@ fn plan_one(
         hash,
         assertion: Box::new(assertion),
         body,
+        pair,
         parent_timestamp_ms,
     });
     Ok(Planned::Next)
@@ -418,7 +423,8 @@ fn stored_pair(txn: &RoTxn<'_>, dbs: &Databases, hash: &Hash) -> Result<Option<P
 }
 
 /// Stores an assertion: its record, its `pairs` entry as a head, and, for a successor, the
-/// supersession edge and its parent's move out of the heads. Returns its pair.
+/// supersession edge and its parent's move out of the heads.
+#[allow(clippy::too_many_arguments, reason = "the fields of one planned step")]
 fn store(
     txn: &mut RwTxn<'_>,
     dbs: &Databases,
@@ -426,16 +432,16 @@ fn store(
     assertion: &Assertion,
     hash: &Hash,
     body: &[u8],
+    pair: &PairId,
     parent_timestamp_ms: Option<u64>,
-) -> Result<PairId, StateError> {
-    let pair = PairId::of_assertion(assertion);
+) -> Result<(), StateError> {
     dbs.assertions
-        .put(txn, hash.as_bytes(), &encode_assertion(offset, &pair, body))
+        .put(txn, hash.as_bytes(), &encode_assertion(offset, pair, body))
         .map_err(StateError::lmdb("store assertion"))?;
     dbs.pairs
         .put(
             txn,
-            &pair_key(&pair, Section::Head, assertion.timestamp_ms, hash),
+            &pair_key(pair, Section::Head, assertion.timestamp_ms, hash),
             &encode_summary(&Summary::of(assertion, offset)),
         )
         .map_err(StateError::lmdb("store pairs entry"))?;
@@ -443,7 +449,7 @@ fn store(
         dbs.supersession
             .put(txn, &supersession_key(parent, hash), &[])
             .map_err(StateError::lmdb("store supersession"))?;
-        let head = pair_key(&pair, Section::Head, parent_ts, parent);
+        let head = pair_key(pair, Section::Head, parent_ts, parent);
         let summary = dbs
             .pairs
             .get(txn, &head)
@@ -455,11 +461,11 @@ fn store(
                 .delete(txn, &head)
                 .map_err(StateError::lmdb("move parent out of heads"))?;
             dbs.pairs
-                .put(txn, &pair_key(&pair, Section::Superseded, parent_ts, parent), &summary)
+                .put(txn, &pair_key(pair, Section::Superseded, parent_ts, parent), &summary)
                 .map_err(StateError::lmdb("move parent out of heads"))?;
         }
     }
-    Ok(pair)
+    Ok(())
 }
 
 fn write_tally(txn: &mut RwTxn<'_>, dbs: &Databases, tally: &Tally) -> Result<(), StateError> {
