@@ -130,16 +130,21 @@ enum Planned {
 
 #[derive(Debug, Clone)]
 enum Step {
-    Store {
-        offset: u64,
-        hash: Hash,
-        assertion: Box<Assertion>,
-        body: Vec<u8>,
-        pair: PairId,
-        /// The timestamp of the parent it supersedes, if any.
-        parent_timestamp_ms: Option<u64>,
-    },
+    Store(Box<Store>),
     Reject(Rejection),
+}
+
+/// An assertion to store.
+#[derive(Debug, Clone)]
+struct Store {
+    offset: u64,
+    hash: Hash,
+    assertion: Assertion,
+    /// Its canonical record, as journaled.
+    body: Vec<u8>,
+    pair: PairId,
+    /// The timestamp of the parent it supersedes, if any.
+    parent_timestamp_ms: Option<u64>,
 }
 
 impl State {
@@ -217,16 +222,9 @@ impl State {
             };
             for step in &plan.steps {
                 match step {
-                    Step::Store {
-                        offset,
-                        hash,
-                        assertion,
-                        body,
-                        pair,
-                        parent_timestamp_ms,
-                    } => {
-                        store(txn, dbs, *offset, assertion, hash, body, pair, *parent_timestamp_ms)?;
-                        outcome.touched.insert(*pair);
+                    Step::Store(stored) => {
+                        store(txn, dbs, stored)?;
+                        outcome.touched.insert(stored.pair);
                         outcome.applied += 1;
                     }
                     Step::Reject(rejection) => {
@@ -369,14 +367,14 @@ fn plan_one(
     batch.insert(hash, facts);
     // The payload after its tag byte is the canonical record: stored as read, not re-encoded.
     let body = record.payload.get(1..).unwrap_or_default().to_vec();
-    plan.steps.push(Step::Store {
+    plan.steps.push(Step::Store(Box::new(Store {
         offset: record.offset,
         hash,
-        assertion: Box::new(assertion),
+        assertion,
         body,
         pair,
         parent_timestamp_ms,
-    });
+    })));
     Ok(Planned::Next)
 }
 
@@ -424,17 +422,16 @@ fn stored_pair(txn: &RoTxn<'_>, dbs: &Databases, hash: &Hash) -> Result<Option<P
 
 /// Stores an assertion: its record, its `pairs` entry as a head, and, for a successor, the
 /// supersession edge and its parent's move out of the heads.
-#[allow(clippy::too_many_arguments, reason = "the fields of one planned step")]
-fn store(
-    txn: &mut RwTxn<'_>,
-    dbs: &Databases,
-    offset: u64,
-    assertion: &Assertion,
-    hash: &Hash,
-    body: &[u8],
-    pair: &PairId,
-    parent_timestamp_ms: Option<u64>,
-) -> Result<(), StateError> {
+fn store(txn: &mut RwTxn<'_>, dbs: &Databases, step: &Store) -> Result<(), StateError> {
+    let Store {
+        offset,
+        hash,
+        assertion,
+        body,
+        pair,
+        parent_timestamp_ms,
+    } = step;
+    let (offset, parent_timestamp_ms) = (*offset, *parent_timestamp_ms);
     dbs.assertions
         .put(txn, hash.as_bytes(), &encode_assertion(offset, pair, body))
         .map_err(StateError::lmdb("store assertion"))?;
