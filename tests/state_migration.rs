@@ -466,3 +466,16 @@ fn state_of_an_unknown_future_version_is_refused_unchanged() {
         "neither the node nor the command changed a file"
     );
 }
+
+#[test]
+fn converting_a_directory_that_is_not_a_data_directory_creates_nothing() {
+    let dir = TempDir::new().unwrap();
+    let missing = dir.path().join("typo");
+    stemedb()
+        .args(["state", "convert"])
+        .arg(&missing)
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("is not a StemeDB data directory"));
+    assert!(!missing.exists(), "nothing was created");
+}

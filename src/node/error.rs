@@ -54,6 +54,14 @@ pub enum NodeError {
         /// Damaged journal regions set aside.
         quarantined: usize,
     },
+    /// A directory given as a data directory lacks its journal or state.
+    #[error("{dir} is not a StemeDB data directory: it has no {missing}/")]
+    NotADataDir {
+        /// The directory.
+        dir: std::path::PathBuf,
+        /// What it lacks.
+        missing: &'static str,
+    },
     /// The ingestor could not subscribe to durable offsets.
     #[error(transparent)]
     Subscribe(#[from] SubscribeError),

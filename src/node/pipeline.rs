@@ -82,10 +82,20 @@ pub(super) fn open_storage(config: &Config, data_dir: &Path) -> Result<(State, J
     Ok((state, journal, cursor))
 }
 
-/// Converts the state of `data_dir` to this build's schema in place, holding the journal's
-/// lock so that no node runs on the directory meanwhile. Returns the version it had, or `None`
-/// if it was current already.
+/// Converts the state of `data_dir` to this build's schema in place; while it converts it holds
+/// the journal's lock, so that no node runs on the directory meanwhile. Returns the version it
+/// had, or `None` if it was current already. Refuses a directory without `journal/` and
+/// `state/`.
 pub(super) fn convert_storage(config: &Config, data_dir: &Path) -> Result<Option<u32>, NodeError> {
+    // A mistyped directory must not become a new, empty state.
+    for part in [STATE_DIR, JOURNAL_DIR] {
+        if !data_dir.join(part).is_dir() {
+            return Err(NodeError::NotADataDir {
+                dir: data_dir.to_owned(),
+                missing: part,
+            });
+        }
+    }
     let mut found = None;
     let mut journal = None;
     let state = State::open_with(data_dir.join(STATE_DIR), config.state.clone(), |outdated| {

@@ -34,7 +34,9 @@ pub use limits::{
 };
 pub use log_record::{LogRecord, TAG_BYTES, encode_assertion};
 pub use object::{Lifecycle, ObjectValue};
-pub use signing::{RecordKind, SignatureCheck, curve25519_backend, sign, signing_message, verify, verify_batch};
+pub use signing::{
+    RecordKind, SignatureCheck, curve25519_backend, sign, signing_message, verify, verify_batch,
+};
 pub use trust::{TRUST_FACTOR_MAX, TrustChange};
 pub use validate::{
     TextField, ValidationError, check_assertion_shape, check_trust_shape, check_vote_shape,

@@ -1,8 +1,10 @@
 //! The queryable state: assertions, their indexes and the ingest cursor in LMDB, through heed.
 //!
-//! One concern per file: [`layout`] (every database, key and value encoding), `apply` (the one write path: a journal batch and the
-//! cursor in one transaction), `read` (queries), `votes` (live votes and totals), `trust`
-//! (applied trust changes), `inspect` (whole dumps), `rejection` (why a record was refused), `config` and `error`.
+//! One concern per file: [`layout`] (every database, key and value encoding), `schema`
+//! (versions, rebuild and conversion), `apply` (the one write path: a journal batch and the
+//! cursor in one transaction), `read` (queries), `snapshot` (consistent multi-read views),
+//! `votes` (live votes and totals), `trust` (applied trust changes), `inspect` (whole dumps),
+//! `rejection` (why a record was refused), `config` and `error`.
 //!
 //! Invariants:
 //! - The ingest cursor is written in the same transaction as the state it covers, so after any
@@ -10,8 +12,10 @@
 //! - Vote totals equal a recount of the stored live votes (see `votes`).
 //! - Every trust row is the greatest journaled trust change of its agent (see `trust`): trust,
 //!   like everything else, is a replay of the journal.
-//! - Every stored assertion has exactly one key in each of `by_subject` and
-//!   `by_subject_predicate`, and one `supersession` key if it has a parent; nothing else does.
+//! - Every stored assertion has exactly one `pairs` entry, in the superseded section if and only
+//!   if a stored assertion names it as parent (one `supersession` edge per such child), and its
+//!   pair leads its `assertions` value; nothing else has either.
+//! - A batch commits whole: a reader, snapshots included, sees all of it or none of it.
 //! - The journal is the durability point. LMDB skips the meta-page sync (`NO_META_SYNC`): a
 //!   commit lost in a crash is replayed from the journal. `NO_SYNC` is never used; it can
 //!   corrupt LMDB itself.
