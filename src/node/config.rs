@@ -45,6 +45,13 @@ pub struct NodeConfig {
     /// Longest wait before the ingestor retries after a transient error, in milliseconds
     /// (default 1000); waits start at 1 ms and double.
     pub ingest_retry_backoff_ms_max: u64,
+    /// Most of the time, in percent, that the ingestor's LMDB commits may take while records
+    /// trickle in (default 50). Each commit ends with an fdatasync of the state, on the disk
+    /// the journal fsyncs to; committing every small batch would halve the journal's
+    /// durable-ack rate. After a commit that took `t`, a batch that is not full waits until
+    /// `t × (100 − duty) / duty` has passed (at most 10 ms); a full batch never waits. 100
+    /// disables the pacing.
+    pub ingest_commit_duty_percent: u8,
 }
 
 impl Default for NodeConfig {
@@ -58,6 +65,7 @@ impl Default for NodeConfig {
             ingest_batch_records_max: 4096,
             ingest_batch_bytes_max: 8 << 20,
             ingest_retry_backoff_ms_max: 1000,
+            ingest_commit_duty_percent: 50,
         }
     }
 }
@@ -89,6 +97,9 @@ impl NodeConfig {
         }
         if self.ingest_batch_bytes_max == 0 {
             return Err("node.ingest_batch_bytes_max must be positive".to_owned());
+        }
+        if !(1..=100).contains(&self.ingest_commit_duty_percent) {
+            return Err("node.ingest_commit_duty_percent must be in 1..=100".to_owned());
         }
         if !(1..=60_000).contains(&self.ingest_retry_backoff_ms_max) {
             return Err("node.ingest_retry_backoff_ms_max must be in 1..=60000".to_owned());

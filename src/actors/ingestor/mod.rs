@@ -19,7 +19,7 @@
 //! applies nothing more until the node restarts. Should the actor itself unwind anyway, its
 //! `Drop` publishes the stall.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use tokio::sync::watch;
@@ -44,6 +44,9 @@ pub const INGEST_CURSOR_NAME: &str = "ingest";
 /// advanced this many bytes past the last save, or one collection step of the log if that is
 /// less: often enough for garbage collection, rarely enough to cost nothing.
 const JOURNAL_CURSOR_STRIDE_BYTES: u64 = 16 << 20;
+
+/// Longest a commit is paced (see `NodeConfig::ingest_commit_duty_percent`).
+const PACE_MAX: Duration = Duration::from_millis(10);
 
 /// Consecutive failures of one step after which ingestion is reported stalled even though the
 /// error looks transient: with backoff doubling from 1 ms, about a second of failing.
@@ -81,6 +84,9 @@ pub struct IngestorActor {
     /// A fatal error halted ingestion: nothing more is applied until the node restarts.
     halted: bool,
     hooks: Hooks,
+    /// When the last commit ended, and how long it took: paces the next (see
+    /// `NodeConfig::ingest_commit_duty_percent`).
+    last_commit: Option<(Instant, Duration)>,
 }
 
 impl std::fmt::Debug for IngestorActor {
@@ -127,6 +133,7 @@ impl IngestorActor {
             failures: 0,
             halted: false,
             hooks: Hooks::default(),
+            last_commit: None,
         })
     }
 
@@ -148,6 +155,15 @@ impl IngestorActor {
                 ctx.notify_later(Drain, delay);
             }
         }
+    }
+
+    /// How long a batch that is not full waits before its commit, so that commits take at
+    /// most their configured share of the time; see `NodeConfig::ingest_commit_duty_percent`.
+    fn pace(&self) -> Option<Duration> {
+        let (ended, took) = self.last_commit?;
+        let duty = u32::from(self.config.ingest_commit_duty_percent.clamp(1, 100));
+        let rest = (took * (100 - duty) / duty).min(PACE_MAX);
+        rest.checked_sub(ended.elapsed()).filter(|wait| !wait.is_zero())
     }
 
     /// Reads one batch and plans it; `None` at the end of the log. The flag is true if and only
@@ -180,7 +196,9 @@ impl IngestorActor {
     /// Commits a planned batch with its votes' tallies.
     fn finish(&mut self, plan: &Plan, tallies: &[Tally]) -> Result<(), IngestError> {
         Hooks::call(&self.hooks.before_commit, self.cursor);
+        let started = Instant::now();
         let outcome = self.state.commit(plan, tallies)?;
+        self.last_commit = Some((Instant::now(), started.elapsed()));
         assert!(
             outcome.cursor > self.cursor,
             "a committed batch must advance the cursor"
@@ -206,8 +224,11 @@ impl IngestorActor {
         self.failures = 0;
         self.publish(None);
         Hooks::call(&self.hooks.after_batch, self.cursor);
-        if more || self.cursor < self.target {
+        if more {
             self.schedule(ctx, None);
+        } else if self.cursor < self.target {
+            let pace = self.pace();
+            self.schedule(ctx, pace);
         }
     }
 
@@ -316,7 +337,8 @@ impl Handler<DurableOffset> for IngestorActor {
         }
         // While a retry waits out its backoff, a Drain is already scheduled; this is a no-op.
         if self.cursor < self.target {
-            self.schedule(ctx, None);
+            let pace = self.pace();
+            self.schedule(ctx, pace);
         }
     }
 }
