@@ -23,14 +23,15 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use heed::{RoTxn, RwTxn};
+use heed::{PutFlags, RoTxn, RwTxn};
 
 use super::layout::{
-    META_INGEST_CURSOR, PairId, Section, Summary, assertion_pair, decode_u64, encode_assertion, encode_rejection,
+    META_INGEST_CURSOR, PairId, Section, Summary, assertion_pair, offset_key, decode_u64, encode_assertion, encode_rejection,
     encode_summary, encode_totals, encode_trust, encode_vote, pair_key, rejected_key, supersession_key, vote_key,
 };
 use super::rejection::{RejectReason, Rejection};
 use super::trust::{StoredTrust, plan_trust};
+use super::read::{offset_of, record_at};
 use super::votes::{RoutedVote, Tally};
 use super::{Databases, State, StateError};
 use crate::protocol::{AgentId, Assertion, CodecError, Hash, LogRecord};
@@ -404,20 +405,15 @@ impl ParentFacts {
 /// Returns true if and only if an assertion with content hash `hash` is stored; reads the key
 /// only, since duplicate and vote checks need no more.
 fn is_stored(txn: &RoTxn<'_>, dbs: &Databases, hash: &Hash) -> Result<bool, StateError> {
-    let value = dbs
-        .assertions
-        .get(txn, hash.as_bytes())
-        .map_err(StateError::lmdb("read assertion"))?;
-    Ok(value.is_some())
+    Ok(offset_of(txn, dbs, hash)?.is_some())
 }
 
 /// Returns the pair of the stored assertion `hash`, or `None` if it is not stored.
 fn stored_pair(txn: &RoTxn<'_>, dbs: &Databases, hash: &Hash) -> Result<Option<PairId>, StateError> {
-    dbs.assertions
-        .get(txn, hash.as_bytes())
-        .map_err(StateError::lmdb("read assertion"))?
-        .map(assertion_pair)
-        .transpose()
+    let Some(offset) = offset_of(txn, dbs, hash)? else {
+        return Ok(None);
+    };
+    assertion_pair(record_at(txn, dbs, hash, offset)?).map(Some)
 }
 
 /// Stores an assertion: its record, its `pairs` entry as a head, and, for a successor, the
@@ -432,9 +428,13 @@ fn store(txn: &mut RwTxn<'_>, dbs: &Databases, step: &Store) -> Result<(), State
         parent_timestamp_ms,
     } = step;
     let (offset, parent_timestamp_ms) = (*offset, *parent_timestamp_ms);
-    dbs.assertions
-        .put(txn, hash.as_bytes(), &encode_assertion(offset, pair, body))
-        .map_err(StateError::lmdb("store assertion"))?;
+    // Offsets only grow, batch after batch: every record goes at the right edge of the tree.
+    dbs.assertion_records
+        .put_with_flags(txn, PutFlags::APPEND, &offset_key(offset), &encode_assertion(pair, body))
+        .map_err(StateError::lmdb("store assertion record"))?;
+    dbs.assertion_hashes
+        .put(txn, hash.as_bytes(), &offset_key(offset))
+        .map_err(StateError::lmdb("store assertion hash"))?;
     dbs.pairs
         .put(
             txn,

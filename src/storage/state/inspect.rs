@@ -1,9 +1,10 @@
 //! [`StateDump`]: every row of the state, for consistency checks and inspection tools.
 
 use super::layout::{
-    PairKey, Summary, decode_assertion, decode_rejection, decode_summary, decode_trust, decode_vote, hash_at,
+    PairKey, Summary, decode_assertion, decode_offset, decode_rejection, decode_summary, decode_trust, decode_vote, hash_at,
     split_pair_key,
 };
+use super::read::record_at;
 use super::rejection::Rejection;
 use super::{State, StateError, StoredAssertion, StoredTrust, StoredVote, VoteTotals};
 use crate::protocol::{HASH_LEN, Hash};
@@ -39,18 +40,29 @@ impl State {
                 ..StateDump::default()
             };
             for entry in dbs
-                .assertions
+                .assertion_hashes
                 .iter(txn)
                 .map_err(StateError::lmdb("scan for dump"))?
             {
                 let (key, value) = entry.map_err(StateError::lmdb("scan for dump"))?;
-                let (offset, assertion) = decode_assertion(value)?;
-                let hash = hash_at(key, 0, "assertion key")?;
+                let hash = hash_at(key, 0, "assertion hash key")?;
+                let offset = decode_offset(value)?;
+                let assertion = decode_assertion(record_at(txn, dbs, &hash, offset)?)?;
                 dump.assertions.push(StoredAssertion {
                     hash,
                     offset,
                     assertion,
                 });
+            }
+            let records = dbs
+                .assertion_records
+                .len(txn)
+                .map_err(StateError::lmdb("count for dump"))?;
+            if records != dump.assertions.len() as u64 {
+                return Err(StateError::corrupt(
+                    "assertion_records",
+                    format!("{records} records for {} hashes", dump.assertions.len()),
+                ));
             }
             for entry in dbs.pairs.iter(txn).map_err(StateError::lmdb("scan for dump"))? {
                 let (key, value) = entry.map_err(StateError::lmdb("scan for dump"))?;

@@ -3,16 +3,17 @@
 //! them builds a key or a value by hand.
 //!
 //! ```text
-//! database      key                                                  value
-//! assertions    hash[32]                                             offset u64, pair[64], record
-//! pairs         pair[64] section u8 ts u64 hash[32]                  summary
-//! supersession  parent[32] child[32]                                 empty
-//! votes         assertion[32] voter[32]                              offset u64, record: the live vote
-//! vote_totals   assertion[32]                                        count u64, weight[48]
-//! trust         agent[32]                                            offset u64, record: the applied change
-//! rejected      offset u64                                           Rejection, MessagePack (named)
-//! meta          "ingest_cursor"                                      u64: next offset to apply
-//!               "schema_version"                                     u32: SCHEMA_VERSION
+//! database           key                                             value
+//! assertion_records  offset u64                                      pair[64], record
+//! assertion_hashes   hash[32]                                        offset u64
+//! pairs              pair[64] section u8 ts u64 hash[32]             summary
+//! supersession       parent[32] child[32]                            empty
+//! votes              assertion[32] voter[32]                         offset u64, record: the live vote
+//! vote_totals        assertion[32]                                   count u64, weight[48]
+//! trust              agent[32]                                       offset u64, record: the applied change
+//! rejected           offset u64                                      Rejection, MessagePack (named)
+//! meta               "ingest_cursor"                                 u64: next offset to apply
+//!                    "schema_version"                                u32: SCHEMA_VERSION
 //!
 //! pair     = subject_digest[32] predicate_digest[32]                 (a PairId)
 //! section  = 0: a head (nothing supersedes it) | 1: superseded
@@ -22,17 +23,24 @@
 //!
 //! Integers are big-endian, so LMDB's bytewise order is numeric order.
 //!
+//! - **Records are appended.** `assertion_records` is keyed by journal offset, which only grows:
+//!   each batch appends at the right edge of the tree (`MDB_APPEND`), dirtying a few pages for a
+//!   whole batch, and its pages are full. Finding a record by hash is one more lookup, in
+//!   `assertion_hashes`, whose entries are small (40 bytes), so its random inserts dirty far
+//!   fewer pages than records keyed by hash would. The state's fdatasync writes every dirtied
+//!   page, on the disk the journal fsyncs to: pages written per assertion is what ingest pays.
 //! - **One index for subjects, pairs, heads and history.** `pairs` orders every stored
 //!   assertion by subject, predicate, section, timestamp and hash. The assertions of a subject
 //!   are one prefix range (32 bytes), those of a pair another (64 bytes), and its heads a third
-//!   (65 bytes), newest last. An assertion costs two random B-tree writes (`assertions` and
-//!   `pairs`); superseding moves the parent's entry from section 0 to section 1 of the same pair,
-//!   next to the child's, so it dirties pages the child's write already dirtied.
+//!   (65 bytes), newest last. Superseding moves the parent's entry from section 0 to section 1
+//!   of the same pair, next to the child's, so it dirties pages the child's write already
+//!   dirtied. An assertion thus costs two random B-tree inserts (`assertion_hashes`, `pairs`)
+//!   and an append; schema 2 made three random inserts (record by hash, two indexes).
 //! - **Summaries.** A `pairs` value carries what a lens needs without decoding the record: the
 //!   offset, confidence, lifecycle and signers (timestamp and hash are in the key). The live vote
 //!   count and exact weight are one `vote_totals` read by the hash in the key.
-//! - **The pair of an assertion** leads its `assertions` value, so a vote reaches the pair it
-//!   touches with the read that checks its assertion is stored.
+//! - **The pair of an assertion** leads its record value, so a vote reaches the pair it touches
+//!   without decoding the record.
 //! - **Record values** are never re-encoded, so what a reader decodes is byte for byte what
 //!   was signed.
 //! - **Weight** is an [`ExactWeight`]: the exact sum of the live votes' `f32` weights, in
@@ -51,7 +59,8 @@ use super::tally::{EXACT_WEIGHT_BYTES, ExactWeight};
 use super::{Rejection, StateError, StoredTrust, StoredVote, VoteTotals};
 
 /// Names of the LMDB databases.
-pub(super) const DB_ASSERTIONS: &str = "assertions";
+pub(super) const DB_ASSERTION_RECORDS: &str = "assertion_records";
+pub(super) const DB_ASSERTION_HASHES: &str = "assertion_hashes";
 pub(super) const DB_PAIRS: &str = "pairs";
 pub(super) const DB_SUPERSESSION: &str = "supersession";
 pub(super) const DB_REJECTED: &str = "rejected";
@@ -59,7 +68,9 @@ pub(super) const DB_META: &str = "meta";
 pub(super) const DB_VOTES: &str = "votes";
 pub(super) const DB_VOTE_TOTALS: &str = "vote_totals";
 pub(super) const DB_TRUST: &str = "trust";
-/// Databases of schema 2 that schema 3 replaced with `pairs`; dropped by the conversion.
+/// The schema 2 database of records by hash; the conversion moves them out and empties it.
+pub(super) const DB_V2_ASSERTIONS: &str = "assertions";
+/// The schema 2 indexes, which `pairs` replaced; emptied by the conversion.
 pub(super) const DB_V2_INDEXES: [&str; 2] = ["by_subject", "by_subject_predicate"];
 /// Most named databases: those above, with room for the audit trail and views to come.
 pub(super) const DATABASES_MAX: u32 = 16;
@@ -283,34 +294,42 @@ fn decode_record<'a>(what: &'static str, value: &'a [u8]) -> Result<(u64, &'a [u
     Ok((decode_u64(what, offset)?, record))
 }
 
-/// Encodes an `assertions` value: the offset, the pair, then the record.
-pub(super) fn encode_assertion(offset: u64, pair: &PairId, record: &[u8]) -> Vec<u8> {
-    let mut value = Vec::with_capacity(OFFSET_BYTES + PAIR_ID_BYTES + record.len());
-    value.extend_from_slice(&offset.to_be_bytes());
+/// Returns the `assertion_records` key of the record at journal `offset` (also the value of
+/// its `assertion_hashes` entry).
+pub(super) fn offset_key(offset: u64) -> [u8; OFFSET_BYTES] {
+    offset.to_be_bytes()
+}
+
+/// Encodes an `assertion_records` value: the pair, then the record.
+pub(super) fn encode_assertion(pair: &PairId, record: &[u8]) -> Vec<u8> {
+    let mut value = Vec::with_capacity(PAIR_ID_BYTES + record.len());
     value.extend_from_slice(pair.as_bytes());
     value.extend_from_slice(record);
     value
 }
 
-/// Splits an `assertions` value into offset, pair and record bytes.
-fn split_assertion(value: &[u8]) -> Result<(u64, PairId, &[u8]), StateError> {
-    let (offset, rest) = decode_record("assertion", value)?;
-    let (pair, record) = rest
+/// Splits an `assertion_records` value into pair and record bytes.
+fn split_assertion(value: &[u8]) -> Result<(PairId, &[u8]), StateError> {
+    let (pair, record) = value
         .split_first_chunk::<PAIR_ID_BYTES>()
         .ok_or_else(|| StateError::corrupt("assertion", "shorter than its pair"))?;
-    Ok((offset, PairId(*pair), record))
+    Ok((PairId(*pair), record))
 }
 
-/// Decodes an `assertions` value: the offset, then the assertion.
-pub(super) fn decode_assertion(value: &[u8]) -> Result<(u64, Assertion), StateError> {
-    let (offset, _, record) = split_assertion(value)?;
-    let assertion = Assertion::from_record_bytes(record).map_err(|e| StateError::corrupt("assertion", e))?;
-    Ok((offset, assertion))
+/// Decodes an `assertion_records` value.
+pub(super) fn decode_assertion(value: &[u8]) -> Result<Assertion, StateError> {
+    let (_, record) = split_assertion(value)?;
+    Assertion::from_record_bytes(record).map_err(|e| StateError::corrupt("assertion", e))
 }
 
-/// Reads the pair of an `assertions` value without decoding its record.
+/// Reads the pair of an `assertion_records` value without decoding its record.
 pub(super) fn assertion_pair(value: &[u8]) -> Result<PairId, StateError> {
-    split_assertion(value).map(|(_, pair, _)| pair)
+    split_assertion(value).map(|(pair, _)| pair)
+}
+
+/// Decodes an offset: an `assertion_hashes` value or an `assertion_records` key.
+pub(super) fn decode_offset(bytes: &[u8]) -> Result<u64, StateError> {
+    decode_u64("assertion offset", bytes)
 }
 
 /// Encodes a `pairs` value.

@@ -12,9 +12,9 @@
 //! - Vote totals equal a recount of the stored live votes (see `votes`).
 //! - Every trust row is the greatest journaled trust change of its agent (see `trust`): trust,
 //!   like everything else, is a replay of the journal.
-//! - Every stored assertion has exactly one `pairs` entry, in the superseded section if and only
-//!   if a stored assertion names it as parent (one `supersession` edge per such child), and its
-//!   pair leads its `assertions` value; nothing else has either.
+//! - Every stored assertion has exactly one record (by offset), one hash entry pointing at it,
+//!   and one `pairs` entry, in the superseded section if and only if a stored assertion names it
+//!   as parent (one `supersession` edge per such child); nothing else has any of these.
 //! - A batch commits whole: a reader, snapshots included, sees all of it or none of it.
 //! - The journal is the durability point. LMDB skips the meta-page sync (`NO_META_SYNC`): a
 //!   commit lost in a crash is replayed from the journal. `NO_SYNC` is never used; it can
@@ -67,7 +67,8 @@ pub(crate) type Db = Database<'static, Bytes, Bytes>;
 /// The named databases.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Databases {
-    pub(crate) assertions: Db,
+    pub(crate) assertion_records: Db,
+    pub(crate) assertion_hashes: Db,
     pub(crate) pairs: Db,
     pub(crate) supersession: Db,
     pub(crate) rejected: Db,
@@ -79,9 +80,10 @@ pub(crate) struct Databases {
 
 impl Databases {
     /// Every database, for whole-state operations.
-    fn all(&self) -> [Db; 8] {
+    fn all(&self) -> [Db; 9] {
         [
-            self.assertions,
+            self.assertion_records,
+            self.assertion_hashes,
             self.pairs,
             self.supersession,
             self.rejected,

@@ -11,7 +11,7 @@ use std::ops::Bound;
 use heed::RoTxn;
 
 use super::layout::{
-    PAIR_KEY_BYTES, PairId, PairKey, Section, Summary, decode_assertion, decode_rejection,
+    PAIR_KEY_BYTES, PairId, PairKey, Section, Summary, decode_assertion, decode_offset, offset_key, decode_rejection,
     decode_summary, hash_at, rejected_key, section_prefix, split_pair_key, subject_digest,
 };
 use super::rejection::Rejection;
@@ -182,7 +182,7 @@ impl State {
     /// Returns (stored assertions, stored rejections).
     pub fn counts(&self) -> Result<(u64, u64), StateError> {
         self.read(|txn, dbs| {
-            let assertions = dbs.assertions.len(txn).map_err(StateError::lmdb("count"))?;
+            let assertions = dbs.assertion_hashes.len(txn).map_err(StateError::lmdb("count"))?;
             let rejected = dbs.rejected.len(txn).map_err(StateError::lmdb("count"))?;
             Ok((assertions, rejected))
         })
@@ -194,20 +194,37 @@ pub(super) fn get_in(
     dbs: &Databases,
     hash: &Hash,
 ) -> Result<Option<StoredAssertion>, StateError> {
-    let value = dbs
-        .assertions
+    let Some(offset) = offset_of(txn, dbs, hash)? else {
+        return Ok(None);
+    };
+    let assertion = decode_assertion(record_at(txn, dbs, hash, offset)?)?;
+    Ok(Some(StoredAssertion {
+        hash: *hash,
+        offset,
+        assertion,
+    }))
+}
+
+/// Returns the journal offset of the stored assertion `hash`, if it is stored.
+pub(super) fn offset_of(txn: &RoTxn<'_>, dbs: &Databases, hash: &Hash) -> Result<Option<u64>, StateError> {
+    dbs.assertion_hashes
         .get(txn, hash.as_bytes())
-        .map_err(StateError::lmdb("read assertion"))?;
-    value
-        .map(|value| {
-            let (offset, assertion) = decode_assertion(value)?;
-            Ok(StoredAssertion {
-                hash: *hash,
-                offset,
-                assertion,
-            })
-        })
+        .map_err(StateError::lmdb("read assertion hash"))?
+        .map(decode_offset)
         .transpose()
+}
+
+/// Returns the `assertion_records` value of assertion `hash`, stored at `offset`.
+pub(super) fn record_at<'t>(
+    txn: &'t RoTxn<'_>,
+    dbs: &Databases,
+    hash: &Hash,
+    offset: u64,
+) -> Result<&'t [u8], StateError> {
+    dbs.assertion_records
+        .get(txn, &offset_key(offset))
+        .map_err(StateError::lmdb("read assertion record"))?
+        .ok_or_else(|| StateError::corrupt("assertion_hashes", format!("{hash} points to no record at {offset}")))
 }
 
 

@@ -1,7 +1,7 @@
 //! Schema versions: what [`State::open_with`] does with a state written by an older build.
 //!
 //! - **3** (this build): the [`layout`](super::layout) with `pairs` (heads, history and
-//!   summaries) and the pair in every `assertions` value.
+//!   summaries), and records appended by offset with a hash index.
 //! - **2**: `by_subject` and `by_subject_predicate` indexes with empty values, no heads; trust
 //!   rows are journaled trust changes.
 //! - **1**: as 2, but trust rows were bare factors written outside the journal.
@@ -12,8 +12,9 @@
 //!   offset 0. Right when the journal still holds every record from 0 on: the rebuilt state is
 //!   exactly what this build would have written.
 //! - [`Upgrade::Convert`]: rewrite the old databases in place, in one transaction (`stemedb state
-//!   convert`): every assertion gets its pair and its `pairs` entry, head or superseded as the
-//!   supersession edges say; the old indexes are removed. Votes, totals, rejections and the
+//!   convert`): every assertion moves to the records by offset, with its hash entry and its
+//!   `pairs` entry, head or superseded as the supersession edges say; the old databases are
+//!   emptied. Votes, totals, rejections and the
 //!   cursor are kept as they are. Trust rows of version 1 are dropped (no replay could
 //!   reproduce them).
 //! - [`Upgrade::Refuse`]: change nothing and fail with [`StateError::SchemaOutdated`].
@@ -22,8 +23,8 @@ use heed::types::Bytes;
 use heed::{CommitOrAbort, Env, RwTxn, WithoutTls};
 
 use super::layout::{
-    DB_ASSERTIONS, DB_META, DB_PAIRS, DB_REJECTED, DB_SUPERSESSION, DB_TRUST, DB_V2_INDEXES, DB_VOTE_TOTALS, DB_VOTES,
-    META_INGEST_CURSOR, META_SCHEMA_VERSION, PairId, Section, Summary, decode_u64, encode_assertion, encode_summary,
+    DB_ASSERTION_HASHES, DB_ASSERTION_RECORDS, DB_META, DB_PAIRS, DB_REJECTED, DB_SUPERSESSION, DB_TRUST, DB_V2_ASSERTIONS, DB_V2_INDEXES, DB_VOTE_TOTALS, DB_VOTES,
+    META_INGEST_CURSOR, META_SCHEMA_VERSION, PairId, Section, Summary, decode_u64, encode_assertion, encode_summary, offset_key,
     pair_key_of,
 };
 use super::{Databases, Db, StateError};
@@ -111,15 +112,30 @@ pub(super) fn inspect(env: &Env<WithoutTls>) -> Result<Found, StateError> {
     }
 }
 
-/// Creates (or opens) the databases of this schema, and the legacy indexes of schema 2 that
+/// The databases of schema 2 that schema 3 replaced, where they exist.
+pub(super) struct Legacy {
+    /// Records by hash.
+    assertions: Option<Db>,
+    /// `by_subject` and `by_subject_predicate`.
+    indexes: Vec<Db>,
+}
+
+impl Legacy {
+    fn all(&self) -> impl Iterator<Item = Db> + '_ {
+        self.assertions.iter().chain(&self.indexes).copied()
+    }
+}
+
+/// Creates (or opens) the databases of this schema, and the legacy databases of schema 2 that
 /// exist, in one committed transaction.
-pub(super) fn create_databases(env: &Env<WithoutTls>) -> Result<(Databases, Vec<Db>), StateError> {
+pub(super) fn create_databases(env: &Env<WithoutTls>) -> Result<(Databases, Legacy), StateError> {
     let txn = env.write_txn().map_err(StateError::lmdb("begin write"))?;
     let (current, legacy) = env
         .create_databases_and_commit(txn, |opener, txn| {
             let mut create = |name| opener.create_database::<Bytes, Bytes>(txn, Some(name));
             let current = [
-                create(DB_ASSERTIONS)?,
+                create(DB_ASSERTION_RECORDS)?,
+                create(DB_ASSERTION_HASHES)?,
                 create(DB_PAIRS)?,
                 create(DB_SUPERSESSION)?,
                 create(DB_REJECTED)?,
@@ -130,6 +146,7 @@ pub(super) fn create_databases(env: &Env<WithoutTls>) -> Result<(Databases, Vec<
             ];
             let [first, second] = DB_V2_INDEXES;
             let legacy = [
+                opener.open_database::<Bytes, Bytes>(txn, Some(DB_V2_ASSERTIONS))?,
                 opener.open_database::<Bytes, Bytes>(txn, Some(first))?,
                 opener.open_database::<Bytes, Bytes>(txn, Some(second))?,
             ];
@@ -137,10 +154,16 @@ pub(super) fn create_databases(env: &Env<WithoutTls>) -> Result<(Databases, Vec<
         })
         .map_err(StateError::lmdb("create databases"))?
         .unwrap_commit();
-    let [assertions, pairs, supersession, rejected, meta, votes, vote_totals, trust] = current;
-    let legacy = legacy.into_iter().flatten().collect();
-    let dbs = Databases {
+    let [assertion_records, assertion_hashes, pairs, supersession, rejected, meta, votes, vote_totals, trust] =
+        current;
+    let [assertions, first, second] = legacy;
+    let legacy = Legacy {
         assertions,
+        indexes: [first, second].into_iter().flatten().collect(),
+    };
+    let dbs = Databases {
+        assertion_records,
+        assertion_hashes,
         pairs,
         supersession,
         rejected,
@@ -161,15 +184,15 @@ pub(super) fn stamp(txn: &mut RwTxn<'_>, dbs: &Databases) -> Result<(), StateErr
 
 /// Empties every database and removes the legacy ones, then stamps this version: the
 /// ingestor rebuilds the state from journal offset 0.
-pub(super) fn rebuild(txn: &mut RwTxn<'_>, dbs: &Databases, legacy: &[Db]) -> Result<(), StateError> {
-    for db in dbs.all().into_iter().chain(legacy.iter().copied()) {
+pub(super) fn rebuild(txn: &mut RwTxn<'_>, dbs: &Databases, legacy: &Legacy) -> Result<(), StateError> {
+    for db in dbs.all().into_iter().chain(legacy.all()) {
         db.clear(txn).map_err(StateError::lmdb("clear database"))?;
     }
     stamp(txn, dbs)
 }
 
 /// Converts a state of version `found` in place; see the module docs.
-pub(super) fn convert(txn: &mut RwTxn<'_>, dbs: &Databases, legacy: &[Db], found: u32) -> Result<(), StateError> {
+pub(super) fn convert(txn: &mut RwTxn<'_>, dbs: &Databases, legacy: &Legacy, found: u32) -> Result<(), StateError> {
     if found == SCHEMA_VERSION_UNJOURNALED_TRUST {
         let dropped = dbs.trust.len(txn).map_err(StateError::lmdb("count trust"))?;
         dbs.trust.clear(txn).map_err(StateError::lmdb("clear trust"))?;
@@ -180,12 +203,17 @@ pub(super) fn convert(txn: &mut RwTxn<'_>, dbs: &Databases, legacy: &[Db], found
             );
         }
     }
-    // A crash before the commit leaves version 2 and nothing of this: start clean.
-    dbs.pairs.clear(txn).map_err(StateError::lmdb("clear pairs"))?;
+    // A crash before the commit leaves version 2 and nothing of this; start clean anyway.
+    for db in [dbs.pairs, dbs.assertion_records, dbs.assertion_hashes] {
+        db.clear(txn).map_err(StateError::lmdb("clear new database"))?;
+    }
+    let Some(v2_assertions) = legacy.assertions else {
+        return finish_conversion(txn, dbs, legacy, found, 0);
+    };
     let mut after: Option<[u8; HASH_LEN]> = None;
     let mut converted = 0u64;
     loop {
-        let chunk = read_v2_chunk(txn, dbs, after.as_ref())?;
+        let chunk = read_v2_chunk(txn, v2_assertions, after.as_ref())?;
         let Some((last, _)) = chunk.last() else { break };
         after = Some(*last);
         for (hash, value) in &chunk {
@@ -211,14 +239,28 @@ pub(super) fn convert(txn: &mut RwTxn<'_>, dbs: &Databases, legacy: &[Db], found
                 )
                 .map_err(StateError::lmdb("convert pairs"))?;
             let pair = PairId::of_assertion(&assertion);
-            dbs.assertions
-                .put(txn, hash.as_bytes(), &encode_assertion(offset, &pair, record))
+            dbs.assertion_records
+                .put(txn, &offset_key(offset), &encode_assertion(&pair, record))
+                .map_err(StateError::lmdb("convert assertion"))?;
+            dbs.assertion_hashes
+                .put(txn, hash.as_bytes(), &offset_key(offset))
                 .map_err(StateError::lmdb("convert assertion"))?;
             converted += 1;
         }
     }
-    for db in legacy {
-        db.clear(txn).map_err(StateError::lmdb("clear legacy index"))?;
+    finish_conversion(txn, dbs, legacy, found, converted)
+}
+
+/// Empties the legacy databases and stamps this version.
+fn finish_conversion(
+    txn: &mut RwTxn<'_>,
+    dbs: &Databases,
+    legacy: &Legacy,
+    found: u32,
+    converted: u64,
+) -> Result<(), StateError> {
+    for db in legacy.all() {
+        db.clear(txn).map_err(StateError::lmdb("clear legacy database"))?;
     }
     tracing::info!(from = found, to = SCHEMA_VERSION, converted, "state converted in place");
     stamp(txn, dbs)
@@ -229,17 +271,12 @@ type V2Row = ([u8; HASH_LEN], Vec<u8>);
 
 /// Reads up to [`CONVERT_CHUNK`] old `assertions` rows after `after`, copied out so that the
 /// caller may write to the database.
-fn read_v2_chunk(
-    txn: &RwTxn<'_>,
-    dbs: &Databases,
-    after: Option<&[u8; HASH_LEN]>,
-) -> Result<Vec<V2Row>, StateError> {
+fn read_v2_chunk(txn: &RwTxn<'_>, v2_assertions: Db, after: Option<&[u8; HASH_LEN]>) -> Result<Vec<V2Row>, StateError> {
     use std::ops::Bound;
     let start = after.map_or(Bound::Unbounded, |a| Bound::Excluded(&a[..]));
     let range = (start, Bound::Unbounded);
     let mut out = Vec::with_capacity(CONVERT_CHUNK);
-    for entry in dbs
-        .assertions
+    for entry in v2_assertions
         .range(txn, &range)
         .map_err(StateError::lmdb("scan assertions"))?
         .take(CONVERT_CHUNK)
