@@ -37,6 +37,11 @@ impl CellResult {
         }
     }
 
+    /// Process CPU time per record, in microseconds (all threads, the whole cell).
+    pub fn cpu_us(&self) -> f64 {
+        self.cpu.as_secs_f64() * 1e6 / self.samples.len().max(1) as f64
+    }
+
     pub fn rate(&self) -> f64 {
         self.samples.len() as f64 / self.elapsed.as_secs_f64()
     }
@@ -119,20 +124,21 @@ pub struct Row {
 /// Prints the table; `tasks` names the first column ("submitters"), `unit` what is counted.
 pub fn print_table(rows: &[Row], tasks: &str, unit: &str) {
     let rate = format!("{unit:.6}/s");
-    println!("{:>17} | {:<43} | {:<29} |", "", "stemedb", "sqlite");
+    println!("{:>17} | {:<50} | {:<36} |", "", "stemedb", "sqlite");
     println!(
-        "{tasks:<10}      N | {rate:>8}   acks/s  p50 us  p99 us busy cpu% | {rate:>8}  p50 us  p99 us cpu% | ratio"
+        "{tasks:<10}      N | {rate:>8}   acks/s  p50 us  p99 us busy cpu% cpu us | {rate:>8}  p50 us  p99 us cpu% cpu us | ratio"
     );
-    println!("{}", "-".repeat(103));
+    println!("{}", "-".repeat(117));
     for row in rows {
         let (n, s, q, ratio) = (row.tasks, &row.stemedb, &row.sqlite, row.ratio);
         let (acks, len) = (s.samples.len() as f64 / s.acked.as_secs_f64(), s.samples.len());
         let (s50, s99, q50, q99) = (s.us(50), s.us(99), q.us(50), q.us(99));
         let (s_cpu, q_cpu, busy) = (s.cpu_pct(), q.cpu_pct(), s.busy_retries);
+        let (s_us, q_us) = (s.cpu_us(), q.cpu_us());
         let (s, q) = (s.rate(), q.rate());
         println!(
-            "{n:>10} {len:>6} | {s:>8.0} {acks:>8.0} {s50:>7.0} {s99:>7.0} {busy:>4} {s_cpu:>4.0} | \
-             {q:>8.0} {q50:>7.0} {q99:>7.0} {q_cpu:>4.0} | {ratio:>5.2}"
+            "{n:>10} {len:>6} | {s:>8.0} {acks:>8.0} {s50:>7.0} {s99:>7.0} {busy:>4} {s_cpu:>4.0} {s_us:>6.1} | \
+             {q:>8.0} {q50:>7.0} {q99:>7.0} {q_cpu:>4.0} {q_us:>6.1} | {ratio:>5.2}"
         );
     }
     let total = |cell: fn(&Row) -> &CellResult| {
