@@ -49,8 +49,8 @@ pub struct NodeConfig {
     /// trickle in (default 50). Each commit ends with an fdatasync of the state, on the disk
     /// the journal fsyncs to; committing every small batch would halve the journal's
     /// durable-ack rate. After a commit that took `t`, a batch that is not full waits until
-    /// `t × (100 − duty) / duty` has passed (at most 10 ms); a full batch never waits. 100
-    /// disables the pacing.
+    /// `t × (100 − duty) / duty` has passed (at most 10 ms); a full batch, or an ingestor more
+    /// than 64 KiB of journal behind, never waits. 100 disables the pacing.
     pub ingest_commit_duty_percent: u8,
 }
 

@@ -47,6 +47,9 @@ const JOURNAL_CURSOR_STRIDE_BYTES: u64 = 16 << 20;
 
 /// Longest a commit is paced (see `NodeConfig::ingest_commit_duty_percent`).
 const PACE_MAX: Duration = Duration::from_millis(10);
+/// Journal bytes the ingestor may be behind and still pace its commits; further behind, it
+/// commits as fast as it can.
+const PACE_BACKLOG_BYTES_MAX: u64 = 64 << 10;
 
 /// Consecutive failures of one step after which ingestion is reported stalled even though the
 /// error looks transient: with backoff doubling from 1 ms, about a second of failing.
@@ -160,6 +163,10 @@ impl IngestorActor {
     /// How long a batch that is not full waits before its commit, so that commits take at
     /// most their configured share of the time; see `NodeConfig::ingest_commit_duty_percent`.
     fn pace(&self) -> Option<Duration> {
+        // Behind by more than a trickle: catching up comes first.
+        if self.target.saturating_sub(self.cursor) >= PACE_BACKLOG_BYTES_MAX {
+            return None;
+        }
         let (ended, took) = self.last_commit?;
         let duty = u32::from(self.config.ingest_commit_duty_percent.clamp(1, 100));
         let rest = (took * (100 - duty) / duty).min(PACE_MAX);
