@@ -187,3 +187,30 @@ fn a_map_resize_lets_go_of_live_snapshots_instead_of_waiting_for_them() {
     assert_eq!(fresh.cursor(), end);
     assert_eq!(fresh.heads("s", "p", 10_000).unwrap().len() as u64, 20 * BATCH);
 }
+
+#[test]
+fn closing_the_state_lets_go_of_live_snapshots() {
+    let dir = TempDir::new().unwrap();
+    let state = State::open(dir.path(), StateConfig::default()).unwrap();
+    let (records, _) = batch(0, 0, 8);
+    state.apply(&records).unwrap();
+    let snapshot = state.snapshot().unwrap();
+    assert_eq!(snapshot.heads("s", "p", 100).unwrap().len() as u64, BATCH);
+    let (done_tx, done_rx) = mpsc::channel();
+    let closer = std::thread::spawn(move || {
+        state.close();
+        done_tx.send(()).unwrap();
+    });
+    done_rx
+        .recv_timeout(WAIT)
+        .expect("close returned: a live snapshot does not keep the state open");
+    closer.join().unwrap();
+    let closed = snapshot.heads("s", "p", 1).unwrap_err();
+    assert!(matches!(closed, StateError::SnapshotExpired { .. }), "{closed:?}");
+    // The directory opens again.
+    let reopened = State::open(dir.path(), StateConfig::default()).unwrap();
+    assert_eq!(
+        reopened.snapshot().unwrap().heads("s", "p", 100).unwrap().len() as u64,
+        BATCH
+    );
+}

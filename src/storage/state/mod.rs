@@ -217,6 +217,8 @@ impl State {
     /// again in this process. Every clone of this state must be dropped first (the wait lasts
     /// until they are).
     pub fn close(self) {
+        // Snapshots hold transactions (and so the environment) without holding the state.
+        self.inner.snapshots.revoke_all();
         let event = match Arc::try_unwrap(self.inner) {
             Ok(inner) => inner.env.prepare_for_closing(),
             Err(shared) => shared.env.clone().prepare_for_closing(),

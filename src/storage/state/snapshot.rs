@@ -75,9 +75,14 @@ impl Registry {
 
 /// A consistent view of the state; see the module docs. Cheap to clone: clones share one
 /// transaction.
+///
+/// It does not keep the state open: closing the state (a node's shutdown) lets go of every
+/// snapshot's transaction, and later reads answer [`StateError::SnapshotExpired`].
 #[derive(Clone)]
 pub struct Snapshot {
-    state: State,
+    state: Weak<super::Inner>,
+    dbs: Databases,
+    lifetime: Duration,
     slot: Arc<Slot>,
     cursor: u64,
 }
@@ -108,7 +113,9 @@ impl State {
         });
         self.inner.snapshots.register(&slot);
         Ok(Snapshot {
-            state: self.clone(),
+            state: Arc::downgrade(&self.inner),
+            dbs: self.inner.dbs,
+            lifetime: Duration::from_millis(self.inner.config.snapshot_lifetime_ms_max),
             slot,
             cursor,
         })
@@ -129,15 +136,20 @@ impl Snapshot {
 
     fn read<R>(&self, f: impl FnOnce(&RoTxn<'_>, &Databases) -> Result<R, StateError>) -> Result<R, StateError> {
         let mut txn = self.slot.txn.lock();
-        let lifetime = Duration::from_millis(self.state.inner.config.snapshot_lifetime_ms_max);
-        if self.slot.taken.elapsed() > lifetime {
+        if self.state.strong_count() == 0 {
+            txn.take();
+            return Err(StateError::SnapshotExpired {
+                reason: "the state is closed",
+            });
+        }
+        if self.slot.taken.elapsed() > self.lifetime {
             txn.take();
             return Err(StateError::SnapshotExpired {
                 reason: "older than state.snapshot_lifetime_ms_max",
             });
         }
         match txn.as_ref() {
-            Some(txn) => f(txn, &self.state.inner.dbs),
+            Some(txn) => f(txn, &self.dbs),
             None => Err(StateError::SnapshotExpired {
                 reason: "let go for a map resize or after its lifetime",
             }),
