@@ -3,8 +3,8 @@
 //! Starts a node on a data directory (default `stemedb-data`, or the first argument), submits
 //! signed assertions from a few concurrent agents (one a batch, one superseding an earlier
 //! claim, one naming a parent nobody wrote), waits until they are indexed, reads them back by
-//! hash, by subject and by (subject, predicate), casts votes and reads their totals, and shuts
-//! down gracefully. Run it twice: the second run starts from the first run's state.
+//! hash, by subject and by (subject, predicate), casts votes and reads their totals, resolves
+//! the disagreement three ways (recency, confidence, consensus), and shuts down gracefully. Run it twice: the second run starts from the first run's state.
 //!
 //! ```sh
 //! cargo run --release --example embedded [DATA_DIR]
@@ -14,6 +14,7 @@ use std::error::Error;
 use std::time::{Duration, Instant};
 
 use stemedb::Config;
+use stemedb::lens::Query;
 use stemedb::node::ListQuery;
 use stemedb::node::Node;
 use stemedb::protocol::{AgentKey, Assertion, Hash, ObjectValue, Vote, now_ms};
@@ -150,6 +151,23 @@ async fn main() -> Result<(), Box<dyn Error>> {
         totals.count,
         totals.weight_f64()
     );
+    // The disagreement about the population (Bob's 2,133,111 against Alice's revised
+    // 2,113,705), resolved three ways, with each lens's reasons.
+    for lens in ["recency", "confidence", "consensus"] {
+        let resolution = node.resolve(Query::new("city:paris", "population", lens)).await?;
+        println!("resolved by {lens} at offset {}:", resolution.offset);
+        for scored in &resolution.ranked {
+            let winner = if Some(scored.candidate.hash) == resolution.winner {
+                "winner"
+            } else {
+                "      "
+            };
+            println!(
+                "  {winner} {} score {:.3}: {}",
+                scored.candidate.hash, scored.score.value, scored.score.reason
+            );
+        }
+    }
     let (assertions, rejected) = node.counts()?;
     println!("stored: {assertions} assertions, {rejected} rejections");
 

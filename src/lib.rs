@@ -12,6 +12,7 @@
 //! - [`storage`]: on-disk layout: the write-ahead journal and the LMDB state;
 //! - `actors` (internal): actix actors over storage (durable broadcaster, ingestor, vote counters);
 //! - [`node`]: the embedded [`Node`](node::Node): submit, wait until indexed, read;
+//! - [`lens`]: resolving competing assertions into a winner, with reasons;
 //! - [`config`]: typed, validated configuration.
 //!
 //! ```
@@ -46,6 +47,7 @@ macro_rules! internal_mod {
 internal_mod!(actors);
 mod budget;
 pub mod config;
+pub mod lens;
 pub mod node;
 pub mod protocol;
 pub mod storage;

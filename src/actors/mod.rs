@@ -10,6 +10,7 @@
 mod durable_broadcaster;
 mod hooks;
 mod ingestor;
+mod lens;
 mod vote_counter;
 
 #[cfg_attr(not(feature = "test-support"), allow(unused_imports, reason = "for tests"))]
@@ -22,5 +23,6 @@ pub use durable_broadcaster::{GetReannounceCounts, ReannounceCounts};
 pub use hooks::{Hook, Hooks};
 #[cfg_attr(not(feature = "test-support"), allow(unused_imports, reason = "for tests"))]
 pub use ingestor::{INGEST_CURSOR_NAME, IngestStatus, IngestorActor};
+pub use lens::{LensActor, Resolve};
 #[cfg_attr(not(feature = "test-support"), allow(unused_imports, reason = "for tests"))]
 pub use vote_counter::{CountVotes, VoteCounterActor, shard_of};

@@ -52,6 +52,8 @@ pub struct NodeConfig {
     /// `t × (100 − duty) / duty` has passed (at most 10 ms); a full batch, or an ingestor more
     /// than 64 KiB of journal behind, never waits. 100 disables the pacing.
     pub ingest_commit_duty_percent: u8,
+    /// Resolver threads (0: one per core, the default).
+    pub lens_threads: usize,
 }
 
 impl Default for NodeConfig {
@@ -66,6 +68,7 @@ impl Default for NodeConfig {
             ingest_batch_bytes_max: 8 << 20,
             ingest_retry_backoff_ms_max: 1000,
             ingest_commit_duty_percent: 50,
+            lens_threads: 0,
         }
     }
 }
@@ -107,7 +110,15 @@ impl NodeConfig {
         Ok(())
     }
 
-    /// Returns the number of verification threads to run.
+    /// Returns the number of resolver threads (`lens_threads`, or one per core).
+    pub fn lens_threads(&self) -> usize {
+        match self.lens_threads {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => n.min(VERIFY_THREADS_CEILING),
+        }
+    }
+
+    /// Returns the number of verification threads (`verify_threads`, or one per core).
     pub fn verify_threads(&self) -> usize {
         match self.verify_threads {
             0 => std::thread::available_parallelism().map_or(1, usize::from),

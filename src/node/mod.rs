@@ -75,8 +75,9 @@ pub use crate::storage::state::{
 };
 
 use crate::Config;
-use crate::actors::Hooks;
+use crate::actors::{Hooks, LensActor, Resolve};
 use crate::budget::Budget;
+use crate::lens::{Lens, LensRegistry, Query, Resolution, ResolveError, TrustBook};
 use crate::protocol::{AgentId, Assertion, Hash, LogRecord, TrustChange, Vote};
 use crate::storage::state::State;
 use pipeline::{Actors, Running, open_storage};
@@ -115,6 +116,8 @@ struct Inner {
     submit_batch_records_max: usize,
     trust_default: f32,
     trust_configured: HashMap<AgentId, f32>,
+    trust_book: Arc<TrustBook>,
+    lenses: LensRegistry,
     status: watch::Receiver<IngestStatus>,
     running: RwLock<Option<Running>>,
 }
@@ -172,6 +175,11 @@ impl Node {
                 data_dir,
                 submit_batch_records_max: config.node.submit_batch_records_max,
                 trust_default: config.votes.trust_default,
+                trust_book: Arc::new(TrustBook {
+                    default: config.votes.trust_default,
+                    configured: trust_configured.clone(),
+                }),
+                lenses: LensRegistry::with_builtins(),
                 trust_configured,
                 status,
                 running: RwLock::new(Some(Running {
@@ -181,6 +189,7 @@ impl Node {
                     _ingestor: actors.ingestor,
                     arbiters: actors.arbiters,
                     _broadcaster: actors.broadcaster,
+                    lenses: actix::SyncArbiter::start(config.node.lens_threads(), || LensActor),
                 })),
             }),
         })
@@ -343,6 +352,37 @@ impl Node {
     /// `state.snapshot_lifetime_ms_max`, or at a map resize; take a new one then.
     pub fn snapshot(&self) -> Result<Snapshot, NodeError> {
         self.with_state(|state| Ok(state.snapshot()?))
+    }
+
+    /// Resolves `query`: which of the competing assertions about its (subject, predicate) wins
+    /// under its lens, with every candidate's score and reason. Runs on the resolver threads
+    /// (`node.lens_threads`), on a snapshot taken at the call.
+    pub async fn resolve(&self, query: Query) -> Result<Resolution, ResolveError> {
+        let lens = self.inner.lenses.get(&query.lens)?;
+        let (snapshot, pool) = self
+            .with_running(|running| Ok((running.state.snapshot()?, running.lenses.clone())))
+            .map_err(|error| match error {
+                NodeError::State(error) => ResolveError::State(error),
+                _ => ResolveError::Closed,
+            })?;
+        let resolve = Resolve {
+            snapshot,
+            query,
+            lens,
+            trust: self.inner.trust_book.clone(),
+        };
+        pool.send(resolve).await.map_err(|_| ResolveError::Closed)?
+    }
+
+    /// Registers a lens under its name, for queries to ask for; the built-ins are
+    /// `recency`, `confidence` and `consensus`. A name is registered once.
+    pub fn register_lens(&self, lens: Arc<dyn Lens>) -> Result<(), ResolveError> {
+        self.inner.lenses.register(lens)
+    }
+
+    /// Returns the names of the registered lenses, sorted.
+    pub fn lenses(&self) -> Vec<String> {
+        self.inner.lenses.names()
     }
 
     /// Returns up to `limit` heads of (`subject`, `predicate`) from the heads index alone,

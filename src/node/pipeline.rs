@@ -10,7 +10,9 @@ use tokio::sync::watch;
 use super::submit::Admission;
 use super::{JOURNAL_DIR, NodeError, STATE_DIR};
 use crate::Config;
-use crate::actors::{DurableBroadcaster, Hooks, IngestStatus, IngestorActor, Subscribe, VoteCounterActor};
+use crate::actors::{
+    DurableBroadcaster, Hooks, IngestStatus, IngestorActor, LensActor, Subscribe, VoteCounterActor,
+};
 use crate::storage::journal::{Journal, JournalError, OpenOptions};
 use crate::storage::state::{SCHEMA_VERSION, State, Upgrade};
 
@@ -24,6 +26,8 @@ pub(super) struct Running {
     /// The ingestor's thread, one thread per vote-counter shard, then the broadcaster's.
     pub(super) arbiters: Vec<Arbiter>,
     pub(super) _broadcaster: Addr<DurableBroadcaster>,
+    /// The resolver pool; its threads end when the last address is dropped.
+    pub(super) lenses: Addr<LensActor>,
 }
 
 impl Running {

@@ -234,19 +234,39 @@ pub(super) fn heads_in(
     pair: &PairId,
     limit: usize,
 ) -> Result<Vec<HeadSummary>, StateError> {
+    entries_in(txn, dbs, pair, false, limit)
+}
+
+/// Up to `limit` (at most [`LIST_LIMIT_MAX`]) `pairs` entries of `pair`: its heads, then, with
+/// `history`, its superseded entries, each part oldest first.
+pub(super) fn entries_in(
+    txn: &RoTxn<'_>,
+    dbs: &Databases,
+    pair: &PairId,
+    history: bool,
+    limit: usize,
+) -> Result<Vec<HeadSummary>, StateError> {
+    let limit = limit.min(LIST_LIMIT_MAX);
     let mut out = Vec::new();
-    let iter = dbs
-        .pairs
-        .prefix_iter(txn, &section_prefix(pair, Section::Head))
-        .map_err(StateError::lmdb("scan heads"))?;
-    for entry in iter.take(limit.min(LIST_LIMIT_MAX)) {
-        let (key, value) = entry.map_err(StateError::lmdb("scan heads"))?;
-        let key = split_pair_key(key).ok_or_else(|| StateError::corrupt("pairs key", "malformed"))?;
-        out.push(HeadSummary {
-            hash: key.hash,
-            timestamp_ms: key.timestamp_ms,
-            summary: decode_summary(value)?,
-        });
+    let sections: &[Section] = if history {
+        &[Section::Head, Section::Superseded]
+    } else {
+        &[Section::Head]
+    };
+    for section in sections {
+        let iter = dbs
+            .pairs
+            .prefix_iter(txn, &section_prefix(pair, *section))
+            .map_err(StateError::lmdb("scan pairs"))?;
+        for entry in iter.take(limit - out.len()) {
+            let (key, value) = entry.map_err(StateError::lmdb("scan pairs"))?;
+            let key = split_pair_key(key).ok_or_else(|| StateError::corrupt("pairs key", "malformed"))?;
+            out.push(HeadSummary {
+                hash: key.hash,
+                timestamp_ms: key.timestamp_ms,
+                summary: decode_summary(value)?,
+            });
+        }
     }
     Ok(out)
 }

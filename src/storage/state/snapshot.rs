@@ -21,7 +21,7 @@ use parking_lot::Mutex;
 
 use super::apply::read_cursor;
 use super::layout::PairId;
-use super::read::{HeadSummary, ListPage, ListQuery, StoredAssertion, get_in, heads_in, list_in};
+use super::read::{HeadSummary, ListPage, ListQuery, StoredAssertion, entries_in, get_in, heads_in, list_in};
 use super::trust::get_trust;
 use super::votes::{StoredVote, VoteTotals, get_totals, votes_in};
 use super::{Databases, State, StateError, StoredTrust};
@@ -170,6 +170,18 @@ impl Snapshot {
     /// oldest first, with no record decoded.
     pub fn heads(&self, subject: &str, predicate: &str, limit: usize) -> Result<Vec<HeadSummary>, StateError> {
         self.read(|txn, dbs| heads_in(txn, dbs, &PairId::of(subject, predicate), limit))
+    }
+
+    /// Returns up to `limit` entries of (`subject`, `predicate`) from the `pairs` index: its
+    /// heads, then with `history` its superseded assertions, each part oldest first.
+    pub fn entries(
+        &self,
+        subject: &str,
+        predicate: &str,
+        history: bool,
+        limit: usize,
+    ) -> Result<Vec<HeadSummary>, StateError> {
+        self.read(|txn, dbs| entries_in(txn, dbs, &PairId::of(subject, predicate), history, limit))
     }
 
     /// Returns the totals of the live votes on `assertion`.

@@ -1,0 +1,303 @@
+//! Lenses: of the competing assertions about one (subject, predicate), which one wins, and why.
+//!
+//! A [`Lens`] scores the candidates of one [`Snapshot`] and explains each score; [`resolve`]
+//! ranks them by score, then by timestamp, then by hash (greater wins each tie), so every
+//! resolution is deterministic. Built-ins, registered under their names on every node:
+//! - [`Recency`] (`"recency"`): the latest timestamp wins;
+//! - [`Confidence`] (`"confidence"`): the highest confidence wins;
+//! - [`Consensus`] (`"consensus"`): the greatest sum, over the live votes, of vote weight ×
+//!   the voter's trust (journaled trust, else the configured factor, else the default). A voter
+//!   has one live vote per assertion, so many votes by one voter count once.
+//!
+//! A host registers its own with `Node::register_lens`.
+
+mod builtin;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use thiserror::Error;
+
+pub use builtin::{Confidence, Consensus, Recency};
+
+use crate::protocol::{AgentId, Hash, Lifecycle};
+use crate::storage::state::{HeadSummary, Snapshot, StateError, StoredVote, Summary, VoteTotals};
+
+/// Most candidates one resolution considers.
+pub const CANDIDATES_MAX: usize = 10_000;
+/// Most live votes a lens reads per candidate.
+pub const VOTES_PER_CANDIDATE_MAX: usize = 100_000;
+
+/// An assertion competing in a resolution, as the heads index and the vote totals hold it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate {
+    /// Its content hash.
+    pub hash: Hash,
+    /// Its timestamp.
+    pub timestamp_ms: u64,
+    /// Offset, confidence, lifecycle and signers.
+    pub summary: Summary,
+    /// Its live votes, counted.
+    pub votes: VoteTotals,
+}
+
+/// A lens's score of one candidate: greater is better, with the reason in words.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Score {
+    /// The score; must be finite.
+    pub value: f64,
+    /// Why, for people and the audit trail.
+    pub reason: String,
+}
+
+/// What a lens may read besides the candidates: the snapshot's live votes and trust.
+pub struct Evidence<'a> {
+    snapshot: &'a Snapshot,
+    trust: &'a TrustBook,
+}
+
+impl Evidence<'_> {
+    /// Returns the live votes on `assertion` (at most [`VOTES_PER_CANDIDATE_MAX`]).
+    pub fn votes(&self, assertion: &Hash) -> Result<Vec<StoredVote>, ResolveError> {
+        Ok(self.snapshot.votes(assertion, VOTES_PER_CANDIDATE_MAX)?)
+    }
+
+    /// Returns `agent`'s trust factor as of the snapshot: its journaled trust change, else
+    /// its configured factor, else the default.
+    pub fn trust(&self, agent: &AgentId) -> Result<f32, ResolveError> {
+        if let Some(stored) = self.snapshot.trust_change(agent)? {
+            return Ok(stored.change.factor);
+        }
+        Ok(self
+            .trust
+            .configured
+            .get(agent)
+            .copied()
+            .unwrap_or(self.trust.default))
+    }
+
+    /// Returns the ingest cursor the snapshot reflects.
+    pub fn offset(&self) -> u64 {
+        self.snapshot.cursor()
+    }
+}
+
+/// The configured trust: the factor of an agent without a journaled trust change.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TrustBook {
+    /// Factor of an agent neither journaled nor configured.
+    pub default: f32,
+    /// Configured factors.
+    pub configured: HashMap<AgentId, f32>,
+}
+
+/// A way of resolving disagreement; see the module docs.
+pub trait Lens: Send + Sync {
+    /// Its name, under which queries ask for it.
+    fn name(&self) -> &str;
+
+    /// Scores each candidate (one score each, in order); greater wins.
+    fn score(&self, candidates: &[Candidate], evidence: &Evidence<'_>) -> Result<Vec<Score>, ResolveError>;
+}
+
+/// What to resolve.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Query {
+    /// The subject.
+    pub subject: String,
+    /// The predicate.
+    pub predicate: String,
+    /// The lens, by name.
+    pub lens: String,
+    /// The lifecycles a candidate may have (default: proposed and active).
+    pub lifecycles: Vec<Lifecycle>,
+    /// Let superseded assertions compete too.
+    pub history: bool,
+    /// Most candidates to rank (at most [`CANDIDATES_MAX`]).
+    pub limit: usize,
+}
+
+impl Query {
+    /// Resolves (`subject`, `predicate`) with `lens`: heads only, proposed or active ones, up
+    /// to 1,000 candidates.
+    pub fn new(subject: impl Into<String>, predicate: impl Into<String>, lens: impl Into<String>) -> Self {
+        Self {
+            subject: subject.into(),
+            predicate: predicate.into(),
+            lens: lens.into(),
+            lifecycles: vec![Lifecycle::Proposed, Lifecycle::Active],
+            history: false,
+            limit: 1000,
+        }
+    }
+}
+
+/// A candidate with its score, as ranked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scored {
+    /// The candidate.
+    pub candidate: Candidate,
+    /// Its score.
+    pub score: Score,
+}
+
+/// The answer to a [`Query`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resolution {
+    /// The winner: the first of `ranked`, if any candidate qualified.
+    pub winner: Option<Hash>,
+    /// Every qualifying candidate, best first.
+    pub ranked: Vec<Scored>,
+    /// The lens that ranked them.
+    pub lens: String,
+    /// The ingest cursor of the snapshot it read: the journal records below it counted.
+    pub offset: u64,
+}
+
+/// Why a resolution failed.
+#[derive(Debug, Error)]
+pub enum ResolveError {
+    /// No lens of that name is registered.
+    #[error("no lens named {name:?} is registered")]
+    UnknownLens {
+        /// The name asked for.
+        name: String,
+    },
+    /// A lens of that name is registered already.
+    #[error("a lens named {name:?} is registered already")]
+    LensExists {
+        /// The name.
+        name: String,
+    },
+    /// The lens misbehaved: wrong number of scores, or a score that is not finite.
+    #[error("lens {lens:?} failed: {reason}")]
+    Lens {
+        /// The lens.
+        lens: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// Reading the snapshot failed.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// The node is shut down.
+    #[error("the node is shut down")]
+    Closed,
+}
+
+/// The lenses of a node, by name.
+#[derive(Default)]
+pub struct LensRegistry {
+    lenses: parking_lot::RwLock<HashMap<String, Arc<dyn Lens>>>,
+}
+
+impl LensRegistry {
+    /// A registry holding the built-ins.
+    pub fn with_builtins() -> Self {
+        let registry = Self::default();
+        for lens in [
+            Arc::new(Recency) as Arc<dyn Lens>,
+            Arc::new(Confidence),
+            Arc::new(Consensus),
+        ] {
+            registry.lenses.write().insert(lens.name().to_owned(), lens);
+        }
+        registry
+    }
+
+    /// Registers `lens` under its name; a name is registered once.
+    pub fn register(&self, lens: Arc<dyn Lens>) -> Result<(), ResolveError> {
+        let mut lenses = self.lenses.write();
+        let name = lens.name().to_owned();
+        if lenses.contains_key(&name) {
+            return Err(ResolveError::LensExists { name });
+        }
+        lenses.insert(name, lens);
+        Ok(())
+    }
+
+    /// Returns the lens named `name`.
+    pub fn get(&self, name: &str) -> Result<Arc<dyn Lens>, ResolveError> {
+        self.lenses
+            .read()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| ResolveError::UnknownLens {
+                name: name.to_owned(),
+            })
+    }
+
+    /// Returns the registered names, sorted.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.lenses.read().keys().cloned().collect();
+        names.sort();
+        names
+    }
+}
+
+/// Resolves `query` with `lens` on one snapshot; see the module docs.
+pub fn resolve(
+    snapshot: &Snapshot,
+    query: &Query,
+    lens: &dyn Lens,
+    trust: &TrustBook,
+) -> Result<Resolution, ResolveError> {
+    let entries = snapshot.entries(
+        &query.subject,
+        &query.predicate,
+        query.history,
+        query.limit.min(CANDIDATES_MAX),
+    )?;
+    let mut candidates = Vec::with_capacity(entries.len());
+    for HeadSummary {
+        hash,
+        timestamp_ms,
+        summary,
+    } in entries
+    {
+        if !query.lifecycles.contains(&summary.lifecycle) {
+            continue;
+        }
+        let votes = snapshot.vote_totals(&hash)?;
+        candidates.push(Candidate {
+            hash,
+            timestamp_ms,
+            summary,
+            votes,
+        });
+    }
+    let evidence = Evidence { snapshot, trust };
+    let scores = lens.score(&candidates, &evidence)?;
+    let failed = |reason: String| ResolveError::Lens {
+        lens: lens.name().to_owned(),
+        reason,
+    };
+    if scores.len() != candidates.len() {
+        return Err(failed(format!(
+            "{} scores for {} candidates",
+            scores.len(),
+            candidates.len()
+        )));
+    }
+    if let Some(bad) = scores.iter().find(|s| !s.value.is_finite()) {
+        return Err(failed(format!("score {} is not finite", bad.value)));
+    }
+    let mut ranked: Vec<Scored> = candidates
+        .into_iter()
+        .zip(scores)
+        .map(|(candidate, score)| Scored { candidate, score })
+        .collect();
+    ranked.sort_by(|a, b| {
+        b.score
+            .value
+            .total_cmp(&a.score.value)
+            .then(b.candidate.timestamp_ms.cmp(&a.candidate.timestamp_ms))
+            .then(b.candidate.hash.cmp(&a.candidate.hash))
+    });
+    Ok(Resolution {
+        winner: ranked.first().map(|s| s.candidate.hash),
+        ranked,
+        lens: lens.name().to_owned(),
+        offset: snapshot.cursor(),
+    })
+}
