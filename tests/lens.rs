@@ -291,3 +291,70 @@ fn lifecycle_and_supersession_filter_candidates_and_history_brings_back_the_chai
         node.shutdown().await.unwrap();
     });
 }
+
+#[test]
+fn queries_during_ingestion_and_voting_see_whole_batches_and_winners_among_their_candidates() {
+    with_node(Config::default(), |node| async move {
+        let writer = {
+            let node = node.clone();
+            actix::spawn(async move {
+                let mut hashes = Vec::new();
+                for round in 0..20u64 {
+                    // Each batch: three claims about the pair, and votes on earlier ones.
+                    let claims: Vec<Assertion> = (0..3)
+                        .map(|i| claim((round * 3 + i) as i64, 0.5, 1000 + round * 3 + i, 1 + (i as u8)))
+                        .collect();
+                    for result in node.submit_many(claims).await.unwrap() {
+                        hashes.push(result.unwrap().hash);
+                    }
+                    let votes: Vec<Vote> = hashes
+                        .iter()
+                        .rev()
+                        .take(4)
+                        .enumerate()
+                        .map(|(i, h)| {
+                            Vote::sign(&key(50 + i as u8), *h, 1.0 + round as f32, NOW_MS + 5000 + round)
+                        })
+                        .collect();
+                    for result in node.cast_votes(votes).await.unwrap() {
+                        result.unwrap();
+                    }
+                }
+                hashes
+            })
+        };
+        let mut queries = 0;
+        let lenses = ["recency", "confidence", "consensus"];
+        while queries < 100 {
+            let lens = lenses[queries % lenses.len()];
+            let resolution = node.resolve(query(lens)).await.unwrap();
+            let candidates: Vec<Hash> = resolution.ranked.iter().map(|s| s.candidate.hash).collect();
+            if let Some(winner) = resolution.winner {
+                assert!(
+                    candidates.contains(&winner),
+                    "{lens}: winner outside its candidates"
+                );
+                assert_eq!(candidates[0], winner);
+            }
+            // Batches of three claims commit whole: a snapshot sees a multiple of three.
+            assert_eq!(
+                candidates.len() % 3,
+                0,
+                "{lens}: part of a batch at offset {}",
+                resolution.offset
+            );
+            for scored in &resolution.ranked {
+                let totals = scored.candidate.votes;
+                assert!(totals.count <= 4, "{totals:?}");
+            }
+            queries += 1;
+        }
+        let hashes = writer.await.unwrap();
+        let last = node.durable_end().unwrap();
+        node.wait_caught_up(Instant::now() + WAIT).await.unwrap();
+        let final_resolution = node.resolve(query("recency")).await.unwrap();
+        assert_eq!(final_resolution.ranked.len(), hashes.len());
+        assert!(final_resolution.offset >= last);
+        node.shutdown().await.unwrap();
+    });
+}
