@@ -65,23 +65,23 @@ impl Lens for Consensus {
                 });
                 continue;
             }
-            let votes = evidence.votes(&candidate.hash)?;
+            let votes = evidence.vote_weights(&candidate.hash)?;
             // Each vote's weight × trust, summed exactly per trust factor, then weighted:
             // the order votes are read in cannot change the score.
             let mut by_factor: HashMap<u32, ExactWeight> = HashMap::new();
-            for vote in &votes {
-                let factor = match trust.get(&vote.vote.voter) {
+            for (voter, weight) in &votes {
+                let factor = match trust.get(voter) {
                     Some(factor) => *factor,
                     None => {
-                        let factor = evidence.trust(&vote.vote.voter)?;
-                        trust.insert(vote.vote.voter, factor);
+                        let factor = evidence.trust(voter)?;
+                        trust.insert(*voter, factor);
                         factor
                     }
                 };
                 by_factor
                     .entry(factor.to_bits())
                     .or_insert(ExactWeight::ZERO)
-                    .add(vote.vote.weight);
+                    .add(*weight);
             }
             let mut factors: Vec<(u32, ExactWeight)> = by_factor.into_iter().collect();
             factors.sort_by_key(|(bits, _)| *bits);

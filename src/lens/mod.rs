@@ -62,6 +62,13 @@ impl Evidence<'_> {
         Ok(self.snapshot.votes(assertion, VOTES_PER_CANDIDATE_MAX)?)
     }
 
+    /// Returns (voter, weight) of each live vote on `assertion` (at most
+    /// [`VOTES_PER_CANDIDATE_MAX`]): cheaper than [`votes`](Self::votes) when the records
+    /// themselves are not needed.
+    pub fn vote_weights(&self, assertion: &Hash) -> Result<Vec<(AgentId, f32)>, ResolveError> {
+        Ok(self.snapshot.vote_weights(assertion, VOTES_PER_CANDIDATE_MAX)?)
+    }
+
     /// Returns `agent`'s trust factor as of the snapshot: its journaled trust change, else
     /// its configured factor, else the default.
     pub fn trust(&self, agent: &AgentId) -> Result<f32, ResolveError> {

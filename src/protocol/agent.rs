@@ -40,6 +40,14 @@ impl AgentId {
         Ok(Self(*bytes))
     }
 
+    /// An id read back from the state, which stores only ids that [`from_bytes`](Self::from_bytes)
+    /// checked, so it is not checked again (the check decompresses a curve point). Should the
+    /// stored bytes be damaged, [`verifying_key`](Self::verifying_key) answers `None` and
+    /// verification fails; reads that only compare or look up ids are unaffected.
+    pub(crate) const fn from_stored_bytes(bytes: [u8; AGENT_ID_LEN]) -> Self {
+        Self(bytes)
+    }
+
     /// Returns the 32 public key bytes.
     pub const fn as_bytes(&self) -> &[u8; AGENT_ID_LEN] {
         &self.0

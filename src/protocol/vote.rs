@@ -83,6 +83,13 @@ impl Vote {
         codec::from_canonical(bytes)
     }
 
+    /// Decodes a record read back from the state, which stores only records it decoded
+    /// canonically: the canonical re-encoding check is skipped. Malformed bytes are still an
+    /// error.
+    pub(crate) fn from_stored_record_bytes(bytes: &[u8]) -> Result<Self, CodecError> {
+        Ok(rmp_serde::from_slice(bytes)?)
+    }
+
     /// Returns the JSON form.
     pub fn to_json(&self) -> Result<String, CodecError> {
         codec::to_json(self)

@@ -402,6 +402,18 @@ pub(super) fn decode_vote(value: &[u8]) -> Result<StoredVote, StateError> {
     })
 }
 
+/// Reads the voter (from a `votes` key) and the weight (from its value) of a live vote,
+/// without the canonical checks and content hash of [`decode_vote`]: what a lens needs.
+pub(super) fn decode_vote_weight(key: &[u8], value: &[u8]) -> Result<(AgentId, f32), StateError> {
+    let voter: [u8; AGENT_ID_LEN] = key
+        .get(HASH_LEN..)
+        .and_then(|bytes| bytes.try_into().ok())
+        .ok_or_else(|| StateError::corrupt("vote key", "not assertion and voter"))?;
+    let (_, record) = decode_record("vote", value)?;
+    let vote = Vote::from_stored_record_bytes(record).map_err(|e| StateError::corrupt("vote", e))?;
+    Ok((AgentId::from_stored_bytes(voter), vote.weight))
+}
+
 /// Encodes a `trust` value.
 pub(super) fn encode_trust(row: &StoredTrust) -> Vec<u8> {
     encode_record(row.offset, &row.change.to_record_bytes())

@@ -23,7 +23,7 @@ use super::apply::read_cursor;
 use super::layout::PairId;
 use super::read::{HeadSummary, ListPage, ListQuery, StoredAssertion, entries_in, get_in, heads_in, list_in};
 use super::trust::get_trust;
-use super::votes::{StoredVote, VoteTotals, get_totals, votes_in};
+use super::votes::{StoredVote, VoteTotals, get_totals, vote_weights_in, votes_in};
 use super::{Databases, State, StateError, StoredTrust};
 use crate::protocol::{AgentId, Hash};
 
@@ -192,6 +192,12 @@ impl Snapshot {
     /// Returns up to `limit` live votes on `assertion`, by voter.
     pub fn votes(&self, assertion: &Hash, limit: usize) -> Result<Vec<StoredVote>, StateError> {
         self.read(|txn, dbs| votes_in(txn, dbs, assertion, limit))
+    }
+
+    /// Returns up to `limit` (voter, weight) pairs of the live votes on `assertion`, by voter:
+    /// what a lens weighs, read without decoding whole votes.
+    pub fn vote_weights(&self, assertion: &Hash, limit: usize) -> Result<Vec<(AgentId, f32)>, StateError> {
+        self.read(|txn, dbs| vote_weights_in(txn, dbs, assertion, limit))
     }
 
     /// Returns `agent`'s applied trust change, if it has one.

@@ -150,6 +150,25 @@ impl State {
     }
 }
 
+/// Returns up to `limit` (voter, weight) pairs of the live votes on `assertion`, by voter.
+pub(super) fn vote_weights_in(
+    txn: &RoTxn<'_>,
+    dbs: &Databases,
+    assertion: &Hash,
+    limit: usize,
+) -> Result<Vec<(crate::protocol::AgentId, f32)>, StateError> {
+    let iter = dbs
+        .votes
+        .prefix_iter(txn, assertion.as_bytes())
+        .map_err(StateError::lmdb("scan votes"))?;
+    let mut out = Vec::new();
+    for entry in iter.take(limit) {
+        let (key, value) = entry.map_err(StateError::lmdb("scan votes"))?;
+        out.push(super::layout::decode_vote_weight(key, value)?);
+    }
+    Ok(out)
+}
+
 pub(super) fn votes_in(
     txn: &RoTxn<'_>,
     dbs: &Databases,
