@@ -12,10 +12,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{NOW_MS, key};
+use common::{NOW_MS, key, with_node};
 use crossbeam_channel::{RecvTimeoutError, bounded};
 use stemedb::Config;
-use stemedb::node::{Node, Queue, QueueFull, QueueUnit, RECORD_STRUCT_BYTES, SubmitError};
+use stemedb::node::{Queue, QueueFull, QueueUnit, RECORD_STRUCT_BYTES, SubmitError};
 use stemedb::protocol::{Assertion, ObjectValue};
 use stemedb::storage::journal::{AppendReply, Journal, JournalConfig, JournalError};
 use tempfile::TempDir;
@@ -114,18 +114,6 @@ fn big_assertion(n: u64) -> Assertion {
     let mut a = Assertion::new("big", "text", ObjectValue::Text(text), 0.5, NOW_MS + n);
     a.sign(&key(1));
     a
-}
-
-fn with_node<F, Fut>(config: Config, test: F)
-where
-    F: FnOnce(Node) -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    let dir = TempDir::new().unwrap();
-    actix::System::new().block_on(async {
-        let node = Node::start(config, dir.path()).unwrap();
-        test(node).await;
-    });
 }
 
 #[test]

@@ -10,12 +10,11 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{NOW_MS, key};
+use common::{NOW_MS, key, with_node};
 use stemedb::Config;
 use stemedb::lens::{Candidate, Evidence, Lens, Query, ResolveError, Score};
 use stemedb::node::Node;
 use stemedb::protocol::{AgentKey, Assertion, Hash, Lifecycle, ObjectValue, Vote};
-use tempfile::TempDir;
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -29,18 +28,6 @@ fn claim(value: i64, confidence: f32, ts: u64, signer: u8) -> Assertion {
     );
     a.sign(&key(signer));
     a
-}
-
-fn with_node<F, Fut>(config: Config, test: F)
-where
-    F: FnOnce(Node) -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    let dir = TempDir::new().unwrap();
-    actix::System::new().block_on(async {
-        let node = Node::start(config, dir.path()).unwrap();
-        test(node).await;
-    });
 }
 
 async fn submit(node: &Node, assertions: &[Assertion]) -> Vec<Hash> {
@@ -293,26 +280,28 @@ fn lifecycle_and_supersession_filter_candidates_and_history_brings_back_the_chai
 }
 
 #[test]
-fn queries_during_ingestion_and_voting_see_whole_batches_and_winners_among_their_candidates() {
+fn queries_during_ingestion_and_voting_see_journal_prefixes_and_winners_among_their_candidates() {
     with_node(Config::default(), |node| async move {
         let writer = {
             let node = node.clone();
             actix::spawn(async move {
-                let mut hashes = Vec::new();
+                // (hash, offset) of every claim, in order.
+                let mut acked: Vec<(Hash, u64)> = Vec::new();
                 for round in 0..20u64 {
-                    // Each batch: three claims about the pair, and votes on earlier ones.
+                    // Each round: three claims about the pair, and votes on the latest ones.
                     let claims: Vec<Assertion> = (0..3)
                         .map(|i| claim((round * 3 + i) as i64, 0.5, 1000 + round * 3 + i, 1 + (i as u8)))
                         .collect();
                     for result in node.submit_many(claims).await.unwrap() {
-                        hashes.push(result.unwrap().hash);
+                        let receipt = result.unwrap();
+                        acked.push((receipt.hash, receipt.offset));
                     }
-                    let votes: Vec<Vote> = hashes
+                    let votes: Vec<Vote> = acked
                         .iter()
                         .rev()
                         .take(4)
                         .enumerate()
-                        .map(|(i, h)| {
+                        .map(|(i, (h, _))| {
                             Vote::sign(&key(50 + i as u8), *h, 1.0 + round as f32, NOW_MS + 5000 + round)
                         })
                         .collect();
@@ -320,12 +309,12 @@ fn queries_during_ingestion_and_voting_see_whole_batches_and_winners_among_their
                         result.unwrap();
                     }
                 }
-                hashes
+                acked
             })
         };
-        let mut queries = 0;
         let lenses = ["recency", "confidence", "consensus"];
-        while queries < 100 {
+        let mut seen: Vec<(u64, Vec<Hash>)> = Vec::new();
+        for queries in 0..100 {
             let lens = lenses[queries % lenses.len()];
             let resolution = node.resolve(query(lens)).await.unwrap();
             let candidates: Vec<Hash> = resolution.ranked.iter().map(|s| s.candidate.hash).collect();
@@ -336,24 +325,30 @@ fn queries_during_ingestion_and_voting_see_whole_batches_and_winners_among_their
                 );
                 assert_eq!(candidates[0], winner);
             }
-            // Batches of three claims commit whole: a snapshot sees a multiple of three.
-            assert_eq!(
-                candidates.len() % 3,
-                0,
-                "{lens}: part of a batch at offset {}",
-                resolution.offset
-            );
             for scored in &resolution.ranked {
                 let totals = scored.candidate.votes;
                 assert!(totals.count <= 4, "{totals:?}");
             }
-            queries += 1;
+            seen.push((resolution.offset, candidates));
         }
-        let hashes = writer.await.unwrap();
+        let acked = writer.await.unwrap();
+        // Each resolution saw exactly the claims journaled below the offset it reflects: a
+        // prefix of the journal, never part of an ingest batch.
+        for (offset, candidates) in &seen {
+            let mut expected: Vec<Hash> = acked
+                .iter()
+                .filter(|(_, at)| at < offset)
+                .map(|(h, _)| *h)
+                .collect();
+            let mut found = candidates.clone();
+            expected.sort();
+            found.sort();
+            assert_eq!(found, expected, "resolution at offset {offset}");
+        }
         let last = node.durable_end().unwrap();
         node.wait_caught_up(Instant::now() + WAIT).await.unwrap();
         let final_resolution = node.resolve(query("recency")).await.unwrap();
-        assert_eq!(final_resolution.ranked.len(), hashes.len());
+        assert_eq!(final_resolution.ranked.len(), acked.len());
         assert!(final_resolution.offset >= last);
         node.shutdown().await.unwrap();
     });

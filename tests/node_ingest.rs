@@ -10,7 +10,7 @@ mod common;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use common::{NOW_MS, key};
+use common::{NOW_MS, key, with_node};
 use stemedb::Config;
 use stemedb::node::{Node, Receipt, SubmitError};
 use stemedb::protocol::{Assertion, Hash, ObjectValue, Signature, TextField, ValidationError};
@@ -34,20 +34,6 @@ fn assertion(subject: &str, predicate: &str, value: i64, key_n: u8) -> Assertion
     );
     a.sign(&key(key_n));
     a
-}
-
-/// Runs `test` against a fresh node inside an actix System; its directory lives until the
-/// test ends (segment files are opened lazily, so the directory must outlive the node).
-fn with_node<F, Fut>(config: Config, test: F)
-where
-    F: FnOnce(Node) -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    let dir = TempDir::new().unwrap();
-    actix::System::new().block_on(async {
-        let node = Node::start(config, dir.path()).unwrap();
-        test(node).await;
-    });
 }
 
 async fn submit_indexed(node: &Node, assertion: Assertion) -> Receipt {

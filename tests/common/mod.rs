@@ -202,3 +202,17 @@ pub fn any_vote() -> impl Strategy<Value = Vote> {
         },
     )
 }
+
+/// Runs `test` against a fresh node inside an actix System; its directory lives until the
+/// test ends (segment files are opened lazily, so the directory must outlive the node).
+pub fn with_node<F, Fut>(config: stemedb::Config, test: F)
+where
+    F: FnOnce(stemedb::node::Node) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let dir = tempfile::TempDir::new().unwrap();
+    actix::System::new().block_on(async {
+        let node = stemedb::node::Node::start(config, dir.path()).unwrap();
+        test(node).await;
+    });
+}
