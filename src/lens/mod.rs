@@ -50,15 +50,25 @@ pub struct Score {
     pub reason: String,
 }
 
-/// What a lens may read besides the candidates: the snapshot's live votes and trust.
+/// What a lens may read besides the candidates: the snapshot's live votes and trust, as of
+/// the query's point in the log.
 pub struct Evidence<'a> {
     snapshot: &'a Snapshot,
     trust: &'a TrustBook,
+    /// Only records journaled below this count, if the query asked for a past point.
+    as_of_end: Option<u64>,
 }
 
 impl Evidence<'_> {
     /// Returns the live votes on `assertion` (at most [`VOTES_PER_CANDIDATE_MAX`]).
+    /// Not available for a past point (the replaced records are kept for weights only):
+    /// answers [`ResolveError::AsOfUnsupported`] then; use [`vote_weights`](Self::vote_weights).
     pub fn votes(&self, assertion: &Hash) -> Result<Vec<StoredVote>, ResolveError> {
+        if self.as_of_end.is_some() {
+            return Err(ResolveError::AsOfUnsupported {
+                what: "whole vote records",
+            });
+        }
         Ok(self.snapshot.votes(assertion, VOTES_PER_CANDIDATE_MAX)?)
     }
 
@@ -66,13 +76,22 @@ impl Evidence<'_> {
     /// [`VOTES_PER_CANDIDATE_MAX`]): cheaper than [`votes`](Self::votes) when the records
     /// themselves are not needed.
     pub fn vote_weights(&self, assertion: &Hash) -> Result<Vec<(AgentId, f32)>, ResolveError> {
-        Ok(self.snapshot.vote_weights(assertion, VOTES_PER_CANDIDATE_MAX)?)
+        Ok(match self.as_of_end {
+            Some(end) => self
+                .snapshot
+                .vote_weights_as_of(assertion, end, VOTES_PER_CANDIDATE_MAX)?,
+            None => self.snapshot.vote_weights(assertion, VOTES_PER_CANDIDATE_MAX)?,
+        })
     }
 
     /// Returns `agent`'s trust factor as of the snapshot: its journaled trust change, else
     /// its configured factor, else the default.
     pub fn trust(&self, agent: &AgentId) -> Result<f32, ResolveError> {
-        if let Some(stored) = self.snapshot.trust_change(agent)? {
+        let journaled = match self.as_of_end {
+            Some(end) => self.snapshot.trust_change_as_of(agent, end)?,
+            None => self.snapshot.trust_change(agent)?,
+        };
+        if let Some(stored) = journaled {
             return Ok(stored.change.factor);
         }
         Ok(self
@@ -83,9 +102,9 @@ impl Evidence<'_> {
             .unwrap_or(self.trust.default))
     }
 
-    /// Returns the ingest cursor the snapshot reflects.
+    /// Returns the point in the log the resolution reflects: records below it count.
     pub fn offset(&self) -> u64 {
-        self.snapshot.cursor()
+        self.as_of_end.unwrap_or_else(|| self.snapshot.cursor())
     }
 }
 
@@ -122,6 +141,17 @@ pub struct Query {
     pub history: bool,
     /// Most candidates to rank (at most [`CANDIDATES_MAX`]).
     pub limit: usize,
+    /// Resolve as the store knew things at a past point, not now.
+    pub as_of: Option<AsOf>,
+}
+
+/// A past point in the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AsOf {
+    /// The journal record at this offset and every one before it count; none after it.
+    Offset(u64),
+    /// What the store had applied by this wall-clock time, in milliseconds since the epoch.
+    TimeMs(u64),
 }
 
 impl Query {
@@ -135,6 +165,7 @@ impl Query {
             lifecycles: vec![Lifecycle::Proposed, Lifecycle::Active],
             history: false,
             limit: 1000,
+            as_of: None,
         }
     }
 }
@@ -175,6 +206,12 @@ pub enum ResolveError {
     LensExists {
         /// The name.
         name: String,
+    },
+    /// What a lens asked for is not kept for past points.
+    #[error("{what} are not available as of a past point")]
+    AsOfUnsupported {
+        /// What.
+        what: &'static str,
     },
     /// The lens misbehaved: wrong number of scores, or a score that is not finite.
     #[error("lens {lens:?} failed: {reason}")]
@@ -249,12 +286,17 @@ pub fn resolve(
     lens: &dyn Lens,
     trust: &TrustBook,
 ) -> Result<Resolution, ResolveError> {
-    let entries = snapshot.entries(
-        &query.subject,
-        &query.predicate,
-        query.history,
-        query.limit.min(CANDIDATES_MAX),
-    )?;
+    let limit = query.limit.min(CANDIDATES_MAX);
+    let as_of_end = match query.as_of {
+        None => None,
+        // The record at the offset counts: everything below the next offset.
+        Some(AsOf::Offset(offset)) => Some(offset.saturating_add(1).min(snapshot.cursor())),
+        Some(AsOf::TimeMs(ms)) => Some(snapshot.cursor_at_time(ms)?),
+    };
+    let entries = match as_of_end {
+        None => snapshot.entries(&query.subject, &query.predicate, query.history, limit)?,
+        Some(end) => snapshot.entries_as_of(&query.subject, &query.predicate, end, query.history, limit)?,
+    };
     let mut candidates = Vec::with_capacity(entries.len());
     for HeadSummary {
         hash,
@@ -265,7 +307,17 @@ pub fn resolve(
         if !query.lifecycles.contains(&summary.lifecycle) {
             continue;
         }
-        let votes = snapshot.vote_totals(&hash)?;
+        let votes = match as_of_end {
+            None => snapshot.vote_totals(&hash)?,
+            Some(end) => {
+                let mut totals = VoteTotals::default();
+                for (_, weight) in snapshot.vote_weights_as_of(&hash, end, VOTES_PER_CANDIDATE_MAX)? {
+                    totals.count += 1;
+                    totals.weight.add(weight);
+                }
+                totals
+            }
+        };
         candidates.push(Candidate {
             hash,
             timestamp_ms,
@@ -273,7 +325,11 @@ pub fn resolve(
             votes,
         });
     }
-    let evidence = Evidence { snapshot, trust };
+    let evidence = Evidence {
+        snapshot,
+        trust,
+        as_of_end,
+    };
     let scores = lens.score(&candidates, &evidence)?;
     let failed = |reason: String| ResolveError::Lens {
         lens: lens.name().to_owned(),
@@ -305,6 +361,6 @@ pub fn resolve(
         winner: ranked.first().map(|s| s.candidate.hash),
         ranked,
         lens: lens.name().to_owned(),
-        offset: snapshot.cursor(),
+        offset: evidence.offset(),
     })
 }

@@ -27,7 +27,8 @@ use heed::{PutFlags, RoTxn, RwTxn};
 
 use super::layout::{
     META_INGEST_CURSOR, PairId, Section, Summary, assertion_pair, offset_key, decode_u64, encode_assertion, encode_rejection,
-    encode_summary, encode_totals, encode_trust, encode_vote, pair_key, rejected_key, supersession_key, vote_key,
+    encode_summary, encode_totals, encode_trust, encode_vote, ingest_time_key, pair_key, rejected_key, supersession_key,
+    trust_history_key, vote_history_key, vote_key,
 };
 use super::rejection::{RejectReason, Rejection};
 use super::trust::{StoredTrust, plan_trust};
@@ -89,6 +90,8 @@ pub(crate) struct Plan {
     duplicates: usize,
     /// The trust change each agent ends the batch with, where the batch changes it.
     trust: BTreeMap<AgentId, StoredTrust>,
+    /// Applied trust changes the batch replaces, for the history.
+    trust_replaced: Vec<StoredTrust>,
     trust_applied: usize,
     trust_ignored: usize,
     /// The record the plan holds at: its tag is unknown to this build.
@@ -236,6 +239,11 @@ impl State {
                     }
                 }
             }
+            for row in &plan.trust_replaced {
+                dbs.trust_history
+                    .put(txn, &trust_history_key(&row.change.agent, row.offset), &encode_trust(row))
+                    .map_err(StateError::lmdb("store trust history"))?;
+            }
             for (agent, row) in &plan.trust {
                 outcome.trust_changed.insert(*agent);
                 dbs.trust
@@ -256,6 +264,11 @@ impl State {
             dbs.meta
                 .put(txn, META_INGEST_CURSOR, &plan.end.to_be_bytes())
                 .map_err(StateError::lmdb("store ingest cursor"))?;
+            if plan.end > plan.cursor {
+                dbs.ingest_times
+                    .put(txn, &ingest_time_key(crate::protocol::now_ms(), plan.end), &[])
+                    .map_err(StateError::lmdb("store ingest time"))?;
+            }
             Ok(outcome)
         })
     }
@@ -326,7 +339,7 @@ fn plan_one(
         LogRecord::Trust(change) => {
             let (hash, offset) = (change.content_hash(), record.offset);
             let row = StoredTrust { hash, offset, change };
-            match plan_trust(txn, dbs, &mut plan.trust, row)? {
+            match plan_trust(txn, dbs, &mut plan.trust, &mut plan.trust_replaced, row)? {
                 true => plan.trust_applied += 1,
                 false => plan.trust_ignored += 1,
             }
@@ -466,6 +479,15 @@ fn store(txn: &mut RwTxn<'_>, dbs: &Databases, step: &Store) -> Result<(), State
 }
 
 fn write_tally(txn: &mut RwTxn<'_>, dbs: &Databases, tally: &Tally) -> Result<(), StateError> {
+    for row in &tally.replaced {
+        dbs.vote_history
+            .put(
+                txn,
+                &vote_history_key(&row.vote.assertion, &row.vote.voter, row.offset),
+                &encode_vote(row),
+            )
+            .map_err(StateError::lmdb("store vote history"))?;
+    }
     for row in &tally.rows {
         dbs.votes
             .put(

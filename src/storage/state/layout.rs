@@ -11,6 +11,9 @@
 //! votes              assertion[32] voter[32]                         offset u64, record: the live vote
 //! vote_totals        assertion[32]                                   count u64, weight[48]
 //! trust              agent[32]                                       offset u64, record: the applied change
+//! vote_history       assertion[32] voter[32] offset u64              offset u64, record: a replaced live vote
+//! trust_history      agent[32] offset u64                            offset u64, record: a replaced change
+//! ingest_times       commit ms u64, cursor u64                       empty
 //! rejected           offset u64                                      Rejection, MessagePack (named)
 //! meta               "ingest_cursor"                                 u64: next offset to apply
 //!                    "schema_version"                                u32: SCHEMA_VERSION
@@ -43,6 +46,12 @@
 //!   without decoding the record.
 //! - **Record values** are never re-encoded, so what a reader decodes is byte for byte what
 //!   was signed.
+//! - **History for as-of reads.** A live vote or applied trust change that a newer one replaces
+//!   moves to `vote_history` or `trust_history`, keyed by the journal offset of its record. A
+//!   vote the ingest ignored (older than the live one) was never live as of any point after its
+//!   own offset, so nothing else is kept: as of offset X, a voter's live vote is its live row
+//!   if that was journaled below X, else its last history entry below X. `ingest_times` maps
+//!   each commit's wall-clock time to the cursor it reached, for as-of by time.
 //! - **Weight** is an [`ExactWeight`]: the exact sum of the live votes' `f32` weights, in
 //!   [`EXACT_WEIGHT_BYTES`](super::EXACT_WEIGHT_BYTES) bytes, so totals never drift.
 //! - **Names in keys.** A subject or predicate may be 1024 bytes, more than an LMDB key holds,
@@ -68,6 +77,9 @@ pub(super) const DB_META: &str = "meta";
 pub(super) const DB_VOTES: &str = "votes";
 pub(super) const DB_VOTE_TOTALS: &str = "vote_totals";
 pub(super) const DB_TRUST: &str = "trust";
+pub(super) const DB_VOTE_HISTORY: &str = "vote_history";
+pub(super) const DB_TRUST_HISTORY: &str = "trust_history";
+pub(super) const DB_INGEST_TIMES: &str = "ingest_times";
 /// The schema 2 database of records by hash; the conversion moves them out and empties it.
 pub(super) const DB_V2_ASSERTIONS: &str = "assertions";
 /// The schema 2 indexes, which `pairs` replaced; emptied by the conversion.
@@ -262,6 +274,41 @@ pub fn vote_key(assertion: &Hash, voter: &AgentId) -> [u8; VOTE_KEY_BYTES] {
     key
 }
 
+/// Returns the `vote_history` key of a replaced vote of `voter` on `assertion`, journaled at
+/// `offset`.
+pub(super) fn vote_history_key(assertion: &Hash, voter: &AgentId, offset: u64) -> [u8; VOTE_KEY_BYTES + 8] {
+    let mut key = [0u8; VOTE_KEY_BYTES + 8];
+    key[..VOTE_KEY_BYTES].copy_from_slice(&vote_key(assertion, voter));
+    key[VOTE_KEY_BYTES..].copy_from_slice(&offset.to_be_bytes());
+    key
+}
+
+/// Returns the `trust_history` key of a replaced trust change of `agent`, journaled at
+/// `offset`.
+pub(super) fn trust_history_key(agent: &AgentId, offset: u64) -> [u8; AGENT_ID_LEN + 8] {
+    let mut key = [0u8; AGENT_ID_LEN + 8];
+    key[..AGENT_ID_LEN].copy_from_slice(agent.as_bytes());
+    key[AGENT_ID_LEN..].copy_from_slice(&offset.to_be_bytes());
+    key
+}
+
+/// Returns the `ingest_times` key of a commit at wall-clock `ms` that reached `cursor`.
+pub(super) fn ingest_time_key(ms: u64, cursor: u64) -> [u8; 16] {
+    let mut key = [0u8; 16];
+    key[..8].copy_from_slice(&ms.to_be_bytes());
+    key[8..].copy_from_slice(&cursor.to_be_bytes());
+    key
+}
+
+/// Reads the trailing offset of a history key (its last 8 bytes).
+pub(super) fn history_key_offset(key: &[u8]) -> Result<u64, StateError> {
+    let at = key
+        .len()
+        .checked_sub(8)
+        .ok_or_else(|| StateError::corrupt("history key", "too short"))?;
+    decode_u64("history key", &key[at..])
+}
+
 /// Returns the `rejected` key of the record at journal `offset`.
 pub(super) fn rejected_key(offset: u64) -> [u8; 8] {
     offset.to_be_bytes()
@@ -314,6 +361,11 @@ fn split_assertion(value: &[u8]) -> Result<(PairId, &[u8]), StateError> {
         .split_first_chunk::<PAIR_ID_BYTES>()
         .ok_or_else(|| StateError::corrupt("assertion", "shorter than its pair"))?;
     Ok((PairId(*pair), record))
+}
+
+/// Reads the journal offset that leads a record value (`votes`, `trust` and their histories).
+pub(super) fn record_value_offset(value: &[u8]) -> Result<u64, StateError> {
+    decode_record("record value", value).map(|(offset, _)| offset)
 }
 
 /// Decodes an `assertion_records` value.

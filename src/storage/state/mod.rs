@@ -23,6 +23,7 @@
 //!   resize waits until no transaction of this process is open.
 
 mod apply;
+mod asof;
 mod config;
 mod error;
 mod inspect;
@@ -76,11 +77,14 @@ pub(crate) struct Databases {
     pub(crate) votes: Db,
     pub(crate) vote_totals: Db,
     pub(crate) trust: Db,
+    pub(crate) vote_history: Db,
+    pub(crate) trust_history: Db,
+    pub(crate) ingest_times: Db,
 }
 
 impl Databases {
     /// Every database, for whole-state operations.
-    fn all(&self) -> [Db; 9] {
+    fn all(&self) -> [Db; 12] {
         [
             self.assertion_records,
             self.assertion_hashes,
@@ -91,6 +95,9 @@ impl Databases {
             self.votes,
             self.vote_totals,
             self.trust,
+            self.vote_history,
+            self.trust_history,
+            self.ingest_times,
         ]
     }
 }

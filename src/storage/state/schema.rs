@@ -23,7 +23,7 @@ use heed::types::Bytes;
 use heed::{CommitOrAbort, Env, RwTxn, WithoutTls};
 
 use super::layout::{
-    DB_ASSERTION_HASHES, DB_ASSERTION_RECORDS, DB_META, DB_PAIRS, DB_REJECTED, DB_SUPERSESSION, DB_TRUST, DB_V2_ASSERTIONS, DB_V2_INDEXES, DB_VOTE_TOTALS, DB_VOTES,
+    DB_ASSERTION_HASHES, DB_ASSERTION_RECORDS, DB_META, DB_PAIRS, DB_REJECTED, DB_SUPERSESSION, DB_INGEST_TIMES, DB_TRUST, DB_TRUST_HISTORY, DB_V2_ASSERTIONS, DB_V2_INDEXES, DB_VOTE_HISTORY, DB_VOTE_TOTALS, DB_VOTES,
     META_INGEST_CURSOR, META_SCHEMA_VERSION, PairId, Section, Summary, decode_u64, encode_assertion, encode_summary, offset_key,
     pair_key_of,
 };
@@ -143,6 +143,9 @@ pub(super) fn create_databases(env: &Env<WithoutTls>) -> Result<(Databases, Lega
                 create(DB_VOTES)?,
                 create(DB_VOTE_TOTALS)?,
                 create(DB_TRUST)?,
+                create(DB_VOTE_HISTORY)?,
+                create(DB_TRUST_HISTORY)?,
+                create(DB_INGEST_TIMES)?,
             ];
             let [first, second] = DB_V2_INDEXES;
             let legacy = [
@@ -154,8 +157,20 @@ pub(super) fn create_databases(env: &Env<WithoutTls>) -> Result<(Databases, Lega
         })
         .map_err(StateError::lmdb("create databases"))?
         .unwrap_commit();
-    let [assertion_records, assertion_hashes, pairs, supersession, rejected, meta, votes, vote_totals, trust] =
-        current;
+    let [
+        assertion_records,
+        assertion_hashes,
+        pairs,
+        supersession,
+        rejected,
+        meta,
+        votes,
+        vote_totals,
+        trust,
+        vote_history,
+        trust_history,
+        ingest_times,
+    ] = current;
     let [assertions, first, second] = legacy;
     let legacy = Legacy {
         assertions,
@@ -171,6 +186,9 @@ pub(super) fn create_databases(env: &Env<WithoutTls>) -> Result<(Databases, Lega
         votes,
         vote_totals,
         trust,
+        vote_history,
+        trust_history,
+        ingest_times,
     };
     Ok((dbs, legacy))
 }

@@ -20,6 +20,7 @@ use heed::{RoTxn, WithoutTls};
 use parking_lot::Mutex;
 
 use super::apply::read_cursor;
+use super::asof;
 use super::layout::PairId;
 use super::read::{HeadSummary, ListPage, ListQuery, StoredAssertion, entries_in, get_in, heads_in, list_in};
 use super::trust::get_trust;
@@ -182,6 +183,43 @@ impl Snapshot {
         limit: usize,
     ) -> Result<Vec<HeadSummary>, StateError> {
         self.read(|txn, dbs| entries_in(txn, dbs, &PairId::of(subject, predicate), history, limit))
+    }
+
+    /// [`entries`](Self::entries) as of `end`: as the state stood with only the records
+    /// journaled below `end` applied (see `asof`). `end` is capped at the snapshot's cursor.
+    pub fn entries_as_of(
+        &self,
+        subject: &str,
+        predicate: &str,
+        end: u64,
+        history: bool,
+        limit: usize,
+    ) -> Result<Vec<HeadSummary>, StateError> {
+        let end = end.min(self.cursor);
+        self.read(|txn, dbs| asof::entries_as_of(txn, dbs, &PairId::of(subject, predicate), end, history, limit))
+    }
+
+    /// [`vote_weights`](Self::vote_weights) as of `end` (capped at the snapshot's cursor).
+    pub fn vote_weights_as_of(
+        &self,
+        assertion: &Hash,
+        end: u64,
+        limit: usize,
+    ) -> Result<Vec<(AgentId, f32)>, StateError> {
+        let end = end.min(self.cursor);
+        self.read(|txn, dbs| asof::vote_weights_as_of(txn, dbs, assertion, end, limit))
+    }
+
+    /// `agent`'s applied trust change as of `end` (capped at the snapshot's cursor).
+    pub fn trust_change_as_of(&self, agent: &AgentId, end: u64) -> Result<Option<StoredTrust>, StateError> {
+        let end = end.min(self.cursor);
+        self.read(|txn, dbs| asof::trust_as_of(txn, dbs, agent, end))
+    }
+
+    /// The ingest cursor the state had reached at wall-clock `ms` (capped at the snapshot's
+    /// cursor; 0 if nothing was applied by then).
+    pub fn cursor_at_time(&self, ms: u64) -> Result<u64, StateError> {
+        Ok(self.read(|txn, dbs| asof::end_at_time(txn, dbs, ms))?.min(self.cursor))
     }
 
     /// Returns the totals of the live votes on `assertion`.

@@ -37,20 +37,23 @@ impl StoredTrust {
 
 /// Folds `new` into `pending` (the changes planned in this batch, by agent) if it outranks
 /// both the pending and the stored change of its agent; returns true if and only if it does.
+/// The change it replaces, stored or planned earlier in the batch, goes to `replaced`.
 pub(super) fn plan_trust(
     txn: &RoTxn<'_>,
     dbs: &Databases,
     pending: &mut BTreeMap<AgentId, StoredTrust>,
+    replaced: &mut Vec<StoredTrust>,
     new: StoredTrust,
 ) -> Result<bool, StateError> {
     let agent = new.change.agent;
     let live = match pending.get(&agent) {
-        Some(planned) => Some(planned.rank()),
-        None => get_trust(txn, dbs, &agent)?.map(|stored| stored.rank()),
+        Some(planned) => Some(planned.clone()),
+        None => get_trust(txn, dbs, &agent)?,
     };
-    if live.is_some_and(|live| live >= new.rank()) {
+    if live.as_ref().is_some_and(|live| live.rank() >= new.rank()) {
         return Ok(false);
     }
+    replaced.extend(live);
     pending.insert(agent, new);
     Ok(true)
 }

@@ -67,6 +67,9 @@ pub struct Tally {
     pub counted: usize,
     /// Votes that changed nothing (older than, or identical to, the live vote).
     pub ignored: usize,
+    /// Live votes that a newer one replaced (stored ones, and ones live only within this
+    /// batch), for the history that as-of reads use.
+    pub replaced: Vec<StoredVote>,
 }
 
 /// Returns true if and only if `new` replaces `live` as the voter's live vote.
@@ -109,10 +112,13 @@ impl State {
                         tally.ignored += 1;
                         continue;
                     }
-                    Some(current) => total
-                        .weight
-                        .sub(current.vote.weight)
-                        .map_err(|e| StateError::corrupt("vote totals", e))?,
+                    Some(current) => {
+                        total
+                            .weight
+                            .sub(current.vote.weight)
+                            .map_err(|e| StateError::corrupt("vote totals", e))?;
+                        tally.replaced.push(current.clone());
+                    }
                     None => total.count += 1,
                 }
                 total.weight.add(new.vote.weight);
