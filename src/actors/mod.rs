@@ -22,7 +22,7 @@ pub use durable_broadcaster::{GetReannounceCounts, ReannounceCounts};
 #[cfg_attr(not(feature = "test-support"), allow(unused_imports, reason = "for tests"))]
 pub use hooks::{Hook, Hooks};
 #[cfg_attr(not(feature = "test-support"), allow(unused_imports, reason = "for tests"))]
-pub use ingestor::{INGEST_CURSOR_NAME, IngestStatus, IngestorActor};
+pub use ingestor::{CommitListener, INGEST_CURSOR_NAME, IngestStatus, IngestorActor};
 pub use lens::{LensActor, Resolve};
 #[cfg_attr(not(feature = "test-support"), allow(unused_imports, reason = "for tests"))]
 pub use vote_counter::{CountVotes, VoteCounterActor, shard_of};

@@ -12,6 +12,7 @@
 //! A host registers its own with `Node::register_lens`.
 
 mod builtin;
+mod views;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use std::sync::Arc;
 use thiserror::Error;
 
 pub use builtin::{Confidence, Consensus, Recency};
+pub use views::{MaxStale, Refresher, ViewCounters, ViewKey, ViewStatus, Views, WATCH_BUFFER, WinnerChange};
 
 use crate::protocol::{AgentId, Hash, Lifecycle};
 use crate::storage::state::{HeadSummary, Snapshot, StateError, StoredVote, Summary, VoteTotals};
@@ -143,6 +145,10 @@ pub struct Query {
     pub limit: usize,
     /// Resolve as the store knew things at a past point, not now.
     pub as_of: Option<AsOf>,
+    /// Accept the answer of a materialized view this stale (see `views`); `None` always
+    /// computes. Only a query with the default lifecycles, limit, no history and no `as_of`
+    /// uses or creates a view.
+    pub max_stale: Option<MaxStale>,
 }
 
 /// A past point in the log.
@@ -166,7 +172,22 @@ impl Query {
             history: false,
             limit: 1000,
             as_of: None,
+            max_stale: None,
         }
+    }
+
+    /// Returns the view this query may use, if it is one a view answers.
+    pub fn view_key(&self) -> Option<ViewKey> {
+        let plain = Self::new(self.subject.clone(), self.predicate.clone(), self.lens.clone());
+        let same = self.lifecycles == plain.lifecycles
+            && self.history == plain.history
+            && self.limit == plain.limit
+            && self.as_of.is_none();
+        same.then(|| ViewKey {
+            subject: self.subject.clone(),
+            predicate: self.predicate.clone(),
+            lens: self.lens.clone(),
+        })
     }
 }
 
@@ -227,6 +248,12 @@ pub enum ResolveError {
     /// The node is shut down.
     #[error("the node is shut down")]
     Closed,
+    /// `node.views_max` views exist already.
+    #[error("{max} views exist already (node.views_max)")]
+    ViewsFull {
+        /// The limit.
+        max: usize,
+    },
 }
 
 /// The lenses of a node, by name.

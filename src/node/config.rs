@@ -54,6 +54,8 @@ pub struct NodeConfig {
     pub ingest_commit_duty_percent: u8,
     /// Resolver threads (0: one per core, the default).
     pub lens_threads: usize,
+    /// Most materialized views (default 10,000); each holds one resolution.
+    pub views_max: usize,
 }
 
 impl Default for NodeConfig {
@@ -69,6 +71,7 @@ impl Default for NodeConfig {
             ingest_retry_backoff_ms_max: 1000,
             ingest_commit_duty_percent: 50,
             lens_threads: 0,
+            views_max: 10_000,
         }
     }
 }

@@ -75,9 +75,12 @@ pub use crate::storage::state::{
 };
 
 use crate::Config;
-use crate::actors::{Hooks, LensActor, Resolve};
+use crate::actors::{CommitListener, Hooks, LensActor, Resolve};
 use crate::budget::Budget;
-use crate::lens::{Lens, LensRegistry, Query, Resolution, ResolveError, TrustBook};
+use crate::lens::{
+    Lens, LensRegistry, Query, Resolution, ResolveError, TrustBook, ViewCounters, ViewKey, ViewStatus, Views,
+    WinnerChange,
+};
 use crate::protocol::{AgentId, Assertion, Hash, LogRecord, TrustChange, Vote};
 use crate::storage::state::State;
 use pipeline::{Actors, Running, open_storage};
@@ -95,6 +98,45 @@ pub use crate::storage::state::SCHEMA_VERSION as STATE_SCHEMA_VERSION;
 
 /// Subdirectory of the data directory that holds the LMDB state.
 pub const STATE_DIR: &str = "state";
+
+/// A stream of winner changes; see [`Node::watch`].
+#[derive(Debug)]
+pub struct Watch {
+    receiver: tokio::sync::broadcast::Receiver<WinnerChange>,
+}
+
+/// Why a [`Watch`] yielded no change.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WatchError {
+    /// The watcher fell behind: this many changes were dropped; the next is the latest ones.
+    #[error("the watcher lagged and missed {0} winner changes")]
+    Lagged(u64),
+    /// The node shut down.
+    #[error("the node is shut down")]
+    Closed,
+}
+
+impl Watch {
+    /// Waits for the next winner change.
+    pub async fn next(&mut self) -> Result<WinnerChange, WatchError> {
+        use tokio::sync::broadcast::error::RecvError;
+        self.receiver.recv().await.map_err(|error| match error {
+            RecvError::Lagged(missed) => WatchError::Lagged(missed),
+            RecvError::Closed => WatchError::Closed,
+        })
+    }
+
+    /// Returns the next winner change if one is waiting.
+    pub fn try_next(&mut self) -> Option<Result<WinnerChange, WatchError>> {
+        use tokio::sync::broadcast::error::TryRecvError;
+        match self.receiver.try_recv() {
+            Ok(change) => Some(Ok(change)),
+            Err(TryRecvError::Empty) => None,
+            Err(TryRecvError::Lagged(missed)) => Some(Err(WatchError::Lagged(missed))),
+            Err(TryRecvError::Closed) => Some(Err(WatchError::Closed)),
+        }
+    }
+}
 
 /// The durable acknowledgement of a submitted assertion, vote or trust change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -117,7 +159,9 @@ struct Inner {
     trust_default: f32,
     trust_configured: HashMap<AgentId, f32>,
     trust_book: Arc<TrustBook>,
-    lenses: LensRegistry,
+    lenses: Arc<LensRegistry>,
+    views: Arc<Views>,
+    views_max: usize,
     status: watch::Receiver<IngestStatus>,
     running: RwLock<Option<Running>>,
 }
@@ -153,7 +197,29 @@ impl Node {
         });
         let trust_configured = config.votes.trust_map().map_err(NodeError::Config)?;
         let admins = config.votes.admin_set().map_err(NodeError::Config)?;
-        let actors = Actors::start(&config, &journal, &state, status_tx, hooks)?;
+        let lenses = Arc::new(LensRegistry::with_builtins());
+        let trust_book = Arc::new(TrustBook {
+            default: config.votes.trust_default,
+            configured: trust_configured.clone(),
+        });
+        let (views, refresher) = Views::new(
+            config.node.views_max,
+            state.clone(),
+            lenses.clone(),
+            trust_book.clone(),
+        );
+        let refresher = std::thread::Builder::new()
+            .name("stemedb-views".into())
+            .spawn(move || refresher.run())
+            .map_err(|source| NodeError::Spawn {
+                what: "view refresher",
+                source,
+            })?;
+        let listener: CommitListener = {
+            let views = views.clone();
+            Arc::new(move |cursor, touched, trust_changed| views.on_commit(cursor, touched, trust_changed))
+        };
+        let actors = Actors::start(&config, &journal, &state, status_tx, hooks, listener)?;
         let admission = Admission::start(
             &journal,
             &config.limits,
@@ -175,11 +241,10 @@ impl Node {
                 data_dir,
                 submit_batch_records_max: config.node.submit_batch_records_max,
                 trust_default: config.votes.trust_default,
-                trust_book: Arc::new(TrustBook {
-                    default: config.votes.trust_default,
-                    configured: trust_configured.clone(),
-                }),
-                lenses: LensRegistry::with_builtins(),
+                trust_book,
+                lenses,
+                views: views.clone(),
+                views_max: config.node.views_max,
                 trust_configured,
                 status,
                 running: RwLock::new(Some(Running {
@@ -190,6 +255,8 @@ impl Node {
                     arbiters: actors.arbiters,
                     _broadcaster: actors.broadcaster,
                     lenses: actix::SyncArbiter::start(config.node.lens_threads(), || LensActor),
+                    views: views.clone(),
+                    refresher: Some(refresher),
                 })),
             }),
         })
@@ -358,6 +425,75 @@ impl Node {
     /// under its lens, with every candidate's score and reason. Runs on the resolver threads
     /// (`node.lens_threads`), on a snapshot taken at the call.
     pub async fn resolve(&self, query: Query) -> Result<Resolution, ResolveError> {
+        let view = query
+            .max_stale
+            .and_then(|max| query.view_key().map(|key| (key, max)));
+        if let Some((key, max)) = &view
+            && let Some(resolution) = self.inner.views.lookup(key, *max, self.ingest_status().cursor)
+        {
+            return Ok(resolution);
+        }
+        let resolution = self.compute(query).await?;
+        if let Some((key, _)) = view
+            && self.inner.views.insert(&key, resolution.clone())
+        {
+            self.inner
+                .views
+                .refresh_if_behind(&key, self.ingest_status().cursor);
+        }
+        Ok(resolution)
+    }
+
+    /// Watches the winner of (`subject`, `predicate`) under `lens`: a stream of changes, one
+    /// per refresh of its view that changes the winner (creating the view if needed). A watcher
+    /// that falls more than [`WATCH_BUFFER`](crate::lens::WATCH_BUFFER) changes behind is told
+    /// it lagged; it never holds up the ingest.
+    pub async fn watch(&self, subject: &str, predicate: &str, lens: &str) -> Result<Watch, ResolveError> {
+        let key = ViewKey {
+            subject: subject.to_owned(),
+            predicate: predicate.to_owned(),
+            lens: lens.to_owned(),
+        };
+        if let Some(receiver) = self.inner.views.subscribe(&key) {
+            return Ok(Watch { receiver });
+        }
+        let resolution = self.compute(Query::new(subject, predicate, lens)).await?;
+        if !self.inner.views.insert(&key, resolution) {
+            return Err(ResolveError::ViewsFull {
+                max: self.inner.views_max,
+            });
+        }
+        // Subscribe before a refresh can run, so no change is missed.
+        let receiver = self.inner.views.subscribe(&key).ok_or(ResolveError::Closed)?;
+        self.inner
+            .views
+            .refresh_if_behind(&key, self.ingest_status().cursor);
+        Ok(Watch { receiver })
+    }
+
+    /// Returns the status of the view of (`subject`, `predicate`, `lens`), if there is one.
+    pub fn view_status(&self, subject: &str, predicate: &str, lens: &str) -> Option<ViewStatus> {
+        self.inner.views.status(&ViewKey {
+            subject: subject.to_owned(),
+            predicate: predicate.to_owned(),
+            lens: lens.to_owned(),
+        })
+    }
+
+    /// Returns the counters of view use: hits, misses, and views bypassed for clock skew.
+    pub fn view_counters(&self) -> ViewCounters {
+        self.inner.views.counters()
+    }
+
+    /// Test support: the node's views.
+    #[cfg(feature = "test-support")]
+    #[doc(hidden)]
+    pub fn views_for_tests(&self) -> Arc<Views> {
+        self.inner.views.clone()
+    }
+
+    /// Resolves `query` on the resolver pool, on a snapshot taken now.
+    async fn compute(&self, query: Query) -> Result<Resolution, ResolveError> {
         let lens = self.inner.lenses.get(&query.lens)?;
         let (snapshot, pool) = self
             .with_running(|running| Ok((running.state.snapshot()?, running.lenses.clone())))

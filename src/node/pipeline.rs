@@ -11,8 +11,10 @@ use super::submit::Admission;
 use super::{JOURNAL_DIR, NodeError, STATE_DIR};
 use crate::Config;
 use crate::actors::{
-    DurableBroadcaster, Hooks, IngestStatus, IngestorActor, LensActor, Subscribe, VoteCounterActor,
+    CommitListener, DurableBroadcaster, Hooks, IngestStatus, IngestorActor, LensActor, Subscribe,
+    VoteCounterActor,
 };
+use crate::lens::Views;
 use crate::storage::journal::{Journal, JournalError, OpenOptions};
 use crate::storage::state::{SCHEMA_VERSION, State, Upgrade};
 
@@ -28,12 +30,21 @@ pub(super) struct Running {
     pub(super) _broadcaster: Addr<DurableBroadcaster>,
     /// The resolver pool; its threads end when the last address is dropped.
     pub(super) lenses: Addr<LensActor>,
+    /// The views and their refresher thread.
+    pub(super) views: Arc<Views>,
+    pub(super) refresher: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Running {
     /// Stops the ingestor, the shards and the broadcaster and joins their threads, so that nothing holds the
     /// journal or the state any more.
     pub(super) fn stop_threads(&mut self) {
+        if let Some(refresher) = self.refresher.take() {
+            self.views.stop_refresher();
+            if refresher.join().is_err() {
+                tracing::error!("the view refresher panicked");
+            }
+        }
         for arbiter in self.arbiters.drain(..) {
             arbiter.stop();
             if arbiter.join().is_err() {
@@ -148,6 +159,7 @@ impl Actors {
         state: &State,
         status: watch::Sender<IngestStatus>,
         hooks: Hooks,
+        listener: CommitListener,
     ) -> Result<Self, NodeError> {
         let mut arbiters = vec![Arbiter::new()];
         let mut shards = Vec::with_capacity(config.votes.shards);
@@ -166,7 +178,8 @@ impl Actors {
             shards,
             status,
         )?
-        .with_hooks(hooks);
+        .with_hooks(hooks)
+        .with_commit_listener(listener);
         let ingestor = IngestorActor::start_in_arbiter(&arbiters[0].handle(), move |_| ingestor);
         // Its own thread: the ingestor's wake-up must not wait for the host's thread.
         let broadcaster = Arbiter::new();

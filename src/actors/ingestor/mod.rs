@@ -90,7 +90,17 @@ pub struct IngestorActor {
     /// When the last commit ended, and how long it took: paces the next (see
     /// `NodeConfig::ingest_commit_duty_percent`).
     last_commit: Option<(Instant, Duration)>,
+    /// Told of every commit (materialized views); must return quickly.
+    listener: Option<CommitListener>,
 }
+
+/// Told of every ingest commit: the cursor reached, the pairs touched, the agents whose trust
+/// changed. Runs on the ingest thread, so it must return quickly and never block.
+pub type CommitListener = std::sync::Arc<
+    dyn Fn(u64, &std::collections::BTreeSet<crate::storage::state::PairId>, &std::collections::BTreeSet<crate::protocol::AgentId>)
+        + Send
+        + Sync,
+>;
 
 impl std::fmt::Debug for IngestorActor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -137,7 +147,14 @@ impl IngestorActor {
             halted: false,
             hooks: Hooks::default(),
             last_commit: None,
+            listener: None,
         })
+    }
+
+    /// Installs a listener told of every commit.
+    pub fn with_commit_listener(mut self, listener: CommitListener) -> Self {
+        self.listener = Some(listener);
+        self
     }
 
     /// Installs test-only [`Hooks`] (faults to inject, tags to treat as known).
@@ -211,6 +228,9 @@ impl IngestorActor {
             "a committed batch must advance the cursor"
         );
         self.cursor = outcome.cursor;
+        if let Some(listener) = &self.listener {
+            listener(outcome.cursor, &outcome.touched, &outcome.trust_changed);
+        }
         metrics::counter!("stemedb_ingest_applied_total").increment(outcome.applied as u64);
         metrics::counter!("stemedb_ingest_duplicates_total").increment(outcome.duplicates as u64);
         metrics::counter!("stemedb_votes_counted_total").increment(outcome.votes_counted as u64);
