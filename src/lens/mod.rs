@@ -149,6 +149,10 @@ pub struct Query {
     /// computes. Only a query with the default lifecycles, limit, no history and no `as_of`
     /// uses or creates a view.
     pub max_stale: Option<MaxStale>,
+    /// Write an audit record of this resolution (always, when `node.audit = "all"`).
+    pub audit: bool,
+    /// Who asks, for the audit record.
+    pub requester: Option<String>,
 }
 
 /// A past point in the log.
@@ -173,6 +177,8 @@ impl Query {
             limit: 1000,
             as_of: None,
             max_stale: None,
+            audit: false,
+            requester: None,
         }
     }
 
@@ -211,6 +217,8 @@ pub struct Resolution {
     pub lens: String,
     /// The ingest cursor of the snapshot it read: the journal records below it counted.
     pub offset: u64,
+    /// The id of its audit record, if it was audited.
+    pub audit_id: Option<u64>,
 }
 
 /// Why a resolution failed.
@@ -248,6 +256,9 @@ pub enum ResolveError {
     /// The node is shut down.
     #[error("the node is shut down")]
     Closed,
+    /// The audit record could not be written; the resolution is not returned unaudited.
+    #[error("audit record not written: {0}")]
+    Audit(String),
     /// `node.views_max` views exist already.
     #[error("{max} views exist already (node.views_max)")]
     ViewsFull {
@@ -389,5 +400,6 @@ pub fn resolve(
         ranked,
         lens: lens.name().to_owned(),
         offset: evidence.offset(),
+        audit_id: None,
     })
 }

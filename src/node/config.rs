@@ -56,6 +56,22 @@ pub struct NodeConfig {
     pub lens_threads: usize,
     /// Most materialized views (default 10,000); each holds one resolution.
     pub views_max: usize,
+    /// Which resolutions write an audit record: `"requested"` (queries with `audit` set, the
+    /// default) or `"all"`.
+    pub audit: AuditMode,
+    /// Most audit records kept (default 100,000); past it the oldest are deleted.
+    pub audit_records_max: u64,
+}
+
+/// Which resolutions are audited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuditMode {
+    /// Those whose query asks (`Query::audit`).
+    #[default]
+    Requested,
+    /// Every one.
+    All,
 }
 
 impl Default for NodeConfig {
@@ -72,6 +88,8 @@ impl Default for NodeConfig {
             ingest_commit_duty_percent: 50,
             lens_threads: 0,
             views_max: 10_000,
+            audit: AuditMode::Requested,
+            audit_records_max: 100_000,
         }
     }
 }
@@ -103,6 +121,9 @@ impl NodeConfig {
         }
         if self.ingest_batch_bytes_max == 0 {
             return Err("node.ingest_batch_bytes_max must be positive".to_owned());
+        }
+        if self.audit_records_max == 0 {
+            return Err("node.audit_records_max must be at least 1".to_owned());
         }
         if !(1..=100).contains(&self.ingest_commit_duty_percent) {
             return Err("node.ingest_commit_duty_percent must be in 1..=100".to_owned());

@@ -58,9 +58,10 @@ use parking_lot::RwLock;
 use tokio::sync::watch;
 
 pub use crate::budget::{QueueFull, QueueUnit};
+pub use crate::storage::audit::AuditRecord;
 pub use config::{
-    BATCH_RECORDS_CEILING, NodeConfig, RECORD_STRUCT_BYTES, VERIFY_THREADS_CEILING, VOTE_SHARDS_CEILING,
-    VotesConfig,
+    AuditMode, BATCH_RECORDS_CEILING, NodeConfig, RECORD_STRUCT_BYTES, VERIFY_THREADS_CEILING,
+    VOTE_SHARDS_CEILING, VotesConfig,
 };
 pub use error::{NodeError, Queue, SubmitError, WaitError};
 pub use health::Health;
@@ -82,6 +83,7 @@ use crate::lens::{
     WinnerChange,
 };
 use crate::protocol::{AgentId, Assertion, Hash, LogRecord, TrustChange, Vote};
+use crate::storage::audit::AuditLog;
 use crate::storage::state::State;
 use pipeline::{Actors, Running, open_storage};
 use submit::Admission;
@@ -96,6 +98,8 @@ pub const JOURNAL_DIR: &str = "journal";
 /// The schema version of the LMDB state this build writes.
 pub use crate::storage::state::SCHEMA_VERSION as STATE_SCHEMA_VERSION;
 
+/// Subdirectory of the data directory that holds the audit trail.
+pub const AUDIT_DIR: &str = "audit";
 /// Subdirectory of the data directory that holds the LMDB state.
 pub const STATE_DIR: &str = "state";
 
@@ -162,6 +166,8 @@ struct Inner {
     lenses: Arc<LensRegistry>,
     views: Arc<Views>,
     views_max: usize,
+    audit_mode: AuditMode,
+    next_audit_id: std::sync::atomic::AtomicU64,
     status: watch::Receiver<IngestStatus>,
     running: RwLock<Option<Running>>,
 }
@@ -220,6 +226,8 @@ impl Node {
             Arc::new(move |cursor, touched, trust_changed| views.on_commit(cursor, touched, trust_changed))
         };
         let actors = Actors::start(&config, &journal, &state, status_tx, hooks, listener)?;
+        let (audit, next_audit_id, audit_writer) =
+            AuditLog::open(&data_dir.join(AUDIT_DIR), config.node.audit_records_max)?;
         let admission = Admission::start(
             &journal,
             &config.limits,
@@ -245,6 +253,8 @@ impl Node {
                 lenses,
                 views: views.clone(),
                 views_max: config.node.views_max,
+                audit_mode: config.node.audit,
+                next_audit_id: std::sync::atomic::AtomicU64::new(next_audit_id),
                 trust_configured,
                 status,
                 running: RwLock::new(Some(Running {
@@ -257,6 +267,8 @@ impl Node {
                     lenses: actix::SyncArbiter::start(config.node.lens_threads(), || LensActor),
                     views: views.clone(),
                     refresher: Some(refresher),
+                    audit: Some(audit),
+                    audit_writer: Some(audit_writer),
                 })),
             }),
         })
@@ -425,6 +437,68 @@ impl Node {
     /// under its lens, with every candidate's score and reason. Runs on the resolver threads
     /// (`node.lens_threads`), on a snapshot taken at the call.
     pub async fn resolve(&self, query: Query) -> Result<Resolution, ResolveError> {
+        let audited = query.audit || self.inner.audit_mode == AuditMode::All;
+        let audit_query = audited.then(|| query.clone());
+        let mut resolution = self.resolve_unaudited(query).await?;
+        if let Some(query) = audit_query {
+            resolution.audit_id = Some(self.write_audit(&query, &resolution).await?);
+        }
+        Ok(resolution)
+    }
+
+    /// Writes the audit record of `resolution`; returns its id once it is committed.
+    async fn write_audit(&self, query: &Query, resolution: &Resolution) -> Result<u64, ResolveError> {
+        let id = self
+            .inner
+            .next_audit_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let record = AuditRecord {
+            id,
+            at_ms: crate::protocol::now_ms(),
+            requester: query.requester.clone(),
+            subject: query.subject.clone(),
+            predicate: query.predicate.clone(),
+            lens: resolution.lens.clone(),
+            history: query.history,
+            as_of: query.as_of.map(|a| format!("{a:?}")),
+            candidates: resolution
+                .ranked
+                .iter()
+                .map(|s| (s.candidate.hash, s.score.value))
+                .collect(),
+            winner: resolution.winner,
+            offset: resolution.offset,
+        };
+        let append = self
+            .with_running(|running| Ok(running.audit.as_ref().map(|audit| audit.append(record))))
+            .map_err(|_| ResolveError::Closed)?
+            .ok_or(ResolveError::Closed)?;
+        append.await.map_err(ResolveError::Audit)?;
+        Ok(id)
+    }
+
+    /// Returns the audit record `id`, if it is kept.
+    pub fn audit(&self, id: u64) -> Result<Option<AuditRecord>, NodeError> {
+        self.with_running(|running| match &running.audit {
+            Some(audit) => Ok(audit.get(id)?),
+            None => Err(NodeError::Closed),
+        })
+    }
+
+    /// Returns up to `limit` audit records about (`subject`, `predicate`), newest first.
+    pub fn audits(
+        &self,
+        subject: &str,
+        predicate: &str,
+        limit: usize,
+    ) -> Result<Vec<AuditRecord>, NodeError> {
+        self.with_running(|running| match &running.audit {
+            Some(audit) => Ok(audit.by_pair(subject, predicate, limit)?),
+            None => Err(NodeError::Closed),
+        })
+    }
+
+    async fn resolve_unaudited(&self, query: Query) -> Result<Resolution, ResolveError> {
         let view = query
             .max_stale
             .and_then(|max| query.view_key().map(|key| (key, max)));

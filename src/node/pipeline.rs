@@ -15,6 +15,7 @@ use crate::actors::{
     VoteCounterActor,
 };
 use crate::lens::Views;
+use crate::storage::audit::AuditLog;
 use crate::storage::journal::{Journal, JournalError, OpenOptions};
 use crate::storage::state::{SCHEMA_VERSION, State, Upgrade};
 
@@ -33,12 +34,22 @@ pub(super) struct Running {
     /// The views and their refresher thread.
     pub(super) views: Arc<Views>,
     pub(super) refresher: Option<std::thread::JoinHandle<()>>,
+    /// The audit trail and its writer thread.
+    pub(super) audit: Option<AuditLog>,
+    pub(super) audit_writer: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Running {
     /// Stops the ingestor, the shards and the broadcaster and joins their threads, so that nothing holds the
     /// journal or the state any more.
     pub(super) fn stop_threads(&mut self) {
+        // Dropping the log ends its queue: the writer commits what is queued, then stops.
+        drop(self.audit.take());
+        if let Some(writer) = self.audit_writer.take()
+            && writer.join().is_err()
+        {
+            tracing::error!("the audit writer panicked");
+        }
         if let Some(refresher) = self.refresher.take() {
             self.views.stop_refresher();
             if refresher.join().is_err() {

@@ -4,5 +4,6 @@
 //! - `state` (internal): the queryable LMDB state (assertions, indexes, votes, trust, ingest
 //!   cursor). Its answers reach embedders through [`crate::node`].
 
+internal_mod!(audit);
 pub mod journal;
 internal_mod!(state);
