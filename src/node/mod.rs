@@ -225,9 +225,9 @@ impl Node {
             let views = views.clone();
             Arc::new(move |cursor, touched, trust_changed| views.on_commit(cursor, touched, trust_changed))
         };
-        let actors = Actors::start(&config, &journal, &state, status_tx, hooks, listener)?;
         let (audit, next_audit_id, audit_writer) =
             AuditLog::open(&data_dir.join(AUDIT_DIR), config.node.audit_records_max)?;
+        let actors = Actors::start(&config, &journal, &state, status_tx, hooks, listener)?;
         let admission = Admission::start(
             &journal,
             &config.limits,
