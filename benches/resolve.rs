@@ -7,9 +7,12 @@
 //! - **Latency**: one caller resolving `STEMEDB_BENCH_RESOLVES` times in a row (default 2,000);
 //!   p50/p99/p99.9 of each call, from the call to the answer.
 //! - **Throughput**: `CALLERS` callers at once, the same number of calls in all.
-//! - **StemeDB (cold)**: `Node::resolve` takes a snapshot and runs the lens on the resolver pool
+//! - **StemeDB cold**: `Node::resolve` takes a snapshot and runs the lens on the resolver pool
 //!   (one thread per core): reads the heads, each candidate's vote totals, its live votes and each
-//!   voter's trust, and ranks. There are no materialized views yet, so every resolve is cold.
+//!   voter's trust, and ranks.
+//! - **StemeDB warm**: the same query with `max_stale = Offsets(0)`, answered from the
+//!   materialized view of the pair (fresh: no commit touched it).
+//! - **Cold + audit**: cold, with an audit record written (and committed) per resolve.
 //! - **SQLite** (bundled, WAL): `assertions(hash PK, subject, predicate, ts)` indexed on
 //!   `(subject, predicate)`, `votes(assertion, voter, weight)` keyed by `(assertion, voter)`,
 //!   `trust(agent PK, factor)`; the query joins them, sums `weight × coalesce(factor, default)`
@@ -26,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, params};
 use stemedb::Config;
-use stemedb::lens::Query;
+use stemedb::lens::{MaxStale, Query};
 use stemedb::node::Node;
 use stemedb::protocol::{AgentKey, Assertion, Hash, ObjectValue, Vote, now_ms};
 use tempfile::TempDir;
@@ -102,7 +105,34 @@ fn summarize(mut latencies: Vec<Duration>, rate: f64) -> Measured {
     }
 }
 
-fn bench_stemedb(work: &Workload, resolves: usize) -> (Measured, Hash) {
+/// Times `resolves` calls of `query` from one caller, then from `CALLERS` at once.
+async fn measure(node: &Node, query: &Query, resolves: usize) -> Measured {
+    let mut latencies = Vec::with_capacity(resolves);
+    for _ in 0..resolves {
+        let start = Instant::now();
+        let resolution = node.resolve(query.clone()).await.unwrap();
+        latencies.push(start.elapsed());
+        assert_eq!(resolution.ranked.len(), CANDIDATES);
+    }
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..CALLERS)
+        .map(|_| {
+            let (node, query) = (node.clone(), query.clone());
+            actix::spawn(async move {
+                for _ in 0..resolves / CALLERS {
+                    node.resolve(query.clone()).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let rate = (resolves / CALLERS * CALLERS) as f64 / start.elapsed().as_secs_f64();
+    summarize(latencies, rate)
+}
+
+fn bench_stemedb(work: &Workload, resolves: usize) -> (Measured, Measured, Measured, Hash) {
     let dir = TempDir::new_in(bench_dir()).unwrap();
     let mut config = Config::default();
     config.votes.trust_default = TRUST_DEFAULT;
@@ -125,30 +155,22 @@ fn bench_stemedb(work: &Workload, resolves: usize) -> (Measured, Hash) {
             .unwrap();
         let query = Query::new(SUBJECT, PREDICATE, "consensus");
         let winner = node.resolve(query.clone()).await.unwrap().winner.unwrap();
-        let mut latencies = Vec::with_capacity(resolves);
-        for _ in 0..resolves {
-            let start = Instant::now();
-            let resolution = node.resolve(query.clone()).await.unwrap();
-            latencies.push(start.elapsed());
-            assert_eq!(resolution.ranked.len(), CANDIDATES);
-        }
-        let start = Instant::now();
-        let tasks: Vec<_> = (0..CALLERS)
-            .map(|_| {
-                let (node, query) = (node.clone(), query.clone());
-                actix::spawn(async move {
-                    for _ in 0..resolves / CALLERS {
-                        node.resolve(query.clone()).await.unwrap();
-                    }
-                })
-            })
-            .collect();
-        for task in tasks {
-            task.await.unwrap();
-        }
-        let rate = (resolves / CALLERS * CALLERS) as f64 / start.elapsed().as_secs_f64();
+        let cold = measure(&node, &query, resolves).await;
+        // Warm: answered from the materialized view (made by the first call).
+        let mut warm_query = query.clone();
+        warm_query.max_stale = Some(MaxStale::Offsets(0));
+        node.resolve(warm_query.clone()).await.unwrap();
+        let warm = measure(&node, &warm_query, resolves).await;
+        assert!(
+            node.view_counters().hits >= resolves as u64,
+            "warm resolves come from the view"
+        );
+        // Cold with an audit record each.
+        let mut audited = query.clone();
+        audited.audit = true;
+        let audit = measure(&node, &audited, resolves).await;
         node.shutdown().await.unwrap();
-        (summarize(latencies, rate), winner)
+        (cold, warm, audit, winner)
     })
 }
 
@@ -245,24 +267,32 @@ fn main() {
         .max(CALLERS);
     println!(
         "resolve benchmark: consensus over {CANDIDATES} candidates x {VOTERS} votes; {resolves} resolves; \
-         stemedb (cold: no views yet) vs sqlite (one indexed query)"
+         stemedb cold, warm (view) and audited vs sqlite (one indexed query)"
     );
     println!("{}", common::build_line());
     let work = workload();
-    let (stemedb, s_winner) = bench_stemedb(&work, resolves);
+    let (stemedb, warm, audited, s_winner) = bench_stemedb(&work, resolves);
     let (sqlite, q_winner) = bench_sqlite(&work, resolves);
     assert_eq!(s_winner, q_winner, "both peers name the same winner");
     println!("peer            | p50 us | p99 us | p99.9 us | resolves/s");
     println!("{}", "-".repeat(58));
-    for (name, m) in [("stemedb cold", &stemedb), ("sqlite", &sqlite)] {
+    for (name, m) in [
+        ("stemedb cold", &stemedb),
+        ("stemedb warm", &warm),
+        ("cold + audit", &audited),
+        ("sqlite", &sqlite),
+    ] {
         println!(
             "{name:<15} | {:>6.0} | {:>6.0} | {:>8.0} | {:>10.0}",
             m.p50, m.p99, m.p999, m.rate
         );
     }
     println!(
-        "ratio stemedb/sqlite: throughput {:.2}, p99 {:.2} (targets: cold p99 <= 1000 us, throughput >= 2x sqlite)",
+        "cold/sqlite: throughput {:.2}, p99 {:.2} (targets: cold p99 <= 1000 us, throughput >= 2x sqlite); \
+         warm: p99 {:.0} us, {:.0}/s (targets: p99 <= 100 us, >= 100000/s)",
         stemedb.rate / sqlite.rate,
-        sqlite.p99 / stemedb.p99
+        sqlite.p99 / stemedb.p99,
+        warm.p99,
+        warm.rate
     );
 }
