@@ -46,6 +46,7 @@ mod config;
 mod error;
 mod health;
 mod pipeline;
+mod resolve;
 mod submit;
 
 use std::collections::HashMap;
@@ -65,6 +66,7 @@ pub use config::{
 };
 pub use error::{NodeError, Queue, SubmitError, WaitError};
 pub use health::Health;
+pub use resolve::{Watch, WatchError};
 
 // The types of what a node answers: embedders and the HTTP layer use these, never the storage
 // modules behind them.
@@ -76,12 +78,9 @@ pub use crate::storage::state::{
 };
 
 use crate::Config;
-use crate::actors::{CommitListener, Hooks, LensActor, Resolve};
+use crate::actors::{CommitListener, Hooks, LensActor};
 use crate::budget::Budget;
-use crate::lens::{
-    Lens, LensRegistry, Query, Resolution, ResolveError, TrustBook, ViewCounters, ViewKey, ViewStatus, Views,
-    WinnerChange,
-};
+use crate::lens::{LensRegistry, TrustBook, Views};
 use crate::protocol::{AgentId, Assertion, Hash, LogRecord, TrustChange, Vote};
 use crate::storage::audit::AuditLog;
 use crate::storage::state::State;
@@ -102,45 +101,6 @@ pub use crate::storage::state::SCHEMA_VERSION as STATE_SCHEMA_VERSION;
 pub const AUDIT_DIR: &str = "audit";
 /// Subdirectory of the data directory that holds the LMDB state.
 pub const STATE_DIR: &str = "state";
-
-/// A stream of winner changes; see [`Node::watch`].
-#[derive(Debug)]
-pub struct Watch {
-    receiver: tokio::sync::broadcast::Receiver<WinnerChange>,
-}
-
-/// Why a [`Watch`] yielded no change.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum WatchError {
-    /// The watcher fell behind: this many changes were dropped; the next is the latest ones.
-    #[error("the watcher lagged and missed {0} winner changes")]
-    Lagged(u64),
-    /// The node shut down.
-    #[error("the node is shut down")]
-    Closed,
-}
-
-impl Watch {
-    /// Waits for the next winner change.
-    pub async fn next(&mut self) -> Result<WinnerChange, WatchError> {
-        use tokio::sync::broadcast::error::RecvError;
-        self.receiver.recv().await.map_err(|error| match error {
-            RecvError::Lagged(missed) => WatchError::Lagged(missed),
-            RecvError::Closed => WatchError::Closed,
-        })
-    }
-
-    /// Returns the next winner change if one is waiting.
-    pub fn try_next(&mut self) -> Option<Result<WinnerChange, WatchError>> {
-        use tokio::sync::broadcast::error::TryRecvError;
-        match self.receiver.try_recv() {
-            Ok(change) => Some(Ok(change)),
-            Err(TryRecvError::Empty) => None,
-            Err(TryRecvError::Lagged(missed)) => Some(Err(WatchError::Lagged(missed))),
-            Err(TryRecvError::Closed) => Some(Err(WatchError::Closed)),
-        }
-    }
-}
 
 /// The durable acknowledgement of a submitted assertion, vote or trust change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -272,15 +232,6 @@ impl Node {
                 })),
             }),
         })
-    }
-
-    /// Converts the state in `data_dir` (no node may run on it) from an older schema to this
-    /// build's, in place and in one transaction: what a node asks for when the journal no longer
-    /// holds every record to rebuild the state from. Returns the version it had, or `None` if it
-    /// was current. Back the directory up first: an older build cannot read the result.
-    pub fn convert_state(config: &Config, data_dir: impl AsRef<Path>) -> Result<Option<u32>, NodeError> {
-        config.validate().map_err(NodeError::Config)?;
-        pipeline::convert_storage(config, data_dir.as_ref())
     }
 
     /// Returns the data directory.
@@ -424,182 +375,6 @@ impl Node {
     /// Returns the hashes of up to `limit` assertions that supersede `hash`.
     pub fn successors(&self, hash: &Hash, limit: usize) -> Result<Vec<Hash>, NodeError> {
         self.with_state(|state| Ok(state.successors(hash, limit)?))
-    }
-
-    /// Takes a [`Snapshot`]: one read transaction that many reads share, with the ingest cursor
-    /// it reflects. It never sees part of an ingest batch. It expires after
-    /// `state.snapshot_lifetime_ms_max`, or at a map resize; take a new one then.
-    pub fn snapshot(&self) -> Result<Snapshot, NodeError> {
-        self.with_state(|state| Ok(state.snapshot()?))
-    }
-
-    /// Resolves `query`: which of the competing assertions about its (subject, predicate) wins
-    /// under its lens, with every candidate's score and reason. Runs on the resolver threads
-    /// (`node.lens_threads`), on a snapshot taken at the call.
-    pub async fn resolve(&self, query: Query) -> Result<Resolution, ResolveError> {
-        let audited = query.audit || self.inner.audit_mode == AuditMode::All;
-        let audit_query = audited.then(|| query.clone());
-        let mut resolution = self.resolve_unaudited(query).await?;
-        if let Some(query) = audit_query {
-            resolution.audit_id = Some(self.write_audit(&query, &resolution).await?);
-        }
-        Ok(resolution)
-    }
-
-    /// Writes the audit record of `resolution`; returns its id once it is committed.
-    async fn write_audit(&self, query: &Query, resolution: &Resolution) -> Result<u64, ResolveError> {
-        let id = self
-            .inner
-            .next_audit_id
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let record = AuditRecord {
-            id,
-            at_ms: crate::protocol::now_ms(),
-            requester: query.requester.clone(),
-            subject: query.subject.clone(),
-            predicate: query.predicate.clone(),
-            lens: resolution.lens.clone(),
-            history: query.history,
-            as_of: query.as_of.map(|a| format!("{a:?}")),
-            candidates: resolution
-                .ranked
-                .iter()
-                .map(|s| (s.candidate.hash, s.score.value))
-                .collect(),
-            winner: resolution.winner,
-            offset: resolution.offset,
-        };
-        let append = self
-            .with_running(|running| Ok(running.audit.as_ref().map(|audit| audit.append(record))))
-            .map_err(|_| ResolveError::Closed)?
-            .ok_or(ResolveError::Closed)?;
-        append.await.map_err(ResolveError::Audit)?;
-        Ok(id)
-    }
-
-    /// Returns the audit record `id`, if it is kept.
-    pub fn audit(&self, id: u64) -> Result<Option<AuditRecord>, NodeError> {
-        self.with_running(|running| match &running.audit {
-            Some(audit) => Ok(audit.get(id)?),
-            None => Err(NodeError::Closed),
-        })
-    }
-
-    /// Returns up to `limit` audit records about (`subject`, `predicate`), newest first.
-    pub fn audits(
-        &self,
-        subject: &str,
-        predicate: &str,
-        limit: usize,
-    ) -> Result<Vec<AuditRecord>, NodeError> {
-        self.with_running(|running| match &running.audit {
-            Some(audit) => Ok(audit.by_pair(subject, predicate, limit)?),
-            None => Err(NodeError::Closed),
-        })
-    }
-
-    async fn resolve_unaudited(&self, query: Query) -> Result<Resolution, ResolveError> {
-        let view = query
-            .max_stale
-            .and_then(|max| query.view_key().map(|key| (key, max)));
-        if let Some((key, max)) = &view
-            && let Some(resolution) = self.inner.views.lookup(key, *max, self.ingest_status().cursor)
-        {
-            return Ok(resolution);
-        }
-        let resolution = self.compute(query).await?;
-        if let Some((key, _)) = view
-            && self.inner.views.insert(&key, resolution.clone())
-        {
-            self.inner
-                .views
-                .refresh_if_behind(&key, self.ingest_status().cursor);
-        }
-        Ok(resolution)
-    }
-
-    /// Watches the winner of (`subject`, `predicate`) under `lens`: a stream of changes, one
-    /// per refresh of its view that changes the winner (creating the view if needed). A watcher
-    /// that falls more than [`WATCH_BUFFER`](crate::lens::WATCH_BUFFER) changes behind is told
-    /// it lagged; it never holds up the ingest.
-    pub async fn watch(&self, subject: &str, predicate: &str, lens: &str) -> Result<Watch, ResolveError> {
-        let key = ViewKey {
-            subject: subject.to_owned(),
-            predicate: predicate.to_owned(),
-            lens: lens.to_owned(),
-        };
-        if let Some(receiver) = self.inner.views.subscribe(&key) {
-            return Ok(Watch { receiver });
-        }
-        let resolution = self.compute(Query::new(subject, predicate, lens)).await?;
-        if !self.inner.views.insert(&key, resolution) {
-            return Err(ResolveError::ViewsFull {
-                max: self.inner.views_max,
-            });
-        }
-        // Subscribe before a refresh can run, so no change is missed.
-        let receiver = self.inner.views.subscribe(&key).ok_or(ResolveError::Closed)?;
-        self.inner
-            .views
-            .refresh_if_behind(&key, self.ingest_status().cursor);
-        Ok(Watch { receiver })
-    }
-
-    /// Returns the status of the view of (`subject`, `predicate`, `lens`), if there is one.
-    pub fn view_status(&self, subject: &str, predicate: &str, lens: &str) -> Option<ViewStatus> {
-        self.inner.views.status(&ViewKey {
-            subject: subject.to_owned(),
-            predicate: predicate.to_owned(),
-            lens: lens.to_owned(),
-        })
-    }
-
-    /// Returns the counters of view use: hits, misses, and views bypassed for clock skew.
-    pub fn view_counters(&self) -> ViewCounters {
-        self.inner.views.counters()
-    }
-
-    /// Test support: the node's views.
-    #[cfg(feature = "test-support")]
-    #[doc(hidden)]
-    pub fn views_for_tests(&self) -> Arc<Views> {
-        self.inner.views.clone()
-    }
-
-    /// Resolves `query` on the resolver pool, on a snapshot taken now.
-    async fn compute(&self, query: Query) -> Result<Resolution, ResolveError> {
-        let lens = self.inner.lenses.get(&query.lens)?;
-        let (snapshot, pool) = self
-            .with_running(|running| Ok((running.state.snapshot()?, running.lenses.clone())))
-            .map_err(|error| match error {
-                NodeError::State(error) => ResolveError::State(error),
-                _ => ResolveError::Closed,
-            })?;
-        let resolve = Resolve {
-            snapshot,
-            query,
-            lens,
-            trust: self.inner.trust_book.clone(),
-        };
-        pool.send(resolve).await.map_err(|_| ResolveError::Closed)?
-    }
-
-    /// Registers a lens under its name, for queries to ask for; the built-ins are
-    /// `recency`, `confidence` and `consensus`. A name is registered once.
-    pub fn register_lens(&self, lens: Arc<dyn Lens>) -> Result<(), ResolveError> {
-        self.inner.lenses.register(lens)
-    }
-
-    /// Returns the names of the registered lenses, sorted.
-    pub fn lenses(&self) -> Vec<String> {
-        self.inner.lenses.names()
-    }
-
-    /// Returns up to `limit` heads of (`subject`, `predicate`) from the heads index alone,
-    /// oldest first: hash, timestamp, offset, confidence, lifecycle and signers, with no
-    /// record decoded. [`list`](Self::list) returns the assertions themselves.
-    pub fn heads(&self, subject: &str, predicate: &str, limit: usize) -> Result<Vec<HeadSummary>, NodeError> {
-        self.with_state(|state| Ok(state.heads(subject, predicate, limit)?))
     }
 
     /// Returns the rejection of the record at journal `offset`, if the ingestor rejected it.

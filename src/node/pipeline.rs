@@ -207,3 +207,14 @@ impl Actors {
         })
     }
 }
+
+impl super::Node {
+    /// Converts the state in `data_dir` (no node may run on it) from an older schema to this
+    /// build's, in place and in one transaction: what a node asks for when the journal no longer
+    /// holds every record to rebuild the state from. Returns the version it had, or `None` if it
+    /// was current. Back the directory up first: an older build cannot read the result.
+    pub fn convert_state(config: &Config, data_dir: impl AsRef<Path>) -> Result<Option<u32>, NodeError> {
+        config.validate().map_err(NodeError::Config)?;
+        convert_storage(config, data_dir.as_ref())
+    }
+}

@@ -30,7 +30,7 @@ use super::layout::{
 use super::{Databases, Db, StateError};
 use crate::protocol::{Assertion, HASH_LEN, Hash};
 
-/// Version of the state layout (drawn in `storage/state/layout.rs`); stored in `meta` and checked
+/// Version of the state layout (drawn in `storage/state/layout/`); stored in `meta` and checked
 /// at open.
 pub const SCHEMA_VERSION: u32 = 3;
 /// The oldest version this build converts.
