@@ -142,6 +142,10 @@ mod tests {
         assert!(matches!(error, ConfigError::Invalid { .. }), "{error}");
         let error = Config::from_toml("[limits]\nvote_weight_max = -1.0\n", "test").unwrap_err();
         assert!(error.to_string().contains("vote_weight_max"), "{error}");
+        for bad in ["watch_buffer = 0", "watch_buffer = 65537"] {
+            let error = Config::from_toml(&format!("[node]\n{bad}\n"), "test").unwrap_err();
+            assert!(error.to_string().contains("node.watch_buffer"), "{error}");
+        }
     }
 
     #[test]

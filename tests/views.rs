@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use common::{NOW_MS, key, with_node};
 use stemedb::Config;
 use stemedb::lens::{MaxStale, Query, ViewKey};
-use stemedb::node::Node;
+use stemedb::node::{Node, WatchError};
 use stemedb::protocol::{Assertion, Hash, ObjectValue, Vote, now_ms};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -168,5 +168,42 @@ fn a_new_vote_flips_the_winner_and_the_feed_reports_it_exactly_once() {
         wait_view_current(&node, "consensus").await;
         assert_eq!(watch.try_next(), None);
         node.shutdown().await.unwrap();
+    });
+}
+
+#[test]
+fn a_watcher_that_never_reads_is_told_it_lagged_and_never_holds_up_the_ingest() {
+    let mut config = Config::default();
+    config.node.watch_buffer = 4;
+    with_node(config, |node| async move {
+        submit(&node, vec![claim(0, 0, 1)]).await;
+        let mut slow = node.watch("city/paris", "mayor", "recency").await.unwrap();
+        let mut reader = node.watch("city/paris", "mayor", "recency").await.unwrap();
+        // Twenty winner changes, each a later claim, each seen by a refresh before the next:
+        // the ingest goes on while `slow` reads nothing.
+        let mut winners = Vec::new();
+        for i in 1..=20 {
+            let h = submit(&node, vec![claim(i, u64::try_from(i).unwrap() * 10, 1)]).await;
+            wait_view_current(&node, "recency").await;
+            winners.push(h[0]);
+            // A watcher that keeps up sees every change, in order.
+            let change = reader.try_next().unwrap().unwrap();
+            assert_eq!(change.new, Some(h[0]));
+        }
+        assert_eq!(
+            node.view_status("city/paris", "mayor", "recency").unwrap().winner,
+            winners.last().copied()
+        );
+        // The slow watcher missed all but the last four, and is told how many.
+        assert_eq!(slow.try_next(), Some(Err(WatchError::Lagged(16))));
+        let rest: Vec<_> = std::iter::from_fn(|| slow.try_next())
+            .map(|change| change.unwrap().new.unwrap())
+            .collect();
+        assert_eq!(rest, winners[16..]);
+        node.shutdown().await.unwrap();
+        drop(node);
+        // A node shut down and dropped closes every feed.
+        let closed = actix_rt::time::timeout(WAIT, slow.next()).await.unwrap();
+        assert_eq!(closed, Err(WatchError::Closed));
     });
 }

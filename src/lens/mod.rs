@@ -20,7 +20,7 @@ use std::sync::Arc;
 use thiserror::Error;
 
 pub use builtin::{Confidence, Consensus, Recency};
-pub use views::{MaxStale, Refresher, ViewCounters, ViewKey, ViewStatus, Views, WATCH_BUFFER, WinnerChange};
+pub use views::{MaxStale, Refresher, ViewCounters, ViewKey, ViewStatus, Views, WinnerChange};
 
 use crate::protocol::{AgentId, Hash, Lifecycle};
 use crate::storage::state::{HeadSummary, Snapshot, StateError, StoredVote, Summary, VoteTotals};

@@ -27,8 +27,6 @@ use super::{LensRegistry, Query, Resolution, ResolveError, TrustBook, resolve};
 use crate::protocol::{AgentId, Hash, now_ms};
 use crate::storage::state::{PairId, State};
 
-/// Winner changes a watcher may fall behind by before it is told it lagged.
-pub const WATCH_BUFFER: usize = 256;
 /// Views queued for refresh before further marks wait for the refresher's sweep.
 const REFRESH_QUEUE: usize = 4096;
 
@@ -104,6 +102,7 @@ pub struct Views {
     /// A mark could not be queued: the refresher sweeps every stale view.
     overflow: AtomicBool,
     views_max: usize,
+    watch_buffer: usize,
     hits: AtomicU64,
     misses: AtomicU64,
     skew: AtomicU64,
@@ -119,9 +118,11 @@ pub struct Refresher {
 }
 
 impl Views {
-    /// Creates the views of a node and their refresher.
+    /// Creates the views of a node and their refresher: at most `views_max` views, each
+    /// feed keeping `watch_buffer` changes for its slowest watcher.
     pub fn new(
         views_max: usize,
+        watch_buffer: usize,
         state: State,
         lenses: Arc<LensRegistry>,
         trust: Arc<TrustBook>,
@@ -133,6 +134,7 @@ impl Views {
             queue,
             overflow: AtomicBool::new(false),
             views_max,
+            watch_buffer: watch_buffer.max(1),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             skew: AtomicU64::new(0),
@@ -221,7 +223,7 @@ impl Views {
         if views.len() >= self.views_max {
             return false;
         }
-        let (feed, _) = broadcast::channel(WATCH_BUFFER);
+        let (feed, _) = broadcast::channel(self.watch_buffer);
         views.insert(
             key.clone(),
             View {

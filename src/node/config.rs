@@ -15,6 +15,8 @@ pub const VERIFY_THREADS_CEILING: usize = 256;
 /// Ceiling of `submit_batch_records_max`, `verify_batch_records_max` and
 /// `ingest_batch_records_max`.
 pub const BATCH_RECORDS_CEILING: usize = 1 << 20;
+/// Ceiling of `watch_buffer`: each watched view allocates its ring up front.
+pub const WATCH_BUFFER_CEILING: usize = 1 << 16;
 
 /// Tuning of the submission and ingest pipeline.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,6 +58,9 @@ pub struct NodeConfig {
     pub lens_threads: usize,
     /// Most materialized views (default 10,000); each holds one resolution.
     pub views_max: usize,
+    /// Winner changes a watcher may fall behind by before it is told it lagged (default 256).
+    /// Each watched view keeps this many changes in a ring shared by its watchers.
+    pub watch_buffer: usize,
     /// Which resolutions write an audit record: `"requested"` (queries with `audit` set, the
     /// default) or `"all"`.
     pub audit: AuditMode,
@@ -88,6 +93,7 @@ impl Default for NodeConfig {
             ingest_commit_duty_percent: 50,
             lens_threads: 0,
             views_max: 10_000,
+            watch_buffer: 256,
             audit: AuditMode::Requested,
             audit_records_max: 100_000,
         }
@@ -121,6 +127,12 @@ impl NodeConfig {
         }
         if self.ingest_batch_bytes_max == 0 {
             return Err("node.ingest_batch_bytes_max must be positive".to_owned());
+        }
+        if !(1..=WATCH_BUFFER_CEILING).contains(&self.watch_buffer) {
+            return Err(format!(
+                "node.watch_buffer = {}: must be in 1..={WATCH_BUFFER_CEILING}",
+                self.watch_buffer
+            ));
         }
         if self.audit_records_max == 0 {
             return Err("node.audit_records_max must be at least 1".to_owned());

@@ -170,6 +170,7 @@ impl Node {
         });
         let (views, refresher) = Views::new(
             config.node.views_max,
+            config.node.watch_buffer,
             state.clone(),
             lenses.clone(),
             trust_book.clone(),

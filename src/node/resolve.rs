@@ -137,8 +137,8 @@ impl Node {
 
     /// Watches the winner of (`subject`, `predicate`) under `lens`: a stream of changes, one
     /// per refresh of its view that changes the winner (creating the view if needed). A watcher
-    /// that falls more than [`WATCH_BUFFER`](crate::lens::WATCH_BUFFER) changes behind is told
-    /// it lagged; it never holds up the ingest.
+    /// that falls more than `node.watch_buffer` changes behind is told it lagged
+    /// ([`WatchError::Lagged`]); it never holds up the ingest.
     pub async fn watch(&self, subject: &str, predicate: &str, lens: &str) -> Result<Watch, ResolveError> {
         let key = ViewKey {
             subject: subject.to_owned(),
