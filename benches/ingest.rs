@@ -39,9 +39,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+use common::assertions::{shares, workload};
 use common::{
-    CellResult, Peer, Row, bench_dir, env_usize, machine_cpu, print_table, process_cpu, retry_busy,
-    run_tasks, spawn,
+    CellResult, Peer, Row, bench_dir, env_usize, machine_cpu, print_table, process_cpu, run_tasks, spawn,
 };
 
 use std::path::Path;
@@ -50,7 +50,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 use rusqlite::{Connection, params};
 use stemedb::node::{Node, NodeConfig};
-use stemedb::protocol::{AgentKey, Assertion, Limits, ObjectValue};
+use stemedb::protocol::{Assertion, Limits};
 use stemedb::protocol::{now_ms, validate_assertion, validate_assertions};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
@@ -62,10 +62,6 @@ const ASSERTIONS_DEFAULT: usize = 20_000;
 /// The 1-submitter cell runs N/this: each of its assertions waits for an fsync of its own.
 const SOLO_DIVISOR: usize = 10;
 const ROUNDS_DEFAULT: usize = 3;
-/// Distinct subjects, predicates per subject and signing keys of the workload.
-const SUBJECTS: usize = 1000;
-const PREDICATES: usize = 4;
-const KEYS: usize = 256;
 /// Most rows per SQLite transaction: the writer drains up to this many pending submissions.
 const SQLITE_TXN_RECORDS_MAX: usize = 1000;
 /// Capacity of the SQLite peer's queues: above the submitters, each with one request in flight.
@@ -80,39 +76,6 @@ const CALIBRATION_BATCH: usize = 256;
 /// Targets from issue 4, at 64 and 1,000 submitters (printed, never asserted).
 const THROUGHPUT_TARGET: f64 = 50_000.0;
 const RATIO_TARGET: f64 = 1.7;
-/// Signs `count` assertions as described in the module docs.
-fn workload(count: usize) -> Vec<Assertion> {
-    let key = |k: usize| AgentKey::from_secret_bytes(&[k as u8; 32]);
-    let keys: Vec<AgentKey> = (0..KEYS).map(key).collect();
-    let timestamp_ms = now_ms();
-    let mut all = Vec::with_capacity(count);
-    for i in 0..count {
-        let subject = format!("entity/{:06}", i % SUBJECTS);
-        let predicate = format!("p{}", (i / SUBJECTS) % PREDICATES);
-        let object = ObjectValue::Integer(i as i64);
-        let mut a = Assertion::new(subject, predicate, object, 0.9, timestamp_ms);
-        a.sign(&keys[i % KEYS]);
-        all.push(a);
-    }
-    all
-}
-
-/// Deals the first `count` assertions round-robin to `submitters` shares.
-fn shares(workload: &[Assertion], count: usize, submitters: usize) -> Vec<Vec<Assertion>> {
-    let mut shares = vec![Vec::new(); submitters];
-    for (i, a) in workload[..count].iter().enumerate() {
-        shares[i % submitters].push(a.clone());
-    }
-    shares
-}
-
-impl Peer<Assertion> for Node {
-    async fn submit_one(&self, record: Assertion) -> (u64, u64) {
-        // `submit` consumes the record even when it answers Busy, hence the clone.
-        retry_busy("submit", || self.submit(record.clone())).await
-    }
-}
-
 /// One cell against a fresh StemeDB node with the default config.
 fn bench_stemedb(base: &Path, shares: Vec<Vec<Assertion>>) -> CellResult {
     let dir = TempDir::new_in(base).expect("create stemedb temp dir");

@@ -23,65 +23,19 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+use common::contest::{CANDIDATES, Contest, PREDICATE, SUBJECT, TRUST_DEFAULT, VOTERS};
 use common::{bench_dir, env_usize};
 
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, params};
-use stemedb::Config;
 use stemedb::lens::{MaxStale, Query};
 use stemedb::node::Node;
-use stemedb::protocol::{AgentKey, Assertion, Hash, ObjectValue, Vote, now_ms};
+use stemedb::protocol::Hash;
 use tempfile::TempDir;
 
-const CANDIDATES: usize = 20;
-const VOTERS: usize = 100;
 const RESOLVES_DEFAULT: usize = 2000;
 const CALLERS: usize = 8;
-const TRUST_DEFAULT: f32 = 0.5;
-const SUBJECT: &str = "city/paris";
-const PREDICATE: &str = "population";
-
-struct Workload {
-    claims: Vec<Assertion>,
-    votes: Vec<Vote>,
-    trust: Vec<(AgentKey, f32)>,
-}
-
-fn workload() -> Workload {
-    let now = now_ms();
-    let claims: Vec<Assertion> = (0..CANDIDATES)
-        .map(|i| {
-            let mut a = Assertion::new(
-                SUBJECT,
-                PREDICATE,
-                ObjectValue::Integer(i as i64),
-                0.5,
-                now + i as u64,
-            );
-            a.sign(&AgentKey::from_secret_bytes(&[1 + i as u8; 32]));
-            a
-        })
-        .collect();
-    let voters: Vec<AgentKey> = (0..VOTERS)
-        .map(|v| AgentKey::from_secret_bytes(&[100 + v as u8; 32]))
-        .collect();
-    let mut votes = Vec::new();
-    for (c, claim) in claims.iter().enumerate() {
-        for (v, voter) in voters.iter().enumerate() {
-            let weight = 1.0 + ((c * 7 + v * 13) % 50) as f32;
-            votes.push(Vote::sign(voter, claim.content_hash(), weight, now));
-        }
-    }
-    // Half the voters have a configured factor; the others the default.
-    let trust = voters
-        .iter()
-        .enumerate()
-        .filter(|(v, _)| v % 2 == 0)
-        .map(|(v, k)| (k.clone(), 0.1 + (v % 10) as f32 / 10.0))
-        .collect();
-    Workload { claims, votes, trust }
-}
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
     let at = ((sorted.len() as f64 * p / 100.0) as usize).min(sorted.len() - 1);
@@ -132,27 +86,11 @@ async fn measure(node: &Node, query: &Query, resolves: usize) -> Measured {
     summarize(latencies, rate)
 }
 
-fn bench_stemedb(work: &Workload, resolves: usize) -> (Measured, Measured, Measured, Hash) {
+fn bench_stemedb(work: &Contest, resolves: usize) -> (Measured, Measured, Measured, Hash) {
     let dir = TempDir::new_in(bench_dir()).unwrap();
-    let mut config = Config::default();
-    config.votes.trust_default = TRUST_DEFAULT;
-    for (key, factor) in &work.trust {
-        config.votes.trust.insert(key.agent_id().to_string(), *factor);
-    }
     actix::System::new().block_on(async {
-        let node = Node::start(config, dir.path()).unwrap();
-        let mut last = 0;
-        for result in node.submit_many(work.claims.clone()).await.unwrap() {
-            last = last.max(result.unwrap().offset);
-        }
-        for chunk in work.votes.chunks(1000) {
-            for result in node.cast_votes(chunk.to_vec()).await.unwrap() {
-                last = last.max(result.unwrap().offset);
-            }
-        }
-        node.wait_indexed(last, Instant::now() + Duration::from_secs(60))
-            .await
-            .unwrap();
+        let node = Node::start(work.config(), dir.path()).unwrap();
+        work.load(&node).await;
         let query = Query::new(SUBJECT, PREDICATE, "consensus");
         let winner = node.resolve(query.clone()).await.unwrap().winner.unwrap();
         let cold = measure(&node, &query, resolves).await;
@@ -193,7 +131,7 @@ fn sqlite_resolve(conn: &Connection) -> Vec<u8> {
     first
 }
 
-fn bench_sqlite(work: &Workload, resolves: usize) -> (Measured, Hash) {
+fn bench_sqlite(work: &Contest, resolves: usize) -> (Measured, Hash) {
     let dir = TempDir::new_in(bench_dir()).unwrap();
     let path = dir.path().join("resolve.db");
     let mut conn = Connection::open(&path).unwrap();
@@ -270,7 +208,7 @@ fn main() {
          stemedb cold, warm (view) and audited vs sqlite (one indexed query)"
     );
     println!("{}", common::build_line());
-    let work = workload();
+    let work = Contest::new();
     let (stemedb, warm, audited, s_winner) = bench_stemedb(&work, resolves);
     let (sqlite, q_winner) = bench_sqlite(&work, resolves);
     assert_eq!(s_winner, q_winner, "both peers name the same winner");

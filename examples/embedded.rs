@@ -4,7 +4,10 @@
 //! signed assertions from a few concurrent agents (one a batch, one superseding an earlier
 //! claim, one naming a parent nobody wrote), waits until they are indexed, reads them back by
 //! hash, by subject and by (subject, predicate), casts votes and reads their totals, resolves
-//! the disagreement three ways (recency, confidence, consensus), and shuts down gracefully. Run it twice: the second run starts from the first run's state.
+//! the disagreement three ways (recency, confidence, consensus), watches the consensus winner
+//! flip when new votes arrive, resolves as of the offset before they did, writes and reads back
+//! an audit record, and shuts down gracefully. Run it twice: the second run starts from the
+//! first run's state.
 //!
 //! ```sh
 //! cargo run --release --example embedded [DATA_DIR]
@@ -14,7 +17,7 @@ use std::error::Error;
 use std::time::{Duration, Instant};
 
 use stemedb::Config;
-use stemedb::lens::Query;
+use stemedb::lens::{AsOf, Query};
 use stemedb::node::ListQuery;
 use stemedb::node::Node;
 use stemedb::protocol::{AgentKey, Assertion, Hash, ObjectValue, Vote, now_ms};
@@ -85,9 +88,11 @@ async fn main() -> Result<(), Box<dyn Error>> {
         "alice: durable at offset {} as {}",
         alice_receipt.offset, alice_receipt.hash
     );
+    let mut bob_receipts = Vec::new();
     for result in bob_results? {
         let receipt = result?;
         println!("bob:   durable at offset {} as {}", receipt.offset, receipt.hash);
+        bob_receipts.push(receipt);
     }
 
     // Alice revises her figure: the new claim supersedes the old one.
@@ -168,6 +173,47 @@ async fn main() -> Result<(), Box<dyn Error>> {
             );
         }
     }
+    // Watch the consensus winner, then let two more agents back Bob's figure: their 4.0 of
+    // weight outvotes the 3.0 behind Alice's, and the feed reports the change once.
+    let mut watch = node.watch("city:paris", "population", "consensus").await?;
+    let backers = [AgentKey::generate()?, AgentKey::generate()?];
+    let votes = backers
+        .iter()
+        .map(|key| Vote::sign(key, bob_receipts[0].hash, 2.0, now_ms()))
+        .collect();
+    for result in node.cast_votes(votes).await? {
+        result?;
+    }
+    let show = |hash: Option<Hash>| hash.map_or_else(|| "none".to_owned(), |h| h.to_string());
+    let change = actix_rt::time::timeout(Duration::from_secs(10), watch.next()).await??;
+    println!(
+        "winner changed at offset {}: {} -> {}",
+        change.offset,
+        show(change.old),
+        show(change.new)
+    );
+    // As of Carol's vote, the last record before theirs, the store still names Alice's figure.
+    let mut then = Query::new("city:paris", "population", "consensus");
+    then.as_of = Some(AsOf::Offset(last));
+    println!(
+        "as of offset {last}, consensus named {}",
+        show(node.resolve(then).await?.winner)
+    );
+    // An audited resolution: its record (query, candidates and scores, winner, requester, the
+    // offset it reflected) is committed before the answer and can be read back by id.
+    let mut audited = Query::new("city:paris", "population", "consensus");
+    audited.audit = true;
+    audited.requester = Some("examples/embedded".into());
+    let audit_id = node.resolve(audited).await?.audit_id.ok_or("no audit id")?;
+    let record = node.audit(audit_id)?.ok_or("audit record not found")?;
+    println!(
+        "audit {audit_id}: {} candidates, winner {}, requested by {:?}, at offset {}",
+        record.candidates.len(),
+        show(record.winner),
+        record.requester,
+        record.offset
+    );
+
     let (assertions, rejected) = node.counts()?;
     println!("stored: {assertions} assertions, {rejected} rejections");
 

@@ -1,7 +1,11 @@
-//! Scaffolding shared by the end-to-end benchmarks (`ingest`, `votes`): per-cell results and
-//! percentiles, process and machine CPU from `/proc`, thread spawning, and the environment.
+//! Scaffolding shared by the end-to-end benchmarks (`ingest`, `votes`, `resolve`,
+//! `audit_ingest`): per-cell results and percentiles, process and machine CPU from `/proc`,
+//! thread spawning, the environment, and the workloads of more than one benchmark.
 
 #![allow(dead_code)]
+
+pub mod assertions;
+pub mod contest;
 
 use std::path::PathBuf;
 use std::thread::JoinHandle;

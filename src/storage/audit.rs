@@ -17,7 +17,7 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender};
 use heed::types::Bytes;
-use heed::{CommitOrAbort, Database, Env, EnvFlags, EnvOpenOptions, WithoutTls};
+use heed::{CommitOrAbort, Database, Env, EnvOpenOptions, WithoutTls};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
@@ -85,13 +85,11 @@ impl AuditLog {
         })?;
         let mut options = EnvOpenOptions::new().read_txn_without_tls();
         options.map_size(AUDIT_MAP_BYTES).max_dbs(2);
-        // SAFETY: as for the state (see `state::State::open`): NO_META_SYNC loses at most the
-        // last commits in a crash, never corrupts; only this process writes these files, under
-        // the node's journal lock.
-        #[allow(unsafe_code)]
-        unsafe {
-            options.flags(EnvFlags::NO_META_SYNC);
-        }
+        // Default flags, unlike the state's NO_META_SYNC: the state can be rebuilt from the
+        // journal, an audit record cannot, so each commit syncs its pages and its meta page
+        // before the ids it holds are answered (`audit_ingest` bench: no measurable cost).
+        // SAFETY: only this process opens these files, under the node's journal lock, and
+        // nothing truncates or rewrites them behind LMDB's back.
         #[allow(unsafe_code)]
         let env = unsafe { options.open(dir) }.map_err(StateError::lmdb("open audit environment"))?;
         let txn = env.write_txn().map_err(StateError::lmdb("begin write"))?;
