@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::http::HttpConfig;
 use crate::node::{NodeConfig, VotesConfig};
 use crate::protocol::Limits;
 use crate::storage::journal::JournalConfig;
@@ -31,6 +32,8 @@ pub struct Config {
     pub node: NodeConfig,
     /// Vote counting and voter trust (`[votes]`).
     pub votes: VotesConfig,
+    /// The HTTP API of `stemedb serve` (`[http]`).
+    pub http: HttpConfig,
 }
 
 /// A configuration that could not be loaded.
@@ -98,6 +101,7 @@ impl Config {
         self.state.validate()?;
         self.node.validate()?;
         self.votes.validate()?;
+        self.http.validate()?;
         // A submission of one valid record must fit the verification queue.
         let needed = self.limits.record_bytes_max + crate::node::RECORD_STRUCT_BYTES;
         if self.node.verify_queue_bytes_max < needed {

@@ -13,6 +13,7 @@
 //! - `actors` (internal): actix actors over storage (durable broadcaster, ingestor, vote counters);
 //! - [`node`]: the embedded [`Node`](node::Node): submit, wait until indexed, read;
 //! - [`lens`]: resolving competing assertions into a winner, with reasons;
+//! - [`http`]: the HTTP API of `stemedb serve`;
 //! - [`config`]: typed, validated configuration.
 //!
 //! ```
@@ -47,6 +48,7 @@ macro_rules! internal_mod {
 internal_mod!(actors);
 mod budget;
 pub mod config;
+pub mod http;
 pub mod lens;
 pub mod node;
 pub mod protocol;

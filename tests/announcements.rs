@@ -110,10 +110,10 @@ impl Handler<DurableOffset> for Watcher {
 
     fn handle(&mut self, message: DurableOffset, _ctx: &mut Self::Context) {
         self.seen.lock().unwrap().push(message.end);
-        if message.end >= self.target {
-            if let Some(done) = self.done.take() {
-                let _ = done.send(message.end);
-            }
+        if message.end >= self.target
+            && let Some(done) = self.done.take()
+        {
+            let _ = done.send(message.end);
         }
     }
 }

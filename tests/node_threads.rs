@@ -70,10 +70,10 @@ fn shutdown_joins_threads_off_the_host_thread_without_blocking_readers() {
         after_batch: Some(Arc::new({
             let armed = armed.clone();
             move |_cursor| {
-                if armed.load(Ordering::SeqCst) {
-                    if let Some(blocked) = blocked.lock().unwrap().take() {
-                        let _ = blocked.recv_timeout(WAIT);
-                    }
+                if armed.load(Ordering::SeqCst)
+                    && let Some(blocked) = blocked.lock().unwrap().take()
+                {
+                    let _ = blocked.recv_timeout(WAIT);
                 }
             }
         })),

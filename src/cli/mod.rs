@@ -5,6 +5,7 @@
 
 mod admin;
 mod keyfile;
+mod serve;
 mod sign;
 mod verify;
 mod wal;
@@ -31,6 +32,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the node and its HTTP API (`http.bind`, loopback by default) until SIGINT or
+    /// SIGTERM, then flush the journal and the state. On first start, writes a development
+    /// admin key to `<data-dir>/api/admin.token` (mode 0600) and prints its path.
+    Serve(serve::ServeArgs),
     /// Create a new agent key file (mode 0600); refuses to overwrite an existing file.
     Keygen(keyfile::KeygenArgs),
     /// Produce a signed assertion, vote or trust change as JSON, ready to submit.
@@ -122,6 +127,7 @@ pub(crate) fn run() -> ExitCode {
 fn dispatch(cli: Cli) -> Result<(), CliError> {
     let config = Config::load(cli.config.as_deref())?;
     match cli.command {
+        Command::Serve(args) => serve::run(&args, &config),
         Command::Keygen(args) => keyfile::keygen(&args),
         Command::Sign(command) => sign::run(&command, &config),
         Command::Verify(args) => verify::run(&args, &config),

@@ -15,7 +15,7 @@ use super::signing::{self, RecordKind};
 ///
 /// JSON form: an object with exactly these fields (`parent` may be omitted or `null`); hashes,
 /// keys and signatures as hex. Unknown fields are refused.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Assertion {
     /// What the claim is about; 1 to `subject_bytes_max` bytes, no control characters.

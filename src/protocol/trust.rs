@@ -22,7 +22,7 @@ pub const TRUST_FACTOR_MAX: f32 = 1000.0;
 /// The applied trust of an agent is that of its greatest change by (timestamp, content hash),
 /// so the outcome does not depend on the order changes arrive in. The signature covers the
 /// whole body, the administrator included, so a change cannot be re-attributed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TrustChange {
     /// The agent whose trust factor is set.

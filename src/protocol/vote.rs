@@ -12,7 +12,7 @@ use super::signing::{self, RecordKind};
 ///
 /// One vote is live per (voter, assertion): a newer vote replaces an older one. The signature
 /// covers the whole body, the voter included, so a vote cannot be re-attributed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Vote {
     /// Content hash of the assertion voted for.

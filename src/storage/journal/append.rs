@@ -68,12 +68,13 @@ impl Journal {
         let _in_flight = InFlight(&self.inner.waiters);
         // Alone (no other appender, nothing queued, the writer idle): commit here, saving two
         // thread hand-offs. Otherwise join the group commit, which batches concurrent appends.
-        if in_flight == 1 && sender.is_empty() {
-            if let Some(mut writer) = self.inner.writer.try_lock() {
-                return writer
-                    .append_batch(&[payload.as_slice()])
-                    .map(|offsets| offsets[0]);
-            }
+        if in_flight == 1
+            && sender.is_empty()
+            && let Some(mut writer) = self.inner.writer.try_lock()
+        {
+            return writer
+                .append_batch(&[payload.as_slice()])
+                .map(|offsets| offsets[0]);
         }
         let share = self
             .inner

@@ -100,10 +100,10 @@ impl Drop for Inner {
         // Closing the channel lets the thread drain what is queued and stop. If the last
         // handle is dropped on that very thread (inside a reply), it ends by itself instead.
         self.sender.take();
-        if let Some(thread) = self.thread.take() {
-            if thread.thread().id() != std::thread::current().id() {
-                let _ = thread.join();
-            }
+        if let Some(thread) = self.thread.take()
+            && thread.thread().id() != std::thread::current().id()
+        {
+            let _ = thread.join();
         }
     }
 }

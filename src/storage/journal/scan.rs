@@ -200,10 +200,10 @@ fn tear_like(data: &[u8], pos: usize, next: Option<usize>, base: u64, seed: Seed
     let rest = &data[pos..];
     let declared =
         format::declared_len(rest).filter(|&len| (1..=format::PAYLOAD_BYTES_CEILING).contains(&len));
-    if let Some(len) = declared {
-        if length_bit_flip_explains(rest, len) || bit_flip_explains(rest, len, base + pos as u64, seed) {
-            return false;
-        }
+    if let Some(len) = declared
+        && (length_bit_flip_explains(rest, len) || bit_flip_explains(rest, len, base + pos as u64, seed))
+    {
+        return false;
     }
     let region_end = next.unwrap_or(data.len());
     let extent_end = match declared {

@@ -112,10 +112,10 @@ impl OpenFiles {
             return Ok(Arc::clone(&entry.1));
         }
         let file = Arc::new(File::open(path).map_err(|e| JournalError::io("open segment", path, e))?);
-        if inner.files.len() >= OPEN_SEGMENT_FILES_MAX {
-            if let Some(oldest) = (0..inner.files.len()).min_by_key(|&i| inner.files[i].2) {
-                inner.files.swap_remove(oldest);
-            }
+        if inner.files.len() >= OPEN_SEGMENT_FILES_MAX
+            && let Some(oldest) = (0..inner.files.len()).min_by_key(|&i| inner.files[i].2)
+        {
+            inner.files.swap_remove(oldest);
         }
         inner.files.push((base, Arc::clone(&file), tick));
         Ok(file)

@@ -1,0 +1,317 @@
+//! The HTTP API (`stemedb serve`): versioned JSON endpoints under `/v1` on actix-web, in the
+//! node's actix System.
+//!
+//! - **Who may do what.** Every route but health, readiness and the OpenAPI document needs an
+//!   API key (`Authorization: Bearer sdb_<id>_<secret>`, see [`keys`]) with the right role;
+//!   a write must come from the key's own agents. Plain records are signed by the server as
+//!   a custodial agent whose key it holds.
+//! - **Limits.** Per-key token-bucket rate limits and daily record quotas (429 with
+//!   `Retry-After`); bodies over `http.body_bytes_max` (413), batches over
+//!   `http.batch_records_max` (422), request bodies in flight over `http.inflight_bytes_max`
+//!   (503, refused before they are read), requests over `http.request_timeout_ms` (503);
+//!   the node's own queue budgets answer 503 too. Unknown JSON fields are refused.
+//! - **Errors** are `application/problem+json` ([`problem`]); no input yields a 500.
+//! - **OpenAPI 3.1** at `/v1/openapi.json`, generated from the handlers ([`openapi`]).
+
+pub mod auth;
+mod config;
+pub mod keys;
+pub mod problem;
+mod routes;
+pub mod types;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::CONTENT_LENGTH;
+use actix_web::middleware::{Next, from_fn};
+use actix_web::{App, HttpServer, web};
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::{ComponentsBuilder, InfoBuilder, OpenApi, OpenApiBuilder};
+use utoipa_actix_web::AppExt;
+
+pub use config::HttpConfig;
+use keys::KeyStore;
+use problem::ApiError;
+
+use crate::node::Node;
+
+/// What every handler shares: the node, the keys, the limits and the meters.
+pub struct Api {
+    node: Node,
+    keys: Arc<KeyStore>,
+    config: HttpConfig,
+    meters: auth::Meters,
+    inflight_bytes: AtomicUsize,
+    watchers: Arc<AtomicUsize>,
+    openapi_json: String,
+}
+
+/// One open winner feed, counted against `http.watchers_max` until dropped.
+pub(crate) struct WatcherPermit(Arc<AtomicUsize>);
+
+impl Drop for WatcherPermit {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Api {
+    /// The state of a server for `node` with `keys` and `config`.
+    pub fn new(node: Node, keys: Arc<KeyStore>, config: HttpConfig) -> Self {
+        let meters = auth::Meters::new(config.rate_per_s, config.rate_burst, config.quota_records_per_day);
+        let openapi_json = openapi().to_pretty_json().unwrap_or_default();
+        Self {
+            node,
+            keys,
+            config,
+            meters,
+            inflight_bytes: AtomicUsize::new(0),
+            watchers: Arc::new(AtomicUsize::new(0)),
+            openapi_json,
+        }
+    }
+
+    /// The key store.
+    pub fn keys(&self) -> &KeyStore {
+        &self.keys
+    }
+
+    pub(crate) fn watcher_permit(&self) -> Result<WatcherPermit, ApiError> {
+        let max = self.config.watchers_max;
+        self.watchers
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .map_err(|_| {
+                ApiError::unavailable(
+                    format!("{max} winner feeds are open already (http.watchers_max)"),
+                    5,
+                )
+                .limit(max as u64)
+            })?;
+        Ok(WatcherPermit(self.watchers.clone()))
+    }
+
+    /// Reserves `bytes` of the in-flight body budget.
+    fn reserve(&self, bytes: usize) -> Result<BodyReservation<'_>, ApiError> {
+        let max = self.config.inflight_bytes_max;
+        self.inflight_bytes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                n.checked_add(bytes).filter(|total| *total <= max)
+            })
+            .map_err(|held| {
+                ApiError::unavailable(
+                    format!(
+                        "the server is busy: {held} bytes of request bodies are being handled and \
+                         {bytes} more would pass http.inflight_bytes_max = {max}"
+                    ),
+                    1,
+                )
+            })?;
+        Ok(BodyReservation { api: self, bytes })
+    }
+}
+
+struct BodyReservation<'a> {
+    api: &'a Api,
+    bytes: usize,
+}
+
+impl Drop for BodyReservation<'_> {
+    fn drop(&mut self) {
+        self.api.inflight_bytes.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
+}
+
+/// Admission of every request: its body's bytes are reserved from the in-flight budget
+/// before it is read (refused with 413 past the body limit, 503 past the budget), and the
+/// request is bounded by `http.request_timeout_ms`.
+async fn admit(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let Some(api) = req.app_data::<web::Data<Api>>().cloned() else {
+        return next.call(req).await;
+    };
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let body_max = api.config.body_bytes_max;
+    let bytes = match declared {
+        Some(len) if len > body_max => {
+            return Err(ApiError::too_large(
+                format!("the body is {len} bytes; the limit is {body_max} bytes (http.body_bytes_max)"),
+                body_max as u64,
+            )
+            .into());
+        }
+        Some(len) => len,
+        // A chunked body may grow to the limit.
+        None if req
+            .headers()
+            .contains_key(actix_web::http::header::TRANSFER_ENCODING) =>
+        {
+            body_max
+        }
+        None => 0,
+    };
+    let _reservation = api.reserve(bytes)?;
+    let timeout = Duration::from_millis(api.config.request_timeout_ms);
+    match actix_rt::time::timeout(timeout, next.call(req)).await {
+        Ok(response) => response,
+        Err(_) => Err(ApiError::unavailable(
+            format!(
+                "the request took longer than http.request_timeout_ms = {}",
+                api.config.request_timeout_ms
+            ),
+            1,
+        )
+        .into()),
+    }
+}
+
+fn json_error(error: actix_web::error::JsonPayloadError, limit: usize) -> ApiError {
+    use actix_web::error::JsonPayloadError as E;
+    match error {
+        E::OverflowKnownLength { length, limit } => ApiError::too_large(
+            format!("the body is {length} bytes; the limit is {limit} bytes (http.body_bytes_max)"),
+            limit as u64,
+        ),
+        E::Overflow { limit } => ApiError::too_large(
+            format!("the body is over the limit of {limit} bytes (http.body_bytes_max)"),
+            limit as u64,
+        ),
+        E::ContentType => ApiError::unsupported_media_type("the body must be application/json"),
+        E::Deserialize(error) if error.is_data() => {
+            let message = error.to_string();
+            let field = message
+                .split('`')
+                .nth(1)
+                .filter(|_| message.starts_with("unknown field") || message.starts_with("missing field"))
+                .unwrap_or("body")
+                .to_owned();
+            ApiError::unprocessable(field, format!("the body does not fit the schema: {message}"))
+        }
+        E::Deserialize(error) => ApiError::bad_request(format!("the body is not valid JSON: {error}")),
+        other => {
+            let _ = limit;
+            ApiError::bad_request(format!("the body could not be read: {other}"))
+        }
+    }
+}
+
+/// The OpenAPI document of every route.
+pub fn openapi() -> OpenApi {
+    let (_, api) = routes::register(App::new().into_utoipa_app().openapi(base_document())).split_for_parts();
+    api
+}
+
+fn base_document() -> OpenApi {
+    let mut components = ComponentsBuilder::new().build();
+    components.add_security_scheme("api_key", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+    OpenApiBuilder::new()
+        .info(
+            InfoBuilder::new()
+                .title("StemeDB")
+                .version(env!("CARGO_PKG_VERSION"))
+                .description(Some(
+                    "Signed assertions by agents that disagree, weighted votes, and lenses that resolve them.",
+                ))
+                .build(),
+        )
+        .components(Some(components))
+        .build()
+}
+
+/// Builds the app: the routes, JSON and query limits, CORS, admission.
+fn app(
+    api: web::Data<Api>,
+) -> App<
+    impl actix_web::dev::ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    let limit = api.config.body_bytes_max;
+    let json = web::JsonConfig::default()
+        .limit(limit)
+        .error_handler(move |error, _| json_error(error, limit).into());
+    let query = web::QueryConfig::default()
+        .error_handler(|error, _| ApiError::bad_request(format!("bad query parameters: {error}")).into());
+    let path = web::PathConfig::default()
+        .error_handler(|error, _| ApiError::bad_request(format!("bad path parameter: {error}")).into());
+    let cors = cors(&api.config.cors_origins);
+    let app = App::new()
+        .app_data(api)
+        .app_data(json)
+        .app_data(query)
+        .app_data(path)
+        .into_utoipa_app();
+    routes::register(app)
+        .into_app()
+        .default_service(web::to(|| async {
+            Err::<actix_web::HttpResponse, _>(ApiError::not_found("no such route"))
+        }))
+        .wrap(from_fn(admit))
+        .wrap(cors)
+}
+
+fn cors(origins: &[String]) -> actix_cors::Cors {
+    let cors = actix_cors::Cors::default()
+        .allowed_methods(["GET", "POST", "DELETE"])
+        .allowed_headers([
+            actix_web::http::header::AUTHORIZATION,
+            actix_web::http::header::CONTENT_TYPE,
+        ])
+        .max_age(3600);
+    if origins.iter().any(|o| o == "*") {
+        return cors.allow_any_origin();
+    }
+    origins
+        .iter()
+        .fold(cors, |cors, origin| cors.allowed_origin(origin))
+}
+
+/// A running server.
+pub struct Server {
+    /// The addresses it listens on.
+    pub addrs: Vec<SocketAddr>,
+    /// Stops it (gracefully with `stop(true)`).
+    pub handle: actix_web::dev::ServerHandle,
+    /// Resolves once it stopped (on `handle.stop`, or on SIGINT/SIGTERM when signals are on).
+    pub running: actix_web::dev::Server,
+}
+
+/// Starts serving `api` on `api.config.bind`; `signals` makes SIGINT and SIGTERM stop it
+/// gracefully. Must be called inside the node's actix System.
+pub fn start(api: Api, signals: bool) -> std::io::Result<Server> {
+    let config = api.config.clone();
+    let api = web::Data::new(api);
+    let mut server = HttpServer::new(move || app(api.clone()))
+        .workers(config.workers())
+        .max_connections(config.connections_max)
+        .client_request_timeout(Duration::from_millis(config.request_timeout_ms))
+        .shutdown_timeout(5)
+        .bind(&config.bind)?;
+    if !signals {
+        server = server.disable_signals();
+    }
+    let addrs = server.addrs();
+    let running = server.run();
+    let handle = running.handle();
+    Ok(Server {
+        addrs,
+        handle,
+        running,
+    })
+}

@@ -1,0 +1,178 @@
+//! Resolution: which competing assertion wins under a lens (as of a point, from a view when the
+//! query accepts one), the audit trail, and the winner-change feed as Server-Sent Events.
+
+use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use actix_web::web::Bytes;
+use actix_web::{HttpResponse, get, web};
+
+use super::ReadErrors;
+use super::read::page_limit;
+use crate::http::auth::Caller;
+use crate::http::keys::Role;
+use crate::http::problem::ApiError;
+use crate::http::types::{
+    AuditBody, AuditList, AuditParams, ResolutionBody, ResolveParams, WatchParams, WinnerChangeBody,
+};
+use crate::http::{Api, WatcherPermit};
+use crate::lens::{AsOf, MaxStale, Query};
+use crate::node::{Watch, WatchError};
+
+const LENS_DEFAULT: &str = "consensus";
+
+/// Resolves the competing assertions about (subject, predicate) with a lens.
+#[utoipa::path(
+    tag = "resolve",
+    params(ResolveParams),
+    responses((status = 200, description = "The resolution", body = ResolutionBody), ReadErrors),
+    security(("api_key" = []))
+)]
+#[get("/v1/resolve")]
+pub async fn resolve(
+    caller: Caller,
+    api: web::Data<Api>,
+    params: web::Query<ResolveParams>,
+) -> Result<web::Json<ResolutionBody>, ApiError> {
+    caller.require(Role::Read)?;
+    let p = params.into_inner();
+    let mut query = Query::new(
+        p.subject,
+        p.predicate,
+        p.lens.unwrap_or_else(|| LENS_DEFAULT.to_owned()),
+    );
+    query.as_of = match (p.as_of_offset, p.as_of_ms) {
+        (Some(_), Some(_)) => {
+            return Err(
+                ApiError::bad_request("give as_of_offset or as_of_ms, not both").field("as_of_offset")
+            );
+        }
+        (Some(offset), None) => Some(AsOf::Offset(offset)),
+        (None, Some(ms)) => Some(AsOf::TimeMs(ms)),
+        (None, None) => None,
+    };
+    query.max_stale = match (p.max_stale_offsets, p.max_stale_ms) {
+        (Some(_), Some(_)) => {
+            return Err(
+                ApiError::bad_request("give max_stale_offsets or max_stale_ms, not both")
+                    .field("max_stale_offsets"),
+            );
+        }
+        (Some(offsets), None) => Some(MaxStale::Offsets(offsets)),
+        (None, Some(ms)) => Some(MaxStale::Millis(ms)),
+        (None, None) => None,
+    };
+    query.history = p.history.unwrap_or(false);
+    if p.limit.is_some() {
+        query.limit = page_limit(p.limit)?;
+    }
+    query.audit = p.audit.unwrap_or(false);
+    query.requester = Some(format!("api-key:{}", caller.key.id));
+    let resolution = api.node.resolve(query).await?;
+    Ok(web::Json(ResolutionBody::from(&resolution)))
+}
+
+/// An audit record by id.
+#[utoipa::path(
+    tag = "resolve",
+    params(("id" = u64, Path, description = "Audit record id")),
+    responses((status = 200, description = "The record", body = AuditBody), ReadErrors),
+    security(("api_key" = []))
+)]
+#[get("/v1/audit/{id}")]
+pub async fn audit_by_id(
+    caller: Caller,
+    api: web::Data<Api>,
+    id: web::Path<u64>,
+) -> Result<web::Json<AuditBody>, ApiError> {
+    caller.require(Role::Read)?;
+    let id = id.into_inner();
+    let record = api
+        .node
+        .audit(id)?
+        .ok_or_else(|| ApiError::not_found(format!("no audit record {id} is kept")))?;
+    Ok(web::Json(record.into()))
+}
+
+/// The audit records of (subject, predicate), newest first.
+#[utoipa::path(
+    tag = "resolve",
+    params(AuditParams),
+    responses((status = 200, description = "The records", body = AuditList), ReadErrors),
+    security(("api_key" = []))
+)]
+#[get("/v1/audit")]
+pub async fn audit_by_pair(
+    caller: Caller,
+    api: web::Data<Api>,
+    params: web::Query<AuditParams>,
+) -> Result<web::Json<AuditList>, ApiError> {
+    caller.require(Role::Read)?;
+    let limit = page_limit(params.limit)?;
+    let records = api.node.audits(&params.subject, &params.predicate, limit)?;
+    Ok(web::Json(AuditList {
+        records: records.into_iter().map(Into::into).collect(),
+    }))
+}
+
+fn event(name: &str, data: &impl serde::Serialize) -> Bytes {
+    let json = serde_json::to_string(data).unwrap_or_else(|_| "null".to_owned());
+    Bytes::from(format!("event: {name}\ndata: {json}\n\n"))
+}
+
+/// The winner-change feed of (subject, predicate, lens), as Server-Sent Events: first a
+/// `current` event (the winner now), then a `winner` event per change ({old, new, offset}), and
+/// a `lagged` event ({missed}) if the client fell behind and changes were dropped.
+#[utoipa::path(
+    tag = "resolve",
+    params(WatchParams),
+    responses(
+        (status = 200, description = "An event stream", content_type = "text/event-stream", body = String),
+        ReadErrors
+    ),
+    security(("api_key" = []))
+)]
+#[get("/v1/watch")]
+pub async fn watch(
+    caller: Caller,
+    api: web::Data<Api>,
+    params: web::Query<WatchParams>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Role::Read)?;
+    let permit = api.watcher_permit()?;
+    let p = params.into_inner();
+    let lens = p.lens.unwrap_or_else(|| LENS_DEFAULT.to_owned());
+    let feed = api.node.watch(&p.subject, &p.predicate, &lens).await?;
+    let current = api
+        .node
+        .view_status(&p.subject, &p.predicate, &lens)
+        .map(|status| WinnerChangeBody {
+            old: None,
+            new: status.winner,
+            offset: status.offset,
+        });
+    let first = event("current", &current);
+    let stream = futures_util::stream::unfold(
+        (Some(first), feed, permit),
+        |(first, mut feed, permit): (Option<Bytes>, Watch, WatcherPermit)| async move {
+            if let Some(first) = first {
+                return Some((Ok::<_, std::convert::Infallible>(first), (None, feed, permit)));
+            }
+            let chunk = match feed.next().await {
+                Ok(change) => event(
+                    "winner",
+                    &WinnerChangeBody {
+                        old: change.old,
+                        new: change.new,
+                        offset: change.offset,
+                    },
+                ),
+                Err(WatchError::Lagged(missed)) => event("lagged", &serde_json::json!({ "missed": missed })),
+                Err(WatchError::Closed) => return None,
+            };
+            Some((Ok(chunk), (None, feed, permit)))
+        },
+    );
+    Ok(HttpResponse::Ok()
+        .insert_header((CONTENT_TYPE, "text/event-stream"))
+        .insert_header((CACHE_CONTROL, "no-cache"))
+        .streaming(stream))
+}

@@ -1,0 +1,287 @@
+//! Writes: signed assertions (single and batch), votes and trust changes, and plain records
+//! the server signs as a custodial agent. Each answers once the record is durable (or, with
+//! `?wait=indexed`, indexed), with its hash and journal offset.
+
+use std::time::{Duration, Instant};
+
+use actix_web::{post, web};
+
+use super::WriteErrors;
+use crate::http::Api;
+use crate::http::auth::Caller;
+use crate::http::keys::Role;
+use crate::http::problem::ApiError;
+use crate::http::types::{
+    BatchItem, BatchReceipt, PlainAssertion, PlainVote, Wait, WriteParams, WriteReceipt,
+};
+use crate::node::{Receipt, SubmitError};
+use crate::protocol::{AgentId, AgentKey, Assertion, Lifecycle, TrustChange, Vote, now_ms};
+
+async fn answer(api: &Api, receipt: Receipt, params: &WriteParams) -> Result<WriteReceipt, ApiError> {
+    let indexed = params.wait == Some(Wait::Indexed);
+    if indexed {
+        let deadline = Instant::now() + Duration::from_millis(api.config.wait_indexed_ms_max);
+        api.node.wait_indexed(receipt.offset, deadline).await?;
+    }
+    Ok(WriteReceipt {
+        hash: receipt.hash,
+        offset: receipt.offset,
+        indexed,
+    })
+}
+
+fn check_batch(api: &Api, len: usize) -> Result<(), ApiError> {
+    let max = api.config.batch_records_max;
+    if len == 0 || len > max {
+        return Err(ApiError::unprocessable(
+            "records",
+            format!("a batch holds 1 to {max} records (http.batch_records_max); this one holds {len}"),
+        )
+        .limit(max as u64));
+    }
+    Ok(())
+}
+
+async fn answer_batch(
+    api: &Api,
+    results: Result<Vec<Result<Receipt, SubmitError>>, SubmitError>,
+    params: &WriteParams,
+) -> Result<BatchReceipt, ApiError> {
+    let results = results?;
+    if params.wait == Some(Wait::Indexed) {
+        let last = results.iter().flatten().map(|r| r.offset).max();
+        if let Some(last) = last {
+            let deadline = Instant::now() + Duration::from_millis(api.config.wait_indexed_ms_max);
+            api.node.wait_indexed(last, deadline).await?;
+        }
+    }
+    let indexed = params.wait == Some(Wait::Indexed);
+    let items: Vec<BatchItem> = results
+        .into_iter()
+        .map(|result| match result {
+            Ok(receipt) => BatchItem {
+                receipt: Some(WriteReceipt {
+                    hash: receipt.hash,
+                    offset: receipt.offset,
+                    indexed,
+                }),
+                error: None,
+            },
+            Err(error) => BatchItem {
+                receipt: None,
+                error: Some(ApiError::from(error).problem()),
+            },
+        })
+        .collect();
+    let accepted = items.iter().filter(|i| i.receipt.is_some()).count();
+    Ok(BatchReceipt {
+        accepted,
+        refused: items.len() - accepted,
+        items,
+    })
+}
+
+/// Submits one signed assertion. Its signers must all be agents of the API key.
+#[utoipa::path(
+    tag = "write",
+    params(WriteParams),
+    request_body = Assertion,
+    responses((status = 200, description = "Durable", body = WriteReceipt), WriteErrors),
+    security(("api_key" = []))
+)]
+#[post("/v1/assertions")]
+pub async fn submit_assertion(
+    caller: Caller,
+    api: web::Data<Api>,
+    params: web::Query<WriteParams>,
+    body: web::Json<Assertion>,
+) -> Result<web::Json<WriteReceipt>, ApiError> {
+    caller.require(Role::Write)?;
+    let assertion = body.into_inner();
+    caller.require_agents(assertion.signatures.iter().map(|s| &s.agent))?;
+    caller.charge(&api, 1)?;
+    let receipt = api.node.submit(assertion).await?;
+    Ok(web::Json(answer(&api, receipt, &params).await?))
+}
+
+/// Submits a batch of signed assertions, verified together. Each item is answered on its own:
+/// a refused item does not refuse the others.
+#[utoipa::path(
+    tag = "write",
+    params(WriteParams),
+    request_body = Vec<Assertion>,
+    responses((status = 200, description = "Each item durable or refused", body = BatchReceipt), WriteErrors),
+    security(("api_key" = []))
+)]
+#[post("/v1/assertions/batch")]
+pub async fn submit_assertions(
+    caller: Caller,
+    api: web::Data<Api>,
+    params: web::Query<WriteParams>,
+    body: web::Json<Vec<Assertion>>,
+) -> Result<web::Json<BatchReceipt>, ApiError> {
+    caller.require(Role::Write)?;
+    let assertions = body.into_inner();
+    check_batch(&api, assertions.len())?;
+    caller.require_agents(
+        assertions
+            .iter()
+            .flat_map(|a| a.signatures.iter().map(|s| &s.agent)),
+    )?;
+    caller.charge(&api, assertions.len() as u64)?;
+    let results = api.node.submit_many(assertions).await;
+    Ok(web::Json(answer_batch(&api, results, &params).await?))
+}
+
+/// Casts one signed vote. Its voter must be an agent of the API key.
+#[utoipa::path(
+    tag = "write",
+    params(WriteParams),
+    request_body = Vote,
+    responses((status = 200, description = "Durable", body = WriteReceipt), WriteErrors),
+    security(("api_key" = []))
+)]
+#[post("/v1/votes")]
+pub async fn submit_vote(
+    caller: Caller,
+    api: web::Data<Api>,
+    params: web::Query<WriteParams>,
+    body: web::Json<Vote>,
+) -> Result<web::Json<WriteReceipt>, ApiError> {
+    caller.require(Role::Write)?;
+    let vote = body.into_inner();
+    caller.require_agents([&vote.voter])?;
+    caller.charge(&api, 1)?;
+    let receipt = api.node.cast_vote(vote).await?;
+    Ok(web::Json(answer(&api, receipt, &params).await?))
+}
+
+/// Casts a batch of signed votes; each item is answered on its own.
+#[utoipa::path(
+    tag = "write",
+    params(WriteParams),
+    request_body = Vec<Vote>,
+    responses((status = 200, description = "Each item durable or refused", body = BatchReceipt), WriteErrors),
+    security(("api_key" = []))
+)]
+#[post("/v1/votes/batch")]
+pub async fn submit_votes(
+    caller: Caller,
+    api: web::Data<Api>,
+    params: web::Query<WriteParams>,
+    body: web::Json<Vec<Vote>>,
+) -> Result<web::Json<BatchReceipt>, ApiError> {
+    caller.require(Role::Write)?;
+    let votes = body.into_inner();
+    check_batch(&api, votes.len())?;
+    caller.require_agents(votes.iter().map(|v| &v.voter))?;
+    caller.charge(&api, votes.len() as u64)?;
+    let results = api.node.cast_votes(votes).await;
+    Ok(web::Json(answer_batch(&api, results, &params).await?))
+}
+
+/// Submits a signed trust change. Needs the admin role; its administrator must be an agent of
+/// the key and listed in the node's `votes.admins`.
+#[utoipa::path(
+    tag = "write",
+    params(WriteParams),
+    request_body = TrustChange,
+    responses((status = 200, description = "Durable", body = WriteReceipt), WriteErrors),
+    security(("api_key" = []))
+)]
+#[post("/v1/trust")]
+pub async fn submit_trust(
+    caller: Caller,
+    api: web::Data<Api>,
+    params: web::Query<WriteParams>,
+    body: web::Json<TrustChange>,
+) -> Result<web::Json<WriteReceipt>, ApiError> {
+    caller.require(Role::Admin)?;
+    let change = body.into_inner();
+    caller.require_agents([&change.admin])?;
+    caller.charge(&api, 1)?;
+    let receipt = api.node.submit_trust(change).await?;
+    Ok(web::Json(answer(&api, receipt, &params).await?))
+}
+
+/// The custodial agent a plain record is signed as: the one named, or the key's only agent.
+fn custodial(api: &Api, caller: &Caller, named: Option<AgentId>) -> Result<AgentKey, ApiError> {
+    let agent = match (named, caller.key.agents.as_slice()) {
+        (Some(agent), _) => agent,
+        (None, [only]) => *only,
+        (None, agents) => {
+            return Err(ApiError::unprocessable(
+                "agent",
+                format!(
+                    "name the agent to sign as: API key {} has {} agents",
+                    caller.key.id,
+                    agents.len()
+                ),
+            ));
+        }
+    };
+    caller.require_agents([&agent])?;
+    api.keys.custodial(&agent).ok_or_else(|| {
+        ApiError::forbidden(format!(
+            "agent {agent} is not custodial: this server does not hold its key; submit records it signed itself"
+        ))
+        .field("agent")
+    })
+}
+
+/// Submits a plain claim, signed by the server as one of the key's custodial agents.
+#[utoipa::path(
+    tag = "write",
+    params(WriteParams),
+    request_body = PlainAssertion,
+    responses((status = 200, description = "Signed and durable", body = WriteReceipt), WriteErrors),
+    security(("api_key" = []))
+)]
+#[post("/v1/custodial/assertions")]
+pub async fn submit_plain_assertion(
+    caller: Caller,
+    api: web::Data<Api>,
+    params: web::Query<WriteParams>,
+    body: web::Json<PlainAssertion>,
+) -> Result<web::Json<WriteReceipt>, ApiError> {
+    caller.require(Role::Write)?;
+    let plain = body.into_inner();
+    let key = custodial(&api, &caller, plain.agent)?;
+    let mut assertion = Assertion::new(
+        plain.subject,
+        plain.predicate,
+        plain.object,
+        plain.confidence,
+        now_ms(),
+    );
+    assertion.parent = plain.parent;
+    assertion.lifecycle = plain.lifecycle.unwrap_or(Lifecycle::Active);
+    assertion.sign(&key);
+    caller.charge(&api, 1)?;
+    let receipt = api.node.submit(assertion).await?;
+    Ok(web::Json(answer(&api, receipt, &params).await?))
+}
+
+/// Casts a plain vote, signed by the server as one of the key's custodial agents.
+#[utoipa::path(
+    tag = "write",
+    params(WriteParams),
+    request_body = PlainVote,
+    responses((status = 200, description = "Signed and durable", body = WriteReceipt), WriteErrors),
+    security(("api_key" = []))
+)]
+#[post("/v1/custodial/votes")]
+pub async fn submit_plain_vote(
+    caller: Caller,
+    api: web::Data<Api>,
+    params: web::Query<WriteParams>,
+    body: web::Json<PlainVote>,
+) -> Result<web::Json<WriteReceipt>, ApiError> {
+    caller.require(Role::Write)?;
+    let plain = body.into_inner();
+    let key = custodial(&api, &caller, plain.agent)?;
+    let vote = Vote::sign(&key, plain.assertion, plain.weight, now_ms());
+    caller.charge(&api, 1)?;
+    let receipt = api.node.cast_vote(vote).await?;
+    Ok(web::Json(answer(&api, receipt, &params).await?))
+}
