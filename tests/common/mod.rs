@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod crash;
+pub mod http;
 pub mod journal;
 
 /// A seeded generator (`fastrand`), with the few conveniences the tests use; seeded tests
