@@ -9,9 +9,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
 
+use std::path::Path;
+
+use common::tmpfs::Tmpfs;
 use stemedb::storage::journal::layout::SEGMENT_HEADER_BYTES;
 use stemedb::storage::journal::{Journal, JournalConfig, JournalError, ReadOutcome, format};
 use tempfile::TempDir;
@@ -24,44 +26,6 @@ const FILLER_BYTES: usize = 256 * 1024;
 const RECORD_BYTES: usize = 4096;
 /// More appends than a 1 MiB disk can hold: reaching this many means ENOSPC never came.
 const APPENDS_MAX: usize = 1024;
-
-/// A tmpfs mounted on a directory; unmounted on drop.
-struct Tmpfs {
-    path: PathBuf,
-}
-
-impl Tmpfs {
-    /// Mounts a size-limited tmpfs on `path`; `None` if mounting is not possible here.
-    fn mount(path: &Path) -> Option<Self> {
-        let output = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={TMPFS_SIZE}"), "tmpfs"])
-            .arg(path)
-            .output();
-        match output {
-            Ok(output) if output.status.success() => Some(Self {
-                path: path.to_owned(),
-            }),
-            Ok(output) => {
-                eprintln!("mount failed: {}", String::from_utf8_lossy(&output.stderr).trim());
-                None
-            }
-            Err(e) => {
-                eprintln!("mount could not run: {e}");
-                None
-            }
-        }
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let unmounted = Command::new("umount").arg(&self.path).status();
-        if !unmounted.is_ok_and(|s| s.success()) {
-            // Still busy (a failing test may hold files open): detach it lazily instead.
-            let _ = Command::new("umount").arg("-l").arg(&self.path).status();
-        }
-    }
-}
 
 fn config() -> JournalConfig {
     JournalConfig {
@@ -189,7 +153,7 @@ fn fill(journal: &Journal) -> Vec<(u64, usize)> {
 #[test]
 fn a_full_disk_fails_appends_cleanly_and_appends_resume_once_space_is_freed() {
     let dir = TempDir::new().unwrap();
-    let Some(tmpfs) = Tmpfs::mount(dir.path()) else {
+    let Some(tmpfs) = Tmpfs::mount(dir.path(), TMPFS_SIZE) else {
         eprintln!("disk-full test skipped: mounting a tmpfs was impossible (it needs root)");
         return;
     };

@@ -49,6 +49,7 @@ pub struct Api {
     inflight_bytes: AtomicUsize,
     watchers: Arc<AtomicUsize>,
     openapi_json: String,
+    closing: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 /// One open winner feed, counted against `http.watchers_max` until dropped.
@@ -73,7 +74,13 @@ impl Api {
             inflight_bytes: AtomicUsize::new(0),
             watchers: Arc::new(AtomicUsize::new(0)),
             openapi_json,
+            closing: Arc::new(tokio::sync::watch::channel(false).0),
         }
+    }
+
+    /// A receiver that turns true when the server stops: open feeds end then.
+    pub(crate) fn closing(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.closing.subscribe()
     }
 
     /// The key store.
@@ -286,32 +293,62 @@ fn cors(origins: &[String]) -> actix_cors::Cors {
 pub struct Server {
     /// The addresses it listens on.
     pub addrs: Vec<SocketAddr>,
-    /// Stops it (gracefully with `stop(true)`).
-    pub handle: actix_web::dev::ServerHandle,
-    /// Resolves once it stopped (on `handle.stop`, or on SIGINT/SIGTERM when signals are on).
+    /// Stops it.
+    pub stopper: Stopper,
+    /// Resolves once it stopped.
     pub running: actix_web::dev::Server,
 }
 
-/// Starts serving `api` on `api.config.bind`; `signals` makes SIGINT and SIGTERM stop it
+/// Stops a server: ends its open winner feeds, then lets requests in progress finish (for up
+/// to 5 s) and closes its connections.
+#[derive(Clone)]
+pub struct Stopper {
+    handle: actix_web::dev::ServerHandle,
+    closing: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+impl Stopper {
+    /// Stops the server gracefully; returns once it stopped.
+    pub async fn stop(&self) {
+        self.closing.send_replace(true);
+        self.handle.stop(true).await;
+    }
+}
+
+/// Starts serving `api` on `api.config.bind`; with `signals`, SIGINT and SIGTERM stop it
 /// gracefully. Must be called inside the node's actix System.
 pub fn start(api: Api, signals: bool) -> std::io::Result<Server> {
     let config = api.config.clone();
+    let closing = api.closing.clone();
     let api = web::Data::new(api);
-    let mut server = HttpServer::new(move || app(api.clone()))
+    let server = HttpServer::new(move || app(api.clone()))
         .workers(config.workers())
         .max_connections(config.connections_max)
         .client_request_timeout(Duration::from_millis(config.request_timeout_ms))
         .shutdown_timeout(5)
+        .disable_signals()
         .bind(&config.bind)?;
-    if !signals {
-        server = server.disable_signals();
-    }
     let addrs = server.addrs();
     let running = server.run();
-    let handle = running.handle();
+    let stopper = Stopper {
+        handle: running.handle(),
+        closing,
+    };
+    if signals {
+        let on_signal = stopper.clone();
+        actix_rt::spawn(async move {
+            use actix_rt::signal::unix::{SignalKind, signal};
+            let Ok(mut term) = signal(SignalKind::terminate()) else {
+                return tracing::error!("cannot listen for SIGTERM");
+            };
+            let _ = futures_util::future::select(Box::pin(term.recv()), Box::pin(actix_rt::signal::ctrl_c()))
+                .await;
+            on_signal.stop().await;
+        });
+    }
     Ok(Server {
         addrs,
-        handle,
+        stopper,
         running,
     })
 }

@@ -54,16 +54,25 @@ pub fn client() -> awc::Client {
 
 /// Starts a node on a temporary directory with `config` (its `http.bind` replaced by an
 /// ephemeral loopback port), serves it, runs `test`, then stops both.
-pub fn with_server<F, Fut>(mut config: Config, test: F)
+pub fn with_server<F, Fut>(config: Config, test: F)
+where
+    F: FnOnce(Served) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let dir = tempfile::TempDir::new().unwrap();
+    with_server_in(dir.path(), config, test);
+}
+
+/// As [`with_server`], with the node's data and the keys in `dir`.
+pub fn with_server_in<F, Fut>(dir: &std::path::Path, mut config: Config, test: F)
 where
     F: FnOnce(Served) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
     config.http.bind = "127.0.0.1:0".to_owned();
-    let dir = tempfile::TempDir::new().unwrap();
     actix::System::new().block_on(async {
-        let node = Node::start(config.clone(), dir.path().join("data")).unwrap();
-        let (keys, token_path) = KeyStore::open(&dir.path().join("api")).unwrap();
+        let node = Node::start(config.clone(), dir.join("data")).unwrap();
+        let (keys, token_path) = KeyStore::open(&dir.join("api")).unwrap();
         let admin = std::fs::read_to_string(token_path.unwrap())
             .unwrap()
             .trim()
@@ -72,7 +81,7 @@ where
         let keys = Arc::new(keys);
         let server = start(Api::new(node.clone(), keys.clone(), config.http.clone()), false).unwrap();
         let base = format!("http://{}", server.addrs[0]);
-        let handle = server.handle.clone();
+        let stopper = server.stopper.clone();
         actix::spawn(server.running);
         test(Served {
             node: node.clone(),
@@ -83,7 +92,7 @@ where
             client: client(),
         })
         .await;
-        handle.stop(true).await;
+        stopper.stop().await;
         node.shutdown().await.unwrap();
     });
 }

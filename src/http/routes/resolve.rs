@@ -7,17 +7,20 @@ use actix_web::{HttpResponse, get, web};
 
 use super::ReadErrors;
 use super::read::page_limit;
+use crate::http::Api;
 use crate::http::auth::Caller;
 use crate::http::keys::Role;
 use crate::http::problem::ApiError;
 use crate::http::types::{
     AuditBody, AuditList, AuditParams, ResolutionBody, ResolveParams, WatchParams, WinnerChangeBody,
 };
-use crate::http::{Api, WatcherPermit};
 use crate::lens::{AsOf, MaxStale, Query};
-use crate::node::{Watch, WatchError};
+use crate::node::WatchError;
+use futures_util::future::{Either, select};
 
 const LENS_DEFAULT: &str = "consensus";
+/// How long a feed may be silent before a keep-alive comment is sent.
+const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// Resolves the competing assertions about (subject, predicate) with a lens.
 #[utoipa::path(
@@ -150,27 +153,35 @@ pub async fn watch(
             offset: status.offset,
         });
     let first = event("current", &current);
-    let stream = futures_util::stream::unfold(
-        (Some(first), feed, permit),
-        |(first, mut feed, permit): (Option<Bytes>, Watch, WatcherPermit)| async move {
-            if let Some(first) = first {
-                return Some((Ok::<_, std::convert::Infallible>(first), (None, feed, permit)));
+    let state = (Some(first), feed, permit, api.closing());
+    let stream = futures_util::stream::unfold(state, |(first, mut feed, permit, mut closing)| async move {
+        if let Some(first) = first {
+            return Some((
+                Ok::<_, std::convert::Infallible>(first),
+                (None, feed, permit, closing),
+            ));
+        }
+        let next = Box::pin(feed.next());
+        let closed = Box::pin(closing.wait_for(|closing| *closing));
+        let chunk = match actix_rt::time::timeout(KEEP_ALIVE, select(next, closed)).await {
+            // A comment line: keeps proxies from closing an idle stream, and finds a client
+            // that went away (the write fails), which releases its permit.
+            Err(_) => Bytes::from_static(b": keep-alive\n\n"),
+            Ok(Either::Left((Ok(change), _))) => event(
+                "winner",
+                &WinnerChangeBody {
+                    old: change.old,
+                    new: change.new,
+                    offset: change.offset,
+                },
+            ),
+            Ok(Either::Left((Err(WatchError::Lagged(missed)), _))) => {
+                event("lagged", &serde_json::json!({ "missed": missed }))
             }
-            let chunk = match feed.next().await {
-                Ok(change) => event(
-                    "winner",
-                    &WinnerChangeBody {
-                        old: change.old,
-                        new: change.new,
-                        offset: change.offset,
-                    },
-                ),
-                Err(WatchError::Lagged(missed)) => event("lagged", &serde_json::json!({ "missed": missed })),
-                Err(WatchError::Closed) => return None,
-            };
-            Some((Ok(chunk), (None, feed, permit)))
-        },
-    );
+            Ok(Either::Left((Err(WatchError::Closed), _)) | Either::Right(_)) => return None,
+        };
+        Some((Ok(chunk), (None, feed, permit, closing)))
+    });
     Ok(HttpResponse::Ok()
         .insert_header((CONTENT_TYPE, "text/event-stream"))
         .insert_header((CACHE_CONTROL, "no-cache"))
