@@ -51,7 +51,7 @@ fn far_more_requests_than_the_budgets_get_503_with_bounded_memory_then_the_serve
                 (a.content_hash(), Bytes::from(serde_json::to_vec(&a).unwrap()))
             })
             .collect();
-        let offered_mib = CONNECTIONS * REQUESTS_EACH * bodies[0].1.len() >> 20;
+        let offered_mib = (CONNECTIONS * REQUESTS_EACH * bodies[0].1.len()) >> 20;
         let before_kib = peak_rss_kib();
         let url = format!("{}/v1/assertions", s.base);
         let tasks: Vec<_> = (0..CONNECTIONS)

@@ -20,6 +20,8 @@ use stemedb::Config;
 
 /// Starts `stemedb serve` on `dir`; returns the child, its stdout, the lines it printed up to
 /// the serving line, and the base URL.
+/// The caller waits for the child, in `stop`.
+#[allow(clippy::zombie_processes)]
 fn serve(dir: &std::path::Path) -> (Child, BufReader<ChildStdout>, Vec<String>, String) {
     let mut child = Command::new(assert_cmd::cargo::cargo_bin("stemedb"))
         .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
