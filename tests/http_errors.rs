@@ -214,11 +214,18 @@ fn invalid_records_name_their_field_and_limit_and_a_batch_one_over_is_refused() 
 fn a_burst_over_the_rate_limit_and_a_spent_quota_are_429_with_retry_after() {
     let mut config = config();
     config.http.rate_per_s = 1;
-    config.http.rate_burst = 5;
+    config.http.rate_burst = 6;
     config.http.quota_records_per_day = 2;
     with_server(config, |s| async move {
         let writer = s.key(&[Role::Read, Role::Write], &[&key(1)]);
-        // Quota: two records a day; the third is refused (rate: 3 of the burst of 5 used).
+        // Quota: two records a day; a refused record does not count; the third is refused
+        // (rate: 4 of the burst of 6 used).
+        let mut sure = Assertion::new("s", "p", ObjectValue::Integer(1), 1.5, NOW_MS);
+        sure.sign(&key(1));
+        assert_eq!(
+            s.post("/v1/assertions", &writer, &sure).await.status,
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
         for text in ["q1", "q2"] {
             assert_eq!(
                 s.post("/v1/assertions", &writer, &claim(text)).await.status,

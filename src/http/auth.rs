@@ -99,6 +99,15 @@ impl Meters {
         entry.1 += records;
         Ok(())
     }
+
+    /// Gives back `records` charged today that were not journaled after all.
+    fn refund(&self, id: &str, records: u64) {
+        if let Some(entry) = self.used.lock().get_mut(id)
+            && entry.0 == now_ms() / DAY_MS
+        {
+            entry.1 = entry.1.saturating_sub(records);
+        }
+    }
 }
 
 /// The key a request came with, authenticated and charged one request of its rate.
@@ -138,6 +147,11 @@ impl Caller {
     /// Charges `records` to the key's daily quota (429 once it is spent).
     pub fn charge(&self, api: &Api, records: u64) -> Result<(), ApiError> {
         api.meters.charge(&self.key.id, records)
+    }
+
+    /// Gives back `records` of the quota that were charged but refused.
+    pub fn refund(&self, api: &Api, records: u64) {
+        api.meters.refund(&self.key.id, records);
     }
 }
 

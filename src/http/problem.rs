@@ -201,8 +201,6 @@ impl From<&ValidationError> for ApiError {
             }
             V::TooManySignatures { max, .. } => ("signatures".into(), Some(*max as u64)),
             V::RecordTooLarge { max_bytes, .. } => ("record".into(), Some(*max_bytes as u64)),
-            #[allow(unreachable_patterns)]
-            _ => ("record".into(), None),
         };
         let problem = Self::unprocessable(field, detail);
         match limit {

@@ -42,12 +42,17 @@ fn check_batch(api: &Api, len: usize) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Answers a batch, item by item; refunds the quota of what was refused.
 async fn answer_batch(
     api: &Api,
+    caller: &Caller,
     results: Result<Vec<Result<Receipt, SubmitError>>, SubmitError>,
     params: &WriteParams,
+    charged: u64,
 ) -> Result<BatchReceipt, ApiError> {
-    let results = results?;
+    let results = results.inspect_err(|_| caller.refund(api, charged))?;
+    let refused = results.iter().filter(|r| r.is_err()).count() as u64;
+    caller.refund(api, refused);
     if params.wait == Some(Wait::Indexed) {
         let last = results.iter().flatten().map(|r| r.offset).max();
         if let Some(last) = last {
@@ -100,7 +105,11 @@ pub async fn submit_assertion(
     let assertion = body.into_inner();
     caller.require_agents(assertion.signatures.iter().map(|s| &s.agent))?;
     caller.charge(&api, 1)?;
-    let receipt = api.node.submit(assertion).await?;
+    let receipt = api
+        .node
+        .submit(assertion)
+        .await
+        .inspect_err(|_| caller.refund(&api, 1))?;
     Ok(web::Json(answer(&api, receipt, &params).await?))
 }
 
@@ -128,9 +137,12 @@ pub async fn submit_assertions(
             .iter()
             .flat_map(|a| a.signatures.iter().map(|s| &s.agent)),
     )?;
-    caller.charge(&api, assertions.len() as u64)?;
+    let charged = assertions.len() as u64;
+    caller.charge(&api, charged)?;
     let results = api.node.submit_many(assertions).await;
-    Ok(web::Json(answer_batch(&api, results, &params).await?))
+    Ok(web::Json(
+        answer_batch(&api, &caller, results, &params, charged).await?,
+    ))
 }
 
 /// Casts one signed vote. Its voter must be an agent of the API key.
@@ -152,7 +164,11 @@ pub async fn submit_vote(
     let vote = body.into_inner();
     caller.require_agents([&vote.voter])?;
     caller.charge(&api, 1)?;
-    let receipt = api.node.cast_vote(vote).await?;
+    let receipt = api
+        .node
+        .cast_vote(vote)
+        .await
+        .inspect_err(|_| caller.refund(&api, 1))?;
     Ok(web::Json(answer(&api, receipt, &params).await?))
 }
 
@@ -175,9 +191,12 @@ pub async fn submit_votes(
     let votes = body.into_inner();
     check_batch(&api, votes.len())?;
     caller.require_agents(votes.iter().map(|v| &v.voter))?;
-    caller.charge(&api, votes.len() as u64)?;
+    let charged = votes.len() as u64;
+    caller.charge(&api, charged)?;
     let results = api.node.cast_votes(votes).await;
-    Ok(web::Json(answer_batch(&api, results, &params).await?))
+    Ok(web::Json(
+        answer_batch(&api, &caller, results, &params, charged).await?,
+    ))
 }
 
 /// Submits a signed trust change. Needs the admin role; its administrator must be an agent of
@@ -200,7 +219,11 @@ pub async fn submit_trust(
     let change = body.into_inner();
     caller.require_agents([&change.admin])?;
     caller.charge(&api, 1)?;
-    let receipt = api.node.submit_trust(change).await?;
+    let receipt = api
+        .node
+        .submit_trust(change)
+        .await
+        .inspect_err(|_| caller.refund(&api, 1))?;
     Ok(web::Json(answer(&api, receipt, &params).await?))
 }
 
@@ -258,7 +281,11 @@ pub async fn submit_plain_assertion(
     assertion.lifecycle = plain.lifecycle.unwrap_or(Lifecycle::Active);
     assertion.sign(&key);
     caller.charge(&api, 1)?;
-    let receipt = api.node.submit(assertion).await?;
+    let receipt = api
+        .node
+        .submit(assertion)
+        .await
+        .inspect_err(|_| caller.refund(&api, 1))?;
     Ok(web::Json(answer(&api, receipt, &params).await?))
 }
 
@@ -282,6 +309,10 @@ pub async fn submit_plain_vote(
     let key = custodial(&api, &caller, plain.agent)?;
     let vote = Vote::sign(&key, plain.assertion, plain.weight, now_ms());
     caller.charge(&api, 1)?;
-    let receipt = api.node.cast_vote(vote).await?;
+    let receipt = api
+        .node
+        .cast_vote(vote)
+        .await
+        .inspect_err(|_| caller.refund(&api, 1))?;
     Ok(web::Json(answer(&api, receipt, &params).await?))
 }
