@@ -22,25 +22,17 @@ const DAY_MS: u64 = 86_400_000;
 
 /// The rate limiters and quota counters of the keys that made requests.
 pub(crate) struct Meters {
-    quota: NonZeroU32Pair,
+    quota: Quota,
     records_per_day: u64,
     limiters: Mutex<HashMap<String, Arc<DefaultDirectRateLimiter>>>,
     used: Mutex<HashMap<String, (u64, u64)>>,
 }
 
-#[derive(Clone, Copy)]
-struct NonZeroU32Pair {
-    rate: NonZeroU32,
-    burst: NonZeroU32,
-}
-
 impl Meters {
     pub(crate) fn new(rate_per_s: u32, burst: u32, records_per_day: u64) -> Self {
         Self {
-            quota: NonZeroU32Pair {
-                rate: NonZeroU32::new(rate_per_s).unwrap_or(NonZeroU32::MIN),
-                burst: NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN),
-            },
+            quota: Quota::per_second(NonZeroU32::new(rate_per_s).unwrap_or(NonZeroU32::MIN))
+                .allow_burst(NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN)),
             records_per_day,
             limiters: Mutex::new(HashMap::new()),
             used: Mutex::new(HashMap::new()),
@@ -49,22 +41,25 @@ impl Meters {
 
     /// Takes one request from key `id`'s bucket, or says how long until one is there.
     fn take(&self, id: &str) -> Result<(), ApiError> {
-        let limiter = self
-            .limiters
-            .lock()
-            .entry(id.to_owned())
-            .or_insert_with(|| {
-                let quota = Quota::per_second(self.quota.rate).allow_burst(self.quota.burst);
-                Arc::new(RateLimiter::direct(quota))
-            })
-            .clone();
+        let limiter = {
+            let mut limiters = self.limiters.lock();
+            match limiters.get(id) {
+                Some(limiter) => limiter.clone(),
+                // Allocates the key's id once, not on every request.
+                None => limiters
+                    .entry(id.to_owned())
+                    .or_insert_with(|| Arc::new(RateLimiter::direct(self.quota)))
+                    .clone(),
+            }
+        };
         limiter.check().map_err(|not_until| {
             let wait = not_until.wait_time_from(DefaultClock::default().now());
             ApiError::too_many(
                 "rate-limited",
                 format!(
-                    "this API key's rate limit ({} requests/s, bursts of {}) is spent",
-                    self.quota.rate, self.quota.burst
+                    "this API key's rate limit (a request every {:?}, bursts of {}) is spent",
+                    self.quota.replenish_interval(),
+                    self.quota.burst_size()
                 ),
                 wait.as_secs() + 1,
             )

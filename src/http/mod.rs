@@ -83,11 +83,6 @@ impl Api {
         self.closing.subscribe()
     }
 
-    /// The key store.
-    pub fn keys(&self) -> &KeyStore {
-        &self.keys
-    }
-
     pub(crate) fn watcher_permit(&self) -> Result<WatcherPermit, ApiError> {
         let max = self.config.watchers_max;
         self.watchers
@@ -184,7 +179,7 @@ async fn admit(
     }
 }
 
-fn json_error(error: actix_web::error::JsonPayloadError, limit: usize) -> ApiError {
+fn json_error(error: actix_web::error::JsonPayloadError) -> ApiError {
     use actix_web::error::JsonPayloadError as E;
     match error {
         E::OverflowKnownLength { length, limit } => ApiError::too_large(
@@ -207,10 +202,7 @@ fn json_error(error: actix_web::error::JsonPayloadError, limit: usize) -> ApiErr
             ApiError::unprocessable(field, format!("the body does not fit the schema: {message}"))
         }
         E::Deserialize(error) => ApiError::bad_request(format!("the body is not valid JSON: {error}")),
-        other => {
-            let _ = limit;
-            ApiError::bad_request(format!("the body could not be read: {other}"))
-        }
+        other => ApiError::bad_request(format!("the body could not be read: {other}")),
     }
 }
 
@@ -252,7 +244,7 @@ fn app(
     let limit = api.config.body_bytes_max;
     let json = web::JsonConfig::default()
         .limit(limit)
-        .error_handler(move |error, _| json_error(error, limit).into());
+        .error_handler(|error, _| json_error(error).into());
     let query = web::QueryConfig::default()
         .error_handler(|error, _| ApiError::bad_request(format!("bad query parameters: {error}")).into());
     let path = web::PathConfig::default()

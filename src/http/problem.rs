@@ -102,15 +102,6 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "not-found", detail)
     }
 
-    /// 405: the path exists, the method does not.
-    pub fn method_not_allowed() -> Self {
-        Self::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method-not-allowed",
-            "this path does not answer this method",
-        )
-    }
-
     /// 413: the body is larger than `limit` bytes.
     pub fn too_large(detail: impl Into<String>, limit: u64) -> Self {
         Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large", detail)

@@ -17,6 +17,19 @@ use crate::http::types::{
 use crate::node::{Receipt, SubmitError};
 use crate::protocol::{AgentId, AgentKey, Assertion, Lifecycle, TrustChange, Vote, now_ms};
 
+/// Charges one record to the caller's quota, awaits `submission` (built, not yet run), gives
+/// the quota back if it was refused, and answers once durable or, if asked, indexed.
+async fn write_one(
+    api: &Api,
+    caller: &Caller,
+    params: &WriteParams,
+    submission: impl std::future::Future<Output = Result<Receipt, SubmitError>>,
+) -> Result<web::Json<WriteReceipt>, ApiError> {
+    caller.charge(api, 1)?;
+    let receipt = submission.await.inspect_err(|_| caller.refund(api, 1))?;
+    Ok(web::Json(answer(api, receipt, params).await?))
+}
+
 async fn answer(api: &Api, receipt: Receipt, params: &WriteParams) -> Result<WriteReceipt, ApiError> {
     let indexed = params.wait == Some(Wait::Indexed);
     if indexed {
@@ -104,13 +117,7 @@ pub async fn submit_assertion(
     caller.require(Role::Write)?;
     let assertion = body.into_inner();
     caller.require_agents(assertion.signatures.iter().map(|s| &s.agent))?;
-    caller.charge(&api, 1)?;
-    let receipt = api
-        .node
-        .submit(assertion)
-        .await
-        .inspect_err(|_| caller.refund(&api, 1))?;
-    Ok(web::Json(answer(&api, receipt, &params).await?))
+    write_one(&api, &caller, &params, api.node.submit(assertion)).await
 }
 
 /// Submits a batch of signed assertions, verified together. Each item is answered on its own:
@@ -163,13 +170,7 @@ pub async fn submit_vote(
     caller.require(Role::Write)?;
     let vote = body.into_inner();
     caller.require_agents([&vote.voter])?;
-    caller.charge(&api, 1)?;
-    let receipt = api
-        .node
-        .cast_vote(vote)
-        .await
-        .inspect_err(|_| caller.refund(&api, 1))?;
-    Ok(web::Json(answer(&api, receipt, &params).await?))
+    write_one(&api, &caller, &params, api.node.cast_vote(vote)).await
 }
 
 /// Casts a batch of signed votes; each item is answered on its own.
@@ -218,13 +219,7 @@ pub async fn submit_trust(
     caller.require(Role::Admin)?;
     let change = body.into_inner();
     caller.require_agents([&change.admin])?;
-    caller.charge(&api, 1)?;
-    let receipt = api
-        .node
-        .submit_trust(change)
-        .await
-        .inspect_err(|_| caller.refund(&api, 1))?;
-    Ok(web::Json(answer(&api, receipt, &params).await?))
+    write_one(&api, &caller, &params, api.node.submit_trust(change)).await
 }
 
 /// The custodial agent a plain record is signed as: the one named, or the key's only agent.
@@ -280,13 +275,7 @@ pub async fn submit_plain_assertion(
     assertion.parent = plain.parent;
     assertion.lifecycle = plain.lifecycle.unwrap_or(Lifecycle::Active);
     assertion.sign(&key);
-    caller.charge(&api, 1)?;
-    let receipt = api
-        .node
-        .submit(assertion)
-        .await
-        .inspect_err(|_| caller.refund(&api, 1))?;
-    Ok(web::Json(answer(&api, receipt, &params).await?))
+    write_one(&api, &caller, &params, api.node.submit(assertion)).await
 }
 
 /// Casts a plain vote, signed by the server as one of the key's custodial agents.
@@ -308,11 +297,5 @@ pub async fn submit_plain_vote(
     let plain = body.into_inner();
     let key = custodial(&api, &caller, plain.agent)?;
     let vote = Vote::sign(&key, plain.assertion, plain.weight, now_ms());
-    caller.charge(&api, 1)?;
-    let receipt = api
-        .node
-        .cast_vote(vote)
-        .await
-        .inspect_err(|_| caller.refund(&api, 1))?;
-    Ok(web::Json(answer(&api, receipt, &params).await?))
+    write_one(&api, &caller, &params, api.node.cast_vote(vote)).await
 }
