@@ -22,7 +22,9 @@
 //! - *http single*: the same N, one `POST /v1/assertions` each (answered once durable).
 //! - *http batch*: the same N in `POST /v1/assertions/batch` requests of `STEMEDB_BENCH_BATCH`.
 //!   Ingest rates are N / (clock start to `node.wait_indexed(greatest offset answered)`): durable
-//!   and indexed, as in `benches/ingest.rs`; `req/s` counts requests to the last answer.
+//!   and indexed, as in `benches/ingest.rs`; `req/s` counts requests to the last answer. Its
+//!   embedded peers are the embedded ingest (the issue's ratio) and, to show what HTTP itself
+//!   costs, *embedded submit_many*: the same batches, `node.submit_many` from 64 tasks.
 //! - *resolve warm / cold*: on the node of the batch cell (N assertions, 4,000 pairs of about
 //!   N/4,000 candidates, no votes), `GET /v1/resolve?subject&predicate&lens=consensus` cycling
 //!   over the pairs; *warm* adds `max_stale_offsets=0`, answered from the pair's materialized
@@ -72,9 +74,10 @@ const SINGLE_TARGET: f64 = 20_000.0;
 const RESOLVE_TARGET: f64 = 50_000.0;
 
 /// The rows, in table order.
-const ROWS: [&str; 7] = [
+const ROWS: [&str; 8] = [
     "embedded ingest, 64 submitters",
     "http POST one assertion, 64 conns",
+    "embedded batch, 64 tasks",
     "http POST batch, 64 conns",
     "embedded resolve warm, 64 tasks",
     "http GET resolve warm, 64 conns",
@@ -83,11 +86,12 @@ const ROWS: [&str; 7] = [
 ];
 const EMBEDDED_INGEST: usize = 0;
 const SINGLE: usize = 1;
-const BATCH: usize = 2;
-const EMBEDDED_WARM: usize = 3;
-const WARM: usize = 4;
-const EMBEDDED_COLD: usize = 5;
-const COLD: usize = 6;
+const EMBEDDED_BATCH: usize = 2;
+const BATCH: usize = 3;
+const EMBEDDED_WARM: usize = 4;
+const WARM: usize = 5;
+const EMBEDDED_COLD: usize = 6;
+const COLD: usize = 7;
 
 /// The sizes of a run and its requests, built once (every server opens the same key store).
 struct Work {
@@ -95,6 +99,7 @@ struct Work {
     keys_dir: TempDir,
     workers: usize,
     assertions: Vec<Assertion>,
+    batch: usize,
     singles: Vec<Vec<u8>>,
     batches: Vec<Vec<u8>>,
     warm: Vec<Vec<u8>>,
@@ -149,6 +154,7 @@ impl Work {
             base,
             keys_dir,
             workers,
+            batch,
             assertions,
             singles,
             batches,
@@ -216,6 +222,60 @@ fn embedded_ingest(work: &Work) -> Cell {
     })
 }
 
+/// Runs `task` on each share, each in a task of its own on this System thread; returns their
+/// latency samples, merged, and the greatest offset they returned.
+async fn run_shares<T, F, Fut>(shares: Vec<T>, task: F) -> (Vec<u64>, u64)
+where
+    F: Fn(T) -> Fut,
+    Fut: Future<Output = (Vec<u64>, u64)> + 'static,
+{
+    let tasks: Vec<_> = shares
+        .into_iter()
+        .map(|share| actix::spawn(task(share)))
+        .collect();
+    let (mut samples, mut offset_max) = (Vec::new(), 0);
+    for task in tasks {
+        let (done, offset) = task.await.expect("a task panicked");
+        samples.extend(done);
+        offset_max = offset_max.max(offset);
+    }
+    (samples, offset_max)
+}
+
+/// The embedded peer of the batch row: `node.submit_many` with the same batches, from 64 tasks.
+fn embedded_batches(work: &Work) -> Cell {
+    let dir = TempDir::new_in(&work.base).expect("create temp dir");
+    let batches: Vec<Vec<Assertion>> = work.assertions.chunks(work.batch).map(<[_]>::to_vec).collect();
+    let shares = deal(&batches);
+    actix::System::new().block_on(async move {
+        let node = Node::start(Config::default(), dir.path()).expect("start node");
+        let (start, cpu) = (Instant::now(), process_cpu());
+        let task = |share: Vec<Vec<Assertion>>| {
+            let node = node.clone();
+            async move {
+                let (mut samples, mut offset_max) = (Vec::with_capacity(share.len()), 0);
+                for batch in share {
+                    let begun = Instant::now();
+                    let results = node.submit_many(batch).await.expect("no Busy at this depth");
+                    samples.push(begun.elapsed().as_nanos() as u64);
+                    let offsets = results.into_iter().map(|r| r.expect("accepted").offset);
+                    offset_max = offsets.fold(offset_max, u64::max);
+                }
+                (samples, offset_max)
+            }
+        };
+        let (samples, offset_max) = run_shares(shares, task).await;
+        let answered = start.elapsed();
+        settle(&node, offset_max, work.assertions.len()).await;
+        let (elapsed, cpu) = (start.elapsed(), process_cpu() - cpu);
+        node.shutdown().await.expect("shutdown");
+        Cell {
+            items: work.assertions.len(),
+            ..Cell::embedded(samples, answered, elapsed, cpu)
+        }
+    })
+}
+
 /// Sends `requests` over HTTP and waits until the `items` assertions they carry are indexed.
 async fn http_ingest(
     node: &Node,
@@ -243,29 +303,22 @@ async fn http_resolves(addr: SocketAddr, requests: &[Vec<u8>]) -> Cell {
 }
 
 async fn embedded_resolves(node: &Node, count: usize, warm: bool) -> Cell {
-    let mut shares = vec![Vec::new(); CONNECTIONS];
-    for i in 0..count {
-        shares[i % CONNECTIONS].push(query(i, warm));
-    }
+    let shares = deal(&(0..count).map(|i| query(i, warm)).collect::<Vec<_>>());
     let (start, cpu) = (Instant::now(), process_cpu());
-    let task = |node: Node, share: Vec<Query>| async move {
-        let mut samples = Vec::with_capacity(share.len());
-        for query in share {
-            let start = Instant::now();
-            let resolution = node.resolve(query).await.expect("resolve");
-            samples.push(start.elapsed().as_nanos() as u64);
-            assert!(resolution.winner.is_some());
+    let task = |share: Vec<Query>| {
+        let node = node.clone();
+        async move {
+            let mut samples = Vec::with_capacity(share.len());
+            for query in share {
+                let start = Instant::now();
+                let resolution = node.resolve(query).await.expect("resolve");
+                samples.push(start.elapsed().as_nanos() as u64);
+                assert!(resolution.winner.is_some());
+            }
+            (samples, 0)
         }
-        samples
     };
-    let tasks: Vec<_> = shares
-        .into_iter()
-        .map(|share| actix::spawn(task(node.clone(), share)))
-        .collect();
-    let mut samples = Vec::with_capacity(count);
-    for task in tasks {
-        samples.extend(task.await.expect("a resolving task panicked"));
-    }
+    let (samples, _) = run_shares(shares, task).await;
     let (elapsed, cpu) = (start.elapsed(), process_cpu() - cpu);
     Cell::embedded(samples, elapsed, elapsed, cpu)
 }
@@ -322,10 +375,11 @@ fn http_batch_and_resolves(work: &Work, http_first: bool) -> [(usize, Cell); 5] 
 }
 
 /// One round: every cell once; even rounds measure the embedded peers first.
-fn run_round(work: &Work, round: usize, cells: &mut [Vec<Cell>; 7]) {
+fn run_round(work: &Work, round: usize, cells: &mut [Vec<Cell>; 8]) {
     let embedded_first = round.is_multiple_of(2);
     if embedded_first {
         cells[EMBEDDED_INGEST].push(embedded_ingest(work));
+        cells[EMBEDDED_BATCH].push(embedded_batches(work));
     }
     cells[SINGLE].push(http_single(work));
     for (row, cell) in http_batch_and_resolves(work, !embedded_first) {
@@ -333,6 +387,7 @@ fn run_round(work: &Work, round: usize, cells: &mut [Vec<Cell>; 7]) {
     }
     if !embedded_first {
         cells[EMBEDDED_INGEST].push(embedded_ingest(work));
+        cells[EMBEDDED_BATCH].push(embedded_batches(work));
     }
 }
 
@@ -340,36 +395,6 @@ fn median(values: impl Iterator<Item = f64>) -> f64 {
     let mut values: Vec<f64> = values.collect();
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
-}
-
-fn print_table(rows: &[Cell], batch: usize) {
-    println!(
-        "row (median cell by rate)                  N   items/s    req/s  p50 us  p99 us  cpu%  cpu us  client  \
-         body B retries\n{:>101}\n{}",
-        "/item  us/req",
-        "-".repeat(117)
-    );
-    for (name, cell) in ROWS.iter().zip(rows) {
-        let name = name.replace("batch", &format!("batch of {batch}"));
-        let req_rate = cell.requests as f64 / cell.answered.as_secs_f64();
-        let cpu_pct = 100.0 * cell.cpu.as_secs_f64() / cell.elapsed.as_secs_f64();
-        let cpu_us = cell.cpu.as_secs_f64() * 1e6 / cell.items as f64;
-        let per_request = |total: f64| format!("{:.1}", total / cell.requests as f64);
-        let client = cell.client_cpu.map(|c| per_request(c.as_secs_f64() * 1e6));
-        let body = cell
-            .client_cpu
-            .map(|_| (cell.body_bytes / cell.requests as u64).to_string());
-        let (client, body) = (client.unwrap_or("-".into()), body.unwrap_or("-".into()));
-        println!(
-            "{name:<36} {:>7} {:>9.0} {req_rate:>8.0} {:>7.0} {:>7.0} {cpu_pct:>5.0} {cpu_us:>7.1} {client:>7} \
-             {body:>7} {:>7}",
-            cell.items,
-            cell.rate(),
-            cell.us(50),
-            cell.us(99),
-            cell.retries
-        );
-    }
 }
 
 fn main() {
@@ -409,7 +434,7 @@ fn main() {
          candidates, lens {LENS}, {resolves} warm and {} cold resolves per cell",
         resolves / COLD_DIVISOR
     );
-    let mut cells: [Vec<Cell>; 7] = Default::default();
+    let mut cells: [Vec<Cell>; 8] = Default::default();
     for round in 0..rounds {
         run_round(&work, round, &mut cells);
     }
@@ -420,6 +445,7 @@ fn main() {
     let ratios = [
         ratio(SINGLE, EMBEDDED_INGEST),
         ratio(BATCH, EMBEDDED_INGEST),
+        ratio(BATCH, EMBEDDED_BATCH),
         ratio(WARM, EMBEDDED_WARM),
         ratio(COLD, EMBEDDED_COLD),
     ];
@@ -431,11 +457,12 @@ fn main() {
         })
         .collect();
     println!();
-    print_table(&rows, batch);
+    let names = ROWS.map(|name| name.replace("batch", &format!("batch of {batch}")));
+    load::print_table(&names, &rows);
     println!(
-        "http/embedded (median of per-round ratios): single POSTs {:.2}, batched {:.2} (of embedded ingest); \
-         resolves warm {:.2}, cold {:.2}",
-        ratios[0], ratios[1], ratios[2], ratios[3]
+        "http/embedded (median of per-round ratios): single POSTs {:.2}, batched {:.2} (of embedded ingest), \
+         {:.2} (of embedded batches); resolves warm {:.2}, cold {:.2}",
+        ratios[0], ratios[1], ratios[2], ratios[3], ratios[4]
     );
     let verdict = |met: bool| if met { "met" } else { "MISSED" };
     let (single, warm) = (rows[SINGLE].rate(), rows[WARM].rate());

@@ -100,6 +100,36 @@ impl Cell {
     }
 }
 
+/// Prints one row per cell, named by `names`.
+pub fn print_table(names: &[String], rows: &[Cell]) {
+    println!(
+        "row (median cell by rate)                  N   items/s    req/s  p50 us  p99 us  cpu%  cpu us  client  \
+         body B retries\n{:>101}\n{}",
+        "/item  us/req",
+        "-".repeat(117)
+    );
+    for (name, cell) in names.iter().zip(rows) {
+        let req_rate = cell.requests as f64 / cell.answered.as_secs_f64();
+        let cpu_pct = 100.0 * cell.cpu.as_secs_f64() / cell.elapsed.as_secs_f64();
+        let cpu_us = cell.cpu.as_secs_f64() * 1e6 / cell.items as f64;
+        let per_request = |total: f64| format!("{:.1}", total / cell.requests as f64);
+        let client = cell.client_cpu.map(|c| per_request(c.as_secs_f64() * 1e6));
+        let body = cell
+            .client_cpu
+            .map(|_| (cell.body_bytes / cell.requests as u64).to_string());
+        let (client, body) = (client.unwrap_or("-".into()), body.unwrap_or("-".into()));
+        println!(
+            "{name:<36} {:>7} {:>9.0} {req_rate:>8.0} {:>7.0} {:>7.0} {cpu_pct:>5.0} {cpu_us:>7.1} {client:>7} \
+             {body:>7} {:>7}",
+            cell.items,
+            cell.rate(),
+            cell.us(50),
+            cell.us(99),
+            cell.retries
+        );
+    }
+}
+
 /// CPU time of the calling thread so far (`/proc/thread-self/stat`, 10 ms resolution).
 fn thread_cpu() -> Duration {
     let stat = std::fs::read_to_string("/proc/thread-self/stat").expect("read /proc/thread-self/stat");
