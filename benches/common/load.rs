@@ -130,8 +130,17 @@ pub fn print_table(names: &[String], rows: &[Cell]) {
     }
 }
 
-/// CPU time of the calling thread so far (`/proc/thread-self/stat`, 10 ms resolution).
+/// CPU time of the calling thread so far: `se.sum_exec_runtime` of `/proc/thread-self/sched`
+/// (nanoseconds, where the kernel has it), else `/proc/thread-self/stat` (10 ms ticks).
 fn thread_cpu() -> Duration {
+    let sched = std::fs::read_to_string("/proc/thread-self/sched").unwrap_or_default();
+    let runtime = sched
+        .lines()
+        .find_map(|line| line.strip_prefix("se.sum_exec_runtime"));
+    let ms = runtime.and_then(|r| r.trim_start_matches([' ', ':']).trim().parse::<f64>().ok());
+    if let Some(ms) = ms {
+        return Duration::from_secs_f64(ms / 1e3);
+    }
     let stat = std::fs::read_to_string("/proc/thread-self/stat").expect("read /proc/thread-self/stat");
     let after_name = &stat[stat.rfind(')').expect("a command name") + 2..];
     let fields: Vec<&str> = after_name.split(' ').collect();
