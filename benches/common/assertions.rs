@@ -2,14 +2,20 @@
 //! them.
 
 use stemedb::node::Node;
-use stemedb::protocol::{AgentKey, Assertion, ObjectValue, now_ms};
+use stemedb::protocol::{AgentId, AgentKey, Assertion, ObjectValue, now_ms};
 
 use super::{Peer, retry_busy};
 
 /// Distinct subjects, predicates per subject and signing keys of the workload.
-const SUBJECTS: usize = 1000;
-const PREDICATES: usize = 4;
-const KEYS: usize = 256;
+pub const SUBJECTS: usize = 1000;
+pub const PREDICATES: usize = 4;
+pub const KEYS: usize = 256;
+
+/// The agent ids of the workload's signing keys.
+pub fn agents() -> Vec<AgentId> {
+    let key = |k: usize| AgentKey::from_secret_bytes(&[k as u8; 32]).agent_id();
+    (0..KEYS).map(key).collect()
+}
 
 /// Signs `count` assertions: assertion `i` is subject `entity/{i % 1000}`, predicate
 /// `p{(i / 1000) % 4}`, object `Integer(i)`, `timestamp_ms = now_ms()` at signing, one signature

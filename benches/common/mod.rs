@@ -1,11 +1,13 @@
 //! Scaffolding shared by the end-to-end benchmarks (`ingest`, `votes`, `resolve`,
-//! `audit_ingest`): per-cell results and percentiles, process and machine CPU from `/proc`,
-//! thread spawning, the environment, and the workloads of more than one benchmark.
+//! `audit_ingest`, `http`): per-cell results and percentiles, process and machine CPU from
+//! `/proc`, thread spawning, the environment, the workloads of more than one benchmark, and
+//! the HTTP load generator.
 
 #![allow(dead_code)]
 
 pub mod assertions;
 pub mod contest;
+pub mod load;
 
 use std::path::PathBuf;
 use std::thread::JoinHandle;

@@ -7,17 +7,31 @@
 use std::fmt;
 
 use serde::de::{self, Visitor};
+use serde::ser;
 use serde::{Deserializer, Serializer};
 
 use super::error::ParseError;
 
-/// Serializes `bytes` as hex for human-readable formats and as raw bytes otherwise.
+/// The longest fixed-size value, in bytes (a signature).
+const FIXED_BYTES_MAX: usize = 64;
+
+/// Serializes `bytes` as hex for human-readable formats and as raw bytes otherwise. The hex
+/// is written to a stack buffer: no allocation (JSON answers carry many hashes).
 pub(crate) fn serialize<S: Serializer, const N: usize>(
     bytes: &[u8; N],
     serializer: S,
 ) -> Result<S::Ok, S::Error> {
+    const {
+        assert!(
+            N <= FIXED_BYTES_MAX,
+            "a fixed-size value longer than FIXED_BYTES_MAX"
+        )
+    };
     if serializer.is_human_readable() {
-        serializer.serialize_str(&hex::encode(bytes))
+        let mut buf = [0u8; 2 * FIXED_BYTES_MAX];
+        let digits = &mut buf[..2 * N];
+        hex::encode_to_slice(bytes, digits).map_err(ser::Error::custom)?;
+        serializer.serialize_str(std::str::from_utf8(digits).map_err(ser::Error::custom)?)
     } else {
         serializer.serialize_bytes(bytes)
     }
