@@ -4,6 +4,9 @@
 use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use actix_web::web::Bytes;
 use actix_web::{HttpResponse, get, web};
+use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
+use utoipa::openapi::{Ref, RefOr};
+use utoipa::{PartialSchema, ToSchema};
 
 use super::ReadErrors;
 use super::read::page_limit;
@@ -11,7 +14,8 @@ use crate::http::auth::Caller;
 use crate::http::keys::Role;
 use crate::http::problem::ApiError;
 use crate::http::types::{
-    AuditBody, AuditList, AuditParams, ResolutionBody, ResolveParams, WatchParams, WinnerChangeBody,
+    AuditBody, AuditList, AuditParams, LaggedBody, ResolutionBody, ResolveParams, WatchParams,
+    WinnerChangeBody,
 };
 use crate::http::{Api, WatcherPermit};
 use crate::lens::{AsOf, MaxStale, Query};
@@ -113,6 +117,64 @@ pub async fn audit_by_pair(
     }))
 }
 
+/// The schema of one event of the winner feed (`text/event-stream`): its `event` name and its
+/// `data`, a JSON document whose schema the name selects. `current` carries `null` when the
+/// node holds no view of the feed's query at that moment.
+pub(crate) struct WatchEvent;
+
+impl WatchEvent {
+    fn kind(name: &str, data: impl Into<RefOr<Schema>>, description: &str) -> ObjectBuilder {
+        ObjectBuilder::new()
+            .description(Some(description))
+            .property(
+                "event",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some([name])),
+            )
+            .required("event")
+            .property(
+                "data",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .content_media_type("application/json")
+                    .content_schema(Some(data)),
+            )
+            .required("data")
+    }
+}
+
+impl PartialSchema for WatchEvent {
+    fn schema() -> RefOr<Schema> {
+        let change = || Ref::from_schema_name(WinnerChangeBody::name());
+        let current = OneOfBuilder::new()
+            .item(ObjectBuilder::new().schema_type(Type::Null))
+            .item(change());
+        OneOfBuilder::new()
+            .item(Self::kind(
+                "current",
+                current,
+                "The winner when the feed opened; sent first.",
+            ))
+            .item(Self::kind("winner", change(), "The winner changed."))
+            .item(Self::kind(
+                "lagged",
+                Ref::from_schema_name(LaggedBody::name()),
+                "The client fell behind: changes were dropped.",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for WatchEvent {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push((WinnerChangeBody::name().into_owned(), WinnerChangeBody::schema()));
+        WinnerChangeBody::schemas(schemas);
+        schemas.push((LaggedBody::name().into_owned(), LaggedBody::schema()));
+        LaggedBody::schemas(schemas);
+    }
+}
+
 fn event(name: &str, data: &impl serde::Serialize) -> Bytes {
     let json = serde_json::to_string(data).unwrap_or_else(|_| "null".to_owned());
     Bytes::from(format!("event: {name}\ndata: {json}\n\n"))
@@ -125,7 +187,7 @@ fn event(name: &str, data: &impl serde::Serialize) -> Bytes {
     tag = "resolve",
     params(WatchParams),
     responses(
-        (status = 200, description = "An event stream", content_type = "text/event-stream", body = String),
+        (status = 200, description = "An event stream", content_type = "text/event-stream", body = WatchEvent),
         ReadErrors
     ),
     security(("api_key" = []))
@@ -165,7 +227,7 @@ pub async fn watch(
                         offset: change.offset,
                     },
                 ),
-                Err(WatchError::Lagged(missed)) => event("lagged", &serde_json::json!({ "missed": missed })),
+                Err(WatchError::Lagged(missed)) => event("lagged", &LaggedBody { missed }),
                 Err(WatchError::Closed) => return None,
             };
             Some((Ok(chunk), (None, feed, permit)))
