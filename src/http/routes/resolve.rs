@@ -1,6 +1,8 @@
 //! Resolution: which competing assertion wins under a lens (as of a point, from a view when the
 //! query accepts one), the audit trail, and the winner-change feed as Server-Sent Events.
 
+use std::time::Duration;
+
 use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use actix_web::web::Bytes;
 use actix_web::{HttpResponse, get, web};
@@ -22,6 +24,11 @@ use crate::lens::{AsOf, MaxStale, Query};
 use crate::node::{Watch, WatchError};
 
 const LENS_DEFAULT: &str = "consensus";
+
+/// How long a winner feed stays quiet before it sends a comment line. The write is how the
+/// server notices a client that hung up (the connection is not read while the feed waits), so a
+/// left feed's slot of `http.watchers_max` is freed within two of these.
+const HEARTBEAT: Duration = Duration::from_secs(15);
 
 /// Resolves the competing assertions about (subject, predicate) with a lens.
 #[utoipa::path(
@@ -182,7 +189,8 @@ fn event(name: &str, data: &impl serde::Serialize) -> Bytes {
 
 /// The winner-change feed of (subject, predicate, lens), as Server-Sent Events: first a
 /// `current` event (the winner now), then a `winner` event per change ({old, new, offset}), and
-/// a `lagged` event ({missed}) if the client fell behind and changes were dropped.
+/// a `lagged` event ({missed}) if the client fell behind and changes were dropped. A quiet feed
+/// sends a comment line (`: keep-alive`) every 15 s.
 #[utoipa::path(
     tag = "resolve",
     params(WatchParams),
@@ -218,8 +226,10 @@ pub async fn watch(
             if let Some(first) = first {
                 return Some((Ok::<_, std::convert::Infallible>(first), (None, feed, permit)));
             }
-            let chunk = match feed.next().await {
-                Ok(change) => event(
+            let chunk = match actix_rt::time::timeout(HEARTBEAT, feed.next()).await {
+                // A comment, which clients ignore.
+                Err(_) => Bytes::from_static(b": keep-alive\n\n"),
+                Ok(Ok(change)) => event(
                     "winner",
                     &WinnerChangeBody {
                         old: change.old,
@@ -227,8 +237,8 @@ pub async fn watch(
                         offset: change.offset,
                     },
                 ),
-                Err(WatchError::Lagged(missed)) => event("lagged", &LaggedBody { missed }),
-                Err(WatchError::Closed) => return None,
+                Ok(Err(WatchError::Lagged(missed))) => event("lagged", &LaggedBody { missed }),
+                Ok(Err(WatchError::Closed)) => return None,
             };
             Some((Ok(chunk), (None, feed, permit)))
         },
