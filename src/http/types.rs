@@ -26,6 +26,7 @@ pub enum Wait {
 #[into_params(parameter_in = Query)]
 pub struct WriteParams {
     /// `durable` (default) or `indexed`.
+    #[param(inline)]
     pub wait: Option<Wait>,
 }
 
@@ -66,13 +67,16 @@ pub struct BatchReceipt {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PlainAssertion {
-    /// What the claim is about.
+    /// What the claim is about; 1 to `subject_bytes_max` bytes, no control characters.
+    #[schema(min_length = 1, pattern = r"^[^\u0000-\u001F\u007F-\u009F]+$")]
     pub subject: String,
-    /// Which property of the subject.
+    /// Which property of the subject; 1 to `predicate_bytes_max` bytes, no control characters.
+    #[schema(min_length = 1, pattern = r"^[^\u0000-\u001F\u007F-\u009F]+$")]
     pub predicate: String,
     /// The claimed value.
     pub object: ObjectValue,
     /// How sure, in [0, 1].
+    #[schema(minimum = 0.0, maximum = 1.0)]
     pub confidence: f32,
     /// The custodial agent to sign as; the key's only agent when omitted.
     #[serde(default)]
@@ -91,7 +95,8 @@ pub struct PlainAssertion {
 pub struct PlainVote {
     /// The assertion voted for.
     pub assertion: Hash,
-    /// How much the vote counts.
+    /// How much the vote counts, in (0, `vote_weight_max`].
+    #[schema(exclusive_minimum = 0.0)]
     pub weight: f32,
     /// The custodial agent to vote as; the key's only agent when omitted.
     #[serde(default)]
@@ -131,6 +136,7 @@ pub struct ListParams {
     /// Superseded assertions too (default false: heads only).
     pub history: Option<bool>,
     /// Most assertions in the page (1..=1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
     /// The `next` of the previous page.
     pub after: Option<String>,
@@ -200,6 +206,7 @@ pub struct VotesBody {
 #[into_params(parameter_in = Query)]
 pub struct VotesParams {
     /// Most votes listed (1..=1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
 }
 
@@ -225,6 +232,7 @@ pub struct ResolveParams {
     /// Include superseded assertions (the chain).
     pub history: Option<bool>,
     /// Most candidates ranked (1..=1000).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
     /// Write an audit record of this resolution.
     pub audit: Option<bool>,
@@ -356,6 +364,7 @@ pub struct AuditParams {
     /// The predicate.
     pub predicate: String,
     /// Most records, newest first (1..=1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
 }
 
@@ -388,6 +397,14 @@ pub struct WinnerChangeBody {
     pub new: Option<Hash>,
     /// The ingest cursor of the resolution that found it.
     pub offset: u64,
+}
+
+/// The client of the winner feed fell behind, as sent in a `lagged` event: changes were
+/// dropped.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct LaggedBody {
+    /// How many changes were dropped.
+    pub missed: u64,
 }
 
 /// Liveness.

@@ -19,12 +19,15 @@ use super::signing::{self, RecordKind};
 #[serde(deny_unknown_fields)]
 pub struct Assertion {
     /// What the claim is about; 1 to `subject_bytes_max` bytes, no control characters.
+    #[schema(min_length = 1, pattern = r"^[^\u0000-\u001F\u007F-\u009F]+$")]
     pub subject: String,
     /// Which property of the subject; 1 to `predicate_bytes_max` bytes, no control characters.
+    #[schema(min_length = 1, pattern = r"^[^\u0000-\u001F\u007F-\u009F]+$")]
     pub predicate: String,
     /// The claimed value.
     pub object: ObjectValue,
     /// How sure the authors are, in [0, 1].
+    #[schema(minimum = 0.0, maximum = 1.0)]
     pub confidence: f32,
     /// When the claim was made, in milliseconds since the Unix epoch.
     pub timestamp_ms: u64,

@@ -28,6 +28,7 @@ pub struct TrustChange {
     /// The agent whose trust factor is set.
     pub agent: AgentId,
     /// The new trust factor, finite in 0..=[`TRUST_FACTOR_MAX`].
+    #[schema(minimum = 0.0, maximum = 1000.0)]
     pub factor: f32,
     /// When the change was made, in milliseconds since the Unix epoch; orders an agent's
     /// changes.

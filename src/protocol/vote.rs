@@ -20,6 +20,7 @@ pub struct Vote {
     /// Who votes; also the signer.
     pub voter: AgentId,
     /// How much the vote counts, in (0, `vote_weight_max`].
+    #[schema(exclusive_minimum = 0.0)]
     pub weight: f32,
     /// When the vote was cast, in milliseconds since the Unix epoch; orders a voter's votes.
     pub timestamp_ms: u64,

@@ -29,7 +29,7 @@ pub(crate) fn page_limit(limit: Option<usize>) -> Result<usize, ApiError> {
 /// An assertion by its content hash.
 #[utoipa::path(
     tag = "read",
-    params(("hash" = String, Path, description = "Content hash, 64 hex digits")),
+    params(("hash" = inline(crate::protocol::Hash), Path, description = "Content hash, 64 hex digits")),
     responses((status = 200, description = "Stored", body = StoredAssertionBody), ReadErrors),
     security(("api_key" = []))
 )]
@@ -92,7 +92,7 @@ pub async fn list_assertions(
 /// The live votes of an assertion and their totals.
 #[utoipa::path(
     tag = "read",
-    params(("hash" = String, Path, description = "Content hash, 64 hex digits"), VotesParams),
+    params(("hash" = inline(crate::protocol::Hash), Path, description = "Content hash, 64 hex digits"), VotesParams),
     responses((status = 200, description = "Votes and totals", body = VotesBody), ReadErrors),
     security(("api_key" = []))
 )]

@@ -1,9 +1,14 @@
 //! Resolution: which competing assertion wins under a lens (as of a point, from a view when the
 //! query accepts one), the audit trail, and the winner-change feed as Server-Sent Events.
 
+use std::time::Duration;
+
 use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use actix_web::web::Bytes;
 use actix_web::{HttpResponse, get, web};
+use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
+use utoipa::openapi::{Ref, RefOr};
+use utoipa::{PartialSchema, ToSchema};
 
 use super::ReadErrors;
 use super::read::page_limit;
@@ -12,15 +17,18 @@ use crate::http::auth::Caller;
 use crate::http::keys::Role;
 use crate::http::problem::ApiError;
 use crate::http::types::{
-    AuditBody, AuditList, AuditParams, ResolutionBody, ResolveParams, WatchParams, WinnerChangeBody,
+    AuditBody, AuditList, AuditParams, LaggedBody, ResolutionBody, ResolveParams, WatchParams,
+    WinnerChangeBody,
 };
 use crate::lens::{AsOf, MaxStale, Query};
 use crate::node::WatchError;
 use futures_util::future::{Either, select};
 
 const LENS_DEFAULT: &str = "consensus";
-/// How long a feed may be silent before a keep-alive comment is sent.
-const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(15);
+/// How long a winner feed stays quiet before it sends a comment line. The write is how the
+/// server notices a client that hung up (the connection is not read while the feed waits), so a
+/// left feed's slot of `http.watchers_max` is freed within two of these.
+const HEARTBEAT: Duration = Duration::from_secs(15);
 
 /// Resolves the competing assertions about (subject, predicate) with a lens.
 #[utoipa::path(
@@ -116,6 +124,64 @@ pub async fn audit_by_pair(
     }))
 }
 
+/// The schema of one event of the winner feed (`text/event-stream`): its `event` name and its
+/// `data`, a JSON document whose schema the name selects. `current` carries `null` when the
+/// node holds no view of the feed's query at that moment.
+pub(crate) struct WatchEvent;
+
+impl WatchEvent {
+    fn kind(name: &str, data: impl Into<RefOr<Schema>>, description: &str) -> ObjectBuilder {
+        ObjectBuilder::new()
+            .description(Some(description))
+            .property(
+                "event",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some([name])),
+            )
+            .required("event")
+            .property(
+                "data",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .content_media_type("application/json")
+                    .content_schema(Some(data)),
+            )
+            .required("data")
+    }
+}
+
+impl PartialSchema for WatchEvent {
+    fn schema() -> RefOr<Schema> {
+        let change = || Ref::from_schema_name(WinnerChangeBody::name());
+        let current = OneOfBuilder::new()
+            .item(ObjectBuilder::new().schema_type(Type::Null))
+            .item(change());
+        OneOfBuilder::new()
+            .item(Self::kind(
+                "current",
+                current,
+                "The winner when the feed opened; sent first.",
+            ))
+            .item(Self::kind("winner", change(), "The winner changed."))
+            .item(Self::kind(
+                "lagged",
+                Ref::from_schema_name(LaggedBody::name()),
+                "The client fell behind: changes were dropped.",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for WatchEvent {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push((WinnerChangeBody::name().into_owned(), WinnerChangeBody::schema()));
+        WinnerChangeBody::schemas(schemas);
+        schemas.push((LaggedBody::name().into_owned(), LaggedBody::schema()));
+        LaggedBody::schemas(schemas);
+    }
+}
+
 fn event(name: &str, data: &impl serde::Serialize) -> Bytes {
     let json = serde_json::to_string(data).unwrap_or_else(|_| "null".to_owned());
     Bytes::from(format!("event: {name}\ndata: {json}\n\n"))
@@ -123,12 +189,13 @@ fn event(name: &str, data: &impl serde::Serialize) -> Bytes {
 
 /// The winner-change feed of (subject, predicate, lens), as Server-Sent Events: first a
 /// `current` event (the winner now), then a `winner` event per change ({old, new, offset}), and
-/// a `lagged` event ({missed}) if the client fell behind and changes were dropped.
+/// a `lagged` event ({missed}) if the client fell behind and changes were dropped. A quiet feed
+/// sends a comment line (`: keep-alive`) every 15 s.
 #[utoipa::path(
     tag = "resolve",
     params(WatchParams),
     responses(
-        (status = 200, description = "An event stream", content_type = "text/event-stream", body = String),
+        (status = 200, description = "An event stream", content_type = "text/event-stream", body = WatchEvent),
         ReadErrors
     ),
     security(("api_key" = []))
@@ -163,7 +230,7 @@ pub async fn watch(
         }
         let next = Box::pin(feed.next());
         let closed = Box::pin(closing.wait_for(|closing| *closing));
-        let chunk = match actix_rt::time::timeout(KEEP_ALIVE, select(next, closed)).await {
+        let chunk = match actix_rt::time::timeout(HEARTBEAT, select(next, closed)).await {
             // A comment line: keeps proxies from closing an idle stream, and finds a client
             // that went away (the write fails), which releases its permit.
             Err(_) => Bytes::from_static(b": keep-alive\n\n"),
@@ -175,9 +242,7 @@ pub async fn watch(
                     offset: change.offset,
                 },
             ),
-            Ok(Either::Left((Err(WatchError::Lagged(missed)), _))) => {
-                event("lagged", &serde_json::json!({ "missed": missed }))
-            }
+            Ok(Either::Left((Err(WatchError::Lagged(missed)), _))) => event("lagged", &LaggedBody { missed }),
             Ok(Either::Left((Err(WatchError::Closed), _)) | Either::Right(_)) => return None,
         };
         Some((Ok(chunk), (None, feed, permit, closing)))
