@@ -51,7 +51,7 @@ use std::time::{Duration, Instant};
 
 use stemedb::Config;
 use stemedb::http::keys::{KeyStore, Role};
-use stemedb::http::{Api, start};
+use stemedb::http::{Api, Stopper, start};
 use stemedb::lens::{MaxStale, Query};
 use stemedb::node::Node;
 use stemedb::protocol::Assertion;
@@ -180,7 +180,7 @@ fn deal<T: Clone>(items: &[T]) -> Vec<Vec<T>> {
 }
 
 /// A fresh node in `dir` serving HTTP on a free loopback port; returns it and the address.
-fn serve(work: &Work, dir: &Path) -> (Node, SocketAddr, actix_web::dev::ServerHandle) {
+fn serve(work: &Work, dir: &Path) -> (Node, SocketAddr, Stopper) {
     let mut config = Config::default();
     config.http.bind = "127.0.0.1:0".to_owned();
     config.http.workers = work.workers;
@@ -190,7 +190,7 @@ fn serve(work: &Work, dir: &Path) -> (Node, SocketAddr, actix_web::dev::ServerHa
     let (keys, _) = KeyStore::open(work.keys_dir.path()).expect("open key store");
     let api = Api::new(node.clone(), Arc::new(keys), config.http);
     let server = start(api, false).expect("start the HTTP server");
-    let handle = server.handle.clone();
+    let handle = server.stopper.clone();
     actix::spawn(async move { server.running.await.expect("the HTTP server failed") });
     (node, server.addrs[0], handle)
 }
@@ -330,7 +330,7 @@ fn http_single(work: &Work) -> Cell {
         let (node, addr, handle) = serve(work, dir.path());
         let (check, items) = (load::check_receipt, work.singles.len());
         let cell = http_ingest(&node, addr, &work.singles, check, items).await;
-        handle.stop(true).await;
+        handle.stop().await;
         node.shutdown().await.expect("shutdown");
         cell
     })
@@ -368,7 +368,7 @@ fn http_batch_and_resolves(work: &Work, http_first: bool) -> [(usize, Cell); 5] 
                 cells.push((EMBEDDED_COLD, embedded_resolves(&node, cold, false).await));
             }
         }
-        handle.stop(true).await;
+        handle.stop().await;
         node.shutdown().await.expect("shutdown");
         cells.try_into().ok().expect("five cells")
     })
