@@ -157,6 +157,11 @@ impl Budget {
         self.entries_max
     }
 
+    /// Returns the bound in bytes.
+    pub(crate) fn bytes_max(&self) -> usize {
+        self.bytes_max
+    }
+
     /// Returns (entries, bytes) currently reserved.
     pub(crate) fn in_flight(&self) -> (usize, usize) {
         (

@@ -14,6 +14,7 @@ use crate::node::{NodeConfig, VotesConfig};
 use crate::protocol::Limits;
 use crate::storage::journal::JournalConfig;
 pub use crate::storage::state::{MAP_SIZE_GRANULE_BYTES, StateConfig};
+use crate::telemetry::TelemetryConfig;
 
 /// The text of `config/default.toml`.
 pub const DEFAULT_CONFIG_TOML: &str = include_str!("../config/default.toml");
@@ -34,6 +35,8 @@ pub struct Config {
     pub votes: VotesConfig,
     /// The HTTP API of `stemedb serve` (`[http]`).
     pub http: HttpConfig,
+    /// Metrics exposition and logging (`[telemetry]`).
+    pub telemetry: TelemetryConfig,
 }
 
 /// A configuration that could not be loaded.
@@ -102,6 +105,7 @@ impl Config {
         self.node.validate()?;
         self.votes.validate()?;
         self.http.validate()?;
+        self.telemetry.validate()?;
         // A submission of one valid record must fit the verification queue.
         let needed = self.limits.record_bytes_max + crate::node::RECORD_STRUCT_BYTES;
         if self.node.verify_queue_bytes_max < needed {

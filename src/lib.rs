@@ -14,7 +14,8 @@
 //! - [`node`]: the embedded [`Node`](node::Node): submit, wait until indexed, read;
 //! - [`lens`]: resolving competing assertions into a winner, with reasons;
 //! - [`http`]: the HTTP API of `stemedb serve`;
-//! - [`config`]: typed, validated configuration.
+//! - [`config`]: typed, validated configuration;
+//! - [`telemetry`]: the metrics catalog and its Prometheus exposition.
 //!
 //! ```
 //! use stemedb::protocol::{validate_assertion, AgentKey, Assertion, Limits, ObjectValue};
@@ -53,5 +54,6 @@ pub mod lens;
 pub mod node;
 pub mod protocol;
 pub mod storage;
+pub mod telemetry;
 
 pub use config::Config;

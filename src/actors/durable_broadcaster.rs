@@ -14,6 +14,7 @@
 use actix::prelude::*;
 
 use crate::storage::journal::{Journal, WeakJournal};
+use crate::telemetry::Mailbox;
 
 /// Most subscribers; they are the node's own consumers, and there are few.
 pub const SUBSCRIBERS_MAX: usize = 64;
@@ -30,6 +31,12 @@ pub struct DurableOffset {
 #[derive(Debug, Message)]
 #[rtype(result = "Result<(), SubscribeError>")]
 pub struct Subscribe(pub Recipient<DurableOffset>);
+
+/// [`Subscribe`], with every announcement sent counted in `1`'s depth (its handler counts
+/// each one taken), for the `stemedb_mailbox_depth` gauge.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), SubscribeError>")]
+pub(crate) struct SubscribeCounted(pub Recipient<DurableOffset>, pub Mailbox);
 
 /// A subscription that was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -54,6 +61,8 @@ struct Subscriber {
     recipient: Recipient<DurableOffset>,
     /// Its mailbox was full at the last announcement: it is owed the latest end.
     behind: bool,
+    /// The mailbox gauge that counts what it is sent, if any.
+    mailbox: Option<Mailbox>,
 }
 
 impl DurableBroadcaster {
@@ -119,7 +128,12 @@ impl DurableBroadcaster {
                 continue;
             }
             subscriber.behind = match subscriber.recipient.try_send(message) {
-                Ok(()) => false,
+                Ok(()) => {
+                    if let Some(mailbox) = subscriber.mailbox {
+                        mailbox.sent();
+                    }
+                    false
+                }
                 Err(SendError::Full(_)) => true,
                 // Gone: dropped by the next `retain`.
                 Err(SendError::Closed(_)) => false,
@@ -191,13 +205,33 @@ impl Handler<Subscribe> for DurableBroadcaster {
     type Result = Result<(), SubscribeError>;
 
     fn handle(&mut self, message: Subscribe, ctx: &mut Self::Context) -> Self::Result {
+        self.subscribe(message.0, None, ctx)
+    }
+}
+
+impl Handler<SubscribeCounted> for DurableBroadcaster {
+    type Result = Result<(), SubscribeError>;
+
+    fn handle(&mut self, message: SubscribeCounted, ctx: &mut Self::Context) -> Self::Result {
+        self.subscribe(message.0, Some(message.1), ctx)
+    }
+}
+
+impl DurableBroadcaster {
+    fn subscribe(
+        &mut self,
+        recipient: Recipient<DurableOffset>,
+        mailbox: Option<Mailbox>,
+        ctx: &mut Context<Self>,
+    ) -> Result<(), SubscribeError> {
         self.subscribers.retain(|s| s.recipient.connected());
         if self.subscribers.len() >= SUBSCRIBERS_MAX {
             return Err(SubscribeError);
         }
         self.subscribers.push(Subscriber {
-            recipient: message.0,
+            recipient,
             behind: true,
+            mailbox,
         });
         self.announce(true, ctx);
         Ok(())

@@ -19,6 +19,7 @@ pub use durable_broadcaster::{
 };
 #[cfg_attr(not(feature = "test-support"), allow(unused_imports, reason = "for tests"))]
 pub use durable_broadcaster::{GetReannounceCounts, ReannounceCounts};
+pub(crate) use durable_broadcaster::SubscribeCounted;
 #[cfg_attr(not(feature = "test-support"), allow(unused_imports, reason = "for tests"))]
 pub use hooks::{Hook, Hooks};
 #[cfg_attr(not(feature = "test-support"), allow(unused_imports, reason = "for tests"))]

@@ -54,6 +54,7 @@ impl Meters {
         };
         limiter.check().map_err(|not_until| {
             let wait = not_until.wait_time_from(DefaultClock::default().now());
+            crate::http::observe::rejected("rate_limited");
             ApiError::too_many(
                 "rate-limited",
                 format!(
@@ -80,6 +81,7 @@ impl Meters {
         }
         if entry.1.saturating_add(records) > self.records_per_day {
             let to_midnight_s = ((day + 1) * DAY_MS - now).div_ceil(1000);
+            crate::http::observe::rejected("quota");
             return Err(ApiError::too_many(
                 "quota-exceeded",
                 format!(

@@ -16,6 +16,7 @@
 pub mod auth;
 mod config;
 pub mod keys;
+mod observe;
 pub mod problem;
 mod routes;
 pub mod types;
@@ -36,6 +37,7 @@ use utoipa_actix_web::AppExt;
 
 pub use config::HttpConfig;
 use keys::KeyStore;
+pub use observe::serve_metrics;
 use problem::ApiError;
 
 use crate::node::Node;
@@ -50,6 +52,8 @@ pub struct Api {
     watchers: Arc<AtomicUsize>,
     openapi_json: String,
     closing: Arc<tokio::sync::watch::Sender<bool>>,
+    /// The recorder `/metrics` renders, if this server serves it.
+    metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
 /// One open winner feed, counted against `http.watchers_max` until dropped.
@@ -75,7 +79,14 @@ impl Api {
             watchers: Arc::new(AtomicUsize::new(0)),
             openapi_json,
             closing: Arc::new(tokio::sync::watch::channel(false).0),
+            metrics: None,
         }
+    }
+
+    /// Serves `handle`'s metrics at `/metrics` (else that route answers 404).
+    pub fn with_metrics(mut self, handle: metrics_exporter_prometheus::PrometheusHandle) -> Self {
+        self.metrics = Some(handle);
+        self
     }
 
     /// A receiver that turns true when the server stops: open feeds end then.
@@ -90,6 +101,7 @@ impl Api {
                 (n < max).then_some(n + 1)
             })
             .map_err(|_| {
+                observe::rejected("watchers");
                 ApiError::unavailable(
                     format!("{max} winner feeds are open already (http.watchers_max)"),
                     5,
@@ -97,6 +109,11 @@ impl Api {
                 .limit(max as u64)
             })?;
         Ok(WatcherPermit(self.watchers.clone()))
+    }
+
+    /// Bytes of request bodies being handled now.
+    fn inflight_bytes(&self) -> usize {
+        self.inflight_bytes.load(Ordering::Acquire)
     }
 
     /// Reserves `bytes` of the in-flight body budget.
@@ -107,6 +124,8 @@ impl Api {
                 n.checked_add(bytes).filter(|total| *total <= max)
             })
             .map_err(|held| {
+                observe::rejected("busy");
+                crate::telemetry::busy("http");
                 ApiError::unavailable(
                     format!(
                         "the server is busy: {held} bytes of request bodies are being handled and \
@@ -148,6 +167,7 @@ async fn admit(
     let body_max = api.config.body_bytes_max;
     let bytes = match declared {
         Some(len) if len > body_max => {
+            observe::rejected("body_too_large");
             return Err(ApiError::too_large(
                 format!("the body is {len} bytes; the limit is {body_max} bytes (http.body_bytes_max)"),
                 body_max as u64,
@@ -164,23 +184,29 @@ async fn admit(
         }
         None => 0,
     };
-    let _reservation = api.reserve(bytes)?;
+    let _reservation = tracing::debug_span!("http.admission", bytes).in_scope(|| api.reserve(bytes))?;
     let timeout = Duration::from_millis(api.config.request_timeout_ms);
     match actix_rt::time::timeout(timeout, next.call(req)).await {
         Ok(response) => response,
-        Err(_) => Err(ApiError::unavailable(
-            format!(
-                "the request took longer than http.request_timeout_ms = {}",
-                api.config.request_timeout_ms
-            ),
-            1,
-        )
+        Err(_) => Err({
+            observe::rejected("timeout");
+            ApiError::unavailable(
+                format!(
+                    "the request took longer than http.request_timeout_ms = {}",
+                    api.config.request_timeout_ms
+                ),
+                1,
+            )
+        }
         .into()),
     }
 }
 
 fn json_error(error: actix_web::error::JsonPayloadError) -> ApiError {
     use actix_web::error::JsonPayloadError as E;
+    if matches!(error, E::OverflowKnownLength { .. } | E::Overflow { .. }) {
+        observe::rejected("body_too_large");
+    }
     match error {
         E::OverflowKnownLength { length, limit } => ApiError::too_large(
             format!("the body is {length} bytes; the limit is {limit} bytes (http.body_bytes_max)"),
@@ -262,6 +288,7 @@ fn app(
             Err::<actix_web::HttpResponse, _>(ApiError::not_found("no such route"))
         }))
         .wrap(from_fn(admit))
+        .wrap(from_fn(observe::observe))
         .wrap(cors)
 }
 

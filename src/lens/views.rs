@@ -26,6 +26,7 @@ use tokio::sync::broadcast;
 use super::{LensRegistry, Query, Resolution, ResolveError, TrustBook, resolve};
 use crate::protocol::{AgentId, Hash, now_ms};
 use crate::storage::state::{PairId, State};
+use crate::telemetry::catalog;
 
 /// Views queued for refresh before further marks wait for the refresher's sweep.
 const REFRESH_QUEUE: usize = 4096;
@@ -197,6 +198,7 @@ impl Views {
             let now = now_ms();
             if view.computed_ms > now {
                 self.skew.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!(catalog::VIEW_SKEW_BYPASSES).increment(1);
                 return None;
             }
             let fresh = match (view.stale_since, max_stale) {
@@ -208,8 +210,13 @@ impl Views {
             };
             fresh.then(|| (*view.resolution).clone())
         });
-        let counter = if found.is_some() { &self.hits } else { &self.misses };
+        let (counter, metric) = if found.is_some() {
+            (&self.hits, catalog::VIEW_HITS)
+        } else {
+            (&self.misses, catalog::VIEW_MISSES)
+        };
         counter.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(metric).increment(1);
         found
     }
 
@@ -270,6 +277,15 @@ impl Views {
             winner: view.resolution.winner,
             watchers: view.feed.receiver_count(),
         })
+    }
+
+    /// Returns how many views exist, and how many watchers they have in all.
+    pub fn census(&self) -> (usize, usize) {
+        let views = self.views.lock();
+        (
+            views.len(),
+            views.values().map(|view| view.feed.receiver_count()).sum(),
+        )
     }
 
     /// Returns the counters of view use.

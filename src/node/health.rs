@@ -1,6 +1,8 @@
 //! [`Health`]: one consistent look at where ingestion stands, for operators and probes.
 
-use super::{Node, NodeError};
+use std::time::Instant;
+
+use super::{IngestStatus, Node, NodeError, WaitError};
 
 /// Where the node's ingestion stands; see [`Node::health`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,5 +39,44 @@ impl Node {
             lag_bytes: durable_end.saturating_sub(status.cursor),
             stalled: status.stalled,
         })
+    }
+
+    /// Waits until the record at journal `offset` is applied to the state (read-your-writes),
+    /// or until `deadline`. Returns [`WaitError::Stalled`] as soon as ingestion is reported
+    /// stalled (see [`health`](Self::health)), rather than wait out the deadline.
+    #[tracing::instrument(level = "debug", name = "node.wait_indexed", skip(self, deadline))]
+    pub async fn wait_indexed(&self, offset: u64, deadline: Instant) -> Result<(), WaitError> {
+        let mut status = self.inner.status.clone();
+        let wait = status.wait_for(|s| s.cursor > offset || s.stalled.is_some());
+        let waited = actix_rt::time::timeout(deadline.saturating_duration_since(Instant::now()), wait)
+            .await
+            .map(|seen| seen.map(|status| (status.cursor, status.stalled.clone())));
+        match waited {
+            Ok(Ok((cursor, _))) if cursor > offset => Ok(()),
+            Ok(Ok((cursor, stalled))) => Err(WaitError::Stalled {
+                cursor,
+                reason: stalled.unwrap_or_default(),
+            }),
+            Ok(Err(_)) => Err(WaitError::Closed),
+            Err(_) => Err(WaitError::Timeout {
+                offset,
+                cursor: self.inner.status.borrow().cursor,
+            }),
+        }
+    }
+
+    /// Waits until everything durable when called is applied to the state, or until
+    /// `deadline`; e.g. after a restart, to wait for the catch-up.
+    pub async fn wait_caught_up(&self, deadline: Instant) -> Result<(), WaitError> {
+        let end = self.durable_end().map_err(|_| WaitError::Closed)?;
+        match end.checked_sub(1) {
+            Some(last) => self.wait_indexed(last, deadline).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Returns where ingestion stands.
+    pub fn ingest_status(&self) -> IngestStatus {
+        self.inner.status.borrow().clone()
     }
 }

@@ -44,6 +44,7 @@
 
 mod config;
 mod error;
+mod gauges;
 mod health;
 mod pipeline;
 mod resolve;
@@ -52,7 +53,6 @@ mod submit;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
 
 use actix::Arbiter;
 use parking_lot::RwLock;
@@ -65,6 +65,7 @@ pub use config::{
     VOTE_SHARDS_CEILING, VotesConfig,
 };
 pub use error::{NodeError, Queue, SubmitError, WaitError};
+pub use gauges::GAUGE_SAMPLE_INTERVAL;
 pub use health::Health;
 pub use resolve::{Watch, WatchError};
 
@@ -159,7 +160,7 @@ impl Node {
         let (state, journal, cursor) = open_storage(&config, &data_dir)?;
         let (status_tx, status) = watch::channel(IngestStatus {
             cursor,
-            stalled: None,
+            ..IngestStatus::default()
         });
         let trust_configured = config.votes.trust_map().map_err(NodeError::Config)?;
         let admins = config.votes.admin_set().map_err(NodeError::Config)?;
@@ -205,7 +206,8 @@ impl Node {
             source,
         })?;
         tracing::info!(dir = %data_dir.display(), cursor, journal_end = journal.durable_end(), "node started");
-        Ok(Self {
+        crate::telemetry::describe();
+        let node = Self {
             inner: Arc::new(Inner {
                 data_dir,
                 submit_batch_records_max: config.node.submit_batch_records_max,
@@ -232,7 +234,11 @@ impl Node {
                     audit_writer: Some(audit_writer),
                 })),
             }),
-        })
+        };
+        actix::Actor::start(gauges::GaugeSampler {
+            node: Arc::downgrade(&node.inner),
+        });
+        Ok(node)
     }
 
     /// Returns the data directory.
@@ -286,6 +292,7 @@ impl Node {
         results.pop().unwrap_or(Err(SubmitError::Closed))
     }
 
+    #[tracing::instrument(level = "debug", name = "node.submit", skip_all, fields(records = records.len()))]
     async fn submit_records(
         &self,
         records: Vec<LogRecord>,
@@ -321,41 +328,6 @@ impl Node {
             });
         }
         Ok(results)
-    }
-
-    /// Waits until the record at journal `offset` is applied to the state (read-your-writes),
-    /// or until `deadline`. Returns [`WaitError::Stalled`] as soon as ingestion is reported
-    /// stalled (see [`health`](Self::health)), rather than wait out the deadline.
-    pub async fn wait_indexed(&self, offset: u64, deadline: Instant) -> Result<(), WaitError> {
-        let mut status = self.inner.status.clone();
-        let wait = status.wait_for(|s| s.cursor > offset || s.stalled.is_some());
-        match actix_rt::time::timeout(deadline.saturating_duration_since(Instant::now()), wait).await {
-            Ok(Ok(status)) if status.cursor > offset => Ok(()),
-            Ok(Ok(status)) => Err(WaitError::Stalled {
-                cursor: status.cursor,
-                reason: status.stalled.clone().unwrap_or_default(),
-            }),
-            Ok(Err(_)) => Err(WaitError::Closed),
-            Err(_) => Err(WaitError::Timeout {
-                offset,
-                cursor: self.inner.status.borrow().cursor,
-            }),
-        }
-    }
-
-    /// Waits until everything durable when called is applied to the state, or until
-    /// `deadline`; e.g. after a restart, to wait for the catch-up.
-    pub async fn wait_caught_up(&self, deadline: Instant) -> Result<(), WaitError> {
-        let end = self.durable_end().map_err(|_| WaitError::Closed)?;
-        match end.checked_sub(1) {
-            Some(last) => self.wait_indexed(last, deadline).await,
-            None => Ok(()),
-        }
-    }
-
-    /// Returns where ingestion stands.
-    pub fn ingest_status(&self) -> IngestStatus {
-        self.inner.status.borrow().clone()
     }
 
     /// Returns the journal's durable end: every record below it is acknowledged.

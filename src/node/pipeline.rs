@@ -11,7 +11,7 @@ use super::submit::Admission;
 use super::{JOURNAL_DIR, NodeError, STATE_DIR};
 use crate::Config;
 use crate::actors::{
-    CommitListener, DurableBroadcaster, Hooks, IngestStatus, IngestorActor, LensActor, Subscribe,
+    CommitListener, DurableBroadcaster, Hooks, IngestStatus, IngestorActor, LensActor, SubscribeCounted,
     VoteCounterActor,
 };
 use crate::lens::Views;
@@ -199,7 +199,10 @@ impl Actors {
             DurableBroadcaster::start_in_arbiter(&broadcaster.handle(), move |_| durable);
         arbiters.push(broadcaster);
         // The first subscriber of a new actor: it cannot be refused.
-        durable_broadcaster.do_send(Subscribe(ingestor.clone().recipient()));
+        durable_broadcaster.do_send(SubscribeCounted(
+            ingestor.clone().recipient(),
+            crate::telemetry::Mailbox::Ingestor,
+        ));
         Ok(Self {
             ingestor,
             arbiters,

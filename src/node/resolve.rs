@@ -9,6 +9,7 @@ use crate::lens::{Lens, Query, Resolution, ResolveError, ViewCounters, ViewKey, 
 use crate::storage::audit::AuditRecord;
 
 use super::AuditMode;
+use crate::telemetry::{Mailbox, catalog};
 
 /// A stream of winner changes; see [`Node::watch`].
 #[derive(Debug)]
@@ -32,7 +33,7 @@ impl Watch {
     pub async fn next(&mut self) -> Result<WinnerChange, WatchError> {
         use tokio::sync::broadcast::error::RecvError;
         self.receiver.recv().await.map_err(|error| match error {
-            RecvError::Lagged(missed) => WatchError::Lagged(missed),
+            RecvError::Lagged(missed) => lagged(missed),
             RecvError::Closed => WatchError::Closed,
         })
     }
@@ -43,9 +44,28 @@ impl Watch {
         match self.receiver.try_recv() {
             Ok(change) => Some(Ok(change)),
             Err(TryRecvError::Empty) => None,
-            Err(TryRecvError::Lagged(missed)) => Some(Err(WatchError::Lagged(missed))),
+            Err(TryRecvError::Lagged(missed)) => Some(Err(lagged(missed))),
             Err(TryRecvError::Closed) => Some(Err(WatchError::Closed)),
         }
+    }
+}
+
+/// Counts the changes a lagging watcher missed.
+fn lagged(missed: u64) -> WatchError {
+    metrics::counter!(catalog::WATCH_MISSED).increment(missed);
+    WatchError::Lagged(missed)
+}
+
+/// The `reason` label of a failed resolve.
+fn error_reason(error: &ResolveError) -> &'static str {
+    match error {
+        ResolveError::UnknownLens { .. } => "unknown_lens",
+        ResolveError::LensExists { .. } => "invalid",
+        ResolveError::AsOfUnsupported { .. } => "unavailable",
+        ResolveError::Lens { .. } => "lens_failed",
+        ResolveError::State(_) | ResolveError::Audit(_) => "storage",
+        ResolveError::Closed => "closed",
+        ResolveError::ViewsFull { .. } => "views_full",
     }
 }
 
@@ -54,13 +74,32 @@ impl Node {
     /// under its lens, with every candidate's score and reason. Runs on the resolver threads
     /// (`node.lens_threads`), on a snapshot taken at the call.
     pub async fn resolve(&self, query: Query) -> Result<Resolution, ResolveError> {
+        let started = std::time::Instant::now();
+        let outcome = self.resolve_audited(query).await;
+        match &outcome {
+            Ok((resolution, from_view)) => {
+                // The lens is a registered one (an unknown name fails): a bounded label.
+                let lens = resolution.lens.clone();
+                let source = if *from_view { "view" } else { "computed" };
+                metrics::counter!(catalog::RESOLVES, "lens" => lens.clone(), "source" => source).increment(1);
+                metrics::histogram!(catalog::RESOLVE_SECONDS, "lens" => lens).record(started.elapsed());
+            }
+            Err(error) => {
+                metrics::counter!(catalog::RESOLVE_ERRORS, "reason" => error_reason(error)).increment(1);
+            }
+        }
+        outcome.map(|(resolution, _)| resolution)
+    }
+
+    async fn resolve_audited(&self, query: Query) -> Result<(Resolution, bool), ResolveError> {
         let audited = query.audit || self.inner.audit_mode == AuditMode::All;
         let audit_query = audited.then(|| query.clone());
-        let mut resolution = self.resolve_unaudited(query).await?;
+        let (mut resolution, from_view) = self.resolve_unaudited(query).await?;
         if let Some(query) = audit_query {
             resolution.audit_id = Some(self.write_audit(&query, &resolution).await?);
+            metrics::counter!(catalog::AUDIT_RECORDS).increment(1);
         }
-        Ok(resolution)
+        Ok((resolution, from_view))
     }
 
     /// Writes the audit record of `resolution`; returns its id once it is committed.
@@ -115,14 +154,15 @@ impl Node {
         })
     }
 
-    async fn resolve_unaudited(&self, query: Query) -> Result<Resolution, ResolveError> {
+    /// Resolves `query` from a fresh view (then the flag is true) or on the resolver pool.
+    async fn resolve_unaudited(&self, query: Query) -> Result<(Resolution, bool), ResolveError> {
         let view = query
             .max_stale
             .and_then(|max| query.view_key().map(|key| (key, max)));
         if let Some((key, max)) = &view
             && let Some(resolution) = self.inner.views.lookup(key, *max, self.ingest_status().cursor)
         {
-            return Ok(resolution);
+            return Ok((resolution, true));
         }
         let resolution = self.compute(query).await?;
         if let Some((key, _)) = view
@@ -132,7 +172,7 @@ impl Node {
                 .views
                 .refresh_if_behind(&key, self.ingest_status().cursor);
         }
-        Ok(resolution)
+        Ok((resolution, false))
     }
 
     /// Watches the winner of (`subject`, `predicate`) under `lens`: a stream of changes, one
@@ -198,7 +238,10 @@ impl Node {
             lens,
             trust: self.inner.trust_book.clone(),
         };
-        pool.send(resolve).await.map_err(|_| ResolveError::Closed)?
+        Mailbox::Lens.sent();
+        let answer = pool.send(resolve).await;
+        Mailbox::Lens.taken();
+        answer.map_err(|_| ResolveError::Closed)?
     }
 
     /// Registers a lens under its name, for queries to ask for; the built-ins are

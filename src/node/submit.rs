@@ -121,6 +121,12 @@ impl Admission {
         })
     }
 
+    /// Returns the verification queue's (entries, bytes) held and its bound in bytes.
+    pub(crate) fn queue_use(&self) -> (usize, usize, usize) {
+        let (entries, bytes) = self.budget.in_flight();
+        (entries, bytes, self.budget.bytes_max())
+    }
+
     /// Queues a submission without blocking; the returned receiver yields one verdict per
     /// record, in order. Refuses it when the verification queue is full in entries or in bytes.
     pub(crate) fn submit(&self, records: Vec<LogRecord>) -> Result<oneshot::Receiver<Verdicts>, SubmitError> {
@@ -129,10 +135,12 @@ impl Admission {
             .iter()
             .map(record_memory_bytes)
             .fold(0usize, usize::saturating_add);
-        let share = self
-            .budget
-            .try_reserve(1, bytes)
-            .map_err(|full| SubmitError::refused(Queue::Verification, full))?;
+        let share = self.budget.try_reserve(1, bytes).map_err(|full| {
+            if !full.can_never_fit() {
+                crate::telemetry::busy("verify");
+            }
+            SubmitError::refused(Queue::Verification, full)
+        })?;
         let (reply, receiver) = oneshot::channel();
         match sender.try_send(Job {
             records,

@@ -19,14 +19,17 @@
 //! applies nothing more until the node restarts. Should the actor itself unwind anyway, its
 //! `Drop` publishes the stall.
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use tokio::sync::watch;
 
 mod error;
+mod outcome;
 
 use error::{IngestError, guarded};
+use outcome::record_outcome;
 
 use super::durable_broadcaster::DurableOffset;
 use super::hooks::Hooks;
@@ -34,6 +37,7 @@ use super::vote_counter::{CountVotes, VoteCounterActor, shard_of};
 use crate::node::NodeConfig;
 use crate::storage::journal::{Log, LogReader};
 use crate::storage::state::{IngestRecord, Plan, RoutedVote, State, StateError, Tally};
+use crate::telemetry::{Mailbox, catalog};
 
 /// Mailbox capacity: announcements coalesce (each carries the latest durable end), so a few
 /// slots suffice; the DurableBroadcaster re-announces when the mailbox is full.
@@ -55,6 +59,10 @@ const PACE_BACKLOG_BYTES_MAX: u64 = 64 << 10;
 /// error looks transient: with backoff doubling from 1 ms, about a second of failing.
 const STALL_FAILURES_MIN: u32 = 10;
 
+/// Most announced durable ends remembered for the lag in seconds; past it, the newest entry
+/// absorbs further ends (its time stays that of its first).
+const ANNOUNCED_MAX: usize = 1024;
+
 /// Where ingestion stands; published after every batch.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct IngestStatus {
@@ -63,6 +71,13 @@ pub struct IngestStatus {
     /// Why ingestion is held, if it is (corruption, an unknown record tag, an error that keeps
     /// recurring, or a fault that halted the ingestor).
     pub stalled: Option<String>,
+    /// Since when the oldest durable record not yet applied has been durable (as announced);
+    /// `None` when caught up with every announcement.
+    pub behind_since: Option<Instant>,
+    /// Records applied (or refused) since the node started that lie at or past the journal's
+    /// durable end at start: with the journal's count of records appended since it opened,
+    /// this gives the lag in records.
+    pub applied_since_start: u64,
 }
 
 /// The ingestor actor.
@@ -92,6 +107,12 @@ pub struct IngestorActor {
     last_commit: Option<(Instant, Duration)>,
     /// Told of every commit (materialized views); must return quickly.
     listener: Option<CommitListener>,
+    /// Durable ends announced beyond the cursor, with when each arrived, oldest first.
+    announced: VecDeque<(u64, Instant)>,
+    /// The journal's durable end when the ingestor started.
+    start_end: u64,
+    /// See [`IngestStatus::applied_since_start`].
+    applied_since_start: u64,
 }
 
 /// Told of every ingest commit: the cursor reached, the pairs touched, the agents whose trust
@@ -129,11 +150,12 @@ impl IngestorActor {
         let cursor = state.ingest_cursor()?;
         status.send_replace(IngestStatus {
             cursor,
-            stalled: None,
+            ..IngestStatus::default()
         });
         Ok(Self {
             reader: log.reader(),
             journal_cursor: log.cursor(INGEST_CURSOR_NAME).unwrap_or(0),
+            start_end: log.durable_end(),
             log,
             state,
             config,
@@ -148,6 +170,8 @@ impl IngestorActor {
             hooks: Hooks::default(),
             last_commit: None,
             listener: None,
+            announced: VecDeque::new(),
+            applied_since_start: 0,
         })
     }
 
@@ -192,7 +216,7 @@ impl IngestorActor {
 
     /// Reads one batch and plans it; `None` at the end of the log. The flag is true if and only
     /// if more records may be waiting.
-    fn read_and_plan(&mut self) -> Result<Option<(Plan, bool)>, IngestError> {
+    fn read_and_plan(&mut self) -> Result<Option<(Plan, bool, u64)>, IngestError> {
         let range = self.reader.read_range(
             self.cursor,
             self.config.ingest_batch_records_max,
@@ -203,6 +227,7 @@ impl IngestorActor {
         }
         // A record ends where the next begins (past any quarantined bytes between them).
         let starts: Vec<u64> = range.records.iter().map(|(offset, _)| *offset).collect();
+        let since_start = starts.iter().filter(|&&offset| offset >= self.start_end).count() as u64;
         let records: Vec<IngestRecord> = range
             .records
             .into_iter()
@@ -214,15 +239,20 @@ impl IngestorActor {
             })
             .collect();
         let plan = self.state.plan_with(&records, &self.hooks.noop_record_tags)?;
-        Ok(Some((plan, !range.at_end)))
+        Ok(Some((plan, !range.at_end, since_start)))
     }
 
-    /// Commits a planned batch with its votes' tallies.
-    fn finish(&mut self, plan: &Plan, tallies: &[Tally]) -> Result<(), IngestError> {
+    /// Commits a planned batch with its votes' tallies; `since_start` of its records lie at or
+    /// past the journal's end at start.
+    fn finish(&mut self, plan: &Plan, tallies: &[Tally], since_start: u64) -> Result<(), IngestError> {
         Hooks::call(&self.hooks.before_commit, self.cursor);
+        let _span = tracing::debug_span!("ingest.commit", cursor = self.cursor).entered();
         let started = Instant::now();
         let outcome = self.state.commit(plan, tallies)?;
-        self.last_commit = Some((Instant::now(), started.elapsed()));
+        let took = started.elapsed();
+        self.last_commit = Some((Instant::now(), took));
+        metrics::histogram!(catalog::INGEST_COMMIT_SECONDS).record(took);
+        self.applied_since_start += since_start;
         assert!(
             outcome.cursor > self.cursor,
             "a committed batch must advance the cursor"
@@ -231,17 +261,10 @@ impl IngestorActor {
         if let Some(listener) = &self.listener {
             listener(outcome.cursor, &outcome.touched, &outcome.trust_changed);
         }
-        metrics::counter!("stemedb_ingest_applied_total").increment(outcome.applied as u64);
-        metrics::counter!("stemedb_ingest_duplicates_total").increment(outcome.duplicates as u64);
-        metrics::counter!("stemedb_votes_counted_total").increment(outcome.votes_counted as u64);
-        metrics::counter!("stemedb_votes_ignored_total").increment(outcome.votes_ignored as u64);
-        metrics::counter!("stemedb_trust_changes_applied_total").increment(outcome.trust_applied as u64);
-        metrics::counter!("stemedb_trust_changes_ignored_total").increment(outcome.trust_ignored as u64);
-        for rejection in &outcome.rejected {
-            tracing::warn!(offset = rejection.offset, reason = %rejection.reason, "record rejected");
-            metrics::counter!("stemedb_ingest_rejected_total", "reason" => rejection.reason.code())
-                .increment(1);
+        while self.announced.front().is_some_and(|&(end, _)| end <= self.cursor) {
+            self.announced.pop_front();
         }
+        record_outcome(&outcome);
         self.save_journal_cursor();
         Ok(())
     }
@@ -260,6 +283,7 @@ impl IngestorActor {
     }
 
     fn failed(&mut self, error: IngestError, ctx: &mut Context<Self>) {
+        let _span = tracing::debug_span!("ingest.failed", cursor = self.cursor).entered();
         if error.is_fatal() {
             return self.halt(&error);
         }
@@ -271,7 +295,7 @@ impl IngestorActor {
         } else {
             (self.backoff_ms * 2).clamp(1, max)
         };
-        metrics::counter!("stemedb_ingest_retries_total").increment(1);
+        metrics::counter!(catalog::INGEST_RETRIES).increment(1);
         tracing::error!(%error, cursor = self.cursor, retry_ms = self.backoff_ms, "ingest step failed");
         // Reported as stalled once it is plainly not passing: waiters stop waiting, while the
         // ingestor keeps retrying in case it does pass.
@@ -283,7 +307,7 @@ impl IngestorActor {
     /// Stops ingestion for good (until the node restarts) and tells every waiter why.
     fn halt(&mut self, error: &IngestError) {
         self.halted = true;
-        metrics::counter!("stemedb_ingest_halted_total").increment(1);
+        metrics::counter!(catalog::INGEST_HALTED).increment(1);
         tracing::error!(%error, cursor = self.cursor, "ingestion halted");
         self.publish(Some(format!(
             "at journal offset {}: {error}; ingestion is halted until the node restarts",
@@ -320,8 +344,13 @@ impl IngestorActor {
         let status = IngestStatus {
             cursor: self.cursor,
             stalled,
+            behind_since: self.announced.front().map(|&(_, at)| at),
+            applied_since_start: self.applied_since_start,
         };
         self.status.send_if_modified(|current| {
+            if current.stalled.is_none() && status.stalled.is_some() {
+                metrics::counter!(catalog::INGEST_STALLS).increment(1);
+            }
             let changed = *current != status;
             *current = status;
             changed
@@ -356,11 +385,17 @@ impl Handler<DurableOffset> for IngestorActor {
     type Result = ();
 
     fn handle(&mut self, message: DurableOffset, ctx: &mut Self::Context) {
+        Mailbox::Ingestor.taken();
         if self.halted {
             return;
         }
         if message.end > self.target {
             self.target = message.end;
+            if self.announced.len() < ANNOUNCED_MAX {
+                self.announced.push_back((message.end, Instant::now()));
+            } else if let Some(newest) = self.announced.back_mut() {
+                newest.0 = message.end;
+            }
         }
         // While a retry waits out its backoff, a Drain is already scheduled; this is a no-op.
         if self.cursor < self.target {
@@ -378,7 +413,7 @@ impl Handler<Drain> for IngestorActor {
         if self.halted {
             return;
         }
-        let (mut plan, more) = match guarded(|| self.read_and_plan()) {
+        let (mut plan, more, since_start) = match guarded(|| self.read_and_plan()) {
             Ok(Some(planned)) => planned,
             Ok(None) => return self.succeeded(false, ctx),
             Err(error) => return self.failed(error, ctx),
@@ -392,7 +427,7 @@ impl Handler<Drain> for IngestorActor {
         };
         let votes = std::mem::take(&mut plan.votes);
         if votes.is_empty() {
-            return match guarded(|| self.finish(&plan, &[])) {
+            return match guarded(|| self.finish(&plan, &[], since_start)) {
                 Ok(()) => self.succeeded(more, ctx),
                 Err(error) => self.failed(error, ctx),
             };
@@ -401,7 +436,7 @@ impl Handler<Drain> for IngestorActor {
         // meanwhile), then commits every tally with the batch and the cursor.
         let counted = self.count_votes(votes);
         let commit = counted.into_actor(self).map(move |tallies, actor, ctx| {
-            match tallies.and_then(|tallies| guarded(|| actor.finish(&plan, &tallies))) {
+            match tallies.and_then(|tallies| guarded(|| actor.finish(&plan, &tallies, since_start))) {
                 Ok(()) => actor.succeeded(more, ctx),
                 Err(error) => actor.failed(error, ctx),
             }
@@ -426,14 +461,33 @@ impl IngestorActor {
             .into_iter()
             .enumerate()
             .filter(|(_, votes)| !votes.is_empty())
-            .map(|(shard, votes)| (shard, self.shards[shard].send(CountVotes { votes })))
+            .map(|(shard, votes)| {
+                Mailbox::VoteCounter.sent();
+                (shard, self.shards[shard].send(CountVotes { votes }))
+            })
             .collect();
         async move {
             let mut tallies = Vec::with_capacity(requests.len());
+            let mut waiting = requests.len();
+            let mut outcome = Ok(());
             for (shard, request) in requests {
-                tallies.push(request.await.map_err(|_| IngestError::ShardGone { shard })??);
+                let answer = request.await;
+                Mailbox::VoteCounter.taken();
+                waiting -= 1;
+                match answer.map_err(|_| IngestError::ShardGone { shard }).and_then(|tally| tally.map_err(IngestError::from)) {
+                    Ok(tally) => tallies.push(tally),
+                    Err(error) => {
+                        outcome = Err(error);
+                        break;
+                    }
+                }
             }
-            Ok(tallies)
+            // Requests left unawaited after an error are no longer waited for.
+            for _ in 0..waiting {
+                Mailbox::VoteCounter.taken();
+            }
+            outcome.map(|()| tallies)
         }
     }
 }
+

@@ -7,7 +7,7 @@ use super::{AdminErrors, OpsErrors};
 use crate::http::Api;
 use crate::http::auth::Caller;
 use crate::http::keys::{KeyInfo, KeyStoreError, Role};
-use crate::http::problem::ApiError;
+use crate::http::problem::{ApiError, Problem};
 use crate::http::types::{CreatedAgent, CreatedKey, HealthBody, KeyList, NewKey, ReadyBody};
 
 /// Liveness: the server answers.
@@ -53,6 +53,26 @@ pub async fn openapi(api: web::Data<Api>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")
         .body(api.openapi_json.clone())
+}
+
+/// The node's metrics in the Prometheus text format, when this server serves them
+/// (`telemetry.metrics`, on this address unless `telemetry.metrics_bind` names another).
+#[utoipa::path(
+    tag = "ops",
+    responses(
+        (status = 200, description = "The Prometheus text exposition format, version 0.0.4",
+         body = String, content_type = "text/plain; version=0.0.4; charset=utf-8"),
+        (status = 404, description = "Metrics are not served on this address",
+         body = Problem, content_type = "application/problem+json"),
+        OpsErrors
+    )
+)]
+#[get("/metrics")]
+pub async fn metrics(api: web::Data<Api>) -> Result<HttpResponse, ApiError> {
+    let handle = api.metrics.as_ref().ok_or_else(|| {
+        ApiError::not_found("metrics are not served here (telemetry.metrics, telemetry.metrics_bind)")
+    })?;
+    Ok(crate::http::observe::exposition(&api.node, handle))
 }
 
 fn key_problem(error: KeyStoreError) -> ApiError {

@@ -39,6 +39,7 @@ where
         .service(admin::health)
         .service(admin::ready)
         .service(admin::openapi)
+        .service(admin::metrics)
         .service(admin::create_key)
         .service(admin::list_keys)
         .service(admin::revoke_key)

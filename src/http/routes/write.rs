@@ -46,6 +46,9 @@ async fn answer(api: &Api, receipt: Receipt, params: &WriteParams) -> Result<Wri
 fn check_batch(api: &Api, len: usize) -> Result<(), ApiError> {
     let max = api.config.batch_records_max;
     if len == 0 || len > max {
+        if len > max {
+            crate::http::observe::rejected("batch_too_large");
+        }
         return Err(ApiError::unprocessable(
             "records",
             format!("a batch holds 1 to {max} records (http.batch_records_max); this one holds {len}"),

@@ -52,6 +52,7 @@ fn refused(full: QueueFull) -> JournalError {
     if full.can_never_fit() {
         JournalError::TooLargeForQueue { full }
     } else {
+        crate::telemetry::busy("group_commit");
         JournalError::Busy { full }
     }
 }

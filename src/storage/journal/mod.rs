@@ -202,6 +202,10 @@ impl Journal {
             open_ms = started.elapsed().as_millis() as u64,
             "journal opened"
         );
+        metrics::gauge!(crate::telemetry::catalog::JOURNAL_OPEN_SECONDS).set(started.elapsed().as_secs_f64());
+        metrics::gauge!(crate::telemetry::catalog::JOURNAL_QUARANTINED_REGIONS)
+            .set(shared.quarantined_regions() as f64);
+        metrics::gauge!(crate::telemetry::catalog::JOURNAL_POISONED).set(0.0);
         Ok(Self {
             inner: Arc::new(Inner {
                 dir,
@@ -273,6 +277,48 @@ impl Journal {
     /// Returns the number of segments.
     pub fn segment_count(&self) -> usize {
         self.inner.shared.segments.read().len()
+    }
+
+    /// Returns the bytes the segment files take: each sealed segment's header, records and
+    /// trailer, and the active segment's preallocated length.
+    pub fn disk_bytes(&self) -> u64 {
+        let segments = self.inner.shared.segments.read();
+        let sealed: u64 = segments
+            .windows(2)
+            .map(|pair| {
+                pair[1].base - pair[0].base
+                    + (layout::SEGMENT_HEADER_BYTES + layout::SEGMENT_TRAILER_BYTES) as u64
+            })
+            .sum();
+        let active = if segments.is_empty() {
+            0
+        } else {
+            let used = self.durable_end() - segments[segments.len() - 1].base;
+            used.max(self.inner.config.segment_size_bytes) + layout::SEGMENT_HEADER_BYTES as u64
+        };
+        sealed + active
+    }
+
+    /// Returns the group-commit queue's (entries, bytes) held and its bound in bytes.
+    pub fn queue_use(&self) -> (usize, usize, usize) {
+        let (entries, bytes) = self.inner.queue.in_flight();
+        (entries, bytes, self.inner.queue.bytes_max())
+    }
+
+    /// Returns the number of records made durable since the journal was opened.
+    pub fn appended_records(&self) -> u64 {
+        self.inner.shared.appended_records()
+    }
+
+    /// Returns true if and only if the journal is poisoned: an fsync failed, and nothing more
+    /// is acknowledged until it is reopened.
+    pub fn is_poisoned(&self) -> bool {
+        self.inner.shared.poisoned()
+    }
+
+    /// Returns the number of quarantined regions known now (at open, or found by readers since).
+    pub fn quarantined_regions(&self) -> usize {
+        self.inner.shared.quarantined_regions()
     }
 
     /// Returns the number of segment files open for reading (at most

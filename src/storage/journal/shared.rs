@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use parking_lot::{Condvar, Mutex, RwLock};
@@ -20,6 +20,10 @@ pub struct Shared {
     durable_end: AtomicU64,
     /// Global offset just past the last written (perhaps not yet durable) byte.
     written_end: AtomicU64,
+    /// Records made durable since the journal was opened.
+    appended_records: AtomicU64,
+    /// Whether the writer is poisoned (a failed fsync).
+    poisoned: AtomicBool,
     /// Open segments in base order; the last is the one being appended to.
     pub segments: RwLock<Vec<Arc<SegmentHandle>>>,
     /// Quarantined mid-log regions: start offset → end offset. Readers skip them.
@@ -70,6 +74,8 @@ impl Shared {
             quarantining: Mutex::new(()),
             durable_end: AtomicU64::new(end),
             written_end: AtomicU64::new(end),
+            appended_records: AtomicU64::new(0),
+            poisoned: AtomicBool::new(false),
             segments: RwLock::new(segments),
             quarantined: RwLock::new(quarantined),
             durable_signal: (Mutex::new(()), Condvar::new()),
@@ -89,9 +95,31 @@ impl Shared {
         self.written_end.store(end, Ordering::Release);
     }
 
-    /// Publishes a new durable end and wakes every waiter.
-    pub fn publish_durable(&self, end: u64) {
+    /// Records made durable since the journal was opened.
+    pub fn appended_records(&self) -> u64 {
+        self.appended_records.load(Ordering::Acquire)
+    }
+
+    /// Returns true if and only if the writer is poisoned.
+    pub fn poisoned(&self) -> bool {
+        self.poisoned.load(Ordering::Acquire)
+    }
+
+    /// Marks the writer poisoned, for good.
+    pub fn set_poisoned(&self) {
+        self.poisoned.store(true, Ordering::Release);
+        metrics::gauge!(crate::telemetry::catalog::JOURNAL_POISONED).set(1.0);
+    }
+
+    /// Returns the number of quarantined regions.
+    pub fn quarantined_regions(&self) -> usize {
+        self.quarantined.read().len()
+    }
+
+    /// Publishes a new durable end of a batch of `records`, and wakes every waiter.
+    pub fn publish_durable(&self, end: u64, records: u64) {
         debug_assert!(end >= self.durable_end());
+        self.appended_records.fetch_add(records, Ordering::AcqRel);
         {
             let _guard = self.durable_signal.0.lock();
             self.durable_end.store(end, Ordering::Release);
@@ -126,6 +154,7 @@ impl Shared {
             let end = quarantined.entry(start).or_insert(start);
             *end = (*end).max(start + length);
         }
+        metrics::gauge!(crate::telemetry::catalog::JOURNAL_QUARANTINED_REGIONS).set(quarantined.len() as f64);
         Ok(covered(&quarantined))
     }
 

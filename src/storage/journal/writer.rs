@@ -16,6 +16,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use super::config::JournalConfig;
 use super::error::JournalError;
@@ -24,6 +25,7 @@ use super::format::{self, JournalId};
 use super::layout::{self, SEGMENT_HEADER_BYTES, SEGMENT_TRAILER_BYTES, Trailer};
 use super::segment::{self, SegmentHandle};
 use super::shared::Shared;
+use crate::telemetry::catalog;
 
 /// File position of the record-area position `position` (the header comes first).
 const fn file_position(position: u64) -> u64 {
@@ -70,6 +72,7 @@ impl Writer {
     /// become durable.
     fn poison(&mut self, reason: String) {
         self.shared.set_written_end(self.shared.durable_end());
+        self.shared.set_poisoned();
         self.poisoned = Some(reason);
     }
 
@@ -157,6 +160,21 @@ impl Writer {
 
     /// Appends `payloads` durably as one batch; returns the global offset of each.
     pub fn append_batch(&mut self, payloads: &[&[u8]]) -> Result<Vec<u64>, JournalError> {
+        let _span = tracing::debug_span!("journal.batch", records = payloads.len()).entered();
+        let outcome = self.append_batch_inner(payloads);
+        if let Err(error) = &outcome {
+            let kind = match error {
+                JournalError::StorageFull { .. } => "storage_full",
+                JournalError::Poisoned { .. } => "poisoned",
+                _ if self.poisoned.is_some() => "poisoned",
+                _ => "io",
+            };
+            metrics::counter!(catalog::JOURNAL_APPEND_ERRORS, "kind" => kind).increment(1);
+        }
+        outcome
+    }
+
+    fn append_batch_inner(&mut self, payloads: &[&[u8]]) -> Result<Vec<u64>, JournalError> {
         if let Some(reason) = &self.poisoned {
             return Err(JournalError::Poisoned {
                 reason: reason.clone(),
@@ -212,6 +230,7 @@ impl Writer {
         }
         let end = start + self.buffer.len() as u64;
         self.shared.set_written_end(end);
+        let syncing = Instant::now();
         if let Err(error) = self
             .faults
             .before_sync(&self.path)
@@ -230,7 +249,11 @@ impl Writer {
         self.segment_len += self.buffer.len() as u64;
         self.segment_entries += payloads.len() as u64;
         self.segment_chain = chain;
-        self.shared.publish_durable(end);
+        metrics::histogram!(catalog::JOURNAL_FSYNC_SECONDS).record(syncing.elapsed());
+        metrics::histogram!(catalog::JOURNAL_BATCH_RECORDS).record(payloads.len() as f64);
+        metrics::counter!(catalog::JOURNAL_APPENDS).increment(payloads.len() as u64);
+        metrics::counter!(catalog::JOURNAL_APPEND_BYTES).increment(self.buffer.len() as u64);
+        self.shared.publish_durable(end, payloads.len() as u64);
         self.maybe_prepare_spare();
         Ok(offsets)
     }

@@ -220,6 +220,12 @@ impl State {
         *self.inner.map_size_bytes.lock()
     }
 
+    /// Returns the bytes of map pages in use: up to the last page LMDB has used.
+    pub fn map_used_bytes(&self) -> u64 {
+        let info = self.inner.env.info();
+        (info.last_page_number as u64 + 1) * rustix::param::page_size() as u64
+    }
+
     /// Closes the environment and waits until LMDB has released it, so that it can be opened
     /// again in this process. Every clone of this state must be dropped first (the wait lasts
     /// until they are).

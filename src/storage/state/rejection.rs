@@ -46,6 +46,10 @@ pub enum RejectReason {
 }
 
 impl RejectReason {
+    /// Every [`code`](Self::code).
+    pub const CODES: &'static [&'static str] =
+        &["unknown_parent", "parent_mismatch", "not_parent_author", "unknown_assertion", "undecodable"];
+
     /// Returns a short, stable name for the reason (used as a metric label).
     pub fn code(&self) -> &'static str {
         match self {

@@ -63,6 +63,8 @@ pub struct ApplyOutcome {
     pub votes_counted: usize,
     /// Votes that changed nothing (older than, or identical to, the live vote).
     pub votes_ignored: usize,
+    /// Live votes that a newer vote of the same voter replaced.
+    pub votes_replaced: usize,
     /// Trust changes that outranked their agent's applied change when planned.
     pub trust_applied: usize,
     /// Trust changes that changed nothing (older than, or identical to, the applied change).
@@ -262,6 +264,7 @@ impl State {
                 }
                 outcome.votes_counted += tally.counted;
                 outcome.votes_ignored += tally.ignored;
+                outcome.votes_replaced += tally.replaced.len();
             }
             dbs.meta
                 .put(txn, META_INGEST_CURSOR, &plan.end.to_be_bytes())

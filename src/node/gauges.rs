@@ -1,0 +1,76 @@
+//! [`Node::sample_gauges`]: the gauges that describe a state rather than count events.
+
+use std::time::Duration;
+
+use actix::prelude::*;
+
+use super::Node;
+use crate::telemetry::{Mailbox, catalog};
+
+/// How often a node samples its gauges by itself.
+pub const GAUGE_SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
+
+impl Node {
+    /// Sets every sampled gauge from the node's current state: ingest lag (bytes, records,
+    /// seconds) and stall, journal segments, disk bytes, quarantine and poisoning, queue use
+    /// against budgets, mailbox depths, views and watchers, and the LMDB map. The node calls
+    /// it every second ([`GAUGE_SAMPLE_INTERVAL`]); an exporter may call it just before it
+    /// renders. Does nothing once the node is shut down.
+    pub fn sample_gauges(&self) {
+        let status = self.ingest_status();
+        metrics::gauge!(catalog::INGEST_STALLED).set(f64::from(u8::from(status.stalled.is_some())));
+        let lag_seconds = status
+            .behind_since
+            .map_or(0.0, |since| since.elapsed().as_secs_f64());
+        metrics::gauge!(catalog::INGEST_LAG_SECONDS).set(lag_seconds);
+        let (views, watchers) = self.inner.views.census();
+        metrics::gauge!(catalog::VIEWS).set(views as f64);
+        metrics::gauge!(catalog::WATCHERS).set(watchers as f64);
+        for (mailbox, label) in Mailbox::ALL {
+            metrics::gauge!(catalog::MAILBOX_DEPTH, "actor" => label).set(mailbox.depth() as f64);
+        }
+        let _ = self.with_running(|running| {
+            let journal = &running.journal;
+            let durable_end = journal.durable_end();
+            metrics::gauge!(catalog::INGEST_LAG_BYTES).set(durable_end.saturating_sub(status.cursor) as f64);
+            let lag_records = journal
+                .appended_records()
+                .saturating_sub(status.applied_since_start);
+            metrics::gauge!(catalog::INGEST_LAG_RECORDS).set(lag_records as f64);
+            metrics::gauge!(catalog::JOURNAL_SEGMENTS).set(journal.segment_count() as f64);
+            metrics::gauge!(catalog::JOURNAL_DISK_BYTES).set(journal.disk_bytes() as f64);
+            metrics::gauge!(catalog::JOURNAL_QUARANTINED_REGIONS).set(journal.quarantined_regions() as f64);
+            metrics::gauge!(catalog::JOURNAL_POISONED).set(f64::from(u8::from(journal.is_poisoned())));
+            for (queue, (entries, bytes, bytes_max)) in [
+                ("verify", running.admission.queue_use()),
+                ("group_commit", journal.queue_use()),
+            ] {
+                metrics::gauge!(catalog::QUEUE_ENTRIES, "queue" => queue).set(entries as f64);
+                metrics::gauge!(catalog::QUEUE_BYTES, "queue" => queue).set(bytes as f64);
+                metrics::gauge!(catalog::QUEUE_BYTES_MAX, "queue" => queue).set(bytes_max as f64);
+            }
+            metrics::gauge!(catalog::STATE_MAP_USED_BYTES).set(running.state.map_used_bytes() as f64);
+            metrics::gauge!(catalog::STATE_MAP_SIZE_BYTES).set(running.state.map_size_bytes() as f64);
+            Ok(())
+        });
+    }
+}
+
+/// Samples a node's gauges every [`GAUGE_SAMPLE_INTERVAL`] until the node shuts down. Holds
+/// the node weakly: it never keeps a node alive.
+pub(super) struct GaugeSampler {
+    pub(super) node: std::sync::Weak<super::Inner>,
+}
+
+impl Actor for GaugeSampler {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(GAUGE_SAMPLE_INTERVAL, |sampler, ctx| {
+            match sampler.node.upgrade() {
+                Some(inner) if inner.running.read().is_some() => Node { inner }.sample_gauges(),
+                _ => ctx.stop(),
+            }
+        });
+    }
+}
