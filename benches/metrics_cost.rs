@@ -11,7 +11,7 @@
 //! for both, and both pay the same call into it.
 //!
 //! Run with `cargo bench --bench metrics_cost`. Environment: `STEMEDB_BENCH_ASSERTIONS`
-//! (default 20,000), `STEMEDB_BENCH_ROUNDS` (default 5), `STEMEDB_BENCH_DIR`.
+//! (default 20,000), `STEMEDB_BENCH_ROUNDS` (default 9), `STEMEDB_BENCH_DIR`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -31,7 +31,7 @@ use tempfile::TempDir;
 
 const SUBMITTERS: [usize; 2] = [64, 1000];
 const ASSERTIONS_DEFAULT: usize = 20_000;
-const ROUNDS_DEFAULT: usize = 5;
+const ROUNDS_DEFAULT: usize = 9;
 const INDEX_DEADLINE: Duration = Duration::from_secs(120);
 const SCRAPE_EVERY: Duration = Duration::from_secs(1);
 const RATIO_TARGET: f64 = 0.95;
@@ -135,6 +135,7 @@ fn main() {
     let assertions = workload(count);
     for submitters in SUBMITTERS {
         let (mut ratios, mut off_rates, mut on_rates) = (Vec::new(), Vec::new(), Vec::new());
+        let mut cpu_ratios = Vec::new();
         for round in 0..rounds {
             // Alternate which goes first, so neither always meets a warmer page cache.
             let order = if round % 2 == 0 {
@@ -142,31 +143,37 @@ fn main() {
             } else {
                 [true, false]
             };
-            let mut rate = [0.0; 2];
+            let (mut rate, mut cpu) = ([0.0; 2], [0.0; 2]);
             for on in order {
                 switch.on.store(on, Ordering::Relaxed);
                 let result = cell(shares(&assertions, count, submitters));
                 rate[usize::from(on)] = result.rate();
+                cpu[usize::from(on)] = result.cpu_us();
             }
             switch.on.store(false, Ordering::Relaxed);
             println!(
-                "  {submitters:>5} submitters, round {}: off {:>9.0}/s  on {:>9.0}/s  on/off {:.3}",
+                "  {submitters:>5} submitters, round {}: off {:>9.0}/s {:>5.1} µs CPU  on {:>9.0}/s {:>5.1} µs CPU  \
+                 on/off {:.3}",
                 round + 1,
                 rate[0],
+                cpu[0],
                 rate[1],
+                cpu[1],
                 rate[1] / rate[0]
             );
             ratios.push(rate[1] / rate[0]);
+            cpu_ratios.push(cpu[1] / cpu[0]);
             off_rates.push(rate[0]);
             on_rates.push(rate[1]);
         }
         let ratio = median(&mut ratios);
         println!(
             "{submitters:>5} submitters: median off {:.0}/s, on {:.0}/s; on/off (median of rounds) {ratio:.3} \
-             (target >= {RATIO_TARGET}: {})",
+             (target >= {RATIO_TARGET}: {}); CPU per assertion on/off {:.3}",
             median(&mut off_rates),
             median(&mut on_rates),
-            if ratio >= RATIO_TARGET { "met" } else { "MISSED" }
+            if ratio >= RATIO_TARGET { "met" } else { "MISSED" },
+            median(&mut cpu_ratios),
         );
     }
     scraping.store(false, Ordering::Relaxed);
