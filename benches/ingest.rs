@@ -39,17 +39,17 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
-use common::assertions::{shares, workload};
+use common::assertions::{ingest_cell, shares, workload};
 use common::{
     CellResult, Peer, Row, bench_dir, env_usize, machine_cpu, print_table, process_cpu, run_tasks, spawn,
 };
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender};
 use rusqlite::{Connection, params};
-use stemedb::node::{Node, NodeConfig};
+use stemedb::node::NodeConfig;
 use stemedb::protocol::{Assertion, Limits};
 use stemedb::protocol::{now_ms, validate_assertion, validate_assertions};
 use tempfile::TempDir;
@@ -66,35 +66,12 @@ const ROUNDS_DEFAULT: usize = 3;
 const SQLITE_TXN_RECORDS_MAX: usize = 1000;
 /// Capacity of the SQLite peer's queues: above the submitters, each with one request in flight.
 const SQLITE_QUEUE_DEPTH_MAX: usize = 4096;
-/// Retries of one `Busy` submission before the benchmark gives up, and the pause before each
-/// (tokio's timer has millisecond granularity).
-/// Longest `wait_indexed` may take once every assertion is acknowledged.
-const INDEX_DEADLINE: Duration = Duration::from_secs(120);
 /// Assertions per calibration run, and its batch size: the node's `verify_batch_records_max`.
 const CALIBRATION_RECORDS: usize = 8192;
 const CALIBRATION_BATCH: usize = 256;
 /// Targets from issue 4, at 64 and 1,000 submitters (printed, never asserted).
 const THROUGHPUT_TARGET: f64 = 50_000.0;
 const RATIO_TARGET: f64 = 1.7;
-/// One cell against a fresh StemeDB node with the default config.
-fn bench_stemedb(base: &Path, shares: Vec<Vec<Assertion>>) -> CellResult {
-    let dir = TempDir::new_in(base).expect("create stemedb temp dir");
-    let expected = shares.iter().map(Vec::len).sum::<usize>() as u64;
-    actix::System::new().block_on(async move {
-        let node = Node::start(stemedb::Config::default(), dir.path()).expect("start node");
-        let (start, cpu) = (Instant::now(), process_cpu());
-        let done = run_tasks(&node, shares).await;
-        let acked = start.elapsed();
-        let indexed = node.wait_indexed(done.offset_max, Instant::now() + INDEX_DEADLINE);
-        indexed.await.expect("wait_indexed");
-        let (elapsed, cpu) = (start.elapsed(), process_cpu() - cpu);
-        let counts = node.counts().expect("counts");
-        assert_eq!(counts, (expected, 0), "stored and rejected");
-        node.shutdown().await.expect("shutdown");
-        CellResult::new(done, acked, elapsed, cpu)
-    })
-}
-
 /// A submission to the SQLite peer: the assertion and where its ack goes.
 type SqliteRequest = (Assertion, oneshot::Sender<()>);
 /// A verified submission on its way to the SQLite writer, with its content hash and record.
@@ -235,7 +212,7 @@ fn run_row(dir: &Path, rounds: usize, workload: &[Assertion], count: usize, subm
         for stemedb_turn in [round % 2 == 0, round % 2 != 0] {
             let shares = shares(workload, count, submitters);
             if stemedb_turn {
-                stemedb.push(bench_stemedb(dir, shares));
+                stemedb.push(ingest_cell(dir, shares));
             } else {
                 sqlite.push(bench_sqlite(dir, shares));
             }

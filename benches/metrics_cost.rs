@@ -16,23 +16,19 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
-use common::assertions::{shares, workload};
-use common::{CellResult, bench_dir, build_line, env_usize, process_cpu, run_tasks};
+use common::assertions::{ingest_cell, shares, workload};
+use common::{bench_dir, build_line, env_usize};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
 use metrics_exporter_prometheus::PrometheusRecorder;
-use stemedb::node::Node;
-use stemedb::protocol::Assertion;
-use tempfile::TempDir;
 
 const SUBMITTERS: [usize; 2] = [64, 1000];
 const ASSERTIONS_DEFAULT: usize = 20_000;
 const ROUNDS_DEFAULT: usize = 9;
-const INDEX_DEADLINE: Duration = Duration::from_secs(120);
 const SCRAPE_EVERY: Duration = Duration::from_secs(1);
 const RATIO_TARGET: f64 = 0.95;
 
@@ -80,27 +76,6 @@ impl Recorder for Switch {
     }
 }
 
-fn cell(shares: Vec<Vec<Assertion>>) -> CellResult {
-    let dir = TempDir::new_in(bench_dir()).expect("create temp dir");
-    let expected = shares.iter().map(Vec::len).sum::<usize>() as u64;
-    actix::System::new().block_on(async move {
-        let node = Node::start(stemedb::Config::default(), dir.path()).expect("start node");
-        let (start, cpu) = (Instant::now(), process_cpu());
-        let done = run_tasks(&node, shares).await;
-        let acked = start.elapsed();
-        let indexed = node.wait_indexed(done.offset_max, Instant::now() + INDEX_DEADLINE);
-        indexed.await.expect("wait_indexed");
-        let (elapsed, cpu) = (start.elapsed(), process_cpu() - cpu);
-        assert_eq!(
-            node.counts().expect("counts"),
-            (expected, 0),
-            "stored and rejected"
-        );
-        node.shutdown().await.expect("shutdown");
-        CellResult::new(done, acked, elapsed, cpu)
-    })
-}
-
 fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
@@ -146,7 +121,7 @@ fn main() {
             let (mut rate, mut cpu) = ([0.0; 2], [0.0; 2]);
             for on in order {
                 switch.on.store(on, Ordering::Relaxed);
-                let result = cell(shares(&assertions, count, submitters));
+                let result = ingest_cell(&bench_dir(), shares(&assertions, count, submitters));
                 rate[usize::from(on)] = result.rate();
                 cpu[usize::from(on)] = result.cpu_us();
             }

@@ -1,10 +1,14 @@
-//! The ingest benchmarks' workload of signed assertions, and StemeDB as a [`Peer`] submitting
-//! them.
+//! The ingest benchmarks' workload of signed assertions, StemeDB as a [`Peer`] submitting
+//! them, and one ingest cell.
+
+use std::path::Path;
+use std::time::Instant;
 
 use stemedb::node::Node;
 use stemedb::protocol::{AgentId, AgentKey, Assertion, ObjectValue, now_ms};
+use tempfile::TempDir;
 
-use super::{Peer, retry_busy};
+use super::{CellResult, Peer, process_cpu, retry_busy, run_tasks};
 
 /// Distinct subjects, predicates per subject and signing keys of the workload.
 pub const SUBJECTS: usize = 1000;
@@ -50,4 +54,24 @@ impl Peer<Assertion> for Node {
         // `submit` consumes the record even when it answers Busy, hence the clone.
         retry_busy("submit", || self.submit(record.clone())).await
     }
+}
+
+/// One ingest cell against a fresh StemeDB node with the default config in a new directory
+/// under `base`: the shares submitted concurrently, then waited for until indexed.
+pub fn ingest_cell(base: &Path, shares: Vec<Vec<Assertion>>) -> CellResult {
+    let dir = TempDir::new_in(base).expect("create stemedb temp dir");
+    let expected = shares.iter().map(Vec::len).sum::<usize>() as u64;
+    actix::System::new().block_on(async move {
+        let node = Node::start(stemedb::Config::default(), dir.path()).expect("start node");
+        let (start, cpu) = (Instant::now(), process_cpu());
+        let done = run_tasks(&node, shares).await;
+        let acked = start.elapsed();
+        let indexed = node.wait_indexed(done.offset_max, Instant::now() + super::INDEX_DEADLINE);
+        indexed.await.expect("wait_indexed");
+        let (elapsed, cpu) = (start.elapsed(), process_cpu() - cpu);
+        let counts = node.counts().expect("counts");
+        assert_eq!(counts, (expected, 0), "stored and rejected");
+        node.shutdown().await.expect("shutdown");
+        CellResult::new(done, acked, elapsed, cpu)
+    })
 }

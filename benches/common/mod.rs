@@ -15,6 +15,9 @@ use std::time::{Duration, Instant};
 
 use stemedb::node::{Receipt, SubmitError};
 
+/// Longest a cell waits, once every submission is acknowledged, for the ingest to index it.
+pub const INDEX_DEADLINE: Duration = Duration::from_secs(120);
+
 /// Clock ticks per second in `/proc` (`USER_HZ`, fixed at 100 by the Linux ABI).
 const USER_HZ: u64 = 100;
 
