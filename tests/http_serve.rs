@@ -21,11 +21,21 @@ use stemedb::Config;
 /// Starts `stemedb serve` on `dir`; returns the child, its stdout, the lines it printed up to
 /// the serving line, and the base URL.
 /// The caller waits for the child, in `stop`.
-#[allow(clippy::zombie_processes)]
 fn serve(dir: &std::path::Path) -> (Child, BufReader<ChildStdout>, Vec<String>, String) {
+    serve_with(dir, &[])
+}
+
+/// [`serve`] with extra arguments before `serve` (such as `--config FILE`).
+#[allow(clippy::zombie_processes)]
+fn serve_with(
+    dir: &std::path::Path,
+    before: &[&str],
+) -> (Child, BufReader<ChildStdout>, Vec<String>, String) {
     let mut child = Command::new(assert_cmd::cargo::cargo_bin("stemedb"))
+        .args(before)
         .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
         .arg(dir)
+        .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -183,4 +193,63 @@ fn a_full_disk_answers_507_and_writes_resume_once_space_returns() {
         }
     });
     drop(tmpfs);
+}
+
+async fn get_text(url: String) -> (StatusCode, String) {
+    let mut response = client().get(url).send().await.unwrap();
+    let bytes = response.body().await.unwrap();
+    (response.status(), String::from_utf8_lossy(&bytes).into_owned())
+}
+
+#[test]
+fn metrics_are_served_on_the_api_address_or_on_their_own() {
+    // The default: /metrics on the API's address, in the Prometheus text format.
+    let dir = tempfile::TempDir::new().unwrap();
+    let (child, stdout, _, base) = serve(dir.path());
+    actix::System::new().block_on(async {
+        let (status, text) = get_text(format!("{base}/metrics")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            text.contains("# TYPE stemedb_journal_appends_total counter"),
+            "{text}"
+        );
+        assert!(text.contains("stemedb_build_info{"), "{text}");
+    });
+    stop(child, stdout, libc::SIGTERM);
+
+    // `telemetry.metrics_bind`: on a port of their own, and not on the API's.
+    let dir = tempfile::TempDir::new().unwrap();
+    let config = dir.path().join("stemedb.toml");
+    std::fs::write(
+        &config,
+        "[telemetry]\nmetrics_bind = \"127.0.0.1:0\"\nlog_format = \"json\"\n",
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let (child, stdout, lines, base) = serve_with(&data, &["--config", config.to_str().unwrap()]);
+    let metrics = lines
+        .iter()
+        .find_map(|line| line.strip_prefix("metrics at "))
+        .unwrap_or_else(|| panic!("no metrics address printed: {lines:?}"))
+        .to_owned();
+    actix::System::new().block_on(async {
+        let (status, text) = get_text(metrics.clone()).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(text.contains("stemedb_ingest_lag_bytes 0"), "{text}");
+        let (status, _) = get_text(format!("{base}/metrics")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "not on the API's address");
+    });
+    stop(child, stdout, libc::SIGTERM);
+
+    // `telemetry.metrics = false`: nowhere.
+    let dir = tempfile::TempDir::new().unwrap();
+    let config = dir.path().join("stemedb.toml");
+    std::fs::write(&config, "[telemetry]\nmetrics = false\n").unwrap();
+    let (child, stdout, _, base) =
+        serve_with(&dir.path().join("data"), &["--config", config.to_str().unwrap()]);
+    actix::System::new().block_on(async {
+        let (status, _) = get_text(format!("{base}/metrics")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    });
+    stop(child, stdout, libc::SIGTERM);
 }
