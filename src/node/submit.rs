@@ -71,6 +71,8 @@ struct Job {
     /// The submission's share of the verification budget; returned once its records are
     /// dropped, before its reply is sent.
     share: Reservation,
+    /// The submitter's span (say, its HTTP request's): the journal appends run in it.
+    span: tracing::Span,
 }
 
 /// The verification threads and their queue.
@@ -146,6 +148,7 @@ impl Admission {
             records,
             reply,
             share,
+            span: tracing::Span::current(),
         }) {
             Ok(()) => Ok(receiver),
             // Unreachable while a reserved entry guarantees a slot; reported, never blocked on.
@@ -231,12 +234,12 @@ impl Worker {
         let mut all = Vec::with_capacity(records);
         let mut replies = Vec::with_capacity(jobs.len());
         for job in jobs {
-            replies.push((job.records.len(), job.reply, job.share));
+            replies.push((job.records.len(), job.reply, job.share, job.span));
             all.extend(job.records);
         }
         let verdicts = validate_records(&all, &self.limits, now_ms());
         let mut pairs = all.into_iter().zip(verdicts);
-        for (count, reply, share) in replies {
+        for (count, reply, share, span) in replies {
             // Each record is dropped once encoded; the payloads take the journal's budget
             // before the verification share is returned, so no byte goes uncounted.
             let checked: Vec<Checked> = pairs
@@ -247,7 +250,7 @@ impl Worker {
                     Ok((verdict?, record.encode()))
                 })
                 .collect();
-            let verdicts = self.append(checked);
+            let verdicts = span.in_scope(|| self.append(checked));
             drop(share);
             // A submitter that gave up has dropped its receiver; its records stay queued.
             let _ = reply.send(verdicts);

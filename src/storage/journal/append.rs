@@ -92,6 +92,7 @@ impl Journal {
                 payload,
                 reply,
                 share,
+                span: tracing::Span::current(),
             })
             .map_err(|_| JournalError::Closed)?;
         let outcome = if in_flight == 1 {
@@ -132,6 +133,7 @@ impl Journal {
                 payload,
                 reply,
                 share,
+                span: tracing::Span::current(),
             }) {
                 Ok(()) => {}
                 // Unreachable while the module invariant holds; reported, never blocked on.

@@ -32,6 +32,8 @@ pub struct AppendRequest {
     /// The append's share of the queue's budget: returned once the payload is written (or the
     /// request is dropped unwritten), before the reply runs.
     pub share: Reservation,
+    /// The appender's span: the batch that commits the append follows from it.
+    pub span: tracing::Span,
 }
 
 /// Starts the group-commit thread; it ends when every sender is dropped.
@@ -108,6 +110,11 @@ fn collect_batch(
 /// Writes the batch, then acknowledges each append. Each payload and its budget share are
 /// dropped before its reply runs: an appender that has its answer finds its bytes free.
 fn commit(writer: &mut Writer, batch: &mut Vec<AppendRequest>) {
+    let span = tracing::debug_span!("journal.group_commit", appends = batch.len());
+    for request in batch.iter() {
+        span.follows_from(&request.span);
+    }
+    let _entered = span.enter();
     let payloads: Vec<&[u8]> = batch.iter().map(|r| r.payload.as_slice()).collect();
     let outcome = writer.append_batch(&payloads);
     match outcome {
@@ -130,6 +137,7 @@ fn reply_released(request: AppendRequest, outcome: Result<u64, JournalError>) {
         payload,
         reply,
         share,
+        span: _,
     } = request;
     drop(payload);
     drop(share);
