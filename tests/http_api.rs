@@ -177,12 +177,13 @@ fn custodial_agents_sign_plain_records_and_keys_submit_only_as_their_own_agents(
             .await;
         assert_eq!(created.status, StatusCode::OK, "{:?}", created.body);
         let bot = created.body["token"].as_str().unwrap().to_owned();
+        // Everything before is indexed (each write waited for it): the count starts here.
+        let before = s.node.counts().unwrap();
         assert_eq!(
             s.post("/v1/custodial/assertions", &bot, &plain).await.status,
             StatusCode::OK
         );
         // Foreign agents: signed by someone else, or a custodial agent of another key.
-        let before = s.node.counts().unwrap();
         let foreign = s.post("/v1/assertions", &bot, &claim(5, 9)).await;
         assert_eq!(foreign.status, StatusCode::FORBIDDEN);
         assert_eq!(foreign.content_type, "application/problem+json");
