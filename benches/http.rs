@@ -35,7 +35,9 @@
 //! 40,000), `STEMEDB_BENCH_BATCH` (assertions per batch request, 1..=1000, default 100),
 //! `STEMEDB_BENCH_RESOLVES` (warm resolves per cell, default 200,000; cold cells run a quarter),
 //! `STEMEDB_BENCH_ROUNDS` (default 5), `STEMEDB_BENCH_HTTP_WORKERS` (default 0: one per core),
-//! `STEMEDB_BENCH_DIR` (default the cargo target tmp dir).
+//! `STEMEDB_BENCH_DIR` (default the cargo target tmp dir), `STEMEDB_BENCH_METRICS=1` (record
+//! metrics into the Prometheus recorder `stemedb serve` installs; by default none is installed,
+//! and every metric is a no-op).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -409,6 +411,11 @@ fn main() {
         .filter(|&r| r > 0)
         .unwrap_or(ROUNDS_DEFAULT);
     let workers = env_usize("STEMEDB_BENCH_HTTP_WORKERS").unwrap_or(0);
+    let metrics = std::env::var_os("STEMEDB_BENCH_METRICS").is_some_and(|v| v == "1");
+    if metrics {
+        metrics::set_global_recorder(stemedb::telemetry::prometheus_recorder())
+            .expect("install the recorder");
+    }
     let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
     let work = Work::new(count, batch, resolves, workers);
     let mut config = Config::default().http;
@@ -421,6 +428,14 @@ fn main() {
         work.base.display()
     );
     println!("{}", common::build_line());
+    println!(
+        "metrics: {}",
+        if metrics {
+            "recorded (the Prometheus recorder of serve)"
+        } else {
+            "no recorder (no-ops)"
+        }
+    );
     println!(
         "server: {} workers; per-key rate limit raised to {RATE_LIMIT}/s, burst {RATE_LIMIT} (default {}/s, burst {}); \
          auth, admission and timeouts as configured by default",
