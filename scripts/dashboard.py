@@ -83,7 +83,7 @@ ROWS = [
             (f"{rate('stemedb_journal_batch_records_sum')} / {rate('stemedb_journal_batch_records_count')}", "mean"),
         ]),
         ("Queue bytes against budgets", "percentunit", [
-            (f"sum by (queue) (stemedb_queue_bytes{sel()}) / sum by (queue) (stemedb_queue_bytes_max{sel()})", "{{queue}}"),
+            (f"max by (queue) (stemedb_queue_bytes{sel()} / stemedb_queue_bytes_max{sel()})", "{{queue}}"),
         ]),
         ("Queue entries", "short", [(f"sum by (queue) (stemedb_queue_entries{sel()})", "{{queue}}")]),
     ]),

@@ -283,3 +283,44 @@ fn the_sampled_gauges_follow_the_node() {
         node.shutdown().await.unwrap();
     });
 }
+
+#[test]
+fn an_ingest_held_in_its_commit_shows_its_lag_in_bytes_records_and_seconds() {
+    let (handle, _turn) = recorder();
+    let dir = TempDir::new().unwrap();
+    let (entered_tx, entered) = crossbeam_channel::bounded::<()>(1);
+    let (release, released) = crossbeam_channel::bounded::<()>(1);
+    let mut hooks = stemedb::actors::Hooks::default();
+    hooks.before_commit = Some(std::sync::Arc::new(move |_cursor| {
+        let _ = entered_tx.try_send(());
+        // Held until the test has looked (or for at most 10 s).
+        let _ = released.recv_timeout(Duration::from_secs(10));
+    }));
+    actix::System::new().block_on(async {
+        let node = Node::start_with_hooks(Config::default(), dir.path(), hooks).unwrap();
+        let receipt = node.submit(claim("city/metrics-lag", 1, NOW_MS)).await.unwrap();
+        entered
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the ingest reached its commit");
+        node.sample_gauges();
+        let lag_bytes = value(handle, catalog::INGEST_LAG_BYTES, &[]).unwrap();
+        assert_eq!(
+            lag_bytes,
+            node.durable_end().unwrap() as f64,
+            "all of it is behind"
+        );
+        assert_eq!(value(handle, catalog::INGEST_LAG_RECORDS, &[]), Some(1.0));
+        let seconds = value(handle, catalog::INGEST_LAG_SECONDS, &[]).unwrap();
+        assert!(
+            seconds > 0.0,
+            "held in its first commit, the ingest is behind: {seconds}"
+        );
+        release.send(()).unwrap();
+        node.wait_indexed(receipt.offset, deadline()).await.unwrap();
+        node.sample_gauges();
+        assert_eq!(value(handle, catalog::INGEST_LAG_BYTES, &[]), Some(0.0));
+        assert_eq!(value(handle, catalog::INGEST_LAG_RECORDS, &[]), Some(0.0));
+        assert_eq!(value(handle, catalog::INGEST_LAG_SECONDS, &[]), Some(0.0));
+        node.shutdown().await.unwrap();
+    });
+}

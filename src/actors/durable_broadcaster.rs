@@ -14,7 +14,7 @@
 use actix::prelude::*;
 
 use crate::storage::journal::{Journal, WeakJournal};
-use crate::telemetry::Mailbox;
+use crate::telemetry::Depth;
 
 /// Most subscribers; they are the node's own consumers, and there are few.
 pub const SUBSCRIBERS_MAX: usize = 64;
@@ -36,7 +36,7 @@ pub struct Subscribe(pub Recipient<DurableOffset>);
 /// each one taken), for the `stemedb_mailbox_depth` gauge.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<(), SubscribeError>")]
-pub(crate) struct SubscribeCounted(pub Recipient<DurableOffset>, pub Mailbox);
+pub(crate) struct SubscribeCounted(pub Recipient<DurableOffset>, pub Depth);
 
 /// A subscription that was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -61,8 +61,8 @@ struct Subscriber {
     recipient: Recipient<DurableOffset>,
     /// Its mailbox was full at the last announcement: it is owed the latest end.
     behind: bool,
-    /// The mailbox gauge that counts what it is sent, if any.
-    mailbox: Option<Mailbox>,
+    /// The mailbox depth that counts what it is sent, if any.
+    mailbox: Option<Depth>,
 }
 
 impl DurableBroadcaster {
@@ -129,7 +129,7 @@ impl DurableBroadcaster {
             }
             subscriber.behind = match subscriber.recipient.try_send(message) {
                 Ok(()) => {
-                    if let Some(mailbox) = subscriber.mailbox {
+                    if let Some(mailbox) = &subscriber.mailbox {
                         mailbox.sent();
                     }
                     false
@@ -221,7 +221,7 @@ impl DurableBroadcaster {
     fn subscribe(
         &mut self,
         recipient: Recipient<DurableOffset>,
-        mailbox: Option<Mailbox>,
+        mailbox: Option<Depth>,
         ctx: &mut Context<Self>,
     ) -> Result<(), SubscribeError> {
         self.subscribers.retain(|s| s.recipient.connected());

@@ -84,9 +84,10 @@ pub(crate) async fn observe(
     outcome
 }
 
-/// The `/metrics` answer: the node's gauges sampled now, then everything `handle` holds.
+/// The `/metrics` answer: the node's gauges sampled (unless sampled within the last 100 ms),
+/// then everything `handle` holds.
 pub(crate) fn exposition(node: &Node, handle: &PrometheusHandle) -> HttpResponse {
-    node.sample_gauges();
+    node.sample_gauges_unless_fresh(std::time::Duration::from_millis(100));
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(handle.render())

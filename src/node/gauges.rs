@@ -1,11 +1,12 @@
 //! [`Node::sample_gauges`]: the gauges that describe a state rather than count events.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use actix::prelude::*;
 
 use super::Node;
-use crate::telemetry::{Mailbox, catalog};
+use crate::telemetry::catalog;
 
 /// How often a node samples its gauges by itself.
 pub const GAUGE_SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
@@ -17,6 +18,9 @@ impl Node {
     /// it every second ([`GAUGE_SAMPLE_INTERVAL`]); an exporter may call it just before it
     /// renders. Does nothing once the node is shut down.
     pub fn sample_gauges(&self) {
+        self.inner
+            .sampled_ms
+            .store(crate::protocol::now_ms(), Ordering::Relaxed);
         let status = self.ingest_status();
         metrics::gauge!(catalog::INGEST_STALLED).set(f64::from(u8::from(status.stalled.is_some())));
         let lag_seconds = status
@@ -26,8 +30,8 @@ impl Node {
         let (views, watchers) = self.inner.views.census();
         metrics::gauge!(catalog::VIEWS).set(views as f64);
         metrics::gauge!(catalog::WATCHERS).set(watchers as f64);
-        for (mailbox, label) in Mailbox::ALL {
-            metrics::gauge!(catalog::MAILBOX_DEPTH, "actor" => label).set(mailbox.depth() as f64);
+        for (label, depth) in self.inner.mailboxes.labelled() {
+            metrics::gauge!(catalog::MAILBOX_DEPTH, "actor" => label).set(depth.get() as f64);
         }
         let _ = self.with_running(|running| {
             let journal = &running.journal;
@@ -53,6 +57,17 @@ impl Node {
             metrics::gauge!(catalog::STATE_MAP_SIZE_BYTES).set(running.state.map_size_bytes() as f64);
             Ok(())
         });
+    }
+}
+
+impl Node {
+    /// [`sample_gauges`](Self::sample_gauges) unless they were sampled less than `fresh` ago:
+    /// a scrape flood costs one sample per `fresh`, however many scrapes come.
+    pub(crate) fn sample_gauges_unless_fresh(&self, fresh: Duration) {
+        let last = self.inner.sampled_ms.load(Ordering::Relaxed);
+        if crate::protocol::now_ms().saturating_sub(last) >= fresh.as_millis() as u64 {
+            self.sample_gauges();
+        }
     }
 }
 

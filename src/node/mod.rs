@@ -131,6 +131,10 @@ struct Inner {
     next_audit_id: std::sync::atomic::AtomicU64,
     status: watch::Receiver<IngestStatus>,
     running: RwLock<Option<Running>>,
+    /// Its actors' mailbox depths, for the metrics.
+    mailboxes: crate::telemetry::Mailboxes,
+    /// When the gauges were last sampled (milliseconds since the epoch).
+    sampled_ms: std::sync::atomic::AtomicU64,
 }
 
 impl Node {
@@ -189,7 +193,8 @@ impl Node {
         };
         let (audit, next_audit_id, audit_writer) =
             AuditLog::open(&data_dir.join(AUDIT_DIR), config.node.audit_records_max)?;
-        let actors = Actors::start(&config, &journal, &state, status_tx, hooks, listener)?;
+        let mailboxes = crate::telemetry::Mailboxes::default();
+        let actors = Actors::start(&config, &journal, &state, status_tx, hooks, listener, &mailboxes)?;
         let admission = Admission::start(
             &journal,
             &config.limits,
@@ -220,6 +225,8 @@ impl Node {
                 next_audit_id: std::sync::atomic::AtomicU64::new(next_audit_id),
                 trust_configured,
                 status,
+                mailboxes,
+                sampled_ms: std::sync::atomic::AtomicU64::new(0),
                 running: RwLock::new(Some(Running {
                     journal,
                     state,

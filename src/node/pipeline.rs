@@ -171,6 +171,7 @@ impl Actors {
         status: watch::Sender<IngestStatus>,
         hooks: Hooks,
         listener: CommitListener,
+        mailboxes: &crate::telemetry::Mailboxes,
     ) -> Result<Self, NodeError> {
         let mut arbiters = vec![Arbiter::new()];
         let mut shards = Vec::with_capacity(config.votes.shards);
@@ -190,7 +191,8 @@ impl Actors {
             status,
         )?
         .with_hooks(hooks)
-        .with_commit_listener(listener);
+        .with_commit_listener(listener)
+        .with_mailboxes(mailboxes.clone());
         let ingestor = IngestorActor::start_in_arbiter(&arbiters[0].handle(), move |_| ingestor);
         // Its own thread: the ingestor's wake-up must not wait for the host's thread.
         let broadcaster = Arbiter::new();
@@ -201,7 +203,7 @@ impl Actors {
         // The first subscriber of a new actor: it cannot be refused.
         durable_broadcaster.do_send(SubscribeCounted(
             ingestor.clone().recipient(),
-            crate::telemetry::Mailbox::Ingestor,
+            mailboxes.ingestor.clone(),
         ));
         Ok(Self {
             ingestor,

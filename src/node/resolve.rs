@@ -9,7 +9,7 @@ use crate::lens::{Lens, Query, Resolution, ResolveError, ViewCounters, ViewKey, 
 use crate::storage::audit::AuditRecord;
 
 use super::AuditMode;
-use crate::telemetry::{Mailbox, catalog};
+use crate::telemetry::catalog;
 
 /// A stream of winner changes; see [`Node::watch`].
 #[derive(Debug)]
@@ -238,10 +238,9 @@ impl Node {
             lens,
             trust: self.inner.trust_book.clone(),
         };
-        Mailbox::Lens.sent();
-        let answer = pool.send(resolve).await;
-        Mailbox::Lens.taken();
-        answer.map_err(|_| ResolveError::Closed)?
+        // Counted until answered, or until this future is dropped (a timeout, a client gone).
+        let _pending = self.inner.mailboxes.lens.pending();
+        pool.send(resolve).await.map_err(|_| ResolveError::Closed)?
     }
 
     /// Registers a lens under its name, for queries to ask for; the built-ins are

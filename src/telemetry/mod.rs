@@ -20,7 +20,7 @@ mod mailbox;
 
 pub use config::{LogFormat, TelemetryConfig};
 
-pub(crate) use mailbox::Mailbox;
+pub(crate) use mailbox::{Depth, Mailboxes};
 
 use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusRecorder};

@@ -37,7 +37,7 @@ use super::vote_counter::{CountVotes, VoteCounterActor, shard_of};
 use crate::node::NodeConfig;
 use crate::storage::journal::{Log, LogReader};
 use crate::storage::state::{IngestRecord, Plan, RoutedVote, State, StateError, Tally};
-use crate::telemetry::{Mailbox, catalog};
+use crate::telemetry::{Mailboxes, catalog};
 
 /// Mailbox capacity: announcements coalesce (each carries the latest durable end), so a few
 /// slots suffice; the DurableBroadcaster re-announces when the mailbox is full.
@@ -113,6 +113,8 @@ pub struct IngestorActor {
     start_end: u64,
     /// See [`IngestStatus::applied_since_start`].
     applied_since_start: u64,
+    /// The node's mailbox depths (its own announcements, and the shards' requests).
+    mailboxes: Mailboxes,
 }
 
 /// Told of every ingest commit: the cursor reached, the pairs touched, the agents whose trust
@@ -172,12 +174,19 @@ impl IngestorActor {
             listener: None,
             announced: VecDeque::new(),
             applied_since_start: 0,
+            mailboxes: Mailboxes::default(),
         })
     }
 
     /// Installs a listener told of every commit.
     pub fn with_commit_listener(mut self, listener: CommitListener) -> Self {
         self.listener = Some(listener);
+        self
+    }
+
+    /// Counts its mailbox and its shards' requests in `mailboxes`.
+    pub(crate) fn with_mailboxes(mut self, mailboxes: Mailboxes) -> Self {
+        self.mailboxes = mailboxes;
         self
     }
 
@@ -227,7 +236,7 @@ impl IngestorActor {
         }
         // A record ends where the next begins (past any quarantined bytes between them).
         let starts: Vec<u64> = range.records.iter().map(|(offset, _)| *offset).collect();
-        let since_start = starts.iter().filter(|&&offset| offset >= self.start_end).count() as u64;
+
         let records: Vec<IngestRecord> = range
             .records
             .into_iter()
@@ -239,6 +248,11 @@ impl IngestorActor {
             })
             .collect();
         let plan = self.state.plan_with(&records, &self.hooks.noop_record_tags)?;
+        // Only the records the plan covers: one held at an unknown tag is not applied.
+        let since_start = starts
+            .iter()
+            .filter(|&&offset| offset >= self.start_end && offset < plan.end())
+            .count() as u64;
         Ok(Some((plan, !range.at_end, since_start)))
     }
 
@@ -385,16 +399,22 @@ impl Handler<DurableOffset> for IngestorActor {
     type Result = ();
 
     fn handle(&mut self, message: DurableOffset, ctx: &mut Self::Context) {
-        Mailbox::Ingestor.taken();
+        self.mailboxes.ingestor.taken();
         if self.halted {
             return;
         }
         if message.end > self.target {
             self.target = message.end;
+            let was_caught_up = self.announced.is_empty();
             if self.announced.len() < ANNOUNCED_MAX {
                 self.announced.push_back((message.end, Instant::now()));
             } else if let Some(newest) = self.announced.back_mut() {
                 newest.0 = message.end;
+            }
+            // Behind from now: say since when at once, not only after the next batch.
+            if was_caught_up {
+                let stalled = self.status.borrow().stalled.clone();
+                self.publish(stalled);
             }
         }
         // While a retry waits out its backoff, a Drain is already scheduled; this is a no-op.
@@ -462,31 +482,19 @@ impl IngestorActor {
             .enumerate()
             .filter(|(_, votes)| !votes.is_empty())
             .map(|(shard, votes)| {
-                Mailbox::VoteCounter.sent();
-                (shard, self.shards[shard].send(CountVotes { votes }))
+                // Counted until answered, or until the request is dropped unanswered.
+                let pending = self.mailboxes.vote_counter.pending();
+                (shard, self.shards[shard].send(CountVotes { votes }), pending)
             })
             .collect();
         async move {
             let mut tallies = Vec::with_capacity(requests.len());
-            let mut waiting = requests.len();
-            let mut outcome = Ok(());
-            for (shard, request) in requests {
+            for (shard, request, pending) in requests {
                 let answer = request.await;
-                Mailbox::VoteCounter.taken();
-                waiting -= 1;
-                match answer.map_err(|_| IngestError::ShardGone { shard }).and_then(|tally| tally.map_err(IngestError::from)) {
-                    Ok(tally) => tallies.push(tally),
-                    Err(error) => {
-                        outcome = Err(error);
-                        break;
-                    }
-                }
+                drop(pending);
+                tallies.push(answer.map_err(|_| IngestError::ShardGone { shard })??);
             }
-            // Requests left unawaited after an error are no longer waited for.
-            for _ in 0..waiting {
-                Mailbox::VoteCounter.taken();
-            }
-            outcome.map(|()| tallies)
+            Ok(tallies)
         }
     }
 }

@@ -280,23 +280,20 @@ impl Journal {
     }
 
     /// Returns the bytes the segment files take: each sealed segment's header, records and
-    /// trailer, and the active segment's preallocated length.
+    /// trailer (fixed once sealed, so computed), and the active segment and any spare as their
+    /// files' lengths now (preallocation included, or not where it failed).
     pub fn disk_bytes(&self) -> u64 {
-        let segments = self.inner.shared.segments.read();
-        let sealed: u64 = segments
-            .windows(2)
-            .map(|pair| {
-                pair[1].base - pair[0].base
-                    + (layout::SEGMENT_HEADER_BYTES + layout::SEGMENT_TRAILER_BYTES) as u64
-            })
-            .sum();
-        let active = if segments.is_empty() {
-            0
-        } else {
-            let used = self.durable_end() - segments[segments.len() - 1].base;
-            used.max(self.inner.config.segment_size_bytes) + layout::SEGMENT_HEADER_BYTES as u64
+        let (sealed, active) = {
+            let segments = self.inner.shared.segments.read();
+            let frame = (layout::SEGMENT_HEADER_BYTES + layout::SEGMENT_TRAILER_BYTES) as u64;
+            let sealed: u64 = segments
+                .windows(2)
+                .map(|pair| pair[1].base - pair[0].base + frame)
+                .sum();
+            (sealed, segments.last().map(|s| s.path.clone()))
         };
-        sealed + active
+        let length = |path: &Path| std::fs::metadata(path).map_or(0, |m| m.len());
+        sealed + active.as_deref().map_or(0, length) + length(&segment::spare_path(&self.inner.dir))
     }
 
     /// Returns the group-commit queue's (entries, bytes) held and its bound in bytes.

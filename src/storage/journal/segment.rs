@@ -22,6 +22,11 @@ const PREALLOCATE_CHUNK_BYTES: usize = 1 << 20;
 /// Name of the spare segment, zero-filled ahead of a roll; not a `.wal` file until installed.
 const SPARE_NAME: &str = "spare-segment.tmp";
 
+/// The path of the spare segment prepared in `dir` for the next roll (it may not exist).
+pub fn spare_path(dir: &Path) -> PathBuf {
+    dir.join(SPARE_NAME)
+}
+
 /// Suffix of segment files.
 const SEGMENT_SUFFIX: &str = ".wal";
 /// Digits of the base offset in a segment name (u64::MAX has 20).

@@ -163,10 +163,11 @@ impl Writer {
         let _span = tracing::debug_span!("journal.batch", records = payloads.len()).entered();
         let outcome = self.append_batch_inner(payloads);
         if let Err(error) = &outcome {
+            // `poisoned` is a refusal by a writer poisoned before; the failure that poisons it
+            // (a failed fdatasync) is `io`.
             let kind = match error {
                 JournalError::StorageFull { .. } => "storage_full",
                 JournalError::Poisoned { .. } => "poisoned",
-                _ if self.poisoned.is_some() => "poisoned",
                 _ => "io",
             };
             metrics::counter!(catalog::JOURNAL_APPEND_ERRORS, "kind" => kind).increment(1);

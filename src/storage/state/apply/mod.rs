@@ -122,6 +122,11 @@ impl Plan {
         self.unknown_tag
     }
 
+    /// Returns the ingest cursor after the batch: the records below it are the plan's.
+    pub fn end(&self) -> u64 {
+        self.end
+    }
+
     /// Returns true if and only if committing the plan advances the ingest cursor.
     pub fn advances(&self) -> bool {
         self.end > self.cursor
