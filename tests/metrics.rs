@@ -290,12 +290,14 @@ fn an_ingest_held_in_its_commit_shows_its_lag_in_bytes_records_and_seconds() {
     let dir = TempDir::new().unwrap();
     let (entered_tx, entered) = crossbeam_channel::bounded::<()>(1);
     let (release, released) = crossbeam_channel::bounded::<()>(1);
-    let mut hooks = stemedb::actors::Hooks::default();
-    hooks.before_commit = Some(std::sync::Arc::new(move |_cursor| {
-        let _ = entered_tx.try_send(());
-        // Held until the test has looked (or for at most 10 s).
-        let _ = released.recv_timeout(Duration::from_secs(10));
-    }));
+    let hooks = stemedb::actors::Hooks {
+        before_commit: Some(std::sync::Arc::new(move |_cursor| {
+            let _ = entered_tx.try_send(());
+            // Held until the test has looked (or for at most 10 s).
+            let _ = released.recv_timeout(Duration::from_secs(10));
+        })),
+        ..stemedb::actors::Hooks::default()
+    };
     actix::System::new().block_on(async {
         let node = Node::start_with_hooks(Config::default(), dir.path(), hooks).unwrap();
         let receipt = node.submit(claim("city/metrics-lag", 1, NOW_MS)).await.unwrap();
