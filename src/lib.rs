@@ -15,7 +15,8 @@
 //! - [`lens`]: resolving competing assertions into a winner, with reasons;
 //! - [`http`]: the HTTP API of `stemedb serve`;
 //! - [`config`]: typed, validated configuration;
-//! - [`telemetry`]: the metrics catalog and its Prometheus exposition.
+//! - [`telemetry`]: the metrics catalog and its Prometheus exposition;
+//! - [`sim`]: the simulation arenas of `stemedb sim`.
 //!
 //! ```
 //! use stemedb::protocol::{validate_assertion, AgentKey, Assertion, Limits, ObjectValue};
@@ -53,6 +54,7 @@ pub mod http;
 pub mod lens;
 pub mod node;
 pub mod protocol;
+pub mod sim;
 pub mod storage;
 pub mod telemetry;
 

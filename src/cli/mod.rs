@@ -7,6 +7,7 @@ mod admin;
 mod keyfile;
 mod serve;
 mod sign;
+mod sim;
 mod verify;
 mod wal;
 
@@ -55,6 +56,10 @@ enum Command {
     /// Maintain the LMDB state of a data directory.
     #[command(subcommand)]
     State(StateCommand),
+    /// Run the simulation arenas: seeded agents attack a real node (embedded, or a running
+    /// server over HTTP) and every acknowledged write is verified; exits 1 on a failure, with
+    /// the command that repeats it.
+    Sim(sim::SimArgs),
 }
 
 /// `stemedb state` subcommands.
@@ -132,6 +137,7 @@ fn dispatch(cli: Cli) -> Result<(), CliError> {
         Command::Sign(command) => sign::run(&command, &config),
         Command::Verify(args) => verify::run(&args, &config),
         Command::Wal(command) => wal::run(&command, &config),
+        Command::Sim(args) => sim::run(&args),
         Command::State(StateCommand::Convert { data_dir }) => {
             match stemedb::node::Node::convert_state(&config, &data_dir)
                 .map_err(|e| CliError::Input(e.to_string()))?

@@ -84,6 +84,7 @@ use crate::budget::Budget;
 use crate::lens::{LensRegistry, TrustBook, Views};
 use crate::protocol::{AgentId, Assertion, Hash, LogRecord, TrustChange, Vote};
 use crate::storage::audit::AuditLog;
+use crate::storage::journal::{Faults, NoFaults};
 use crate::storage::state::State;
 use pipeline::{Actors, Running, open_storage};
 use submit::Admission;
@@ -135,13 +136,27 @@ struct Inner {
     mailboxes: crate::telemetry::Mailboxes,
     /// When the gauges were last sampled (milliseconds since the epoch).
     sampled_ms: std::sync::atomic::AtomicU64,
+    /// Resolves holding a snapshot (an LMDB reader slot) at once: half of `state.readers_max`;
+    /// more wait their turn rather than run the reader table out.
+    resolving: tokio::sync::Semaphore,
 }
 
 impl Node {
     /// Starts a node on `data_dir` (created if missing), recovering the journal and catching
     /// the state up with it in the background. Must be called inside a running actix System.
     pub fn start(config: Config, data_dir: impl AsRef<Path>) -> Result<Self, NodeError> {
-        Self::start_inner(config, data_dir, Hooks::default())
+        Self::start_inner(config, data_dir, Hooks::default(), Arc::new(NoFaults))
+    }
+
+    /// [`start`](Self::start) with I/O faults injected into the journal's writes and
+    /// fdatasyncs: for fault-injection tests and the chaos arena (`stemedb sim --arena 3`),
+    /// never for serving.
+    pub fn start_with_faults(
+        config: Config,
+        data_dir: impl AsRef<Path>,
+        faults: Arc<dyn Faults>,
+    ) -> Result<Self, NodeError> {
+        Self::start_inner(config, data_dir, Hooks::default(), faults)
     }
 
     /// [`start`](Self::start) with test-only faults installed in the ingest actors.
@@ -152,16 +167,21 @@ impl Node {
         data_dir: impl AsRef<Path>,
         hooks: Hooks,
     ) -> Result<Self, NodeError> {
-        Self::start_inner(config, data_dir, hooks)
+        Self::start_inner(config, data_dir, hooks, Arc::new(NoFaults))
     }
 
-    fn start_inner(config: Config, data_dir: impl AsRef<Path>, hooks: Hooks) -> Result<Self, NodeError> {
+    fn start_inner(
+        config: Config,
+        data_dir: impl AsRef<Path>,
+        hooks: Hooks,
+        faults: Arc<dyn Faults>,
+    ) -> Result<Self, NodeError> {
         config.validate().map_err(NodeError::Config)?;
         if Arbiter::try_current().is_none() {
             return Err(NodeError::NoSystem);
         }
         let data_dir = data_dir.as_ref().to_owned();
-        let (state, journal, cursor) = open_storage(&config, &data_dir)?;
+        let (state, journal, cursor) = open_storage(&config, &data_dir, &faults)?;
         let (status_tx, status) = watch::channel(IngestStatus {
             cursor,
             ..IngestStatus::default()
@@ -227,6 +247,7 @@ impl Node {
                 status,
                 mailboxes,
                 sampled_ms: std::sync::atomic::AtomicU64::new(0),
+                resolving: tokio::sync::Semaphore::new((config.state.readers_max as usize / 2).max(1)),
                 running: RwLock::new(Some(Running {
                     journal,
                     state,

@@ -16,7 +16,7 @@ use crate::actors::{
 };
 use crate::lens::Views;
 use crate::storage::audit::AuditLog;
-use crate::storage::journal::{Journal, JournalError, OpenOptions};
+use crate::storage::journal::{Faults, Journal, JournalError, OpenOptions};
 use crate::storage::state::{SCHEMA_VERSION, State, Upgrade};
 
 /// The parts that shutdown takes down.
@@ -76,13 +76,17 @@ impl Running {
 
 /// Opens the state, then the journal (whose recovery never cuts below the state's cursor);
 /// returns them with the state's ingest cursor.
-pub(super) fn open_storage(config: &Config, data_dir: &Path) -> Result<(State, Journal, u64), NodeError> {
+pub(super) fn open_storage(
+    config: &Config,
+    data_dir: &Path,
+    faults: &Arc<dyn Faults>,
+) -> Result<(State, Journal, u64), NodeError> {
     // The state first: its ingest cursor is a floor that journal recovery never cuts below.
     // A state of an older schema is rebuilt from the journal when the journal holds every
     // record from offset 0, intact; otherwise it must be converted in place, by command.
     let mut opened = None;
     let state = State::open_with(data_dir.join(STATE_DIR), config.state.clone(), |outdated| {
-        let journal = open_journal(config, data_dir, outdated.cursor)?;
+        let journal = open_journal(config, data_dir, outdated.cursor, faults)?;
         let (journal_start, quarantined) = (journal.start(), journal.quarantined_count());
         opened = Some(journal);
         if journal_start == 0 && quarantined == 0 {
@@ -103,7 +107,7 @@ pub(super) fn open_storage(config: &Config, data_dir: &Path) -> Result<(State, J
     let cursor = state.ingest_cursor()?;
     let journal = match opened {
         Some(journal) => journal,
-        None => open_journal(config, data_dir, cursor)?,
+        None => open_journal(config, data_dir, cursor, faults)?,
     };
     Ok((state, journal, cursor))
 }
@@ -125,7 +129,12 @@ pub(super) fn convert_storage(config: &Config, data_dir: &Path) -> Result<Option
     let mut found = None;
     let mut journal = None;
     let state = State::open_with(data_dir.join(STATE_DIR), config.state.clone(), |outdated| {
-        journal = Some(open_journal(config, data_dir, outdated.cursor)?);
+        journal = Some(open_journal(
+            config,
+            data_dir,
+            outdated.cursor,
+            &(Arc::new(crate::storage::journal::NoFaults) as Arc<dyn Faults>),
+        )?);
         found = Some(outdated.found);
         Ok::<_, NodeError>(Upgrade::Convert)
     })?;
@@ -136,10 +145,15 @@ pub(super) fn convert_storage(config: &Config, data_dir: &Path) -> Result<Option
 }
 
 /// Opens the journal, never cutting below the state's ingest `cursor`.
-fn open_journal(config: &Config, data_dir: &Path, cursor: u64) -> Result<Journal, NodeError> {
+fn open_journal(
+    config: &Config,
+    data_dir: &Path,
+    cursor: u64,
+    faults: &Arc<dyn Faults>,
+) -> Result<Journal, NodeError> {
     let options = OpenOptions {
         durable_floor: cursor,
-        ..OpenOptions::default()
+        faults: Arc::clone(faults),
     };
     match Journal::open_with(data_dir.join(JOURNAL_DIR), config.journal.clone(), options) {
         Err(JournalError::CursorBeyondEnd { end, .. }) if cursor > end => {

@@ -223,9 +223,16 @@ impl Node {
         self.inner.views.clone()
     }
 
-    /// Resolves `query` on the resolver pool, on a snapshot taken now.
+    /// Resolves `query` on the resolver pool, on a snapshot taken once it is this resolve's
+    /// turn (see `Inner::resolving`).
     async fn compute(&self, query: Query) -> Result<Resolution, ResolveError> {
         let lens = self.inner.lenses.get(&query.lens)?;
+        let _turn = self
+            .inner
+            .resolving
+            .acquire()
+            .await
+            .map_err(|_| ResolveError::Closed)?;
         let (snapshot, pool) = self
             .with_running(|running| Ok((running.state.snapshot()?, running.lenses.clone())))
             .map_err(|error| match error {

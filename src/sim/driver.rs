@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use super::SimError;
-use crate::http::types::{CreatedKey, ResolutionBody, StoredAssertionBody, VotesBody, WinnerChangeBody, WriteReceipt};
+use crate::http::types::{
+    CreatedKey, ResolutionBody, StoredAssertionBody, VotesBody, WinnerChangeBody, WriteReceipt,
+};
 use crate::lens::{AsOf, Query};
 use crate::node::{Node, SubmitError, Watch, WatchError};
 use crate::protocol::{AgentId, Assertion, Hash, TrustChange, Vote};
@@ -65,21 +67,28 @@ pub enum Driver {
 const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn http_client() -> awc::Client {
-    awc::Client::builder().timeout(HTTP_TIMEOUT).disable_redirects().finish()
+    awc::Client::builder()
+        .timeout(HTTP_TIMEOUT)
+        .disable_redirects()
+        .finish()
 }
 
 fn refusal(error: SubmitError) -> Refusal {
     match error {
         SubmitError::Busy { .. } => Refusal::Busy,
-        SubmitError::StorageFull { .. } => Refusal::Full,
+        SubmitError::Journal(crate::storage::journal::JournalError::StorageFull { .. }) => Refusal::Full,
         SubmitError::Journal(_) | SubmitError::Closed => Refusal::Unavailable(error.to_string()),
         other => Refusal::Invalid(other.to_string()),
     }
 }
 
 fn http_refusal(status: u16, body: &[u8]) -> Refusal {
-    let text = String::from_utf8_lossy(body).chars().take(300).collect::<String>();
+    let text = String::from_utf8_lossy(body)
+        .chars()
+        .take(300)
+        .collect::<String>();
     match status {
+        429 => Refusal::Busy,
         503 if text.contains("busy") || text.contains("Busy") => Refusal::Busy,
         507 => Refusal::Full,
         500..=599 => Refusal::Unavailable(format!("{status}: {text}")),
@@ -99,7 +108,11 @@ impl Driver {
             .send_json(&json!({"label": "stemedb sim", "roles": ["read", "write"], "agents": agents}))
             .await
             .map_err(|e| SimError::Http(format!("POST /v1/keys: {e}")))?;
-        let body = response.body().limit(1 << 20).await.map_err(|e| SimError::Http(e.to_string()))?;
+        let body = response
+            .body()
+            .limit(1 << 20)
+            .await
+            .map_err(|e| SimError::Http(e.to_string()))?;
         if !response.status().is_success() {
             return Err(SimError::Http(format!(
                 "POST /v1/keys answered {}: {}",
@@ -127,11 +140,16 @@ impl Driver {
             .send_json(body)
             .await
             .map_err(|e| SimError::Http(format!("POST {path}: {e}")))?;
-        let bytes = response.body().limit(1 << 20).await.map_err(|e| SimError::Http(e.to_string()))?;
+        let bytes = response
+            .body()
+            .limit(1 << 20)
+            .await
+            .map_err(|e| SimError::Http(e.to_string()))?;
         if !response.status().is_success() {
             return Ok(Err(http_refusal(response.status().as_u16(), &bytes)));
         }
-        let receipt: WriteReceipt = serde_json::from_slice(&bytes).map_err(|e| SimError::Http(e.to_string()))?;
+        let receipt: WriteReceipt =
+            serde_json::from_slice(&bytes).map_err(|e| SimError::Http(e.to_string()))?;
         Ok(Ok(Ack {
             hash: receipt.hash,
             offset: receipt.offset,
@@ -149,10 +167,16 @@ impl Driver {
             .send()
             .await
             .map_err(|e| SimError::Http(format!("GET {path}: {e}")))?;
-        let bytes = response.body().limit(16 << 20).await.map_err(|e| SimError::Http(e.to_string()))?;
+        let bytes = response
+            .body()
+            .limit(16 << 20)
+            .await
+            .map_err(|e| SimError::Http(e.to_string()))?;
         match response.status().as_u16() {
             404 => Ok(None),
-            200 => serde_json::from_slice(&bytes).map(Some).map_err(|e| SimError::Http(e.to_string())),
+            200 => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| SimError::Http(e.to_string())),
             status => Err(SimError::Http(format!(
                 "GET {path} answered {status}: {}",
                 String::from_utf8_lossy(&bytes)
@@ -242,7 +266,9 @@ impl Driver {
                 .map(|t| (t.count, t.weight.to_f64()))
                 .map_err(|e| SimError::Node(e.to_string())),
             Self::Http { .. } => {
-                let body: Option<VotesBody> = self.get_json(&format!("/v1/assertions/{hash}/votes?limit=1")).await?;
+                let body: Option<VotesBody> = self
+                    .get_json(&format!("/v1/assertions/{hash}/votes?limit=1"))
+                    .await?;
                 Ok(body.map_or((0, 0.0), |b| (b.totals.count, b.totals.weight)))
             }
         }
@@ -256,7 +282,9 @@ impl Driver {
                 .map(|votes| votes.iter().map(|v| v.hash).collect())
                 .map_err(|e| SimError::Node(e.to_string())),
             Self::Http { .. } => {
-                let body: Option<VotesBody> = self.get_json(&format!("/v1/assertions/{hash}/votes?limit=1000")).await?;
+                let body: Option<VotesBody> = self
+                    .get_json(&format!("/v1/assertions/{hash}/votes?limit=1000"))
+                    .await?;
                 Ok(body.map_or_else(Vec::new, |b| b.votes.iter().map(|v| v.hash).collect()))
             }
         }
@@ -276,7 +304,10 @@ impl Driver {
                 let mut query = Query::new(subject, predicate, lens);
                 query.as_of = as_of.map(AsOf::Offset);
                 query.history = history;
-                let resolution = node.resolve(query).await.map_err(|e| SimError::Node(e.to_string()))?;
+                let resolution = node
+                    .resolve(query)
+                    .await
+                    .map_err(|e| SimError::Node(e.to_string()))?;
                 Ok(Answer {
                     winner: resolution.winner,
                     ranked: resolution.ranked.iter().map(|s| s.candidate.hash).collect(),
@@ -322,7 +353,10 @@ impl Driver {
                     .await
                     .map_err(|e| SimError::Http(format!("GET /v1/watch: {e}")))?;
                 if !response.status().is_success() {
-                    return Err(SimError::Http(format!("GET /v1/watch answered {}", response.status())));
+                    return Err(SimError::Http(format!(
+                        "GET /v1/watch answered {}",
+                        response.status()
+                    )));
                 }
                 Ok(Feed::Http {
                     body: Box::pin(response),

@@ -18,8 +18,9 @@
 //! found (written == verified) and every invariant it checks holds. Agents drive the embedded
 //! API by default, or the HTTP API of a running `stemedb serve` ([`Target::Http`]).
 
-mod arenas;
-pub mod chaos;
+pub(crate) mod arenas;
+mod chaos;
+mod chaos_disk;
 pub mod driver;
 mod report;
 

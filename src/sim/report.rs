@@ -151,7 +151,16 @@ impl fmt::Display for Report {
         writeln!(
             f,
             "{:<12} {:>6} {:>8} {:>8} {:>8} {:>9} {:>10} {:>8} {:>8} {:>8}  result",
-            "arena", "secs", "written", "verified", "refused", "destroyed", "writes/s", "p50 us", "p99 us", "p99.9 us"
+            "arena",
+            "secs",
+            "written",
+            "verified",
+            "refused",
+            "destroyed",
+            "writes/s",
+            "p50 us",
+            "p99 us",
+            "p99.9 us"
         )?;
         for a in &self.arenas {
             writeln!(
@@ -173,7 +182,11 @@ impl fmt::Display for Report {
                 writeln!(f, "    checked: {check}")?;
             }
             for fault in &a.faults {
-                let outcome = if fault.survived { "survived" } else { "NOT SURVIVED" };
+                let outcome = if fault.survived {
+                    "survived"
+                } else {
+                    "NOT SURVIVED"
+                };
                 writeln!(f, "    fault {}: {} ({outcome})", fault.kind, fault.detail)?;
             }
             if let Some(failure) = &a.failure {
@@ -186,7 +199,11 @@ impl fmt::Display for Report {
             "peak RSS {:.1} MiB; {:.1} s; {}",
             self.peak_rss_bytes as f64 / (1024.0 * 1024.0),
             self.elapsed_s,
-            if self.passed { "all arenas passed" } else { "FAILED" }
+            if self.passed {
+                "all arenas passed"
+            } else {
+                "FAILED"
+            }
         )
     }
 }

@@ -17,7 +17,11 @@ const ARENA: u8 = 1;
 pub(super) async fn run(config: &SimConfig, ledger: &mut Ledger) -> Result<(), SimError> {
     let keys = agents(config, ARENA, config.agents.max(2));
     let node = match config.target {
-        Target::Embedded => Some(start_node(config, Config::default(), &node_dir(config, ARENA, "node"))?),
+        Target::Embedded => Some(start_node(
+            config,
+            Config::default(),
+            &node_dir(config, ARENA, "node"),
+        )?),
         Target::Http { .. } => None,
     };
     let driver = driver(config, node.as_ref(), &keys).await?;
@@ -81,7 +85,9 @@ pub(super) async fn run(config: &SimConfig, ledger: &mut Ledger) -> Result<(), S
     ledger.held("a supersession by anyone but the parent's author is refused");
     for chain in &chains {
         let Some(head) = chain.last() else { continue };
-        let now = driver.resolve(&head.subject, &head.predicate, "recency", None, false).await?;
+        let now = driver
+            .resolve(&head.subject, &head.predicate, "recency", None, false)
+            .await?;
         let admitted = |a: &Assertion| matches!(a.lifecycle, Lifecycle::Active | Lifecycle::Proposed);
         let expected = admitted(head).then(|| head.content_hash());
         ledger.require(now.winner == expected, || {
@@ -91,13 +97,27 @@ pub(super) async fn run(config: &SimConfig, ledger: &mut Ledger) -> Result<(), S
             )
         })?;
         ledger.require(now.ranked.len() <= 1, || {
-            format!("{}: superseded links compete without history: {:?}", head.subject, now.ranked)
+            format!(
+                "{}: superseded links compete without history: {:?}",
+                head.subject, now.ranked
+            )
         })?;
-        let history = driver.resolve(&head.subject, &head.predicate, "recency", None, true).await?;
+        let history = driver
+            .resolve(&head.subject, &head.predicate, "recency", None, true)
+            .await?;
         let got: BTreeSet<Hash> = history.ranked.iter().copied().collect();
-        let want: BTreeSet<Hash> = chain.iter().filter(|a| admitted(a)).map(Assertion::content_hash).collect();
+        let want: BTreeSet<Hash> = chain
+            .iter()
+            .filter(|a| admitted(a))
+            .map(Assertion::content_hash)
+            .collect();
         ledger.require(got == want, || {
-            format!("{}: history brings back {} links, the chain has {} admitted", head.subject, got.len(), want.len())
+            format!(
+                "{}: history brings back {} links, the chain has {} admitted",
+                head.subject,
+                got.len(),
+                want.len()
+            )
         })?;
     }
     ledger.held("each chain's head wins; deprecated and retracted heads are filtered out");

@@ -40,7 +40,11 @@ impl Ledger {
 
     /// Fails unless `condition`, with `what` as the violated invariant.
     pub(crate) fn require(&mut self, condition: bool, what: impl FnOnce() -> String) -> Result<(), SimError> {
-        if condition { Ok(()) } else { Err(SimError::Invariant(what())) }
+        if condition {
+            Ok(())
+        } else {
+            Err(SimError::Invariant(what()))
+        }
     }
 
     /// Records a write's latency.
@@ -60,7 +64,10 @@ pub(crate) async fn run(config: &SimConfig, arena: u8) -> ArenaReport {
         2 => ("voting", voting::run(config, &mut ledger).await),
         3 => ("chaos", super::chaos::run(config, &mut ledger).await),
         4 => ("swarm", swarm::run(config, &mut ledger).await),
-        _ => ("unknown", Err(SimError::Setup(format!("there is no arena {arena} (0 to 4)")))),
+        _ => (
+            "unknown",
+            Err(SimError::Setup(format!("there is no arena {arena} (0 to 4)"))),
+        ),
     };
     // Written == verified, always: a check of its own, whatever the arena returned.
     let outcome = outcome.and_then(|()| {
@@ -87,14 +94,20 @@ pub(crate) async fn run(config: &SimConfig, arena: u8) -> ArenaReport {
         checks: ledger.checks,
         faults: ledger.faults,
         elapsed_s: started.elapsed().as_secs_f64(),
-        writes_per_s: if load > 0.0 { ledger.written as f64 / load } else { 0.0 },
+        writes_per_s: if load > 0.0 {
+            ledger.written as f64 / load
+        } else {
+            0.0
+        },
         latency: Latencies::of(&mut ledger.latencies_us),
     }
 }
 
 /// The data directory of an embedded node of `arena`.
 pub(crate) fn node_dir(config: &SimConfig, arena: u8, name: &str) -> PathBuf {
-    config.work_dir.join(format!("arena-{arena}-{}-{name}", config.seed))
+    config
+        .work_dir
+        .join(format!("arena-{arena}-{}-{name}", config.seed))
 }
 
 /// Starts an embedded node on `dir` with `node_config` (and the test hooks, if any).
@@ -116,7 +129,11 @@ pub(crate) fn agents(config: &SimConfig, arena: u8, count: usize) -> Vec<AgentKe
 
 /// The driver for `arena`: the embedded `node`, or the HTTP target with a key bound to
 /// `agents`.
-pub(crate) async fn driver(config: &SimConfig, node: Option<&Node>, agents: &[AgentKey]) -> Result<Driver, SimError> {
+pub(crate) async fn driver(
+    config: &SimConfig,
+    node: Option<&Node>,
+    agents: &[AgentKey],
+) -> Result<Driver, SimError> {
     match (&config.target, node) {
         (Target::Http { base, admin_token }, _) => {
             let ids: Vec<_> = agents.iter().map(AgentKey::agent_id).collect();
@@ -145,7 +162,11 @@ pub(crate) fn base_ms() -> u64 {
 }
 
 /// Submits `assertion`, retrying while the node answers busy; counts the acknowledgement.
-pub(crate) async fn write(driver: &Driver, ledger: &mut Ledger, assertion: &Assertion) -> Result<Ack, SimError> {
+pub(crate) async fn write(
+    driver: &Driver,
+    ledger: &mut Ledger,
+    assertion: &Assertion,
+) -> Result<Ack, SimError> {
     let started = Instant::now();
     let ack = retry(|| driver.submit(assertion)).await?;
     ledger.acked(started);
@@ -166,7 +187,9 @@ where
             Err(other) => return Err(SimError::Node(format!("a write was refused: {other:?}"))),
         }
     }
-    Err(SimError::Timeout(format!("a write was refused as busy {BUSY_RETRIES} times")))
+    Err(SimError::Timeout(format!(
+        "a write was refused as busy {BUSY_RETRIES} times"
+    )))
 }
 
 /// Returns how many of the assertions `hashes` the node has (read back by hash, and equal to
@@ -174,7 +197,11 @@ where
 pub(crate) async fn present(driver: &Driver, hashes: &[Hash]) -> Result<u64, SimError> {
     let mut found = 0;
     for hash in hashes {
-        if driver.get(hash).await?.is_some_and(|assertion| assertion.content_hash() == *hash) {
+        if driver
+            .get(hash)
+            .await?
+            .is_some_and(|assertion| assertion.content_hash() == *hash)
+        {
             found += 1;
         }
     }

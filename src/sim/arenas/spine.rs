@@ -80,16 +80,24 @@ pub(super) async fn run(config: &SimConfig, ledger: &mut Ledger) -> Result<(), S
     let found = present(&driver, &hashes).await?;
     ledger.verified += found;
     let after = node.dump().map_err(|e| SimError::Node(e.to_string()))?;
-    ledger.require(after == before, || "the state after a restart differs from the state before".into())?;
+    ledger.require(after == before, || {
+        "the state after a restart differs from the state before".into()
+    })?;
     ledger.held("after a restart, every write reads back and the state is unchanged");
     // A node fed only a copy of the journal rebuilds the same state.
     node.shutdown().await.map_err(|e| SimError::Node(e.to_string()))?;
     let rebuilt_dir = node_dir(config, ARENA, "rebuilt");
-    copy_dir(&dir.join(crate::node::JOURNAL_DIR), &rebuilt_dir.join(crate::node::JOURNAL_DIR))?;
+    copy_dir(
+        &dir.join(crate::node::JOURNAL_DIR),
+        &rebuilt_dir.join(crate::node::JOURNAL_DIR),
+    )?;
     let rebuilt = start_node(config, Config::default(), &rebuilt_dir)?;
     driver_of(&rebuilt).wait_caught_up(config.deadline()).await?;
     let replayed = rebuilt.dump().map_err(|e| SimError::Node(e.to_string()))?;
-    rebuilt.shutdown().await.map_err(|e| SimError::Node(e.to_string()))?;
+    rebuilt
+        .shutdown()
+        .await
+        .map_err(|e| SimError::Node(e.to_string()))?;
     ledger.require(replayed == before, || {
         "a state rebuilt from the journal alone differs from the live state".into()
     })?;
@@ -103,11 +111,16 @@ fn driver_of(node: &crate::node::Node) -> crate::sim::driver::Driver {
 
 /// Copies the files of `from` (one level, as a journal directory is) into `to`.
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) -> Result<(), SimError> {
-    let failed = |e: std::io::Error| SimError::Setup(format!("copy {} to {}: {e}", from.display(), to.display()));
+    let failed =
+        |e: std::io::Error| SimError::Setup(format!("copy {} to {}: {e}", from.display(), to.display()));
     std::fs::create_dir_all(to).map_err(failed)?;
     for entry in std::fs::read_dir(from).map_err(failed)? {
         let path = entry.map_err(failed)?.path();
-        if path.is_file() && path.file_name().is_some_and(|n| n != "LOCK" && !n.to_string_lossy().ends_with(".tmp")) {
+        if path.is_file()
+            && path
+                .file_name()
+                .is_some_and(|n| n != "LOCK" && !n.to_string_lossy().ends_with(".tmp"))
+        {
             std::fs::copy(&path, to.join(path.file_name().unwrap_or_default())).map_err(failed)?;
         }
     }

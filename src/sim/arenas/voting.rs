@@ -27,12 +27,16 @@ pub(super) async fn run(config: &SimConfig, ledger: &mut Ledger) -> Result<(), S
     let http = matches!(config.target, Target::Http { .. });
     // Over HTTP no trust change can be made (the server's `votes.admins` is not ours), so the
     // trolls are fewer than the trusted voters there.
-    let trolls = if http { TRUSTED - 1 } else { (config.agents * 5).clamp(TRUSTED + 1, 500) };
+    let trolls = if http {
+        TRUSTED - 1
+    } else {
+        (config.agents * 5).clamp(TRUSTED + 1, 500)
+    };
     let pairs = (config.agents / 10).clamp(1, 8);
     let keys = agents(config, ARENA, 2 + TRUSTED + trolls);
     let (admin, author, rival) = (&keys[0], &keys[1], &keys[2]);
     let voters = &keys[2..];
-    let (trusted, swarm) = voters.split_at(TRUSTED);
+    let swarm = &voters[TRUSTED..];
     let node = if http {
         None
     } else {
@@ -46,8 +50,14 @@ pub(super) async fn run(config: &SimConfig, ledger: &mut Ledger) -> Result<(), S
     let mut claims = Vec::new();
     let mut assertions = Vec::new();
     for pair in 0..pairs {
-        let mut pick = |key: &crate::protocol::AgentKey, value: i64, ts: u64| {
-            let mut claim = Assertion::new(subject(config, ARENA, format!("pair-{pair}")), "value", ObjectValue::Integer(value), 0.5, ts);
+        let pick = |key: &crate::protocol::AgentKey, value: i64, ts: u64| {
+            let mut claim = Assertion::new(
+                subject(config, ARENA, format!("pair-{pair}")),
+                "value",
+                ObjectValue::Integer(value),
+                0.5,
+                ts,
+            );
             claim.sign(key);
             claim
         };
@@ -78,7 +88,12 @@ pub(super) async fn run(config: &SimConfig, ledger: &mut Ledger) -> Result<(), S
                 let target = if honest { *truth } else { *lie };
                 let weight = 1.0 + (tick % 3) as f32;
                 let ts = base + 10 + (tick * voters.len() + i) as u64;
-                ballots.push((voter.agent_id(), target, weight, Vote::sign(voter, target, weight, ts)));
+                ballots.push((
+                    voter.agent_id(),
+                    target,
+                    weight,
+                    Vote::sign(voter, target, weight, ts),
+                ));
             }
         }
         let acks = join_all(ballots.iter().map(|(_, _, _, vote)| async {
@@ -98,7 +113,12 @@ pub(super) async fn run(config: &SimConfig, ledger: &mut Ledger) -> Result<(), S
         driver.wait_caught_up(config.deadline()).await?;
         let mut winners = Vec::new();
         for (_, _, subject) in &claims {
-            winners.push(driver.resolve(subject, "value", "consensus", None, false).await?.winner);
+            winners.push(
+                driver
+                    .resolve(subject, "value", "consensus", None, false)
+                    .await?
+                    .winner,
+            );
         }
         moments.push((last, winners));
     }
@@ -109,29 +129,46 @@ pub(super) async fn run(config: &SimConfig, ledger: &mut Ledger) -> Result<(), S
     if let Some(node) = &node {
         for (agent, _) in &trust_written {
             let factor = node.trust(agent).map_err(|e| SimError::Node(e.to_string()))?;
-            ledger.require((factor - TROLL_TRUST).abs() < f32::EPSILON, || format!("agent {agent} has trust {factor}"))?;
+            ledger.require((factor - TROLL_TRUST).abs() < f32::EPSILON, || {
+                format!("agent {agent} has trust {factor}")
+            })?;
             ledger.verified += 1;
         }
-        ledger.held(format!("{} journaled trust changes are applied", trust_written.len()));
+        ledger.held(format!(
+            "{} journaled trust changes are applied",
+            trust_written.len()
+        ));
     } else {
         ledger.held("trust changes: not over HTTP (they need the server's votes.admins)");
     }
     for (truth, _, subject) in &claims {
         let now = driver.resolve(subject, "value", "consensus", None, false).await?;
         ledger.require(now.winner == Some(*truth), || {
-            format!("{subject}: {TRUSTED} trusted voters were outvoted by {trolls} trolls of trust {TROLL_TRUST}")
+            format!(
+                "{subject}: {TRUSTED} trusted voters were outvoted by {trolls} trolls of trust {TROLL_TRUST}"
+            )
         })?;
     }
-    ledger.held(format!("{TRUSTED} trusted voters are not outvoted by {trolls} trolls"));
+    ledger.held(format!(
+        "{TRUSTED} trusted voters are not outvoted by {trolls} trolls"
+    ));
     for (offset, winners) in &moments {
         for ((_, _, subject), winner) in claims.iter().zip(winners) {
-            let then = driver.resolve(subject, "value", "consensus", Some(*offset), false).await?;
+            let then = driver
+                .resolve(subject, "value", "consensus", Some(*offset), false)
+                .await?;
             ledger.require(then.winner == *winner, || {
-                format!("{subject} as of offset {offset}: {:?}, but {winner:?} won then", then.winner)
+                format!(
+                    "{subject} as of offset {offset}: {:?}, but {winner:?} won then",
+                    then.winner
+                )
             })?;
         }
     }
-    ledger.held(format!("resolving as of each of {} recorded offsets gives that moment's winner", moments.len()));
+    ledger.held(format!(
+        "resolving as of each of {} recorded offsets gives that moment's winner",
+        moments.len()
+    ));
     if let Some(node) = node {
         node.shutdown().await.map_err(|e| SimError::Node(e.to_string()))?;
     }
@@ -150,24 +187,39 @@ async fn check_votes(
     let mut live_found = 0u64;
     for (truth, lie, _) in claims {
         for target in [truth, lie] {
-            let expected: Vec<(Hash, f32)> =
-                latest.iter().filter(|((_, t), _)| t == target).map(|(_, v)| *v).collect();
+            let expected: Vec<(Hash, f32)> = latest
+                .iter()
+                .filter(|((_, t), _)| t == target)
+                .map(|(_, v)| *v)
+                .collect();
             let live = driver.live_votes(target).await?;
             let missing = expected.iter().filter(|(hash, _)| !live.contains(hash)).count();
             ledger.require(missing == 0 && live.len() == expected.len(), || {
-                format!("assertion {target}: {} live votes, {} expected, {missing} missing", live.len(), expected.len())
+                format!(
+                    "assertion {target}: {} live votes, {} expected, {missing} missing",
+                    live.len(),
+                    expected.len()
+                )
             })?;
             live_found += live.len() as u64;
             let (count, weight) = driver.vote_totals(target).await?;
             let recount: f64 = expected.iter().map(|(_, w)| f64::from(*w)).sum();
-            ledger.require(count == expected.len() as u64 && (weight - recount).abs() < 1e-6, || {
-                format!("assertion {target}: totals ({count}, {weight}) but a recount gives ({}, {recount})", expected.len())
-            })?;
+            ledger.require(
+                count == expected.len() as u64 && (weight - recount).abs() < 1e-6,
+                || {
+                    format!(
+                        "assertion {target}: totals ({count}, {weight}) but a recount gives ({}, {recount})",
+                        expected.len()
+                    )
+                },
+            )?;
         }
     }
     // Each live vote stands for every vote its voter cast on that assertion: the older ones
     // were replaced by it, as they should be.
-    ledger.require(live_found == latest.len() as u64, || "live votes do not match the voters".into())?;
+    ledger.require(live_found == latest.len() as u64, || {
+        "live votes do not match the voters".into()
+    })?;
     ledger.verified += votes_written;
     ledger.held("each voter's many votes count once (only the newest is live)");
     ledger.held("vote totals equal a recount of the live votes (invariant 3)");
