@@ -21,6 +21,10 @@ pub struct Hooks {
     pub before_tally: Option<Hook<usize>>,
     /// Record tags to apply as records that change nothing: stands in for a build that knows them.
     pub noop_record_tags: Vec<u8>,
+    /// A deliberately broken build: the ingest applies every assertion as a record that
+    /// changes nothing, while its cursor moves past it as if it were stored. Shows that the
+    /// simulation arenas fail when the node loses writes.
+    pub broken_skip_assertions: bool,
 }
 
 impl Hooks {
@@ -38,6 +42,7 @@ impl std::fmt::Debug for Hooks {
             .field("after_batch", &self.after_batch.is_some())
             .field("before_tally", &self.before_tally.is_some())
             .field("noop_record_tags", &self.noop_record_tags)
+            .field("broken_skip_assertions", &self.broken_skip_assertions)
             .finish()
     }
 }

@@ -16,7 +16,7 @@ use super::trust::TrustChange;
 use super::vote::Vote;
 
 /// Tag of an assertion record.
-const TAG_ASSERTION: u8 = 1;
+pub(crate) const TAG_ASSERTION: u8 = 1;
 /// Tag of a vote record.
 const TAG_VOTE: u8 = 2;
 /// Tag of a trust-change record.
