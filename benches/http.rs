@@ -474,6 +474,28 @@ fn main() {
     println!();
     let names = ROWS.map(|name| name.replace("batch", &format!("batch of {batch}")));
     load::print_table(&names, &rows);
+    for (name, cell) in names.iter().zip(&rows) {
+        let system = if name.starts_with("http") {
+            "stemedb http"
+        } else {
+            "stemedb embedded"
+        };
+        let case = name
+            .split(',')
+            .next()
+            .unwrap_or(name)
+            .trim_start_matches("http ")
+            .trim_start_matches("embedded ");
+        common::emit(
+            "http",
+            system,
+            case,
+            CONNECTIONS,
+            cell.rate(),
+            cell.us(50),
+            cell.us(99),
+        );
+    }
     println!(
         "http/embedded (median of per-round ratios): single POSTs {:.2}, batched {:.2} (of embedded ingest), \
          {:.2} (of embedded batches); resolves warm {:.2}, cold {:.2}",

@@ -19,6 +19,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::fs::OpenOptions;
 use std::io;
 use std::os::unix::fs::FileExt;
@@ -262,6 +264,18 @@ fn print_header(dir: &Path, duration: Duration) {
 }
 
 fn print_row(threads: usize, stemedb: &CellResult, okaywal: &CellResult, ratio: f64) {
+    for (system, cell) in [("stemedb", stemedb), ("okaywal", okaywal)] {
+        let us = |d: Duration| d.as_secs_f64() * 1e6;
+        common::emit(
+            "journal",
+            system,
+            "appends",
+            threads,
+            cell.rate(),
+            us(cell.p50),
+            us(cell.p99),
+        );
+    }
     println!(
         "{threads:>9} | {:>12.0} {:>9} {:>9} | {:>12.0} {:>9} {:>9} | {:>6.2}",
         stemedb.rate(),

@@ -224,6 +224,9 @@ fn main() {
             "{name:<15} | {:>6.0} | {:>6.0} | {:>8.0} | {:>10.0}",
             m.p50, m.p99, m.p999, m.rate
         );
+        let (system, case) = name.split_once(' ').map_or(("sqlite", "cold"), |(s, c)| (s, c));
+        let system = if system == "cold" { "stemedb" } else { system };
+        common::emit("resolve", system, case, CALLERS, m.rate, m.p50, m.p99);
     }
     println!(
         "cold/sqlite: throughput {:.2}, p99 {:.2} (targets: cold p99 <= 1000 us, throughput >= 2x sqlite); \

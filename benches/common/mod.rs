@@ -118,6 +118,25 @@ pub fn bench_dir() -> PathBuf {
     dir
 }
 
+/// Appends one result to the file `$STEMEDB_BENCH_RESULTS` names (one JSON object a line), for
+/// `stemedb bench`, which runs the benchmarks as one suite; does nothing when it is unset.
+/// `bench` is the benchmark, `system` the store (stemedb, or its peer), `case` what was done.
+pub fn emit(bench: &str, system: &str, case: &str, concurrency: usize, per_s: f64, p50_us: f64, p99_us: f64) {
+    let Some(path) = std::env::var_os("STEMEDB_BENCH_RESULTS") else {
+        return;
+    };
+    let line = serde_json::json!({
+        "bench": bench, "system": system, "case": case, "concurrency": concurrency,
+        "per_s": per_s, "p50_us": p50_us, "p99_us": p99_us,
+    });
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .expect("open the results file");
+    std::io::Write::write_all(&mut file, format!("{line}\n").as_bytes()).expect("write a result");
+}
+
 /// One row of the table: a number of concurrent tasks, each peer's median cell, their ratio.
 pub struct Row {
     /// Concurrent submitting (or voting) tasks.
@@ -138,8 +157,11 @@ pub fn print_table(rows: &[Row], tasks: &str, unit: &str) {
         "{tasks:<10}      N | {rate:>8}   acks/s  p50 us  p99 us busy cpu% cpu us | {rate:>8}  p50 us  p99 us cpu% cpu us | ratio"
     );
     println!("{}", "-".repeat(117));
+    let bench = if unit == "votes" { "votes" } else { "ingest" };
     for row in rows {
         let (n, s, q, ratio) = (row.tasks, &row.stemedb, &row.sqlite, row.ratio);
+        emit(bench, "stemedb", unit, n, s.rate(), s.us(50), s.us(99));
+        emit(bench, "sqlite", unit, n, q.rate(), q.us(50), q.us(99));
         let (acks, len) = (s.samples.len() as f64 / s.acked.as_secs_f64(), s.samples.len());
         let (s50, s99, q50, q99) = (s.us(50), s.us(99), q.us(50), q.us(99));
         let (s_cpu, q_cpu, busy) = (s.cpu_pct(), q.cpu_pct(), s.busy_retries);

@@ -4,6 +4,7 @@
 //! verify, a key file that cannot be written), 2 on a usage error.
 
 mod admin;
+mod bench;
 mod keyfile;
 mod serve;
 mod sign;
@@ -60,6 +61,10 @@ enum Command {
     /// server over HTTP) and every acknowledged write is verified; exits 1 on a failure, with
     /// the command that repeats it.
     Sim(sim::SimArgs),
+    /// Run the journal, ingest, vote, resolve and HTTP benchmarks as one suite against their
+    /// peers (okaywal, SQLite, the embedded node): one table with ratios, JSON and an SVG
+    /// chart. Runs `cargo bench`, so from a source checkout.
+    Bench(bench::BenchArgs),
 }
 
 /// `stemedb state` subcommands.
@@ -138,6 +143,7 @@ fn dispatch(cli: Cli) -> Result<(), CliError> {
         Command::Verify(args) => verify::run(&args, &config),
         Command::Wal(command) => wal::run(&command, &config),
         Command::Sim(args) => sim::run(&args),
+        Command::Bench(args) => bench::run(&args),
         Command::State(StateCommand::Convert { data_dir }) => {
             match stemedb::node::Node::convert_state(&config, &data_dir)
                 .map_err(|e| CliError::Input(e.to_string()))?
