@@ -224,8 +224,11 @@ fn main() {
             "{name:<15} | {:>6.0} | {:>6.0} | {:>8.0} | {:>10.0}",
             m.p50, m.p99, m.p999, m.rate
         );
-        let (system, case) = name.split_once(' ').map_or(("sqlite", "cold"), |(s, c)| (s, c));
-        let system = if system == "cold" { "stemedb" } else { system };
+        let (system, case) = match name {
+            "sqlite" => ("sqlite", "cold"),
+            "cold + audit" => ("stemedb", "cold audited"),
+            ours => ("stemedb", ours.trim_start_matches("stemedb ")),
+        };
         common::emit("resolve", system, case, CALLERS, m.rate, m.p50, m.p99);
     }
     println!(
