@@ -38,6 +38,9 @@ pub(crate) struct BenchArgs {
     /// Only these benchmarks (comma-separated: journal, ingest, votes, resolve, http).
     #[arg(long, value_delimiter = ',', value_name = "NAMES")]
     only: Vec<String>,
+    /// Run nothing: redraw the table, JSON and chart from the results already in `--out`.
+    #[arg(long)]
+    no_run: bool,
 }
 
 /// One result line, as the benchmarks write it.
@@ -86,8 +89,10 @@ pub(crate) fn run(args: &BenchArgs) -> Result<(), CliError> {
     let results_path = std::fs::canonicalize(&args.out)
         .map_err(failed(args.out.display().to_string()))?
         .join("results.jsonl");
-    let _ = std::fs::remove_file(&results_path);
-    for (name, _) in &selected {
+    if !args.no_run {
+        let _ = std::fs::remove_file(&results_path);
+    }
+    for (name, _) in selected.iter().filter(|_| !args.no_run) {
         let log = args.out.join(format!("{name}.log"));
         eprintln!(
             "stemedb bench: cargo bench --bench {name} (output in {})",
@@ -127,7 +132,12 @@ pub(crate) fn run(args: &BenchArgs) -> Result<(), CliError> {
         .collect::<Result<_, _>>()
         .map_err(|e| CliError::Input(format!("{}: {e}", results_path.display())))?;
     let rows = rows(&selected, &results);
-    let machine = machine_line();
+    // The machine line of the run itself (a redraw keeps the date of the run).
+    let machine_path = args.out.join("machine.txt");
+    let machine = match std::fs::read_to_string(&machine_path) {
+        Ok(line) if args.no_run => line.trim().to_owned(),
+        _ => machine_line(),
+    };
     let table = table(&rows, &machine);
     print!("{table}");
     let write = |name: &str, contents: String| {
@@ -135,6 +145,7 @@ pub(crate) fn run(args: &BenchArgs) -> Result<(), CliError> {
         std::fs::write(&path, contents).map_err(failed(path.display().to_string()))
     };
     write("table.txt", table.clone())?;
+    write("machine.txt", format!("{machine}\n"))?;
     let json = serde_json::json!({ "machine": machine, "rows": rows, "results": results });
     write(
         "results.json",
@@ -196,10 +207,10 @@ fn embedded_case(http: &str) -> String {
 fn table(rows: &[Row], machine: &str) -> String {
     let mut out = format!("{machine}\n");
     out.push_str(&format!(
-        "{:<8} {:<28} {:>6} | {:>11} {:>9} | {:<17} {:>11} {:>9} | {:>6}\n",
+        "{:<8} {:<36} {:>6} | {:>11} {:>9} | {:<17} {:>11} {:>9} | {:>6}\n",
         "bench", "stemedb", "conc.", "per s", "p99 us", "peer", "per s", "p99 us", "ratio"
     ));
-    out.push_str(&format!("{}\n", "-".repeat(118)));
+    out.push_str(&format!("{}\n", "-".repeat(126)));
     for row in rows {
         let (peer, peer_rate, peer_p99) =
             row.peer
@@ -212,7 +223,7 @@ fn table(rows: &[Row], machine: &str) -> String {
                     )
                 });
         out.push_str(&format!(
-            "{:<8} {:<28} {:>6} | {:>11.0} {:>9.0} | {:<17} {:>11} {:>9} | {:>6}\n",
+            "{:<8} {:<36} {:>6} | {:>11.0} {:>9.0} | {:<17} {:>11} {:>9} | {:>6}\n",
             row.bench,
             row.case,
             row.concurrency,
@@ -282,6 +293,8 @@ fn draw(path: &Path, results: &[Result_], machine: &str) -> Result<(), Box<dyn s
         .configure_mesh()
         .x_desc("concurrent appenders, submitters or voters")
         .y_desc("operations per second")
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .y_label_formatter(&|y| format!("{y:.0}"))
         .draw()?;
     for (index, (name, mut points)) in series.into_iter().enumerate() {
         points.sort_by_key(|p| p.0);
