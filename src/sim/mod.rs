@@ -9,7 +9,7 @@
 //!   trolls cannot outvote a few trusted voters; vote totals equal a recount; and resolving as
 //!   of each recorded offset gives the winner of that moment.
 //! - **3, chaos**: SIGKILL of a child node under load, byte corruption of sealed segments, a
-//!   full disk, and an fsync that fails; see [`chaos`].
+//!   full disk, and an fsync that fails.
 //! - **4, swarm**: a thousand and more concurrent agents write, vote, resolve and watch; every
 //!   watcher's last winner agrees with a fresh resolution.
 //!

@@ -160,6 +160,67 @@ pub(super) async fn run(config: &SimConfig, ledger: &mut Ledger) -> Result<(), S
     if let Some(node) = node {
         drop(feeds);
         node.shutdown().await.map_err(|e| SimError::Node(e.to_string()))?;
+        overload(config, ledger, &keys).await?;
     }
+    Ok(())
+}
+
+/// Invariant 5: the whole swarm submits at once, without retrying, to a node whose
+/// verification queue holds a few dozen submissions. The excess is refused as busy (a clear
+/// status), not absorbed; every acknowledged write is there.
+async fn overload(
+    config: &SimConfig,
+    ledger: &mut Ledger,
+    keys: &[crate::protocol::AgentKey],
+) -> Result<(), SimError> {
+    let mut node_config = Config::default();
+    node_config.node.submit_queue_depth_max = 32;
+    let node = start_node(config, node_config, &node_dir(config, ARENA, "overload"))?;
+    let driver = crate::sim::driver::Driver::Embedded(node.clone());
+    let base = base_ms();
+    let claims: Vec<Assertion> = keys
+        .iter()
+        .enumerate()
+        .map(|(agent, key)| {
+            let mut claim = Assertion::new(
+                subject(config, ARENA, "overload"),
+                "value",
+                ObjectValue::Integer(agent as i64),
+                0.5,
+                timestamp(base, 0, agent, keys.len()),
+            );
+            claim.sign(key);
+            claim
+        })
+        .collect();
+    let outcomes = join_all(claims.iter().map(|claim| driver.submit(claim))).await;
+    let (mut acked, mut busy) = (Vec::new(), 0u64);
+    for outcome in outcomes {
+        match outcome? {
+            Ok(ack) => acked.push(ack.hash),
+            Err(crate::sim::driver::Refusal::Busy) => busy += 1,
+            Err(other) => {
+                return Err(SimError::Invariant(format!(
+                    "overload answered {other:?}, not busy"
+                )));
+            }
+        }
+    }
+    ledger.written += acked.len() as u64;
+    ledger.refused_expected += busy;
+    driver.wait_caught_up(config.deadline()).await?;
+    ledger.verified += present(&driver, &acked).await?;
+    node.shutdown().await.map_err(|e| SimError::Node(e.to_string()))?;
+    ledger.require(busy > 0, || {
+        format!(
+            "{} submissions at once were all absorbed by a queue of 32",
+            claims.len()
+        )
+    })?;
+    ledger.held(format!(
+        "overload: {} submissions at once to a queue of 32: {} acknowledged, {busy} refused as busy (invariant 5)",
+        claims.len(),
+        acked.len()
+    ));
     Ok(())
 }
