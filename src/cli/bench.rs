@@ -131,6 +131,13 @@ pub(crate) fn run(args: &BenchArgs) -> Result<(), CliError> {
         .map(serde_json::from_str)
         .collect::<Result<_, _>>()
         .map_err(|e| CliError::Input(format!("{}: {e}", results_path.display())))?;
+    for (name, _) in &selected {
+        if !results.iter().any(|r| r.bench == *name) {
+            return Err(CliError::Input(format!(
+                "cargo bench --bench {name} reported no results"
+            )));
+        }
+    }
     let rows = rows(&selected, &results);
     // The machine line of the run itself (a redraw keeps the date of the run).
     let machine_path = args.out.join("machine.txt");
@@ -185,7 +192,7 @@ fn rows(selected: &[(&str, &str)], results: &[Result_]) -> Vec<Row> {
                 case: format!("{} {}", ours.system, ours.case),
                 concurrency: ours.concurrency,
                 stemedb: ours.clone(),
-                ratio: theirs.map(|t| ours.per_s / t.per_s),
+                ratio: theirs.filter(|t| t.per_s > 0.0).map(|t| ours.per_s / t.per_s),
                 peer: theirs.cloned(),
             });
         }
@@ -269,6 +276,11 @@ fn draw(path: &Path, results: &[Result_], machine: &str) -> Result<(), Box<dyn s
             .push((r.concurrency, r.per_s));
     }
     series.retain(|_, points| points.len() > 1);
+    if series.is_empty() {
+        return Err(
+            "no benchmark was measured at more than one concurrency (run journal, ingest or votes)".into(),
+        );
+    }
     let x_max = series.values().flatten().map(|p| p.0).max().unwrap_or(1).max(2) as f64 * 1.5;
     let y_max = series.values().flatten().map(|p| p.1).fold(10.0, f64::max) * 2.0;
     let y_min = series

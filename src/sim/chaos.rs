@@ -64,11 +64,21 @@ fn claim(config: &SimConfig, key: &AgentKey, writer: usize, n: usize, base: u64)
     claim
 }
 
-/// A child `stemedb serve` on `dir`.
+/// A child `stemedb serve` on `dir`; killed (and waited for) if dropped still running, so an
+/// arena that fails midway leaves no process holding the directory.
 struct Served {
     child: Child,
     base: String,
     token: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 }
 
 fn serve(config: &SimConfig, dir: &Path) -> Result<Served, SimError> {
@@ -119,7 +129,8 @@ fn serve(config: &SimConfig, dir: &Path) -> Result<Served, SimError> {
 }
 
 /// Stops a child with SIGTERM and waits for it (SIGKILL after the deadline).
-fn stop(config: &SimConfig, mut served: Served) -> Result<(), SimError> {
+fn stop(config: &SimConfig, served: Served) -> Result<(), SimError> {
+    let mut served = served;
     let pid = rustix::process::Pid::from_child(&served.child);
     let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
     let deadline = config.deadline();
@@ -162,7 +173,6 @@ async fn sigkill(
     let killed = AtomicBool::new(false);
     let count = AtomicUsize::new(0);
     let (ticker, mut ticks) = tokio::sync::watch::channel(0usize);
-    let mut child = served.child;
     let load = Instant::now();
     let writers = keys.iter().enumerate().map(|(writer, key)| {
         let (driver, killed, count, ticker) = (&driver, &killed, &count, &ticker);
@@ -180,19 +190,28 @@ async fn sigkill(
                         latencies.push(started.elapsed().as_micros() as u64);
                         ticker.send_replace(count.fetch_add(1, Ordering::AcqRel) + 1);
                     }
-                    // Refused, or the connection died with the child: not acknowledged.
                     Ok(Err(Refusal::Busy)) => actix_rt::task::yield_now().await,
-                    Ok(Err(_)) | Err(_) => break,
+                    // After the kill: the connection died with the child; not acknowledged.
+                    Ok(Err(_)) | Err(_) if killed.load(Ordering::Acquire) => break,
+                    // Before it, any other answer is a failure of the node under test.
+                    Ok(Err(refusal)) => {
+                        return Err(SimError::Node(format!(
+                            "a write before the kill was refused: {refusal:?}"
+                        )));
+                    }
+                    Err(error) => return Err(error),
                 }
             }
-            (acks, latencies)
+            Ok((acks, latencies))
         }
     });
+    let mut served = served;
     let killer = async {
         let reached = actix_rt::time::timeout(config.deadline, ticks.wait_for(|n| *n >= kill_after)).await;
-        let _ = child.kill();
-        let _ = child.wait();
+        // Marked first: a writer whose connection dies now knows why.
         killed.store(true, Ordering::Release);
+        let _ = served.child.kill();
+        let _ = served.child.wait();
         reached
             .map(|_| ())
             .map_err(|_| SimError::Timeout(format!("{kill_after} writes were not acknowledged")))
@@ -201,7 +220,8 @@ async fn sigkill(
     killed_in_time?;
     ledger.load += load.elapsed();
     let mut acked = Vec::new();
-    for (acks, latencies) in results {
+    for result in results {
+        let (acks, latencies) = result?;
         acked.extend(acks);
         ledger.latencies_us.extend(latencies);
     }
@@ -262,10 +282,12 @@ async fn corruption(
         "no acknowledged record lies in a sealed segment".into()
     })?;
     let mut rng = fastrand::Rng::with_seed(config.seed ^ 0xC4A05);
-    let victims = sealed.len().min(3);
+    // Three distinct victims (a bit flipped twice would cancel out).
+    let mut picks: Vec<usize> = (0..sealed.len()).collect();
+    rng.shuffle(&mut picks);
     let mut flipped = Vec::new();
-    for _ in 0..victims {
-        let victim = sealed[rng.usize(..sealed.len())];
+    for &pick in picks.iter().take(3) {
+        let victim = sealed[pick];
         let (segment_base, path) = segments
             .iter()
             .rev()
@@ -309,7 +331,24 @@ async fn corruption(
     node.shutdown().await.map_err(|e| SimError::Node(e.to_string()))?;
     ledger.verified += found;
     ledger.destroyed += destroyed.len() as u64;
-    let survived = !regions.is_empty() && found == kept.len() as u64;
+    // The damage is quarantined exactly: each flipped record lies in a region, each region
+    // holds a flipped record, and no more records are lost than were flipped.
+    let inside = |offset: u64| {
+        regions
+            .iter()
+            .any(|(start, len)| offset >= *start && offset < start + len)
+    };
+    let every_flip_found = flipped.iter().all(|&offset| inside(offset));
+    let every_region_flipped = regions.iter().all(|(start, len)| {
+        flipped
+            .iter()
+            .any(|&offset| offset >= *start && offset < start + len)
+    });
+    let survived = !regions.is_empty()
+        && every_flip_found
+        && every_region_flipped
+        && destroyed.len() <= flipped.len()
+        && found == kept.len() as u64;
     ledger.faults.push(Fault {
         kind: "corruption".into(),
         detail: format!(
@@ -321,7 +360,17 @@ async fn corruption(
         ),
         survived,
     });
-    ledger.require(!regions.is_empty(), || "corruption was not quarantined".into())?;
+    ledger.require(!regions.is_empty() && every_flip_found, || {
+        format!(
+            "flipped records at {flipped:?}, quarantined regions {regions:?}: not every flip was quarantined"
+        )
+    })?;
+    ledger.require(every_region_flipped && destroyed.len() <= flipped.len(), || {
+        format!(
+            "quarantined regions {regions:?} reach beyond the {} flipped records",
+            flipped.len()
+        )
+    })?;
     ledger.require(found == kept.len() as u64, || {
         format!(
             "{} acknowledged records outside the damage are missing",
@@ -381,7 +430,8 @@ impl Faults for Injected {
 /// Fault 3: the disk fills, then space returns.
 async fn disk_full(config: &SimConfig, ledger: &mut Ledger, keys: &[AgentKey]) -> Result<(), SimError> {
     let dir = node_dir(config, ARENA, "full");
-    let mount = super::chaos_disk::Tmpfs::mount(&dir, "12m");
+    // The journal alone on the small tmpfs: the state's own writes never meet the full disk.
+    let mount = super::chaos_disk::Tmpfs::mount(&dir.join("data").join(crate::node::JOURNAL_DIR), "12m");
     let faults = Arc::new(Injected::default());
     let on_tmpfs = mount.is_some();
     let node = match &mount {
@@ -391,7 +441,7 @@ async fn disk_full(config: &SimConfig, ledger: &mut Ledger, keys: &[AgentKey]) -
     };
     let driver = Driver::Embedded(node.clone());
     // Room to give back once the disk is full: a filler file on the tmpfs.
-    let filler = dir.join("filler");
+    let filler = dir.join("data").join(crate::node::JOURNAL_DIR).join("filler");
     if mount.is_some() {
         std::fs::write(&filler, vec![1u8; 3 << 20]).map_err(|e| SimError::Setup(format!("filler: {e}")))?;
     }
@@ -489,7 +539,12 @@ async fn fsync_error(config: &SimConfig, ledger: &mut Ledger, keys: &[AgentKey])
                     ack.hash
                 )));
             }
-            Err(_) => refused += 1,
+            Err(Refusal::Unavailable(_)) => refused += 1,
+            Err(other) => {
+                return Err(SimError::Invariant(format!(
+                    "after a failed fdatasync a write was refused as {other:?}"
+                )));
+            }
         }
     }
     // Even once fdatasync works again, the poisoned journal acknowledges nothing.

@@ -77,6 +77,9 @@ pub struct ArenaReport {
     /// Acknowledged writes the arena itself destroyed (records in bytes it corrupted), and so
     /// excused from verification.
     pub destroyed: u64,
+    /// Acknowledged votes that a newer vote of the same voter on the same assertion replaced:
+    /// accounted for by that newer vote, which was found live.
+    pub replaced: u64,
     /// The invariants it checked, each once it held.
     pub checks: Vec<String>,
     /// The faults it injected.
@@ -150,11 +153,12 @@ impl fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "{:<12} {:>6} {:>8} {:>8} {:>8} {:>9} {:>10} {:>8} {:>8} {:>8}  result",
+            "{:<12} {:>6} {:>8} {:>8} {:>8} {:>8} {:>9} {:>10} {:>8} {:>8} {:>8}  result",
             "arena",
             "secs",
             "written",
             "verified",
+            "replaced",
             "refused",
             "destroyed",
             "writes/s",
@@ -165,11 +169,12 @@ impl fmt::Display for Report {
         for a in &self.arenas {
             writeln!(
                 f,
-                "{:<12} {:>6.1} {:>8} {:>8} {:>8} {:>9} {:>10.0} {:>8} {:>8} {:>8}  {}",
+                "{:<12} {:>6.1} {:>8} {:>8} {:>8} {:>8} {:>9} {:>10.0} {:>8} {:>8} {:>8}  {}",
                 format!("{} {}", a.arena, a.name),
                 a.elapsed_s,
                 a.written,
                 a.verified,
+                a.replaced,
                 a.refused_expected,
                 a.destroyed,
                 a.writes_per_s,

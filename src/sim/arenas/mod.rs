@@ -15,8 +15,10 @@ use crate::Config;
 use crate::node::Node;
 use crate::protocol::{AgentKey, Assertion, Hash, now_ms};
 
-/// Retries of a write refused as busy, before the arena gives up on it.
-const BUSY_RETRIES: usize = 1000;
+/// How long a write refused as busy is retried before the arena gives up on it.
+const BUSY_DEADLINE: Duration = Duration::from_secs(60);
+/// The longest pause between two tries of a busy write.
+const BUSY_BACKOFF_MAX: Duration = Duration::from_millis(50);
 
 /// What an arena counts while it runs.
 #[derive(Debug, Default)]
@@ -25,6 +27,9 @@ pub(crate) struct Ledger {
     pub(crate) verified: u64,
     pub(crate) refused_expected: u64,
     pub(crate) destroyed: u64,
+    /// Acknowledged votes replaced by a newer vote of the same voter on the same assertion:
+    /// accounted for by the newer vote, which was found.
+    pub(crate) replaced: u64,
     pub(crate) checks: Vec<String>,
     pub(crate) faults: Vec<Fault>,
     pub(crate) latencies_us: Vec<u64>,
@@ -58,6 +63,17 @@ impl Ledger {
 pub(crate) async fn run(config: &SimConfig, arena: u8) -> ArenaReport {
     let started = Instant::now();
     let mut ledger = Ledger::default();
+    // A reused work directory must not hand an arena the data (or the quarantine reports) of
+    // an earlier run.
+    let prefix = format!("arena-{arena}-{}-", config.seed);
+    if let Ok(entries) = std::fs::read_dir(&config.work_dir) {
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                let path = entry.path();
+                let _ = std::fs::remove_dir_all(&path).or_else(|_| std::fs::remove_file(&path));
+            }
+        }
+    }
     let (name, outcome) = match arena {
         0 => ("spine", spine::run(config, &mut ledger).await),
         1 => ("cortex", cortex::run(config, &mut ledger).await),
@@ -71,12 +87,12 @@ pub(crate) async fn run(config: &SimConfig, arena: u8) -> ArenaReport {
     };
     // Written == verified, always: a check of its own, whatever the arena returned.
     let outcome = outcome.and_then(|()| {
-        if ledger.written == ledger.verified + ledger.destroyed {
+        if ledger.written == ledger.verified + ledger.replaced + ledger.destroyed {
             Ok(())
         } else {
             Err(SimError::Invariant(format!(
-                "{} writes were acknowledged but {} were found ({} destroyed by injected corruption)",
-                ledger.written, ledger.verified, ledger.destroyed
+                "{} writes were acknowledged but {} were found ({} replaced by a newer vote, {} destroyed by injected corruption)",
+                ledger.written, ledger.verified, ledger.replaced, ledger.destroyed
             )))
         }
     });
@@ -91,6 +107,7 @@ pub(crate) async fn run(config: &SimConfig, arena: u8) -> ArenaReport {
         verified: ledger.verified,
         refused_expected: ledger.refused_expected,
         destroyed: ledger.destroyed,
+        replaced: ledger.replaced,
         checks: ledger.checks,
         faults: ledger.faults,
         elapsed_s: started.elapsed().as_secs_f64(),
@@ -173,23 +190,31 @@ pub(crate) async fn write(
     Ok(ack)
 }
 
-/// Runs `attempt` until it is not refused as busy (at most [`BUSY_RETRIES`] times, yielding
-/// between tries); any other refusal is an error.
+/// Runs `attempt` until it is not refused as busy, backing off from 1 ms up to
+/// [`BUSY_BACKOFF_MAX`] (the pause a busy answer asks for, not a wait for an outcome), for
+/// at most [`BUSY_DEADLINE`]; any other refusal is an error.
 pub(crate) async fn retry<F, Fut>(mut attempt: F) -> Result<Ack, SimError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<Result<Ack, Refusal>, SimError>>,
 {
-    for _ in 0..BUSY_RETRIES {
+    let deadline = Instant::now() + BUSY_DEADLINE;
+    let mut backoff = Duration::from_millis(1);
+    loop {
         match attempt().await? {
             Ok(ack) => return Ok(ack),
-            Err(Refusal::Busy) => actix_rt::task::yield_now().await,
+            Err(Refusal::Busy) if Instant::now() < deadline => {
+                actix_rt::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(BUSY_BACKOFF_MAX);
+            }
+            Err(Refusal::Busy) => {
+                return Err(SimError::Timeout(format!(
+                    "a write was refused as busy for {BUSY_DEADLINE:?}"
+                )));
+            }
             Err(other) => return Err(SimError::Node(format!("a write was refused: {other:?}"))),
         }
     }
-    Err(SimError::Timeout(format!(
-        "a write was refused as busy {BUSY_RETRIES} times"
-    )))
 }
 
 /// Returns how many of the assertions `hashes` the node has (read back by hash, and equal to

@@ -67,23 +67,29 @@ pub(super) async fn run(config: &SimConfig, ledger: &mut Ledger) -> Result<(), S
         claims.push((truth.content_hash(), lie.content_hash(), truth.subject.clone()));
     }
     let mut trust_written: Vec<(AgentId, Ack)> = Vec::new();
-    if !http {
-        for troll in swarm {
-            let change = TrustChange::sign(admin, troll.agent_id(), TROLL_TRUST, base);
-            let started = Instant::now();
-            let ack = retry(|| driver.trust(&change)).await?;
-            ledger.acked(started);
-            trust_written.push((troll.agent_id(), ack));
-        }
-    }
     // The latest vote of each (voter, assertion), and (offset, winners) after each tick.
     let mut latest: BTreeMap<(AgentId, Hash), (Hash, f32)> = BTreeMap::new();
     let mut votes_written = 0u64;
     let mut moments: Vec<(u64, Vec<Option<Hash>>)> = Vec::new();
-    for tick in 0..config.ticks.max(1) {
+    // Tick 0: only the trolls vote, at full trust, and the rival wins. Then the administrator
+    // lowers their trust and everyone votes: the truth wins from then on. So the recorded
+    // moments disagree, and resolving as of each must tell them apart.
+    for tick in 0..=config.ticks.max(1) {
+        if tick == 1 && !http {
+            for troll in swarm {
+                let change = TrustChange::sign(admin, troll.agent_id(), TROLL_TRUST, base);
+                let started = Instant::now();
+                let ack = retry(|| driver.trust(&change)).await?;
+                ledger.acked(started);
+                trust_written.push((troll.agent_id(), ack));
+            }
+        }
         let mut ballots = Vec::new();
         for (i, voter) in voters.iter().enumerate() {
             let honest = i < TRUSTED;
+            if honest && tick == 0 {
+                continue;
+            }
             for (truth, lie, _) in &claims {
                 let target = if honest { *truth } else { *lie };
                 let weight = 1.0 + (tick % 3) as f32;
@@ -152,6 +158,13 @@ pub(super) async fn run(config: &SimConfig, ledger: &mut Ledger) -> Result<(), S
     ledger.held(format!(
         "{TRUSTED} trusted voters are not outvoted by {trolls} trolls"
     ));
+    let first: Vec<Option<Hash>> = claims.iter().map(|(_, lie, _)| Some(*lie)).collect();
+    ledger.require(moments.first().is_some_and(|(_, w)| *w == first), || {
+        format!(
+            "with only the trolls voting, the rival should win: {:?}",
+            moments.first()
+        )
+    })?;
     for (offset, winners) in &moments {
         for ((_, _, subject), winner) in claims.iter().zip(winners) {
             let then = driver
@@ -220,7 +233,10 @@ async fn check_votes(
     ledger.require(live_found == latest.len() as u64, || {
         "live votes do not match the voters".into()
     })?;
-    ledger.verified += votes_written;
+    // Each live vote was found; every other acknowledged vote was replaced by its voter's
+    // newer one, which was found in its place.
+    ledger.verified += live_found;
+    ledger.replaced += votes_written - live_found;
     ledger.held("each voter's many votes count once (only the newest is live)");
     ledger.held("vote totals equal a recount of the live votes (invariant 3)");
     Ok(())
