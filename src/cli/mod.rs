@@ -78,6 +78,13 @@ enum StateCommand {
         /// The data directory (holding `journal/` and `state/`).
         data_dir: std::path::PathBuf,
     },
+    /// Print the digest of the state of a data directory once it has applied its whole
+    /// journal: nodes that applied the same log print the same digest. No node may run on
+    /// the directory.
+    Digest {
+        /// The data directory.
+        data_dir: std::path::PathBuf,
+    },
 }
 
 /// Why a command failed.
@@ -161,5 +168,30 @@ fn dispatch(cli: Cli) -> Result<(), CliError> {
             }
             Ok(())
         }
+        Command::State(StateCommand::Digest { data_dir }) => digest(&config, &data_dir),
     }
+}
+
+/// `stemedb state digest`: starts a node on the directory, lets it apply its journal, prints
+/// the digest and the cursor, and shuts it down.
+fn digest(config: &Config, data_dir: &std::path::Path) -> Result<(), CliError> {
+    if !data_dir.join(stemedb::node::JOURNAL_DIR).is_dir() {
+        return Err(CliError::Input(format!(
+            "{}: no journal/ here: not a data directory",
+            data_dir.display()
+        )));
+    }
+    let failed = |e: &dyn std::fmt::Display| CliError::Input(format!("{}: {e}", data_dir.display()));
+    actix::System::new().block_on(async {
+        let node = stemedb::node::Node::start(config.clone(), data_dir).map_err(|e| failed(&e))?;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+        let outcome = match node.wait_caught_up(deadline).await {
+            Ok(()) => node.state_digest().map_err(|e| failed(&e)),
+            Err(e) => Err(failed(&e)),
+        };
+        node.shutdown().await.map_err(|e| failed(&e))?;
+        let digest = outcome?;
+        println!("{} cursor {}", digest.hash, digest.cursor);
+        Ok(())
+    })
 }

@@ -74,8 +74,8 @@ pub use resolve::{Watch, WatchError};
 pub use crate::actors::IngestStatus;
 pub use crate::storage::state::{
     EXACT_WEIGHT_BYTES, ExactWeight, HeadSummary, LIST_LIMIT_MAX, ListCursor, ListPage, ListQuery, PairId,
-    RejectReason, Rejection, Snapshot, StateDump, StateError, StoredAssertion, StoredTrust, StoredVote,
-    Summary, VoteTotals, WeightUnderflow,
+    RejectReason, Rejection, Snapshot, StateDigest, StateDump, StateError, StoredAssertion, StoredTrust,
+    StoredVote, Summary, VoteTotals, WeightUnderflow,
 };
 
 use crate::Config;
@@ -417,6 +417,13 @@ impl Node {
     /// Returns every row of the state; see [`StateDump`] (meant for tests and inspection).
     pub fn dump(&self) -> Result<StateDump, NodeError> {
         self.with_state(|state| Ok(state.dump()?))
+    }
+
+    /// Returns the digest of the canonical state at its ingest cursor: nodes that applied the
+    /// same log up to the same cursor have the same digest (see [`StateDigest`]). Reads every
+    /// row once, in one read transaction.
+    pub fn state_digest(&self) -> Result<StateDigest, NodeError> {
+        self.with_state(|state| Ok(state.digest()?))
     }
 
     fn with_running<R>(&self, f: impl FnOnce(&Running) -> Result<R, NodeError>) -> Result<R, NodeError> {

@@ -244,7 +244,36 @@ impl JournalReader {
                 }
             }
         }
+        if !range.at_end {
+            self.pass_marks(&mut range, &mut chunk);
+        }
         Ok(range)
+    }
+
+    /// Moves `range.next` past the batch marks that follow its last record. A range that
+    /// stopped at its limit would otherwise end just before a batch's mark, and a consumer
+    /// that has read every record would stand short of the durable end, since the next read
+    /// finds no record to return past it.
+    fn pass_marks(&mut self, range: &mut RangeRead, chunk: &mut Chunk) {
+        loop {
+            let offset = self.skip_quarantined(range.next);
+            let step = match self.read_chunked(offset, chunk) {
+                Ok(Some(step)) => step,
+                Ok(None) => match self.step(offset) {
+                    Ok(step) => step,
+                    Err(_) => return,
+                },
+                Err(_) => return,
+            };
+            match step {
+                Step::Mark { next } => range.next = next,
+                Step::Outcome(ReadOutcome::EndOfLog | ReadOutcome::NotYetDurable) => {
+                    range.at_end = true;
+                    return;
+                }
+                Step::Outcome(ReadOutcome::Record { .. }) => return,
+            }
+        }
     }
 
     /// Decodes the record at `offset` from `chunk`, refilling it from the log if it does not

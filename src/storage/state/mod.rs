@@ -25,6 +25,7 @@
 mod apply;
 mod asof;
 mod config;
+mod digest;
 mod error;
 mod inspect;
 pub mod layout;
@@ -54,6 +55,7 @@ pub use apply::{ApplyOutcome, IngestRecord, UnknownTag};
 pub(crate) use apply::Plan;
 pub use config::{MAP_SIZE_GRANULE_BYTES, StateConfig};
 pub use error::StateError;
+pub use digest::StateDigest;
 pub use inspect::StateDump;
 pub use read::{HeadSummary, LIST_LIMIT_MAX, ListCursor, ListPage, ListQuery, StoredAssertion};
 pub use rejection::{RejectReason, Rejection};
