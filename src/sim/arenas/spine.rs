@@ -73,6 +73,7 @@ pub(super) async fn run(config: &SimConfig, ledger: &mut Ledger) -> Result<(), S
     };
     // Restart: everything again, after a clean shutdown.
     let before = node.dump().map_err(|e| SimError::Node(e.to_string()))?;
+    let digest = node.state_digest().map_err(|e| SimError::Node(e.to_string()))?;
     node.shutdown().await.map_err(|e| SimError::Node(e.to_string()))?;
     let node = start_node(config, Config::default(), &dir)?;
     let driver = driver_of(&node);
@@ -94,6 +95,9 @@ pub(super) async fn run(config: &SimConfig, ledger: &mut Ledger) -> Result<(), S
     let rebuilt = start_node(config, Config::default(), &rebuilt_dir)?;
     driver_of(&rebuilt).wait_caught_up(config.deadline()).await?;
     let replayed = rebuilt.dump().map_err(|e| SimError::Node(e.to_string()))?;
+    let replayed_digest = rebuilt
+        .state_digest()
+        .map_err(|e| SimError::Node(e.to_string()))?;
     rebuilt
         .shutdown()
         .await
@@ -101,7 +105,13 @@ pub(super) async fn run(config: &SimConfig, ledger: &mut Ledger) -> Result<(), S
     ledger.require(replayed == before, || {
         "a state rebuilt from the journal alone differs from the live state".into()
     })?;
-    ledger.held("a state rebuilt from the journal alone equals the live one (invariant 2)");
+    ledger.require(replayed_digest == digest, || {
+        format!("the rebuilt state's digest {replayed_digest} differs from the live {digest}")
+    })?;
+    ledger.held(format!(
+        "a state rebuilt from the journal alone equals the live one, digest {} (invariant 2)",
+        digest.hash
+    ));
     Ok(())
 }
 
