@@ -14,9 +14,9 @@ use std::time::Instant;
 
 use awc::http::StatusCode;
 use common::http::{Served, client};
-use common::tmpfs::Tmpfs;
 use serde_json::{Value, json};
 use stemedb::Config;
+use stemedb::sim::Tmpfs;
 
 /// Starts `stemedb serve` on `dir`; returns the child, its stdout, the lines it printed up to
 /// the serving line, and the base URL.
@@ -148,8 +148,8 @@ fn a_full_disk_answers_507_and_writes_resume_once_space_returns() {
     let mut config = Config::default();
     config.journal.segment_size_bytes = 256 * 1024;
     config.state.map_size_bytes_initial = 16 << 20;
-    let filler = tmpfs.path.join("filler");
-    common::http::with_server_in(&tmpfs.path, config, |s| async move {
+    let filler = tmpfs.path().join("filler");
+    common::http::with_server_in(tmpfs.path(), config, |s| async move {
         fill(&filler);
         let mut acknowledged = Vec::new();
         let mut full = None;

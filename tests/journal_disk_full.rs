@@ -13,7 +13,7 @@ mod common;
 
 use std::path::Path;
 
-use common::tmpfs::Tmpfs;
+use stemedb::sim::Tmpfs;
 use stemedb::storage::journal::layout::SEGMENT_HEADER_BYTES;
 use stemedb::storage::journal::{Journal, JournalConfig, JournalError, ReadOutcome, format};
 use tempfile::TempDir;
@@ -158,9 +158,9 @@ fn a_full_disk_fails_appends_cleanly_and_appends_resume_once_space_is_freed() {
         return;
     };
     eprintln!("disk-full test ran on: tmpfs size={TMPFS_SIZE}");
-    let filler = tmpfs.path.join("filler");
+    let filler = tmpfs.path().join("filler");
     std::fs::write(&filler, vec![0xAB; FILLER_BYTES]).unwrap();
-    let journal_dir = tmpfs.path.join("journal");
+    let journal_dir = tmpfs.path().join("journal");
 
     let journal = Journal::open(&journal_dir, config()).unwrap();
     let mut acked = fill(&journal);

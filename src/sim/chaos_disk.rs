@@ -1,18 +1,19 @@
-//! A size-limited tmpfs for the chaos arena's full disk, when running as root.
+//! [`Tmpfs`]: a size-limited tmpfs for the chaos arena's full disk (and the disk-full tests),
+//! when running as root.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// A tmpfs mounted on a directory; unmounted on drop.
 #[derive(Debug)]
-pub(crate) struct Tmpfs {
+pub struct Tmpfs {
     path: PathBuf,
 }
 
 impl Tmpfs {
     /// Mounts a tmpfs of `size` (as `mount -o size=` takes it) on `path`, creating it; `None`
     /// when not running as root or when mounting fails.
-    pub(crate) fn mount(path: &Path, size: &str) -> Option<Self> {
+    pub fn mount(path: &Path, size: &str) -> Option<Self> {
         if !rustix::process::geteuid().is_root() || std::fs::create_dir_all(path).is_err() {
             return None;
         }
@@ -33,6 +34,13 @@ impl Tmpfs {
                 None
             }
         }
+    }
+}
+
+impl Tmpfs {
+    /// Where it is mounted.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 }
 

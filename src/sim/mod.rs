@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
+pub use chaos_disk::Tmpfs;
 pub use report::{ArenaReport, Fault, Latencies, Report};
 
 use crate::protocol::AgentKey;

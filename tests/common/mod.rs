@@ -7,7 +7,6 @@ pub mod cli;
 pub mod crash;
 pub mod http;
 pub mod journal;
-pub mod tmpfs;
 
 /// A seeded generator (`fastrand`), with the few conveniences the tests use; seeded tests
 /// print their seed, and the same seed replays the same run.
