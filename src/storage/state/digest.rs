@@ -12,12 +12,16 @@
 use super::{State, StateError};
 use crate::protocol::Hash;
 
-/// The digest of a state at an ingest cursor.
+/// The digest of a state at an ingest cursor: blake3 over every database the log alone
+/// determines (records, hash and pair indexes, supersession, live votes and their totals,
+/// applied trust, the histories, the rejections), in key order, with the cursor. It leaves
+/// out when each batch was committed (this node's clock) and the schema version. Nodes that
+/// applied the same log to the same cursor have the same digest, however they batched it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct StateDigest {
     /// The ingest cursor it reflects: every journal record below it is applied.
     pub cursor: u64,
-    /// blake3 over the canonical state; see the [module docs](self).
+    /// blake3 over the canonical state.
     pub hash: Hash,
 }
 
