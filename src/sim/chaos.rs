@@ -169,7 +169,7 @@ async fn sigkill(
     )
     .await?;
     let kill_after = (config.agents * config.ticks).clamp(WRITERS * 40, 4000);
-    let base = base_ms();
+    let base = base_ms(0);
     let killed = AtomicBool::new(false);
     let count = AtomicUsize::new(0);
     let (ticker, mut ticks) = tokio::sync::watch::channel(0usize);
@@ -445,7 +445,7 @@ async fn disk_full(config: &SimConfig, ledger: &mut Ledger, keys: &[AgentKey]) -
     if mount.is_some() {
         std::fs::write(&filler, vec![1u8; 3 << 20]).map_err(|e| SimError::Setup(format!("filler: {e}")))?;
     }
-    let base = base_ms();
+    let base = base_ms(0);
     let mut hashes = Vec::new();
     let mut refused = 0u64;
     let mut n = 0;
@@ -516,7 +516,7 @@ async fn fsync_error(config: &SimConfig, ledger: &mut Ledger, keys: &[AgentKey])
     let node = crate::node::Node::start_with_faults(node_config(), &dir, faults.clone())
         .map_err(|e| SimError::Node(e.to_string()))?;
     let driver = Driver::Embedded(node.clone());
-    let base = base_ms();
+    let base = base_ms(0);
     let mut hashes = Vec::new();
     let before = (config.ticks * 4).max(10);
     for n in 0..before {

@@ -25,7 +25,7 @@ pub(super) async fn run(config: &SimConfig, ledger: &mut Ledger) -> Result<(), S
         Target::Http { .. } => None,
     };
     let driver = driver(config, node.as_ref(), &keys).await?;
-    let base = base_ms();
+    let base = base_ms(config.ticks.max(2) * keys.len());
     let links = config.ticks.max(2);
     let mut chains: Vec<Vec<Assertion>> = vec![Vec::new(); keys.len()];
     let mut hashes: Vec<Hash> = Vec::new();

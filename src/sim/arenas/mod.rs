@@ -173,9 +173,11 @@ pub(crate) fn timestamp(base_ms: u64, tick: usize, agent: usize, agents: usize) 
     base_ms + (tick * agents.max(1) + agent) as u64
 }
 
-/// The base of [`timestamp`]: an hour before now.
-pub(crate) fn base_ms() -> u64 {
-    now_ms().saturating_sub(3_600_000)
+/// The base of [`timestamp`] for a run of `slots` (ticks × agents) timestamps: an hour and
+/// `slots` milliseconds before now, so that the last of them is still an hour in the past,
+/// however large the run.
+pub(crate) fn base_ms(slots: usize) -> u64 {
+    now_ms().saturating_sub(3_600_000 + slots as u64)
 }
 
 /// Submits `assertion`, retrying while the node answers busy; counts the acknowledgement.

@@ -21,7 +21,7 @@ pub(super) async fn run(config: &SimConfig, ledger: &mut Ledger) -> Result<(), S
         Target::Http { .. } => None,
     };
     let driver = driver(config, node.as_ref(), &keys).await?;
-    let base = base_ms();
+    let base = base_ms(config.ticks * config.agents);
     let mut hashes: Vec<Hash> = Vec::with_capacity(config.agents * config.ticks);
     let load = Instant::now();
     for tick in 0..config.ticks {

@@ -42,7 +42,7 @@ pub(super) async fn run(config: &SimConfig, ledger: &mut Ledger) -> Result<(), S
     for subject in &subjects {
         feeds.push((driver.watch(subject, "value", LENS).await?, None));
     }
-    let base = base_ms();
+    let base = base_ms(config.ticks.clamp(1, 1000) * count + 1);
     let mut claims: Vec<Hash> = Vec::new();
     let mut by_pair: Vec<Vec<Hash>> = vec![Vec::new(); PAIRS];
     let mut latest: BTreeMap<(AgentId, Hash), (Hash, f32)> = BTreeMap::new();
@@ -186,7 +186,7 @@ async fn overload(
     node_config.node.submit_queue_depth_max = 32;
     let node = start_node(config, node_config, &node_dir(config, ARENA, "overload"))?;
     let driver = crate::sim::driver::Driver::Embedded(node.clone());
-    let base = base_ms();
+    let base = base_ms(keys.len());
     let claims: Vec<Assertion> = keys
         .iter()
         .enumerate()

@@ -45,7 +45,7 @@ pub(super) async fn run(config: &SimConfig, ledger: &mut Ledger) -> Result<(), S
         Some(start_node(config, node_config, &node_dir(config, ARENA, "node"))?)
     };
     let driver = driver(config, node.as_ref(), &keys).await?;
-    let base = base_ms();
+    let base = base_ms((config.ticks + 2) * voters.len() + 16);
     let load = Instant::now();
     let mut claims = Vec::new();
     let mut assertions = Vec::new();
