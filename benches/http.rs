@@ -42,19 +42,22 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
-use common::assertions::{PREDICATES, SUBJECTS, agents, shares, workload};
+#[path = "http/work.rs"]
+mod work;
+use common::assertions::shares;
 use common::load::{self, Cell};
-use common::{bench_dir, env_usize, machine_cpu, process_cpu, run_tasks};
+use common::{INDEX_DEADLINE, env_usize, machine_cpu, process_cpu, run_tasks};
+use work::{Work, deal, query};
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use stemedb::Config;
-use stemedb::http::keys::{KeyStore, Role};
+use stemedb::http::keys::KeyStore;
 use stemedb::http::{Api, Stopper, start};
-use stemedb::lens::{MaxStale, Query};
+use stemedb::lens::Query;
 use stemedb::node::Node;
 use stemedb::protocol::Assertion;
 use tempfile::TempDir;
@@ -68,7 +71,6 @@ const COLD_DIVISOR: usize = 4;
 const ROUNDS_DEFAULT: usize = 5;
 /// The per-key rate limit and burst for the bench (requests/s).
 const RATE_LIMIT: u32 = 100_000_000;
-const INDEX_DEADLINE: Duration = Duration::from_secs(120);
 const LENS: &str = "consensus";
 /// Targets (on this 2-core machine, client included); printed, never asserted.
 const BATCH_RATIO_TARGET: f64 = 0.7;
@@ -94,92 +96,6 @@ const EMBEDDED_WARM: usize = 4;
 const WARM: usize = 5;
 const EMBEDDED_COLD: usize = 6;
 const COLD: usize = 7;
-
-/// The sizes of a run and its requests, built once (every server opens the same key store).
-struct Work {
-    base: PathBuf,
-    keys_dir: TempDir,
-    workers: usize,
-    assertions: Vec<Assertion>,
-    batch: usize,
-    singles: Vec<Vec<u8>>,
-    batches: Vec<Vec<u8>>,
-    warm: Vec<Vec<u8>>,
-    cold: Vec<Vec<u8>>,
-    resolves: usize,
-}
-
-/// The `i`th (subject, predicate) pair of the workload.
-fn pair(i: usize) -> (String, String) {
-    let subject = format!("entity/{:06}", i % SUBJECTS);
-    (subject, format!("p{}", (i / SUBJECTS) % PREDICATES))
-}
-
-fn get_resolve(i: usize, token: &str, warm: bool) -> Vec<u8> {
-    let (subject, predicate) = pair(i);
-    let subject = subject.replace('/', "%2F");
-    let stale = if warm { "&max_stale_offsets=0" } else { "" };
-    let query = format!("subject={subject}&predicate={predicate}&lens={LENS}{stale}");
-    load::get(&format!("/v1/resolve?{query}"), token)
-}
-
-fn query(i: usize, warm: bool) -> Query {
-    let (subject, predicate) = pair(i);
-    let mut query = Query::new(subject, predicate, LENS);
-    query.max_stale = warm.then_some(MaxStale::Offsets(0));
-    query
-}
-
-impl Work {
-    fn new(count: usize, batch: usize, resolves: usize, workers: usize) -> Self {
-        let base = bench_dir();
-        let keys_dir = TempDir::new_in(&base).expect("create key store dir");
-        let (keys, _) = KeyStore::open(keys_dir.path()).expect("open key store");
-        let roles = vec![Role::Read, Role::Write];
-        let (token, _) = keys.create_key("bench", roles, agents()).expect("create key");
-        let assertions = workload(count);
-        let json = |a: &Assertion| serde_json::to_vec(a).expect("serialize an assertion");
-        let singles = assertions
-            .iter()
-            .map(|a| load::post("/v1/assertions", &token, &json(a)))
-            .collect();
-        let json = |a: &[Assertion]| serde_json::to_vec(a).expect("serialize a batch");
-        let batches = assertions
-            .chunks(batch)
-            .map(|chunk| load::post("/v1/assertions/batch", &token, &json(chunk)))
-            .collect();
-        let warm = (0..resolves).map(|i| get_resolve(i, &token, true)).collect();
-        let cold = (0..resolves / COLD_DIVISOR)
-            .map(|i| get_resolve(i, &token, false))
-            .collect();
-        Self {
-            base,
-            keys_dir,
-            workers,
-            batch,
-            assertions,
-            singles,
-            batches,
-            warm,
-            cold,
-            resolves,
-        }
-    }
-
-    /// The distinct pairs the workload covers.
-    fn pairs(&self) -> usize {
-        self.assertions.len().min(SUBJECTS * PREDICATES)
-    }
-}
-
-/// Deals `items` round-robin to `CONNECTIONS` shares (cloned: before the clock).
-fn deal<T: Clone>(items: &[T]) -> Vec<Vec<T>> {
-    let mut shares = vec![Vec::new(); CONNECTIONS];
-    for (i, item) in items.iter().enumerate() {
-        shares[i % CONNECTIONS].push(item.clone());
-    }
-    shares
-}
 
 /// A fresh node in `dir` serving HTTP on a free loopback port; returns it and the address.
 fn serve(work: &Work, dir: &Path) -> (Node, SocketAddr, Stopper) {

@@ -46,6 +46,7 @@ mod config;
 mod error;
 mod gauges;
 mod health;
+mod inspect;
 mod pipeline;
 mod resolve;
 mod submit;
@@ -407,23 +408,6 @@ impl Node {
         }
         let configured = self.inner.trust_configured.get(agent);
         Ok(configured.copied().unwrap_or(self.inner.trust_default))
-    }
-
-    /// Returns (stored assertions, stored rejections).
-    pub fn counts(&self) -> Result<(u64, u64), NodeError> {
-        self.with_state(|state| Ok(state.counts()?))
-    }
-
-    /// Returns every row of the state; see [`StateDump`] (meant for tests and inspection).
-    pub fn dump(&self) -> Result<StateDump, NodeError> {
-        self.with_state(|state| Ok(state.dump()?))
-    }
-
-    /// Returns the digest of the canonical state at its ingest cursor: nodes that applied the
-    /// same log up to the same cursor have the same digest (see [`StateDigest`]). Reads every
-    /// row once, in one read transaction.
-    pub fn state_digest(&self) -> Result<StateDigest, NodeError> {
-        self.with_state(|state| Ok(state.digest()?))
     }
 
     fn with_running<R>(&self, f: impl FnOnce(&Running) -> Result<R, NodeError>) -> Result<R, NodeError> {

@@ -20,7 +20,6 @@
 
 pub(crate) mod arenas;
 mod chaos;
-mod chaos_disk;
 pub mod driver;
 mod report;
 
@@ -29,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
-pub use chaos_disk::Tmpfs;
+pub use chaos::Tmpfs;
 pub use report::{ArenaReport, Fault, Latencies, Report};
 
 use crate::protocol::AgentKey;

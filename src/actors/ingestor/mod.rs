@@ -27,16 +27,17 @@ use tokio::sync::watch;
 
 mod error;
 mod outcome;
+mod votes;
 
 use error::{IngestError, guarded};
 use outcome::{broken_plan, record_outcome};
 
 use super::durable_broadcaster::DurableOffset;
 use super::hooks::Hooks;
-use super::vote_counter::{CountVotes, VoteCounterActor, shard_of};
+use super::vote_counter::VoteCounterActor;
 use crate::node::NodeConfig;
 use crate::storage::journal::{Log, LogReader};
-use crate::storage::state::{IngestRecord, Plan, RoutedVote, State, StateError, Tally};
+use crate::storage::state::{IngestRecord, Plan, State, StateError, Tally};
 use crate::telemetry::{Mailboxes, catalog};
 
 /// Mailbox capacity: announcements coalesce (each carries the latest durable end), so a few
@@ -468,38 +469,3 @@ impl Handler<Drain> for IngestorActor {
         ctx.wait(commit);
     }
 }
-
-impl IngestorActor {
-    /// Sends each shard its votes; the future resolves to every shard's tally. A shard that
-    /// stopped drops the request, which resolves to [`IngestError::ShardGone`].
-    fn count_votes(
-        &self,
-        votes: Vec<RoutedVote>,
-    ) -> impl std::future::Future<Output = Result<Vec<Tally>, IngestError>> + 'static {
-        let shards = self.shards.len();
-        let mut routed: Vec<Vec<RoutedVote>> = vec![Vec::new(); shards];
-        for vote in votes {
-            routed[shard_of(&vote.vote.assertion, shards)].push(vote);
-        }
-        let requests: Vec<_> = routed
-            .into_iter()
-            .enumerate()
-            .filter(|(_, votes)| !votes.is_empty())
-            .map(|(shard, votes)| {
-                // Counted until answered, or until the request is dropped unanswered.
-                let pending = self.mailboxes.vote_counter.pending();
-                (shard, self.shards[shard].send(CountVotes { votes }), pending)
-            })
-            .collect();
-        async move {
-            let mut tallies = Vec::with_capacity(requests.len());
-            for (shard, request, pending) in requests {
-                let answer = request.await;
-                drop(pending);
-                tallies.push(answer.map_err(|_| IngestError::ShardGone { shard })??);
-            }
-            Ok(tallies)
-        }
-    }
-}
-
