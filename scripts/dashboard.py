@@ -57,7 +57,10 @@ ROWS = [
     ]),
     ("Errors", [
         ("Rejected records by reason", "ops", [(rate("stemedb_ingest_rejected_total", "reason"), "{{reason}}")]),
-        ("Journal append errors", "ops", [(rate("stemedb_journal_append_errors_total", "kind"), "{{kind}}")]),
+        ("Journal append errors", "ops", [
+            (rate("stemedb_journal_append_errors_total", "kind"), "{{kind}}"),
+            (rate("stemedb_replication_publish_retries_total"), "stream publish retries"),
+        ]),
         ("Resolve errors", "ops", [(rate("stemedb_resolve_errors_total", "reason"), "{{reason}}")]),
         ("HTTP error responses", "reqps", [
             (rate("stemedb_http_requests_total", "status", 'status=~"4..|5.."'), "{{status}}"),

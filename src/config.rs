@@ -12,6 +12,7 @@ use thiserror::Error;
 use crate::http::HttpConfig;
 use crate::node::{NodeConfig, VotesConfig};
 use crate::protocol::Limits;
+pub use crate::replication::{ReplicationConfig, ReplicationMode};
 use crate::storage::journal::JournalConfig;
 pub use crate::storage::state::{MAP_SIZE_GRANULE_BYTES, StateConfig};
 use crate::telemetry::TelemetryConfig;
@@ -37,6 +38,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// Metrics exposition and logging (`[telemetry]`).
     pub telemetry: TelemetryConfig,
+    /// Where the log lives: the local journal, or a NATS JetStream stream (`[replication]`).
+    pub replication: ReplicationConfig,
 }
 
 /// A configuration that could not be loaded.
@@ -106,6 +109,7 @@ impl Config {
         self.votes.validate()?;
         self.http.validate()?;
         self.telemetry.validate()?;
+        self.replication.validate()?;
         // A submission of one valid record must fit the verification queue.
         let needed = self.limits.record_bytes_max + crate::node::RECORD_STRUCT_BYTES;
         if self.node.verify_queue_bytes_max < needed {

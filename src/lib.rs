@@ -16,6 +16,7 @@
 //! - [`http`]: the HTTP API of `stemedb serve`;
 //! - [`config`]: typed, validated configuration;
 //! - [`telemetry`]: the metrics catalog and its Prometheus exposition;
+//! - [`replication`]: the log on a NATS JetStream stream, for a cluster of full replicas;
 //! - [`sim`]: the simulation arenas of `stemedb sim`.
 //!
 //! ```
@@ -54,6 +55,7 @@ pub mod http;
 pub mod lens;
 pub mod node;
 pub mod protocol;
+pub mod replication;
 pub mod sim;
 pub mod storage;
 pub mod telemetry;

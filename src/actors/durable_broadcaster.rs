@@ -13,7 +13,9 @@
 
 use actix::prelude::*;
 
-use crate::storage::journal::{Journal, WeakJournal};
+use std::sync::{Arc, Weak};
+
+use crate::storage::journal::{Journal, Log, WeakJournal};
 use crate::telemetry::Depth;
 
 /// Most subscribers; they are the node's own consumers, and there are few.
@@ -46,8 +48,8 @@ pub struct SubscribeError;
 /// The group-commit actor.
 #[derive(Debug)]
 pub struct DurableBroadcaster {
-    /// Weak: the journal's owner decides when it closes; this actor stops when it has.
-    journal: WeakJournal,
+    /// Weak: the log's owner decides when it closes; this actor stops when it has.
+    journal: WeakLog,
     subscribers: Vec<Subscriber>,
     end: u64,
     /// Re-announce timers scheduled and not yet fired: 0 or 1.
@@ -65,12 +67,36 @@ struct Subscriber {
     mailbox: Option<Depth>,
 }
 
+/// A weak handle on the log announced.
+#[derive(Debug)]
+enum WeakLog {
+    Journal(WeakJournal),
+    Other(Weak<dyn Log>),
+}
+
+impl WeakLog {
+    fn upgrade(&self) -> Option<Arc<dyn Log>> {
+        match self {
+            Self::Journal(journal) => journal.upgrade().map(|journal| Arc::new(journal) as Arc<dyn Log>),
+            Self::Other(log) => log.upgrade(),
+        }
+    }
+}
+
 impl DurableBroadcaster {
     /// Creates the actor for `journal`; start it, and it installs the journal's listener.
     pub fn new(journal: Journal) -> Self {
-        let end = journal.durable_end();
+        Self::with_weak(journal.durable_end(), WeakLog::Journal(journal.downgrade()))
+    }
+
+    /// Creates the actor for any [`Log`] (a replicated one); it stops once `log` is dropped.
+    pub(crate) fn for_log(log: &Arc<dyn Log>) -> Self {
+        Self::with_weak(log.durable_end(), WeakLog::Other(Arc::downgrade(log)))
+    }
+
+    fn with_weak(end: u64, journal: WeakLog) -> Self {
         Self {
-            journal: journal.downgrade(),
+            journal,
             subscribers: Vec::new(),
             end,
             reannounces_pending: 0,

@@ -14,6 +14,7 @@ use utoipa::ToSchema;
 use crate::lens::ResolveError;
 use crate::node::{NodeError, SubmitError, WaitError};
 use crate::protocol::ValidationError;
+use crate::replication::ReplicationError;
 use crate::storage::journal::JournalError;
 
 /// The media type of every error body.
@@ -216,6 +217,10 @@ impl From<SubmitError> for ApiError {
                 Self::unprocessable("records", error.to_string()).limit(*max as u64)
             }
             SubmitError::Journal(journal) => journal_problem(journal),
+            SubmitError::Replication(ReplicationError::RecordTooLarge { max, .. }) => {
+                Self::unprocessable("record", error.to_string()).limit(*max as u64)
+            }
+            SubmitError::Replication(_) => Self::unavailable(error.to_string(), 1),
             SubmitError::Closed => Self::unavailable(error.to_string(), 5),
         }
     }

@@ -4,6 +4,7 @@ use thiserror::Error;
 
 use crate::actors::SubscribeError;
 use crate::protocol::{AgentId, ValidationError};
+use crate::replication::ReplicationError;
 use crate::storage::journal::{JournalError, QueueFull};
 use crate::storage::state::StateError;
 
@@ -22,6 +23,9 @@ pub enum NodeError {
     /// The LMDB state failed.
     #[error(transparent)]
     State(#[from] StateError),
+    /// The replicated log could not be joined (see `[replication]`).
+    #[error(transparent)]
+    Replication(#[from] ReplicationError),
     /// The state has applied records the journal does not hold (e.g. the journal directory was
     /// replaced): serving it would contradict the log.
     #[error(
@@ -130,6 +134,10 @@ pub enum SubmitError {
     /// The journal could not make the record durable (storage full, I/O error, poisoned).
     #[error("journal append failed: {0}")]
     Journal(JournalError),
+    /// The replicated log did not store the record (too large for the stream, not
+    /// acknowledged in time, refused); see `[replication]`.
+    #[error("stream publish failed: {0}")]
+    Replication(ReplicationError),
     /// The node is shut down.
     #[error("the node is shut down")]
     Closed,
@@ -142,6 +150,16 @@ impl SubmitError {
             Self::TooLargeForQueue { queue, full }
         } else {
             Self::Busy { queue, full }
+        }
+    }
+}
+
+impl From<ReplicationError> for SubmitError {
+    fn from(error: ReplicationError) -> Self {
+        match error {
+            ReplicationError::Busy(full) => Self::refused(Queue::Publish, full),
+            ReplicationError::Closed => Self::Closed,
+            other => Self::Replication(other),
         }
     }
 }
@@ -167,6 +185,9 @@ pub enum Queue {
     /// Verified records waiting for (or in) a group-commit write:
     /// `journal.group_commit_queue_depth_max` and `journal.group_commit_queue_bytes_max`.
     Journal,
+    /// Verified records published to the stream and awaiting their acknowledgement
+    /// (`replication.mode = "jetstream"`), bounded by the same two settings.
+    Publish,
 }
 
 impl std::fmt::Display for Queue {
@@ -174,6 +195,7 @@ impl std::fmt::Display for Queue {
         f.write_str(match self {
             Self::Verification => "verification queue",
             Self::Journal => "journal append queue",
+            Self::Publish => "stream publish queue",
         })
     }
 }

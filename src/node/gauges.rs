@@ -34,20 +34,33 @@ impl Node {
             metrics::gauge!(catalog::MAILBOX_DEPTH, "actor" => label).set(depth.get() as f64);
         }
         let _ = self.with_running(|running| {
-            let journal = &running.journal;
-            let durable_end = journal.durable_end();
+            let durable_end = running.log.durable_end();
+            // Bytes of journal, or records of the stream (whose positions are sequences).
             metrics::gauge!(catalog::INGEST_LAG_BYTES).set(durable_end.saturating_sub(status.cursor) as f64);
-            let lag_records = journal
-                .appended_records()
-                .saturating_sub(status.applied_since_start);
-            metrics::gauge!(catalog::INGEST_LAG_RECORDS).set(lag_records as f64);
-            metrics::gauge!(catalog::JOURNAL_SEGMENTS).set(journal.segment_count() as f64);
-            metrics::gauge!(catalog::JOURNAL_DISK_BYTES).set(journal.disk_bytes() as f64);
-            metrics::gauge!(catalog::JOURNAL_QUARANTINED_REGIONS).set(journal.quarantined_regions() as f64);
-            metrics::gauge!(catalog::JOURNAL_POISONED).set(f64::from(u8::from(journal.is_poisoned())));
+            let publish_queue = match (&running.journal, &running.replica) {
+                (Some(journal), _) => {
+                    let lag_records = journal
+                        .appended_records()
+                        .saturating_sub(status.applied_since_start);
+                    metrics::gauge!(catalog::INGEST_LAG_RECORDS).set(lag_records as f64);
+                    metrics::gauge!(catalog::JOURNAL_SEGMENTS).set(journal.segment_count() as f64);
+                    metrics::gauge!(catalog::JOURNAL_DISK_BYTES).set(journal.disk_bytes() as f64);
+                    metrics::gauge!(catalog::JOURNAL_QUARANTINED_REGIONS)
+                        .set(journal.quarantined_regions() as f64);
+                    metrics::gauge!(catalog::JOURNAL_POISONED)
+                        .set(f64::from(u8::from(journal.is_poisoned())));
+                    journal.queue_use()
+                }
+                (None, Some(replica)) => {
+                    let lag_records = durable_end.saturating_sub(status.cursor);
+                    metrics::gauge!(catalog::INGEST_LAG_RECORDS).set(lag_records as f64);
+                    replica.publisher.queue_use()
+                }
+                (None, None) => (0, 0, 0),
+            };
             for (queue, (entries, bytes, bytes_max)) in [
                 ("verify", running.admission.queue_use()),
-                ("group_commit", journal.queue_use()),
+                ("group_commit", publish_queue),
             ] {
                 metrics::gauge!(catalog::QUEUE_ENTRIES, "queue" => queue).set(entries as f64);
                 metrics::gauge!(catalog::QUEUE_BYTES, "queue" => queue).set(bytes as f64);

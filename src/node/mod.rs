@@ -87,7 +87,7 @@ use crate::protocol::{AgentId, Assertion, Hash, LogRecord, TrustChange, Vote};
 use crate::storage::audit::AuditLog;
 use crate::storage::journal::{Faults, NoFaults};
 use crate::storage::state::State;
-use pipeline::{Actors, Running, open_storage};
+use pipeline::{Actors, Running};
 use submit::Admission;
 
 /// Longest shutdown waits for the ingestor to apply what is durable: a healthy ingestor
@@ -182,7 +182,14 @@ impl Node {
             return Err(NodeError::NoSystem);
         }
         let data_dir = data_dir.as_ref().to_owned();
-        let (state, journal, cursor) = open_storage(&config, &data_dir, &faults)?;
+        let pipeline::Storage {
+            state,
+            cursor,
+            log,
+            sink,
+            journal,
+            replica,
+        } = pipeline::open(&config, &data_dir, &faults)?;
         let (status_tx, status) = watch::channel(IngestStatus {
             cursor,
             ..IngestStatus::default()
@@ -215,9 +222,18 @@ impl Node {
         let (audit, next_audit_id, audit_writer) =
             AuditLog::open(&data_dir.join(AUDIT_DIR), config.node.audit_records_max)?;
         let mailboxes = crate::telemetry::Mailboxes::default();
-        let actors = Actors::start(&config, &journal, &state, status_tx, hooks, listener, &mailboxes)?;
+        let actors = Actors::start(
+            &config,
+            &log,
+            journal.as_ref(),
+            &state,
+            status_tx,
+            hooks,
+            listener,
+            &mailboxes,
+        )?;
         let admission = Admission::start(
-            &journal,
+            &sink,
             &config.limits,
             admins,
             config.node.verify_threads(),
@@ -231,7 +247,7 @@ impl Node {
             what: "verification",
             source,
         })?;
-        tracing::info!(dir = %data_dir.display(), cursor, journal_end = journal.durable_end(), "node started");
+        tracing::info!(dir = %data_dir.display(), cursor, log_end = log.durable_end(), "node started");
         crate::telemetry::describe();
         let node = Self {
             inner: Arc::new(Inner {
@@ -250,7 +266,9 @@ impl Node {
                 sampled_ms: std::sync::atomic::AtomicU64::new(0),
                 resolving: tokio::sync::Semaphore::new((config.state.readers_max as usize / 2).max(1)),
                 running: RwLock::new(Some(Running {
+                    log,
                     journal,
+                    replica,
                     state,
                     admission,
                     _ingestor: actors.ingestor,
@@ -350,7 +368,7 @@ impl Node {
             results.push(match verdict {
                 Ok((hash, ack)) => match ack.await {
                     Ok(Ok(offset)) => Ok(Receipt { hash, offset }),
-                    Ok(Err(error)) => Err(error.into()),
+                    Ok(Err(error)) => Err(error),
                     Err(_) => Err(SubmitError::Closed),
                 },
                 Err(error) => Err(error),
@@ -361,7 +379,7 @@ impl Node {
 
     /// Returns the journal's durable end: every record below it is acknowledged.
     pub fn durable_end(&self) -> Result<u64, NodeError> {
-        self.with_running(|running| Ok(running.journal.durable_end()))
+        self.with_running(|running| Ok(running.log.durable_end()))
     }
 
     /// Returns the assertion with content hash `hash`, if it is indexed.

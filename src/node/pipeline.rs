@@ -7,21 +7,28 @@ use std::sync::Arc;
 use actix::prelude::*;
 use tokio::sync::watch;
 
-use super::submit::Admission;
+use super::submit::{Admission, Sink};
 use super::{JOURNAL_DIR, NodeError, STATE_DIR};
 use crate::Config;
 use crate::actors::{
     CommitListener, DurableBroadcaster, Hooks, IngestStatus, IngestorActor, LensActor, SubscribeCounted,
     VoteCounterActor,
 };
+use crate::budget::Budget;
 use crate::lens::Views;
+use crate::replication::Replica;
 use crate::storage::audit::AuditLog;
-use crate::storage::journal::{Faults, Journal, JournalError, OpenOptions};
+use crate::storage::journal::{Faults, Journal, JournalError, Log, OpenOptions};
 use crate::storage::state::{SCHEMA_VERSION, State, Upgrade};
 
 /// The parts that shutdown takes down.
 pub(super) struct Running {
-    pub(super) journal: Journal,
+    /// The log the ingestor reads: the journal, or the stream.
+    pub(super) log: Arc<dyn Log>,
+    /// The local journal, unless the log is replicated.
+    pub(super) journal: Option<Journal>,
+    /// The connection to the stream, if the log is replicated.
+    pub(super) replica: Option<Replica>,
     pub(super) state: State,
     pub(super) admission: Admission,
     /// Held so the ingestor lives as long as the node, whatever its subscriptions do.
@@ -68,10 +75,71 @@ impl Running {
     /// the journal. Blocks: call it off the async executor.
     pub(super) fn stop_and_close(mut self) {
         self.stop_threads();
-        let Self { journal, state, .. } = self;
+        let Self {
+            journal,
+            state,
+            replica,
+            log,
+            ..
+        } = self;
         state.close();
         drop(journal);
+        drop(log);
+        drop(replica);
     }
+}
+
+/// The storage a node runs on: the state, and the log with what writes to it.
+pub(super) struct Storage {
+    pub(super) state: State,
+    pub(super) cursor: u64,
+    pub(super) log: Arc<dyn Log>,
+    pub(super) sink: Sink,
+    pub(super) journal: Option<Journal>,
+    pub(super) replica: Option<Replica>,
+}
+
+/// Opens the state and the log `config.replication` names.
+pub(super) fn open(config: &Config, data_dir: &Path, faults: &Arc<dyn Faults>) -> Result<Storage, NodeError> {
+    if !config.replication.is_jetstream() {
+        let (state, journal, cursor) = open_storage(config, data_dir, faults)?;
+        return Ok(Storage {
+            state,
+            cursor,
+            log: Arc::new(journal.clone()),
+            sink: Sink::Journal(journal.clone()),
+            journal: Some(journal),
+            replica: None,
+        });
+    }
+    std::fs::create_dir_all(data_dir).map_err(|source| JournalError::Io {
+        op: "create the data directory",
+        path: data_dir.to_owned(),
+        source,
+    })?;
+    // The stream holds every record from sequence 1: a state of an older schema is rebuilt.
+    let state = State::open_with(data_dir.join(STATE_DIR), config.state.clone(), |outdated| {
+        tracing::warn!(
+            from = outdated.found,
+            "state of an older schema: rebuilding it from the stream"
+        );
+        Ok::<_, NodeError>(Upgrade::Rebuild)
+    })?;
+    let cursor = state.ingest_cursor()?;
+    let budget = Budget::new(
+        config.journal.group_commit_queue_depth_max,
+        config.journal.group_commit_queue_bytes_max,
+    );
+    let replica = Replica::connect(&config.replication, data_dir, cursor, budget)?;
+    let log: Arc<dyn Log> = replica.log.clone();
+    Ok(Storage {
+        state,
+        cursor,
+        log,
+        sink: Sink::Stream(replica.publisher.clone()),
+        journal: None,
+        replica: Some(replica),
+    })
 }
 
 /// Opens the state, then the journal (whose recovery never cuts below the state's cursor);
@@ -178,9 +246,14 @@ pub(super) struct Actors {
 impl Actors {
     /// Starts the shards, the ingestor and the broadcaster, each on a thread of its own, and subscribes the
     /// ingestor to durable offsets.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the node's parts, each used once; a struct would only restate them"
+    )]
     pub(super) fn start(
         config: &Config,
-        journal: &Journal,
+        log: &Arc<dyn Log>,
+        journal: Option<&Journal>,
         state: &State,
         status: watch::Sender<IngestStatus>,
         hooks: Hooks,
@@ -198,7 +271,7 @@ impl Actors {
             arbiters.push(arbiter);
         }
         let ingestor = IngestorActor::new(
-            Arc::new(journal.clone()),
+            Arc::clone(log),
             state.clone(),
             config.node.clone(),
             shards,
@@ -210,7 +283,10 @@ impl Actors {
         let ingestor = IngestorActor::start_in_arbiter(&arbiters[0].handle(), move |_| ingestor);
         // Its own thread: the ingestor's wake-up must not wait for the host's thread.
         let broadcaster = Arbiter::new();
-        let durable = DurableBroadcaster::new(journal.clone());
+        let durable = match journal {
+            Some(journal) => DurableBroadcaster::new(journal.clone()),
+            None => DurableBroadcaster::for_log(log),
+        };
         let durable_broadcaster =
             DurableBroadcaster::start_in_arbiter(&broadcaster.handle(), move |_| durable);
         arbiters.push(broadcaster);

@@ -30,10 +30,20 @@ use tokio::sync::{oneshot, watch};
 use super::error::{Queue, SubmitError};
 use crate::budget::{Budget, QueueFull, QueueUnit, Reservation};
 use crate::protocol::{AgentId, Assertion, Hash, Limits, LogRecord, ObjectValue, now_ms, validate_records};
-use crate::storage::journal::{AppendReply, Journal, JournalError};
+use crate::replication::{Outgoing, Publisher};
+use crate::storage::journal::{AppendReply, Journal};
 
-/// A journal acknowledgement: the durable offset, or why the append failed.
-pub(crate) type Ack = oneshot::Receiver<Result<u64, JournalError>>;
+/// A durable acknowledgement: the record's position in the log, or why it was not stored.
+pub(crate) type Ack = oneshot::Receiver<Result<u64, SubmitError>>;
+
+/// Where admitted records go: the local journal, or the replicated stream.
+#[derive(Clone)]
+pub(crate) enum Sink {
+    /// The local journal (group commit, fdatasync).
+    Journal(Journal),
+    /// The JetStream stream (a quorum's acknowledgement).
+    Stream(Publisher),
+}
 /// The verdict on one submitted assertion: queued to the journal (its hash and pending
 /// acknowledgement), or refused.
 pub(crate) type Admitted = Result<(Hash, Ack), SubmitError>;
@@ -89,7 +99,7 @@ impl Admission {
     /// only when signed by one of `admins`; `budget` bounds what waits for them (and what
     /// they hold).
     pub(crate) fn start(
-        journal: &Journal,
+        sink: &Sink,
         limits: &Limits,
         admins: HashSet<AgentId>,
         threads: usize,
@@ -104,7 +114,7 @@ impl Admission {
         for index in 0..threads {
             let worker = Worker {
                 receiver: receiver.clone(),
-                journal: journal.clone(),
+                sink: sink.clone(),
                 limits: limits.clone(),
                 admins: Arc::clone(&admins),
                 batch_records_max,
@@ -200,12 +210,13 @@ impl Drop for InFlight {
     }
 }
 
-/// A record that passed verification, encoded for the journal, or why it did not pass.
-type Checked = Result<(Hash, Vec<u8>), SubmitError>;
+/// A record that passed verification, encoded for the journal (with whether it depends on an
+/// earlier record of its submission), or why it did not pass.
+type Checked = Result<(Hash, Vec<u8>, bool), SubmitError>;
 
 struct Worker {
     receiver: Receiver<Job>,
-    journal: Journal,
+    sink: Sink,
     limits: Limits,
     admins: Arc<HashSet<AgentId>>,
     batch_records_max: usize,
@@ -242,12 +253,22 @@ impl Worker {
         for (count, reply, share, span) in replies {
             // Each record is dropped once encoded; the payloads take the journal's budget
             // before the verification share is returned, so no byte goes uncounted.
+            let mut earlier = HashSet::new();
             let checked: Vec<Checked> = pairs
                 .by_ref()
                 .take(count)
                 .map(|(record, verdict)| {
                     self.authorize(&record)?;
-                    Ok((verdict?, record.encode()))
+                    let hash = verdict?;
+                    let depends = match &record {
+                        LogRecord::Assertion(assertion) => {
+                            assertion.parent.is_some_and(|p| earlier.contains(&p))
+                        }
+                        LogRecord::Vote(vote) => earlier.contains(&vote.assertion),
+                        LogRecord::Trust(_) => false,
+                    };
+                    earlier.insert(hash);
+                    Ok((hash, record.encode(), depends))
                 })
                 .collect();
             let verdicts = span.in_scope(|| self.append(checked));
@@ -267,25 +288,61 @@ impl Worker {
         }
     }
 
-    /// Queues the valid records of one submission to the journal, all or none.
+    /// Queues the valid records of one submission to the log, all or none.
     fn append(&self, checked: Vec<Checked>) -> Verdicts {
-        let mut appends = Vec::with_capacity(checked.len());
         let mut admitted = Vec::with_capacity(checked.len());
-        for item in checked {
-            admitted.push(item.map(|(hash, payload)| {
-                let (ack, receiver) = oneshot::channel();
-                // Counted until the reply runs or is dropped unrun (say, the journal refused it).
-                let guard = InFlight::enter(&self.in_flight);
-                let reply: AppendReply = Box::new(move |outcome| {
-                    let _ = ack.send(outcome);
-                    drop(guard);
-                });
-                appends.push((payload, reply));
-                (hash, receiver)
-            }));
-        }
-        if !appends.is_empty() {
-            self.journal.try_append_batch(appends)?;
+        match &self.sink {
+            Sink::Journal(journal) => {
+                let mut appends = Vec::with_capacity(checked.len());
+                for item in checked {
+                    admitted.push(item.map(|(hash, payload, _)| {
+                        let (ack, receiver) = oneshot::channel();
+                        // Counted until the reply runs or is dropped unrun (the journal refused it).
+                        let guard = InFlight::enter(&self.in_flight);
+                        let reply: AppendReply = Box::new(move |outcome| {
+                            let _ = ack.send(outcome.map_err(SubmitError::from));
+                            drop(guard);
+                        });
+                        appends.push((payload, reply));
+                        (hash, receiver)
+                    }));
+                }
+                if !appends.is_empty() {
+                    journal.try_append_batch(appends)?;
+                }
+            }
+            Sink::Stream(publisher) => {
+                let mut outgoing = Vec::with_capacity(checked.len());
+                for item in checked {
+                    admitted.push(item.and_then(|(hash, payload, after_previous)| {
+                        let max = publisher.record_bytes_max();
+                        if payload.len() > max {
+                            return Err(SubmitError::Replication(
+                                crate::replication::ReplicationError::RecordTooLarge {
+                                    bytes: payload.len(),
+                                    max,
+                                },
+                            ));
+                        }
+                        let (ack, receiver) = oneshot::channel();
+                        let guard = InFlight::enter(&self.in_flight);
+                        let reply: crate::replication::PublishReply = Box::new(move |outcome| {
+                            let _ = ack.send(outcome.map_err(SubmitError::from));
+                            drop(guard);
+                        });
+                        outgoing.push(Outgoing {
+                            id: hash,
+                            payload,
+                            after_previous,
+                            reply,
+                        });
+                        Ok((hash, receiver))
+                    }));
+                }
+                if !outgoing.is_empty() {
+                    publisher.try_publish(outgoing)?;
+                }
+            }
         }
         Ok(admitted)
     }

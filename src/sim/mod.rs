@@ -21,6 +21,7 @@
 pub(crate) mod arenas;
 mod chaos;
 pub mod driver;
+mod nats;
 mod report;
 
 use std::path::PathBuf;
@@ -29,6 +30,7 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 
 pub use chaos::Tmpfs;
+pub use nats::{NATS_START_TIMEOUT, NatsCluster, nats_server_binary};
 pub use report::{ArenaReport, Fault, Latencies, Report};
 
 use crate::protocol::AgentKey;

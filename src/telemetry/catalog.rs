@@ -146,6 +146,8 @@ pub const INGEST_STALLED: &str = "stemedb_ingest_stalled";
 pub const INGEST_STALLS: &str = "stemedb_ingest_stalls_total";
 /// Failed ingest steps retried.
 pub const INGEST_RETRIES: &str = "stemedb_ingest_retries_total";
+/// Stream publishes retried (replication.mode = jetstream).
+pub const REPLICATION_PUBLISH_RETRIES: &str = "stemedb_replication_publish_retries_total";
 /// Times ingestion halted until restart.
 pub const INGEST_HALTED: &str = "stemedb_ingest_halted_total";
 /// Votes that became live.
@@ -255,6 +257,7 @@ pub const METRICS: &[MetricSpec] = &[
     counter(INGEST_STALLS, &[], "Times ingestion became stalled.", "Ingest stalls and retries"),
     counter(INGEST_RETRIES, &[], "Failed ingest steps that were retried after a backoff.", "Ingest stalls and retries"),
     counter(INGEST_HALTED, &[], "Times ingestion halted until the node restarts (a panic or a lost vote shard).", "Ingest stalls and retries"),
+    counter(REPLICATION_PUBLISH_RETRIES, &[], "Stream publishes not acknowledged in time (or refused during an election) and sent again with the same Nats-Msg-Id (replication.mode = jetstream).", "Journal append errors"),
     counter(VOTES_APPLIED, &[], "Votes that became their voter's live vote on an assertion.", "Votes"),
     counter(VOTES_REPLACED, &[], "Live votes that a newer vote of the same voter replaced.", "Votes"),
     counter(VOTES_IGNORED, &[], "Votes that changed nothing (older than, or the same as, the live vote).", "Votes"),

@@ -41,6 +41,8 @@ pub trait Log: Send + Sync {
     fn reader(&self) -> Box<dyn LogReader>;
     /// Installs the durable-end listener (replacing any earlier one).
     fn set_durable_listener(&self, listener: DurableListener);
+    /// Removes the durable-end listener.
+    fn clear_durable_listener(&self);
     /// Returns the named cursor, if registered.
     fn cursor(&self, name: &str) -> Option<u64>;
     /// Durably sets the named cursor.
@@ -74,6 +76,10 @@ impl Log for Journal {
 
     fn set_durable_listener(&self, listener: DurableListener) {
         Journal::set_durable_listener(self, listener);
+    }
+
+    fn clear_durable_listener(&self) {
+        Journal::clear_durable_listener(self);
     }
 
     fn cursor(&self, name: &str) -> Option<u64> {

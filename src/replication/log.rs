@@ -1,0 +1,261 @@
+//! [`StreamLog`]: the stream as the ingestor's [`Log`]: records fetched from the node's
+//! cursor into a bounded buffer, positions being stream sequences.
+//!
+//! A record at sequence `s` is at position `s` and the next one at `s + 1`; the stream's
+//! numbering is gap-free (it denies deletes and purges), so the positions are too. The durable
+//! end is one past the last sequence fetched: the stream delivers only what a quorum of its
+//! replicas stored.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer};
+use futures_util::StreamExt;
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::Notify;
+
+use super::ReplicationConfig;
+use crate::storage::journal::{DurableListener, JournalError, Log, LogReader, RangeRead, ReadError};
+
+/// The fetched records and what the fetcher found.
+struct Fetched {
+    buffer: Mutex<Buffer>,
+    /// One past the last sequence fetched (or the cursor fetching started from).
+    end: AtomicU64,
+    listener: RwLock<Option<DurableListener>>,
+    /// Signalled when the reader frees buffer space.
+    space: Notify,
+    bytes_max: usize,
+    /// The stream no longer holds the sequence the node needs next: ingestion cannot go on.
+    lost: Mutex<Option<(u64, u64)>>,
+    closed: AtomicBool,
+}
+
+#[derive(Default)]
+struct Buffer {
+    records: VecDeque<(u64, Vec<u8>)>,
+    bytes: usize,
+}
+
+/// The stream as a [`Log`]; see the module docs.
+pub(crate) struct StreamLog {
+    fetched: Arc<Fetched>,
+}
+
+impl StreamLog {
+    /// Starts fetching `config.stream` from the node's ingest `cursor` (sequence 1 for a new
+    /// node) on `runtime`. `first` is the stream's first sequence.
+    pub(super) fn start(
+        runtime: &tokio::runtime::Handle,
+        js: jetstream::Context,
+        config: &ReplicationConfig,
+        cursor: u64,
+        first: u64,
+    ) -> Arc<Self> {
+        let fetched = Arc::new(Fetched {
+            buffer: Mutex::new(Buffer::default()),
+            end: AtomicU64::new(cursor),
+            listener: RwLock::new(None),
+            space: Notify::new(),
+            bytes_max: config.fetch_buffer_bytes_max,
+            lost: Mutex::new(None),
+            closed: AtomicBool::new(false),
+        });
+        let next = cursor.max(1);
+        if first > next {
+            // The stream was created with limits elsewhere, or trimmed by hand.
+            *fetched.lost.lock() = Some((next, first));
+        } else {
+            runtime.spawn(fetch(
+                js,
+                config.stream.clone(),
+                config.subject.clone(),
+                Arc::clone(&fetched),
+                next,
+            ));
+        }
+        Arc::new(Self { fetched })
+    }
+
+    /// Stops fetching.
+    pub(super) fn close(&self) {
+        self.fetched.closed.store(true, Ordering::Release);
+        self.fetched.space.notify_one();
+    }
+}
+
+/// Fetches from `next` on, forever: a consumer that fails (its server died, the connection
+/// moved) is created again from the next sequence needed.
+async fn fetch(
+    js: jetstream::Context,
+    stream: String,
+    subject: String,
+    fetched: Arc<Fetched>,
+    mut next: u64,
+) {
+    let mut backoff = Duration::from_millis(20);
+    while !fetched.closed.load(Ordering::Acquire) {
+        match consume(&js, &stream, &subject, &fetched, &mut next).await {
+            Ok(()) => return,
+            Err(reason) => {
+                tracing::warn!(%reason, next, stream = %stream, "stream consumer failed; creating it again");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+/// Runs one ordered pull consumer from `next`; returns `Ok` once closed.
+async fn consume(
+    js: &jetstream::Context,
+    stream: &str,
+    subject: &str,
+    fetched: &Fetched,
+    next: &mut u64,
+) -> Result<(), String> {
+    let stream = js.get_stream(stream).await.map_err(|e| e.to_string())?;
+    let consumer = stream
+        .create_consumer(consumer::pull::OrderedConfig {
+            filter_subject: subject.to_owned(),
+            deliver_policy: consumer::DeliverPolicy::ByStartSequence {
+                start_sequence: *next,
+            },
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
+    while let Some(message) = messages.next().await {
+        if fetched.closed.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let message = message.map_err(|e| e.to_string())?;
+        let seq = message.info().map_err(|e| e.to_string())?.stream_sequence;
+        if seq < *next {
+            continue;
+        }
+        if seq > *next {
+            // Gap-free by construction (deny_delete, deny_purge): a gap means the stream lost
+            // records the node needs.
+            *fetched.lost.lock() = Some((*next, seq));
+            tracing::error!(
+                needed = *next,
+                got = seq,
+                "the stream no longer holds a record this node needs"
+            );
+            return Ok(());
+        }
+        let payload = message.message.payload.to_vec();
+        // Bounded: wait for the ingestor to apply and so free what it has read.
+        loop {
+            let notified = fetched.space.notified();
+            if fetched.buffer.lock().bytes < fetched.bytes_max || fetched.closed.load(Ordering::Acquire) {
+                break;
+            }
+            notified.await;
+        }
+        {
+            let mut buffer = fetched.buffer.lock();
+            buffer.bytes += payload.len();
+            buffer.records.push_back((seq, payload));
+        }
+        *next = seq + 1;
+        fetched.end.store(*next, Ordering::Release);
+        if let Some(listener) = fetched.listener.read().as_ref() {
+            listener(*next);
+        }
+    }
+    Err("the consumer's message stream ended".into())
+}
+
+struct Reader {
+    fetched: Arc<Fetched>,
+}
+
+impl LogReader for Reader {
+    fn read_range(
+        &mut self,
+        from: u64,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Result<RangeRead, ReadError> {
+        let mut buffer = self.fetched.buffer.lock();
+        // Below `from` is applied (the ingestor reads on from its committed cursor): free it.
+        let mut freed = false;
+        while buffer.records.front().is_some_and(|(seq, _)| *seq < from) {
+            if let Some((_, payload)) = buffer.records.pop_front() {
+                buffer.bytes -= payload.len();
+                freed = true;
+            }
+        }
+        if freed {
+            self.fetched.space.notify_one();
+        }
+        let mut range = RangeRead {
+            records: Vec::new(),
+            next: from,
+            at_end: true,
+        };
+        let mut bytes = 0usize;
+        for (seq, payload) in &buffer.records {
+            if range.records.len() >= max_records || bytes >= max_bytes {
+                range.at_end = false;
+                break;
+            }
+            bytes += payload.len();
+            range.records.push((*seq, payload.clone()));
+            range.next = seq + 1;
+        }
+        drop(buffer);
+        if range.records.is_empty()
+            && let Some((needed, _first)) = *self.fetched.lost.lock()
+            && from >= needed
+        {
+            return Err(ReadError::BadOffset {
+                offset: needed,
+                reason: "the stream no longer holds this sequence (it was trimmed or recreated)",
+            });
+        }
+        Ok(range)
+    }
+}
+
+impl Log for StreamLog {
+    fn durable_end(&self) -> u64 {
+        self.fetched.end.load(Ordering::Acquire)
+    }
+
+    fn reader(&self) -> Box<dyn LogReader> {
+        Box::new(Reader {
+            fetched: Arc::clone(&self.fetched),
+        })
+    }
+
+    fn set_durable_listener(&self, listener: DurableListener) {
+        *self.fetched.listener.write() = Some(listener);
+    }
+
+    fn clear_durable_listener(&self) {
+        self.fetched.listener.write().take();
+    }
+
+    fn cursor(&self, _name: &str) -> Option<u64> {
+        // The stream keeps every record for nodes that join later: no cursor lets anything go.
+        None
+    }
+
+    fn set_cursor(&self, _name: &str, _offset: u64) -> Result<(), JournalError> {
+        Ok(())
+    }
+
+    fn collect_garbage(&self) -> Result<usize, JournalError> {
+        Ok(0)
+    }
+
+    fn collect_step_bytes(&self) -> u64 {
+        u64::MAX
+    }
+}

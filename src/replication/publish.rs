@@ -1,0 +1,198 @@
+//! [`Publisher`]: admitted records to the stream, each acknowledged by its PubAck.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, context::PublishErrorKind};
+
+use super::{ReplicationConfig, ReplicationError};
+use crate::budget::{Budget, Reservation};
+use crate::protocol::Hash;
+
+/// Publishes awaiting their PubAck at once, over all submissions: the client's in-flight
+/// window (past it, a publish waits for a slot).
+pub(crate) const ACKS_IN_FLIGHT_MAX: usize = 16_384;
+
+/// First pause before a publish is retried; doubling up to [`RETRY_PAUSE_MAX`].
+const RETRY_PAUSE_MIN: Duration = Duration::from_millis(25);
+/// Longest pause between retries.
+const RETRY_PAUSE_MAX: Duration = Duration::from_secs(1);
+
+/// Told the stream sequence of its record, or why it could not be stored.
+pub(crate) type PublishReply = Box<dyn FnOnce(Result<u64, ReplicationError>) + Send>;
+
+/// One record to publish.
+pub(crate) struct Outgoing {
+    /// Its content hash: the `Nats-Msg-Id`.
+    pub(crate) id: Hash,
+    /// The encoded record.
+    pub(crate) payload: Vec<u8>,
+    /// It depends on an earlier record of its submission (its parent, the assertion it votes
+    /// on): it is published only once every earlier one is acknowledged.
+    pub(crate) after_previous: bool,
+    /// Told the outcome.
+    pub(crate) reply: PublishReply,
+}
+
+/// Publishes to the stream; cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Publisher {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    runtime: tokio::runtime::Handle,
+    js: jetstream::Context,
+    stream: String,
+    subject: async_nats::Subject,
+    deadline: Duration,
+    record_bytes_max: usize,
+    budget: Arc<Budget>,
+}
+
+impl Publisher {
+    pub(super) fn new(
+        runtime: tokio::runtime::Handle,
+        js: jetstream::Context,
+        config: &ReplicationConfig,
+        record_bytes_max: usize,
+        budget: Arc<Budget>,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                runtime,
+                js,
+                stream: config.stream.clone(),
+                subject: config.subject.clone().into(),
+                deadline: Duration::from_millis(config.publish_deadline_ms),
+                record_bytes_max,
+                budget,
+            }),
+        }
+    }
+
+    /// Returns the largest record the stream takes, in bytes.
+    pub(crate) fn record_bytes_max(&self) -> usize {
+        self.inner.record_bytes_max
+    }
+
+    /// Returns the publish queue's (entries, bytes) held and its bound in bytes.
+    pub(crate) fn queue_use(&self) -> (usize, usize, usize) {
+        let (entries, bytes) = self.inner.budget.in_flight();
+        (entries, bytes, self.inner.budget.bytes_max())
+    }
+
+    /// Queues one submission's records without blocking, all or none: refused when the
+    /// publish queue is full. Each record's reply runs exactly once.
+    pub(crate) fn try_publish(&self, records: Vec<Outgoing>) -> Result<(), ReplicationError> {
+        if let Some(record) = records
+            .iter()
+            .find(|r| r.payload.len() > self.inner.record_bytes_max)
+        {
+            return Err(ReplicationError::RecordTooLarge {
+                bytes: record.payload.len(),
+                max: self.inner.record_bytes_max,
+            });
+        }
+        let bytes = records.iter().map(|r| r.payload.len()).sum();
+        let share = self
+            .inner
+            .budget
+            .try_reserve(records.len(), bytes)
+            .map_err(ReplicationError::Busy)?;
+        let inner = Arc::clone(&self.inner);
+        self.inner
+            .runtime
+            .spawn(async move { inner.publish(records, share).await });
+        Ok(())
+    }
+}
+
+impl Inner {
+    /// Publishes a submission's records, pipelined, in order; `after_previous` records wait for
+    /// every earlier acknowledgement. Failed publishes are retried with their ids until the
+    /// deadline.
+    async fn publish(&self, records: Vec<Outgoing>, share: Reservation) {
+        let deadline = Instant::now() + self.deadline;
+        let mut wave = Vec::new();
+        for record in records {
+            if record.after_previous && !wave.is_empty() {
+                self.publish_wave(std::mem::take(&mut wave), deadline).await;
+            }
+            wave.push(record);
+        }
+        self.publish_wave(wave, deadline).await;
+        drop(share);
+    }
+
+    /// Publishes records that do not depend on each other, retrying those not acknowledged.
+    async fn publish_wave(&self, records: Vec<Outgoing>, deadline: Instant) {
+        let mut pending: Vec<(Outgoing, bytes::Bytes)> = records
+            .into_iter()
+            .map(|mut record| {
+                let payload = bytes::Bytes::from(std::mem::take(&mut record.payload));
+                (record, payload)
+            })
+            .collect();
+        let mut pause = RETRY_PAUSE_MIN;
+        loop {
+            // Built first: the records (their replies) must not be borrowed across an await.
+            let messages: Vec<_> = pending
+                .iter()
+                .map(|(record, payload)| {
+                    jetstream::message::PublishMessage::build()
+                        .payload(payload.clone())
+                        .message_id(record.id.to_string())
+                })
+                .collect();
+            let mut acks = Vec::with_capacity(messages.len());
+            for message in messages {
+                acks.push(self.js.send_publish(self.subject.clone(), message).await);
+            }
+            let mut failed = Vec::new();
+            let mut last_error = String::new();
+            for ((record, payload), sent) in pending.into_iter().zip(acks) {
+                let outcome = match sent {
+                    Ok(ack) => ack.await,
+                    Err(error) => Err(error),
+                };
+                match outcome {
+                    Ok(ack) if ack.stream == self.stream => (record.reply)(Ok(ack.sequence)),
+                    Ok(ack) => (record.reply)(Err(ReplicationError::Refused(format!(
+                        "stream {} acknowledged it, not {}: another stream holds the subject",
+                        ack.stream, self.stream
+                    )))),
+                    Err(error) if error.kind() == PublishErrorKind::MaxPayloadExceeded => {
+                        (record.reply)(Err(ReplicationError::RecordTooLarge {
+                            bytes: payload.len(),
+                            max: self.record_bytes_max,
+                        }))
+                    }
+                    Err(error) => {
+                        last_error = error.to_string();
+                        failed.push((record, payload));
+                    }
+                }
+            }
+            if failed.is_empty() {
+                return;
+            }
+            metrics::counter!(crate::telemetry::catalog::REPLICATION_PUBLISH_RETRIES)
+                .increment(failed.len() as u64);
+            if Instant::now() + pause >= deadline {
+                tracing::error!(records = failed.len(), error = %last_error, "stream publishes not acknowledged by the deadline");
+                for (record, _) in failed {
+                    (record.reply)(Err(ReplicationError::NotAcknowledged {
+                        deadline_ms: self.deadline.as_millis() as u64,
+                        reason: last_error.clone(),
+                    }));
+                }
+                return;
+            }
+            tracing::warn!(records = failed.len(), error = %last_error, retry_in = ?pause, "stream publishes not acknowledged; retrying");
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(RETRY_PAUSE_MAX);
+            pending = failed;
+        }
+    }
+}

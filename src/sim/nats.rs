@@ -1,0 +1,191 @@
+//! [`NatsCluster`]: NATS servers with JetStream on loopback, as child processes, for the
+//! replication tests, benchmark and arenas: start, SIGKILL, restart.
+//!
+//! The binary is `$STEMEDB_NATS_SERVER`, else `nats-server` on `PATH` (Debian's package
+//! `nats-server`; `.ci/run` installs it when missing).
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Longest a server takes to accept connections after it is started.
+pub const NATS_START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// One server of a [`NatsCluster`].
+#[derive(Debug)]
+struct Server {
+    name: String,
+    config: PathBuf,
+    client_port: u16,
+    child: Option<Child>,
+}
+
+/// NATS servers with JetStream, clustered when more than one; see the module docs. Dropping it
+/// kills every server.
+#[derive(Debug)]
+pub struct NatsCluster {
+    servers: Vec<Server>,
+    binary: PathBuf,
+}
+
+/// Returns the `nats-server` binary to run, or why there is none.
+pub fn nats_server_binary() -> Result<PathBuf, String> {
+    if let Some(path) = std::env::var_os("STEMEDB_NATS_SERVER") {
+        return Ok(PathBuf::from(path));
+    }
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/usr/bin")])
+        .map(|dir| dir.join("nats-server"))
+        .find(|path| path.is_file())
+        .ok_or_else(|| {
+            "nats-server not found: install it (Debian: `apt-get install nats-server`) or set STEMEDB_NATS_SERVER"
+                .to_owned()
+        })
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+impl NatsCluster {
+    /// Starts `size` servers (1 to 5) with their stores under `dir`, each accepting clients
+    /// before this returns. `max_payload` sets the servers' largest message (default 1 MiB).
+    pub fn start(dir: &Path, size: usize, max_payload: Option<usize>) -> std::io::Result<Self> {
+        assert!((1..=5).contains(&size), "a cluster of 1 to 5 servers");
+        let binary = nats_server_binary().map_err(std::io::Error::other)?;
+        let mut ports = Vec::with_capacity(size);
+        for _ in 0..size {
+            ports.push((free_port()?, free_port()?));
+        }
+        let routes: Vec<String> = ports
+            .iter()
+            .map(|(_, cluster)| format!("\"nats-route://127.0.0.1:{cluster}\""))
+            .collect();
+        let mut servers = Vec::with_capacity(size);
+        for (index, (client, cluster)) in ports.iter().enumerate() {
+            let name = format!("n{index}");
+            let store = dir.join(&name);
+            std::fs::create_dir_all(&store)?;
+            let mut text = format!(
+                "server_name: {name}\nlisten: \"127.0.0.1:{client}\"\njetstream {{\n  store_dir: \"{}\"\n  max_memory_store: 268435456\n  max_file_store: 17179869184\n}}\n",
+                store.display()
+            );
+            if let Some(max) = max_payload {
+                text.push_str(&format!("max_payload: {max}\n"));
+            }
+            if size > 1 {
+                text.push_str(&format!(
+                    "cluster {{\n  name: stemedb\n  listen: \"127.0.0.1:{cluster}\"\n  routes: [{}]\n}}\n",
+                    routes.join(", ")
+                ));
+            }
+            let config = dir.join(format!("{name}.conf"));
+            std::fs::write(&config, text)?;
+            servers.push(Server {
+                name,
+                config,
+                client_port: *client,
+                child: None,
+            });
+        }
+        let mut cluster = Self { servers, binary };
+        for index in 0..size {
+            cluster.spawn(index)?;
+        }
+        for index in 0..size {
+            cluster.wait_accepting(index)?;
+        }
+        Ok(cluster)
+    }
+
+    fn spawn(&mut self, index: usize) -> std::io::Result<()> {
+        let server = &mut self.servers[index];
+        let log = server.config.with_extension("log");
+        let child = Command::new(&self.binary)
+            .arg("-c")
+            .arg(&server.config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::OpenOptions::new().create(true).append(true).open(log)?)
+            .spawn()?;
+        server.child = Some(child);
+        Ok(())
+    }
+
+    /// Waits until server `index` accepts TCP connections.
+    fn wait_accepting(&mut self, index: usize) -> std::io::Result<()> {
+        let started = Instant::now();
+        let address = format!("127.0.0.1:{}", self.servers[index].client_port);
+        loop {
+            if std::net::TcpStream::connect(&address).is_ok() {
+                return Ok(());
+            }
+            if let Some(child) = self.servers[index].child.as_mut()
+                && let Some(status) = child.try_wait()?
+            {
+                return Err(std::io::Error::other(format!(
+                    "nats-server {} exited with {status}; see {}",
+                    self.servers[index].name,
+                    self.servers[index].config.with_extension("log").display()
+                )));
+            }
+            if started.elapsed() > NATS_START_TIMEOUT {
+                return Err(std::io::Error::other(format!(
+                    "nats-server {} did not start",
+                    self.servers[index].name
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Returns every server's client URL.
+    pub fn urls(&self) -> Vec<String> {
+        self.servers
+            .iter()
+            .map(|server| format!("nats://127.0.0.1:{}", server.client_port))
+            .collect()
+    }
+
+    /// Returns the index of the server named `name` (`n0`, `n1`, ...).
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.servers.iter().position(|server| server.name == name)
+    }
+
+    /// Returns how many servers the cluster has.
+    pub fn len(&self) -> usize {
+        self.servers.len()
+    }
+
+    /// Returns true if the cluster has no server.
+    pub fn is_empty(&self) -> bool {
+        self.servers.is_empty()
+    }
+
+    /// SIGKILLs server `index` and reaps it.
+    pub fn kill(&mut self, index: usize) -> std::io::Result<()> {
+        if let Some(mut child) = self.servers[index].child.take() {
+            child.kill()?;
+            child.wait()?;
+        }
+        Ok(())
+    }
+
+    /// Starts server `index` again, on its store and ports; returns once it accepts clients.
+    pub fn restart(&mut self, index: usize) -> std::io::Result<()> {
+        self.kill(index)?;
+        self.spawn(index)?;
+        self.wait_accepting(index)
+    }
+}
+
+impl Drop for NatsCluster {
+    fn drop(&mut self) {
+        for index in 0..self.servers.len() {
+            let _ = self.kill(index);
+        }
+    }
+}
