@@ -79,8 +79,9 @@ enum StateCommand {
         data_dir: std::path::PathBuf,
     },
     /// Print the digest of the state of a data directory once it has applied its whole
-    /// journal: nodes that applied the same log print the same digest. No node may run on
-    /// the directory.
+    /// journal, and its cursor: nodes that applied the same log print the same digest. With
+    /// `replication.mode = "jetstream"` (`--config`), the state as it stands, at its cursor.
+    /// No node may run on the directory.
     Digest {
         /// The data directory.
         data_dir: std::path::PathBuf,
@@ -175,6 +176,13 @@ fn dispatch(cli: Cli) -> Result<(), CliError> {
 /// `stemedb state digest`: starts a node on the directory, lets it apply its journal, prints
 /// the digest and the cursor, and shuts it down.
 fn digest(config: &Config, data_dir: &std::path::Path) -> Result<(), CliError> {
+    if config.replication.is_jetstream() {
+        // The log is the stream: the state is digested as it stands, at its cursor.
+        let digest = stemedb::node::Node::stored_state_digest(config, data_dir)
+            .map_err(|e| CliError::Input(format!("{}: {e}", data_dir.display())))?;
+        println!("{} cursor {}", digest.hash, digest.cursor);
+        return Ok(());
+    }
     if !data_dir.join(stemedb::node::JOURNAL_DIR).is_dir() {
         return Err(CliError::Input(format!(
             "{}: no journal/ here: not a data directory",

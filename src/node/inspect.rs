@@ -1,6 +1,10 @@
 //! Whole-state inspection of a [`Node`]: counts, the full dump, and the state digest.
 
-use super::{Node, NodeError, StateDigest, StateDump};
+use std::path::Path;
+
+use super::{Node, NodeError, STATE_DIR, StateDigest, StateDump};
+use crate::Config;
+use crate::storage::state::State;
 
 impl Node {
     /// Returns (stored assertions, stored rejections).
@@ -18,5 +22,25 @@ impl Node {
     /// row once, in one read transaction.
     pub fn state_digest(&self) -> Result<StateDigest, NodeError> {
         self.with_state(|state| Ok(state.digest()?))
+    }
+
+    /// Returns the digest of the state stored in `data_dir` as it stands, at its ingest cursor,
+    /// without starting a node (none may run on it): how replicas of a stream, stopped, are
+    /// compared. Refuses a directory without `state/`.
+    pub fn stored_state_digest(
+        config: &Config,
+        data_dir: impl AsRef<Path>,
+    ) -> Result<StateDigest, NodeError> {
+        let data_dir = data_dir.as_ref();
+        if !data_dir.join(STATE_DIR).is_dir() {
+            return Err(NodeError::NotADataDir {
+                dir: data_dir.to_owned(),
+                missing: STATE_DIR,
+            });
+        }
+        let state = State::open(data_dir.join(STATE_DIR), config.state.clone())?;
+        let digest = state.digest();
+        state.close();
+        Ok(digest?)
     }
 }

@@ -189,7 +189,12 @@ impl Inner {
                 }
                 return;
             }
-            tracing::warn!(records = failed.len(), error = %last_error, retry_in = ?pause, "stream publishes not acknowledged; retrying");
+            // Once a wave at warn (an election fails every publish for seconds), then at debug.
+            if pause == RETRY_PAUSE_MIN {
+                tracing::warn!(records = failed.len(), error = %last_error, "stream publishes not acknowledged; retrying with the same ids");
+            } else {
+                tracing::debug!(records = failed.len(), error = %last_error, retry_in = ?pause, "stream publishes retried");
+            }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(RETRY_PAUSE_MAX);
             pending = failed;
