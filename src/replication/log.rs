@@ -19,6 +19,9 @@ use tokio::sync::Notify;
 use super::ReplicationConfig;
 use crate::storage::journal::{DurableListener, JournalError, Log, LogReader, RangeRead, ReadError};
 
+/// Most messages taken from the consumer at once.
+const FETCH_CHUNK_MAX: usize = 1024;
+
 /// The fetched records and what the fetcher found.
 struct Fetched {
     buffer: Mutex<Buffer>,
@@ -127,48 +130,68 @@ async fn consume(
         })
         .await
         .map_err(|e| e.to_string())?;
-    let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
-    while let Some(message) = messages.next().await {
+    // Whatever has arrived is taken at once, and announced once: one wake-up of the ingestor
+    // per burst, not per record.
+    let mut messages = consumer
+        .messages()
+        .await
+        .map_err(|e| e.to_string())?
+        .ready_chunks(FETCH_CHUNK_MAX);
+    while let Some(chunk) = messages.next().await {
         if fetched.closed.load(Ordering::Acquire) {
             return Ok(());
         }
-        let message = message.map_err(|e| e.to_string())?;
-        let seq = message.info().map_err(|e| e.to_string())?.stream_sequence;
-        if seq < *next {
-            continue;
-        }
-        if seq > *next {
-            // Gap-free by construction (deny_delete, deny_purge): a gap means the stream lost
-            // records the node needs.
-            *fetched.lost.lock() = Some((*next, seq));
-            tracing::error!(
-                needed = *next,
-                got = seq,
-                "the stream no longer holds a record this node needs"
-            );
-            return Ok(());
-        }
-        let payload = message.message.payload.to_vec();
-        // Bounded: wait for the ingestor to apply and so free what it has read.
-        loop {
-            let notified = fetched.space.notified();
-            if fetched.buffer.lock().bytes < fetched.bytes_max || fetched.closed.load(Ordering::Acquire) {
-                break;
+        let before = *next;
+        for message in chunk {
+            let message = message.map_err(|e| e.to_string())?;
+            let seq = message.info().map_err(|e| e.to_string())?.stream_sequence;
+            if seq < *next {
+                continue;
             }
-            notified.await;
+            if seq > *next {
+                // Gap-free by construction (deny_delete, deny_purge): a gap means the stream
+                // lost records the node needs.
+                *fetched.lost.lock() = Some((*next, seq));
+                tracing::error!(
+                    needed = *next,
+                    got = seq,
+                    "the stream no longer holds a record this node needs"
+                );
+                return Ok(());
+            }
+            // Bounded: wait for the ingestor to apply, and so free, what it has read.
+            loop {
+                let notified = fetched.space.notified();
+                if fetched.buffer.lock().bytes < fetched.bytes_max || fetched.closed.load(Ordering::Acquire) {
+                    break;
+                }
+                if *next > before {
+                    announce(fetched, *next);
+                }
+                notified.await;
+            }
+            let payload = message.message.payload.to_vec();
+            {
+                let mut buffer = fetched.buffer.lock();
+                buffer.bytes += payload.len();
+                buffer.records.push_back((seq, payload));
+            }
+            *next = seq + 1;
         }
-        {
-            let mut buffer = fetched.buffer.lock();
-            buffer.bytes += payload.len();
-            buffer.records.push_back((seq, payload));
-        }
-        *next = seq + 1;
-        fetched.end.store(*next, Ordering::Release);
-        if let Some(listener) = fetched.listener.read().as_ref() {
-            listener(*next);
+        if *next > before {
+            announce(fetched, *next);
         }
     }
     Err("the consumer's message stream ended".into())
+}
+
+/// Publishes the new durable end `end` and tells the listener.
+fn announce(fetched: &Fetched, end: u64) {
+    if fetched.end.fetch_max(end, Ordering::AcqRel) < end
+        && let Some(listener) = fetched.listener.read().as_ref()
+    {
+        listener(end);
+    }
 }
 
 struct Reader {
