@@ -340,11 +340,12 @@ fn every_acknowledged_write_survives_leader_follower_and_node_kills_on_every_rep
             writer.await.unwrap();
         }
         let end = stream_info(&js).await.state.last_sequence + 1;
-        for node in nodes.borrow().iter() {
+        let nodes = nodes.borrow().clone();
+        for node in &nodes {
             wait_applied(&node.0, &node.1, end).await;
         }
         let acked = acked.take();
-        for node in nodes.borrow().iter() {
+        for node in &nodes {
             assert_holds(&node.0, &node.1, &acked).await;
         }
         // A new, empty node replays the stream from sequence 1.
