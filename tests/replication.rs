@@ -223,3 +223,26 @@ async fn an_unreachable_cluster_is_a_named_error_within_the_connect_timeout() {
         started.elapsed()
     );
 }
+
+#[actix::test]
+async fn a_stream_the_cluster_cannot_create_is_refused_with_the_server_s_reason() {
+    let tmp = TempDir::new().unwrap();
+    let cluster = NatsCluster::start(&tmp.path().join("nats"), 1, None).unwrap();
+    let mut config = config(&cluster, "TOOMANY");
+    // Three replicas on a single server.
+    config.replication.replicas = 3;
+    config.replication.connect_timeout_ms = 2_000;
+    let refused = Node::start(config, tmp.path().join("a")).unwrap_err();
+    let message = refused.to_string();
+    assert!(
+        matches!(
+            refused,
+            NodeError::Replication(ReplicationError::Unreachable { .. })
+        ),
+        "{refused}"
+    );
+    assert!(
+        message.contains("replicas"),
+        "the server's reason is reported: {message}"
+    );
+}

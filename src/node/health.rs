@@ -11,7 +11,8 @@ pub struct Health {
     pub ingest_cursor: u64,
     /// The journal's durable end: every record below it is acknowledged.
     pub durable_end: u64,
-    /// Bytes of journal that are durable but not yet indexed (`durable_end - ingest_cursor`).
+    /// Bytes of journal that are durable but not yet indexed (`durable_end - ingest_cursor`);
+    /// with a replicated log, records fetched from the stream and not yet indexed.
     pub lag_bytes: u64,
     /// Why ingestion is held, if it is: then waiters get
     /// [`WaitError::Stalled`](super::WaitError::Stalled) and the lag does not shrink.

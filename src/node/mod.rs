@@ -110,7 +110,8 @@ pub const STATE_DIR: &str = "state";
 pub struct Receipt {
     /// The record's content hash.
     pub hash: Hash,
-    /// The journal offset of its record; pass it to [`Node::wait_indexed`].
+    /// The position of its record: its journal offset, or with `replication.mode = "jetstream"`
+    /// its stream sequence; pass it to [`Node::wait_indexed`].
     pub offset: u64,
 }
 

@@ -72,19 +72,28 @@ impl Replica {
             .map_err(|error| unreachable(config, error.to_string()))?;
         let (sender, receiver) = std::sync::mpsc::channel();
         let timeout = Duration::from_millis(config.connect_timeout_ms);
+        // The last error of the attempts, for the error that reports the timeout.
+        let last_error = Arc::new(parking_lot::Mutex::new(String::from("no answer")));
+        let timed_out = {
+            let last_error = Arc::clone(&last_error);
+            move |config: &ReplicationConfig| {
+                unreachable(
+                    config,
+                    format!("not ready within {timeout:?}: {}", last_error.lock()),
+                )
+            }
+        };
         {
-            let config = config.clone();
+            let (config, timed_out, last_error) =
+                (config.clone(), timed_out.clone(), Arc::clone(&last_error));
             runtime.spawn(async move {
-                let found = tokio::time::timeout(timeout, open_stream(&config)).await;
-                let _ =
-                    sender.send(found.unwrap_or_else(|_| {
-                        Err(unreachable(&config, format!("no answer within {timeout:?}")))
-                    }));
+                let found = tokio::time::timeout(timeout, open_stream(&config, &last_error)).await;
+                let _ = sender.send(found.unwrap_or_else(|_| Err(timed_out(&config))));
             });
         }
         let opened = receiver
             .recv_timeout(timeout + Duration::from_secs(1))
-            .map_err(|_| unreachable(config, format!("no answer within {timeout:?}")))
+            .map_err(|_| timed_out(config))
             .and_then(|opened| opened);
         let (js, info, max_payload) = match opened {
             Ok(opened) => opened,
@@ -159,6 +168,7 @@ fn unreachable(config: &ReplicationConfig, reason: String) -> ReplicationError {
 /// returns the context, the stream's info and the server's `max_payload`.
 async fn open_stream(
     config: &ReplicationConfig,
+    last_error: &parking_lot::Mutex<String>,
 ) -> Result<(jetstream::Context, stream::Info, usize), ReplicationError> {
     let servers: Vec<async_nats::ServerAddr> = config
         .servers
@@ -207,6 +217,7 @@ async fn open_stream(
             }
             Err(reason) => {
                 tracing::warn!(%reason, stream = %config.stream, "stream not ready; retrying");
+                *last_error.lock() = reason;
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(1));
             }
