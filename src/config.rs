@@ -110,6 +110,18 @@ impl Config {
         self.http.validate()?;
         self.telemetry.validate()?;
         self.replication.validate()?;
+        // The fetch buffer must hold more than one ingest batch, so that a full buffer is never
+        // taken whole by a batch that then leaves nothing to free it.
+        if self.replication.is_jetstream() {
+            let needed = 2 * self.node.ingest_batch_bytes_max + self.limits.record_bytes_max;
+            if self.replication.fetch_buffer_bytes_max < needed {
+                return Err(format!(
+                    "replication.fetch_buffer_bytes_max = {} must be at least twice node.ingest_batch_bytes_max \
+                     plus limits.record_bytes_max = {needed}",
+                    self.replication.fetch_buffer_bytes_max
+                ));
+            }
+        }
         // A submission of one valid record must fit the verification queue.
         let needed = self.limits.record_bytes_max + crate::node::RECORD_STRUCT_BYTES;
         if self.node.verify_queue_bytes_max < needed {

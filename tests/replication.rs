@@ -177,7 +177,7 @@ async fn a_data_directory_built_from_another_log_is_refused_and_left_unchanged()
         "{refused}"
     );
 
-    // A directory whose state was built from the local journal.
+    // A directory of the local journal: its records would be abandoned.
     let local = tmp.path().join("local");
     let node = Node::start(Config::default(), &local).unwrap();
     let receipt = node.submit(claim(1, None)).await.unwrap();
@@ -185,14 +185,33 @@ async fn a_data_directory_built_from_another_log_is_refused_and_left_unchanged()
     node.shutdown().await.unwrap();
     let refused = Node::start(config(&cluster, "FIRST"), &local).unwrap_err();
     assert!(
-        matches!(refused, NodeError::Replication(ReplicationError::WrongLog { .. })),
+        matches!(
+            refused,
+            NodeError::Replication(ReplicationError::LocalJournal { .. })
+        ),
         "{refused}"
     );
     assert!(!local.join(stemedb::replication::STREAM_ID_FILE).exists());
 
-    // The first stream still opens it.
+    // A replica opened as a local node: its positions are stream sequences, not journal offsets.
+    let refused = Node::start(Config::default(), &dir).unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            NodeError::Replication(ReplicationError::StreamReplica { .. })
+        ),
+        "{refused}"
+    );
+    assert!(
+        !dir.join(stemedb::node::JOURNAL_DIR).exists(),
+        "nothing was created"
+    );
+
+    // The first stream still opens it, and only one node at a time.
     let node = start(config(&cluster, "FIRST"), &dir).await;
     assert_eq!(node.ingest_status().cursor, 2);
+    let refused = Node::start(config(&cluster, "FIRST"), &dir).unwrap_err();
+    assert!(refused.to_string().contains("lock"), "{refused}");
     node.shutdown().await.unwrap();
 }
 
@@ -245,4 +264,32 @@ async fn a_stream_the_cluster_cannot_create_is_refused_with_the_server_s_reason(
         message.contains("replicas"),
         "the server's reason is reported: {message}"
     );
+}
+
+#[actix::test]
+async fn a_stream_that_could_lose_records_is_refused() {
+    let tmp = TempDir::new().unwrap();
+    let cluster = NatsCluster::start(&tmp.path().join("nats"), 1, None).unwrap();
+    let addrs: Vec<async_nats::ServerAddr> = cluster.urls().iter().map(|u| u.parse().unwrap()).collect();
+    let js = async_nats::jetstream::new(async_nats::connect(addrs).await.unwrap());
+    // Created by someone else: deletes allowed, as JetStream's default.
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: "LOOSE".into(),
+        subjects: vec!["stemedb.log".into()],
+        duplicate_window: Duration::from_secs(120),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut config = config(&cluster, "LOOSE");
+    config.replication.connect_timeout_ms = 2_000;
+    let refused = Node::start(config, tmp.path().join("a")).unwrap_err();
+    assert!(
+        matches!(
+            refused,
+            NodeError::Replication(ReplicationError::StreamMismatch { .. })
+        ),
+        "{refused}"
+    );
+    assert!(refused.to_string().contains("deletes"), "{refused}");
 }

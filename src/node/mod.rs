@@ -190,6 +190,7 @@ impl Node {
             sink,
             journal,
             replica,
+            lock,
         } = pipeline::open(&config, &data_dir, &faults)?;
         let (status_tx, status) = watch::channel(IngestStatus {
             cursor,
@@ -270,6 +271,7 @@ impl Node {
                     log,
                     journal,
                     replica,
+                    lock,
                     state,
                     admission,
                     _ingestor: actors.ingestor,

@@ -16,7 +16,7 @@ use crate::actors::{
 };
 use crate::budget::Budget;
 use crate::lens::Views;
-use crate::replication::Replica;
+use crate::replication::{Replica, ReplicationError};
 use crate::storage::audit::AuditLog;
 use crate::storage::journal::{Faults, Journal, JournalError, Log, OpenOptions};
 use crate::storage::state::{SCHEMA_VERSION, State, Upgrade};
@@ -29,6 +29,8 @@ pub(super) struct Running {
     pub(super) journal: Option<Journal>,
     /// The connection to the stream, if the log is replicated.
     pub(super) replica: Option<Replica>,
+    /// The data directory's lock, when no journal holds one.
+    pub(super) lock: Option<std::fs::File>,
     pub(super) state: State,
     pub(super) admission: Admission,
     /// Held so the ingestor lives as long as the node, whatever its subscriptions do.
@@ -80,12 +82,14 @@ impl Running {
             state,
             replica,
             log,
+            lock,
             ..
         } = self;
         state.close();
         drop(journal);
         drop(log);
         drop(replica);
+        drop(lock);
     }
 }
 
@@ -97,11 +101,19 @@ pub(super) struct Storage {
     pub(super) sink: Sink,
     pub(super) journal: Option<Journal>,
     pub(super) replica: Option<Replica>,
+    /// The data directory's lock, when no journal holds one (a replica of a stream).
+    pub(super) lock: Option<std::fs::File>,
 }
 
 /// Opens the state and the log `config.replication` names.
 pub(super) fn open(config: &Config, data_dir: &Path, faults: &Arc<dyn Faults>) -> Result<Storage, NodeError> {
     if !config.replication.is_jetstream() {
+        if data_dir.join(crate::replication::STREAM_ID_FILE).exists() {
+            return Err(ReplicationError::StreamReplica {
+                dir: data_dir.to_owned(),
+            }
+            .into());
+        }
         let (state, journal, cursor) = open_storage(config, data_dir, faults)?;
         return Ok(Storage {
             state,
@@ -110,13 +122,16 @@ pub(super) fn open(config: &Config, data_dir: &Path, faults: &Arc<dyn Faults>) -
             sink: Sink::Journal(journal.clone()),
             journal: Some(journal),
             replica: None,
+            lock: None,
         });
     }
-    std::fs::create_dir_all(data_dir).map_err(|source| JournalError::Io {
-        op: "create the data directory",
-        path: data_dir.to_owned(),
-        source,
-    })?;
+    if data_dir.join(JOURNAL_DIR).exists() {
+        return Err(ReplicationError::LocalJournal {
+            dir: data_dir.to_owned(),
+        }
+        .into());
+    }
+    let lock = lock_data_dir(data_dir)?;
     // The stream holds every record from sequence 1: a state of an older schema is rebuilt.
     let state = State::open_with(data_dir.join(STATE_DIR), config.state.clone(), |outdated| {
         tracing::warn!(
@@ -139,7 +154,19 @@ pub(super) fn open(config: &Config, data_dir: &Path, faults: &Arc<dyn Faults>) -
         sink: Sink::Stream(replica.publisher.clone()),
         journal: None,
         replica: Some(replica),
+        lock: Some(lock),
     })
+}
+
+/// Creates `data_dir` if missing and takes its lock (`data_dir/LOCK`): no two nodes run on one
+/// state. The lock lasts as long as the file is open.
+pub(super) fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File, NodeError> {
+    std::fs::create_dir_all(data_dir).map_err(|source| JournalError::Io {
+        op: "create the data directory",
+        path: data_dir.to_owned(),
+        source,
+    })?;
+    Ok(crate::storage::journal::lock_dir(data_dir)?)
 }
 
 /// Opens the state, then the journal (whose recovery never cuts below the state's cursor);

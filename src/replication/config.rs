@@ -96,11 +96,12 @@ impl ReplicationConfig {
                 self.ack_timeout_ms, self.publish_deadline_ms
             ));
         }
-        if self.publish_deadline_ms >= self.duplicate_window_ms {
+        if self.publish_deadline_ms.saturating_add(self.ack_timeout_ms) >= self.duplicate_window_ms {
             return Err(format!(
-                "replication.publish_deadline_ms = {} must be below duplicate_window_ms = {}: a retry past the \
-                 window could store a record twice",
-                self.publish_deadline_ms, self.duplicate_window_ms
+                "replication.publish_deadline_ms + ack_timeout_ms = {} must be below duplicate_window_ms = {}: a \
+                 retry past the window could store a record twice",
+                self.publish_deadline_ms.saturating_add(self.ack_timeout_ms),
+                self.duplicate_window_ms
             ));
         }
         if self.connect_timeout_ms == 0 {

@@ -40,6 +40,23 @@ pub enum ReplicationError {
         /// When the stream was created (Unix nanoseconds).
         created: i128,
     },
+    /// The data directory holds a local journal: its records would be abandoned.
+    #[error(
+        "{dir} holds a local journal (journal/): a node with replication.mode = \"jetstream\" needs a data \
+         directory of its own (an empty one joins the stream)"
+    )]
+    LocalJournal {
+        /// The data directory.
+        dir: std::path::PathBuf,
+    },
+    /// The data directory is a replica of a stream (it has `stream.id`), opened in local mode.
+    #[error(
+        "{dir} is a replica of a JetStream stream (it has stream.id): start it with replication.mode = \"jetstream\""
+    )]
+    StreamReplica {
+        /// The data directory.
+        dir: std::path::PathBuf,
+    },
     /// The state has applied records the stream does not hold.
     #[error("state ingest cursor {cursor} lies beyond the stream's end {end}")]
     StateAhead {

@@ -20,7 +20,7 @@ use super::ReplicationConfig;
 use crate::storage::journal::{DurableListener, JournalError, Log, LogReader, RangeRead, ReadError};
 
 /// Most messages taken from the consumer at once.
-const FETCH_CHUNK_MAX: usize = 1024;
+const FETCH_CHUNK_MAX: usize = 256;
 
 /// The fetched records and what the fetcher found.
 struct Fetched {
@@ -34,6 +34,9 @@ struct Fetched {
     /// The stream no longer holds the sequence the node needs next: ingestion cannot go on.
     lost: Mutex<Option<(u64, u64)>>,
     closed: AtomicBool,
+    /// One past the highest sequence acknowledged to this node's own publishes: durable too,
+    /// though not fetched yet.
+    acked: Arc<AtomicU64>,
 }
 
 #[derive(Default)]
@@ -56,6 +59,7 @@ impl StreamLog {
         config: &ReplicationConfig,
         cursor: u64,
         first: u64,
+        acked: Arc<AtomicU64>,
     ) -> Arc<Self> {
         let fetched = Arc::new(Fetched {
             buffer: Mutex::new(Buffer::default()),
@@ -65,11 +69,12 @@ impl StreamLog {
             bytes_max: config.fetch_buffer_bytes_max,
             lost: Mutex::new(None),
             closed: AtomicBool::new(false),
+            acked,
         });
         let next = cursor.max(1);
         if first > next {
             // The stream was created with limits elsewhere, or trimmed by hand.
-            *fetched.lost.lock() = Some((next, first));
+            lose(&fetched, next, first);
         } else {
             runtime.spawn(fetch(
                 js,
@@ -100,7 +105,10 @@ async fn fetch(
 ) {
     let mut backoff = Duration::from_millis(20);
     while !fetched.closed.load(Ordering::Acquire) {
-        match consume(&js, &stream, &subject, &fetched, &mut next).await {
+        let consumed = consume(&js, &stream, &subject, &fetched, &mut next).await;
+        // What was taken before an error is announced, even if nothing more arrives.
+        announce(&fetched, next);
+        match consumed {
             Ok(()) => return,
             Err(reason) => {
                 tracing::warn!(%reason, next, stream = %stream, "stream consumer failed; creating it again");
@@ -185,6 +193,18 @@ async fn consume(
     Err("the consumer's message stream ended".into())
 }
 
+/// Records that the stream no longer holds sequence `needed` (its next is `found`), and wakes
+/// the ingestor so that it reads there and reports it: ingestion stalls, never skips.
+fn lose(fetched: &Fetched, needed: u64, found: u64) {
+    tracing::error!(
+        needed,
+        found,
+        "the stream no longer holds a record this node needs"
+    );
+    *fetched.lost.lock() = Some((needed, found));
+    announce(fetched, needed + 1);
+}
+
 /// Publishes the new durable end `end` and tells the listener.
 fn announce(fetched: &Fetched, end: u64) {
     if fetched.end.fetch_max(end, Ordering::AcqRel) < end
@@ -235,7 +255,7 @@ impl LogReader for Reader {
         drop(buffer);
         if range.records.is_empty()
             && let Some((needed, _first)) = *self.fetched.lost.lock()
-            && from >= needed
+            && from.max(1) >= needed
         {
             return Err(ReadError::BadOffset {
                 offset: needed,
@@ -248,7 +268,10 @@ impl LogReader for Reader {
 
 impl Log for StreamLog {
     fn durable_end(&self) -> u64 {
-        self.fetched.end.load(Ordering::Acquire)
+        // What this node's own publishes were acknowledged up to is durable even before it is
+        // fetched: waiting for the end (shutdown, readiness) waits for them to be indexed.
+        let acked = self.fetched.acked.load(Ordering::Acquire);
+        self.fetched.end.load(Ordering::Acquire).max(acked)
     }
 
     fn reader(&self) -> Box<dyn LogReader> {

@@ -64,6 +64,9 @@ impl Replica {
         cursor: u64,
         publish_budget: Arc<Budget>,
     ) -> Result<Self, ReplicationError> {
+        // The client's window of publishes awaiting their acks is the publish queue's: a
+        // publish queued is never kept waiting for a slot by others queued after it.
+        let acks_in_flight = publish_budget.entries_max().max(1);
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("stemedb-nats")
@@ -87,7 +90,8 @@ impl Replica {
             let (config, timed_out, last_error) =
                 (config.clone(), timed_out.clone(), Arc::clone(&last_error));
             runtime.spawn(async move {
-                let found = tokio::time::timeout(timeout, open_stream(&config, &last_error)).await;
+                let found =
+                    tokio::time::timeout(timeout, open_stream(&config, acks_in_flight, &last_error)).await;
                 let _ = sender.send(found.unwrap_or_else(|_| Err(timed_out(&config))));
             });
         }
@@ -117,12 +121,14 @@ impl Replica {
             size if size > 0 => max_payload.min(size as usize),
             _ => max_payload,
         };
+        let acked = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let log = StreamLog::start(
             runtime.handle(),
             js.clone(),
             config,
             cursor,
             info.state.first_sequence,
+            Arc::clone(&acked),
         );
         let publisher = Publisher::new(
             runtime.handle().clone(),
@@ -130,7 +136,16 @@ impl Replica {
             config,
             message_max.saturating_sub(HEADER_BYTES),
             publish_budget,
+            acked,
         );
+        if info.config.num_replicas < config.replicas {
+            tracing::warn!(
+                stream = %config.stream,
+                replicas = info.config.num_replicas,
+                configured = config.replicas,
+                "the stream has fewer replicas than replication.replicas"
+            );
+        }
         tracing::info!(
             stream = %config.stream,
             replicas = info.config.num_replicas,
@@ -168,6 +183,7 @@ fn unreachable(config: &ReplicationConfig, reason: String) -> ReplicationError {
 /// returns the context, the stream's info and the server's `max_payload`.
 async fn open_stream(
     config: &ReplicationConfig,
+    acks_in_flight: usize,
     last_error: &parking_lot::Mutex<String>,
 ) -> Result<(jetstream::Context, stream::Info, usize), ReplicationError> {
     let servers: Vec<async_nats::ServerAddr> = config
@@ -183,7 +199,7 @@ async fn open_stream(
         .map_err(|e| unreachable(config, e.to_string()))?;
     let js = jetstream::ContextBuilder::new()
         .timeout(Duration::from_millis(config.ack_timeout_ms))
-        .max_ack_inflight(publish::ACKS_IN_FLIGHT_MAX)
+        .max_ack_inflight(acks_in_flight)
         .backpressure_on_inflight(true)
         .build(client.clone());
     let wanted = stream::Config {
@@ -240,6 +256,18 @@ fn check_stream(config: &ReplicationConfig, info: &stream::Info) -> Result<(), R
     if info.config.max_messages > 0 || info.config.max_bytes > 0 || !info.config.max_age.is_zero() {
         return Err(mismatch(
             "it has a message, byte or age limit: nodes that join later could not replay it whole".into(),
+        ));
+    }
+    if !info.config.deny_delete
+        || !info.config.deny_purge
+        || info.config.allow_rollup
+        || info.config.sealed
+        || info.config.max_messages_per_subject > 0
+    {
+        return Err(mismatch(
+            "it allows deletes, purges or roll-ups, keeps a per-subject limit, or is sealed: records could \
+             be lost or the log closed"
+                .into(),
         ));
     }
     if info.config.retention != stream::RetentionPolicy::Limits {

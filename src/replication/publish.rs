@@ -1,6 +1,7 @@
 //! [`Publisher`]: admitted records to the stream, each acknowledged by its PubAck.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, context::PublishErrorKind};
@@ -8,10 +9,6 @@ use async_nats::jetstream::{self, context::PublishErrorKind};
 use super::{ReplicationConfig, ReplicationError};
 use crate::budget::{Budget, Reservation};
 use crate::protocol::Hash;
-
-/// Publishes awaiting their PubAck at once, over all submissions: the client's in-flight
-/// window (past it, a publish waits for a slot).
-pub(crate) const ACKS_IN_FLIGHT_MAX: usize = 16_384;
 
 /// First pause before a publish is retried; doubling up to [`RETRY_PAUSE_MAX`].
 const RETRY_PAUSE_MIN: Duration = Duration::from_millis(25);
@@ -48,6 +45,8 @@ struct Inner {
     deadline: Duration,
     record_bytes_max: usize,
     budget: Arc<Budget>,
+    /// One past the highest sequence acknowledged to this node (shared with its log).
+    acked: Arc<AtomicU64>,
 }
 
 impl Publisher {
@@ -57,6 +56,7 @@ impl Publisher {
         config: &ReplicationConfig,
         record_bytes_max: usize,
         budget: Arc<Budget>,
+        acked: Arc<AtomicU64>,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -67,6 +67,7 @@ impl Publisher {
                 deadline: Duration::from_millis(config.publish_deadline_ms),
                 record_bytes_max,
                 budget,
+                acked,
             }),
         }
     }
@@ -115,18 +116,36 @@ impl Inner {
     async fn publish(&self, records: Vec<Outgoing>, share: Reservation) {
         let deadline = Instant::now() + self.deadline;
         let mut wave = Vec::new();
+        let mut failed: Option<String> = None;
         for record in records {
             if record.after_previous && !wave.is_empty() {
-                self.publish_wave(std::mem::take(&mut wave), deadline).await;
+                failed = self.publish_wave(std::mem::take(&mut wave), deadline).await;
+            }
+            // An earlier record was not stored: a later one may depend on it, so none after it
+            // is published.
+            if let Some(error) = &failed {
+                self.not_stored(record, error);
+                continue;
             }
             wave.push(record);
         }
-        self.publish_wave(wave, deadline).await;
+        if !wave.is_empty() {
+            self.publish_wave(wave, deadline).await;
+        }
         drop(share);
     }
 
-    /// Publishes records that do not depend on each other, retrying those not acknowledged.
-    async fn publish_wave(&self, records: Vec<Outgoing>, deadline: Instant) {
+    /// Answers `record`, which follows one that was not stored (`error`), without publishing it.
+    fn not_stored(&self, record: Outgoing, error: &str) {
+        (record.reply)(Err(ReplicationError::NotAcknowledged {
+            deadline_ms: self.deadline.as_millis() as u64,
+            reason: format!("an earlier record of its submission was not stored: {error}"),
+        }));
+    }
+
+    /// Publishes records that do not depend on each other, retrying those not acknowledged
+    /// until `deadline`; every reply runs. Returns why some were not stored, if any were not.
+    async fn publish_wave(&self, records: Vec<Outgoing>, deadline: Instant) -> Option<String> {
         let mut pending: Vec<(Outgoing, bytes::Bytes)> = records
             .into_iter()
             .map(|mut record| {
@@ -135,6 +154,7 @@ impl Inner {
             })
             .collect();
         let mut pause = RETRY_PAUSE_MIN;
+        let mut outcome = None;
         loop {
             // Built first: the records (their replies) must not be borrowed across an await.
             let messages: Vec<_> = pending
@@ -145,37 +165,57 @@ impl Inner {
                         .message_id(record.id.to_string())
                 })
                 .collect();
-            let mut acks = Vec::with_capacity(messages.len());
-            for message in messages {
-                acks.push(self.js.send_publish(self.subject.clone(), message).await);
-            }
+            // Every send and every acknowledgement of the round is bounded by the deadline, and
+            // the acknowledgements are awaited together: a round takes at most one ack timeout.
+            let round = async {
+                let mut acks = Vec::with_capacity(messages.len());
+                for message in messages {
+                    acks.push(self.js.send_publish(self.subject.clone(), message).await);
+                }
+                futures_util::future::join_all(acks.into_iter().map(|sent| async move {
+                    match sent {
+                        Ok(ack) => ack.await,
+                        Err(error) => Err(error),
+                    }
+                }))
+                .await
+            };
+            let acks = match tokio::time::timeout_at(tokio::time::Instant::from_std(deadline), round).await {
+                Ok(acks) => acks.into_iter().map(Some).collect(),
+                Err(_) => (0..pending.len()).map(|_| None).collect::<Vec<_>>(),
+            };
             let mut failed = Vec::new();
-            let mut last_error = String::new();
-            for ((record, payload), sent) in pending.into_iter().zip(acks) {
-                let outcome = match sent {
-                    Ok(ack) => ack.await,
-                    Err(error) => Err(error),
-                };
-                match outcome {
-                    Ok(ack) if ack.stream == self.stream => (record.reply)(Ok(ack.sequence)),
-                    Ok(ack) => (record.reply)(Err(ReplicationError::Refused(format!(
-                        "stream {} acknowledged it, not {}: another stream holds the subject",
-                        ack.stream, self.stream
-                    )))),
-                    Err(error) if error.kind() == PublishErrorKind::MaxPayloadExceeded => {
+            let mut last_error = String::from("the deadline passed");
+            for ((record, payload), ack) in pending.into_iter().zip(acks) {
+                match ack {
+                    Some(Ok(ack)) if ack.stream == self.stream => {
+                        self.acked.fetch_max(ack.sequence + 1, Ordering::AcqRel);
+                        (record.reply)(Ok(ack.sequence));
+                    }
+                    Some(Ok(ack)) => {
+                        let error = format!(
+                            "stream {} acknowledged it, not {}: another stream holds the subject",
+                            ack.stream, self.stream
+                        );
+                        outcome = Some(error.clone());
+                        (record.reply)(Err(ReplicationError::Refused(error)));
+                    }
+                    Some(Err(error)) if error.kind() == PublishErrorKind::MaxPayloadExceeded => {
+                        outcome = Some(error.to_string());
                         (record.reply)(Err(ReplicationError::RecordTooLarge {
                             bytes: payload.len(),
                             max: self.record_bytes_max,
-                        }))
+                        }));
                     }
-                    Err(error) => {
+                    Some(Err(error)) => {
                         last_error = error.to_string();
                         failed.push((record, payload));
                     }
+                    None => failed.push((record, payload)),
                 }
             }
             if failed.is_empty() {
-                return;
+                return outcome;
             }
             metrics::counter!(crate::telemetry::catalog::REPLICATION_PUBLISH_RETRIES)
                 .increment(failed.len() as u64);
@@ -187,7 +227,7 @@ impl Inner {
                         reason: last_error.clone(),
                     }));
                 }
-                return;
+                return Some(last_error);
             }
             // Once a wave at warn (an election fails every publish for seconds), then at debug.
             if pause == RETRY_PAUSE_MIN {
