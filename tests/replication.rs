@@ -21,6 +21,15 @@ use stemedb::replication::{ReplicationError, ReplicationMode};
 use stemedb::sim::NatsCluster;
 use tempfile::TempDir;
 
+/// Asserts that starting a node failed with `ReplicationError::$pattern`; returns the error.
+macro_rules! assert_refused {
+    ($started:expr, $pattern:pat) => {{
+        let refused = $started.unwrap_err();
+        assert!(matches!(refused, NodeError::Replication($pattern)), "{refused}");
+        refused
+    }};
+}
+
 fn deadline() -> Instant {
     Instant::now() + Duration::from_secs(30)
 }
@@ -171,11 +180,7 @@ async fn a_data_directory_built_from_another_log_is_refused_and_left_unchanged()
     // Another stream.
     let mut second = config(&cluster, "SECOND");
     second.replication.subject = "second.log".into();
-    let refused = Node::start(second, &dir).unwrap_err();
-    assert!(
-        matches!(refused, NodeError::Replication(ReplicationError::WrongLog { .. })),
-        "{refused}"
-    );
+    assert_refused!(Node::start(second, &dir), ReplicationError::WrongLog { .. });
 
     // A directory of the local journal: its records would be abandoned.
     let local = tmp.path().join("local");
@@ -183,24 +188,16 @@ async fn a_data_directory_built_from_another_log_is_refused_and_left_unchanged()
     let receipt = node.submit(claim(1, None)).await.unwrap();
     node.wait_indexed(receipt.offset, deadline()).await.unwrap();
     node.shutdown().await.unwrap();
-    let refused = Node::start(config(&cluster, "FIRST"), &local).unwrap_err();
-    assert!(
-        matches!(
-            refused,
-            NodeError::Replication(ReplicationError::LocalJournal { .. })
-        ),
-        "{refused}"
+    assert_refused!(
+        Node::start(config(&cluster, "FIRST"), &local),
+        ReplicationError::LocalJournal { .. }
     );
     assert!(!local.join(stemedb::replication::STREAM_ID_FILE).exists());
 
     // A replica opened as a local node: its positions are stream sequences, not journal offsets.
-    let refused = Node::start(Config::default(), &dir).unwrap_err();
-    assert!(
-        matches!(
-            refused,
-            NodeError::Replication(ReplicationError::StreamReplica { .. })
-        ),
-        "{refused}"
+    assert_refused!(
+        Node::start(Config::default(), &dir),
+        ReplicationError::StreamReplica { .. }
     );
     assert!(
         !dir.join(stemedb::node::JOURNAL_DIR).exists(),
@@ -228,13 +225,9 @@ async fn an_unreachable_cluster_is_a_named_error_within_the_connect_timeout() {
     config.replication.servers = vec![format!("nats://127.0.0.1:{port}")];
     config.replication.connect_timeout_ms = 500;
     let started = Instant::now();
-    let refused = Node::start(config, tmp.path()).unwrap_err();
-    assert!(
-        matches!(
-            refused,
-            NodeError::Replication(ReplicationError::Unreachable { .. })
-        ),
-        "{refused}"
+    assert_refused!(
+        Node::start(config, tmp.path()),
+        ReplicationError::Unreachable { .. }
     );
     assert!(
         started.elapsed() < Duration::from_secs(10),
@@ -251,15 +244,11 @@ async fn a_stream_the_cluster_cannot_create_is_refused_with_the_server_s_reason(
     // Three replicas on a single server.
     config.replication.replicas = 3;
     config.replication.connect_timeout_ms = 2_000;
-    let refused = Node::start(config, tmp.path().join("a")).unwrap_err();
-    let message = refused.to_string();
-    assert!(
-        matches!(
-            refused,
-            NodeError::Replication(ReplicationError::Unreachable { .. })
-        ),
-        "{refused}"
+    let refused = assert_refused!(
+        Node::start(config, tmp.path().join("a")),
+        ReplicationError::Unreachable { .. }
     );
+    let message = refused.to_string();
     assert!(
         message.contains("replicas"),
         "the server's reason is reported: {message}"
@@ -283,13 +272,9 @@ async fn a_stream_that_could_lose_records_is_refused() {
     .unwrap();
     let mut config = config(&cluster, "LOOSE");
     config.replication.connect_timeout_ms = 2_000;
-    let refused = Node::start(config, tmp.path().join("a")).unwrap_err();
-    assert!(
-        matches!(
-            refused,
-            NodeError::Replication(ReplicationError::StreamMismatch { .. })
-        ),
-        "{refused}"
+    let refused = assert_refused!(
+        Node::start(config, tmp.path().join("a")),
+        ReplicationError::StreamMismatch { .. }
     );
     assert!(refused.to_string().contains("deletes"), "{refused}");
 }
