@@ -151,14 +151,24 @@ fn main() {
     for submitters in SUBMITTERS {
         let (mut raw, mut replicated, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
         for round in 0..rounds {
+            let servers = cluster.cpu_time();
             let r = raw_cell(&urls, &next_stream(), shares(&all, count, submitters));
+            let raw_servers = cluster.cpu_time() - servers;
             let config = replicated_config(&urls, &next_stream());
+            let servers = cluster.cpu_time();
             let s = ingest_cell_with(&base, config, shares(&all, count, submitters));
+            let replicated_servers = cluster.cpu_time() - servers;
+            let per = |cpu: Duration| cpu.as_secs_f64() * 1e6 / count as f64;
             println!(
-                "  {submitters:>4} submitters, round {round}: raw {:.0}/s, replicated {:.0}/s, ratio {:.3}",
+                "  {submitters:>4} submitters, round {round}: raw {:.0}/s, replicated {:.0}/s, ratio {:.3}; CPU µs/record: \
+                 servers {:.0} (raw) and {:.0} (replicated), client {:.0} (raw), node {:.0} (replicated)",
                 r.rate(),
                 s.rate(),
-                s.rate() / r.rate()
+                s.rate() / r.rate(),
+                per(raw_servers),
+                per(replicated_servers),
+                r.cpu_us(),
+                s.cpu_us(),
             );
             ratios.push(s.rate() / r.rate());
             raw.push(r);

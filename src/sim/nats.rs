@@ -165,6 +165,26 @@ impl NatsCluster {
         self.servers.is_empty()
     }
 
+    /// Returns the CPU time (user and system) the running servers have used, from
+    /// `/proc/<pid>/stat`; zero for a server whose figures cannot be read.
+    pub fn cpu_time(&self) -> Duration {
+        const TICKS_PER_SECOND: u64 = 100;
+        let ticks: u64 = self
+            .servers
+            .iter()
+            .filter_map(|server| server.child.as_ref())
+            .filter_map(|child| std::fs::read_to_string(format!("/proc/{}/stat", child.id())).ok())
+            .filter_map(|stat| {
+                // Fields after the command name, which is in parentheses: utime is the 12th and
+                // stime the 13th of them.
+                let rest = stat.rsplit_once(')')?.1;
+                let fields: Vec<&str> = rest.split_whitespace().collect();
+                Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+            })
+            .sum();
+        Duration::from_millis(ticks * 1000 / TICKS_PER_SECOND)
+    }
+
     /// SIGKILLs server `index` and reaps it.
     pub fn kill(&mut self, index: usize) -> std::io::Result<()> {
         if let Some(mut child) = self.servers[index].child.take() {
