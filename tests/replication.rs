@@ -278,3 +278,41 @@ async fn a_stream_that_could_lose_records_is_refused() {
     );
     assert!(refused.to_string().contains("deletes"), "{refused}");
 }
+
+/// Polls `condition` until it holds or `within` passes.
+async fn eventually(within: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !condition() {
+        assert!(started.elapsed() < within, "{what} within {within:?}");
+        actix_rt::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[actix::test]
+async fn a_replica_that_cannot_fetch_from_its_stream_reports_it_and_recovers() {
+    let tmp = TempDir::new().unwrap();
+    let mut cluster = NatsCluster::start(&tmp.path().join("nats"), 1, None).unwrap();
+    let node = start(config(&cluster, "FAULT"), &tmp.path().join("a")).await;
+    let receipt = node.submit(claim(1, None)).await.unwrap();
+    node.wait_indexed(receipt.offset, deadline()).await.unwrap();
+    assert_eq!(node.health().unwrap().stalled, None);
+
+    cluster.kill(0).unwrap();
+    let within = stemedb::replication::FETCH_FAULT_AFTER + Duration::from_secs(30);
+    eventually(within, "the fetch fault is reported", || {
+        node.health().unwrap().stalled.is_some()
+    })
+    .await;
+    let reason = node.health().unwrap().stalled.unwrap();
+    assert!(reason.contains("fetching from the stream has failed"), "{reason}");
+
+    cluster.restart(0).unwrap();
+    eventually(Duration::from_secs(60), "the fetch recovers", || {
+        node.health().unwrap().stalled.is_none()
+    })
+    .await;
+    let receipt = node.submit(claim(2, None)).await.unwrap();
+    assert_eq!(receipt.offset, 2);
+    node.wait_indexed(receipt.offset, deadline()).await.unwrap();
+    node.shutdown().await.unwrap();
+}

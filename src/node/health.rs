@@ -38,8 +38,14 @@ impl Node {
             ingest_cursor: status.cursor,
             durable_end,
             lag_bytes: durable_end.saturating_sub(status.cursor),
-            stalled: status.stalled,
+            stalled: status.stalled.or(self.log_fault()?),
         })
+    }
+
+    /// Returns why the log cannot be read, if it cannot: with a replicated log, fetching from
+    /// the stream has failed for [`FETCH_FAULT_AFTER`](crate::replication::FETCH_FAULT_AFTER).
+    pub fn log_fault(&self) -> Result<Option<String>, NodeError> {
+        self.with_running(|running| Ok(running.replica.as_ref().and_then(|replica| replica.log.fault())))
     }
 
     /// Waits until the record at journal `offset` is applied to the state (read-your-writes),

@@ -9,7 +9,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer};
 use futures_util::StreamExt;
@@ -18,6 +18,10 @@ use tokio::sync::Notify;
 
 use super::ReplicationConfig;
 use crate::storage::journal::{DurableListener, JournalError, Log, LogReader, RangeRead, ReadError};
+
+/// How long fetching must have failed before `Node::health` and `/v1/ready` report it: longer than a
+/// leader election.
+pub const FETCH_FAULT_AFTER: Duration = Duration::from_secs(15);
 
 /// Most messages taken from the consumer at once.
 const FETCH_CHUNK_MAX: usize = 256;
@@ -37,6 +41,10 @@ struct Fetched {
     /// One past the highest sequence acknowledged to this node's own publishes: durable too,
     /// though not fetched yet.
     acked: Arc<AtomicU64>,
+    /// Since when the consumer has been failing, and why; `None` while it runs.
+    failing: Mutex<Option<(Instant, String)>>,
+    /// Since when the client has been disconnected from every server.
+    disconnected: super::Disconnected,
 }
 
 #[derive(Default)]
@@ -60,6 +68,7 @@ impl StreamLog {
         cursor: u64,
         first: u64,
         acked: Arc<AtomicU64>,
+        disconnected: super::Disconnected,
     ) -> Arc<Self> {
         let fetched = Arc::new(Fetched {
             buffer: Mutex::new(Buffer::default()),
@@ -70,6 +79,8 @@ impl StreamLog {
             lost: Mutex::new(None),
             closed: AtomicBool::new(false),
             acked,
+            failing: Mutex::new(None),
+            disconnected,
         });
         let next = cursor.max(1);
         if first > next {
@@ -85,6 +96,28 @@ impl StreamLog {
             ));
         }
         Arc::new(Self { fetched })
+    }
+
+    /// Returns why fetching has failed for at least [`FETCH_FAULT_AFTER`], if it has: the
+    /// node cannot learn of new records (its servers are unreachable, the stream is gone).
+    pub(crate) fn fault(&self) -> Option<String> {
+        if let Some(since) = *self.fetched.disconnected.lock()
+            && since.elapsed() >= FETCH_FAULT_AFTER
+        {
+            return Some(format!(
+                "fetching from the stream has failed for {} s: no NATS server of replication.servers answers",
+                since.elapsed().as_secs()
+            ));
+        }
+        let failing = self.fetched.failing.lock();
+        let (since, reason) = failing.as_ref()?;
+        let for_ = since.elapsed();
+        (for_ >= FETCH_FAULT_AFTER).then(|| {
+            format!(
+                "fetching from the stream has failed for {} s: {reason}",
+                for_.as_secs()
+            )
+        })
     }
 
     /// Stops fetching.
@@ -112,6 +145,17 @@ async fn fetch(
             Ok(()) => return,
             Err(reason) => {
                 tracing::warn!(%reason, next, stream = %stream, "stream consumer failed; creating it again");
+                {
+                    let mut failing = fetched.failing.lock();
+                    match failing.as_mut() {
+                        Some((_, last)) => *last = reason,
+                        None => {
+                            // It had been running: a new failure starts its backoff afresh.
+                            *failing = Some((Instant::now(), reason));
+                            backoff = Duration::from_millis(20);
+                        }
+                    }
+                }
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(1));
             }
@@ -145,6 +189,7 @@ async fn consume(
         .await
         .map_err(|e| e.to_string())?
         .ready_chunks(FETCH_CHUNK_MAX);
+    fetched.failing.lock().take();
     while let Some(chunk) = messages.next().await {
         if fetched.closed.load(Ordering::Acquire) {
             return Ok(());

@@ -32,10 +32,14 @@ use tokio::runtime::Runtime;
 
 pub use config::{ReplicationConfig, ReplicationMode};
 pub use error::ReplicationError;
+pub use log::FETCH_FAULT_AFTER;
 pub(crate) use log::StreamLog;
 pub(crate) use publish::{Outgoing, PublishReply, Publisher};
 
 use crate::budget::Budget;
+
+/// Since when the client has been disconnected from every server, if it is.
+pub(crate) type Disconnected = Arc<parking_lot::Mutex<Option<std::time::Instant>>>;
 
 /// The file in a data directory naming the stream its state was built from.
 pub const STREAM_ID_FILE: &str = "stream.id";
@@ -67,6 +71,8 @@ impl Replica {
         // The client's window of publishes awaiting their acks is the publish queue's: a
         // publish queued is never kept waiting for a slot by others queued after it.
         let acks_in_flight = publish_budget.entries_max().max(1);
+        // Since when the client has been disconnected from every server, if it is.
+        let disconnected: Disconnected = Arc::new(parking_lot::Mutex::new(None));
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("stemedb-nats")
@@ -89,9 +95,10 @@ impl Replica {
         {
             let (config, timed_out, last_error) =
                 (config.clone(), timed_out.clone(), Arc::clone(&last_error));
+            let disconnected = Arc::clone(&disconnected);
             runtime.spawn(async move {
-                let found =
-                    tokio::time::timeout(timeout, open_stream(&config, acks_in_flight, &last_error)).await;
+                let opening = open_stream(&config, acks_in_flight, disconnected, &last_error);
+                let found = tokio::time::timeout(timeout, opening).await;
                 let _ = sender.send(found.unwrap_or_else(|_| Err(timed_out(&config))));
             });
         }
@@ -129,6 +136,7 @@ impl Replica {
             cursor,
             info.state.first_sequence,
             Arc::clone(&acked),
+            disconnected,
         );
         let publisher = Publisher::new(
             runtime.handle().clone(),
@@ -184,6 +192,7 @@ fn unreachable(config: &ReplicationConfig, reason: String) -> ReplicationError {
 async fn open_stream(
     config: &ReplicationConfig,
     acks_in_flight: usize,
+    disconnected: Disconnected,
     last_error: &parking_lot::Mutex<String>,
 ) -> Result<(jetstream::Context, stream::Info, usize), ReplicationError> {
     let servers: Vec<async_nats::ServerAddr> = config
@@ -194,6 +203,18 @@ async fn open_stream(
     let client = async_nats::ConnectOptions::new()
         .name("stemedb")
         .retry_on_initial_connect()
+        .event_callback(move |event| {
+            let disconnected = Arc::clone(&disconnected);
+            async move {
+                match event {
+                    async_nats::Event::Connected => *disconnected.lock() = None,
+                    async_nats::Event::Disconnected => {
+                        disconnected.lock().get_or_insert_with(std::time::Instant::now);
+                    }
+                    _ => {}
+                }
+            }
+        })
         .connect(servers)
         .await
         .map_err(|e| unreachable(config, e.to_string()))?;

@@ -31,11 +31,13 @@ pub async fn health() -> web::Json<HealthBody> {
 pub async fn ready(api: web::Data<Api>) -> Result<HttpResponse, ApiError> {
     let status = api.node.ingest_status();
     let durable_end = api.node.durable_end()?;
+    // A replica that cannot fetch from its stream is not ready, though it applied all it has.
+    let stalled = status.stalled.or(api.node.log_fault()?);
     let body = ReadyBody {
-        ready: status.stalled.is_none() && status.cursor >= durable_end,
+        ready: stalled.is_none() && status.cursor >= durable_end,
         cursor: status.cursor,
         durable_end,
-        stalled: status.stalled,
+        stalled,
     };
     Ok(if body.ready {
         HttpResponse::Ok().json(body)
