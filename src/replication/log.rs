@@ -23,6 +23,9 @@ use crate::storage::journal::{DurableListener, JournalError, Log, LogReader, Ran
 /// leader election.
 pub const FETCH_FAULT_AFTER: Duration = Duration::from_secs(15);
 
+/// How long the consumer may deliver nothing before the stream is asked whether it holds more.
+const IDLE_CHECK: Duration = Duration::from_secs(2);
+
 /// Most messages taken from the consumer at once.
 const FETCH_CHUNK_MAX: usize = 256;
 
@@ -171,7 +174,7 @@ async fn consume(
     fetched: &Fetched,
     next: &mut u64,
 ) -> Result<(), String> {
-    let stream = js.get_stream(stream).await.map_err(|e| e.to_string())?;
+    let mut stream = js.get_stream(stream).await.map_err(|e| e.to_string())?;
     let consumer = stream
         .create_consumer(consumer::pull::OrderedConfig {
             filter_subject: subject.to_owned(),
@@ -190,7 +193,29 @@ async fn consume(
         .map_err(|e| e.to_string())?
         .ready_chunks(FETCH_CHUNK_MAX);
     fetched.failing.lock().take();
-    while let Some(chunk) = messages.next().await {
+    loop {
+        // A consumer idle while the stream holds more than the node fetched is stuck (its
+        // server was lost and the client did not notice): it is created again.
+        let chunk = match tokio::time::timeout(IDLE_CHECK, messages.next()).await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => break,
+            Err(_) => {
+                let last = stream
+                    .info()
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .state
+                    .last_sequence;
+                if last >= *next {
+                    return Err(format!(
+                        "the consumer delivered nothing for {IDLE_CHECK:?} while the stream holds up to {last} and \
+                         this node fetched up to {}",
+                        *next - 1
+                    ));
+                }
+                continue;
+            }
+        };
         if fetched.closed.load(Ordering::Acquire) {
             return Ok(());
         }
