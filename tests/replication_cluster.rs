@@ -104,7 +104,6 @@ fn signal(served: &mut Served, signal: i32) {
 }
 
 /// What the writers had acknowledged.
-#[derive(Default)]
 struct Acked {
     /// Assertion hashes.
     assertions: Vec<String>,
@@ -116,6 +115,22 @@ struct Acked {
     /// Requests that were not acknowledged (refused, timed out, node down).
     failed: usize,
     stop: bool,
+    /// The count of acknowledged writes, for those waiting on it.
+    acks: tokio::sync::watch::Sender<usize>,
+}
+
+impl Default for Acked {
+    fn default() -> Self {
+        Self {
+            assertions: Vec::new(),
+            votes: Vec::new(),
+            last: None,
+            longest_pause: Duration::ZERO,
+            failed: 0,
+            stop: false,
+            acks: tokio::sync::watch::Sender::new(0),
+        }
+    }
 }
 
 impl Acked {
@@ -129,6 +144,7 @@ impl Acked {
             self.longest_pause = self.longest_pause.max(now - last);
         }
         self.last = Some(now);
+        self.acks.send_replace(self.count());
     }
 }
 
@@ -177,6 +193,7 @@ async fn writer(
         });
         let Some(receipt) = post(&base, &token, "custodial/assertions", claim).await else {
             acked.borrow_mut().failed += 1;
+            // A client's retry pause (the node may be down), not a wait for an event.
             actix_rt::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
@@ -201,14 +218,29 @@ async fn writer(
 }
 
 async fn wait_acks(acked: &Rc<RefCell<Acked>>, more: usize, step: &str) {
-    let target = acked.borrow().count() + more;
-    let started = Instant::now();
-    while acked.borrow().count() < target {
-        assert!(started.elapsed() < STEP_TIMEOUT, "{step}: writes did not resume");
-        actix_rt::time::sleep(Duration::from_millis(20)).await;
-    }
+    let (target, mut acks) = {
+        let acked = acked.borrow();
+        (acked.count() + more, acked.acks.subscribe())
+    };
+    let resumed = actix_rt::time::timeout(STEP_TIMEOUT, acks.wait_for(|n| *n >= target)).await;
+    assert!(matches!(resumed, Ok(Ok(_))), "{step}: writes did not resume");
 }
 
+/// SIGKILLs JetStream server `index` (`role` names it), then restarts it; writes must go on
+/// after each.
+async fn kill_and_restart(cluster: &mut NatsCluster, index: usize, role: &str, acked: &Rc<RefCell<Acked>>) {
+    println!(
+        "SIGKILL stream {role} n{index} at {} acknowledged writes",
+        acked.borrow().count()
+    );
+    cluster.kill(index).unwrap();
+    wait_acks(acked, STEP_ACKS, &format!("after the {role}'s loss")).await;
+    cluster.restart(index).unwrap();
+    wait_acks(acked, STEP_ACKS, &format!("after the {role}'s restart")).await;
+}
+
+/// Returns the stream's info once it has a leader. The cluster announces no election to a
+/// client, so this asks again until one is reported (within `STEP_TIMEOUT`).
 async fn stream_info(js: &async_nats::jetstream::Context) -> async_nats::jetstream::stream::Info {
     let started = Instant::now();
     loop {
@@ -223,7 +255,9 @@ async fn stream_info(js: &async_nats::jetstream::Context) -> async_nats::jetstre
     }
 }
 
-/// Waits until the node at `base` has applied the stream up to `end`.
+/// Waits until the node at `base` has applied the stream up to `end`. The API has no wait on a
+/// position another node wrote, so this asks `/v1/ready` again until it reports `end` (within
+/// `STEP_TIMEOUT`, failing at once if the node reports a stall).
 async fn wait_applied(base: &str, token: &str, end: u64) {
     let started = Instant::now();
     loop {
@@ -302,14 +336,7 @@ fn every_acknowledged_write_survives_leader_follower_and_node_kills_on_every_rep
 
         let leader = stream_info(&js).await.cluster.unwrap().leader.unwrap();
         let leader = cluster.index_of(&leader).unwrap();
-        println!(
-            "SIGKILL stream leader n{leader} at {} acknowledged writes",
-            acked.borrow().count()
-        );
-        cluster.kill(leader).unwrap();
-        wait_acks(&acked, STEP_ACKS, "after the leader's loss").await;
-        cluster.restart(leader).unwrap();
-        wait_acks(&acked, STEP_ACKS, "after the leader's restart").await;
+        kill_and_restart(&mut cluster, leader, "leader", &acked).await;
 
         println!(
             "SIGKILL StemeDB node 2 at {} acknowledged writes",
@@ -326,14 +353,7 @@ fn every_acknowledged_write_survives_leader_follower_and_node_kills_on_every_rep
         let follower = (0..cluster.len())
             .find(|&i| Some(i) != cluster.index_of(&leader))
             .unwrap();
-        println!(
-            "SIGKILL stream follower n{follower} at {} acknowledged writes",
-            acked.borrow().count()
-        );
-        cluster.kill(follower).unwrap();
-        wait_acks(&acked, STEP_ACKS, "after the follower's loss").await;
-        cluster.restart(follower).unwrap();
-        wait_acks(&acked, STEP_ACKS, "after the follower's restart").await;
+        kill_and_restart(&mut cluster, follower, "follower", &acked).await;
 
         acked.borrow_mut().stop = true;
         for writer in writers {

@@ -84,17 +84,9 @@ impl Publisher {
     }
 
     /// Queues one submission's records without blocking, all or none: refused when the
-    /// publish queue is full. Each record's reply runs exactly once.
+    /// publish queue is full. Each record's reply runs exactly once. The caller has refused
+    /// records above [`record_bytes_max`](Self::record_bytes_max).
     pub(crate) fn try_publish(&self, records: Vec<Outgoing>) -> Result<(), ReplicationError> {
-        if let Some(record) = records
-            .iter()
-            .find(|r| r.payload.len() > self.inner.record_bytes_max)
-        {
-            return Err(ReplicationError::RecordTooLarge {
-                bytes: record.payload.len(),
-                max: self.inner.record_bytes_max,
-            });
-        }
         let bytes = records.iter().map(|r| r.payload.len()).sum();
         let share = self
             .inner
