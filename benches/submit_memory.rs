@@ -148,8 +148,7 @@ async fn submit_share(node: Node, keys: Arc<Vec<AgentKey>>, task: usize, batches
                 ..
             }) => out.busy_verification += 1,
             Err(SubmitError::Busy {
-                queue: Queue::Journal,
-                ..
+                queue: Queue::Append, ..
             }) => out.busy_journal += 1,
             Err(other) => panic!("submission failed: {other}"),
         }

@@ -78,7 +78,7 @@ impl std::fmt::Display for QueueFull {
 
 /// A queue's bound in entries and in bytes; see the [module docs](self).
 #[derive(Debug)]
-pub(crate) struct Budget {
+pub struct Budget {
     entries_max: usize,
     bytes_max: usize,
     entries: AtomicUsize,
@@ -91,7 +91,7 @@ pub(crate) struct Budget {
 
 impl Budget {
     /// A budget of `entries_max` items and `bytes_max` bytes; both must be positive.
-    pub(crate) fn new(entries_max: usize, bytes_max: usize) -> Arc<Self> {
+    pub fn new(entries_max: usize, bytes_max: usize) -> Arc<Self> {
         assert!(entries_max > 0 && bytes_max > 0, "a budget must admit something");
         Arc::new(Self {
             entries_max,
@@ -105,11 +105,7 @@ impl Budget {
     }
 
     /// Reserves `entries` items and `bytes` bytes, or says which bound refused.
-    pub(crate) fn try_reserve(
-        self: &Arc<Self>,
-        entries: usize,
-        bytes: usize,
-    ) -> Result<Reservation, QueueFull> {
+    pub fn try_reserve(self: &Arc<Self>, entries: usize, bytes: usize) -> Result<Reservation, QueueFull> {
         take(&self.entries, entries, self.entries_max, QueueUnit::Entries)?;
         if let Err(full) = take(&self.bytes, bytes, self.bytes_max, QueueUnit::Bytes) {
             // A rollback, not a release: it wakes nobody (the caller may hold `wake`). A
@@ -127,7 +123,7 @@ impl Budget {
 
     /// Like [`try_reserve`](Self::try_reserve), but waits while the queue is full; refuses
     /// only an item that can never fit.
-    pub(crate) fn reserve_blocking(
+    pub fn reserve_blocking(
         self: &Arc<Self>,
         entries: usize,
         bytes: usize,
@@ -153,17 +149,17 @@ impl Budget {
     }
 
     /// Returns the bound in entries.
-    pub(crate) fn entries_max(&self) -> usize {
+    pub fn entries_max(&self) -> usize {
         self.entries_max
     }
 
     /// Returns the bound in bytes.
-    pub(crate) fn bytes_max(&self) -> usize {
+    pub fn bytes_max(&self) -> usize {
         self.bytes_max
     }
 
     /// Returns (entries, bytes) currently reserved.
-    pub(crate) fn in_flight(&self) -> (usize, usize) {
+    pub fn in_flight(&self) -> (usize, usize) {
         (
             self.entries.load(Ordering::SeqCst),
             self.bytes.load(Ordering::SeqCst),
@@ -206,7 +202,7 @@ fn take(counter: &AtomicUsize, amount: usize, max: usize, unit: QueueUnit) -> Re
 /// A share of a [`Budget`], returned when dropped.
 #[derive(Debug)]
 #[must_use = "a reservation returns its share as soon as it is dropped"]
-pub(crate) struct Reservation {
+pub struct Reservation {
     budget: Arc<Budget>,
     entries: usize,
     bytes: usize,
@@ -215,7 +211,7 @@ pub(crate) struct Reservation {
 impl Reservation {
     /// Moves `entries` items and `bytes` bytes of this reservation into a new one, so that each
     /// item of a group can return its own share.
-    pub(crate) fn split(&mut self, entries: usize, bytes: usize) -> Reservation {
+    pub fn split(&mut self, entries: usize, bytes: usize) -> Reservation {
         assert!(
             entries <= self.entries && bytes <= self.bytes,
             "split beyond the reservation"
@@ -231,7 +227,7 @@ impl Reservation {
 
     /// Returns the bytes this reservation holds.
     #[cfg(test)]
-    pub(crate) fn bytes(&self) -> usize {
+    pub fn bytes(&self) -> usize {
         self.bytes
     }
 }

@@ -7,17 +7,20 @@
 //! weighted *votes*. Reads ask a *lens* to resolve competing assertions into a winner, with
 //! reasons.
 //!
-//! This crate is built in layers:
+//! This crate is the engine a host application embeds; the HTTP server, the JetStream log
+//! backend, the CLI and the simulator are crates of their own around it (see
+//! `docs/ARCHITECTURE.md`). It is built in layers, each importing only those before it:
 //! - [`protocol`]: the data model, canonical encoding, signing and validation;
 //! - [`storage`]: on-disk layout: the write-ahead journal and the LMDB state;
-//! - `actors` (internal): actix actors over storage (durable broadcaster, ingestor, vote counters);
-//! - [`node`]: the embedded [`Node`](node::Node): submit, wait until indexed, read;
+//! - [`log`]: the log seam: the traits a log backend implements, and the local journal's
+//!   implementation;
 //! - [`lens`]: resolving competing assertions into a winner, with reasons;
-//! - [`http`]: the HTTP API of `stemedb serve`;
-//! - [`config`]: typed, validated configuration;
-//! - [`telemetry`]: the metrics catalog and its Prometheus exposition;
-//! - [`replication`]: the log on a NATS JetStream stream, for a cluster of full replicas;
-//! - [`sim`]: the simulation arenas of `stemedb sim`.
+//! - `actors` (internal): actix actors over storage (ingestor, vote counters, lens pool);
+//! - [`node`]: the embedded [`Node`]: submit, wait until indexed, read;
+//!
+//! and beside them [`config`] (typed, validated configuration) and [`telemetry`] (the metrics
+//! catalog; the node records through the [`metrics`] facade to whatever recorder the host
+//! installed).
 //!
 //! ```
 //! use stemedb::protocol::{validate_assertion, AgentKey, Assertion, Limits, ObjectValue};
@@ -35,29 +38,28 @@
 //! ```
 
 /// Declares a module that is `pub(crate)`, or `pub` (hidden from the docs) when the
-/// `test-support` feature opens internals to this crate's own tests and benches.
+/// `test-kit` feature opens internals to this workspace's own tests, benches and simulator.
 macro_rules! internal_mod {
     ($(#[$attr:meta])* $name:ident) => {
         $(#[$attr])*
-        #[cfg(feature = "test-support")]
+        #[cfg(feature = "test-kit")]
         #[doc(hidden)]
         pub mod $name;
         $(#[$attr])*
-        #[cfg(not(feature = "test-support"))]
+        #[cfg(not(feature = "test-kit"))]
         pub(crate) mod $name;
     };
 }
 
 internal_mod!(actors);
-mod budget;
+pub mod budget;
 pub mod config;
-pub mod http;
 pub mod lens;
+pub mod log;
 pub mod node;
 pub mod protocol;
-pub mod replication;
-pub mod sim;
 pub mod storage;
 pub mod telemetry;
 
 pub use config::Config;
+pub use node::Node;

@@ -5,15 +5,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use stemedb_testkit as common;
 
 use std::time::{Duration, Instant};
 
-use common::{NOW_MS, key, with_node};
+use common::{Claim, with_node};
 use stemedb::Config;
 use stemedb::lens::Query;
 use stemedb::node::{AuditMode, Node};
-use stemedb::protocol::{Assertion, ObjectValue};
+use stemedb::protocol::ObjectValue;
 use tempfile::TempDir;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -21,15 +21,8 @@ const WAIT: Duration = Duration::from_secs(60);
 async fn two_claims(node: &Node) {
     let mut last = 0;
     for (value, ts, signer) in [(1, 10, 1u8), (2, 20, 2)] {
-        let mut a = Assertion::new(
-            "city/paris",
-            "mayor",
-            ObjectValue::Integer(value),
-            0.5,
-            NOW_MS + ts,
-        );
-        a.sign(&key(signer));
-        last = node.submit(a).await.unwrap().offset;
+        let claim = Claim::new("city/paris", "mayor", ObjectValue::Integer(value)).at(ts);
+        last = node.submit(claim.signed(&[signer])).await.unwrap().offset;
     }
     node.wait_indexed(last, Instant::now() + WAIT).await.unwrap();
 }

@@ -8,7 +8,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use stemedb_testkit as common;
 
 use std::time::{Duration, Instant};
 
@@ -149,7 +149,7 @@ fn submission_larger_than_the_journal_budget_journals_nothing() {
         let three: Vec<Assertion> = (0..3).map(big_assertion).collect();
         match node.submit_many(three.clone()).await {
             Err(SubmitError::TooLargeForQueue { queue, full }) => {
-                assert_eq!((queue, full.unit), (Queue::Journal, QueueUnit::Bytes));
+                assert_eq!((queue, full.unit), (Queue::Append, QueueUnit::Bytes));
             }
             other => panic!("expected TooLargeForQueue, got {other:?}"),
         }

@@ -15,17 +15,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use stemedb_testkit as common;
 
 use common::Rng;
 use common::crash::{assert_same, config, env_u64, replay_journal_records};
+use common::kill::{Kill, run_and_kill as run_and_kill_child};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::{BufRead, BufReader};
-use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use stemedb::node::Node;
@@ -228,49 +226,18 @@ fn parse_ack(line: &str) -> Option<Ack> {
 }
 
 /// Runs one child on `dir` and kills it with SIGKILL once it has printed its start line and
-/// `kill_after` acknowledgements (at once if `None`), plus `jitter` spins; returns every
-/// acknowledgement it printed in full.
+/// `kill_after` acknowledgements (at once if `None`); returns every acknowledgement it printed
+/// in full.
 fn run_and_kill(dir: &Path, seed: u64, kill_after: Option<u64>, jitter: u64, ctx: &str) -> Vec<Ack> {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_entry", "--ignored", "--nocapture"])
-        .args(["--test-threads", "1"])
-        .env(ENV_DIR, dir)
-        .env(ENV_SEED, seed.to_string())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let (tick, ticks) = mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        let (mut acks, mut line) = (Vec::new(), String::new());
-        // A line cut short by the kill has no newline and is not an acknowledgement.
-        while stdout.read_line(&mut line).unwrap_or(0) > 0 && line.ends_with('\n') {
-            let ack = parse_ack(&line);
-            if ack.is_some() || line.contains(STARTED) {
-                let _ = tick.send(());
-            }
-            acks.extend(ack);
-            line.clear();
-        }
-        acks
-    });
-    let wanted = kill_after.map_or(0, |n| 1 + n);
-    let deadline = Instant::now() + WAIT_MAX;
-    for seen in 0..wanted {
-        if let Err(e) = ticks.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-            let status = (child.kill(), child.wait());
-            panic!("{ctx}: the child gave {seen} of {wanted} lines ({e}; {status:?})");
-        }
-    }
-    // Spread the kill over the work in flight: compute, not a wait on anything.
-    for _ in 0..jitter {
-        std::hint::spin_loop();
-    }
-    child.kill().unwrap();
-    let status = child.wait().unwrap();
-    let killed = status.signal() == Some(libc::SIGKILL);
-    assert!(killed, "{ctx}: the child ended by itself: {status}");
-    reader.join().unwrap()
+    let kill = Kill {
+        env: vec![(ENV_DIR, dir.display().to_string()), (ENV_SEED, seed.to_string())],
+        parse: Arc::new(parse_ack),
+        counts_too: Some(STARTED),
+        lines: kill_after.map_or(0, |n| 1 + n),
+        jitter,
+        wait_max: WAIT_MAX,
+    };
+    run_and_kill_child(kill, ctx).acks
 }
 
 /// Restarts the node on `dir`, waits until it has indexed the whole journal, checks that `get`

@@ -11,18 +11,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use stemedb_testkit as common;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::process::ExitStatusExt;
+use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::{self, Sender};
-use std::thread::{self, JoinHandle};
+use std::sync::Arc;
+use std::thread::{self};
 use std::time::{Duration, Instant};
 
 use common::Rng;
+use common::kill::{Kill, run_and_kill as run_and_kill_child};
 use stemedb::storage::journal::{Journal, JournalConfig, ReadOutcome, format};
 use tempfile::TempDir;
 
@@ -160,75 +159,22 @@ fn parse_ack(line: &str, seed: u64, round: u32) -> Option<Ack> {
     })
 }
 
-/// The output of a child: every complete acknowledgement line, parsed, and the other lines.
-type ChildOutput = (Vec<Ack>, Vec<String>);
-
-/// Starts the child that appends to `dir` in `round`.
-fn spawn_child(dir: &Path, seed: u64, round: u32) -> Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_entry", "--ignored", "--nocapture"])
-        .args(["--test-threads", "1"])
-        .env(ENV_DIR, dir)
-        .env(ENV_SEED, seed.to_string())
-        .env(ENV_ROUND, round.to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap()
-}
-
-/// Reads the child's stdout to its end, sending a tick per acknowledgement as it arrives.
-fn read_acks(child: &mut Child, seed: u64, round: u32, tick: Sender<()>) -> JoinHandle<ChildOutput> {
-    let stdout = child.stdout.take().unwrap();
-    thread::spawn(move || {
-        let (mut acks, mut other) = (Vec::new(), Vec::new());
-        let mut lines = BufReader::new(stdout);
-        let mut line = String::new();
-        // A line cut short by the kill has no newline and is not an acknowledgement.
-        while lines.read_line(&mut line).unwrap_or(0) > 0 && line.ends_with('\n') {
-            match parse_ack(&line, seed, round) {
-                Some(ack) => {
-                    acks.push(ack);
-                    let _ = tick.send(());
-                }
-                None => other.push(line.clone()),
-            }
-            line.clear();
-        }
-        (acks, other)
-    })
-}
-
 /// Runs one child on `dir`, kills it with SIGKILL after `kill_after` acknowledgements plus
 /// `jitter` spins, and returns every acknowledgement it printed in full.
 fn run_and_kill(dir: &Path, seed: u64, round: u32, kill_after: u64, jitter: u64, ctx: &str) -> Vec<Ack> {
-    let mut child = spawn_child(dir, seed, round);
-    let (tick, ticks) = mpsc::channel();
-    let reader = read_acks(&mut child, seed, round, tick);
-    let deadline = Instant::now() + ACK_WAIT_MAX;
-    let mut seen = 0;
-    while seen < kill_after {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match ticks.recv_timeout(left) {
-            Ok(()) => seen += 1,
-            Err(e) => {
-                let _ = child.kill();
-                let status = child.wait();
-                let (_, other) = reader.join().unwrap();
-                panic!("{ctx}: child gave {seen} of {kill_after} acks ({e}, {status:?}); output: {other:?}");
-            }
-        }
-    }
-    // Spread the kill over the batch in flight: compute, not a wait on anything.
-    for _ in 0..jitter {
-        std::hint::spin_loop();
-    }
-    child.kill().unwrap();
-    let status = child.wait().unwrap();
-    let (acks, other) = reader.join().unwrap();
-    let killed = status.signal() == Some(libc::SIGKILL);
-    assert!(killed, "{ctx}: child ended by itself ({status}): {other:?}");
-    acks
+    let kill = Kill {
+        env: vec![
+            (ENV_DIR, dir.display().to_string()),
+            (ENV_SEED, seed.to_string()),
+            (ENV_ROUND, round.to_string()),
+        ],
+        parse: Arc::new(move |line: &str| parse_ack(line, seed, round)),
+        counts_too: None,
+        lines: kill_after,
+        jitter,
+        wait_max: ACK_WAIT_MAX,
+    };
+    run_and_kill_child(kill, ctx).acks
 }
 
 /// What one recovery found.

@@ -11,14 +11,16 @@
 //! Payloads are seeded pseudo-random bytes of 512 to 1,535 bytes; every assertion message
 //! carries the seed. Set `STEMEDB_TEST_SEED` to replay one.
 
-mod common;
+use stemedb_testkit as common;
+
+use common::deadline;
 
 use common::journal::{only_segment, test_seed};
 use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use common::{NOW_MS, Rng, key};
 use stemedb::Config;
@@ -318,10 +320,6 @@ fn bit_flips_in_a_log_of_one_appender_are_quarantined_not_cut() {
 #[test]
 fn bit_flips_in_a_log_of_64_concurrent_appenders_are_quarantined_not_cut() {
     flips_are_quarantined(64);
-}
-
-fn deadline() -> Instant {
-    Instant::now() + Duration::from_secs(30)
 }
 
 fn claim(subject: &str, n: u64, rng: &mut Rng) -> Assertion {

@@ -9,13 +9,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::path::Path;
 
-use stemedb::sim::Tmpfs;
 use stemedb::storage::journal::layout::SEGMENT_HEADER_BYTES;
 use stemedb::storage::journal::{Journal, JournalConfig, JournalError, ReadOutcome, format};
+use stemedb_sim::Tmpfs;
 use tempfile::TempDir;
 
 /// Size of the tmpfs, as given to `mount -o size=`.

@@ -9,7 +9,9 @@
 //! with `TruncationBelowCursor`. Each refusal is paired with the open that succeeds once the
 //! cause is gone, so that a refusal for some other reason cannot pass.
 
-mod common;
+use stemedb_testkit as common;
+
+use common::journal::{payload, small_segments};
 
 use common::journal::segment_files;
 use std::collections::BTreeMap;
@@ -18,18 +20,6 @@ use std::path::{Path, PathBuf};
 use stemedb::storage::journal::layout::{IDENTITY_FILE, SEGMENT_HEADER_BYTES};
 use stemedb::storage::journal::{Journal, JournalConfig, JournalError, OpenOptions, format, identity, scan};
 use tempfile::TempDir;
-
-/// Segments small enough that a few hundred records fill several.
-fn small_segments() -> JournalConfig {
-    JournalConfig {
-        segment_size_bytes: 4096,
-        ..JournalConfig::default()
-    }
-}
-
-fn payload(n: usize) -> Vec<u8> {
-    (0..60 + n % 7).map(|i| (i * 31 + n * 7) as u8).collect()
-}
 
 /// Writes `count` records into a new journal in `dir`; returns their offsets.
 fn write_journal(dir: &Path, config: &JournalConfig, count: usize) -> Vec<u64> {

@@ -9,7 +9,9 @@
 //! and honours its deadline. Every append of a lone appender is its own batch, closed by a
 //! batch mark, which the log's offsets and its durable end account for.
 
-mod common;
+use stemedb_testkit as common;
+
+use common::journal::{payload, small_segments};
 
 use common::journal::walk;
 use stemedb::storage::journal::{Journal, JournalConfig, JournalError, ReadOutcome, Retention, format};
@@ -25,17 +27,6 @@ fn test_config() -> JournalConfig {
         group_commit_batch_bytes_max: 4096,
         ..JournalConfig::default()
     }
-}
-
-fn small_segments() -> JournalConfig {
-    JournalConfig {
-        segment_size_bytes: 4096,
-        ..JournalConfig::default()
-    }
-}
-
-fn payload(n: usize) -> Vec<u8> {
-    (0..60 + n % 7).map(|i| (i * 31 + n * 7) as u8).collect()
 }
 
 #[test]

@@ -11,7 +11,7 @@
 //! Every edit of a segment's bytes goes through [`pos`]: a record's global offset is not its
 //! file position, since each segment starts with a header.
 
-mod common;
+use stemedb_testkit as common;
 
 use common::journal::{only_segment, walk};
 use std::path::{Path, PathBuf};

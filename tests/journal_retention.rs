@@ -6,10 +6,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use stemedb_testkit as common;
+
+use common::deadline;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 use common::{NOW_MS, key};
 use stemedb::Config;
@@ -25,10 +26,6 @@ const KEEP_BYTES: u64 = 256 * 1024;
 /// Rounds of submissions, and assertions per round (about 30 KiB of log per round).
 const ROUNDS: usize = 60;
 const PER_ROUND: usize = 100;
-
-fn deadline() -> Instant {
-    Instant::now() + Duration::from_secs(60)
-}
 
 fn config(retention: Retention) -> Config {
     let mut config = Config::default();

@@ -5,12 +5,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use stemedb_testkit as common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{NOW_MS, key, with_node};
+use common::{Claim, NOW_MS, key, with_node};
 use stemedb::Config;
 use stemedb::lens::{Candidate, Evidence, Lens, Query, ResolveError, Score};
 use stemedb::node::Node;
@@ -19,15 +19,8 @@ use stemedb::protocol::{AgentKey, Assertion, Hash, Lifecycle, ObjectValue, Vote}
 const WAIT: Duration = Duration::from_secs(60);
 
 fn claim(value: i64, confidence: f32, ts: u64, signer: u8) -> Assertion {
-    let mut a = Assertion::new(
-        "city/paris",
-        "mayor",
-        ObjectValue::Integer(value),
-        confidence,
-        NOW_MS + ts,
-    );
-    a.sign(&key(signer));
-    a
+    let claim = Claim::new("city/paris", "mayor", ObjectValue::Integer(value));
+    claim.confidence(confidence).at(ts).signed(&[signer])
 }
 
 async fn submit(node: &Node, assertions: &[Assertion]) -> Vec<Hash> {

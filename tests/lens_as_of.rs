@@ -8,11 +8,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use stemedb_testkit as common;
 
 use std::time::{Duration, Instant};
 
-use common::{NOW_MS, Rng, key, with_node};
+use common::{Claim, NOW_MS, Rng, key, with_node};
 use proptest::prelude::*;
 use stemedb::Config;
 use stemedb::lens::{AsOf, LensRegistry, Query, Resolution, TrustBook, resolve};
@@ -159,15 +159,8 @@ fn resolving_as_of_each_acknowledged_offset_reproduces_the_winner_of_that_moment
     with_node(config, |node| async move {
         let deadline = || Instant::now() + WAIT;
         let claim = |value: i64, confidence: f32, ts: u64, signer: u8| {
-            let mut a = Assertion::new(
-                "city/paris",
-                "mayor",
-                ObjectValue::Integer(value),
-                confidence,
-                NOW_MS + ts,
-            );
-            a.sign(&key(signer));
-            a
+            let claim = Claim::new("city/paris", "mayor", ObjectValue::Integer(value));
+            claim.confidence(confidence).at(ts).signed(&[signer])
         };
         let a = claim(1, 0.9, 10, 1);
         let b = claim(2, 0.4, 20, 2);

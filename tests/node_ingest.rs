@@ -5,10 +5,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use stemedb_testkit as common;
+
+use common::deadline;
 
 use std::collections::HashSet;
-use std::time::{Duration, Instant};
 
 use common::{NOW_MS, key, with_node};
 use stemedb::Config;
@@ -16,13 +17,6 @@ use stemedb::node::{Node, Receipt, SubmitError};
 use stemedb::protocol::{Assertion, Hash, ObjectValue, Signature, TextField, ValidationError};
 use stemedb::storage::state::{ListQuery, RejectReason};
 use tempfile::TempDir;
-
-/// Longest any wait in these tests may take before it counts as a failure.
-const WAIT: Duration = Duration::from_secs(30);
-
-fn deadline() -> Instant {
-    Instant::now() + WAIT
-}
 
 fn assertion(subject: &str, predicate: &str, value: i64, key_n: u8) -> Assertion {
     let mut a = Assertion::new(

@@ -9,11 +9,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use stemedb_testkit as common;
+
+use common::deadline;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
 
 use common::{NOW_MS, key};
 use stemedb::Config;
@@ -23,14 +24,8 @@ use stemedb::protocol::{Assertion, LogRecord, ObjectValue, Vote};
 use stemedb::storage::journal::{Journal, JournalConfig};
 use tempfile::TempDir;
 
-/// Longest any wait in these tests may take before it counts as a failure (a hang).
-const WAIT: Duration = Duration::from_secs(30);
 /// A tag no build of StemeDB uses yet.
 const FUTURE_TAG: u8 = 200;
-
-fn deadline() -> Instant {
-    Instant::now() + WAIT
-}
 
 fn assertion(subject: &str, value: i64) -> Assertion {
     let mut a = Assertion::new(subject, "population", ObjectValue::Integer(value), 0.5, NOW_MS);

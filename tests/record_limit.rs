@@ -5,7 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use stemedb_testkit as common;
 
 use std::time::{Duration, Instant};
 
@@ -85,5 +85,5 @@ fn a_journal_too_small_for_a_record_of_the_limit_and_its_tag_is_refused() {
     let mut config = config();
     config.journal.record_bytes_max = LIMIT_BYTES;
     let error = config.validate().unwrap_err();
-    assert!(error.contains("the record tag"), "{error}");
+    assert!(error.to_string().contains("the record tag"), "{error}");
 }

@@ -5,13 +5,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use stemedb_testkit as common;
 
 use std::time::Duration;
 
 use actix::prelude::*;
 use common::{NOW_MS, key};
-use stemedb::actors::{DurableOffset, IngestStatus, IngestorActor, VoteCounterActor};
+use stemedb::actors::{IngestStatus, IngestorActor, IngestorConfig, VoteCounterActor};
 use stemedb::node::NodeConfig;
 use stemedb::protocol::{Assertion, ObjectValue, encode_assertion};
 use stemedb::storage::journal::{Journal, JournalConfig};
@@ -33,20 +33,8 @@ fn assertion(i: u64, text_bytes: usize) -> Assertion {
 
 /// Records laid end to end from offset 0, as the journal would give them.
 fn records(count: u64, text_bytes: usize) -> Vec<IngestRecord> {
-    let mut offset = 0;
-    (0..count)
-        .map(|i| {
-            let payload = encode_assertion(&assertion(i, text_bytes));
-            let next = offset + 40 + payload.len() as u64;
-            let record = IngestRecord {
-                offset,
-                next,
-                payload,
-            };
-            offset = next;
-            record
-        })
-        .collect()
+    let payloads = (0..count).map(|i| encode_assertion(&assertion(i, text_bytes)));
+    common::journal::laid_end_to_end(payloads, 0, 40).0
 }
 
 #[test]
@@ -133,16 +121,25 @@ fn ingestor_holds_at_a_record_damaged_after_it_was_durable() {
     let held_at = offsets[3];
     let stalled = actix::System::new().block_on(async move {
         let shards = vec![VoteCounterActor::new(0, state.clone()).start()];
+        let defaults = NodeConfig::default();
+        let config = IngestorConfig {
+            batch_records_max: defaults.ingest_batch_records_max,
+            batch_bytes_max: defaults.ingest_batch_bytes_max,
+            commit_duty_percent: defaults.ingest_commit_duty_percent,
+            retry_backoff_ms_max: defaults.ingest_retry_backoff_ms_max,
+        };
+        let (ends, durable_ends) = tokio::sync::watch::channel(0);
         let ingestor = IngestorActor::new(
             std::sync::Arc::new(journal),
             state.clone(),
-            NodeConfig::default(),
+            config,
+            durable_ends,
             shards,
             status_tx,
         )
         .unwrap();
-        let address = ingestor.start();
-        address.do_send(DurableOffset { end });
+        let _address = ingestor.start();
+        ends.send_replace(end);
         let wait = status.wait_for(|s| s.stalled.is_some());
         let outcome = actix_rt::time::timeout(Duration::from_secs(30), wait).await;
         let stalled = outcome.expect("the ingestor reports the damage").unwrap().clone();

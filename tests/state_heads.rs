@@ -12,7 +12,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use stemedb_testkit as common;
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -4,14 +4,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use stemedb_testkit as common;
+
+use common::Claim;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
-use common::{NOW_MS, key};
-use stemedb::protocol::{Assertion, ObjectValue, encode_assertion};
+use stemedb::protocol::{ObjectValue, encode_assertion};
 use stemedb::storage::state::{IngestRecord, MAP_SIZE_GRANULE_BYTES, State, StateConfig, StateError};
 use tempfile::TempDir;
 
@@ -23,25 +24,13 @@ const WAIT: Duration = Duration::from_secs(60);
 /// Batch `b`: `BATCH` assertions about ("s", "p"), laid from `offset` on; returns the records
 /// and the offset after them.
 fn batch(b: u64, offset: u64, text_bytes: usize) -> (Vec<IngestRecord>, u64) {
-    let mut offset = offset;
-    let records = (0..BATCH)
-        .map(|i| {
-            let n = b * BATCH + i;
-            let text = format!("{n:08}").repeat(text_bytes / 8 + 1);
-            let mut a = Assertion::new("s", "p", ObjectValue::Text(text), 0.5, NOW_MS + n);
-            a.sign(&key(1));
-            let payload = encode_assertion(&a);
-            let next = offset + 64 + payload.len() as u64;
-            let record = IngestRecord {
-                offset,
-                next,
-                payload,
-            };
-            offset = next;
-            record
-        })
-        .collect();
-    (records, offset)
+    let payloads = (0..BATCH).map(|i| {
+        let n = b * BATCH + i;
+        let text = format!("{n:08}").repeat(text_bytes / 8 + 1);
+        let claim = Claim::new("s", "p", ObjectValue::Text(text)).at(n).signed(&[1]);
+        encode_assertion(&claim)
+    });
+    common::journal::laid_end_to_end(payloads, offset, 64)
 }
 
 #[test]

@@ -5,34 +5,20 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use stemedb_testkit as common;
 
-use std::time::{Duration, Instant};
+use common::deadline;
 
-use common::{NOW_MS, key};
+use common::{Claim, key};
 use stemedb::Config;
 use stemedb::node::Node;
 use stemedb::protocol::{AgentKey, Assertion, Hash, ObjectValue};
 use stemedb::storage::state::{ListQuery, RejectReason};
 use tempfile::TempDir;
 
-fn deadline() -> Instant {
-    Instant::now() + Duration::from_secs(30)
-}
-
 fn claim(value: i64, parent: Option<Hash>, signers: &[AgentKey]) -> Assertion {
-    let mut claim = Assertion::new(
-        "doc/1",
-        "title",
-        ObjectValue::Integer(value),
-        0.5,
-        NOW_MS + value as u64,
-    );
-    claim.parent = parent;
-    for signer in signers {
-        claim.sign(signer);
-    }
-    claim
+    let claim = Claim::new("doc/1", "title", ObjectValue::Integer(value));
+    claim.at(value as u64).parent(parent).signed_with(signers)
 }
 
 #[test]

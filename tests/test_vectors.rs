@@ -9,7 +9,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use stemedb_testkit as common;
 
 use common::NOW_MS;
 use serde::{Deserialize, Serialize};

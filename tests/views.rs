@@ -4,11 +4,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use stemedb_testkit as common;
 
 use std::time::{Duration, Instant};
 
-use common::{NOW_MS, key, with_node};
+use common::{Claim, NOW_MS, key, with_node};
 use stemedb::Config;
 use stemedb::lens::{MaxStale, Query, ViewKey};
 use stemedb::node::{Node, WatchError};
@@ -17,15 +17,9 @@ use stemedb::protocol::{Assertion, Hash, ObjectValue, Vote, now_ms};
 const WAIT: Duration = Duration::from_secs(60);
 
 fn claim(value: i64, ts: u64, signer: u8) -> Assertion {
-    let mut a = Assertion::new(
-        "city/paris",
-        "mayor",
-        ObjectValue::Integer(value),
-        0.5,
-        NOW_MS + ts,
-    );
-    a.sign(&key(signer));
-    a
+    Claim::new("city/paris", "mayor", ObjectValue::Integer(value))
+        .at(ts)
+        .signed(&[signer])
 }
 
 async fn submit(node: &Node, claims: Vec<Assertion>) -> Vec<Hash> {

@@ -7,10 +7,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use stemedb_testkit as common;
+
+use common::deadline;
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
 
 use common::{NOW_MS, key};
 use stemedb::Config;
@@ -18,12 +19,6 @@ use stemedb::node::{Node, SubmitError};
 use stemedb::protocol::{AgentKey, Assertion, Hash, ObjectValue, ValidationError, Vote};
 use stemedb::storage::state::{ExactWeight, RejectReason, VoteTotals};
 use tempfile::TempDir;
-
-const WAIT: Duration = Duration::from_secs(60);
-
-fn deadline() -> Instant {
-    Instant::now() + WAIT
-}
 
 fn voter(n: u32) -> AgentKey {
     let mut seed = [0u8; 32];

@@ -59,15 +59,23 @@ impl Peer<Assertion> for Node {
 /// One ingest cell against a fresh StemeDB node with the default config in a new directory
 /// under `base`: the shares submitted concurrently, then waited for until indexed.
 pub fn ingest_cell(base: &Path, shares: Vec<Vec<Assertion>>) -> CellResult {
-    ingest_cell_with(base, stemedb::Config::default(), shares)
+    ingest_cell_with(
+        base,
+        |dir| Node::start(stemedb::Config::default(), dir).expect("start node"),
+        shares,
+    )
 }
 
-/// [`ingest_cell`] with `config` (say, a replicated log).
-pub fn ingest_cell_with(base: &Path, config: stemedb::Config, shares: Vec<Vec<Assertion>>) -> CellResult {
+/// [`ingest_cell`] on a node that `start` starts on a directory (say, on a replicated log).
+pub fn ingest_cell_with(
+    base: &Path,
+    start: impl FnOnce(&Path) -> Node,
+    shares: Vec<Vec<Assertion>>,
+) -> CellResult {
     let dir = TempDir::new_in(base).expect("create stemedb temp dir");
     let expected = shares.iter().map(Vec::len).sum::<usize>() as u64;
     actix::System::new().block_on(async move {
-        let node = Node::start(config, dir.path()).expect("start node");
+        let node = start(dir.path());
         let (start, cpu) = (Instant::now(), process_cpu());
         let done = run_tasks(&node, shares).await;
         let acked = start.elapsed();

@@ -258,7 +258,7 @@ pub enum ResolveError {
     Closed,
     /// The audit record could not be written; the resolution is not returned unaudited.
     #[error("audit record not written: {0}")]
-    Audit(String),
+    Audit(#[from] crate::storage::audit::AuditError),
     /// `node.views_max` views exist already.
     #[error("{max} views exist already (node.views_max)")]
     ViewsFull {

@@ -299,7 +299,7 @@ impl Views {
 
     /// Test support: marks view `key` stale since `since_ms` by a commit no refresh can answer,
     /// without queueing it.
-    #[cfg(feature = "test-support")]
+    #[cfg(feature = "test-kit")]
     #[doc(hidden)]
     pub fn mark_stale_for_tests(&self, key: &ViewKey, since_ms: u64) {
         if let Some(view) = self.views.lock().get_mut(key) {
@@ -308,7 +308,7 @@ impl Views {
     }
 
     /// Test support: dates view `key` at `computed_ms`, as a clock that went back would.
-    #[cfg(feature = "test-support")]
+    #[cfg(feature = "test-kit")]
     #[doc(hidden)]
     pub fn set_computed_ms_for_tests(&self, key: &ViewKey, computed_ms: u64) {
         if let Some(view) = self.views.lock().get_mut(key) {

@@ -2,42 +2,35 @@
 
 use thiserror::Error;
 
-use crate::actors::SubscribeError;
+use crate::budget::QueueFull;
+use crate::config::ConfigError;
+use crate::log::{AppendError, LogError};
 use crate::protocol::{AgentId, ValidationError};
-use crate::replication::ReplicationError;
-use crate::storage::journal::{JournalError, QueueFull};
 use crate::storage::state::StateError;
 
 /// The node could not start, stop or read.
 #[derive(Debug, Error)]
 pub enum NodeError {
     /// The configuration is invalid.
-    #[error("invalid configuration: {0}")]
-    Config(String),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The data directory could not be created.
+    #[error("cannot create the data directory {dir}: {source}")]
+    CreateDir {
+        /// The directory.
+        dir: std::path::PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
     /// [`Node::start`](super::Node::start) was called outside an actix System.
     #[error("the node must be started inside a running actix System (e.g. in #[actix::main])")]
     NoSystem,
-    /// The journal failed.
+    /// The log (the journal, or a replicated backend) could not be opened.
     #[error(transparent)]
-    Journal(#[from] JournalError),
+    Log(#[from] LogError),
     /// The LMDB state failed.
     #[error(transparent)]
     State(#[from] StateError),
-    /// The replicated log could not be joined (see `[replication]`).
-    #[error(transparent)]
-    Replication(#[from] ReplicationError),
-    /// The state has applied records the journal does not hold (e.g. the journal directory was
-    /// replaced): serving it would contradict the log.
-    #[error(
-        "state ingest cursor {cursor} lies beyond the journal's end {journal_end}: the journal does not \
-         hold what the state was built from"
-    )]
-    StateAheadOfJournal {
-        /// The state's ingest cursor.
-        cursor: u64,
-        /// The journal's durable end.
-        journal_end: u64,
-    },
     /// The state was written by an older build and the journal no longer holds every record
     /// to rebuild it from: it must be converted in place. Nothing was changed.
     #[error(
@@ -66,9 +59,6 @@ pub enum NodeError {
         /// What it lacks.
         missing: &'static str,
     },
-    /// The ingestor could not subscribe to durable offsets.
-    #[error(transparent)]
-    Subscribe(#[from] SubscribeError),
     /// A pipeline thread could not be spawned.
     #[error("cannot spawn {what} thread: {source}")]
     Spawn {
@@ -86,7 +76,7 @@ pub enum NodeError {
     Stalled(String),
     /// Stopping the node's threads or closing its storage failed during shutdown.
     #[error("shutdown could not stop the node's threads: {0}")]
-    Teardown(String),
+    Teardown(#[source] actix_rt::task::JoinError),
     /// The node was shut down.
     #[error("the node is shut down")]
     Closed,
@@ -131,13 +121,10 @@ pub enum SubmitError {
         /// The limit.
         max: usize,
     },
-    /// The journal could not make the record durable (storage full, I/O error, poisoned).
-    #[error("journal append failed: {0}")]
-    Journal(JournalError),
-    /// The replicated log did not store the record (too large for the stream, not
-    /// acknowledged in time, refused); see `[replication]`.
-    #[error("stream publish failed: {0}")]
-    Replication(ReplicationError),
+    /// The log could not make the record durable (storage full, I/O error, poisoned, not
+    /// acknowledged by a replicated log in time, too large for it).
+    #[error("log append failed: {0}")]
+    Log(AppendError),
     /// The node is shut down.
     #[error("the node is shut down")]
     Closed,
@@ -154,24 +141,14 @@ impl SubmitError {
     }
 }
 
-impl From<ReplicationError> for SubmitError {
-    fn from(error: ReplicationError) -> Self {
+impl From<AppendError> for SubmitError {
+    fn from(error: AppendError) -> Self {
         match error {
-            ReplicationError::Busy(full) => Self::refused(Queue::Publish, full),
-            ReplicationError::Closed => Self::Closed,
-            other => Self::Replication(other),
-        }
-    }
-}
-
-impl From<JournalError> for SubmitError {
-    fn from(error: JournalError) -> Self {
-        match error {
-            JournalError::Busy { full } | JournalError::TooLargeForQueue { full } => {
-                Self::refused(Queue::Journal, full)
+            AppendError::Busy(full) | AppendError::TooLargeForQueue(full) => {
+                Self::refused(Queue::Append, full)
             }
-            JournalError::Closed => Self::Closed,
-            other => Self::Journal(other),
+            AppendError::Closed => Self::Closed,
+            other => Self::Log(other),
         }
     }
 }
@@ -182,20 +159,16 @@ pub enum Queue {
     /// Submissions waiting for (or in) signature verification: `node.submit_queue_depth_max`
     /// and `node.verify_queue_bytes_max`.
     Verification,
-    /// Verified records waiting for (or in) a group-commit write:
+    /// Verified records waiting for the log to make them durable: for the local journal,
     /// `journal.group_commit_queue_depth_max` and `journal.group_commit_queue_bytes_max`.
-    Journal,
-    /// Verified records published to the stream and awaiting their acknowledgement
-    /// (`replication.mode = "jetstream"`), bounded by the same two settings.
-    Publish,
+    Append,
 }
 
 impl std::fmt::Display for Queue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Self::Verification => "verification queue",
-            Self::Journal => "journal append queue",
-            Self::Publish => "stream publish queue",
+            Self::Append => "log append queue",
         })
     }
 }

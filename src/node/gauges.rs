@@ -13,11 +13,11 @@ pub const GAUGE_SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
 
 impl Node {
     /// Sets every sampled gauge from the node's current state: ingest lag (bytes, records,
-    /// seconds) and stall, journal segments, disk bytes, quarantine and poisoning, queue use
-    /// against budgets, mailbox depths, views and watchers, and the LMDB map. The node calls
-    /// it every second ([`GAUGE_SAMPLE_INTERVAL`]); an exporter may call it just before it
-    /// renders. Does nothing once the node is shut down.
-    pub fn sample_gauges(&self) {
+    /// seconds) and stall, the log's own gauges (journal segments, disk bytes, quarantine and
+    /// poisoning), queue use against budgets, mailbox depths, views and watchers, and the LMDB
+    /// map. The node calls it every second ([`GAUGE_SAMPLE_INTERVAL`]). Does nothing once the
+    /// node is shut down.
+    fn sample_gauges(&self) {
         self.inner
             .sampled_ms
             .store(crate::protocol::now_ms(), Ordering::Relaxed);
@@ -35,32 +35,17 @@ impl Node {
         }
         let _ = self.with_running(|running| {
             let durable_end = running.log.durable_end();
-            // Bytes of journal, or records of the stream (whose positions are sequences).
+            // Positions: bytes of journal, or records of a stream (whose positions are sequences).
             metrics::gauge!(catalog::INGEST_LAG_BYTES).set(durable_end.saturating_sub(status.cursor) as f64);
-            let publish_queue = match (&running.journal, &running.replica) {
-                (Some(journal), _) => {
-                    let lag_records = journal
-                        .appended_records()
-                        .saturating_sub(status.applied_since_start);
-                    metrics::gauge!(catalog::INGEST_LAG_RECORDS).set(lag_records as f64);
-                    metrics::gauge!(catalog::JOURNAL_SEGMENTS).set(journal.segment_count() as f64);
-                    metrics::gauge!(catalog::JOURNAL_DISK_BYTES).set(journal.disk_bytes() as f64);
-                    metrics::gauge!(catalog::JOURNAL_QUARANTINED_REGIONS)
-                        .set(journal.quarantined_regions() as f64);
-                    metrics::gauge!(catalog::JOURNAL_POISONED)
-                        .set(f64::from(u8::from(journal.is_poisoned())));
-                    journal.queue_use()
-                }
-                (None, Some(replica)) => {
-                    let lag_records = durable_end.saturating_sub(status.cursor);
-                    metrics::gauge!(catalog::INGEST_LAG_RECORDS).set(lag_records as f64);
-                    replica.publisher.queue_use()
-                }
-                (None, None) => (0, 0, 0),
-            };
+            let lag_records = running
+                .log
+                .records_behind(status.cursor, status.applied_since_start);
+            metrics::gauge!(catalog::INGEST_LAG_RECORDS).set(lag_records as f64);
+            running.log.record_gauges();
+            let append = running.append.queue_use();
             for (queue, (entries, bytes, bytes_max)) in [
                 ("verify", running.admission.queue_use()),
-                ("group_commit", publish_queue),
+                ("group_commit", (append.entries, append.bytes, append.bytes_max)),
             ] {
                 metrics::gauge!(catalog::QUEUE_ENTRIES, "queue" => queue).set(entries as f64);
                 metrics::gauge!(catalog::QUEUE_BYTES, "queue" => queue).set(bytes as f64);
@@ -74,9 +59,11 @@ impl Node {
 }
 
 impl Node {
-    /// [`sample_gauges`](Self::sample_gauges) unless they were sampled less than `fresh` ago:
-    /// a scrape flood costs one sample per `fresh`, however many scrapes come.
-    pub(crate) fn sample_gauges_unless_fresh(&self, fresh: Duration) {
+    /// Samples the gauges the node samples every [`GAUGE_SAMPLE_INTERVAL`] (lag, queue use,
+    /// the log's and the LMDB map's sizes) now, unless they were sampled less than `fresh` ago:
+    /// for an exporter, just before it renders; a scrape flood costs one sample per `fresh`,
+    /// however many scrapes come. Does nothing once the node is shut down.
+    pub fn refresh_gauges(&self, fresh: Duration) {
         let last = self.inner.sampled_ms.load(Ordering::Relaxed);
         if crate::protocol::now_ms().saturating_sub(last) >= fresh.as_millis() as u64 {
             self.sample_gauges();

@@ -42,10 +42,10 @@ impl Node {
         })
     }
 
-    /// Returns why the log cannot be read, if it cannot: with a replicated log, fetching from
-    /// the stream has failed for [`FETCH_FAULT_AFTER`](crate::replication::FETCH_FAULT_AFTER).
+    /// Returns why the log cannot be read, if it cannot (say, a replicated log whose servers
+    /// have not answered for a while); see [`Log::fault`](crate::log::Log::fault).
     pub fn log_fault(&self) -> Result<Option<String>, NodeError> {
-        self.with_running(|running| Ok(running.replica.as_ref().and_then(|replica| replica.log.fault())))
+        self.with_running(|running| Ok(running.log.fault()))
     }
 
     /// Waits until the record at journal `offset` is applied to the state (read-your-writes),

@@ -38,7 +38,7 @@ impl Node {
                 missing: STATE_DIR,
             });
         }
-        let _lock = super::pipeline::lock_data_dir(data_dir)?;
+        let _lock = crate::log::lock_data_dir(data_dir)?;
         let state = State::open(data_dir.join(STATE_DIR), config.state.clone())?;
         let digest = state.digest();
         state.close();

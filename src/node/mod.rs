@@ -1,19 +1,19 @@
 //! The embedded [`Node`]: StemeDB inside a host application's actix System.
 //!
-//! [`Node::start`] opens the journal (`<data_dir>/journal`) and the LMDB state
-//! (`<data_dir>/state`), and assembles the pipeline:
+//! [`Node::start`] opens the LMDB state (`<data_dir>/state`) and the local journal
+//! (`<data_dir>/journal`); [`Node::start_with_log`] takes any other log backend (see
+//! [`crate::log`]). Then it assembles the pipeline:
 //!
 //! ```text
 //! submit ─▶ verification threads ─▶ Journal (GroupCommit thread: write + fdatasync)
 //!   ▲           (batch verify)             │ durable ack (hash, offset) ─▶ submitter
 //!   │                                      ▼
-//!   │                          DurableBroadcaster ── DurableOffset ──▶ IngestorActor ─▶ LMDB
+//!   │                    durable-end listener ── watch channel ──▶ IngestorActor ─▶ LMDB
 //!   └──────────────── wait_indexed(offset) ◀── ingest cursor ─────────────┘
 //! ```
 //!
-//! The ingestor, each vote-counter shard and the `DurableBroadcaster` (the broadcaster of
-//! durable offsets) run on arbiter threads of their own: ingestion never waits for the host's
-//! thread, however busy the host keeps it.
+//! The ingestor and each vote-counter shard run on arbiter threads of their own: ingestion
+//! never waits for the host's thread, however busy the host keeps it.
 //!
 //! The handle is cheap to clone. Reads (`get`, `list`) run short LMDB read transactions on the
 //! caller's thread. Every queue is bounded, in entries and in bytes: a full one answers
@@ -42,11 +42,11 @@
 //! }
 //! ```
 
-mod config;
 mod error;
 mod gauges;
 mod health;
 mod inspect;
+mod metrics_catalog;
 mod pipeline;
 mod read;
 mod resolve;
@@ -61,14 +61,15 @@ use parking_lot::RwLock;
 use tokio::sync::watch;
 
 pub use crate::budget::{QueueFull, QueueUnit};
-pub use crate::storage::audit::AuditRecord;
-pub use config::{
+pub use crate::config::{
     AuditMode, BATCH_RECORDS_CEILING, NodeConfig, RECORD_STRUCT_BYTES, VERIFY_THREADS_CEILING,
     VOTE_SHARDS_CEILING, VotesConfig,
 };
+pub use crate::storage::audit::AuditRecord;
 pub use error::{NodeError, Queue, SubmitError, WaitError};
 pub use gauges::GAUGE_SAMPLE_INTERVAL;
 pub use health::Health;
+pub use metrics_catalog::describe_metrics;
 pub use resolve::{Watch, WatchError};
 
 // The types of what a node answers: embedders and the HTTP layer use these, never the storage
@@ -83,10 +84,11 @@ pub use crate::storage::state::{
 use crate::Config;
 use crate::actors::{CommitListener, Hooks, LensActor};
 use crate::budget::Budget;
+use crate::config::ConfigError;
 use crate::lens::{LensRegistry, TrustBook, Views};
+use crate::log::{LocalJournal, LogBackend};
 use crate::protocol::{AgentId, Assertion, Hash, LogRecord, TrustChange, Vote};
 use crate::storage::audit::AuditLog;
-use crate::storage::journal::{Faults, NoFaults};
 use crate::storage::state::State;
 use pipeline::{Actors, Running};
 use submit::Admission;
@@ -96,8 +98,7 @@ use submit::Admission;
 /// What it has not applied stays in the journal and is applied at the next start.
 pub const SHUTDOWN_INGEST_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// Subdirectory of the data directory that holds the journal.
-pub const JOURNAL_DIR: &str = "journal";
+pub use crate::log::JOURNAL_DIR;
 /// The schema version of the LMDB state this build writes.
 pub use crate::storage::state::SCHEMA_VERSION as STATE_SCHEMA_VERSION;
 
@@ -111,8 +112,8 @@ pub const STATE_DIR: &str = "state";
 pub struct Receipt {
     /// The record's content hash.
     pub hash: Hash,
-    /// The position of its record: its journal offset, or with `replication.mode = "jetstream"`
-    /// its stream sequence; pass it to [`Node::wait_indexed`].
+    /// The position of its record in the log: a journal offset, or a replicated log's
+    /// position (a stream sequence); pass it to [`Node::wait_indexed`].
     pub offset: u64,
 }
 
@@ -128,7 +129,7 @@ struct Inner {
     trust_default: f32,
     trust_configured: HashMap<AgentId, f32>,
     trust_book: Arc<TrustBook>,
-    lenses: Arc<LensRegistry>,
+    registry: Arc<LensRegistry>,
     views: Arc<Views>,
     views_max: usize,
     audit_mode: AuditMode,
@@ -145,61 +146,64 @@ struct Inner {
 }
 
 impl Node {
-    /// Starts a node on `data_dir` (created if missing), recovering the journal and catching
-    /// the state up with it in the background. Must be called inside a running actix System.
+    /// Starts a node on `data_dir` (created if missing) with the local journal
+    /// (`<data_dir>/journal`), recovering the journal and catching the state up with it in the
+    /// background. Must be called inside a running actix System.
     pub fn start(config: Config, data_dir: impl AsRef<Path>) -> Result<Self, NodeError> {
-        Self::start_inner(config, data_dir, Hooks::default(), Arc::new(NoFaults))
+        let journal = LocalJournal::new(config.journal.clone());
+        Self::start_with_log(config, data_dir, journal)
     }
 
-    /// [`start`](Self::start) with I/O faults injected into the journal's writes and
-    /// fdatasyncs: for fault-injection tests and the chaos arena (`stemedb sim --arena 3`),
-    /// never for serving.
-    pub fn start_with_faults(
+    /// Starts a node on `data_dir` whose log is `backend`: the local journal
+    /// ([`LocalJournal`], what [`start`](Self::start) uses) or a replicated log (the
+    /// `stemedb-jetstream` crate's). Must be called inside a running actix System.
+    pub fn start_with_log(
         config: Config,
         data_dir: impl AsRef<Path>,
-        faults: Arc<dyn Faults>,
+        backend: impl LogBackend + 'static,
     ) -> Result<Self, NodeError> {
-        Self::start_inner(config, data_dir, Hooks::default(), faults)
+        Self::start_inner(config, data_dir.as_ref(), Box::new(backend), Hooks::default())
     }
 
-    /// [`start`](Self::start) with test-only faults installed in the ingest actors.
-    #[cfg(feature = "test-support")]
+    /// [`start`](Self::start) with test-only hooks installed in the ingest actors.
+    #[cfg(feature = "test-kit")]
     #[doc(hidden)]
     pub fn start_with_hooks(
         config: Config,
         data_dir: impl AsRef<Path>,
         hooks: Hooks,
     ) -> Result<Self, NodeError> {
-        Self::start_inner(config, data_dir, hooks, Arc::new(NoFaults))
+        let journal = LocalJournal::new(config.journal.clone());
+        Self::start_inner(config, data_dir.as_ref(), Box::new(journal), hooks)
     }
 
     fn start_inner(
         config: Config,
-        data_dir: impl AsRef<Path>,
+        data_dir: &Path,
+        backend: Box<dyn LogBackend>,
         hooks: Hooks,
-        faults: Arc<dyn Faults>,
     ) -> Result<Self, NodeError> {
-        config.validate().map_err(NodeError::Config)?;
+        config.validate()?;
         if Arbiter::try_current().is_none() {
             return Err(NodeError::NoSystem);
         }
-        let data_dir = data_dir.as_ref().to_owned();
+        let data_dir = data_dir.to_owned();
+        std::fs::create_dir_all(&data_dir).map_err(|source| NodeError::CreateDir {
+            dir: data_dir.clone(),
+            source,
+        })?;
         let pipeline::Storage {
             state,
             cursor,
-            log,
-            sink,
-            journal,
-            replica,
-            lock,
-        } = pipeline::open(&config, &data_dir, &faults)?;
+            opened,
+        } = pipeline::open(&config, &data_dir, backend)?;
         let (status_tx, status) = watch::channel(IngestStatus {
             cursor,
             ..IngestStatus::default()
         });
-        let trust_configured = config.votes.trust_map().map_err(NodeError::Config)?;
-        let admins = config.votes.admin_set().map_err(NodeError::Config)?;
-        let lenses = Arc::new(LensRegistry::with_builtins());
+        let trust_configured = config.votes.trust_map().map_err(ConfigError::invalid)?;
+        let admins = config.votes.admin_set().map_err(ConfigError::invalid)?;
+        let registry = Arc::new(LensRegistry::with_builtins());
         let trust_book = Arc::new(TrustBook {
             default: config.votes.trust_default,
             configured: trust_configured.clone(),
@@ -208,7 +212,7 @@ impl Node {
             config.node.views_max,
             config.node.watch_buffer,
             state.clone(),
-            lenses.clone(),
+            registry.clone(),
             trust_book.clone(),
         );
         let refresher = std::thread::Builder::new()
@@ -227,8 +231,7 @@ impl Node {
         let mailboxes = crate::telemetry::Mailboxes::default();
         let actors = Actors::start(
             &config,
-            &log,
-            journal.as_ref(),
+            &opened.log,
             &state,
             status_tx,
             hooks,
@@ -236,7 +239,7 @@ impl Node {
             &mailboxes,
         )?;
         let admission = Admission::start(
-            &sink,
+            &opened.append,
             &config.limits,
             admins,
             config.node.verify_threads(),
@@ -250,15 +253,15 @@ impl Node {
             what: "verification",
             source,
         })?;
-        tracing::info!(dir = %data_dir.display(), cursor, log_end = log.durable_end(), "node started");
-        crate::telemetry::describe();
+        tracing::info!(dir = %data_dir.display(), cursor, log_end = opened.log.durable_end(), "node started");
+        describe_metrics();
         let node = Self {
             inner: Arc::new(Inner {
                 data_dir,
                 submit_batch_records_max: config.node.submit_batch_records_max,
                 trust_default: config.votes.trust_default,
                 trust_book,
-                lenses,
+                registry,
                 views: views.clone(),
                 views_max: config.node.views_max,
                 audit_mode: config.node.audit,
@@ -269,16 +272,14 @@ impl Node {
                 sampled_ms: std::sync::atomic::AtomicU64::new(0),
                 resolving: tokio::sync::Semaphore::new((config.state.readers_max as usize / 2).max(1)),
                 running: RwLock::new(Some(Running {
-                    log,
-                    journal,
-                    replica,
-                    lock,
+                    log: opened.log,
+                    append: opened.append,
+                    guard: opened.guard,
                     state,
                     admission,
                     _ingestor: actors.ingestor,
                     arbiters: actors.arbiters,
-                    _broadcaster: actors.broadcaster,
-                    lenses: actix::SyncArbiter::start(config.node.lens_threads(), || LensActor),
+                    resolvers: actix::SyncArbiter::start(config.node.lens_threads(), || LensActor),
                     views: views.clone(),
                     refresher: Some(refresher),
                     audit: Some(audit),
@@ -381,7 +382,7 @@ impl Node {
         Ok(results)
     }
 
-    /// Returns the journal's durable end: every record below it is acknowledged.
+    /// Returns the log's durable end: every record below it is acknowledged.
     pub fn durable_end(&self) -> Result<u64, NodeError> {
         self.with_running(|running| Ok(running.log.durable_end()))
     }
@@ -430,7 +431,7 @@ impl Node {
         // on the host's executor; should this future be dropped, they still complete.
         actix_rt::task::spawn_blocking(move || running.stop_and_close())
             .await
-            .map_err(|error| NodeError::Teardown(error.to_string()))?;
+            .map_err(NodeError::Teardown)?;
         tracing::info!(dir = %self.inner.data_dir.display(), end, "node shut down");
         match caught_up {
             Ok(Ok(Some(reason))) => Err(NodeError::Stalled(reason)),

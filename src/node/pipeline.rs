@@ -7,39 +7,33 @@ use std::sync::Arc;
 use actix::prelude::*;
 use tokio::sync::watch;
 
-use super::submit::{Admission, Sink};
-use super::{JOURNAL_DIR, NodeError, STATE_DIR};
+use super::submit::Admission;
+use super::{NodeError, STATE_DIR};
 use crate::Config;
-use crate::actors::{
-    CommitListener, DurableBroadcaster, Hooks, IngestStatus, IngestorActor, LensActor, SubscribeCounted,
-    VoteCounterActor,
-};
-use crate::budget::Budget;
+use crate::actors::{CommitListener, Hooks, IngestStatus, IngestorActor, LensActor, VoteCounterActor};
 use crate::lens::Views;
-use crate::replication::{Replica, ReplicationError};
+use crate::log::{Append, JOURNAL_DIR, LocalJournal, Log, LogBackend, OpenedLog, Rebuild};
 use crate::storage::audit::AuditLog;
-use crate::storage::journal::{Faults, Journal, JournalError, Log, OpenOptions};
 use crate::storage::state::{SCHEMA_VERSION, State, Upgrade};
+use crate::telemetry::Mailboxes;
 
 /// The parts that shutdown takes down.
 pub(super) struct Running {
-    /// The log the ingestor reads: the journal, or the stream.
+    /// The log the ingestor reads.
     pub(super) log: Arc<dyn Log>,
-    /// The local journal, unless the log is replicated.
-    pub(super) journal: Option<Journal>,
-    /// The connection to the stream, if the log is replicated.
-    pub(super) replica: Option<Replica>,
-    /// The data directory's lock, when no journal holds one.
-    pub(super) lock: Option<std::fs::File>,
+    /// Where admitted records go.
+    pub(super) append: Arc<dyn Append>,
+    /// What the log backend holds until the node is closed (its journal, its connection, its
+    /// directory lock); dropped after the state is closed.
+    pub(super) guard: Box<dyn Send + Sync>,
     pub(super) state: State,
     pub(super) admission: Admission,
     /// Held so the ingestor lives as long as the node, whatever its subscriptions do.
     pub(super) _ingestor: Addr<IngestorActor>,
-    /// The ingestor's thread, one thread per vote-counter shard, then the broadcaster's.
+    /// The ingestor's thread, then one thread per vote-counter shard.
     pub(super) arbiters: Vec<Arbiter>,
-    pub(super) _broadcaster: Addr<DurableBroadcaster>,
     /// The resolver pool; its threads end when the last address is dropped.
-    pub(super) lenses: Addr<LensActor>,
+    pub(super) resolvers: Addr<LensActor>,
     /// The views and their refresher thread.
     pub(super) views: Arc<Views>,
     pub(super) refresher: Option<std::thread::JoinHandle<()>>,
@@ -49,10 +43,12 @@ pub(super) struct Running {
 }
 
 impl Running {
-    /// Stops the ingestor, the shards and the broadcaster and joins their threads, so that nothing holds the
-    /// journal or the state any more.
+    /// Stops the ingestor and the shards and joins their threads, so that nothing holds the
+    /// log or the state any more.
     pub(super) fn stop_threads(&mut self) {
-        // Dropping the log ends its queue: the writer commits what is queued, then stops.
+        // The listener holds the ingestor's channel: dropping it ends the ingestor's stream.
+        self.log.clear_durable_listener();
+        // Dropping the audit log ends its queue: the writer commits what is queued, then stops.
         drop(self.audit.take());
         if let Some(writer) = self.audit_writer.take()
             && writer.join().is_err()
@@ -74,137 +70,66 @@ impl Running {
     }
 
     /// Stops the threads, then closes the state (waiting until no reader holds a handle) and
-    /// the journal. Blocks: call it off the async executor.
+    /// the log. Blocks: call it off the async executor.
     pub(super) fn stop_and_close(mut self) {
         self.stop_threads();
         let Self {
-            journal,
             state,
-            replica,
             log,
-            lock,
+            append,
+            guard,
             ..
         } = self;
         state.close();
-        drop(journal);
+        drop(append);
         drop(log);
-        drop(replica);
-        drop(lock);
+        drop(guard);
     }
 }
 
-/// The storage a node runs on: the state, and the log with what writes to it.
+/// The storage a node runs on: the state, and its log.
 pub(super) struct Storage {
     pub(super) state: State,
     pub(super) cursor: u64,
-    pub(super) log: Arc<dyn Log>,
-    pub(super) sink: Sink,
-    pub(super) journal: Option<Journal>,
-    pub(super) replica: Option<Replica>,
-    /// The data directory's lock, when no journal holds one (a replica of a stream).
-    pub(super) lock: Option<std::fs::File>,
+    pub(super) opened: OpenedLog,
 }
 
-/// Opens the state and the log `config.replication` names.
-pub(super) fn open(config: &Config, data_dir: &Path, faults: &Arc<dyn Faults>) -> Result<Storage, NodeError> {
-    if !config.replication.is_jetstream() {
-        if data_dir.join(crate::replication::STREAM_ID_FILE).exists() {
-            return Err(ReplicationError::StreamReplica {
-                dir: data_dir.to_owned(),
+/// Opens the state, then the log of `backend` (whose recovery never cuts below the state's
+/// cursor). A state of an older schema is rebuilt from the log when the log holds every record
+/// from its start, intact; otherwise it must be converted in place, by command.
+pub(super) fn open(
+    config: &Config,
+    data_dir: &Path,
+    mut backend: Box<dyn LogBackend>,
+) -> Result<Storage, NodeError> {
+    backend.prepare(data_dir)?;
+    let state = State::open_with(
+        data_dir.join(STATE_DIR),
+        config.state.clone(),
+        |outdated| match backend.rebuild(data_dir, outdated.cursor)? {
+            Rebuild::Allowed => {
+                tracing::warn!(
+                    from = outdated.found,
+                    "state of an older schema: rebuilding it from the log"
+                );
+                Ok(Upgrade::Rebuild)
             }
-            .into());
-        }
-        let (state, journal, cursor) = open_storage(config, data_dir, faults)?;
-        return Ok(Storage {
-            state,
-            cursor,
-            log: Arc::new(journal.clone()),
-            sink: Sink::Journal(journal.clone()),
-            journal: Some(journal),
-            replica: None,
-            lock: None,
-        });
-    }
-    if data_dir.join(JOURNAL_DIR).exists() {
-        return Err(ReplicationError::LocalJournal {
-            dir: data_dir.to_owned(),
-        }
-        .into());
-    }
-    let lock = lock_data_dir(data_dir)?;
-    // The stream holds every record from sequence 1: a state of an older schema is rebuilt.
-    let state = State::open_with(data_dir.join(STATE_DIR), config.state.clone(), |outdated| {
-        tracing::warn!(
-            from = outdated.found,
-            "state of an older schema: rebuilding it from the stream"
-        );
-        Ok::<_, NodeError>(Upgrade::Rebuild)
-    })?;
+            Rebuild::Refused { start, quarantined } => Err(NodeError::StateNeedsConversion {
+                dir: data_dir.to_owned(),
+                found: outdated.found,
+                expected: SCHEMA_VERSION,
+                journal_start: start,
+                quarantined,
+            }),
+        },
+    )?;
     let cursor = state.ingest_cursor()?;
-    let budget = Budget::new(
-        config.journal.group_commit_queue_depth_max,
-        config.journal.group_commit_queue_bytes_max,
-    );
-    let replica = Replica::connect(&config.replication, data_dir, cursor, budget)?;
-    let log: Arc<dyn Log> = replica.log.clone();
+    let opened = backend.open(data_dir, cursor)?;
     Ok(Storage {
         state,
         cursor,
-        log,
-        sink: Sink::Stream(replica.publisher.clone()),
-        journal: None,
-        replica: Some(replica),
-        lock: Some(lock),
+        opened,
     })
-}
-
-/// Creates `data_dir` if missing and takes its lock (`data_dir/LOCK`): no two nodes run on one
-/// state. The lock lasts as long as the file is open.
-pub(super) fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File, NodeError> {
-    std::fs::create_dir_all(data_dir).map_err(|source| JournalError::Io {
-        op: "create the data directory",
-        path: data_dir.to_owned(),
-        source,
-    })?;
-    Ok(crate::storage::journal::lock_dir(data_dir)?)
-}
-
-/// Opens the state, then the journal (whose recovery never cuts below the state's cursor);
-/// returns them with the state's ingest cursor.
-pub(super) fn open_storage(
-    config: &Config,
-    data_dir: &Path,
-    faults: &Arc<dyn Faults>,
-) -> Result<(State, Journal, u64), NodeError> {
-    // The state first: its ingest cursor is a floor that journal recovery never cuts below.
-    // A state of an older schema is rebuilt from the journal when the journal holds every
-    // record from offset 0, intact; otherwise it must be converted in place, by command.
-    let mut opened = None;
-    let state = State::open_with(data_dir.join(STATE_DIR), config.state.clone(), |outdated| {
-        let journal = open_journal(config, data_dir, outdated.cursor, faults)?;
-        let (journal_start, quarantined) = (journal.start(), journal.quarantined_count());
-        opened = Some(journal);
-        if journal_start == 0 && quarantined == 0 {
-            tracing::warn!(
-                from = outdated.found,
-                "state of an older schema: rebuilding it from the journal"
-            );
-            return Ok(Upgrade::Rebuild);
-        }
-        Err(NodeError::StateNeedsConversion {
-            dir: data_dir.to_owned(),
-            found: outdated.found,
-            expected: SCHEMA_VERSION,
-            journal_start,
-            quarantined,
-        })
-    })?;
-    let cursor = state.ingest_cursor()?;
-    let journal = match opened {
-        Some(journal) => journal,
-        None => open_journal(config, data_dir, cursor, faults)?,
-    };
-    Ok((state, journal, cursor))
 }
 
 /// Converts the state of `data_dir` to this build's schema in place; while it converts it holds
@@ -222,14 +147,11 @@ pub(super) fn convert_storage(config: &Config, data_dir: &Path) -> Result<Option
         }
     }
     let mut found = None;
-    let mut journal = None;
+    let mut journal = LocalJournal::new(config.journal.clone());
+    journal.prepare(data_dir)?;
     let state = State::open_with(data_dir.join(STATE_DIR), config.state.clone(), |outdated| {
-        journal = Some(open_journal(
-            config,
-            data_dir,
-            outdated.cursor,
-            &(Arc::new(crate::storage::journal::NoFaults) as Arc<dyn Faults>),
-        )?);
+        // Opens the journal (and takes its lock) for as long as the conversion runs.
+        journal.rebuild(data_dir, outdated.cursor)?;
         found = Some(outdated.found);
         Ok::<_, NodeError>(Upgrade::Convert)
     })?;
@@ -239,25 +161,13 @@ pub(super) fn convert_storage(config: &Config, data_dir: &Path) -> Result<Option
     Ok(found)
 }
 
-/// Opens the journal, never cutting below the state's ingest `cursor`.
-fn open_journal(
-    config: &Config,
-    data_dir: &Path,
-    cursor: u64,
-    faults: &Arc<dyn Faults>,
-) -> Result<Journal, NodeError> {
-    let options = OpenOptions {
-        durable_floor: cursor,
-        faults: Arc::clone(faults),
-    };
-    match Journal::open_with(data_dir.join(JOURNAL_DIR), config.journal.clone(), options) {
-        Err(JournalError::CursorBeyondEnd { end, .. }) if cursor > end => {
-            Err(NodeError::StateAheadOfJournal {
-                cursor,
-                journal_end: end,
-            })
-        }
-        other => Ok(other?),
+/// The ingestor's part of the node's configuration.
+fn ingestor_config(node: &crate::config::NodeConfig) -> crate::actors::IngestorConfig {
+    crate::actors::IngestorConfig {
+        batch_records_max: node.ingest_batch_records_max,
+        batch_bytes_max: node.ingest_batch_bytes_max,
+        commit_duty_percent: node.ingest_commit_duty_percent,
+        retry_backoff_ms_max: node.ingest_retry_backoff_ms_max,
     }
 }
 
@@ -265,27 +175,21 @@ fn open_journal(
 pub(super) struct Actors {
     /// The ingestor.
     pub(super) ingestor: Addr<IngestorActor>,
-    /// The ingestor's thread, one thread per vote-counter shard, then the broadcaster's.
+    /// The ingestor's thread, then one thread per vote-counter shard.
     pub(super) arbiters: Vec<Arbiter>,
-    pub(super) broadcaster: Addr<DurableBroadcaster>,
 }
 
 impl Actors {
-    /// Starts the shards, the ingestor and the broadcaster, each on a thread of its own, and subscribes the
-    /// ingestor to durable offsets.
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "the node's parts, each used once; a struct would only restate them"
-    )]
+    /// Starts the shards and the ingestor, each on a thread of its own, and installs the log's
+    /// durable-end listener, which wakes the ingestor.
     pub(super) fn start(
         config: &Config,
         log: &Arc<dyn Log>,
-        journal: Option<&Journal>,
         state: &State,
         status: watch::Sender<IngestStatus>,
         hooks: Hooks,
         listener: CommitListener,
-        mailboxes: &crate::telemetry::Mailboxes,
+        mailboxes: &Mailboxes,
     ) -> Result<Self, NodeError> {
         let mut arbiters = vec![Arbiter::new()];
         let mut shards = Vec::with_capacity(config.votes.shards);
@@ -297,10 +201,25 @@ impl Actors {
             }));
             arbiters.push(arbiter);
         }
+        // The listener runs on the log's thread and never blocks: it replaces the end the
+        // ingestor has not seen yet, so a burst of ends costs the ingestor one wake-up.
+        let (ends, durable_ends) = watch::channel(log.durable_end());
+        let announced = mailboxes.ingestor.clone();
+        log.set_durable_listener(Box::new(move |end| {
+            let raised = ends.send_if_modified(|current| {
+                let raised = end > *current;
+                *current = (*current).max(end);
+                raised
+            });
+            if raised {
+                announced.sent();
+            }
+        }));
         let ingestor = IngestorActor::new(
             Arc::clone(log),
             state.clone(),
-            config.node.clone(),
+            ingestor_config(&config.node),
+            durable_ends,
             shards,
             status,
         )?
@@ -308,25 +227,7 @@ impl Actors {
         .with_commit_listener(listener)
         .with_mailboxes(mailboxes.clone());
         let ingestor = IngestorActor::start_in_arbiter(&arbiters[0].handle(), move |_| ingestor);
-        // Its own thread: the ingestor's wake-up must not wait for the host's thread.
-        let broadcaster = Arbiter::new();
-        let durable = match journal {
-            Some(journal) => DurableBroadcaster::new(journal.clone()),
-            None => DurableBroadcaster::for_log(log),
-        };
-        let durable_broadcaster =
-            DurableBroadcaster::start_in_arbiter(&broadcaster.handle(), move |_| durable);
-        arbiters.push(broadcaster);
-        // The first subscriber of a new actor: it cannot be refused.
-        durable_broadcaster.do_send(SubscribeCounted(
-            ingestor.clone().recipient(),
-            mailboxes.ingestor.clone(),
-        ));
-        Ok(Self {
-            ingestor,
-            arbiters,
-            broadcaster: durable_broadcaster,
-        })
+        Ok(Self { ingestor, arbiters })
     }
 }
 
@@ -336,7 +237,7 @@ impl super::Node {
     /// holds every record to rebuild the state from. Returns the version it had, or `None` if it
     /// was current. Back the directory up first: an older build cannot read the result.
     pub fn convert_state(config: &Config, data_dir: impl AsRef<Path>) -> Result<Option<u32>, NodeError> {
-        config.validate().map_err(NodeError::Config)?;
+        config.validate()?;
         convert_storage(config, data_dir.as_ref())
     }
 }

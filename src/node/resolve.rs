@@ -217,7 +217,7 @@ impl Node {
     }
 
     /// Test support: the node's views.
-    #[cfg(feature = "test-support")]
+    #[cfg(feature = "test-kit")]
     #[doc(hidden)]
     pub fn views_for_tests(&self) -> Arc<crate::lens::Views> {
         self.inner.views.clone()
@@ -226,7 +226,7 @@ impl Node {
     /// Resolves `query` on the resolver pool, on a snapshot taken once it is this resolve's
     /// turn (see `Inner::resolving`).
     async fn compute(&self, query: Query) -> Result<Resolution, ResolveError> {
-        let lens = self.inner.lenses.get(&query.lens)?;
+        let lens = self.inner.registry.get(&query.lens)?;
         let _turn = self
             .inner
             .resolving
@@ -234,7 +234,7 @@ impl Node {
             .await
             .map_err(|_| ResolveError::Closed)?;
         let (snapshot, pool) = self
-            .with_running(|running| Ok((running.state.snapshot()?, running.lenses.clone())))
+            .with_running(|running| Ok((running.state.snapshot()?, running.resolvers.clone())))
             .map_err(|error| match error {
                 NodeError::State(error) => ResolveError::State(error),
                 _ => ResolveError::Closed,
@@ -253,12 +253,12 @@ impl Node {
     /// Registers a lens under its name, for queries to ask for; the built-ins are
     /// `recency`, `confidence` and `consensus`. A name is registered once.
     pub fn register_lens(&self, lens: Arc<dyn Lens>) -> Result<(), ResolveError> {
-        self.inner.lenses.register(lens)
+        self.inner.registry.register(lens)
     }
 
     /// Returns the names of the registered lenses, sorted.
     pub fn lenses(&self) -> Vec<String> {
-        self.inner.lenses.names()
+        self.inner.registry.names()
     }
 
     /// Takes a [`Snapshot`]: one read transaction that many reads share, with the ingest cursor

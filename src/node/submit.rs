@@ -1,5 +1,5 @@
 //! Admission: validate and verify submissions (assertions, votes, trust changes), then append
-//! them to the journal.
+//! them to the log (see [`crate::log`]).
 //!
 //! Submissions go through a bounded queue to `verify_threads` threads. Each thread takes one
 //! submission, gathers more that are already waiting (up to `verify_batch_records_max`
@@ -29,21 +29,12 @@ use tokio::sync::{oneshot, watch};
 
 use super::error::{Queue, SubmitError};
 use crate::budget::{Budget, QueueFull, QueueUnit, Reservation};
+use crate::log::{Append, AppendError, AppendReply, Outgoing};
 use crate::protocol::{AgentId, Assertion, Hash, Limits, LogRecord, ObjectValue, now_ms, validate_records};
-use crate::replication::{Outgoing, Publisher};
-use crate::storage::journal::{AppendReply, Journal};
 
 /// A durable acknowledgement: the record's position in the log, or why it was not stored.
 pub(crate) type Ack = oneshot::Receiver<Result<u64, SubmitError>>;
 
-/// Where admitted records go: the local journal, or the replicated stream.
-#[derive(Clone)]
-pub(crate) enum Sink {
-    /// The local journal (group commit, fdatasync).
-    Journal(Journal),
-    /// The JetStream stream (a quorum's acknowledgement).
-    Stream(Publisher),
-}
 /// The verdict on one submitted assertion: queued to the journal (its hash and pending
 /// acknowledgement), or refused.
 pub(crate) type Admitted = Result<(Hash, Ack), SubmitError>;
@@ -99,7 +90,7 @@ impl Admission {
     /// only when signed by one of `admins`; `budget` bounds what waits for them (and what
     /// they hold).
     pub(crate) fn start(
-        sink: &Sink,
+        log: &Arc<dyn Append>,
         limits: &Limits,
         admins: HashSet<AgentId>,
         threads: usize,
@@ -114,7 +105,7 @@ impl Admission {
         for index in 0..threads {
             let worker = Worker {
                 receiver: receiver.clone(),
-                sink: sink.clone(),
+                log: Arc::clone(log),
                 limits: limits.clone(),
                 admins: Arc::clone(&admins),
                 batch_records_max,
@@ -216,7 +207,7 @@ type Checked = Result<(Hash, Vec<u8>, bool), SubmitError>;
 
 struct Worker {
     receiver: Receiver<Job>,
-    sink: Sink,
+    log: Arc<dyn Append>,
     limits: Limits,
     admins: Arc<HashSet<AgentId>>,
     batch_records_max: usize,
@@ -291,58 +282,34 @@ impl Worker {
     /// Queues the valid records of one submission to the log, all or none.
     fn append(&self, checked: Vec<Checked>) -> Verdicts {
         let mut admitted = Vec::with_capacity(checked.len());
-        match &self.sink {
-            Sink::Journal(journal) => {
-                let mut appends = Vec::with_capacity(checked.len());
-                for item in checked {
-                    admitted.push(item.map(|(hash, payload, _)| {
-                        let (ack, receiver) = oneshot::channel();
-                        // Counted until the reply runs or is dropped unrun (the journal refused it).
-                        let guard = InFlight::enter(&self.in_flight);
-                        let reply: AppendReply = Box::new(move |outcome| {
-                            let _ = ack.send(outcome.map_err(SubmitError::from));
-                            drop(guard);
-                        });
-                        appends.push((payload, reply));
-                        (hash, receiver)
+        let mut outgoing = Vec::with_capacity(checked.len());
+        let max = self.log.record_bytes_max();
+        for item in checked {
+            admitted.push(item.and_then(|(hash, payload, after_previous)| {
+                if payload.len() > max {
+                    return Err(SubmitError::Log(AppendError::RecordTooLarge {
+                        bytes: payload.len(),
+                        max,
                     }));
                 }
-                if !appends.is_empty() {
-                    journal.try_append_batch(appends)?;
-                }
-            }
-            Sink::Stream(publisher) => {
-                let mut outgoing = Vec::with_capacity(checked.len());
-                for item in checked {
-                    admitted.push(item.and_then(|(hash, payload, after_previous)| {
-                        let max = publisher.record_bytes_max();
-                        if payload.len() > max {
-                            return Err(SubmitError::Replication(
-                                crate::replication::ReplicationError::RecordTooLarge {
-                                    bytes: payload.len(),
-                                    max,
-                                },
-                            ));
-                        }
-                        let (ack, receiver) = oneshot::channel();
-                        let guard = InFlight::enter(&self.in_flight);
-                        let reply: crate::replication::PublishReply = Box::new(move |outcome| {
-                            let _ = ack.send(outcome.map_err(SubmitError::from));
-                            drop(guard);
-                        });
-                        outgoing.push(Outgoing {
-                            id: hash,
-                            payload,
-                            after_previous,
-                            reply,
-                        });
-                        Ok((hash, receiver))
-                    }));
-                }
-                if !outgoing.is_empty() {
-                    publisher.try_publish(outgoing)?;
-                }
-            }
+                let (ack, receiver) = oneshot::channel();
+                // Counted until the reply runs or is dropped unrun (the log refused it).
+                let guard = InFlight::enter(&self.in_flight);
+                let reply: AppendReply = Box::new(move |outcome| {
+                    let _ = ack.send(outcome.map_err(SubmitError::from));
+                    drop(guard);
+                });
+                outgoing.push(Outgoing {
+                    id: hash,
+                    payload,
+                    after_previous,
+                    reply,
+                });
+                Ok((hash, receiver))
+            }));
+        }
+        if !outgoing.is_empty() {
+            self.log.try_append(outgoing)?;
         }
         Ok(admitted)
     }

@@ -147,7 +147,8 @@ impl<'de> Deserialize<'de> for Signature {
 }
 
 /// One signer's signature over an assertion.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AgentSignature {
     /// Who signed.

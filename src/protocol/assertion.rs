@@ -15,19 +15,26 @@ use super::signing::{self, RecordKind};
 ///
 /// JSON form: an object with exactly these fields (`parent` may be omitted or `null`); hashes,
 /// keys and signatures as hex. Unknown fields are refused.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Assertion {
     /// What the claim is about; 1 to `subject_bytes_max` bytes, no control characters.
-    #[schema(min_length = 1, pattern = r"^[^\u0000-\u001F\u007F-\u009F]+$")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, pattern = r"^[^\u0000-\u001F\u007F-\u009F]+$")
+    )]
     pub subject: String,
     /// Which property of the subject; 1 to `predicate_bytes_max` bytes, no control characters.
-    #[schema(min_length = 1, pattern = r"^[^\u0000-\u001F\u007F-\u009F]+$")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, pattern = r"^[^\u0000-\u001F\u007F-\u009F]+$")
+    )]
     pub predicate: String,
     /// The claimed value.
     pub object: ObjectValue,
     /// How sure the authors are, in [0, 1].
-    #[schema(minimum = 0.0, maximum = 1.0)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0.0, maximum = 1.0))]
     pub confidence: f32,
     /// When the claim was made, in milliseconds since the Unix epoch.
     pub timestamp_ms: u64,

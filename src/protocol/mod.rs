@@ -18,6 +18,7 @@ mod key_cache;
 mod limits;
 mod log_record;
 mod object;
+#[cfg(feature = "openapi")]
 mod schema;
 mod signing;
 mod trust;

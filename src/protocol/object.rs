@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 ///
 /// JSON form: a one-key object naming the kind, e.g. `{"text": "Paris"}`, `{"integer": 42}`,
 /// `{"float": 2.5}`, `{"bool": true}`, `{"ref": "city/paris"}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ObjectValue {
     /// UTF-8 text, bounded by `object_text_bytes_max`.
@@ -39,9 +40,8 @@ impl fmt::Display for ObjectValue {
 ///
 /// Lifecycle is part of the signed body: changing it means publishing a new assertion that
 /// supersedes the old one through `parent`.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Lifecycle {
     /// Put forward, not yet endorsed as current.

@@ -22,13 +22,14 @@ pub const TRUST_FACTOR_MAX: f32 = 1000.0;
 /// The applied trust of an agent is that of its greatest change by (timestamp, content hash),
 /// so the outcome does not depend on the order changes arrive in. The signature covers the
 /// whole body, the administrator included, so a change cannot be re-attributed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TrustChange {
     /// The agent whose trust factor is set.
     pub agent: AgentId,
     /// The new trust factor, finite in 0..=[`TRUST_FACTOR_MAX`].
-    #[schema(minimum = 0.0, maximum = 1000.0)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0.0, maximum = 1000.0))]
     pub factor: f32,
     /// When the change was made, in milliseconds since the Unix epoch; orders an agent's
     /// changes.

@@ -12,7 +12,8 @@ use super::signing::{self, RecordKind};
 ///
 /// One vote is live per (voter, assertion): a newer vote replaces an older one. The signature
 /// covers the whole body, the voter included, so a vote cannot be re-attributed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Vote {
     /// Content hash of the assertion voted for.
@@ -20,7 +21,7 @@ pub struct Vote {
     /// Who votes; also the signer.
     pub voter: AgentId,
     /// How much the vote counts, in (0, `vote_weight_max`].
-    #[schema(exclusive_minimum = 0.0)]
+    #[cfg_attr(feature = "openapi", schema(exclusive_minimum = 0.0))]
     pub weight: f32,
     /// When the vote was cast, in milliseconds since the Unix epoch; orders a voter's votes.
     pub timestamp_ms: u64,

@@ -59,7 +59,18 @@ pub struct AuditRecord {
 type Db = Database<'static, Bytes, Bytes>;
 
 /// A record to write, and where its outcome goes.
-type Pending = (AuditRecord, oneshot::Sender<Result<(), String>>);
+type Pending = (AuditRecord, oneshot::Sender<Result<(), AuditError>>);
+
+/// An audit record that was not written.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AuditError {
+    /// The writer thread stopped (the node is shutting down).
+    #[error("the audit writer stopped")]
+    WriterStopped,
+    /// The commit of the batch holding the record failed.
+    #[error("audit commit failed: {0}")]
+    Commit(Arc<StateError>),
+}
 
 /// The audit trail's storage, shared by the writer thread and readers.
 struct Store {
@@ -125,13 +136,13 @@ impl AuditLog {
     }
 
     /// Queues `record` and waits until it is committed.
-    pub fn append(&self, record: AuditRecord) -> impl std::future::Future<Output = Result<(), String>> + use<> {
+    pub fn append(&self, record: AuditRecord) -> impl std::future::Future<Output = Result<(), AuditError>> + use<> {
         let queue = self.queue.clone();
         async move { append(queue, record).await }
     }
 }
 
-async fn append(queue: Sender<Pending>, record: AuditRecord) -> Result<(), String> {
+async fn append(queue: Sender<Pending>, record: AuditRecord) -> Result<(), AuditError> {
     {
         let (reply, answer) = oneshot::channel();
         match queue.try_send((record, reply)) {
@@ -141,12 +152,12 @@ async fn append(queue: Sender<Pending>, record: AuditRecord) -> Result<(), Strin
             Err(crossbeam_channel::TrySendError::Full(pending)) => {
                 let sent = actix_rt::task::spawn_blocking(move || queue.send(pending).is_ok()).await;
                 if !matches!(sent, Ok(true)) {
-                    return Err("the audit writer stopped".into());
+                    return Err(AuditError::WriterStopped);
                 }
             }
-            Err(crossbeam_channel::TrySendError::Disconnected(_)) => return Err("the audit writer stopped".into()),
+            Err(crossbeam_channel::TrySendError::Disconnected(_)) => return Err(AuditError::WriterStopped),
         }
-        answer.await.map_err(|_| "the audit writer stopped".to_owned())?
+        answer.await.map_err(|_| AuditError::WriterStopped)?
     }
 }
 
@@ -168,7 +179,7 @@ impl Store {
         while let Ok(first) = receiver.recv() {
             let mut batch = vec![first];
             batch.extend(receiver.try_iter().take(AUDIT_QUEUE));
-            let outcome = self.commit(&batch, records_max).map_err(|e| e.to_string());
+            let outcome = self.commit(&batch, records_max).map_err(|e| AuditError::Commit(Arc::new(e)));
             for (_, reply) in batch {
                 let _ = reply.send(outcome.clone());
             }

@@ -2,8 +2,8 @@
 //! `stemedb_mailbox_depth` gauge. actix does not expose its mailboxes' lengths, so senders and
 //! handlers count: a request-reply message holds a [`Pending`] guard from its send until its
 //! reply is taken or dropped (so an abandoned request is never left counted), and the
-//! ingestor's announcements are counted by the broadcaster that sends them and the handler
-//! that takes them. The counts belong to one node and end with it.
+//! ingestor's durable ends are counted by the log's listener that publishes them and cleared
+//! by the handler that takes the latest. The counts belong to one node and end with it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -21,6 +21,11 @@ impl Depth {
     /// Counts a message taken out of the mailbox.
     pub(crate) fn taken(&self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Counts every message taken at once (announcements that coalesce).
+    pub(crate) fn clear(&self) {
+        self.0.store(0, Ordering::Relaxed);
     }
 
     /// Counts a request until the returned guard is dropped.

@@ -1,10 +1,11 @@
-//! Metrics through the [`metrics`] facade, and their Prometheus exposition.
+//! Metrics through the [`metrics`] facade: the catalog of every metric the engine records.
 //!
-//! The crate records to whatever recorder the host installed, and never installs one itself:
+//! The engine records to whatever recorder the host installed, and never installs one itself:
 //! with none installed, every metric is a no-op. `stemedb serve` installs the Prometheus
-//! recorder that [`prometheus_recorder`] builds (explicit buckets for every histogram of the
-//! [`catalog`]) and serves it at `/metrics`. An embedded host may install the same, or any
-//! recorder of its own, before [`Node::start`](crate::node::Node::start).
+//! recorder that `stemedb_server::prometheus_recorder` builds (explicit buckets for every
+//! histogram of the [`catalog`]) and serves it at `/metrics`. An embedded host may install the
+//! same, or any recorder of its own, before [`Node::start`](crate::node::Node::start), which
+//! describes every metric to it ([`describe_metrics`](crate::node::describe_metrics)).
 //!
 //! Every metric is in [`catalog::METRICS`], with its type, labels, meaning and the dashboard
 //! panel that shows it; `docs/metrics.md` is the same table for readers. Labels take only
@@ -15,93 +16,14 @@
 //! before it renders.
 
 pub mod catalog;
-mod config;
 mod mailbox;
 
-pub use config::{LogFormat, TelemetryConfig};
+pub(crate) use mailbox::Mailboxes;
 
-pub(crate) use mailbox::{Depth, Mailboxes};
-
-use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusRecorder};
-
-use catalog::{Kind, METRICS};
-
-/// Builds (without installing) the Prometheus recorder for the node's metrics: every histogram
-/// of the catalog with its explicit buckets. Install it with [`metrics::set_global_recorder`]
-/// and render it with the [`PrometheusHandle`](metrics_exporter_prometheus::PrometheusHandle)
-/// from [`PrometheusRecorder::handle`].
-pub fn prometheus_recorder() -> PrometheusRecorder {
-    let mut builder = PrometheusBuilder::new();
-    for spec in METRICS.iter().filter(|spec| spec.kind == Kind::Histogram) {
-        builder = match builder.set_buckets_for_metric(Matcher::Full(spec.name.to_owned()), spec.buckets) {
-            Ok(builder) => builder,
-            // Only an empty bucket list is refused, and the catalog's test rules that out.
-            Err(_) => unreachable!("histogram {} has no buckets", spec.name),
-        };
-    }
-    builder.build_recorder()
-}
-
-/// Describes every metric of the catalog to the installed recorder (help text and unit), and
-/// registers each one that has no labels, or only labels with a fixed set of values, at zero:
-/// a counter that has not moved yet is exported as 0 rather than missing, so rates and alerts
-/// over it work from the first scrape. Called by [`Node::start`](crate::node::Node::start);
-/// harmless to call again.
-pub fn describe() {
-    for spec in METRICS {
-        let unit = unit_of(spec.name);
-        match (spec.kind, unit) {
-            (Kind::Counter, Some(unit)) => describe_counter!(spec.name, unit, spec.help),
-            (Kind::Counter, None) => describe_counter!(spec.name, spec.help),
-            (Kind::Gauge, Some(unit)) => describe_gauge!(spec.name, unit, spec.help),
-            (Kind::Gauge, None) => describe_gauge!(spec.name, spec.help),
-            (Kind::Histogram, Some(unit)) => describe_histogram!(spec.name, unit, spec.help),
-            (Kind::Histogram, None) => describe_histogram!(spec.name, spec.help),
-        }
-    }
-    for spec in METRICS.iter().filter(|spec| spec.kind == Kind::Counter) {
-        let values: &[&str] = match spec.name {
-            catalog::INGEST_REJECTED => crate::storage::state::RejectReason::CODES,
-            catalog::JOURNAL_APPEND_ERRORS => catalog::APPEND_ERROR_KINDS,
-            catalog::HTTP_REJECTIONS => catalog::HTTP_REJECTION_REASONS,
-            catalog::BUSY_REJECTIONS => catalog::QUEUES,
-            catalog::RESOLVE_ERRORS => catalog::RESOLVE_ERROR_REASONS,
-            _ if spec.labels.is_empty() => {
-                metrics::counter!(spec.name).increment(0);
-                continue;
-            }
-            // Labels with open sets (a lens, a route) appear with their first use.
-            _ => continue,
-        };
-        for &value in values {
-            metrics::counter!(spec.name, spec.labels[0] => value).increment(0);
-        }
-    }
-    for spec in METRICS
-        .iter()
-        .filter(|spec| spec.kind == Kind::Histogram && spec.labels.is_empty())
-    {
-        // Registering creates the series; no sample is recorded.
-        let _ = metrics::histogram!(spec.name);
-    }
-    let profile = if cfg!(debug_assertions) {
-        "debug"
-    } else {
-        "release"
-    };
-    metrics::gauge!(catalog::BUILD_INFO, "version" => env!("CARGO_PKG_VERSION"), "profile" => profile)
-        .set(1.0);
-}
-
-/// Counts an item that the bounded queue `queue` (one of [`catalog::QUEUES`]) refused because
-/// it was full.
-pub(crate) fn busy(queue: &'static str) {
-    metrics::counter!(catalog::BUSY_REJECTIONS, "queue" => queue).increment(1);
-}
+use metrics::Unit;
 
 /// The unit a metric's name ends in, if any.
-fn unit_of(name: &str) -> Option<Unit> {
+pub fn unit_of(name: &str) -> Option<Unit> {
     let base = name.strip_suffix("_total").unwrap_or(name);
     if base.ends_with("_seconds") {
         Some(Unit::Seconds)
@@ -110,6 +32,12 @@ fn unit_of(name: &str) -> Option<Unit> {
     } else {
         None
     }
+}
+
+/// Counts an item that the bounded queue `queue` (one of [`catalog::QUEUES`]) refused because
+/// it was full.
+pub(crate) fn busy(queue: &'static str) {
+    metrics::counter!(catalog::BUSY_REJECTIONS, "queue" => queue).increment(1);
 }
 
 #[cfg(test)]

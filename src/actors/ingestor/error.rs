@@ -5,13 +5,13 @@
 use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use crate::storage::journal::ReadError;
+use crate::log::ReadError;
 use crate::storage::state::{StateError, UnknownTag};
 
 /// Why one drain step failed.
 #[derive(Debug, thiserror::Error)]
 pub(super) enum IngestError {
-    #[error("journal read failed: {0}")]
+    #[error("log read failed: {0}")]
     Read(#[from] ReadError),
     #[error("state write failed: {0}")]
     State(#[from] StateError),
@@ -32,7 +32,7 @@ impl IngestError {
     /// Returns true if and only if retrying cannot help until an operator acts.
     pub(super) fn is_permanent(&self) -> bool {
         match self {
-            Self::Read(ReadError::Io(_)) | Self::State(StateError::Lmdb { .. }) => false,
+            Self::Read(ReadError::Transient(_)) | Self::State(StateError::Lmdb { .. }) => false,
             Self::Read(_) | Self::State(_) | Self::UnknownTag(_) => true,
             Self::ShardGone { .. } | Self::Panicked(_) => true,
         }

@@ -1,8 +1,9 @@
 //! [`IngestorActor`]: applies durable journal records to the LMDB state, exactly once.
 //!
 //! The actor runs on an arbiter of its own, the one thread that writes LMDB. It is woken by
-//! [`DurableOffset`] announcements from the DurableBroadcaster actor, never by a timer: each
-//! announcement raises its target, and it then drains the journal in bounded batches
+//! the log's durable end, never by a timer: the log's listener (on the log's own thread)
+//! publishes each new end in a [`watch`] channel, which coalesces ends the actor has not seen
+//! yet, and the actor takes the latest as a stream. Each end raises its target, and it then drains the journal in bounded batches
 //! (`ingest_batch_records_max`, `ingest_batch_bytes_max`), one LMDB transaction per batch,
 //! yielding to its mailbox between batches. The state commits the ingest cursor with each
 //! batch, so a crash at any point resumes exactly where the state ends.
@@ -32,16 +33,14 @@ mod votes;
 use error::{IngestError, guarded};
 use outcome::{broken_plan, record_outcome};
 
-use super::durable_broadcaster::DurableOffset;
 use super::hooks::Hooks;
 use super::vote_counter::VoteCounterActor;
-use crate::node::NodeConfig;
-use crate::storage::journal::{Log, LogReader};
+use crate::log::{Log, LogReader};
 use crate::storage::state::{IngestRecord, Plan, State, StateError, Tally};
 use crate::telemetry::{Mailboxes, catalog};
 
-/// Mailbox capacity: announcements coalesce (each carries the latest durable end), so a few
-/// slots suffice; the DurableBroadcaster re-announces when the mailbox is full.
+/// Mailbox capacity: durable ends arrive through a watch channel, not the mailbox, which
+/// holds only the actor's own `Drain` messages.
 const MAILBOX_CAPACITY: usize = 16;
 /// Name of the ingestor's journal cursor, which lets garbage collection pass applied segments.
 pub const INGEST_CURSOR_NAME: &str = "ingest";
@@ -81,12 +80,28 @@ pub struct IngestStatus {
     pub applied_since_start: u64,
 }
 
+/// What the ingestor needs of the node's configuration (`[node]`'s `ingest_*` fields).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IngestorConfig {
+    /// Most records applied in one LMDB transaction.
+    pub batch_records_max: usize,
+    /// Most payload bytes applied in one LMDB transaction.
+    pub batch_bytes_max: usize,
+    /// Share of its time the ingest may spend committing while nearly caught up, in percent:
+    /// it waits between commits to batch more; 100 disables the pacing.
+    pub commit_duty_percent: u8,
+    /// Longest backoff between retries of a failing step, in milliseconds.
+    pub retry_backoff_ms_max: u64,
+}
+
 /// The ingestor actor.
 pub struct IngestorActor {
     log: std::sync::Arc<dyn Log>,
     reader: Box<dyn LogReader>,
     state: State,
-    config: NodeConfig,
+    config: IngestorConfig,
+    /// The log's durable ends, until `started` takes them as a stream.
+    durable_ends: Option<watch::Receiver<u64>>,
     /// The vote-counting shards, by shard number.
     shards: Vec<Addr<VoteCounterActor>>,
     status: watch::Sender<IngestStatus>,
@@ -141,7 +156,8 @@ impl IngestorActor {
     pub fn new(
         log: std::sync::Arc<dyn Log>,
         state: State,
-        config: NodeConfig,
+        config: IngestorConfig,
+        durable_ends: watch::Receiver<u64>,
         shards: Vec<Addr<VoteCounterActor>>,
         status: watch::Sender<IngestStatus>,
     ) -> Result<Self, StateError> {
@@ -157,11 +173,15 @@ impl IngestorActor {
         });
         Ok(Self {
             reader: log.reader(),
-            journal_cursor: log.cursor(INGEST_CURSOR_NAME).unwrap_or(0),
+            journal_cursor: log
+                .collector()
+                .and_then(|collector| collector.cursor(INGEST_CURSOR_NAME))
+                .unwrap_or(0),
             start_end: log.durable_end(),
             log,
             state,
             config,
+            durable_ends: Some(durable_ends),
             shards,
             status,
             cursor,
@@ -219,7 +239,7 @@ impl IngestorActor {
             return None;
         }
         let (ended, took) = self.last_commit?;
-        let duty = u32::from(self.config.ingest_commit_duty_percent.clamp(1, 100));
+        let duty = u32::from(self.config.commit_duty_percent.clamp(1, 100));
         let rest = (took * (100 - duty) / duty).min(PACE_MAX);
         rest.checked_sub(ended.elapsed()).filter(|wait| !wait.is_zero())
     }
@@ -229,8 +249,8 @@ impl IngestorActor {
     fn read_and_plan(&mut self) -> Result<Option<(Plan, bool, u64)>, IngestError> {
         let range = self.reader.read_range(
             self.cursor,
-            self.config.ingest_batch_records_max,
-            self.config.ingest_batch_bytes_max,
+            self.config.batch_records_max,
+            self.config.batch_bytes_max,
         )?;
         if range.records.is_empty() {
             return Ok(None);
@@ -308,7 +328,7 @@ impl IngestorActor {
         }
         let permanent = error.is_permanent();
         self.failures = self.failures.saturating_add(1);
-        let max = self.config.ingest_retry_backoff_ms_max;
+        let max = self.config.retry_backoff_ms_max;
         self.backoff_ms = if permanent {
             max
         } else {
@@ -335,27 +355,31 @@ impl IngestorActor {
     }
 
     fn save_journal_cursor(&mut self) {
-        let stride = JOURNAL_CURSOR_STRIDE_BYTES.min(self.log.collect_step_bytes());
+        // A log that keeps every record (a stream) has no cursor to save.
+        let Some(collector) = self.log.collector() else {
+            return;
+        };
+        let stride = JOURNAL_CURSOR_STRIDE_BYTES.min(collector.collect_step_bytes());
         if self.cursor.saturating_sub(self.journal_cursor) < stride {
             return;
         }
-        // The state commits skip the meta-page sync; sync it first, so the journal never lets
+        // The state commits skip the meta-page sync; sync it first, so the log never lets
         // garbage collection pass records a power loss could take back out of the state.
         if let Err(error) = self.state.sync() {
-            tracing::warn!(%error, "cannot sync the state before saving the ingest journal cursor");
+            tracing::warn!(%error, "cannot sync the state before saving the ingest log cursor");
             return;
         }
-        match self.log.set_cursor(INGEST_CURSOR_NAME, self.cursor) {
+        match collector.set_cursor(INGEST_CURSOR_NAME, self.cursor) {
             Ok(()) => self.journal_cursor = self.cursor,
             // Only garbage collection waits on it; the next batch tries again.
-            Err(error) => return tracing::warn!(%error, "cannot save the ingest journal cursor"),
+            Err(error) => return tracing::warn!(%error, "cannot save the ingest log cursor"),
         }
         // The state is durable up to the cursor just saved: retention may now let segments
         // below it go (a no-op under the default, which keeps everything).
-        match self.log.collect_garbage() {
+        match collector.collect_garbage() {
             Ok(0) => {}
-            Ok(removed) => tracing::info!(removed, cursor = self.cursor, "journal segments collected"),
-            Err(error) => tracing::warn!(%error, "journal garbage collection failed"),
+            Ok(removed) => tracing::info!(removed, cursor = self.cursor, "log segments collected"),
+            Err(error) => tracing::warn!(%error, "log garbage collection failed"),
         }
     }
 
@@ -382,6 +406,19 @@ impl Actor for IngestorActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+        if let Some(mut ends) = self.durable_ends.take() {
+            // The end when the node started counts as news: a restarted node has a backlog to
+            // apply before anything new is appended.
+            ends.mark_changed();
+            // Each item is the latest durable end not seen yet; the stream ends when the log
+            // drops its listener.
+            let ends = futures_util::stream::unfold(ends, |mut ends| async move {
+                ends.changed().await.ok()?;
+                let end = *ends.borrow_and_update();
+                Some((DurableOffset { end }, ends))
+            });
+            ctx.add_stream(ends);
+        }
     }
 }
 
@@ -400,11 +437,17 @@ impl Drop for IngestorActor {
 #[rtype(result = "()")]
 struct Drain;
 
-impl Handler<DurableOffset> for IngestorActor {
-    type Result = ();
+/// A new durable end of the log: every record below `end` is durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DurableOffset {
+    /// The position just past the last durable record.
+    pub end: u64,
+}
 
+impl StreamHandler<DurableOffset> for IngestorActor {
     fn handle(&mut self, message: DurableOffset, ctx: &mut Self::Context) {
-        self.mailboxes.ingestor.taken();
+        // Every end announced so far is taken at once: none waits any more.
+        self.mailboxes.ingestor.clear();
         if self.halted {
             return;
         }
@@ -428,6 +471,10 @@ impl Handler<DurableOffset> for IngestorActor {
             self.schedule(ctx, pace);
         }
     }
+
+    /// The log dropped its listener (the node is shutting down): the actor stays until its
+    /// arbiter stops, so that a drain in progress completes.
+    fn finished(&mut self, _ctx: &mut Self::Context) {}
 }
 
 impl Handler<Drain> for IngestorActor {

@@ -203,7 +203,7 @@ impl Decoded<'_> {
     }
 
     /// Returns true if and only if this is [`Decoded::End`].
-    #[cfg_attr(not(feature = "test-support"), allow(dead_code, reason = "pairs with len"))]
+    #[cfg_attr(not(feature = "test-kit"), allow(dead_code, reason = "pairs with len"))]
     pub fn is_empty(&self) -> bool {
         matches!(self, Self::End)
     }

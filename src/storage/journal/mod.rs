@@ -60,7 +60,10 @@ pub use report::{Defect, Recovered, ScanReport, ScannedSegment};
 pub use scan::SECTOR_BYTES;
 pub use scan::ScannedRecord;
 pub use segment::OPEN_SEGMENT_FILES_MAX;
-pub(crate) use segment::{list_segments, lock_dir};
+#[cfg(feature = "test-kit")]
+#[doc(hidden)]
+pub use segment::list_segments;
+pub(crate) use segment::lock_dir;
 pub use verify::{repair, scan, scanned_payloads};
 
 use crate::budget::Budget;

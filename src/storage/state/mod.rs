@@ -45,12 +45,12 @@ use heed::{Database, Env, EnvFlags, EnvOpenOptions, RoTxn, RwTxn, WithoutTls};
 use parking_lot::{Mutex, RwLock};
 
 use layout::DATABASES_MAX;
-#[cfg_attr(not(feature = "test-support"), allow(unused_imports, reason = "for tests"))]
+#[cfg_attr(not(feature = "test-kit"), allow(unused_imports, reason = "for tests"))]
 pub use layout::{PairId, PairKey, Section, Summary};
 pub use schema::{Outdated, SCHEMA_VERSION, Upgrade};
 pub use snapshot::Snapshot;
 
-#[cfg_attr(not(feature = "test-support"), allow(unused_imports, reason = "for tests"))]
+#[cfg_attr(not(feature = "test-kit"), allow(unused_imports, reason = "for tests"))]
 pub use apply::{ApplyOutcome, IngestRecord, UnknownTag};
 pub(crate) use apply::Plan;
 pub use config::{MAP_SIZE_GRANULE_BYTES, StateConfig};
@@ -61,7 +61,7 @@ pub use read::{HeadSummary, LIST_LIMIT_MAX, ListCursor, ListPage, ListQuery, Sto
 pub use rejection::{RejectReason, Rejection};
 pub use tally::{EXACT_WEIGHT_BYTES, ExactWeight, WeightUnderflow};
 pub use trust::StoredTrust;
-#[cfg_attr(not(feature = "test-support"), allow(unused_imports, reason = "for tests"))]
+#[cfg_attr(not(feature = "test-kit"), allow(unused_imports, reason = "for tests"))]
 pub use votes::{RoutedVote, StoredVote, Tally, VoteTotals, supersedes};
 
 /// A database of the state: raw byte keys and values, encoded by [`layout`].
@@ -128,7 +128,7 @@ struct Inner {
 impl State {
     /// Opens (creating if needed) the state in directory `path`. A state of an older schema
     /// is refused with [`StateError::SchemaOutdated`], unchanged; see [`open_with`](Self::open_with).
-    #[cfg_attr(not(feature = "test-support"), allow(dead_code, reason = "the node opens with a decision"))]
+    #[cfg_attr(not(feature = "test-kit"), allow(dead_code, reason = "the node opens with a decision"))]
     pub fn open(path: impl AsRef<Path>, config: StateConfig) -> Result<Self, StateError> {
         Self::open_with(path, config, |_| Ok::<_, StateError>(Upgrade::Refuse))
     }
@@ -217,7 +217,7 @@ impl State {
     }
 
     /// Returns the current map size, in bytes.
-    #[cfg_attr(not(feature = "test-support"), allow(dead_code, reason = "read by tests"))]
+    #[cfg_attr(not(feature = "test-kit"), allow(dead_code, reason = "read by tests"))]
     pub fn map_size_bytes(&self) -> usize {
         *self.inner.map_size_bytes.lock()
     }

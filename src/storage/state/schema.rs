@@ -53,7 +53,7 @@ pub struct Outdated {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Upgrade {
     /// Change nothing; fail with [`StateError::SchemaOutdated`].
-    #[cfg_attr(not(feature = "test-support"), allow(dead_code, reason = "State::open refuses"))]
+    #[cfg_attr(not(feature = "test-kit"), allow(dead_code, reason = "State::open refuses"))]
     Refuse,
     /// Empty the state, to be rebuilt from the journal.
     Rebuild,

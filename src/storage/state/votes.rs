@@ -78,7 +78,7 @@ pub fn supersedes(new: &RoutedVote, live: &StoredVote) -> bool {
 }
 
 
-#[cfg(feature = "test-support")]
+#[cfg(feature = "test-kit")]
 impl State {
     /// [`tally`](Self::tally) for this crate's tests, which check it against every order of
     /// the same votes.

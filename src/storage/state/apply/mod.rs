@@ -170,7 +170,7 @@ impl State {
     /// past the last one, all in one transaction: [`plan`](Self::plan), [`tally`](Self::tally)
     /// of all its votes, [`commit`](Self::commit). A record with a tag this build does not
     /// know fails the whole call with [`StateError::UnknownRecordTag`], applying nothing.
-    #[cfg_attr(not(feature = "test-support"), allow(dead_code, reason = "the ingestor plans and commits apart"))]
+    #[cfg_attr(not(feature = "test-kit"), allow(dead_code, reason = "the ingestor plans and commits apart"))]
     pub fn apply(&self, records: &[IngestRecord]) -> Result<ApplyOutcome, StateError> {
         let plan = self.plan(records)?;
         if let Some(UnknownTag { offset, tag }) = plan.unknown_tag {

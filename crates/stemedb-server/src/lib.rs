@@ -1,0 +1,480 @@
+//! StemeDB's server: the HTTP API, API keys, the Prometheus exporter and logging, around an
+//! embedded [`Node`].
+//!
+//! The API is versioned JSON under `/v1` on actix-web, in the node's actix System. Mount it in
+//! a host's own `App` with [`configure`], or run it standalone with [`start`] (what
+//! `stemedb serve` does):
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use actix_web::{App, HttpServer, web};
+//! use stemedb_server::{Api, configure, keys::KeyStore, HttpConfig};
+//!
+//! #[actix::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let node = stemedb::Node::start(stemedb::Config::default(), "stemedb-data")?;
+//!     let (keys, _) = KeyStore::open("stemedb-data/api".as_ref())?;
+//!     let api = web::Data::new(Api::new(node.clone(), Arc::new(keys), HttpConfig::default()));
+//!     HttpServer::new(move || {
+//!         App::new()
+//!             .route("/hello", web::get().to(|| async { "the host's own route" }))
+//!             .configure(configure(api.clone()))
+//!     })
+//!     .bind("127.0.0.1:8080")?
+//!     .run()
+//!     .await?;
+//!     node.shutdown().await?;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! - **Who may do what.** Every route but health, readiness and the OpenAPI document needs an
+//!   API key (`Authorization: Bearer sdb_<id>_<secret>`, see [`keys`]) with the right role;
+//!   a write must come from the key's own agents. Plain records are signed by the server as
+//!   a custodial agent whose key it holds.
+//! - **Limits.** Per-key token-bucket rate limits and daily record quotas (429 with
+//!   `Retry-After`); bodies over `http.body_bytes_max` (413), batches over
+//!   `http.batch_records_max` (422), request bodies in flight over `http.inflight_bytes_max`
+//!   (503, refused before they are read), requests over `http.request_timeout_ms` (503);
+//!   the node's own queue budgets answer 503 too. Unknown JSON fields are refused.
+//! - **Errors** are `application/problem+json` ([`problem`]); no input yields a 500.
+//! - **OpenAPI 3.1** at `/v1/openapi.json`, generated from the handlers ([`openapi`]).
+
+pub mod auth;
+mod config;
+pub mod keys;
+mod logging;
+mod observe;
+pub mod problem;
+mod routes;
+mod server_config;
+mod telemetry_config;
+pub mod types;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::CONTENT_LENGTH;
+use actix_web::middleware::{Next, from_fn};
+use actix_web::{App, HttpServer, web};
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::{ComponentsBuilder, InfoBuilder, OpenApi, OpenApiBuilder};
+use utoipa_actix_web::AppExt;
+
+pub use config::HttpConfig;
+use keys::KeyStore;
+pub use logging::LoggingError;
+pub use logging::init_logging;
+pub use observe::{prometheus_recorder, serve_metrics};
+use problem::ApiError;
+pub use server_config::{DEFAULT_CONFIG_TOML, ServerConfig, StartError};
+pub use stemedb_jetstream::{ReplicationConfig, ReplicationMode};
+pub use telemetry_config::{LogFormat, TelemetryConfig};
+
+use stemedb::node::Node;
+use stemedb::telemetry::catalog;
+
+/// What every handler shares: the node, the keys, the limits and the meters.
+pub struct Api {
+    node: Node,
+    keys: Arc<KeyStore>,
+    config: HttpConfig,
+    meters: auth::Meters,
+    inflight_bytes: AtomicUsize,
+    watchers: Arc<AtomicUsize>,
+    openapi_json: String,
+    closing: Arc<tokio::sync::watch::Sender<bool>>,
+    /// The recorder `/metrics` renders, if this server serves it.
+    metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+}
+
+/// One open winner feed, counted against `http.watchers_max` until dropped.
+pub(crate) struct WatcherPermit(Arc<AtomicUsize>);
+
+impl Drop for WatcherPermit {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Api {
+    /// The state of a server for `node` with `keys` and `config`.
+    pub fn new(node: Node, keys: Arc<KeyStore>, config: HttpConfig) -> Self {
+        let meters = auth::Meters::new(config.rate_per_s, config.rate_burst, config.quota_records_per_day);
+        let openapi_json = openapi().to_pretty_json().unwrap_or_default();
+        Self {
+            node,
+            keys,
+            config,
+            meters,
+            inflight_bytes: AtomicUsize::new(0),
+            watchers: Arc::new(AtomicUsize::new(0)),
+            openapi_json,
+            closing: Arc::new(tokio::sync::watch::channel(false).0),
+            metrics: None,
+        }
+    }
+
+    /// Serves `handle`'s metrics at `/metrics` (else that route answers 404).
+    pub fn with_metrics(mut self, handle: metrics_exporter_prometheus::PrometheusHandle) -> Self {
+        self.metrics = Some(handle);
+        self
+    }
+
+    /// A receiver that turns true when the server stops: open feeds end then.
+    pub(crate) fn closing(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.closing.subscribe()
+    }
+
+    pub(crate) fn watcher_permit(&self) -> Result<WatcherPermit, ApiError> {
+        let max = self.config.watchers_max;
+        self.watchers
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .map_err(|_| {
+                observe::rejected("watchers");
+                ApiError::unavailable(
+                    format!("{max} winner feeds are open already (http.watchers_max)"),
+                    5,
+                )
+                .limit(max as u64)
+            })?;
+        Ok(WatcherPermit(self.watchers.clone()))
+    }
+
+    /// Bytes of request bodies being handled now.
+    fn inflight_bytes(&self) -> usize {
+        self.inflight_bytes.load(Ordering::Acquire)
+    }
+
+    /// Reserves `bytes` of the in-flight body budget.
+    fn reserve(&self, bytes: usize) -> Result<BodyReservation<'_>, ApiError> {
+        let max = self.config.inflight_bytes_max;
+        self.inflight_bytes
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                n.checked_add(bytes).filter(|total| *total <= max)
+            })
+            .map_err(|held| {
+                observe::rejected("busy");
+                metrics::counter!(catalog::BUSY_REJECTIONS, "queue" => "http").increment(1);
+                ApiError::unavailable(
+                    format!(
+                        "the server is busy: {held} bytes of request bodies are being handled and \
+                         {bytes} more would pass http.inflight_bytes_max = {max}"
+                    ),
+                    1,
+                )
+            })?;
+        Ok(BodyReservation { api: self, bytes })
+    }
+}
+
+struct BodyReservation<'a> {
+    api: &'a Api,
+    bytes: usize,
+}
+
+impl Drop for BodyReservation<'_> {
+    fn drop(&mut self) {
+        self.api.inflight_bytes.fetch_sub(self.bytes, Ordering::AcqRel);
+    }
+}
+
+/// Admission of every request: its body's bytes are reserved from the in-flight budget
+/// before it is read (refused with 413 past the body limit, 503 past the budget), and the
+/// request is bounded by `http.request_timeout_ms`.
+async fn admit(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let Some(api) = req.app_data::<web::Data<Api>>().cloned() else {
+        return next.call(req).await;
+    };
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let body_max = api.config.body_bytes_max;
+    let bytes = match declared {
+        Some(len) if len > body_max => {
+            observe::rejected("body_too_large");
+            return Err(ApiError::too_large(
+                format!("the body is {len} bytes; the limit is {body_max} bytes (http.body_bytes_max)"),
+                body_max as u64,
+            )
+            .into());
+        }
+        Some(len) => len,
+        // A chunked body may grow to the limit.
+        None if req
+            .headers()
+            .contains_key(actix_web::http::header::TRANSFER_ENCODING) =>
+        {
+            body_max
+        }
+        None => 0,
+    };
+    let _reservation = tracing::debug_span!("http.admission", bytes).in_scope(|| api.reserve(bytes))?;
+    let timeout = Duration::from_millis(api.config.request_timeout_ms);
+    match actix_rt::time::timeout(timeout, next.call(req)).await {
+        Ok(response) => response,
+        Err(_) => Err({
+            observe::rejected("timeout");
+            ApiError::unavailable(
+                format!(
+                    "the request took longer than http.request_timeout_ms = {}",
+                    api.config.request_timeout_ms
+                ),
+                1,
+            )
+        }
+        .into()),
+    }
+}
+
+fn json_error(error: actix_web::error::JsonPayloadError) -> ApiError {
+    use actix_web::error::JsonPayloadError as E;
+    if matches!(error, E::OverflowKnownLength { .. } | E::Overflow { .. }) {
+        observe::rejected("body_too_large");
+    }
+    match error {
+        E::OverflowKnownLength { length, limit } => ApiError::too_large(
+            format!("the body is {length} bytes; the limit is {limit} bytes (http.body_bytes_max)"),
+            limit as u64,
+        ),
+        E::Overflow { limit } => ApiError::too_large(
+            format!("the body is over the limit of {limit} bytes (http.body_bytes_max)"),
+            limit as u64,
+        ),
+        E::ContentType => ApiError::unsupported_media_type("the body must be application/json"),
+        E::Deserialize(error) if error.is_data() => {
+            let message = error.to_string();
+            let field = message
+                .split('`')
+                .nth(1)
+                .filter(|_| message.starts_with("unknown field") || message.starts_with("missing field"))
+                .unwrap_or("body")
+                .to_owned();
+            ApiError::unprocessable(field, format!("the body does not fit the schema: {message}"))
+        }
+        E::Deserialize(error) => ApiError::bad_request(format!("the body is not valid JSON: {error}")),
+        other => ApiError::bad_request(format!("the body could not be read: {other}")),
+    }
+}
+
+/// The OpenAPI document of every route.
+pub fn openapi() -> OpenApi {
+    let app = App::new()
+        .into_utoipa_app()
+        .openapi(base_document())
+        .service(routes::scope())
+        .service(routes::metrics_route());
+    app.split_for_parts().1
+}
+
+fn base_document() -> OpenApi {
+    let mut components = ComponentsBuilder::new().build();
+    components.add_security_scheme("api_key", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+    OpenApiBuilder::new()
+        .info(
+            InfoBuilder::new()
+                .title("StemeDB")
+                .version(env!("CARGO_PKG_VERSION"))
+                .description(Some(
+                    "Signed assertions by agents that disagree, weighted votes, and lenses that resolve them.",
+                ))
+                .build(),
+        )
+        .components(Some(components))
+        .build()
+}
+
+/// The `/v1` scope with everything it needs: the API state, JSON, query and path limits and
+/// their problem answers, admission, metrics of each request, CORS, and a problem+json 404
+/// for any other path under `/v1`. Its settings stay inside the scope: a host's own routes
+/// keep theirs.
+fn api_scope(
+    api: web::Data<Api>,
+) -> utoipa_actix_web::scope::Scope<
+    impl actix_web::dev::ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    let limit = api.config.body_bytes_max;
+    let json = web::JsonConfig::default()
+        .limit(limit)
+        .error_handler(|error, _| json_error(error).into());
+    let query = web::QueryConfig::default()
+        .error_handler(|error, _| ApiError::bad_request(format!("bad query parameters: {error}")).into());
+    let path = web::PathConfig::default()
+        .error_handler(|error, _| ApiError::bad_request(format!("bad path parameter: {error}")).into());
+    let cors = cors(&api.config.cors_origins);
+    routes::scope()
+        .app_data(api)
+        .app_data(json)
+        .app_data(query)
+        .app_data(path)
+        .default_service(web::to(not_found))
+        .wrap(from_fn(admit))
+        .wrap(from_fn(observe::observe))
+        .wrap(cors)
+}
+
+async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::not_found("no such route"))
+}
+
+/// Mounts the API (every route under `/v1`) in a host's own actix-web `App`, beside the host's
+/// routes: `App::new().configure(configure(api.clone()))`. The API's limits, admission,
+/// metrics and CORS apply to its routes only. `/metrics` is not mounted: a host installs and
+/// exports its own recorder (see [`prometheus_recorder`]).
+pub fn configure(api: web::Data<Api>) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |config| {
+        config.service(api_scope(api));
+    }
+}
+
+/// Builds the standalone app: the API's scope, `/metrics`, and a problem+json 404.
+fn app(
+    api: web::Data<Api>,
+) -> App<
+    impl actix_web::dev::ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    App::new()
+        .app_data(api.clone())
+        .service(api_scope(api.clone()))
+        .service(routes::metrics_route())
+        .default_service(web::to(not_found))
+}
+
+fn cors(origins: &[String]) -> actix_cors::Cors {
+    let cors = actix_cors::Cors::default()
+        .allowed_methods(["GET", "POST", "DELETE"])
+        .allowed_headers([
+            actix_web::http::header::AUTHORIZATION,
+            actix_web::http::header::CONTENT_TYPE,
+        ])
+        .max_age(3600);
+    if origins.iter().any(|o| o == "*") {
+        return cors.allow_any_origin();
+    }
+    origins
+        .iter()
+        .fold(cors, |cors, origin| cors.allowed_origin(origin))
+}
+
+/// A running server.
+pub struct Server {
+    /// The addresses it listens on.
+    pub addrs: Vec<SocketAddr>,
+    /// Stops it.
+    pub stopper: Stopper,
+    /// Resolves once it stopped.
+    pub running: actix_web::dev::Server,
+}
+
+/// Stops a server: ends its open winner feeds, then lets requests in progress finish (for up
+/// to 5 s) and closes its connections.
+#[derive(Clone)]
+pub struct Stopper {
+    handle: actix_web::dev::ServerHandle,
+    closing: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+impl Stopper {
+    /// Stops the server gracefully; returns once it stopped.
+    pub async fn stop(&self) {
+        self.closing.send_replace(true);
+        self.handle.stop(true).await;
+    }
+}
+
+/// Starts serving `api` on `api.config.bind`; with `signals`, SIGINT and SIGTERM stop it
+/// gracefully. Must be called inside the node's actix System.
+pub fn start(api: Api, signals: bool) -> std::io::Result<Server> {
+    let config = api.config.clone();
+    let closing = api.closing.clone();
+    let api = web::Data::new(api);
+    let server = HttpServer::new(move || app(api.clone()))
+        .workers(config.workers())
+        .max_connections(config.connections_max)
+        .client_request_timeout(Duration::from_millis(config.request_timeout_ms))
+        .shutdown_timeout(5)
+        .disable_signals()
+        .bind(&config.bind)?;
+    let addrs = server.addrs();
+    let running = server.run();
+    let stopper = Stopper {
+        handle: running.handle(),
+        closing,
+    };
+    if signals {
+        let on_signal = stopper.clone();
+        actix_rt::spawn(async move {
+            use actix_rt::signal::unix::{SignalKind, signal};
+            let Ok(mut term) = signal(SignalKind::terminate()) else {
+                return tracing::error!("cannot listen for SIGTERM");
+            };
+            let _ = futures_util::future::select(Box::pin(term.recv()), Box::pin(actix_rt::signal::ctrl_c()))
+                .await;
+            on_signal.stop().await;
+        });
+    }
+    Ok(Server {
+        addrs,
+        stopper,
+        running,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    /// Every `$ref` of `value`, recursively.
+    fn refs<'a>(value: &'a serde_json::Value, found: &mut Vec<&'a str>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (key, inner) in map {
+                    match (key.as_str(), inner) {
+                        ("$ref", serde_json::Value::String(target)) => found.push(target),
+                        _ => refs(inner, found),
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|item| refs(item, found)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn every_reference_of_the_document_resolves() {
+        let document = serde_json::to_value(super::openapi()).unwrap();
+        let mut found = Vec::new();
+        refs(&document, &mut found);
+        assert!(!found.is_empty());
+        for target in found {
+            let pointer = target.strip_prefix('#').unwrap();
+            assert!(
+                document.pointer(pointer).is_some(),
+                "{target} is not in the document"
+            );
+        }
+    }
+}

@@ -1,0 +1,254 @@
+//! Resolution: which competing assertion wins under a lens (as of a point, from a view when the
+//! query accepts one), the audit trail, and the winner-change feed as Server-Sent Events.
+
+use std::time::Duration;
+
+use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use actix_web::web::Bytes;
+use actix_web::{HttpResponse, get, web};
+use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
+use utoipa::openapi::{Ref, RefOr};
+use utoipa::{PartialSchema, ToSchema};
+
+use super::ReadErrors;
+use super::read::page_limit;
+use crate::Api;
+use crate::auth::Caller;
+use crate::keys::Role;
+use crate::problem::ApiError;
+use crate::types::{
+    AuditBody, AuditList, AuditParams, LaggedBody, ResolutionBody, ResolveParams, WatchParams,
+    WinnerChangeBody,
+};
+use futures_util::future::{Either, select};
+use stemedb::lens::{AsOf, MaxStale, Query};
+use stemedb::node::WatchError;
+
+const LENS_DEFAULT: &str = "consensus";
+/// How long a winner feed stays quiet before it sends a comment line. The write is how the
+/// server notices a client that hung up (the connection is not read while the feed waits), so a
+/// left feed's slot of `http.watchers_max` is freed within two of these.
+const HEARTBEAT: Duration = Duration::from_secs(15);
+
+/// Resolves the competing assertions about (subject, predicate) with a lens.
+#[utoipa::path(
+    tag = "resolve",
+    params(ResolveParams),
+    responses((status = 200, description = "The resolution", body = ResolutionBody), ReadErrors),
+    security(("api_key" = []))
+)]
+#[get("/resolve")]
+pub async fn resolve(
+    caller: Caller,
+    api: web::Data<Api>,
+    params: web::Query<ResolveParams>,
+) -> Result<web::Json<ResolutionBody>, ApiError> {
+    caller.require(Role::Read)?;
+    let p = params.into_inner();
+    let mut query = Query::new(
+        p.subject,
+        p.predicate,
+        p.lens.unwrap_or_else(|| LENS_DEFAULT.to_owned()),
+    );
+    query.as_of = match (p.as_of_offset, p.as_of_ms) {
+        (Some(_), Some(_)) => {
+            return Err(
+                ApiError::bad_request("give as_of_offset or as_of_ms, not both").field("as_of_offset")
+            );
+        }
+        (Some(offset), None) => Some(AsOf::Offset(offset)),
+        (None, Some(ms)) => Some(AsOf::TimeMs(ms)),
+        (None, None) => None,
+    };
+    query.max_stale = match (p.max_stale_offsets, p.max_stale_ms) {
+        (Some(_), Some(_)) => {
+            return Err(
+                ApiError::bad_request("give max_stale_offsets or max_stale_ms, not both")
+                    .field("max_stale_offsets"),
+            );
+        }
+        (Some(offsets), None) => Some(MaxStale::Offsets(offsets)),
+        (None, Some(ms)) => Some(MaxStale::Millis(ms)),
+        (None, None) => None,
+    };
+    query.history = p.history.unwrap_or(false);
+    if p.limit.is_some() {
+        query.limit = page_limit(p.limit)?;
+    }
+    query.audit = p.audit.unwrap_or(false);
+    query.requester = Some(format!("api-key:{}", caller.key.id));
+    let resolution = api.node.resolve(query).await?;
+    Ok(web::Json(ResolutionBody::from(&resolution)))
+}
+
+/// An audit record by id.
+#[utoipa::path(
+    tag = "resolve",
+    params(("id" = u64, Path, description = "Audit record id")),
+    responses((status = 200, description = "The record", body = AuditBody), ReadErrors),
+    security(("api_key" = []))
+)]
+#[get("/audit/{id}")]
+pub async fn audit_by_id(
+    caller: Caller,
+    api: web::Data<Api>,
+    id: web::Path<u64>,
+) -> Result<web::Json<AuditBody>, ApiError> {
+    caller.require(Role::Read)?;
+    let id = id.into_inner();
+    let record = api
+        .node
+        .audit(id)?
+        .ok_or_else(|| ApiError::not_found(format!("no audit record {id} is kept")))?;
+    Ok(web::Json(record.into()))
+}
+
+/// The audit records of (subject, predicate), newest first.
+#[utoipa::path(
+    tag = "resolve",
+    params(AuditParams),
+    responses((status = 200, description = "The records", body = AuditList), ReadErrors),
+    security(("api_key" = []))
+)]
+#[get("/audit")]
+pub async fn audit_by_pair(
+    caller: Caller,
+    api: web::Data<Api>,
+    params: web::Query<AuditParams>,
+) -> Result<web::Json<AuditList>, ApiError> {
+    caller.require(Role::Read)?;
+    let limit = page_limit(params.limit)?;
+    let records = api.node.audits(&params.subject, &params.predicate, limit)?;
+    Ok(web::Json(AuditList {
+        records: records.into_iter().map(Into::into).collect(),
+    }))
+}
+
+/// The schema of one event of the winner feed (`text/event-stream`): its `event` name and its
+/// `data`, a JSON document whose schema the name selects. `current` carries `null` when the
+/// node holds no view of the feed's query at that moment.
+pub(crate) struct WatchEvent;
+
+impl WatchEvent {
+    fn kind(name: &str, data: impl Into<RefOr<Schema>>, description: &str) -> ObjectBuilder {
+        ObjectBuilder::new()
+            .description(Some(description))
+            .property(
+                "event",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .enum_values(Some([name])),
+            )
+            .required("event")
+            .property(
+                "data",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .content_media_type("application/json")
+                    .content_schema(Some(data)),
+            )
+            .required("data")
+    }
+}
+
+impl PartialSchema for WatchEvent {
+    fn schema() -> RefOr<Schema> {
+        let change = || Ref::from_schema_name(WinnerChangeBody::name());
+        let current = OneOfBuilder::new()
+            .item(ObjectBuilder::new().schema_type(Type::Null))
+            .item(change());
+        OneOfBuilder::new()
+            .item(Self::kind(
+                "current",
+                current,
+                "The winner when the feed opened; sent first.",
+            ))
+            .item(Self::kind("winner", change(), "The winner changed."))
+            .item(Self::kind(
+                "lagged",
+                Ref::from_schema_name(LaggedBody::name()),
+                "The client fell behind: changes were dropped.",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for WatchEvent {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push((WinnerChangeBody::name().into_owned(), WinnerChangeBody::schema()));
+        WinnerChangeBody::schemas(schemas);
+        schemas.push((LaggedBody::name().into_owned(), LaggedBody::schema()));
+        LaggedBody::schemas(schemas);
+    }
+}
+
+fn event(name: &str, data: &impl serde::Serialize) -> Bytes {
+    let json = serde_json::to_string(data).unwrap_or_else(|_| "null".to_owned());
+    Bytes::from(format!("event: {name}\ndata: {json}\n\n"))
+}
+
+/// The winner-change feed of (subject, predicate, lens), as Server-Sent Events: first a
+/// `current` event (the winner now), then a `winner` event per change ({old, new, offset}), and
+/// a `lagged` event ({missed}) if the client fell behind and changes were dropped. A quiet feed
+/// sends a comment line (`: keep-alive`) every 15 s.
+#[utoipa::path(
+    tag = "resolve",
+    params(WatchParams),
+    responses(
+        (status = 200, description = "An event stream", content_type = "text/event-stream", body = WatchEvent),
+        ReadErrors
+    ),
+    security(("api_key" = []))
+)]
+#[get("/watch")]
+pub async fn watch(
+    caller: Caller,
+    api: web::Data<Api>,
+    params: web::Query<WatchParams>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require(Role::Read)?;
+    let permit = api.watcher_permit()?;
+    let p = params.into_inner();
+    let lens = p.lens.unwrap_or_else(|| LENS_DEFAULT.to_owned());
+    let feed = api.node.watch(&p.subject, &p.predicate, &lens).await?;
+    let current = api
+        .node
+        .view_status(&p.subject, &p.predicate, &lens)
+        .map(|status| WinnerChangeBody {
+            old: None,
+            new: status.winner,
+            offset: status.offset,
+        });
+    let first = event("current", &current);
+    let state = (Some(first), feed, permit, api.closing());
+    let stream = futures_util::stream::unfold(state, |(first, mut feed, permit, mut closing)| async move {
+        if let Some(first) = first {
+            return Some((
+                Ok::<_, std::convert::Infallible>(first),
+                (None, feed, permit, closing),
+            ));
+        }
+        let next = Box::pin(feed.next());
+        let closed = Box::pin(closing.wait_for(|closing| *closing));
+        let chunk = match actix_rt::time::timeout(HEARTBEAT, select(next, closed)).await {
+            // A comment line: keeps proxies from closing an idle stream, and finds a client
+            // that went away (the write fails), which releases its permit.
+            Err(_) => Bytes::from_static(b": keep-alive\n\n"),
+            Ok(Either::Left((Ok(change), _))) => event(
+                "winner",
+                &WinnerChangeBody {
+                    old: change.old,
+                    new: change.new,
+                    offset: change.offset,
+                },
+            ),
+            Ok(Either::Left((Err(WatchError::Lagged(missed)), _))) => event("lagged", &LaggedBody { missed }),
+            Ok(Either::Left((Err(WatchError::Closed), _)) | Either::Right(_)) => return None,
+        };
+        Some((Ok(chunk), (None, feed, permit, closing)))
+    });
+    Ok(HttpResponse::Ok()
+        .insert_header((CONTENT_TYPE, "text/event-stream"))
+        .insert_header((CACHE_CONTROL, "no-cache"))
+        .streaming(stream))
+}
