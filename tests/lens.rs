@@ -178,8 +178,8 @@ impl Lens for FewestSigners {
         Ok(candidates
             .iter()
             .map(|c| Score {
-                value: -(c.summary.signers.len() as f64),
-                reason: format!("{} signer(s)", c.summary.signers.len()),
+                value: -(c.signers.len() as f64),
+                reason: format!("{} signer(s)", c.signers.len()),
             })
             .collect())
     }

@@ -1,14 +1,20 @@
-//! [`Hooks`]: test-only seams into the ingest actors — faults to inject, and record tags to
-//! treat as known. The default sets nothing, and no production path sets anything: the node
-//! takes hooks only through its hidden `Node::start_with_hooks`.
+//! [`Hooks`]: test-only seams into the ingest actors — faults to inject, record tags to treat
+//! as known, and a deliberately broken build. They exist only with the `test-kit` feature:
+//! without it `Hooks` is an empty type whose methods compile to nothing, so no production path
+//! carries a seam. The node takes hooks only through its hidden `Node::start_with_hooks`.
 
+#[cfg(feature = "test-kit")]
 use std::sync::Arc;
 
+use crate::storage::state::{IngestRecord, Plan, State, StateError};
+
 /// A hook called with one argument on an actor's thread; it may panic or block to inject a fault.
+#[cfg(feature = "test-kit")]
 #[doc(hidden)]
 pub type Hook<T> = Arc<dyn Fn(T) + Send + Sync>;
 
 /// Test-only hooks; see the [module docs](self). Every field is empty by default.
+#[cfg(feature = "test-kit")]
 #[doc(hidden)]
 #[derive(Clone, Default)]
 pub struct Hooks {
@@ -27,14 +33,75 @@ pub struct Hooks {
     pub broken_skip_assertions: bool,
 }
 
+/// Without the `test-kit` feature: no seams.
+#[cfg(not(feature = "test-kit"))]
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Hooks {
+    _none: (),
+}
+
+/// The tag a deliberately broken build gives assertions, then applies as a no-op.
+#[cfg(feature = "test-kit")]
+const BROKEN_TAG: u8 = 0xEE;
+
+#[cfg(feature = "test-kit")]
 impl Hooks {
-    pub(crate) fn call<T>(hook: &Option<Hook<T>>, argument: T) {
+    fn call<T>(hook: &Option<Hook<T>>, argument: T) {
         if let Some(hook) = hook {
             hook(argument);
         }
     }
+
+    pub(crate) fn before_commit(&self, cursor: u64) {
+        Self::call(&self.before_commit, cursor);
+    }
+
+    pub(crate) fn after_batch(&self, cursor: u64) {
+        Self::call(&self.after_batch, cursor);
+    }
+
+    pub(crate) fn before_tally(&self, shard: usize) {
+        Self::call(&self.before_tally, shard);
+    }
+
+    /// Plans `records` against `state`, as the hooks' build would: known no-op tags, and
+    /// with [`broken_skip_assertions`](Self::broken_skip_assertions) every assertion turned
+    /// into a record that changes nothing.
+    pub(crate) fn plan(&self, state: &State, mut records: Vec<IngestRecord>) -> Result<Plan, StateError> {
+        let mut noop = self.noop_record_tags.clone();
+        if self.broken_skip_assertions {
+            for record in &mut records {
+                if let Some(tag) = record.payload.first_mut()
+                    && *tag == crate::protocol::TAG_ASSERTION
+                {
+                    *tag = BROKEN_TAG;
+                }
+            }
+            noop.push(BROKEN_TAG);
+        }
+        state.plan_with(&records, &noop)
+    }
 }
 
+#[cfg(not(feature = "test-kit"))]
+impl Hooks {
+    #[inline(always)]
+    pub(crate) fn before_commit(&self, _cursor: u64) {}
+
+    #[inline(always)]
+    pub(crate) fn after_batch(&self, _cursor: u64) {}
+
+    #[inline(always)]
+    pub(crate) fn before_tally(&self, _shard: usize) {}
+
+    /// Plans `records` against `state`.
+    #[inline(always)]
+    pub(crate) fn plan(&self, state: &State, records: Vec<IngestRecord>) -> Result<Plan, StateError> {
+        state.plan(&records)
+    }
+}
+
+#[cfg(feature = "test-kit")]
 impl std::fmt::Debug for Hooks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Hooks")

@@ -12,8 +12,10 @@ mod ingestor;
 mod lens;
 mod vote_counter;
 
-#[cfg_attr(not(feature = "test-kit"), allow(unused_imports, reason = "for tests"))]
+#[cfg(feature = "test-kit")]
 pub use hooks::{Hook, Hooks};
+#[cfg(not(feature = "test-kit"))]
+pub(crate) use hooks::Hooks;
 #[cfg_attr(not(feature = "test-kit"), allow(unused_imports, reason = "for tests"))]
 pub use ingestor::{CommitListener, DurableOffset, INGEST_CURSOR_NAME, IngestStatus, IngestorActor, IngestorConfig};
 pub use lens::{LensActor, Resolve};

@@ -1,10 +1,10 @@
-//! [`VoteCounterActor`]: one per shard; the only place the totals of its assertions change.
+//! [`VoteCounterActor`]: one per shard; the one place the totals of its assertions are counted.
 //!
 //! Every vote is routed by its assertion's hash ([`shard_of`]), so all votes on one assertion
 //! reach the same shard, which handles one [`CountVotes`] message at a time: there is never a
 //! second writer of the same totals, so no update can be lost to a read-modify-write race. The
 //! shard folds the batch into the committed rows and totals ([`State::tally`]) and hands the
-//! result back to the ingestor, which commits every shard's tally together with the assertions
+//! result back to the ingestor, the one LMDB writer, which commits every shard's tally together with the assertions
 //! and the ingest cursor in one LMDB transaction: after a crash, votes, totals and cursor are
 //! consistent, and replay neither loses nor double-counts a vote.
 //!
@@ -82,7 +82,7 @@ impl Handler<CountVotes> for VoteCounterActor {
     type Result = Result<Tally, StateError>;
 
     fn handle(&mut self, message: CountVotes, _ctx: &mut Self::Context) -> Self::Result {
-        Hooks::call(&self.hooks.before_tally, self.shard);
+        self.hooks.before_tally(self.shard);
         self.state.tally(&message.votes)
     }
 }

@@ -38,8 +38,8 @@ impl Lens for Confidence {
         Ok(candidates
             .iter()
             .map(|c| Score {
-                value: f64::from(c.summary.confidence),
-                reason: format!("confidence {}", c.summary.confidence),
+                value: f64::from(c.confidence),
+                reason: format!("confidence {}", c.confidence),
             })
             .collect())
     }

@@ -20,25 +20,38 @@ use std::sync::Arc;
 use thiserror::Error;
 
 pub use builtin::{Confidence, Consensus, Recency};
-pub use views::{MaxStale, Refresher, ViewCounters, ViewKey, ViewStatus, Views, WinnerChange};
+pub use views::{MaxStale, ViewKey, ViewStatus, WinnerChange};
+// The node's machinery: internal, open to this workspace's tests with the test kit.
+#[cfg(feature = "test-kit")]
+#[doc(hidden)]
+pub use views::{Refresher, ViewCounters, Views};
+#[cfg(not(feature = "test-kit"))]
+pub(crate) use views::{ViewCounters, Views};
 
 use crate::protocol::{AgentId, Hash, Lifecycle};
-use crate::storage::state::{HeadSummary, Snapshot, StateError, StoredVote, Summary, VoteTotals};
+use crate::storage::state::{HeadSummary, Snapshot, StateError, StoredVote, VoteTotals};
 
 /// Most candidates one resolution considers.
 pub const CANDIDATES_MAX: usize = 10_000;
 /// Most live votes a lens reads per candidate.
 pub const VOTES_PER_CANDIDATE_MAX: usize = 100_000;
 
-/// An assertion competing in a resolution, as the heads index and the vote totals hold it.
+/// An assertion competing in a resolution: what a lens scores, as the heads index and the vote
+/// totals hold it (a lens never decodes a record).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Candidate {
     /// Its content hash.
     pub hash: Hash,
     /// Its timestamp.
     pub timestamp_ms: u64,
-    /// Offset, confidence, lifecycle and signers.
-    pub summary: Summary,
+    /// The position of its record in the log.
+    pub offset: u64,
+    /// Its author's confidence, in [0, 1].
+    pub confidence: f32,
+    /// Where it stands.
+    pub lifecycle: Lifecycle,
+    /// Its signers, in signature order.
+    pub signers: Vec<AgentId>,
     /// Its live votes, counted.
     pub votes: VoteTotals,
 }
@@ -359,7 +372,10 @@ pub fn resolve(
         candidates.push(Candidate {
             hash,
             timestamp_ms,
-            summary,
+            offset: summary.offset,
+            confidence: summary.confidence,
+            lifecycle: summary.lifecycle,
+            signers: summary.signers,
             votes,
         });
     }

@@ -1,4 +1,5 @@
-//! [`Node::sample_gauges`]: the gauges that describe a state rather than count events.
+//! [`Node::refresh_gauges`] and the sampler behind it: the gauges that describe a state rather
+//! than count events.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;

@@ -34,6 +34,7 @@ pub use limits::{
     Limits, LimitsError, NAME_BYTES_CEILING, OBJECT_TEXT_BYTES_CEILING, RECORD_BYTES_CEILING,
     SIGNATURES_CEILING,
 };
+#[cfg(feature = "test-kit")]
 pub(crate) use log_record::TAG_ASSERTION;
 pub use log_record::{LogRecord, TAG_BYTES, encode_assertion};
 pub use object::{Lifecycle, ObjectValue};

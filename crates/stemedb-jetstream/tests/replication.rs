@@ -162,11 +162,7 @@ async fn a_record_too_large_for_the_stream_is_refused_by_name_and_nothing_is_pub
         }
         other => panic!("expected RecordTooLarge, got {other:?}"),
     }
-    assert!(
-        refused
-            .to_string()
-            .contains("exceeds the log's largest record")
-    );
+    assert!(refused.to_string().contains("exceeds the log's largest record"));
     // Nothing was published: the next record takes the next sequence.
     let next = node.submit(claim(2, None)).await.unwrap();
     assert_eq!(next.offset, 2);

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use stemedb::config::{ConfigError, JournalConfig, StateConfig};
+use stemedb::config::{ConfigError, JournalConfig, StateConfig, parse_toml, read_toml};
 use stemedb::node::{NodeConfig, VotesConfig};
 use stemedb::protocol::Limits;
 use stemedb_jetstream::{JetStream, ReplicationConfig, ReplicationMode};
@@ -39,26 +39,24 @@ pub struct ServerConfig {
 }
 
 impl ServerConfig {
-    /// Loads the file at `path`, or the built-in default when `path` is `None`; validates it.
+    /// Loads the file at `path`, or the built-in default (`config/default.toml`) when `path` is
+    /// `None`; validates it.
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
         match path {
             None => Self::from_toml(DEFAULT_CONFIG_TOML, "(built-in default)"),
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                    path: path.to_owned(),
-                    source,
-                })?;
-                Self::from_toml(&text, &path.display().to_string())
+                let config: Self = read_toml(path)?;
+                config
+                    .validate()
+                    .map_err(|error| error.with_origin(&path.display().to_string()))?;
+                Ok(config)
             }
         }
     }
 
     /// Parses and validates TOML text; `origin` names it in errors.
     pub fn from_toml(text: &str, origin: &str) -> Result<Self, ConfigError> {
-        let config: Self = toml::from_str(text).map_err(|source| ConfigError::Parse {
-            origin: origin.to_owned(),
-            source: Box::new(source),
-        })?;
+        let config: Self = parse_toml(text, origin)?;
         config.validate().map_err(|error| error.with_origin(origin))?;
         Ok(config)
     }

@@ -260,7 +260,7 @@ impl From<&Scored> for ScoredBody {
         Self {
             hash: scored.candidate.hash,
             timestamp_ms: scored.candidate.timestamp_ms,
-            lifecycle: scored.candidate.summary.lifecycle,
+            lifecycle: scored.candidate.lifecycle,
             votes: scored.candidate.votes.into(),
             score: scored.score.value,
             reason: scored.score.reason.clone(),

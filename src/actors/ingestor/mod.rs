@@ -31,7 +31,7 @@ mod outcome;
 mod votes;
 
 use error::{IngestError, guarded};
-use outcome::{broken_plan, record_outcome};
+use outcome::record_outcome;
 
 use super::hooks::Hooks;
 use super::vote_counter::VoteCounterActor;
@@ -213,6 +213,7 @@ impl IngestorActor {
 
     /// Installs test-only [`Hooks`] (faults to inject, tags to treat as known).
     #[doc(hidden)]
+    #[cfg_attr(not(feature = "test-kit"), allow(private_interfaces, reason = "Hooks is empty without the test kit"))]
     pub fn with_hooks(mut self, hooks: Hooks) -> Self {
         self.hooks = hooks;
         self
@@ -268,11 +269,7 @@ impl IngestorActor {
                 payload,
             })
             .collect();
-        let plan = if self.hooks.broken_skip_assertions {
-            broken_plan(&self.state, records, &self.hooks.noop_record_tags)?
-        } else {
-            self.state.plan_with(&records, &self.hooks.noop_record_tags)?
-        };
+        let plan = self.hooks.plan(&self.state, records)?;
         // Only the records the plan covers: one held at an unknown tag is not applied.
         let since_start = starts
             .iter()
@@ -284,7 +281,7 @@ impl IngestorActor {
     /// Commits a planned batch with its votes' tallies; `since_start` of its records lie at or
     /// past the journal's end at start.
     fn finish(&mut self, plan: &Plan, tallies: &[Tally], since_start: u64) -> Result<(), IngestError> {
-        Hooks::call(&self.hooks.before_commit, self.cursor);
+        self.hooks.before_commit(self.cursor);
         let _span = tracing::debug_span!("ingest.commit", cursor = self.cursor).entered();
         let started = Instant::now();
         let outcome = self.state.commit(plan, tallies)?;
@@ -312,7 +309,7 @@ impl IngestorActor {
         self.backoff_ms = 0;
         self.failures = 0;
         self.publish(None);
-        Hooks::call(&self.hooks.after_batch, self.cursor);
+        self.hooks.after_batch(self.cursor);
         if more {
             self.schedule(ctx, None);
         } else if self.cursor < self.target {

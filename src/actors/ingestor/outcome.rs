@@ -25,25 +25,3 @@ pub(super) fn record_outcome(outcome: &ApplyOutcome) {
         metrics::counter!(catalog::INGEST_REJECTED, "reason" => rejection.reason.code()).increment(1);
     }
 }
-
-/// The tag a deliberately broken build gives assertions, then applies as a no-op.
-const BROKEN_TAG: u8 = 0xEE;
-
-/// Plans `records` as the broken build of [`Hooks::broken_skip_assertions`](crate::actors::Hooks)
-/// does: every assertion becomes a record that changes nothing.
-pub(super) fn broken_plan(
-    state: &crate::storage::state::State,
-    mut records: Vec<crate::storage::state::IngestRecord>,
-    noop_tags: &[u8],
-) -> Result<crate::storage::state::Plan, crate::storage::state::StateError> {
-    for record in &mut records {
-        if let Some(tag) = record.payload.first_mut()
-            && *tag == crate::protocol::TAG_ASSERTION
-        {
-            *tag = BROKEN_TAG;
-        }
-    }
-    let mut noop = noop_tags.to_vec();
-    noop.push(BROKEN_TAG);
-    state.plan_with(&records, &noop)
-}

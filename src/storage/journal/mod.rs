@@ -5,7 +5,7 @@
 //! (open: cut a torn tail), `quarantine` (damage copied aside), `verify` (the full scan),
 //! `writer` (batch write + fdatasync + seal), `append` (a lone appender's own commit, or the
 //! queue to the group commit, bounded in entries and bytes), `group_commit` (the appender thread), `reader` (positional reads), `cursors` (durable
-//! consumer positions), `log` (the trait consumers read through).
+//! consumer positions). The log seam ([`crate::log`]) is how the node reads and appends to it.
 //!
 //! Invariants:
 //! - An append is acknowledged only after its bytes are durable (one fdatasync per batch).
@@ -25,7 +25,6 @@ mod faults;
 internal_mod!(format);
 mod group_commit;
 internal_mod!(layout);
-mod log;
 mod quarantine;
 internal_mod!(reader);
 mod recovery;
@@ -52,19 +51,16 @@ pub use cursors::{CURSOR_NAME_BYTES_MAX, CURSORS_MAX};
 pub use error::{JournalError, ReadError, RecordDefect};
 pub use faults::{Faults, NoFaults};
 pub use group_commit::AppendReply;
-pub use log::{Log, LogReader};
 pub use quarantine::QUARANTINE_DIR;
 pub use reader::{JournalReader, RangeRead, ReadOutcome};
-pub use recovery::identity;
 pub use report::{Defect, Recovered, ScanReport, ScannedSegment};
-pub use scan::SECTOR_BYTES;
 pub use scan::ScannedRecord;
-pub use segment::OPEN_SEGMENT_FILES_MAX;
-#[cfg(feature = "test-kit")]
-#[doc(hidden)]
-pub use segment::list_segments;
+// Internals that the workspace's journal tests and the chaos arena reach with the test kit.
 pub(crate) use segment::lock_dir;
 pub use verify::{repair, scan, scanned_payloads};
+#[cfg(feature = "test-kit")]
+#[doc(hidden)]
+pub use {recovery::identity, scan::SECTOR_BYTES, segment::OPEN_SEGMENT_FILES_MAX, segment::list_segments};
 
 use crate::budget::Budget;
 use group_commit::AppendRequest;
@@ -225,13 +221,6 @@ impl Journal {
                 _lock: lock,
             }),
         })
-    }
-
-    /// Returns a handle that does not keep the journal open.
-    pub fn downgrade(&self) -> WeakJournal {
-        WeakJournal {
-            inner: Arc::downgrade(&self.inner),
-        }
     }
 
     /// Returns a new reader.
@@ -399,28 +388,6 @@ impl Journal {
 
 /// Milliseconds in a day, for age retention.
 const MS_PER_DAY: u64 = 24 * 60 * 60 * 1000;
-
-/// A handle that does not keep the journal open: for observers (such as the GroupCommit
-/// actor) that must not delay its closing.
-#[derive(Clone)]
-pub struct WeakJournal {
-    inner: std::sync::Weak<Inner>,
-}
-
-impl WeakJournal {
-    /// Returns the journal if it is still open.
-    pub fn upgrade(&self) -> Option<Journal> {
-        self.inner.upgrade().map(|inner| Journal { inner })
-    }
-}
-
-impl std::fmt::Debug for WeakJournal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WeakJournal")
-            .field("open", &(self.inner.strong_count() > 0))
-            .finish()
-    }
-}
 
 impl std::fmt::Debug for Journal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -182,12 +182,17 @@ impl State {
 
     /// Decides every record of `records` against the committed state; see the module docs.
     pub(crate) fn plan(&self, records: &[IngestRecord]) -> Result<Plan, StateError> {
-        self.plan_with(records, &[])
+        self.plan_treating(records, &[])
     }
 
     /// [`plan`](Self::plan), treating records with a tag in `noop_tags` as known records that
     /// change nothing. Test-only: it stands in for a build that knows those tags.
+    #[cfg(feature = "test-kit")]
     pub(crate) fn plan_with(&self, records: &[IngestRecord], noop_tags: &[u8]) -> Result<Plan, StateError> {
+        self.plan_treating(records, noop_tags)
+    }
+
+    fn plan_treating(&self, records: &[IngestRecord], noop_tags: &[u8]) -> Result<Plan, StateError> {
         self.read(|txn, dbs| {
             let cursor = read_cursor(txn, dbs)?;
             let mut plan = Plan {
