@@ -65,6 +65,10 @@ pub enum AppendError {
     /// may not be stored, and resending it is safe (records are content-addressed).
     #[error("the log did not acknowledge the record: {0}")]
     NotAcknowledged(BoxError),
+    /// The log cannot take the record now (a replicated log whose servers refuse or cannot be
+    /// reached): nothing was stored, and a retry shortly may succeed.
+    #[error("the log cannot take the record now: {0}")]
+    Unavailable(BoxError),
     /// The log failed (an I/O error, a failed fsync that poisoned it).
     #[error("log append failed: {0}")]
     Failed(BoxError),

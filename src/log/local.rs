@@ -38,7 +38,7 @@ impl LocalJournal {
 
     /// The journal with I/O faults injected into its writes and fdatasyncs: for
     /// fault-injection tests and the chaos arena, never for serving.
-    #[cfg(feature = "test-kit")]
+    #[cfg(feature = "faults")]
     pub fn with_faults(mut self, faults: Arc<dyn Faults>) -> Self {
         self.faults = faults;
         self

@@ -169,8 +169,9 @@ pub struct OpenedLog {
 /// [`rebuild`](Self::rebuild) if the state is of an older schema, then [`open`](Self::open)
 /// with the state's ingest cursor.
 pub trait LogBackend: Send {
-    /// Readies `data_dir` before the state opens (creates it, takes its lock, refuses a
-    /// directory that belongs to another kind of log).
+    /// Readies `data_dir` (which the node has created) before the state opens: takes its lock
+    /// if the backend has no journal to hold one, refuses a directory that belongs to another
+    /// kind of log.
     fn prepare(&mut self, data_dir: &Path) -> Result<(), LogError>;
     /// Says whether the state, of an older schema with ingest cursor `cursor`, may be rebuilt
     /// from this log.

@@ -31,11 +31,11 @@ pub enum NodeError {
     /// The LMDB state failed.
     #[error(transparent)]
     State(#[from] StateError),
-    /// The state was written by an older build and the journal no longer holds every record
+    /// The state was written by an older build and the log no longer holds every record
     /// to rebuild it from: it must be converted in place. Nothing was changed.
     #[error(
-        "the state in {dir} has schema version {found} and this build reads {expected}; the journal \
-         starts at offset {journal_start} and has {quarantined} quarantined region(s), so the state cannot \
+        "the state in {dir} has schema version {found} and this build reads {expected}; the log \
+         starts at position {journal_start} and has {quarantined} quarantined region(s), so the state cannot \
          be rebuilt from it. Back up the data directory, then convert the state in place: \
          `stemedb state convert {dir}`"
     )]
@@ -46,9 +46,9 @@ pub enum NodeError {
         found: u32,
         /// The version this build reads.
         expected: u32,
-        /// The first offset the journal holds.
+        /// The first position the log holds.
         journal_start: u64,
-        /// Damaged journal regions set aside.
+        /// Damaged log regions set aside.
         quarantined: usize,
     },
     /// A directory given as a data directory lacks its journal or state.
@@ -71,7 +71,7 @@ pub enum NodeError {
     #[error("the {0} actor stopped unexpectedly")]
     ActorGone(&'static str),
     /// Ingestion is held by an error and did not finish before shutdown; what it did not apply
-    /// stays in the journal and is applied at the next start.
+    /// stays in the log and is applied at the next start.
     #[error("ingestion is stalled: {0}")]
     Stalled(String),
     /// Stopping the node's threads or closing its storage failed during shutdown.
@@ -82,7 +82,7 @@ pub enum NodeError {
     Closed,
 }
 
-/// A submission that was refused or failed. Nothing refused reaches the journal.
+/// A submission that was refused or failed. Nothing refused reaches the log.
 #[derive(Debug, Error)]
 pub enum SubmitError {
     /// The record broke a rule of shape, limits or signatures.
@@ -95,7 +95,7 @@ pub enum SubmitError {
         admin: AgentId,
     },
     /// A queue of the pipeline is full, in entries or in bytes: retry later. Nothing of the
-    /// submission was journaled.
+    /// submission reached the log.
     #[error("node is busy: the {queue} is full: {full}; retry later")]
     Busy {
         /// Which queue.
@@ -105,7 +105,7 @@ pub enum SubmitError {
     },
     /// The submission alone is larger than a queue's whole bound (see
     /// `node.verify_queue_bytes_max` and `journal.group_commit_queue_bytes_max`): it can never
-    /// be accepted as it is; split it. Nothing of it was journaled.
+    /// be accepted as it is; split it. Nothing of it reached the log.
     #[error("submission can never fit the {queue}: {full}; split it")]
     TooLargeForQueue {
         /// Which queue.
@@ -177,7 +177,7 @@ impl std::fmt::Display for Queue {
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum WaitError {
     /// The deadline passed first.
-    #[error("timed out waiting for journal offset {offset} to be indexed (ingested up to {cursor})")]
+    #[error("timed out waiting for log position {offset} to be indexed (ingested up to {cursor})")]
     Timeout {
         /// The offset waited for.
         offset: u64,

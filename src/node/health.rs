@@ -9,9 +9,10 @@ use super::{IngestStatus, Node, NodeError, WaitError};
 pub struct Health {
     /// Journal offset of the next record to apply: every record below it is indexed.
     pub ingest_cursor: u64,
-    /// The journal's durable end: every record below it is acknowledged.
+    /// The log's durable end: every record below it is acknowledged.
     pub durable_end: u64,
-    /// Bytes of journal that are durable but not yet indexed (`durable_end - ingest_cursor`);
+    /// Positions of log that are durable but not yet indexed (`durable_end - ingest_cursor`):
+    /// bytes of the local journal;
     /// with a replicated log, records fetched from the stream and not yet indexed.
     pub lag_bytes: u64,
     /// Why ingestion is held, if it is: then waiters get
@@ -48,7 +49,7 @@ impl Node {
         self.with_running(|running| Ok(running.log.fault()))
     }
 
-    /// Waits until the record at journal `offset` is applied to the state (read-your-writes),
+    /// Waits until the record at log position `offset` is applied to the state (read-your-writes),
     /// or until `deadline`. Returns [`WaitError::Stalled`] as soon as ingestion is reported
     /// stalled (see [`health`](Self::health)), rather than wait out the deadline.
     #[tracing::instrument(level = "debug", name = "node.wait_indexed", skip(self, deadline))]

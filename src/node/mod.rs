@@ -95,7 +95,7 @@ use submit::Admission;
 
 /// Longest shutdown waits for the ingestor to apply what is durable: a healthy ingestor
 /// applies tens of thousands of records a second, so a minute means it is not progressing.
-/// What it has not applied stays in the journal and is applied at the next start.
+/// What it has not applied stays in the log and is applied at the next start.
 pub const SHUTDOWN_INGEST_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 pub use crate::log::JOURNAL_DIR;
@@ -400,7 +400,7 @@ impl Node {
     }
 
     /// Shuts the node down gracefully: refuses new submissions, lets every accepted one become
-    /// durable and indexed, stops the actors, and closes the journal and the state. Returns
+    /// durable and indexed, stops the actors, and closes the log and the state. Returns
     /// once the data directory can be opened again. Later calls on any clone of this handle
     /// answer `Closed`, at once: the threads are joined and the storage closed on a blocking
     /// thread, so neither readers nor the host's executor wait for them.
@@ -411,7 +411,7 @@ impl Node {
             Some(running) => running.admission.close(),
             None => return Err(NodeError::Closed),
         };
-        // Every append is queued; the journal acknowledges (or drops) each exactly once.
+        // Every append is queued; the log acknowledges (or drops) each exactly once.
         let _ = in_flight.wait_for(|n| *n == 0).await;
         let end = self.durable_end()?;
         let mut status = self.inner.status.clone();
@@ -436,7 +436,7 @@ impl Node {
         match caught_up {
             Ok(Ok(Some(reason))) => Err(NodeError::Stalled(reason)),
             Err(_) => Err(NodeError::Stalled(format!(
-                "ingestion did not reach the journal end {end} within {SHUTDOWN_INGEST_WAIT:?}"
+                "ingestion did not reach the log end {end} within {SHUTDOWN_INGEST_WAIT:?}"
             ))),
             _ => Ok(()),
         }

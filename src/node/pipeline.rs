@@ -202,19 +202,26 @@ impl Actors {
             arbiters.push(arbiter);
         }
         // The listener runs on the log's thread and never blocks: it replaces the end the
-        // ingestor has not seen yet, so a burst of ends costs the ingestor one wake-up.
-        let (ends, durable_ends) = watch::channel(log.durable_end());
+        // ingestor has not seen yet, so a burst of ends costs the ingestor one wake-up. It is
+        // installed before the end is read: an end that advances in between (a stream's
+        // fetcher runs already) is then either read here or announced, never lost.
+        let (ends, durable_ends) = watch::channel(0);
+        let ends = Arc::new(ends);
         let announced = mailboxes.ingestor.clone();
-        log.set_durable_listener(Box::new(move |end| {
-            let raised = ends.send_if_modified(|current| {
+        let raise = move |ends: &watch::Sender<u64>, end: u64| {
+            // Flagged before it is sent, so the ingestor's clear on taking it comes after.
+            announced.set_waiting();
+            ends.send_if_modified(|current| {
                 let raised = end > *current;
                 *current = (*current).max(end);
                 raised
             });
-            if raised {
-                announced.sent();
-            }
-        }));
+        };
+        {
+            let (ends, raise) = (Arc::clone(&ends), raise.clone());
+            log.set_durable_listener(Box::new(move |end| raise(&ends, end)));
+        }
+        raise(&ends, log.durable_end());
         let ingestor = IngestorActor::new(
             Arc::clone(log),
             state.clone(),

@@ -4,21 +4,21 @@
 //! Submissions go through a bounded queue to `verify_threads` threads. Each thread takes one
 //! submission, gathers more that are already waiting (up to `verify_batch_records_max`
 //! assertions, from any submitters), checks shape and limits, verifies every signature in one
-//! batch-verification call, and queues each valid record to the journal without waiting. The
-//! journal's acknowledgement then completes the submitter's future. So a submitter learns of
-//! a bad signature or a broken limit at once, and the journal receives only verified records.
+//! batch-verification call, and queues each valid record to the log without waiting. The
+//! log's acknowledgement then completes the submitter's future. So a submitter learns of
+//! a bad signature or a broken limit at once, and the log receives only verified records.
 //!
 //! A trust change is admitted only if its signer is one of the configured administrators
-//! (`votes.admins`); this is the one place the list is consulted, so the journal holds only
+//! (`votes.admins`); this is the one place the list is consulted, so the log holds only
 //! authorized changes and applying them never depends on the configuration of the day.
 //!
-//! Within one submission, records reach the journal in order: an assertion and its child
-//! submitted together are journaled parent first.
+//! Within one submission, records reach the log in order: an assertion and its child
+//! submitted together are appended parent first.
 //!
 //! Both queues are bounded in entries and in bytes (see [`Budget`]). A submission reserves its
 //! share of the verification budget before it is queued and returns it once its records are
-//! dropped; its valid records then reserve the journal's budget together, so a submission is
-//! journaled whole or, over budget, not at all ([`SubmitError::Busy`]).
+//! dropped; its valid records then reserve the log's append budget together, so a submission
+//! is appended whole or, over budget, not at all ([`SubmitError::Busy`]).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -35,10 +35,10 @@ use crate::protocol::{AgentId, Assertion, Hash, Limits, LogRecord, ObjectValue, 
 /// A durable acknowledgement: the record's position in the log, or why it was not stored.
 pub(crate) type Ack = oneshot::Receiver<Result<u64, SubmitError>>;
 
-/// The verdict on one submitted assertion: queued to the journal (its hash and pending
+/// The verdict on one submitted assertion: queued to the log (its hash and pending
 /// acknowledgement), or refused.
 pub(crate) type Admitted = Result<(Hash, Ack), SubmitError>;
-/// The verdicts on one submission, in order, or why none of it was queued to the journal.
+/// The verdicts on one submission, in order, or why none of it was queued to the log.
 pub(crate) type Verdicts = Result<Vec<Admitted>, SubmitError>;
 
 /// Returns what `record` holds in memory while it waits for verification, in bytes: its struct
@@ -72,7 +72,7 @@ struct Job {
     /// The submission's share of the verification budget; returned once its records are
     /// dropped, before its reply is sent.
     share: Reservation,
-    /// The submitter's span (say, its HTTP request's): the journal appends run in it.
+    /// The submitter's span (say, its HTTP request's): the log appends run in it.
     span: tracing::Span,
 }
 
@@ -81,12 +81,12 @@ pub(crate) struct Admission {
     sender: Option<Sender<Job>>,
     threads: Vec<JoinHandle<()>>,
     budget: Arc<Budget>,
-    /// Appends queued to the journal and not yet acknowledged.
+    /// Appends queued to the log and not yet acknowledged.
     in_flight: Arc<watch::Sender<usize>>,
 }
 
 impl Admission {
-    /// Starts `threads` verification threads feeding `journal`; trust changes are admitted
+    /// Starts `threads` verification threads feeding `log`; trust changes are admitted
     /// only when signed by one of `admins`; `budget` bounds what waits for them (and what
     /// they hold).
     pub(crate) fn start(
@@ -201,7 +201,7 @@ impl Drop for InFlight {
     }
 }
 
-/// A record that passed verification, encoded for the journal (with whether it depends on an
+/// A record that passed verification, encoded for the log (with whether it depends on an
 /// earlier record of its submission), or why it did not pass.
 type Checked = Result<(Hash, Vec<u8>, bool), SubmitError>;
 
@@ -242,7 +242,7 @@ impl Worker {
         let verdicts = validate_records(&all, &self.limits, now_ms());
         let mut pairs = all.into_iter().zip(verdicts);
         for (count, reply, share, span) in replies {
-            // Each record is dropped once encoded; the payloads take the journal's budget
+            // Each record is dropped once encoded; the payloads take the log's budget
             // before the verification share is returned, so no byte goes uncounted.
             let mut earlier = HashSet::new();
             let checked: Vec<Checked> = pairs

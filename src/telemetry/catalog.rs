@@ -280,7 +280,7 @@ pub const METRICS: &[MetricSpec] = &[
     gauge(QUEUE_BYTES_MAX, &["queue"], "A bounded queue's byte budget.", "Queue bytes against budgets"),
     gauge(QUEUE_ENTRIES, &["queue"], "Entries held by a bounded queue.", "Queue entries"),
     counter(BUSY_REJECTIONS, &["queue"], "Items a bounded queue refused because it was full (answered 503 Busy).", "Busy rejections"),
-    gauge(MAILBOX_DEPTH, &["actor"], "Messages sent to an actor kind and not yet handled (ingestor, vote_counter, lens).", "Mailbox depths"),
+    gauge(MAILBOX_DEPTH, &["actor"], "Messages sent to an actor kind and not yet handled (vote_counter, lens); for the ingestor, 1 while a new durable end waits for it (ends coalesce).", "Mailbox depths"),
     gauge(STATE_MAP_USED_BYTES, &[], "Bytes of LMDB map pages in use.", "LMDB map used against size"),
     gauge(STATE_MAP_SIZE_BYTES, &[], "The LMDB map size; it grows by itself when nearly full.", "LMDB map used against size"),
     counter(STATE_MAP_GROWS, &[], "Times the LMDB map was grown.", "LMDB map used against size"),

@@ -2,8 +2,8 @@
 //! `stemedb_mailbox_depth` gauge. actix does not expose its mailboxes' lengths, so senders and
 //! handlers count: a request-reply message holds a [`Pending`] guard from its send until its
 //! reply is taken or dropped (so an abandoned request is never left counted), and the
-//! ingestor's durable ends are counted by the log's listener that publishes them and cleared
-//! by the handler that takes the latest. The counts belong to one node and end with it.
+//! ingestor's durable end, which coalesces in a watch channel, counts 1 from the log's
+//! listener raising it until the ingestor takes it. The counts belong to one node and end with it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -23,7 +23,13 @@ impl Depth {
         self.0.fetch_sub(1, Ordering::Relaxed);
     }
 
-    /// Counts every message taken at once (announcements that coalesce).
+    /// Marks one coalescing item (the latest durable end) as waiting: the count is 1 until
+    /// [`clear`](Self::clear), however many items arrive meanwhile.
+    pub(crate) fn set_waiting(&self) {
+        self.0.store(1, Ordering::Relaxed);
+    }
+
+    /// Marks the coalescing item as taken.
     pub(crate) fn clear(&self) {
         self.0.store(0, Ordering::Relaxed);
     }
@@ -53,7 +59,7 @@ impl Drop for Pending {
 /// The depths of one node's actors.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Mailboxes {
-    /// The ingestor's durable-end announcements.
+    /// The ingestor's durable end not taken yet (0 or 1: ends coalesce).
     pub(crate) ingestor: Depth,
     /// Vote batches sent to the vote-counter shards and not yet answered.
     pub(crate) vote_counter: Depth,

@@ -96,7 +96,7 @@ impl From<ReplicationError> for stemedb::log::AppendError {
             not_acked @ ReplicationError::NotAcknowledged { .. } => {
                 Self::NotAcknowledged(Box::new(not_acked))
             }
-            other => Self::Failed(Box::new(other)),
+            other => Self::Unavailable(Box::new(other)),
         }
     }
 }

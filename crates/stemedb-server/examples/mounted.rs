@@ -26,7 +26,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
         .map_or_else(|| scratch.path().to_owned(), std::path::PathBuf::from);
     let node = stemedb::Node::start(stemedb::Config::default(), data_dir.join("data"))?;
     let (keys, token) = KeyStore::open(&data_dir.join("api"))?;
-    let api = web::Data::new(Api::new(node.clone(), Arc::new(keys), HttpConfig::default()));
+    let api = web::Data::new(Api::new(node.clone(), Arc::new(keys), HttpConfig::default())?);
 
     let server = HttpServer::new(move || {
         App::new()

@@ -14,7 +14,7 @@
 //! async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //!     let node = stemedb::Node::start(stemedb::Config::default(), "stemedb-data")?;
 //!     let (keys, _) = KeyStore::open("stemedb-data/api".as_ref())?;
-//!     let api = web::Data::new(Api::new(node.clone(), Arc::new(keys), HttpConfig::default()));
+//!     let api = web::Data::new(Api::new(node.clone(), Arc::new(keys), HttpConfig::default())?);
 //!     HttpServer::new(move || {
 //!         App::new()
 //!             .route("/hello", web::get().to(|| async { "the host's own route" }))
@@ -75,6 +75,7 @@ pub use server_config::{DEFAULT_CONFIG_TOML, ServerConfig, StartError};
 pub use stemedb_jetstream::{ReplicationConfig, ReplicationMode};
 pub use telemetry_config::{LogFormat, TelemetryConfig};
 
+use stemedb::config::ConfigError;
 use stemedb::node::Node;
 use stemedb::telemetry::catalog;
 
@@ -102,11 +103,13 @@ impl Drop for WatcherPermit {
 }
 
 impl Api {
-    /// The state of a server for `node` with `keys` and `config`.
-    pub fn new(node: Node, keys: Arc<KeyStore>, config: HttpConfig) -> Self {
+    /// The state of a server for `node` with `keys` and `config`; refuses a `config` whose
+    /// values are out of range or contradict each other (the error names the field).
+    pub fn new(node: Node, keys: Arc<KeyStore>, config: HttpConfig) -> Result<Self, ConfigError> {
+        config.validate().map_err(ConfigError::invalid_value)?;
         let meters = auth::Meters::new(config.rate_per_s, config.rate_burst, config.quota_records_per_day);
         let openapi_json = openapi().to_pretty_json().unwrap_or_default();
-        Self {
+        Ok(Self {
             node,
             keys,
             config,
@@ -116,7 +119,7 @@ impl Api {
             openapi_json,
             closing: Arc::new(tokio::sync::watch::channel(false).0),
             metrics: None,
-        }
+        })
     }
 
     /// Serves `handle`'s metrics at `/metrics` (else that route answers 404).
@@ -295,17 +298,16 @@ fn base_document() -> OpenApi {
         .build()
 }
 
-/// The `/v1` scope with everything it needs: the API state, JSON, query and path limits and
-/// their problem answers, admission, metrics of each request, CORS, and a problem+json 404
-/// for any other path under `/v1`. Its settings stay inside the scope: a host's own routes
-/// keep theirs.
-fn api_scope(
+/// The `/v1` scope with what its routes need: the API state, JSON, query and path limits and
+/// their problem answers, and a problem+json 404 for any other path under `/v1`. Its settings
+/// stay inside the scope: a host's own routes keep theirs.
+fn api_routes(
     api: web::Data<Api>,
 ) -> utoipa_actix_web::scope::Scope<
     impl actix_web::dev::ServiceFactory<
         ServiceRequest,
         Config = (),
-        Response = ServiceResponse<impl MessageBody>,
+        Response = ServiceResponse,
         Error = actix_web::Error,
         InitError = (),
     >,
@@ -318,16 +320,12 @@ fn api_scope(
         .error_handler(|error, _| ApiError::bad_request(format!("bad query parameters: {error}")).into());
     let path = web::PathConfig::default()
         .error_handler(|error, _| ApiError::bad_request(format!("bad path parameter: {error}")).into());
-    let cors = cors(&api.config.cors_origins);
     routes::scope()
         .app_data(api)
         .app_data(json)
         .app_data(query)
         .app_data(path)
         .default_service(web::to(not_found))
-        .wrap(from_fn(admit))
-        .wrap(from_fn(observe::observe))
-        .wrap(cors)
 }
 
 async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
@@ -335,16 +333,23 @@ async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
 }
 
 /// Mounts the API (every route under `/v1`) in a host's own actix-web `App`, beside the host's
-/// routes: `App::new().configure(configure(api.clone()))`. The API's limits, admission,
-/// metrics and CORS apply to its routes only. `/metrics` is not mounted: a host installs and
-/// exports its own recorder (see [`prometheus_recorder`]).
+/// routes: `App::new().configure(configure(api.clone()))`. The API's limits, admission (body
+/// budget, request timeout), request metrics and CORS apply to its routes only. `/metrics` is
+/// not mounted: a host installs and exports its own recorder (see [`prometheus_recorder`]).
 pub fn configure(api: web::Data<Api>) -> impl FnOnce(&mut web::ServiceConfig) {
     move |config| {
-        config.service(api_scope(api));
+        let cors = cors(&api.config.cors_origins);
+        config.service(
+            api_routes(api)
+                .wrap(from_fn(admit))
+                .wrap(from_fn(observe::observe))
+                .wrap(cors),
+        );
     }
 }
 
-/// Builds the standalone app: the API's scope, `/metrics`, and a problem+json 404.
+/// Builds the standalone app: the API's scope, `/metrics`, and a problem+json 404, every
+/// request under admission, request metrics and CORS.
 fn app(
     api: web::Data<Api>,
 ) -> App<
@@ -356,11 +361,15 @@ fn app(
         InitError = (),
     >,
 > {
+    let cors = cors(&api.config.cors_origins);
     App::new()
         .app_data(api.clone())
-        .service(api_scope(api.clone()))
+        .service(api_routes(api))
         .service(routes::metrics_route())
         .default_service(web::to(not_found))
+        .wrap(from_fn(admit))
+        .wrap(from_fn(observe::observe))
+        .wrap(cors)
 }
 
 fn cors(origins: &[String]) -> actix_cors::Cors {

@@ -236,8 +236,8 @@ fn append_problem(error: &AppendError, message: String) -> ApiError {
         AppendError::RecordTooLarge { max, .. } => {
             ApiError::unprocessable("record", message).limit(*max as u64)
         }
-        // Not acknowledged in time: a resend is safe and may succeed at once.
-        AppendError::NotAcknowledged(_) | AppendError::Busy(_) => {
+        // Not acknowledged in time, or refused for now: a resend is safe and may succeed soon.
+        AppendError::NotAcknowledged(_) | AppendError::Unavailable(_) | AppendError::Busy(_) => {
             ApiError::unavailable(message, RETRY_BUSY_S)
         }
         AppendError::TooLargeForQueue(_) | AppendError::Failed(_) | AppendError::Closed => {

@@ -22,7 +22,7 @@ async fn the_api_mounts_beside_a_host_route_and_keeps_its_settings_to_itself() {
         body_bytes_max: 4096,
         ..HttpConfig::default()
     };
-    let api = web::Data::new(Api::new(node.clone(), Arc::new(keys), config));
+    let api = web::Data::new(Api::new(node.clone(), Arc::new(keys), config).unwrap());
     let server = HttpServer::new(move || {
         App::new()
             // The host's own route takes bodies larger than the API's limit.

@@ -107,7 +107,7 @@ fn serve(work: &Work, dir: &Path) -> (Node, SocketAddr, Stopper) {
     config.http.rate_burst = RATE_LIMIT;
     let node = Node::start(config.engine(), dir).expect("start node");
     let (keys, _) = KeyStore::open(work.keys_dir.path()).expect("open key store");
-    let api = Api::new(node.clone(), Arc::new(keys), config.http);
+    let api = Api::new(node.clone(), Arc::new(keys), config.http).expect("valid [http] configuration");
     let server = start(api, false).expect("start the HTTP server");
     let handle = server.stopper.clone();
     actix::spawn(async move { server.running.await.expect("the HTTP server failed") });

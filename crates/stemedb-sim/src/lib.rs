@@ -71,6 +71,7 @@ pub struct SimConfig {
     pub binary: PathBuf,
     /// Test-only hooks for the embedded nodes: a deliberately broken build, to show that an
     /// arena fails.
+    #[cfg(feature = "test-kit")]
     pub hooks: stemedb::actors::Hooks,
 }
 
@@ -86,6 +87,7 @@ impl SimConfig {
             work_dir,
             deadline: Duration::from_secs(60),
             binary: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("stemedb")),
+            #[cfg(feature = "test-kit")]
             hooks: stemedb::actors::Hooks::default(),
         }
     }

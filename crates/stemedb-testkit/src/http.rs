@@ -83,7 +83,11 @@ where
             .to_owned();
         let custodial = keys.keys()[0].agents[0];
         let keys = Arc::new(keys);
-        let server = start(Api::new(node.clone(), keys.clone(), config.http.clone()), false).unwrap();
+        let server = start(
+            Api::new(node.clone(), keys.clone(), config.http.clone()).unwrap(),
+            false,
+        )
+        .unwrap();
         let base = format!("http://{}", server.addrs[0]);
         let stopper = server.stopper.clone();
         actix::spawn(server.running);

@@ -336,7 +336,7 @@ impl IngestorActor {
         // Reported as stalled once it is plainly not passing: waiters stop waiting, while the
         // ingestor keeps retrying in case it does pass.
         let stalled = permanent || self.failures >= STALL_FAILURES_MIN;
-        self.publish(stalled.then(|| format!("at journal offset {}: {error}", self.cursor)));
+        self.publish(stalled.then(|| format!("at log offset {}: {error}", self.cursor)));
         self.schedule(ctx, Some(Duration::from_millis(self.backoff_ms)));
     }
 
@@ -346,7 +346,7 @@ impl IngestorActor {
         metrics::counter!(catalog::INGEST_HALTED).increment(1);
         tracing::error!(%error, cursor = self.cursor, "ingestion halted");
         self.publish(Some(format!(
-            "at journal offset {}: {error}; ingestion is halted until the node restarts",
+            "at log offset {}: {error}; ingestion is halted until the node restarts",
             self.cursor
         )));
     }

@@ -60,7 +60,11 @@ pub(crate) use segment::lock_dir;
 pub use verify::{repair, scan, scanned_payloads};
 #[cfg(feature = "test-kit")]
 #[doc(hidden)]
-pub use {recovery::identity, scan::SECTOR_BYTES, segment::OPEN_SEGMENT_FILES_MAX, segment::list_segments};
+pub use {recovery::identity, scan::SECTOR_BYTES, segment::OPEN_SEGMENT_FILES_MAX};
+// The segments of a journal directory, for fault injection that damages them on purpose.
+#[cfg(feature = "faults")]
+#[doc(hidden)]
+pub use {layout::SEGMENT_HEADER_BYTES, segment::list_segments};
 
 use crate::budget::Budget;
 use group_commit::AppendRequest;

@@ -58,7 +58,8 @@ pub(crate) fn run(args: &ServeArgs, config: &Config) -> Result<(), CliError> {
                 path.display()
             );
         }
-        let mut api = Api::new(node.clone(), Arc::new(keys), config.http.clone());
+        let mut api = Api::new(node.clone(), Arc::new(keys), config.http.clone())
+            .map_err(|e| failed("invalid [http] configuration")(&e))?;
         let mut metrics_server = None;
         if let Some(handle) = metrics {
             // Histograms are folded in at each scrape; between scrapes, upkeep bounds them.

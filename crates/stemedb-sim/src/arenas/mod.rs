@@ -129,7 +129,13 @@ pub(crate) fn node_dir(config: &SimConfig, arena: u8, name: &str) -> PathBuf {
 
 /// Starts an embedded node on `dir` with `node_config` (and the test hooks, if any).
 pub(crate) fn start_node(config: &SimConfig, node_config: Config, dir: &Path) -> Result<Node, SimError> {
+    #[cfg(feature = "test-kit")]
     let started = Node::start_with_hooks(node_config, dir, config.hooks.clone());
+    #[cfg(not(feature = "test-kit"))]
+    let started = {
+        let _ = config;
+        Node::start(node_config, dir)
+    };
     started.map_err(|e| SimError::Node(format!("cannot start a node on {}: {e}", dir.display())))
 }
 
