@@ -40,8 +40,7 @@ pub(super) async fn corruption(
             .find(|(b, _)| *b <= victim.offset)
             .cloned()
             .unwrap_or_default();
-        let at = stemedb::storage::journal::SEGMENT_HEADER_BYTES as u64 + victim.offset
-            - segment_base
+        let at = stemedb::storage::journal::SEGMENT_HEADER_BYTES as u64 + victim.offset - segment_base
             + 24
             + rng.u64(..32);
         let mut bytes =
