@@ -105,7 +105,11 @@ fn fill(journal: &Journal, mut more: impl FnMut(&Journal, u64) -> bool) {
         in_flight.acquire();
         let payload = vec![(appended % 251) as u8 + 1; PAYLOAD_BYTES];
         let done = Arc::clone(&in_flight);
-        let reply: AppendReply = Box::new(move |outcome| done.release(outcome.err().map(|e| e.to_string())));
+        let reply: AppendReply = Box::new(
+            move |outcome: Result<u64, stemedb::storage::journal::JournalError>| {
+                done.release(outcome.err().map(|e| e.to_string()))
+            },
+        );
         match journal.try_append(payload, reply) {
             Ok(()) => appended += 1,
             // The reply was dropped unanswered: give its slot back and retry.

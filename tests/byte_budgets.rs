@@ -50,11 +50,13 @@ fn journal_queue_over_its_byte_budget_is_busy_until_it_drains() {
     // The first append's reply holds the group-commit thread until the test lets it go.
     let (entered_tx, entered) = bounded(1);
     let (release, released) = bounded::<()>(1);
-    let holding: AppendReply = Box::new(move |outcome| {
-        outcome.expect("first append");
-        entered_tx.send(()).unwrap();
-        let _ = released.recv_timeout(WAIT);
-    });
+    let holding: AppendReply = Box::new(
+        move |outcome: Result<u64, stemedb::storage::journal::JournalError>| {
+            outcome.expect("first append");
+            entered_tx.send(()).unwrap();
+            let _ = released.recv_timeout(WAIT);
+        },
+    );
     journal.try_append(vec![1; 1000], holding).unwrap();
     entered
         .recv_timeout(WAIT)

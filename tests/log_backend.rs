@@ -101,7 +101,7 @@ impl Append for MemoryLog {
                 stored.push(record.payload);
                 stored.len() as u64
             };
-            (record.reply)(Ok(position));
+            record.reply.reply(Ok(position));
             if let Some(listener) = self.0.listener.lock().as_ref() {
                 listener(position + 1);
             }

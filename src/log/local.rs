@@ -180,14 +180,11 @@ impl Append for Journal {
 
     fn try_append(&self, records: Vec<Outgoing>) -> Result<(), AppendError> {
         // The journal writes one submission's records in order in one group: a record that
-        // depends on an earlier one is never durable without it.
+        // depends on an earlier one is never durable without it. Each reply takes the
+        // journal's outcome itself ([`Reply`] is an [`Acknowledge`]): no wrapper, no new box.
         let appends = records
             .into_iter()
-            .map(|outgoing| {
-                let reply = outgoing.reply;
-                let reply: AppendReply = Box::new(move |outcome| reply(outcome.map_err(AppendError::from)));
-                (outgoing.payload, reply)
-            })
+            .map(|outgoing| (outgoing.payload, outgoing.reply as AppendReply))
             .collect();
         Ok(self.try_append_batch(appends)?)
     }

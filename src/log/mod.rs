@@ -35,7 +35,7 @@ use std::sync::Arc;
 
 pub use crate::budget::{QueueFull, QueueUnit};
 use crate::protocol::Hash;
-pub use crate::storage::journal::{DurableListener, RangeRead};
+pub use crate::storage::journal::{Acknowledge, DurableListener, RangeRead};
 pub use error::{AppendError, BoxError, LogError, ReadError};
 pub use local::{JOURNAL_DIR, LocalJournal};
 
@@ -111,8 +111,16 @@ pub struct Outgoing {
     pub reply: AppendReply,
 }
 
-/// Told the durable position of a record, or why it could not be stored.
-pub type AppendReply = Box<dyn FnOnce(Result<u64, AppendError>) + Send>;
+/// Told once of the durable position of a record, or why it could not be stored. Its
+/// implementations (the node's acknowledgements) also take the local journal's own outcome
+/// ([`Acknowledge`]), so that the journal carries the same box, with no wrapper around it.
+pub trait Reply: Acknowledge {
+    /// Takes the outcome.
+    fn reply(self: Box<Self>, outcome: Result<u64, AppendError>);
+}
+
+/// A boxed [`Reply`].
+pub type AppendReply = Box<dyn Reply>;
 
 /// What a bounded append queue holds: entries and bytes in flight, and its bound in bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

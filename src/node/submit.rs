@@ -29,8 +29,9 @@ use tokio::sync::{oneshot, watch};
 
 use super::error::{Queue, SubmitError};
 use crate::budget::{Budget, QueueFull, QueueUnit, Reservation};
-use crate::log::{Append, AppendError, AppendReply, Outgoing};
+use crate::log::{Acknowledge, Append, AppendError, AppendReply, Outgoing, Reply};
 use crate::protocol::{AgentId, Assertion, Hash, Limits, LogRecord, ObjectValue, now_ms, validate_records};
+use crate::storage::journal::JournalError;
 
 /// A durable acknowledgement: the record's position in the log, or why it was not stored.
 pub(crate) type Ack = oneshot::Receiver<Result<u64, SubmitError>>;
@@ -185,6 +186,27 @@ impl Drop for Admission {
     }
 }
 
+/// What tells a submitter of its record's outcome: from any log ([`Reply`]), or straight from
+/// the local journal ([`Acknowledge`], with no conversion box between them).
+struct Acknowledgement {
+    submitter: oneshot::Sender<Result<u64, SubmitError>>,
+    /// Counts the append as in flight until the outcome is told (or the reply is dropped).
+    _in_flight: InFlight,
+}
+
+impl Reply for Acknowledgement {
+    fn reply(self: Box<Self>, outcome: Result<u64, AppendError>) {
+        // A submitter that gave up has dropped its receiver; the outcome stands regardless.
+        let _ = self.submitter.send(outcome.map_err(SubmitError::from));
+    }
+}
+
+impl Acknowledge for Acknowledgement {
+    fn acknowledge(self: Box<Self>, outcome: Result<u64, JournalError>) {
+        self.reply(outcome.map_err(AppendError::from));
+    }
+}
+
 /// One append awaiting its acknowledgement; it leaves the count when dropped.
 struct InFlight(Arc<watch::Sender<usize>>);
 
@@ -294,10 +316,9 @@ impl Worker {
                 }
                 let (ack, receiver) = oneshot::channel();
                 // Counted until the reply runs or is dropped unrun (the log refused it).
-                let guard = InFlight::enter(&self.in_flight);
-                let reply: AppendReply = Box::new(move |outcome| {
-                    let _ = ack.send(outcome.map_err(SubmitError::from));
-                    drop(guard);
+                let reply: AppendReply = Box::new(Acknowledgement {
+                    submitter: ack,
+                    _in_flight: InFlight::enter(&self.in_flight),
                 });
                 outgoing.push(Outgoing {
                     id: hash,

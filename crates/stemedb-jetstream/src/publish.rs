@@ -117,10 +117,12 @@ impl Inner {
 
     /// Answers `record`, which follows one that was not stored (`error`), without publishing it.
     fn not_stored(&self, record: Outgoing, error: &str) {
-        (record.reply)(Err(AppendError::from(ReplicationError::NotAcknowledged {
-            deadline_ms: self.deadline.as_millis() as u64,
-            reason: format!("an earlier record of its submission was not stored: {error}"),
-        })));
+        record
+            .reply
+            .reply(Err(AppendError::from(ReplicationError::NotAcknowledged {
+                deadline_ms: self.deadline.as_millis() as u64,
+                reason: format!("an earlier record of its submission was not stored: {error}"),
+            })));
     }
 
     /// Publishes records that do not depend on each other, retrying those not acknowledged
@@ -170,7 +172,7 @@ impl Inner {
                 match ack {
                     Some(Ok(ack)) if ack.stream == self.stream => {
                         self.acked.fetch_max(ack.sequence + 1, Ordering::AcqRel);
-                        (record.reply)(Ok(ack.sequence));
+                        record.reply.reply(Ok(ack.sequence));
                     }
                     Some(Ok(ack)) => {
                         let error = format!(
@@ -178,14 +180,16 @@ impl Inner {
                             ack.stream, self.stream
                         );
                         outcome = Some(error.clone());
-                        (record.reply)(Err(ReplicationError::Refused(error).into()));
+                        record.reply.reply(Err(ReplicationError::Refused(error).into()));
                     }
                     Some(Err(error)) if error.kind() == PublishErrorKind::MaxPayloadExceeded => {
                         outcome = Some(error.to_string());
-                        (record.reply)(Err(AppendError::from(ReplicationError::RecordTooLarge {
-                            bytes: payload.len(),
-                            max: self.record_bytes_max,
-                        })));
+                        record
+                            .reply
+                            .reply(Err(AppendError::from(ReplicationError::RecordTooLarge {
+                                bytes: payload.len(),
+                                max: self.record_bytes_max,
+                            })));
                     }
                     Some(Err(error)) => {
                         last_error = error.to_string();
@@ -202,10 +206,12 @@ impl Inner {
             if Instant::now() + pause >= deadline {
                 tracing::error!(records = failed.len(), error = %last_error, "stream publishes not acknowledged by the deadline");
                 for (record, _) in failed {
-                    (record.reply)(Err(AppendError::from(ReplicationError::NotAcknowledged {
-                        deadline_ms: self.deadline.as_millis() as u64,
-                        reason: last_error.clone(),
-                    })));
+                    record
+                        .reply
+                        .reply(Err(AppendError::from(ReplicationError::NotAcknowledged {
+                            deadline_ms: self.deadline.as_millis() as u64,
+                            reason: last_error.clone(),
+                        })));
                 }
                 return Some(last_error);
             }

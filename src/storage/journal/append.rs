@@ -83,7 +83,7 @@ impl Journal {
             .reserve_blocking(1, payload.len())
             .map_err(refused)?;
         let (tx, rx) = crossbeam_channel::bounded(1);
-        let reply: AppendReply = Box::new(move |outcome| {
+        let reply: AppendReply = Box::new(move |outcome: Result<u64, JournalError>| {
             let _ = tx.send(outcome);
         });
         // Never waits: the reserved entry guarantees a free slot (module invariant).

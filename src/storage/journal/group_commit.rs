@@ -20,8 +20,22 @@ use super::format;
 use super::writer::Writer;
 use crate::budget::Reservation;
 
-/// Called once with the outcome of an append: its global offset once durable, or the error.
-pub type AppendReply = Box<dyn FnOnce(Result<u64, JournalError>) + Send>;
+/// Told once of the outcome of an append: its global offset once durable, or the error. Every
+/// `FnOnce(Result<u64, JournalError>)` closure is one; a layer above may implement it for its
+/// own acknowledgement type, so that an append carries one boxed reply, never a box in a box.
+pub trait Acknowledge: Send {
+    /// Takes the outcome.
+    fn acknowledge(self: Box<Self>, outcome: Result<u64, JournalError>);
+}
+
+impl<F: FnOnce(Result<u64, JournalError>) + Send> Acknowledge for F {
+    fn acknowledge(self: Box<Self>, outcome: Result<u64, JournalError>) {
+        self(outcome);
+    }
+}
+
+/// Called once with the outcome of an append; see [`Acknowledge`].
+pub type AppendReply = Box<dyn Acknowledge>;
 
 /// One queued append.
 pub struct AppendRequest {
@@ -141,7 +155,7 @@ fn reply_released(request: AppendRequest, outcome: Result<u64, JournalError>) {
     } = request;
     drop(payload);
     drop(share);
-    reply(outcome);
+    reply.acknowledge(outcome);
 }
 
 /// Gives each appender of a failed batch its own copy of the error.

@@ -50,7 +50,7 @@ pub use config::{CorruptionPolicy, JournalConfig, Retention};
 pub use cursors::{CURSOR_NAME_BYTES_MAX, CURSORS_MAX};
 pub use error::{JournalError, ReadError, RecordDefect};
 pub use faults::{Faults, NoFaults};
-pub use group_commit::AppendReply;
+pub use group_commit::{Acknowledge, AppendReply};
 pub use quarantine::QUARANTINE_DIR;
 pub use reader::{JournalReader, RangeRead, ReadOutcome};
 pub use report::{Defect, Recovered, ScanReport, ScannedSegment};
