@@ -18,6 +18,7 @@ pub use hooks::{Hook, Hooks};
 pub(crate) use hooks::Hooks;
 #[cfg_attr(not(feature = "test-kit"), allow(unused_imports, reason = "for tests"))]
 pub use ingestor::{CommitListener, DurableOffset, INGEST_CURSOR_NAME, IngestStatus, IngestorActor, IngestorConfig};
+pub(crate) use ingestor::listen_for_durable_ends;
 pub use lens::{LensActor, Resolve};
 #[cfg_attr(not(feature = "test-kit"), allow(unused_imports, reason = "for tests"))]
 pub use vote_counter::{CountVotes, VoteCounterActor, shard_of};

@@ -39,22 +39,31 @@ pub struct Config {
 }
 
 /// Reads the TOML file at `path` into `T` (a [`Config`], or a host's configuration that embeds
-/// its sections), naming the file in errors; does not validate.
-pub fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
+/// its sections) and checks it with `validate`; errors name the file.
+pub fn read_toml<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    validate: impl FnOnce(&T) -> Result<(), ConfigError>,
+) -> Result<T, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_owned(),
         source,
     })?;
-    parse_toml(&text, &path.display().to_string())
+    parse_toml(&text, &path.display().to_string(), validate)
 }
 
-/// Parses TOML `text` into `T`; `origin` (a file, or "(built-in default)") names it in
-/// errors; does not validate.
-pub fn parse_toml<T: serde::de::DeserializeOwned>(text: &str, origin: &str) -> Result<T, ConfigError> {
-    toml::from_str(text).map_err(|source| ConfigError::Parse {
+/// Parses TOML `text` into `T` and checks it with `validate`; `origin` (a file, or
+/// "(built-in default)") names it in errors.
+pub fn parse_toml<T: serde::de::DeserializeOwned>(
+    text: &str,
+    origin: &str,
+    validate: impl FnOnce(&T) -> Result<(), ConfigError>,
+) -> Result<T, ConfigError> {
+    let config = toml::from_str(text).map_err(|source| ConfigError::Parse {
         origin: origin.to_owned(),
         source: Box::new(source),
-    })
+    })?;
+    validate(&config).map_err(|error| error.with_origin(origin))?;
+    Ok(config)
 }
 
 /// A configuration that could not be loaded, or a value out of its range.
@@ -114,19 +123,21 @@ impl ConfigError {
 impl Config {
     /// Loads the file at `path`, or the built-in default when `path` is `None`; validates it.
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
-        let (config, origin): (Self, String) = match path {
-            None => (Self::default(), "(built-in default)".to_owned()),
-            Some(path) => (read_toml(path)?, path.display().to_string()),
-        };
-        config.validate().map_err(|error| error.with_origin(&origin))?;
-        Ok(config)
+        match path {
+            None => {
+                let config = Self::default();
+                config
+                    .validate()
+                    .map_err(|error| error.with_origin("(built-in default)"))?;
+                Ok(config)
+            }
+            Some(path) => read_toml(path, Self::validate),
+        }
     }
 
     /// Parses and validates TOML text; `origin` names it in errors.
     pub fn from_toml(text: &str, origin: &str) -> Result<Self, ConfigError> {
-        let config: Self = parse_toml(text, origin)?;
-        config.validate().map_err(|error| error.with_origin(origin))?;
-        Ok(config)
+        parse_toml(text, origin, Self::validate)
     }
 
     /// Checks every value against its range, and the sections against each other; the error

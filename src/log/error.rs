@@ -34,13 +34,6 @@ pub enum ReadError {
     Transient(BoxError),
 }
 
-impl ReadError {
-    /// Returns true if and only if retrying the read may succeed.
-    pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Transient(_))
-    }
-}
-
 /// An append the log refused or could not make durable.
 #[derive(Debug, Error)]
 pub enum AppendError {

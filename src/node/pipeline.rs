@@ -10,7 +10,9 @@ use tokio::sync::watch;
 use super::submit::Admission;
 use super::{NodeError, STATE_DIR};
 use crate::Config;
-use crate::actors::{CommitListener, Hooks, IngestStatus, IngestorActor, LensActor, VoteCounterActor};
+use crate::actors::{
+    CommitListener, Hooks, IngestStatus, IngestorActor, LensActor, VoteCounterActor, listen_for_durable_ends,
+};
 use crate::lens::Views;
 use crate::log::{Append, JOURNAL_DIR, LocalJournal, Log, LogBackend, OpenedLog, Rebuild};
 use crate::storage::audit::AuditLog;
@@ -201,27 +203,7 @@ impl Actors {
             }));
             arbiters.push(arbiter);
         }
-        // The listener runs on the log's thread and never blocks: it replaces the end the
-        // ingestor has not seen yet, so a burst of ends costs the ingestor one wake-up. It is
-        // installed before the end is read: an end that advances in between (a stream's
-        // fetcher runs already) is then either read here or announced, never lost.
-        let (ends, durable_ends) = watch::channel(0);
-        let ends = Arc::new(ends);
-        let announced = mailboxes.ingestor.clone();
-        let raise = move |ends: &watch::Sender<u64>, end: u64| {
-            // Flagged before it is sent, so the ingestor's clear on taking it comes after.
-            announced.set_waiting();
-            ends.send_if_modified(|current| {
-                let raised = end > *current;
-                *current = (*current).max(end);
-                raised
-            });
-        };
-        {
-            let (ends, raise) = (Arc::clone(&ends), raise.clone());
-            log.set_durable_listener(Box::new(move |end| raise(&ends, end)));
-        }
-        raise(&ends, log.durable_end());
+        let durable_ends = listen_for_durable_ends(log, mailboxes);
         let ingestor = IngestorActor::new(
             Arc::clone(log),
             state.clone(),

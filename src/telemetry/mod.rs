@@ -23,7 +23,7 @@ pub(crate) use mailbox::Mailboxes;
 use metrics::Unit;
 
 /// The unit a metric's name ends in, if any.
-pub fn unit_of(name: &str) -> Option<Unit> {
+pub(crate) fn unit_of(name: &str) -> Option<Unit> {
     let base = name.strip_suffix("_total").unwrap_or(name);
     if base.ends_with("_seconds") {
         Some(Unit::Seconds)

@@ -44,21 +44,13 @@ impl ServerConfig {
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
         match path {
             None => Self::from_toml(DEFAULT_CONFIG_TOML, "(built-in default)"),
-            Some(path) => {
-                let config: Self = read_toml(path)?;
-                config
-                    .validate()
-                    .map_err(|error| error.with_origin(&path.display().to_string()))?;
-                Ok(config)
-            }
+            Some(path) => read_toml(path, Self::validate),
         }
     }
 
     /// Parses and validates TOML text; `origin` names it in errors.
     pub fn from_toml(text: &str, origin: &str) -> Result<Self, ConfigError> {
-        let config: Self = parse_toml(text, origin)?;
-        config.validate().map_err(|error| error.with_origin(origin))?;
-        Ok(config)
+        parse_toml(text, origin, Self::validate)
     }
 
     /// Checks every section, and the sections against each other; the error names the

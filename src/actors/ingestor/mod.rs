@@ -1,9 +1,8 @@
 //! [`IngestorActor`]: applies durable journal records to the LMDB state, exactly once.
 //!
 //! The actor runs on an arbiter of its own, the one thread that writes LMDB. It is woken by
-//! the log's durable end, never by a timer: the log's listener (on the log's own thread)
-//! publishes each new end in a [`watch`] channel, which coalesces ends the actor has not seen
-//! yet, and the actor takes the latest as a stream. Each end raises its target, and it then drains the journal in bounded batches
+//! the log's durable end, never by a timer (see `wake`: a watch channel that coalesces ends
+//! the actor has not seen yet). Each end raises its target, and it then drains the journal in bounded batches
 //! (`ingest_batch_records_max`, `ingest_batch_bytes_max`), one LMDB transaction per batch,
 //! yielding to its mailbox between batches. The state commits the ingest cursor with each
 //! batch, so a crash at any point resumes exactly where the state ends.
@@ -29,6 +28,10 @@ use tokio::sync::watch;
 mod error;
 mod outcome;
 mod votes;
+mod wake;
+
+pub use wake::DurableOffset;
+pub(crate) use wake::listen_for_durable_ends;
 
 use error::{IngestError, guarded};
 use outcome::record_outcome;
@@ -403,18 +406,8 @@ impl Actor for IngestorActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
-        if let Some(mut ends) = self.durable_ends.take() {
-            // The end when the node started counts as news: a restarted node has a backlog to
-            // apply before anything new is appended.
-            ends.mark_changed();
-            // Each item is the latest durable end not seen yet; the stream ends when the log
-            // drops its listener.
-            let ends = futures_util::stream::unfold(ends, |mut ends| async move {
-                ends.changed().await.ok()?;
-                let end = *ends.borrow_and_update();
-                Some((DurableOffset { end }, ends))
-            });
-            ctx.add_stream(ends);
+        if let Some(ends) = self.durable_ends.take() {
+            ctx.add_stream(wake::as_stream(ends));
         }
     }
 }
@@ -433,46 +426,6 @@ impl Drop for IngestorActor {
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "()")]
 struct Drain;
-
-/// A new durable end of the log: every record below `end` is durable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DurableOffset {
-    /// The position just past the last durable record.
-    pub end: u64,
-}
-
-impl StreamHandler<DurableOffset> for IngestorActor {
-    fn handle(&mut self, message: DurableOffset, ctx: &mut Self::Context) {
-        // Every end announced so far is taken at once: none waits any more.
-        self.mailboxes.ingestor.clear();
-        if self.halted {
-            return;
-        }
-        if message.end > self.target {
-            self.target = message.end;
-            let was_caught_up = self.announced.is_empty();
-            if self.announced.len() < ANNOUNCED_MAX {
-                self.announced.push_back((message.end, Instant::now()));
-            } else if let Some(newest) = self.announced.back_mut() {
-                newest.0 = message.end;
-            }
-            // Behind from now: say since when at once, not only after the next batch.
-            if was_caught_up {
-                let stalled = self.status.borrow().stalled.clone();
-                self.publish(stalled);
-            }
-        }
-        // While a retry waits out its backoff, a Drain is already scheduled; this is a no-op.
-        if self.cursor < self.target {
-            let pace = self.pace();
-            self.schedule(ctx, pace);
-        }
-    }
-
-    /// The log dropped its listener (the node is shutting down): the actor stays until its
-    /// arbiter stops, so that a drain in progress completes.
-    fn finished(&mut self, _ctx: &mut Self::Context) {}
-}
 
 impl Handler<Drain> for IngestorActor {
     type Result = ();
