@@ -346,7 +346,9 @@ fn check_acks(acked: &[Ack], replay: &Replay, ctx: &str) {
         let rejection = rejected.get(&ack.offset);
         let fits = match (ack.kind, stored, rejection) {
             (Kind::New | Kind::Child, Some(offset), None) => offset == ack.offset,
-            (Kind::Repeat, Some(offset), None) => offset < ack.offset,
+            // A resend of what was indexed already is answered with the stored copy's offset
+            // (not journaled again); one that raced the ingest is a later copy.
+            (Kind::Repeat, Some(offset), None) => offset <= ack.offset,
             (Kind::Orphan, None, Some(RejectReason::UnknownParent { .. })) => true,
             (Kind::Mismatch, None, Some(RejectReason::ParentMismatch { .. })) => true,
             (Kind::Foreign, None, Some(RejectReason::NotParentAuthor { .. })) => true,

@@ -312,9 +312,13 @@ fn resubmitted_assertion_is_stored_once() {
     with_node(Config::default(), |node| async move {
         let claim = assertion("dup", "p", 1, 4);
         let first = submit_indexed(&node, claim.clone()).await;
+        let end = node.durable_end().unwrap();
         let second = submit_indexed(&node, claim.clone()).await;
         assert_eq!(first.hash, second.hash);
-        assert_ne!(first.offset, second.offset);
+        // Stored already: answered with the stored copy, not journaled again.
+        assert!(!first.duplicate && second.duplicate);
+        assert_eq!(first.offset, second.offset);
+        assert_eq!(node.durable_end().unwrap(), end);
         assert_eq!(node.list(&ListQuery::subject("dup")).unwrap().assertions.len(), 1);
         assert_eq!(node.get(&first.hash).unwrap().unwrap().offset, first.offset);
         assert_eq!(node.counts().unwrap(), (1, 0));

@@ -175,6 +175,13 @@ pub enum AsOf {
     Offset(u64),
     /// What the store had applied by this wall-clock time, in milliseconds since the epoch.
     TimeMs(u64),
+    /// Both bounds at once: the records that count under each, so the earlier point.
+    Both {
+        /// As [`AsOf::Offset`].
+        offset: u64,
+        /// As [`AsOf::TimeMs`].
+        time_ms: u64,
+    },
 }
 
 impl Query {
@@ -343,6 +350,12 @@ pub fn resolve(
         // The record at the offset counts: everything below the next offset.
         Some(AsOf::Offset(offset)) => Some(offset.saturating_add(1).min(snapshot.cursor())),
         Some(AsOf::TimeMs(ms)) => Some(snapshot.cursor_at_time(ms)?),
+        Some(AsOf::Both { offset, time_ms }) => Some(
+            offset
+                .saturating_add(1)
+                .min(snapshot.cursor())
+                .min(snapshot.cursor_at_time(time_ms)?),
+        ),
     };
     let entries = match as_of_end {
         None => snapshot.entries(&query.subject, &query.predicate, query.history, limit)?,

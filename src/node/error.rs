@@ -77,6 +77,10 @@ pub enum NodeError {
     /// Stopping the node's threads or closing its storage failed during shutdown.
     #[error("shutdown could not stop the node's threads: {0}")]
     Teardown(#[source] actix_rt::task::JoinError),
+    /// A listing's `after` cursor belongs to another listing (another subject or pair): the
+    /// caller's input is wrong, and asking again with it cannot succeed.
+    #[error("the `after` cursor belongs to another subject or pair")]
+    BadCursor,
     /// The node was shut down.
     #[error("the node is shut down")]
     Closed,

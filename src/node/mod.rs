@@ -42,6 +42,7 @@
 //! }
 //! ```
 
+mod duplicates;
 mod error;
 mod gauges;
 mod health;
@@ -115,6 +116,9 @@ pub struct Receipt {
     /// The position of its record in the log: a journal offset, or a replicated log's
     /// position (a stream sequence); pass it to [`Node::wait_indexed`].
     pub offset: u64,
+    /// True if and only if the record was stored already: it was not journaled again, and
+    /// `offset` is that of the stored copy (see [`Node::submit`]).
+    pub duplicate: bool,
 }
 
 /// A running StemeDB node; see the [module docs](self).
@@ -298,7 +302,9 @@ impl Node {
         &self.inner.data_dir
     }
 
-    /// Submits one assertion; resolves once it is durable.
+    /// Submits one assertion; resolves once it is durable. An assertion stored already is
+    /// not journaled again: its receipt is the stored one, marked
+    /// [`duplicate`](Receipt::duplicate) (so are trust changes already applied).
     pub async fn submit(&self, assertion: Assertion) -> Result<Receipt, SubmitError> {
         let mut results = self.submit_many(vec![assertion]).await?;
         results.pop().unwrap_or(Err(SubmitError::Closed))
@@ -359,6 +365,18 @@ impl Node {
         if records.is_empty() {
             return Ok(Vec::new());
         }
+        let stored = self.stored_receipts(&records);
+        let records: Vec<LogRecord> = records
+            .into_iter()
+            .zip(&stored)
+            .filter_map(|(record, stored)| stored.is_none().then_some(record))
+            .collect();
+        if records.is_empty() {
+            return Ok(stored
+                .into_iter()
+                .map(|receipt| receipt.ok_or(SubmitError::Closed))
+                .collect());
+        }
         let verdicts = {
             let running = self.inner.running.read();
             running
@@ -368,11 +386,24 @@ impl Node {
                 .submit(records)?
         };
         let verdicts = verdicts.await.map_err(|_| SubmitError::Closed)??;
-        let mut results = Vec::with_capacity(verdicts.len());
-        for verdict in verdicts {
+        let mut verdicts = verdicts.into_iter();
+        let mut results = Vec::with_capacity(stored.len());
+        for stored in stored {
+            if let Some(receipt) = stored {
+                results.push(Ok(receipt));
+                continue;
+            }
+            let Some(verdict) = verdicts.next() else {
+                results.push(Err(SubmitError::Closed));
+                continue;
+            };
             results.push(match verdict {
                 Ok((hash, ack)) => match ack.await {
-                    Ok(Ok(offset)) => Ok(Receipt { hash, offset }),
+                    Ok(Ok(offset)) => Ok(Receipt {
+                        hash,
+                        offset,
+                        duplicate: false,
+                    }),
                     Ok(Err(error)) => Err(error),
                     Err(_) => Err(SubmitError::Closed),
                 },

@@ -3,6 +3,7 @@
 
 use super::{ListPage, ListQuery, Node, NodeError, Rejection, StoredAssertion, StoredVote, VoteTotals};
 use crate::protocol::{AgentId, Hash};
+use crate::storage::state::StateError;
 
 impl Node {
     /// Returns the assertion with content hash `hash`, if it is indexed.
@@ -12,7 +13,10 @@ impl Node {
 
     /// Lists assertions by subject or by (subject, predicate), heads or full history.
     pub fn list(&self, query: &ListQuery) -> Result<ListPage, NodeError> {
-        self.with_state(|state| Ok(state.list(query)?))
+        self.with_state(|state| match state.list(query) {
+            Err(StateError::BadCursor) => Err(NodeError::BadCursor),
+            result => Ok(result?),
+        })
     }
 
     /// Returns the hashes of up to `limit` assertions that supersede `hash`.

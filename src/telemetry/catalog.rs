@@ -206,7 +206,7 @@ pub const STATE_MAP_GROWS: &str = "stemedb_state_map_grows_total";
 pub const BUILD_INFO: &str = "stemedb_build_info";
 
 /// Queue names of the `queue` label.
-pub const QUEUES: &[&str] = &["verify", "group_commit", "http"];
+pub const QUEUES: &[&str] = &["verify", "group_commit", "http", "http_out"];
 /// Kinds of the `kind` label of [`JOURNAL_APPEND_ERRORS`].
 pub const APPEND_ERROR_KINDS: &[&str] = &["storage_full", "io", "poisoned"];
 /// Reasons of the `reason` label of [`HTTP_REJECTIONS`].
@@ -218,6 +218,10 @@ pub const HTTP_REJECTION_REASONS: &[&str] = &[
     "busy",
     "timeout",
     "watchers",
+    "unauthenticated",
+    "body_timeout",
+    "outbound",
+    "send_timeout",
 ];
 /// Actors of the `actor` label of [`MAILBOX_DEPTH`].
 pub const MAILBOX_ACTORS: &[&str] = &["ingestor", "vote_counter", "lens"];
@@ -275,8 +279,8 @@ pub const METRICS: &[MetricSpec] = &[
     counter(WATCH_MISSED, &[], "Winner changes that watchers missed because they fell behind their buffer.", "Watcher lag"),
     counter(HTTP_REQUESTS, &["route", "method", "status"], "HTTP requests answered, by route pattern, method and status code.", "HTTP requests by route and status"),
     histogram(HTTP_REQUEST_SECONDS, &["route", "method"], "HTTP latency from the request to the response head, by route pattern and method.", LATENCY_BUCKETS, "HTTP latency"),
-    counter(HTTP_REJECTIONS, &["reason"], "HTTP requests refused by a limit: rate_limited (429), quota (429), body_too_large (413), batch_too_large (422), busy (503), timeout (503), watchers (503).", "HTTP rejections by reason"),
-    gauge(QUEUE_BYTES, &["queue"], "Bytes held by a bounded queue (verify, group_commit, http).", "Queue bytes against budgets"),
+    counter(HTTP_REJECTIONS, &["reason"], "HTTP requests refused by a limit: rate_limited (429), quota (429), body_too_large (413), batch_too_large (422), busy (503), timeout (503), watchers (503, or 429 past a key's share), unauthenticated (429: requests without a valid key, per peer address), body_timeout (408), outbound (503: answers not yet read past a budget), send_timeout (an answer not read in time; its connection closed).", "HTTP rejections by reason"),
+    gauge(QUEUE_BYTES, &["queue"], "Bytes held by a bounded queue (verify, group_commit, http: request bodies, http_out: answers not yet sent).", "Queue bytes against budgets"),
     gauge(QUEUE_BYTES_MAX, &["queue"], "A bounded queue's byte budget.", "Queue bytes against budgets"),
     gauge(QUEUE_ENTRIES, &["queue"], "Entries held by a bounded queue.", "Queue entries"),
     counter(BUSY_REJECTIONS, &["queue"], "Items a bounded queue refused because it was full (answered 503 Busy).", "Busy rejections"),

@@ -253,3 +253,27 @@ fn metrics_are_served_on_the_api_address_or_on_their_own() {
     });
     stop(child, stdout, libc::SIGTERM);
 }
+
+#[test]
+fn a_busy_port_is_one_clear_line_and_leaves_nothing_behind() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let output = Command::new(assert_cmd::cargo::cargo_bin("stemedb"))
+        .args(["serve", "--bind", &addr.to_string(), "--data-dir"])
+        .arg(&data)
+        .env("RUST_LOG", "warn")
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|line| !line.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(lines[0].contains(&format!("cannot listen on {addr}")), "{stderr}");
+    assert!(lines[0].contains("in use"), "{stderr}");
+    assert!(!data.exists(), "serve wrote {} before it bound", data.display());
+    drop(busy);
+}

@@ -4,13 +4,14 @@
 
 use std::collections::HashMap;
 use std::future::{Ready, ready};
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use actix_web::http::header::AUTHORIZATION;
 use actix_web::{FromRequest, HttpRequest, web};
 use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
 use parking_lot::Mutex;
 
 use super::Api;
@@ -26,11 +27,25 @@ pub(crate) struct Meters {
     records_per_day: u64,
     limiters: Mutex<HashMap<String, Arc<DefaultDirectRateLimiter>>>,
     used: Mutex<HashMap<String, (u64, u64)>>,
+    /// Requests without a valid key, by peer address.
+    anonymous: DefaultKeyedRateLimiter<IpAddr>,
 }
 
+/// Peer addresses the unauthenticated limiter tracks before it forgets those whose buckets
+/// are full again: bounds its memory under a flood from many addresses, while a peer that is
+/// still limited stays tracked.
+const ANONYMOUS_PEERS_SWEEP: usize = 10_000;
+
 impl Meters {
-    pub(crate) fn new(rate_per_s: u32, burst: u32, records_per_day: u64) -> Self {
+    pub(crate) fn new(config: &crate::HttpConfig) -> Self {
+        let rate_per_s = config.rate_per_s;
+        let burst = config.rate_burst;
+        let records_per_day = config.quota_records_per_day;
+        let anonymous =
+            Quota::per_second(NonZeroU32::new(config.unauthenticated_rate_per_s).unwrap_or(NonZeroU32::MIN))
+                .allow_burst(NonZeroU32::new(config.unauthenticated_rate_burst).unwrap_or(NonZeroU32::MIN));
         Self {
+            anonymous: RateLimiter::keyed(anonymous),
             quota: Quota::per_second(NonZeroU32::new(rate_per_s).unwrap_or(NonZeroU32::MIN))
                 .allow_burst(NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN)),
             records_per_day,
@@ -62,6 +77,25 @@ impl Meters {
                     self.quota.replenish_interval(),
                     self.quota.burst_size()
                 ),
+                wait.as_secs() + 1,
+            )
+        })
+    }
+
+    /// Takes one request from the bucket of `peer`, a request without a valid key (429 once
+    /// spent). Without a peer address (not a TCP connection) there is nothing to key on.
+    pub(crate) fn take_anonymous(&self, peer: Option<IpAddr>) -> Result<(), ApiError> {
+        let Some(peer) = peer else { return Ok(()) };
+        if self.anonymous.len() > ANONYMOUS_PEERS_SWEEP {
+            self.anonymous.retain_recent();
+        }
+        self.anonymous.check_key(&peer).map_err(|not_until| {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            crate::observe::rejected("unauthenticated");
+            ApiError::too_many(
+                "rate-limited",
+                "too many requests without a valid API key from this address \
+                 (http.unauthenticated_rate_per_s)",
                 wait.as_secs() + 1,
             )
         })
@@ -152,26 +186,37 @@ impl Caller {
     }
 }
 
-fn authenticate(req: &HttpRequest) -> Result<Caller, ApiError> {
-    let api = req
-        .app_data::<web::Data<Api>>()
-        .ok_or_else(|| ApiError::unavailable("the API is not configured", 5))?;
-    let header = req
-        .headers()
-        .get(AUTHORIZATION)
-        .ok_or_else(|| ApiError::unauthorized("an API key is required: send Authorization: Bearer <key>"))?;
-    let token = header
-        .to_str()
-        .ok()
-        .and_then(|h| h.strip_prefix("Bearer "))
-        .ok_or_else(|| ApiError::unauthorized("the Authorization header must be Bearer <key>"))?;
-    let key = api
-        .keys
-        .authenticate(token.trim())
-        .map_err(ApiError::unauthorized)?
-        .info;
-    api.meters.take(&key.id)?;
-    Ok(Caller { key })
+/// Who a request comes from, as admission found it (see [`crate::admission`]).
+#[derive(Debug, Clone)]
+pub(crate) enum Identity {
+    /// A valid key, charged one request of its rate.
+    Key(Caller),
+    /// No `Authorization` header: the error a route that needs a key answers.
+    Anonymous(ApiError),
+    /// A malformed, unknown or revoked key, or one whose rate is spent: the error.
+    Refused(ApiError),
+}
+
+/// Checks the request's key (and takes one request from its rate).
+pub(crate) fn identify(api: &Api, req: &HttpRequest) -> Identity {
+    let Some(header) = req.headers().get(AUTHORIZATION) else {
+        return Identity::Anonymous(ApiError::unauthorized(
+            "an API key is required: send Authorization: Bearer <key>",
+        ));
+    };
+    let Some(token) = header.to_str().ok().and_then(|h| h.strip_prefix("Bearer ")) else {
+        return Identity::Refused(ApiError::unauthorized(
+            "the Authorization header must be Bearer <key>",
+        ));
+    };
+    let key = match api.keys.authenticate(token.trim()) {
+        Ok(authenticated) => authenticated.info,
+        Err(reason) => return Identity::Refused(ApiError::unauthorized(reason)),
+    };
+    match api.meters.take(&key.id) {
+        Ok(()) => Identity::Key(Caller { key }),
+        Err(error) => Identity::Refused(error),
+    }
 }
 
 impl FromRequest for Caller {
@@ -179,6 +224,12 @@ impl FromRequest for Caller {
     type Future = Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        ready(authenticate(req))
+        let identity = crate::admission::identity_of(req)
+            .or_else(|| req.app_data::<web::Data<Api>>().map(|api| identify(api, req)));
+        ready(match identity {
+            Some(Identity::Key(caller)) => Ok(caller),
+            Some(Identity::Anonymous(error) | Identity::Refused(error)) => Err(error),
+            None => Err(ApiError::unavailable("the API is not configured", 5)),
+        })
     }
 }

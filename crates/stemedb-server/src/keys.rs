@@ -227,6 +227,15 @@ impl KeyStore {
         })
     }
 
+    /// Returns true if and only if key `id` exists and is not revoked.
+    pub fn is_active(&self, id: &str) -> bool {
+        self.inner
+            .read()
+            .keys
+            .get(id)
+            .is_some_and(|stored| !stored.info.revoked)
+    }
+
     /// Makes a key; returns its token (shown once, never stored) and what is stored.
     pub fn create_key(
         &self,
@@ -339,7 +348,8 @@ mod tests {
         let (token, info) = store.create_key("w", vec![Role::Write], vec![agent]).unwrap();
         assert_eq!(store.authenticate(&token).unwrap().info, info);
         // A wrong secret, a wrong id, garbage: refused.
-        let wrong = format!("{}0", &token[..token.len() - 1]);
+        let flipped = if token.ends_with('0') { '1' } else { '0' };
+        let wrong = format!("{}{flipped}", &token[..token.len() - 1]);
         assert!(store.authenticate(&wrong).is_err());
         assert!(store.authenticate("sdb_0000_00").is_err());
         assert!(store.authenticate("Bearer").is_err());

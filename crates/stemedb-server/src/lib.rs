@@ -40,11 +40,14 @@
 //! - **Errors** are `application/problem+json` ([`problem`]); no input yields a 500.
 //! - **OpenAPI 3.1** at `/v1/openapi.json`, generated from the handlers ([`openapi`]).
 
+mod admission;
 pub mod auth;
 mod config;
+mod feeds;
 pub mod keys;
 mod logging;
 mod observe;
+mod outbound;
 pub mod problem;
 mod routes;
 mod server_config;
@@ -53,13 +56,11 @@ pub mod types;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header::CONTENT_LENGTH;
-use actix_web::middleware::{Next, from_fn};
+use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{ComponentsBuilder, InfoBuilder, OpenApi, OpenApiBuilder};
@@ -69,6 +70,7 @@ pub use config::HttpConfig;
 use keys::KeyStore;
 pub use logging::LoggingError;
 pub use logging::init_logging;
+pub use metrics_exporter_prometheus::PrometheusHandle;
 pub use observe::{prometheus_recorder, serve_metrics};
 use problem::ApiError;
 pub use server_config::{DEFAULT_CONFIG_TOML, ServerConfig, StartError};
@@ -77,7 +79,6 @@ pub use telemetry_config::{LogFormat, TelemetryConfig};
 
 use stemedb::config::ConfigError;
 use stemedb::node::Node;
-use stemedb::telemetry::catalog;
 
 /// What every handler shares: the node, the keys, the limits and the meters.
 pub struct Api {
@@ -85,21 +86,14 @@ pub struct Api {
     keys: Arc<KeyStore>,
     config: HttpConfig,
     meters: auth::Meters,
-    inflight_bytes: AtomicUsize,
-    watchers: Arc<AtomicUsize>,
+    bodies: admission::BodyBudget,
+    outbound: Arc<outbound::OutboundBudget>,
+    feeds: Arc<feeds::FeedSlots>,
     openapi_json: String,
+    methods: routes::Methods,
     closing: Arc<tokio::sync::watch::Sender<bool>>,
     /// The recorder `/metrics` renders, if this server serves it.
     metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
-}
-
-/// One open winner feed, counted against `http.watchers_max` until dropped.
-pub(crate) struct WatcherPermit(Arc<AtomicUsize>);
-
-impl Drop for WatcherPermit {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
 }
 
 impl Api {
@@ -107,16 +101,20 @@ impl Api {
     /// values are out of range or contradict each other (the error names the field).
     pub fn new(node: Node, keys: Arc<KeyStore>, config: HttpConfig) -> Result<Self, ConfigError> {
         config.validate().map_err(ConfigError::invalid_value)?;
-        let meters = auth::Meters::new(config.rate_per_s, config.rate_burst, config.quota_records_per_day);
-        let openapi_json = openapi().to_pretty_json().unwrap_or_default();
+        let meters = auth::Meters::new(&config);
+        let document = openapi();
+        let openapi_json = document.to_pretty_json().unwrap_or_default();
+        let methods = routes::Methods::of(&document);
         Ok(Self {
             node,
             keys,
             config,
             meters,
-            inflight_bytes: AtomicUsize::new(0),
-            watchers: Arc::new(AtomicUsize::new(0)),
+            bodies: admission::BodyBudget::default(),
+            outbound: Arc::default(),
+            feeds: Arc::default(),
             openapi_json,
+            methods,
             closing: Arc::new(tokio::sync::watch::channel(false).0),
             metrics: None,
         })
@@ -133,111 +131,13 @@ impl Api {
         self.closing.subscribe()
     }
 
-    pub(crate) fn watcher_permit(&self) -> Result<WatcherPermit, ApiError> {
-        let max = self.config.watchers_max;
-        self.watchers
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < max).then_some(n + 1)
-            })
-            .map_err(|_| {
-                observe::rejected("watchers");
-                ApiError::unavailable(
-                    format!("{max} winner feeds are open already (http.watchers_max)"),
-                    5,
-                )
-                .limit(max as u64)
-            })?;
-        Ok(WatcherPermit(self.watchers.clone()))
-    }
-
-    /// Bytes of request bodies being handled now.
-    fn inflight_bytes(&self) -> usize {
-        self.inflight_bytes.load(Ordering::Acquire)
-    }
-
-    /// Reserves `bytes` of the in-flight body budget.
-    fn reserve(&self, bytes: usize) -> Result<BodyReservation<'_>, ApiError> {
-        let max = self.config.inflight_bytes_max;
-        self.inflight_bytes
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                n.checked_add(bytes).filter(|total| *total <= max)
-            })
-            .map_err(|held| {
-                observe::rejected("busy");
-                metrics::counter!(catalog::BUSY_REJECTIONS, "queue" => "http").increment(1);
-                ApiError::unavailable(
-                    format!(
-                        "the server is busy: {held} bytes of request bodies are being handled and \
-                         {bytes} more would pass http.inflight_bytes_max = {max}"
-                    ),
-                    1,
-                )
-            })?;
-        Ok(BodyReservation { api: self, bytes })
-    }
-}
-
-struct BodyReservation<'a> {
-    api: &'a Api,
-    bytes: usize,
-}
-
-impl Drop for BodyReservation<'_> {
-    fn drop(&mut self) {
-        self.api.inflight_bytes.fetch_sub(self.bytes, Ordering::AcqRel);
-    }
-}
-
-/// Admission of every request: its body's bytes are reserved from the in-flight budget
-/// before it is read (refused with 413 past the body limit, 503 past the budget), and the
-/// request is bounded by `http.request_timeout_ms`.
-async fn admit(
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let Some(api) = req.app_data::<web::Data<Api>>().cloned() else {
-        return next.call(req).await;
-    };
-    let declared = req
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    let body_max = api.config.body_bytes_max;
-    let bytes = match declared {
-        Some(len) if len > body_max => {
-            observe::rejected("body_too_large");
-            return Err(ApiError::too_large(
-                format!("the body is {len} bytes; the limit is {body_max} bytes (http.body_bytes_max)"),
-                body_max as u64,
-            )
-            .into());
-        }
-        Some(len) => len,
-        // A chunked body may grow to the limit.
-        None if req
-            .headers()
-            .contains_key(actix_web::http::header::TRANSFER_ENCODING) =>
-        {
-            body_max
-        }
-        None => 0,
-    };
-    let _reservation = tracing::debug_span!("http.admission", bytes).in_scope(|| api.reserve(bytes))?;
-    let timeout = Duration::from_millis(api.config.request_timeout_ms);
-    match actix_rt::time::timeout(timeout, next.call(req)).await {
-        Ok(response) => response,
-        Err(_) => Err({
-            observe::rejected("timeout");
-            ApiError::unavailable(
-                format!(
-                    "the request took longer than http.request_timeout_ms = {}",
-                    api.config.request_timeout_ms
-                ),
-                1,
-            )
-        }
-        .into()),
+    /// A slot for a winner feed of `key` (503 past `http.watchers_max` or the key's share).
+    pub(crate) fn feed_slot(&self, key: &str) -> Result<feeds::FeedSlot, ApiError> {
+        self.feeds.take(
+            key,
+            self.config.watchers_max,
+            self.config.watchers_per_key_max.min(self.config.watchers_max),
+        )
     }
 }
 
@@ -267,6 +167,12 @@ fn json_error(error: actix_web::error::JsonPayloadError) -> ApiError {
             ApiError::unprocessable(field, format!("the body does not fit the schema: {message}"))
         }
         E::Deserialize(error) => ApiError::bad_request(format!("the body is not valid JSON: {error}")),
+        E::Payload(actix_web::error::PayloadError::Io(error))
+            if error.kind() == std::io::ErrorKind::TimedOut =>
+        {
+            observe::rejected("body_timeout");
+            ApiError::body_timeout(error.to_string())
+        }
         other => ApiError::bad_request(format!("the body could not be read: {other}")),
     }
 }
@@ -328,8 +234,23 @@ fn api_routes(
         .default_service(web::to(not_found))
 }
 
-async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
-    Err(ApiError::not_found("no such route"))
+/// Any request no route took: 405 with `Allow` if its path names a route of another method,
+/// else 404.
+async fn not_found(req: actix_web::HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
+    let allowed = req
+        .app_data::<web::Data<Api>>()
+        .and_then(|api| api.methods.allowed(req.path()).map(str::to_owned));
+    match allowed {
+        Some(allow) => Err(ApiError::method_not_allowed(
+            format!(
+                "{} is not a method of {}; it has {allow}",
+                req.method(),
+                req.path()
+            ),
+            allow,
+        )),
+        None => Err(ApiError::not_found("no such route")),
+    }
 }
 
 /// Mounts the API (every route under `/v1`) in a host's own actix-web `App`, beside the host's
@@ -341,7 +262,8 @@ pub fn configure(api: web::Data<Api>) -> impl FnOnce(&mut web::ServiceConfig) {
         let cors = cors(&api.config.cors_origins);
         config.service(
             api_routes(api)
-                .wrap(from_fn(admit))
+                .wrap(from_fn(outbound::bound))
+                .wrap(from_fn(admission::admit))
                 .wrap(from_fn(observe::observe))
                 .wrap(cors),
         );
@@ -367,7 +289,8 @@ fn app(
         .service(api_routes(api))
         .service(routes::metrics_route())
         .default_service(web::to(not_found))
-        .wrap(from_fn(admit))
+        .wrap(from_fn(outbound::bound))
+        .wrap(from_fn(admission::admit))
         .wrap(from_fn(observe::observe))
         .wrap(cors)
 }
@@ -417,6 +340,13 @@ impl Stopper {
 /// Starts serving `api` on `api.config.bind`; with `signals`, SIGINT and SIGTERM stop it
 /// gracefully. Must be called inside the node's actix System.
 pub fn start(api: Api, signals: bool) -> std::io::Result<Server> {
+    let listener = std::net::TcpListener::bind(&api.config.bind)?;
+    start_on(api, listener, signals)
+}
+
+/// Starts serving `api` on `listener`, bound beforehand (so a busy address is found before
+/// anything is written: `stemedb serve` binds first); as [`start`] otherwise.
+pub fn start_on(api: Api, listener: std::net::TcpListener, signals: bool) -> std::io::Result<Server> {
     let config = api.config.clone();
     let closing = api.closing.clone();
     let api = web::Data::new(api);
@@ -424,9 +354,12 @@ pub fn start(api: Api, signals: bool) -> std::io::Result<Server> {
         .workers(config.workers())
         .max_connections(config.connections_max)
         .client_request_timeout(Duration::from_millis(config.request_timeout_ms))
+        .on_connect(outbound::on_connect(Duration::from_millis(
+            config.send_timeout_ms,
+        )))
         .shutdown_timeout(5)
         .disable_signals()
-        .bind(&config.bind)?;
+        .listen(listener)?;
     let addrs = server.addrs();
     let running = server.run();
     let stopper = Stopper {

@@ -77,9 +77,12 @@ pub(crate) async fn observe(
     metrics::histogram!(catalog::HTTP_REQUEST_SECONDS, "route" => route, "method" => method).record(elapsed);
     if let Some(api) = api {
         // The body budget as this request leaves it: exact whenever the server is idle.
-        metrics::gauge!(catalog::QUEUE_BYTES, "queue" => "http").set(api.inflight_bytes() as f64);
+        metrics::gauge!(catalog::QUEUE_BYTES, "queue" => "http").set(api.bodies.total() as f64);
         metrics::gauge!(catalog::QUEUE_BYTES_MAX, "queue" => "http")
             .set(api.config.inflight_bytes_max as f64);
+        metrics::gauge!(catalog::QUEUE_BYTES, "queue" => "http_out").set(api.outbound.total() as f64);
+        metrics::gauge!(catalog::QUEUE_BYTES_MAX, "queue" => "http_out")
+            .set(api.config.outbound_bytes_max as f64);
     }
     outcome
 }
@@ -93,10 +96,11 @@ pub(crate) fn exposition(node: &Node, handle: &PrometheusHandle) -> HttpResponse
         .body(handle.render())
 }
 
-/// Serves `/metrics` alone on `bind` (`telemetry.metrics_bind`), with one worker and no
-/// authentication, like most exporters; returns the addresses it listens on and the server.
+/// Serves `/metrics` alone on `listener` (bound to `telemetry.metrics_bind`), with one worker
+/// and no authentication, like most exporters; returns the addresses it listens on and the
+/// server.
 pub fn serve_metrics(
-    bind: &str,
+    listener: std::net::TcpListener,
     node: Node,
     handle: PrometheusHandle,
 ) -> std::io::Result<(Vec<SocketAddr>, actix_web::dev::Server)> {
@@ -112,7 +116,7 @@ pub fn serve_metrics(
     })
     .workers(1)
     .disable_signals()
-    .bind(bind)?;
+    .listen(listener)?;
     let addrs = server.addrs();
     Ok((addrs, server.run()))
 }

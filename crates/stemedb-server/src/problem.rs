@@ -6,14 +6,14 @@
 //! with `Retry-After`, a full disk is 507.
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::{CONTENT_TYPE, RETRY_AFTER};
+use actix_web::http::header::{ALLOW, CONTENT_TYPE, RETRY_AFTER};
 use actix_web::{HttpResponse, ResponseError};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use stemedb::lens::ResolveError;
 use stemedb::log::{AppendError, LogError};
-use stemedb::node::{NodeError, SubmitError, WaitError};
+use stemedb::node::{NodeError, RejectReason, SubmitError, WaitError};
 use stemedb::protocol::ValidationError;
 use stemedb::storage::journal::JournalError;
 
@@ -23,6 +23,26 @@ pub const RETRY_BUSY_S: u64 = 1;
 /// `Retry-After` of a refusal that needs the node to recover (shutting down, a failed log, a
 /// stalled ingest), in seconds: long enough not to hammer it meanwhile.
 pub const RETRY_UNAVAILABLE_S: u64 = 5;
+
+/// Longest `detail` a problem carries, in bytes: room for any message of ours with the input
+/// it names, while a client that sends 50 KB of path or query gets a short answer, not its
+/// own input echoed back. Longer details are cut at a character boundary and marked with `…`.
+pub const DETAIL_BYTES_MAX: usize = 512;
+
+/// `detail`, cut to [`DETAIL_BYTES_MAX`] bytes at a character boundary.
+fn bounded(detail: String) -> String {
+    if detail.len() <= DETAIL_BYTES_MAX {
+        return detail;
+    }
+    let mut end = DETAIL_BYTES_MAX - '…'.len_utf8();
+    while !detail.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut cut = detail;
+    cut.truncate(end);
+    cut.push('…');
+    cut
+}
 
 /// The media type of every error body.
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -59,6 +79,8 @@ pub struct ApiError {
     field: Option<String>,
     limit: Option<u64>,
     retry_after_s: Option<u64>,
+    /// The methods the route has, for a 405's `Allow` header.
+    allow: Option<Box<str>>,
 }
 
 impl ApiError {
@@ -66,10 +88,11 @@ impl ApiError {
         Self {
             status,
             kind,
-            detail: detail.into(),
+            detail: bounded(detail.into()),
             field: None,
             limit: None,
             retry_after_s: None,
+            allow: None,
         }
     }
 
@@ -93,6 +116,23 @@ impl ApiError {
     /// 400: the request is malformed (syntax, a bad parameter).
     pub fn bad_request(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "bad-request", detail)
+    }
+
+    /// 405: the path names a route that lacks the method; `allow` lists the methods it has.
+    pub fn method_not_allowed(detail: impl Into<String>, allow: String) -> Self {
+        let mut error = Self::new(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", detail);
+        error.allow = Some(allow.into_boxed_str());
+        error
+    }
+
+    /// 408: the body did not arrive in time (`http.body_timeout_ms`).
+    pub fn body_timeout(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::REQUEST_TIMEOUT, "request-timeout", detail).field("body")
+    }
+
+    /// 409: the request conflicts with the state of what it names.
+    pub fn conflict(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "conflict", detail)
     }
 
     /// 401: no API key, an unknown one, or a revoked one.
@@ -129,6 +169,23 @@ impl ApiError {
     /// 422: the body is well-formed JSON but breaks a rule of the data model.
     pub fn unprocessable(field: impl Into<String>, detail: impl Into<String>) -> Self {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-record", detail).field(field)
+    }
+
+    /// 422 or 409, of type `urn:stemedb:problem:rejected`: the ingest refused a durable
+    /// record when it indexed it (it stays in the journal, never in the state): 409 for a
+    /// successor by someone who is not an author of its parent (it conflicts with what is
+    /// stored), 422 for a record that names what is not stored or does not decode.
+    pub fn rejected(reason: &RejectReason) -> Self {
+        let detail = format!("journaled, then refused by the ingest: {reason}");
+        let (status, field) = match reason {
+            RejectReason::NotParentAuthor { .. } => (StatusCode::CONFLICT, "parent"),
+            RejectReason::UnknownParent { .. } | RejectReason::ParentMismatch { .. } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "parent")
+            }
+            RejectReason::UnknownAssertion { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "assertion"),
+            RejectReason::Undecodable { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "record"),
+        };
+        Self::new(status, "rejected", detail).field(field)
     }
 
     /// 429: the key's rate limit or quota is spent.
@@ -176,6 +233,9 @@ impl ResponseError for ApiError {
         response.insert_header((CONTENT_TYPE, PROBLEM_JSON));
         if let Some(seconds) = self.retry_after_s {
             response.insert_header((RETRY_AFTER, seconds.to_string()));
+        }
+        if let Some(allow) = &self.allow {
+            response.insert_header((ALLOW, &**allow));
         }
         let body = serde_json::to_string(&self.problem()).unwrap_or_default();
         response.body(body)
@@ -252,6 +312,8 @@ impl From<NodeError> for ApiError {
             NodeError::Log(LogError::Journal(JournalError::StorageFull { .. })) => {
                 Self::storage_full(error.to_string())
             }
+            // The caller's input: asking again cannot help, so no Retry-After.
+            NodeError::BadCursor => Self::bad_request(error.to_string()).field("after"),
             _ => Self::unavailable(error.to_string(), RETRY_UNAVAILABLE_S),
         }
     }

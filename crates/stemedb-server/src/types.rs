@@ -37,8 +37,11 @@ pub struct WriteReceipt {
     pub hash: Hash,
     /// Its journal offset.
     pub offset: u64,
-    /// Whether the answer waited until it was indexed.
+    /// Whether the answer waited until it was indexed (always true for a duplicate).
     pub indexed: bool,
+    /// True if and only if the record was stored already: it was not journaled again, and
+    /// `offset` is the stored copy's.
+    pub duplicate: bool,
 }
 
 /// One item of a batch answer: a receipt, or why the item was refused.
@@ -135,10 +138,11 @@ pub struct ListParams {
     pub predicate: Option<String>,
     /// Superseded assertions too (default false: heads only).
     pub history: Option<bool>,
-    /// Most assertions in the page (1..=1000, default 100).
+    /// Most assertions in the page (1..=1000, default 100); fewer if they would pass
+    /// `http.response_bytes_max`, and then `next` says where the rest starts.
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
-    /// The `next` of the previous page.
+    /// The `next` of the previous page; absent or empty for the first page.
     pub after: Option<String>,
 }
 
@@ -221,9 +225,10 @@ pub struct ResolveParams {
     pub predicate: String,
     /// The lens (default `consensus`).
     pub lens: Option<String>,
-    /// Resolve as of this journal offset.
+    /// Resolve as of this journal offset (with `as_of_ms` too: as of the earlier of the two).
     pub as_of_offset: Option<u64>,
-    /// Resolve as of this time (ms since the epoch).
+    /// Resolve as of this time (ms since the epoch; with `as_of_offset` too: as of the earlier
+    /// of the two).
     pub as_of_ms: Option<u64>,
     /// Accept a view at most this many journal bytes behind the ingest.
     pub max_stale_offsets: Option<u64>,
@@ -312,7 +317,8 @@ pub struct AuditBody {
     pub id: u64,
     /// When it was written (ms since the epoch).
     pub at_ms: u64,
-    /// Who asked (the API key id over HTTP).
+    /// Who asked: `api-key:<id>` over HTTP, shown to that key and to admins; other keys see
+    /// `(another API key)`.
     pub requester: Option<String>,
     /// The subject.
     pub subject: String,

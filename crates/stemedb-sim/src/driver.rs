@@ -35,6 +35,10 @@ pub enum Refusal {
     Unavailable(String),
     /// The record itself was refused (4xx, `Invalid`, ...).
     Invalid(String),
+    /// Over HTTP with `wait=indexed`: journaled, then refused by the ingest (a problem of type
+    /// `rejected`). The embedded driver acknowledges such a record, and the ingest refuses it
+    /// later.
+    Rejected(String),
 }
 
 /// What a resolution answered, as the arenas compare it.
@@ -91,6 +95,7 @@ fn http_refusal(status: u16, body: &[u8]) -> Refusal {
         429 => Refusal::Busy,
         503 if text.contains("busy") || text.contains("Busy") => Refusal::Busy,
         507 => Refusal::Full,
+        409 | 422 if text.contains("urn:stemedb:problem:rejected") => Refusal::Rejected(text),
         500..=599 => Refusal::Unavailable(format!("{status}: {text}")),
         _ => Refusal::Invalid(format!("{status}: {text}")),
     }

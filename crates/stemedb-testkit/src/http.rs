@@ -37,6 +37,8 @@ pub struct Answer {
     pub retry_after: Option<String>,
     /// The `Content-Type` header, or empty.
     pub content_type: String,
+    /// The `Allow` header, if any.
+    pub allow: Option<String>,
     /// The body as JSON, or `Value::Null`.
     pub body: Value,
 }
@@ -142,6 +144,7 @@ impl Served {
             status: response.status(),
             retry_after: header("retry-after"),
             content_type: header("content-type").unwrap_or_default(),
+            allow: header("allow"),
             body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
         }
     }

@@ -8,7 +8,7 @@ use clap::Args;
 use super::CliError;
 use stemedb_server::ServerConfig as Config;
 use stemedb_server::keys::KeyStore;
-use stemedb_server::{Api, init_logging, serve_metrics, start};
+use stemedb_server::{Api, init_logging, serve_metrics, start_on};
 
 /// Where the API keys and custodial agents live, inside the data directory.
 const API_DIR: &str = "api";
@@ -37,6 +37,20 @@ pub(crate) fn run(args: &ServeArgs, config: &Config) -> Result<(), CliError> {
         let what = what.to_owned();
         move |e: &dyn std::fmt::Display| CliError::Input(format!("{what}: {e}"))
     };
+    // Bind before anything is written: a busy address is one clear line, and leaves no data
+    // directory or admin key behind.
+    let bind = &config.http.bind;
+    let listener =
+        std::net::TcpListener::bind(bind).map_err(|e| failed(&format!("cannot listen on {bind}"))(&e))?;
+    let metrics_bind = &config.telemetry.metrics_bind;
+    let metrics_listener = if config.telemetry.metrics && !metrics_bind.is_empty() {
+        Some(
+            std::net::TcpListener::bind(metrics_bind)
+                .map_err(|e| failed(&format!("cannot listen on {metrics_bind} for /metrics"))(&e))?,
+        )
+    } else {
+        None
+    };
     init_logging(&config.telemetry).map_err(|e| CliError::Input(e.to_string()))?;
     // Installed before the node starts, so that the node describes its metrics to it.
     let metrics = if config.telemetry.metrics {
@@ -49,34 +63,59 @@ pub(crate) fn run(args: &ServeArgs, config: &Config) -> Result<(), CliError> {
         None
     };
     actix::System::new().block_on(async move {
-        let node = config.start_node(&args.data_dir).map_err(|e| failed("cannot start the node")(&e))?;
-        let (keys, created) =
-            KeyStore::open(&args.data_dir.join(API_DIR)).map_err(|e| failed("cannot open the API keys")(&e))?;
-        if let Some(path) = created {
-            println!(
-                "first start: a development admin key (all roles, bound to a custodial agent) is in {} (mode 0600)",
-                path.display()
-            );
-        }
-        let mut api = Api::new(node.clone(), Arc::new(keys), config.http.clone())
-            .map_err(|e| failed("invalid [http] configuration")(&e))?;
-        let mut metrics_server = None;
-        if let Some(handle) = metrics {
-            // Histograms are folded in at each scrape; between scrapes, upkeep bounds them.
-            let upkeep = handle.clone();
-            actix::spawn(async move {
-                let mut every = actix_rt::time::interval(UPKEEP_INTERVAL);
-                loop {
-                    every.tick().await;
-                    upkeep.run_upkeep();
-                }
-            });
-            let bind = &config.telemetry.metrics_bind;
-            if bind.is_empty() {
-                api = api.with_metrics(handle);
-            } else {
-                let (addrs, server) = serve_metrics(bind, node.clone(), handle)
-                    .map_err(|e| failed(&format!("cannot listen on {bind} for /metrics"))(&e))?;
+        let node = config
+            .start_node(&args.data_dir)
+            .map_err(|e| failed("cannot start the node")(&e))?;
+        let served = serve(args, &config, &node, listener, metrics_listener, metrics).await;
+        println!("stopping: flushing the journal and the state");
+        let stopped = node.shutdown().await;
+        served?;
+        stopped.map_err(|e| failed("shutdown failed")(&e))?;
+        println!("stopped");
+        Ok(())
+    })
+}
+
+/// Serves the started `node` until a signal stops the server. On an error the caller still
+/// shuts the node down, so that nothing is torn down outside the System.
+async fn serve(
+    args: &ServeArgs,
+    config: &Config,
+    node: &stemedb::Node,
+    listener: std::net::TcpListener,
+    metrics_listener: Option<std::net::TcpListener>,
+    metrics: Option<stemedb_server::PrometheusHandle>,
+) -> Result<(), CliError> {
+    let failed = |what: &str| {
+        let what = what.to_owned();
+        move |e: &dyn std::fmt::Display| CliError::Input(format!("{what}: {e}"))
+    };
+    let (keys, created) =
+        KeyStore::open(&args.data_dir.join(API_DIR)).map_err(|e| failed("cannot open the API keys")(&e))?;
+    if let Some(path) = created {
+        println!(
+            "first start: a development admin key (all roles, bound to a custodial agent) is in {} (mode 0600)",
+            path.display()
+        );
+    }
+    let mut api = Api::new(node.clone(), Arc::new(keys), config.http.clone())
+        .map_err(|e| failed("invalid [http] configuration")(&e))?;
+    let mut metrics_server = None;
+    if let Some(handle) = metrics {
+        // Histograms are folded in at each scrape; between scrapes, upkeep bounds them.
+        let upkeep = handle.clone();
+        actix::spawn(async move {
+            let mut every = actix_rt::time::interval(UPKEEP_INTERVAL);
+            loop {
+                every.tick().await;
+                upkeep.run_upkeep();
+            }
+        });
+        match metrics_listener {
+            None => api = api.with_metrics(handle),
+            Some(listener) => {
+                let (addrs, server) = serve_metrics(listener, node.clone(), handle)
+                    .map_err(|e| failed("cannot serve /metrics")(&e))?;
                 for addr in addrs {
                     println!("metrics at http://{addr}/metrics");
                 }
@@ -84,19 +123,19 @@ pub(crate) fn run(args: &ServeArgs, config: &Config) -> Result<(), CliError> {
                 actix::spawn(server);
             }
         }
-        let server = start(api, true).map_err(|e| failed(&format!("cannot listen on {}", config.http.bind))(&e))?;
-        for addr in &server.addrs {
-            println!("stemedb {} serving http://{addr}/v1 (data in {})", env!("CARGO_PKG_VERSION"), args.data_dir.display());
-        }
-        let served = server.running.await;
-        if let Some(metrics_server) = metrics_server {
-            metrics_server.stop(true).await;
-        }
-        println!("stopping: flushing the journal and the state");
-        let stopped = node.shutdown().await;
-        served.map_err(|e| failed("the server failed")(&e))?;
-        stopped.map_err(|e| failed("shutdown failed")(&e))?;
-        println!("stopped");
-        Ok(())
-    })
+    }
+    let server = start_on(api, listener, true)
+        .map_err(|e| failed(&format!("cannot serve on {}", config.http.bind))(&e))?;
+    for addr in &server.addrs {
+        println!(
+            "stemedb {} serving http://{addr}/v1 (data in {})",
+            env!("CARGO_PKG_VERSION"),
+            args.data_dir.display()
+        );
+    }
+    let served = server.running.await;
+    if let Some(metrics_server) = metrics_server {
+        metrics_server.stop(true).await;
+    }
+    served.map_err(|e| failed("the server failed")(&e))
 }

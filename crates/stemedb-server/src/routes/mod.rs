@@ -8,6 +8,7 @@ mod write;
 
 use utoipa::IntoResponses;
 
+use super::keys::Role;
 use super::problem::{ApiError, Problem};
 use stemedb::protocol::Hash;
 
@@ -46,6 +47,18 @@ pub(crate) fn scope() -> utoipa_actix_web::scope::Scope<
         .service(admin::create_agent)
 }
 
+/// The role a request must have to send a body to `path`: admin for trust changes, keys and
+/// agents, write for every other route that takes one. Admission checks it before the body is
+/// read; each handler checks its own role again.
+pub(crate) fn body_role(path: &str) -> Role {
+    const ADMIN_BODIES: [&str; 3] = ["/v1/trust", "/v1/keys", "/v1/agents"];
+    if ADMIN_BODIES.contains(&path) {
+        Role::Admin
+    } else {
+        Role::Write
+    }
+}
+
 /// `/metrics`, outside the versioned API.
 pub(crate) fn metrics_route() -> admin::metrics {
     admin::metrics
@@ -82,6 +95,13 @@ pub(crate) enum WriteErrors {
         content_type = "application/problem+json"
     )]
     Forbidden(Problem),
+    /// The body did not arrive within `http.body_timeout_ms`.
+    #[response(
+        status = 408,
+        description = "Body too slow",
+        content_type = "application/problem+json"
+    )]
+    BodyTimeout(Problem),
     /// The body is over `http.body_bytes_max`, or can never fit a queue.
     #[response(
         status = 413,
@@ -89,6 +109,14 @@ pub(crate) enum WriteErrors {
         content_type = "application/problem+json"
     )]
     TooLarge(Problem),
+    /// With `wait=indexed`: the ingest refused the record, a successor whose signers did not
+    /// sign its parent.
+    #[response(
+        status = 409,
+        description = "Refused by the ingest: not an author of the parent",
+        content_type = "application/problem+json"
+    )]
+    Conflict(Problem),
     /// The body is not JSON.
     #[response(
         status = 415,
@@ -96,7 +124,8 @@ pub(crate) enum WriteErrors {
         content_type = "application/problem+json"
     )]
     UnsupportedMediaType(Problem),
-    /// The record breaks a rule of the data model.
+    /// The record breaks a rule of the data model (with `wait=indexed`, also one the ingest
+    /// found: an unknown parent or voted assertion).
     #[response(
         status = 422,
         description = "Invalid record",
@@ -213,6 +242,13 @@ pub(crate) enum AdminErrors {
         content_type = "application/problem+json"
     )]
     NotFound(Problem),
+    /// The body did not arrive within `http.body_timeout_ms`.
+    #[response(
+        status = 408,
+        description = "Body too slow",
+        content_type = "application/problem+json"
+    )]
+    BodyTimeout(Problem),
     /// The body is over `http.body_bytes_max`.
     #[response(
         status = 413,
@@ -268,4 +304,72 @@ pub(crate) enum OpsErrors {
         content_type = "application/problem+json"
     )]
     Unavailable(Problem),
+}
+
+/// The methods of each route of the OpenAPI document, to answer a request whose path names a
+/// route but whose method it lacks with 405 and `Allow` (RFC 9110 §15.5.6) rather than 404.
+pub(crate) struct Methods {
+    /// Per route: its path's segments (`None` for a `{parameter}`), its methods.
+    routes: Vec<(Vec<Option<String>>, String)>,
+}
+
+impl Methods {
+    /// The methods of every path of `document`.
+    pub(crate) fn of(document: &utoipa::openapi::OpenApi) -> Self {
+        let routes = document
+            .paths
+            .paths
+            .iter()
+            .map(|(path, item)| {
+                let segments = path
+                    .split('/')
+                    .map(|segment| (!segment.starts_with('{')).then(|| segment.to_owned()))
+                    .collect();
+                let methods = [
+                    ("GET", item.get.is_some()),
+                    ("POST", item.post.is_some()),
+                    ("PUT", item.put.is_some()),
+                    ("PATCH", item.patch.is_some()),
+                    ("DELETE", item.delete.is_some()),
+                ];
+                let allow: Vec<&str> = methods
+                    .into_iter()
+                    .filter_map(|(name, has)| has.then_some(name))
+                    .collect();
+                (segments, allow.join(", "))
+            })
+            .collect();
+        Self { routes }
+    }
+
+    /// The `Allow` value of the route `path` names, if it names one.
+    pub(crate) fn allowed(&self, path: &str) -> Option<&str> {
+        let asked: Vec<&str> = path.split('/').collect();
+        self.routes.iter().find_map(|(segments, allow)| {
+            let matches = segments.len() == asked.len()
+                && segments.iter().zip(&asked).all(|(want, got)| match want {
+                    Some(want) => want == got,
+                    // A parameter is never empty.
+                    None => !got.is_empty(),
+                });
+            matches.then_some(allow.as_str())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Methods;
+
+    #[test]
+    fn the_methods_of_a_path_come_from_the_document() {
+        let methods = Methods::of(&crate::openapi());
+        assert_eq!(methods.allowed("/v1/health"), Some("GET"));
+        assert_eq!(methods.allowed("/v1/assertions"), Some("GET, POST"));
+        assert_eq!(methods.allowed("/v1/assertions/abc/votes"), Some("GET"));
+        assert_eq!(methods.allowed("/v1/keys/k1"), Some("DELETE"));
+        assert_eq!(methods.allowed("/v1/assertions//votes"), None);
+        assert_eq!(methods.allowed("/v1/nothing"), None);
+        assert_eq!(methods.allowed("/metrics"), Some("GET"));
+    }
 }

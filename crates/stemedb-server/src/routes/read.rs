@@ -65,7 +65,9 @@ pub async fn list_assertions(
     caller.require(Role::Read)?;
     let params = params.into_inner();
     let after = match &params.after {
+        // An empty `after` is the first page, as no `after` is.
         None => None,
+        Some(text) if text.is_empty() => None,
         Some(text) => Some(
             hex::decode(text)
                 .ok()
@@ -75,16 +77,24 @@ pub async fn list_assertions(
                 })?,
         ),
     };
-    let query = ListQuery {
+    let mut query = ListQuery {
         subject: params.subject,
         predicate: params.predicate,
         history: params.history.unwrap_or(false),
         limit: page_limit(params.limit)?,
         after,
     };
-    let page = api.node.list(&query)?;
+    let mut page = api.node.list(&query)?;
+    let mut assertions: Vec<StoredAssertionBody> = page.assertions.into_iter().map(Into::into).collect();
+    let (fits, cut) = crate::outbound::fit(&assertions, api.config.response_bytes_max);
+    if cut {
+        // Read the shorter page again: its `next` is right after the last one that fits.
+        query.limit = fits;
+        page = api.node.list(&query)?;
+        assertions = page.assertions.into_iter().map(Into::into).collect();
+    }
     Ok(web::Json(ListBody {
-        assertions: page.assertions.into_iter().map(Into::into).collect(),
+        assertions,
         next: page.next.map(|cursor| hex::encode(cursor.as_bytes())),
     }))
 }

@@ -25,10 +25,71 @@ use stemedb::lens::{AsOf, MaxStale, Query};
 use stemedb::node::WatchError;
 
 const LENS_DEFAULT: &str = "consensus";
-/// How long a winner feed stays quiet before it sends a comment line. The write is how the
-/// server notices a client that hung up (the connection is not read while the feed waits), so a
-/// left feed's slot of `http.watchers_max` is freed within two of these.
-const HEARTBEAT: Duration = Duration::from_secs(15);
+/// How often an open winner feed checks that its key is still valid and writes a comment line
+/// if it has been quiet. Revoking a key ends its open feeds within one tick, and the write is
+/// how the server notices a client that hung up (the connection is not read while the feed
+/// waits), so a departed client's slot is freed within one or two ticks.
+const TICK: Duration = Duration::from_secs(1);
+
+/// Ticks of silence before a feed sends a comment line: the heartbeat, every tick, so that a
+/// departed client is found within a second or two. Three bytes a second per open feed.
+const QUIET_TICKS_MAX: u32 = 1;
+
+/// An open winner feed: what its stream holds.
+struct Feed {
+    first: Option<Bytes>,
+    feed: stemedb::node::Watch,
+    slot: crate::feeds::FeedSlot,
+    closing: tokio::sync::watch::Receiver<bool>,
+    tick: actix_rt::time::Interval,
+    quiet_ticks: u32,
+    api: std::sync::Arc<Api>,
+}
+
+impl Feed {
+    /// The next chunk of the stream, or `None` to end it: the server stops, the view went
+    /// away, or the key was revoked.
+    async fn next(&mut self) -> Option<Bytes> {
+        if let Some(first) = self.first.take() {
+            return Some(first);
+        }
+        loop {
+            let next = Box::pin(self.feed.next());
+            let closed = Box::pin(self.closing.wait_for(|closing| *closing));
+            let tick = Box::pin(self.tick.tick());
+            let change = match select(select(next, closed), tick).await {
+                Either::Left((Either::Left((change, _)), _)) => change,
+                Either::Left((Either::Right(_), _)) => return None,
+                Either::Right(_) => {
+                    if !self.api.keys.is_active(self.slot.key()) {
+                        return None;
+                    }
+                    self.quiet_ticks += 1;
+                    if self.quiet_ticks < QUIET_TICKS_MAX {
+                        continue;
+                    }
+                    self.quiet_ticks = 0;
+                    // A comment line: keeps proxies from closing an idle stream, and finds a
+                    // client that went away (the write fails), which frees its slot.
+                    return Some(Bytes::from_static(b":\n\n"));
+                }
+            };
+            self.quiet_ticks = 0;
+            return match change {
+                Ok(change) => Some(event(
+                    "winner",
+                    &WinnerChangeBody {
+                        old: change.old,
+                        new: change.new,
+                        offset: change.offset,
+                    },
+                )),
+                Err(WatchError::Lagged(missed)) => Some(event("lagged", &LaggedBody { missed })),
+                Err(WatchError::Closed) => None,
+            };
+        }
+    }
+}
 
 /// Resolves the competing assertions about (subject, predicate) with a lens.
 #[utoipa::path(
@@ -51,11 +112,7 @@ pub async fn resolve(
         p.lens.unwrap_or_else(|| LENS_DEFAULT.to_owned()),
     );
     query.as_of = match (p.as_of_offset, p.as_of_ms) {
-        (Some(_), Some(_)) => {
-            return Err(
-                ApiError::bad_request("give as_of_offset or as_of_ms, not both").field("as_of_offset")
-            );
-        }
+        (Some(offset), Some(time_ms)) => Some(AsOf::Both { offset, time_ms }),
         (Some(offset), None) => Some(AsOf::Offset(offset)),
         (None, Some(ms)) => Some(AsOf::TimeMs(ms)),
         (None, None) => None,
@@ -76,9 +133,28 @@ pub async fn resolve(
         query.limit = page_limit(p.limit)?;
     }
     query.audit = p.audit.unwrap_or(false);
-    query.requester = Some(format!("api-key:{}", caller.key.id));
+    query.requester = Some(requester_of(&caller));
     let resolution = api.node.resolve(query).await?;
     Ok(web::Json(ResolutionBody::from(&resolution)))
+}
+
+/// `record` as `caller` may see it: who asked is shown to that key itself and to admins only,
+/// so that a read key does not learn the ids of other keys.
+fn shown_to(caller: &Caller, record: stemedb::node::AuditRecord) -> AuditBody {
+    let mut body = AuditBody::from(record);
+    let own = body.requester.as_deref() == Some(requester_of(caller).as_str());
+    if !own && !caller.key.roles.contains(&Role::Admin) {
+        body.requester = body.requester.map(|_| REDACTED.to_owned());
+    }
+    body
+}
+
+/// What an audit record shows in place of another key's id.
+const REDACTED: &str = "(another API key)";
+
+/// How an audit record names the key that asked.
+fn requester_of(caller: &Caller) -> String {
+    format!("api-key:{}", caller.key.id)
 }
 
 /// An audit record by id.
@@ -100,7 +176,7 @@ pub async fn audit_by_id(
         .node
         .audit(id)?
         .ok_or_else(|| ApiError::not_found(format!("no audit record {id} is kept")))?;
-    Ok(web::Json(record.into()))
+    Ok(web::Json(shown_to(&caller, record)))
 }
 
 /// The audit records of (subject, predicate), newest first.
@@ -120,7 +196,10 @@ pub async fn audit_by_pair(
     let limit = page_limit(params.limit)?;
     let records = api.node.audits(&params.subject, &params.predicate, limit)?;
     Ok(web::Json(AuditList {
-        records: records.into_iter().map(Into::into).collect(),
+        records: records
+            .into_iter()
+            .map(|record| shown_to(&caller, record))
+            .collect(),
     }))
 }
 
@@ -207,7 +286,7 @@ pub async fn watch(
     params: web::Query<WatchParams>,
 ) -> Result<HttpResponse, ApiError> {
     caller.require(Role::Read)?;
-    let permit = api.watcher_permit()?;
+    let slot = api.feed_slot(&caller.key.id)?;
     let p = params.into_inner();
     let lens = p.lens.unwrap_or_else(|| LENS_DEFAULT.to_owned());
     let feed = api.node.watch(&p.subject, &p.predicate, &lens).await?;
@@ -219,33 +298,18 @@ pub async fn watch(
             new: status.winner,
             offset: status.offset,
         });
-    let first = event("current", &current);
-    let state = (Some(first), feed, permit, api.closing());
-    let stream = futures_util::stream::unfold(state, |(first, mut feed, permit, mut closing)| async move {
-        if let Some(first) = first {
-            return Some((
-                Ok::<_, std::convert::Infallible>(first),
-                (None, feed, permit, closing),
-            ));
-        }
-        let next = Box::pin(feed.next());
-        let closed = Box::pin(closing.wait_for(|closing| *closing));
-        let chunk = match actix_rt::time::timeout(HEARTBEAT, select(next, closed)).await {
-            // A comment line: keeps proxies from closing an idle stream, and finds a client
-            // that went away (the write fails), which releases its permit.
-            Err(_) => Bytes::from_static(b": keep-alive\n\n"),
-            Ok(Either::Left((Ok(change), _))) => event(
-                "winner",
-                &WinnerChangeBody {
-                    old: change.old,
-                    new: change.new,
-                    offset: change.offset,
-                },
-            ),
-            Ok(Either::Left((Err(WatchError::Lagged(missed)), _))) => event("lagged", &LaggedBody { missed }),
-            Ok(Either::Left((Err(WatchError::Closed), _)) | Either::Right(_)) => return None,
-        };
-        Some((Ok(chunk), (None, feed, permit, closing)))
+    let state = Feed {
+        first: Some(event("current", &current)),
+        feed,
+        slot,
+        closing: api.closing(),
+        tick: actix_rt::time::interval(TICK),
+        quiet_ticks: 0,
+        api: api.into_inner(),
+    };
+    let stream = futures_util::stream::unfold(state, |mut state| async move {
+        let chunk = state.next().await?;
+        Some((Ok::<_, std::convert::Infallible>(chunk), state))
     });
     Ok(HttpResponse::Ok()
         .insert_header((CONTENT_TYPE, "text/event-stream"))

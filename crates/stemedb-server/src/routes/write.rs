@@ -30,15 +30,32 @@ async fn write_one(
 
 async fn answer(api: &Api, receipt: Receipt, params: &WriteParams) -> Result<WriteReceipt, ApiError> {
     let indexed = params.wait == Some(Wait::Indexed);
-    if indexed {
+    if indexed && !receipt.duplicate {
         let deadline = Instant::now() + Duration::from_millis(api.config.wait_indexed_ms_max);
         api.node.wait_indexed(receipt.offset, deadline).await?;
+        refused_by_ingest(api, receipt.offset)?;
     }
-    Ok(WriteReceipt {
+    Ok(receipt_body(receipt, indexed))
+}
+
+fn receipt_body(receipt: Receipt, indexed: bool) -> WriteReceipt {
+    WriteReceipt {
         hash: receipt.hash,
         offset: receipt.offset,
-        indexed,
-    })
+        indexed: indexed || receipt.duplicate,
+        duplicate: receipt.duplicate,
+    }
+}
+
+/// The ingest's verdict on the indexed record at `offset`: an error if it refused it. A
+/// durable record can still be refused when indexed, by a rule that needs the state (its
+/// parent or voted assertion unknown, a successor by a non-author), so an answer that says
+/// `indexed` must ask.
+fn refused_by_ingest(api: &Api, offset: u64) -> Result<(), ApiError> {
+    match api.node.rejection(offset)? {
+        None => Ok(()),
+        Some(rejection) => Err(ApiError::rejected(&rejection.reason)),
+    }
 }
 
 fn check_batch(api: &Api, len: usize) -> Result<(), ApiError> {
@@ -67,31 +84,40 @@ async fn answer_batch(
     let results = results.inspect_err(|_| caller.refund(api, charged))?;
     let refused = results.iter().filter(|r| r.is_err()).count() as u64;
     caller.refund(api, refused);
-    if params.wait == Some(Wait::Indexed) {
-        let last = results.iter().flatten().map(|r| r.offset).max();
+    let indexed = params.wait == Some(Wait::Indexed);
+    if indexed {
+        let last = results
+            .iter()
+            .flatten()
+            .filter(|r| !r.duplicate)
+            .map(|r| r.offset)
+            .max();
         if let Some(last) = last {
             let deadline = Instant::now() + Duration::from_millis(api.config.wait_indexed_ms_max);
             api.node.wait_indexed(last, deadline).await?;
         }
     }
-    let indexed = params.wait == Some(Wait::Indexed);
-    let items: Vec<BatchItem> = results
-        .into_iter()
-        .map(|result| match result {
+    let mut items = Vec::with_capacity(results.len());
+    for result in results {
+        // Indexed now: the ingest's verdict is known for every journaled item.
+        let result = match result {
+            Ok(receipt) if indexed && !receipt.duplicate => {
+                refused_by_ingest(api, receipt.offset).map(|()| receipt)
+            }
+            Ok(receipt) => Ok(receipt),
+            Err(error) => Err(ApiError::from(error)),
+        };
+        items.push(match result {
             Ok(receipt) => BatchItem {
-                receipt: Some(WriteReceipt {
-                    hash: receipt.hash,
-                    offset: receipt.offset,
-                    indexed,
-                }),
+                receipt: Some(receipt_body(receipt, indexed)),
                 error: None,
             },
             Err(error) => BatchItem {
                 receipt: None,
-                error: Some(ApiError::from(error).problem()),
+                error: Some(error.problem()),
             },
-        })
-        .collect();
+        });
+    }
     let accepted = items.iter().filter(|i| i.receipt.is_some()).count();
     Ok(BatchReceipt {
         accepted,

@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use std::time::Instant;
 
 use super::{Ledger, agents, base_ms, driver, node_dir, present, start_node, subject, timestamp, write};
+use crate::driver::Refusal;
 use crate::{SimConfig, SimError, Target};
 use stemedb::Config;
 use stemedb::protocol::{Assertion, Hash, Lifecycle, ObjectValue};
@@ -67,9 +68,18 @@ pub(super) async fn run(config: &SimConfig, ledger: &mut Ledger) -> Result<(), S
         );
         forged.parent = Some(head.content_hash());
         forged.sign(&keys[(agent + 1) % keys.len()]);
-        let ack = super::retry(|| driver.submit(&forged)).await?;
+        // Embedded, it is acknowledged and refused when indexed; over HTTP the answer waits for
+        // the index and says so.
+        match super::retry_busy(|| driver.submit(&forged)).await? {
+            Ok(_) | Err(Refusal::Rejected(_)) => {}
+            Err(other) => {
+                return Err(SimError::Node(format!(
+                    "a stranger's write was refused: {other:?}"
+                )));
+            }
+        }
         ledger.refused_expected += 1;
-        strangers.push(ack.hash);
+        strangers.push(forged.content_hash());
     }
     ledger.load += load.elapsed();
     driver.wait_caught_up(config.deadline()).await?;

@@ -195,7 +195,19 @@ pub(crate) async fn write(
 /// Runs `attempt` until it is not refused as busy, backing off from 1 ms up to
 /// [`BUSY_BACKOFF_MAX`] (the pause a busy answer asks for, not a wait for an outcome), for
 /// at most [`BUSY_DEADLINE`]; any other refusal is an error.
-pub(crate) async fn retry<F, Fut>(mut attempt: F) -> Result<Ack, SimError>
+pub(crate) async fn retry<F, Fut>(attempt: F) -> Result<Ack, SimError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Result<Ack, Refusal>, SimError>>,
+{
+    match retry_busy(attempt).await? {
+        Ok(ack) => Ok(ack),
+        Err(other) => Err(SimError::Node(format!("a write was refused: {other:?}"))),
+    }
+}
+
+/// As [`retry`], but a refusal other than busy is the caller's to judge.
+pub(crate) async fn retry_busy<F, Fut>(mut attempt: F) -> Result<Result<Ack, Refusal>, SimError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<Result<Ack, Refusal>, SimError>>,
@@ -204,7 +216,7 @@ where
     let mut backoff = Duration::from_millis(1);
     loop {
         match attempt().await? {
-            Ok(ack) => return Ok(ack),
+            Ok(ack) => return Ok(Ok(ack)),
             Err(Refusal::Busy) if Instant::now() < deadline => {
                 actix_rt::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(BUSY_BACKOFF_MAX);
@@ -214,7 +226,7 @@ where
                     "a write was refused as busy for {BUSY_DEADLINE:?}"
                 )));
             }
-            Err(other) => return Err(SimError::Node(format!("a write was refused: {other:?}"))),
+            Err(other) => return Ok(Err(other)),
         }
     }
 }
