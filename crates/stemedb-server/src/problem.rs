@@ -110,6 +110,12 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "not-found", detail)
     }
 
+    /// 409: the request is well-formed but conflicts with the server's state (the last admin
+    /// key, a full key store).
+    pub fn conflict(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "conflict", detail)
+    }
+
     /// 413: the body is larger than `limit` bytes.
     pub fn too_large(detail: impl Into<String>, limit: u64) -> Self {
         Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large", detail)
