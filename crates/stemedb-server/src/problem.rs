@@ -130,11 +130,6 @@ impl ApiError {
         Self::new(StatusCode::REQUEST_TIMEOUT, "request-timeout", detail).field("body")
     }
 
-    /// 409: the request conflicts with the state of what it names.
-    pub fn conflict(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::CONFLICT, "conflict", detail)
-    }
-
     /// 401: no API key, an unknown one, or a revoked one.
     pub fn unauthorized(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
@@ -148,6 +143,12 @@ impl ApiError {
     /// 404: nothing is stored under the name.
     pub fn not_found(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not-found", detail)
+    }
+
+    /// 409: the request is well-formed but conflicts with the server's state (the last admin
+    /// key, a full key store).
+    pub fn conflict(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "conflict", detail)
     }
 
     /// 413: the body is larger than `limit` bytes.

@@ -438,11 +438,13 @@ pub struct ReadyBody {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewKey {
-    /// A name for people.
+    /// A name for people, at most [`KEY_LABEL_BYTES_MAX`](crate::keys::KEY_LABEL_BYTES_MAX)
+    /// bytes.
     pub label: String,
-    /// What it may do.
+    /// What it may do: at least one role, none twice (else 422 naming `roles`).
     pub roles: Vec<Role>,
-    /// The agents it may submit as.
+    /// The agents it may submit as: at most [`KEY_AGENTS_MAX`](crate::keys::KEY_AGENTS_MAX),
+    /// none twice (else 422 naming `agents`).
     #[serde(default)]
     pub agents: Vec<AgentId>,
 }

@@ -8,7 +8,7 @@ use serde_json::Value;
 use stemedb::node::Node;
 use stemedb::protocol::{AgentId, AgentKey};
 use stemedb_server::ServerConfig as Config;
-use stemedb_server::keys::{KeyStore, Role};
+use stemedb_server::keys::{ADMIN_TOKEN_FILE, KeyStore, Role};
 use stemedb_server::{Api, start};
 
 /// A running server and what the tests need of it.
@@ -69,7 +69,8 @@ where
     with_server_in(dir.path(), config, test);
 }
 
-/// As [`with_server`], with the node's data and the keys in `dir`.
+/// As [`with_server`], with the node's data and the keys in `dir`; `dir` may hold them from an
+/// earlier run.
 pub fn with_server_in<F, Fut>(dir: &std::path::Path, mut config: Config, test: F)
 where
     F: FnOnce(Served) -> Fut,
@@ -79,11 +80,10 @@ where
     actix::System::new().block_on(async {
         let node = config.start_node(&dir.join("data")).unwrap();
         let (keys, token_path) = KeyStore::open(&dir.join("api")).unwrap();
-        let admin = std::fs::read_to_string(token_path.unwrap())
-            .unwrap()
-            .trim()
-            .to_owned();
-        let custodial = keys.keys()[0].agents[0];
+        // A store opened again keeps the admin token of its first start.
+        let token_path = token_path.unwrap_or_else(|| dir.join("api").join(ADMIN_TOKEN_FILE));
+        let admin = std::fs::read_to_string(token_path).unwrap().trim().to_owned();
+        let custodial = keys.authenticate(&admin).unwrap().info.agents[0];
         let keys = Arc::new(keys);
         let server = start(
             Api::new(node.clone(), keys.clone(), config.http.clone()).unwrap(),

@@ -1,13 +1,15 @@
 //! Operations: liveness, readiness, the OpenAPI document, and (admin) API keys and custodial
 //! agents.
 
+use std::sync::Arc;
+
 use actix_web::{HttpResponse, delete, get, post, web};
 
 use super::{AdminErrors, OpsErrors};
 use crate::Api;
 use crate::auth::Caller;
-use crate::keys::{KeyInfo, KeyStoreError, Role};
-use crate::problem::{ApiError, Problem};
+use crate::keys::{KeyInfo, KeyStore, KeyStoreError, Role};
+use crate::problem::{ApiError, Problem, RETRY_UNAVAILABLE_S};
 use crate::types::{CreatedAgent, CreatedKey, HealthBody, KeyList, NewKey, ReadyBody};
 
 /// Liveness: the server answers.
@@ -78,14 +80,44 @@ pub async fn metrics(api: web::Data<Api>) -> Result<HttpResponse, ApiError> {
 }
 
 fn key_problem(error: KeyStoreError) -> ApiError {
+    use KeyStoreError as E;
+    let detail = error.to_string();
     match error {
-        KeyStoreError::UnknownKey(_) => ApiError::not_found(error.to_string()),
-        KeyStoreError::UnknownAgent(_) => ApiError::unprocessable("agents", error.to_string()),
-        other => ApiError::unavailable(other.to_string(), 5),
+        E::UnknownKey(_) => ApiError::not_found(detail),
+        E::UnknownAgent(_) | E::DuplicateAgent(_) => ApiError::unprocessable("agents", detail),
+        E::TooManyAgents { max, .. } => ApiError::unprocessable("agents", detail).limit(max as u64),
+        E::NoRoles | E::DuplicateRole(_) => ApiError::unprocessable("roles", detail),
+        E::LabelTooLong { max, .. } => ApiError::unprocessable("label", detail).limit(max as u64),
+        E::StoreFull { max } | E::AgentsFull { max } => ApiError::conflict(detail).limit(max as u64),
+        E::LastAdmin(_) => ApiError::conflict(detail),
+        E::Io { .. } | E::Damaged { .. } | E::Permissions { .. } | E::Random(_) => {
+            ApiError::unavailable(detail, RETRY_UNAVAILABLE_S)
+        }
     }
 }
 
-/// Makes an API key; its token is in this answer only.
+/// Runs a key store change on the blocking pool: it writes and fsyncs a file, which must not
+/// hold up the worker's other requests.
+async fn key_change<T: Send + 'static>(
+    api: &Api,
+    change: impl FnOnce(&KeyStore) -> Result<T, KeyStoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let keys = Arc::clone(&api.keys);
+    web::block(move || change(&keys))
+        .await
+        .map_err(|e| {
+            ApiError::unavailable(
+                format!("the key store change did not run: {e}"),
+                RETRY_UNAVAILABLE_S,
+            )
+        })?
+        .map_err(key_problem)
+}
+
+/// Makes an API key; its token is in this answer only. A role or agent named twice, or more
+/// than 64 agents, is refused (422 naming the field); a store of 1024 keys none of them
+/// revoked is full (409). The key works once it is saved; a failed save answers 503 and
+/// makes nothing.
 #[utoipa::path(
     tag = "admin",
     request_body = NewKey,
@@ -100,16 +132,10 @@ pub async fn create_key(
 ) -> Result<web::Json<CreatedKey>, ApiError> {
     caller.require(Role::Admin)?;
     let new = body.into_inner();
-    if new.roles.is_empty() {
-        return Err(ApiError::unprocessable("roles", "a key needs at least one role"));
-    }
-    if new.label.len() > 256 {
-        return Err(ApiError::unprocessable("label", "a label is at most 256 bytes").limit(256));
-    }
-    let (token, key) = api
-        .keys
-        .create_key(&new.label, new.roles, new.agents)
-        .map_err(key_problem)?;
+    let (token, key) = key_change(&api, move |keys| {
+        keys.create_key(&new.label, new.roles, new.agents)
+    })
+    .await?;
     Ok(web::Json(CreatedKey { token, key }))
 }
 
@@ -127,7 +153,8 @@ pub async fn list_keys(caller: Caller, api: web::Data<Api>) -> Result<web::Json<
     }))
 }
 
-/// Revokes an API key: every later request with it is refused.
+/// Revokes an API key: every later request with it is refused. The last unrevoked admin key
+/// cannot be revoked (409). A revoked key is listed for 7 days, then dropped.
 #[utoipa::path(
     tag = "admin",
     params(("id" = String, Path, description = "Key id")),
@@ -141,7 +168,8 @@ pub async fn revoke_key(
     id: web::Path<String>,
 ) -> Result<web::Json<KeyInfo>, ApiError> {
     caller.require(Role::Admin)?;
-    Ok(web::Json(api.keys.revoke(&id).map_err(key_problem)?))
+    let id = id.into_inner();
+    Ok(web::Json(key_change(&api, move |keys| keys.revoke(&id)).await?))
 }
 
 /// Makes a custodial agent: the server generates and keeps its signing key. Bind it to a key
@@ -154,6 +182,6 @@ pub async fn revoke_key(
 #[post("/agents")]
 pub async fn create_agent(caller: Caller, api: web::Data<Api>) -> Result<web::Json<CreatedAgent>, ApiError> {
     caller.require(Role::Admin)?;
-    let agent = api.keys.create_agent().map_err(key_problem)?;
+    let agent = key_change(&api, KeyStore::create_agent).await?;
     Ok(web::Json(CreatedAgent { agent }))
 }

@@ -249,6 +249,13 @@ pub(crate) enum AdminErrors {
         content_type = "application/problem+json"
     )]
     BodyTimeout(Problem),
+    /// The change conflicts with the store: the last admin key, a full store.
+    #[response(
+        status = 409,
+        description = "Conflict",
+        content_type = "application/problem+json"
+    )]
+    Conflict(Problem),
     /// The body is over `http.body_bytes_max`.
     #[response(
         status = 413,
@@ -277,7 +284,7 @@ pub(crate) enum AdminErrors {
         content_type = "application/problem+json"
     )]
     TooMany(Problem),
-    /// The key store cannot be written now.
+    /// The key store cannot be written now; nothing changed.
     #[response(
         status = 503,
         description = "Unavailable",
