@@ -77,6 +77,10 @@ pub enum NodeError {
     /// Stopping the node's threads or closing its storage failed during shutdown.
     #[error("shutdown could not stop the node's threads: {0}")]
     Teardown(#[source] actix_rt::task::JoinError),
+    /// A read named a subject or predicate longer than the node's limits allow; refused
+    /// before any work. [`NameTooLong::field`](crate::protocol::NameTooLong::field) says which.
+    #[error(transparent)]
+    NameTooLong(#[from] crate::protocol::NameTooLong),
     /// The node was shut down.
     #[error("the node is shut down")]
     Closed,
