@@ -16,8 +16,8 @@ use crate::protocol::Limits;
 pub use crate::storage::journal::JournalConfig;
 pub use crate::storage::state::{MAP_SIZE_GRANULE_BYTES, StateConfig};
 pub use node::{
-    AuditMode, BATCH_RECORDS_CEILING, NodeConfig, RECORD_STRUCT_BYTES, VERIFY_THREADS_CEILING,
-    VOTE_SHARDS_CEILING, VotesConfig,
+    AUDIT_BYTES_MIN, AUDIT_MAP_HEADROOM_FACTOR, AuditMode, BATCH_RECORDS_CEILING, NodeConfig,
+    RECORD_STRUCT_BYTES, VERIFY_THREADS_CEILING, VOTE_SHARDS_CEILING, VotesConfig,
 };
 
 /// The engine's configuration: the sections of `config/default.toml` a [`Node`](crate::node::Node)

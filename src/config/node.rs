@@ -15,8 +15,18 @@ pub const VERIFY_THREADS_CEILING: usize = 256;
 /// Ceiling of `submit_batch_records_max`, `verify_batch_records_max` and
 /// `ingest_batch_records_max`.
 pub const BATCH_RECORDS_CEILING: usize = 1 << 20;
-/// Ceiling of `watch_buffer`: each watched view allocates its ring up front.
+/// Ceiling of `watch_buffer`: each watched view allocates its ring when its first watcher
+/// subscribes.
 pub const WATCH_BUFFER_CEILING: usize = 1 << 16;
+/// How many times the audit map must be larger than `audit_bytes_max`. LMDB stores more than
+/// the records' bytes (branch and leaf pages, overflow pages rounded up to whole pages, the
+/// pair index), and copy-on-write needs free pages for every page a commit touches and for
+/// the pages that open readers still see: a quarter of the map for records leaves the rest
+/// for those.
+pub const AUDIT_MAP_HEADROOM_FACTOR: u64 = 4;
+/// Smallest `audit_bytes_max`: one honest audit of 1,000 candidates is about 45 KB, and it
+/// must fit.
+pub const AUDIT_BYTES_MIN: u64 = 64 * 1024;
 
 /// Tuning of the submission and ingest pipeline.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,16 +66,33 @@ pub struct NodeConfig {
     pub ingest_commit_duty_percent: u8,
     /// Resolver threads (0: one per core, the default).
     pub lens_threads: usize,
-    /// Most materialized views (default 10,000); each holds one resolution.
+    /// Most materialized views (default 10,000); each holds one resolution. Past it, the
+    /// least recently used view that nobody watches is evicted; if every view is watched, a
+    /// new one is refused.
     pub views_max: usize,
+    /// Most bytes the materialized views may hold, by estimate (their keys, resolutions and
+    /// watcher rings), in bytes (default 64 MiB: 10,000 views of a few candidates each, or a
+    /// few hundred of 1,000 candidates). Evicts like `views_max`; a single view larger than it
+    /// is not kept (the query is answered without one).
+    pub views_bytes_max: usize,
     /// Winner changes a watcher may fall behind by before it is told it lagged (default 256).
-    /// Each watched view keeps this many changes in a ring shared by its watchers.
+    /// Each watched view keeps this many changes in a ring shared by its watchers, allocated
+    /// when its first watcher subscribes.
     pub watch_buffer: usize,
     /// Which resolutions write an audit record: `"requested"` (queries with `audit` set, the
     /// default) or `"all"`.
     pub audit: AuditMode,
     /// Most audit records kept (default 100,000); past it the oldest are deleted.
     pub audit_records_max: u64,
+    /// Most bytes of audit records kept (encoded records and their keys), in bytes (default
+    /// 256 MiB, about 6,000 audits of 1,000 candidates, or 100,000 of a few); past it the
+    /// oldest are deleted. Both this and `audit_records_max` apply. At least 64 KiB, and at
+    /// most a quarter of `audit_map_bytes` (LMDB needs free pages for copy-on-write).
+    pub audit_bytes_max: u64,
+    /// Size of the audit trail's LMDB map, in bytes (default 1 GiB): the most disk and address
+    /// space the audit trail takes. A multiple of 64 KiB, and at least four times
+    /// `audit_bytes_max`.
+    pub audit_map_bytes: usize,
 }
 
 /// Which resolutions are audited.
@@ -93,9 +120,12 @@ impl Default for NodeConfig {
             ingest_commit_duty_percent: 50,
             lens_threads: 0,
             views_max: 10_000,
+            views_bytes_max: 64 << 20,
             watch_buffer: 256,
             audit: AuditMode::Requested,
             audit_records_max: 100_000,
+            audit_bytes_max: 256 << 20,
+            audit_map_bytes: 1 << 30,
         }
     }
 }
@@ -137,11 +167,41 @@ impl NodeConfig {
         if self.audit_records_max == 0 {
             return Err("node.audit_records_max must be at least 1".to_owned());
         }
+        self.validate_audit_bytes()?;
+        if self.views_max == 0 || self.views_bytes_max == 0 {
+            return Err("node.views_max and node.views_bytes_max must be positive".to_owned());
+        }
         if !(1..=100).contains(&self.ingest_commit_duty_percent) {
             return Err("node.ingest_commit_duty_percent must be in 1..=100".to_owned());
         }
         if !(1..=60_000).contains(&self.ingest_retry_backoff_ms_max) {
             return Err("node.ingest_retry_backoff_ms_max must be in 1..=60000".to_owned());
+        }
+        Ok(())
+    }
+
+    /// Checks `audit_bytes_max` and `audit_map_bytes` (see their docs).
+    fn validate_audit_bytes(&self) -> Result<(), String> {
+        use crate::storage::state::MAP_SIZE_GRANULE_BYTES;
+        if self.audit_map_bytes == 0 || !self.audit_map_bytes.is_multiple_of(MAP_SIZE_GRANULE_BYTES) {
+            return Err(format!(
+                "node.audit_map_bytes = {}: must be a positive multiple of {MAP_SIZE_GRANULE_BYTES}",
+                self.audit_map_bytes
+            ));
+        }
+        if self.audit_bytes_max < AUDIT_BYTES_MIN {
+            return Err(format!(
+                "node.audit_bytes_max = {}: must be at least {AUDIT_BYTES_MIN}",
+                self.audit_bytes_max
+            ));
+        }
+        let headroom = self.audit_bytes_max.saturating_mul(AUDIT_MAP_HEADROOM_FACTOR);
+        if headroom > self.audit_map_bytes as u64 {
+            return Err(format!(
+                "node.audit_bytes_max = {} leaves too little headroom in node.audit_map_bytes = {}: \
+                 the map must be at least {AUDIT_MAP_HEADROOM_FACTOR} times larger",
+                self.audit_bytes_max, self.audit_map_bytes
+            ));
         }
         Ok(())
     }

@@ -24,9 +24,9 @@ pub use views::{MaxStale, ViewKey, ViewStatus, WinnerChange};
 // The node's machinery: internal, open to this workspace's tests with the test kit.
 #[cfg(feature = "test-kit")]
 #[doc(hidden)]
-pub use views::{Refresher, ViewCounters, Views};
+pub use views::{Refresher, Subscription, ViewCensus, ViewCounters, Views};
 #[cfg(not(feature = "test-kit"))]
-pub(crate) use views::{ViewCounters, Views};
+pub(crate) use views::{Subscription, ViewCounters, Views};
 
 use crate::protocol::{AgentId, Hash, Lifecycle};
 use crate::storage::state::{HeadSummary, Snapshot, StateError, StoredVote, VoteTotals};
@@ -241,6 +241,21 @@ pub struct Resolution {
     pub audit_id: Option<u64>,
 }
 
+impl Resolution {
+    /// Returns an estimate of the bytes its heap allocations hold: the ranked candidates (with
+    /// their signers and reasons) and the lens name. What a view of it costs, besides its key.
+    pub fn heap_bytes(&self) -> usize {
+        let ranked: usize = self
+            .ranked
+            .iter()
+            .map(|scored| {
+                scored.candidate.signers.capacity() * size_of::<AgentId>() + scored.score.reason.capacity()
+            })
+            .sum();
+        self.ranked.capacity() * size_of::<Scored>() + ranked + self.lens.capacity()
+    }
+}
+
 /// Why a resolution failed.
 #[derive(Debug, Error)]
 pub enum ResolveError {
@@ -279,12 +294,20 @@ pub enum ResolveError {
     /// The audit record could not be written; the resolution is not returned unaudited.
     #[error("audit record not written: {0}")]
     Audit(#[from] crate::storage::audit::AuditError),
-    /// `node.views_max` views exist already.
-    #[error("{max} views exist already (node.views_max)")]
+    /// No room for another view: `node.views_max` views (or `node.views_bytes_max` bytes of
+    /// them) exist, and every one that would have to go is watched; or the view alone is
+    /// larger than `node.views_bytes_max`.
+    #[error(
+        "no room for another view: the views are at node.views_max = {max} or node.views_bytes_max, and watched"
+    )]
     ViewsFull {
-        /// The limit.
+        /// `node.views_max`.
         max: usize,
     },
+    /// The query's subject or predicate is longer than the node's limits allow; refused
+    /// before any work. [`NameTooLong::field`] says which.
+    #[error(transparent)]
+    NameTooLong(#[from] crate::protocol::NameTooLong),
 }
 
 /// The lenses of a node, by name.

@@ -81,6 +81,10 @@ pub enum NodeError {
     /// caller's input is wrong, and asking again with it cannot succeed.
     #[error("the `after` cursor belongs to another subject or pair")]
     BadCursor,
+    /// A read named a subject or predicate longer than the node's limits allow; refused
+    /// before any work. [`NameTooLong::field`](crate::protocol::NameTooLong::field) says which.
+    #[error(transparent)]
+    NameTooLong(#[from] crate::protocol::NameTooLong),
     /// The node was shut down.
     #[error("the node is shut down")]
     Closed,

@@ -15,9 +15,9 @@ pub const GAUGE_SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
 impl Node {
     /// Sets every sampled gauge from the node's current state: ingest lag (bytes, records,
     /// seconds) and stall, the log's own gauges (journal segments, disk bytes, quarantine and
-    /// poisoning), queue use against budgets, mailbox depths, views and watchers, and the LMDB
-    /// map. The node calls it every second ([`GAUGE_SAMPLE_INTERVAL`]). Does nothing once the
-    /// node is shut down.
+    /// poisoning), queue use against budgets, mailbox depths, views (count and bytes) and
+    /// watchers, the audit trail's stored bytes, and the LMDB map. The node calls it every
+    /// second ([`GAUGE_SAMPLE_INTERVAL`]). Does nothing once the node is shut down.
     fn sample_gauges(&self) {
         self.inner
             .sampled_ms
@@ -28,9 +28,10 @@ impl Node {
             .behind_since
             .map_or(0.0, |since| since.elapsed().as_secs_f64());
         metrics::gauge!(catalog::INGEST_LAG_SECONDS).set(lag_seconds);
-        let (views, watchers) = self.inner.views.census();
-        metrics::gauge!(catalog::VIEWS).set(views as f64);
-        metrics::gauge!(catalog::WATCHERS).set(watchers as f64);
+        let census = self.inner.views.census();
+        metrics::gauge!(catalog::VIEWS).set(census.views as f64);
+        metrics::gauge!(catalog::VIEWS_BYTES).set(census.bytes as f64);
+        metrics::gauge!(catalog::WATCHERS).set(census.watchers as f64);
         for (label, depth) in self.inner.mailboxes.labelled() {
             metrics::gauge!(catalog::MAILBOX_DEPTH, "actor" => label).set(depth.get() as f64);
         }
@@ -51,6 +52,9 @@ impl Node {
                 metrics::gauge!(catalog::QUEUE_ENTRIES, "queue" => queue).set(entries as f64);
                 metrics::gauge!(catalog::QUEUE_BYTES, "queue" => queue).set(bytes as f64);
                 metrics::gauge!(catalog::QUEUE_BYTES_MAX, "queue" => queue).set(bytes_max as f64);
+            }
+            if let Some(audit) = &running.audit {
+                metrics::gauge!(catalog::AUDIT_STORED_BYTES).set(audit.stored_bytes() as f64);
             }
             metrics::gauge!(catalog::STATE_MAP_USED_BYTES).set(running.state.map_used_bytes() as f64);
             metrics::gauge!(catalog::STATE_MAP_SIZE_BYTES).set(running.state.map_size_bytes() as f64);

@@ -63,8 +63,8 @@ use tokio::sync::watch;
 
 pub use crate::budget::{QueueFull, QueueUnit};
 pub use crate::config::{
-    AuditMode, BATCH_RECORDS_CEILING, NodeConfig, RECORD_STRUCT_BYTES, VERIFY_THREADS_CEILING,
-    VOTE_SHARDS_CEILING, VotesConfig,
+    AUDIT_BYTES_MIN, AUDIT_MAP_HEADROOM_FACTOR, AuditMode, BATCH_RECORDS_CEILING, NodeConfig,
+    RECORD_STRUCT_BYTES, VERIFY_THREADS_CEILING, VOTE_SHARDS_CEILING, VotesConfig,
 };
 pub use crate::storage::audit::AuditRecord;
 pub use error::{NodeError, Queue, SubmitError, WaitError};
@@ -89,7 +89,7 @@ use crate::config::ConfigError;
 use crate::lens::{LensRegistry, TrustBook, Views};
 use crate::log::{LocalJournal, LogBackend};
 use crate::protocol::{AgentId, Assertion, Hash, LogRecord, TrustChange, Vote};
-use crate::storage::audit::AuditLog;
+use crate::storage::audit::{AuditBounds, AuditLog};
 use crate::storage::state::State;
 use pipeline::{Actors, Running};
 use submit::Admission;
@@ -136,6 +136,8 @@ struct Inner {
     registry: Arc<LensRegistry>,
     views: Arc<Views>,
     views_max: usize,
+    /// The validation limits: a query's names are checked against them.
+    limits: crate::protocol::Limits,
     audit_mode: AuditMode,
     next_audit_id: std::sync::atomic::AtomicU64,
     status: watch::Receiver<IngestStatus>,
@@ -214,6 +216,7 @@ impl Node {
         });
         let (views, refresher) = Views::new(
             config.node.views_max,
+            config.node.views_bytes_max,
             config.node.watch_buffer,
             state.clone(),
             registry.clone(),
@@ -230,8 +233,14 @@ impl Node {
             let views = views.clone();
             Arc::new(move |cursor, touched, trust_changed| views.on_commit(cursor, touched, trust_changed))
         };
-        let (audit, next_audit_id, audit_writer) =
-            AuditLog::open(&data_dir.join(AUDIT_DIR), config.node.audit_records_max)?;
+        let (audit, next_audit_id, audit_writer) = AuditLog::open(
+            &data_dir.join(AUDIT_DIR),
+            AuditBounds {
+                map_bytes: config.node.audit_map_bytes,
+                bytes_max: config.node.audit_bytes_max,
+                records_max: config.node.audit_records_max,
+            },
+        )?;
         let mailboxes = crate::telemetry::Mailboxes::default();
         let actors = Actors::start(
             &config,
@@ -268,6 +277,7 @@ impl Node {
                 registry,
                 views: views.clone(),
                 views_max: config.node.views_max,
+                limits: config.limits.clone(),
                 audit_mode: config.node.audit,
                 next_audit_id: std::sync::atomic::AtomicU64::new(next_audit_id),
                 trust_configured,

@@ -5,16 +5,19 @@ use std::sync::Arc;
 
 use super::{HeadSummary, Node, NodeError, Snapshot};
 use crate::actors::Resolve;
-use crate::lens::{Lens, Query, Resolution, ResolveError, ViewCounters, ViewKey, ViewStatus, WinnerChange};
+use crate::lens::{
+    Lens, Query, Resolution, ResolveError, Subscription, ViewCounters, ViewKey, ViewStatus, WinnerChange,
+};
 use crate::storage::audit::AuditRecord;
 
 use super::AuditMode;
 use crate::telemetry::catalog;
 
-/// A stream of winner changes; see [`Node::watch`].
+/// A stream of winner changes; see [`Node::watch`]. While it lives, its view is kept (never
+/// evicted); dropping it lets the view go.
 #[derive(Debug)]
 pub struct Watch {
-    receiver: tokio::sync::broadcast::Receiver<WinnerChange>,
+    subscription: Subscription,
 }
 
 /// Why a [`Watch`] yielded no change.
@@ -32,16 +35,20 @@ impl Watch {
     /// Waits for the next winner change.
     pub async fn next(&mut self) -> Result<WinnerChange, WatchError> {
         use tokio::sync::broadcast::error::RecvError;
-        self.receiver.recv().await.map_err(|error| match error {
-            RecvError::Lagged(missed) => lagged(missed),
-            RecvError::Closed => WatchError::Closed,
-        })
+        self.subscription
+            .receiver
+            .recv()
+            .await
+            .map_err(|error| match error {
+                RecvError::Lagged(missed) => lagged(missed),
+                RecvError::Closed => WatchError::Closed,
+            })
     }
 
     /// Returns the next winner change if one is waiting.
     pub fn try_next(&mut self) -> Option<Result<WinnerChange, WatchError>> {
         use tokio::sync::broadcast::error::TryRecvError;
-        match self.receiver.try_recv() {
+        match self.subscription.receiver.try_recv() {
             Ok(change) => Some(Ok(change)),
             Err(TryRecvError::Empty) => None,
             Err(TryRecvError::Lagged(missed)) => Some(Err(lagged(missed))),
@@ -60,7 +67,7 @@ fn lagged(missed: u64) -> WatchError {
 fn error_reason(error: &ResolveError) -> &'static str {
     match error {
         ResolveError::UnknownLens { .. } => "unknown_lens",
-        ResolveError::LensExists { .. } => "invalid",
+        ResolveError::LensExists { .. } | ResolveError::NameTooLong(_) => "invalid",
         ResolveError::AsOfUnsupported { .. } => "unavailable",
         ResolveError::Lens { .. } => "lens_failed",
         ResolveError::State(_) | ResolveError::Audit(_) => "storage",
@@ -72,7 +79,14 @@ fn error_reason(error: &ResolveError) -> &'static str {
 impl Node {
     /// Resolves `query`: which of the competing assertions about its (subject, predicate) wins
     /// under its lens, with every candidate's score and reason. Runs on the resolver threads
-    /// (`node.lens_threads`), on a snapshot taken at the call.
+    /// (`node.lens_threads`), on a snapshot taken at the call. A subject or predicate longer
+    /// than `limits.subject_bytes_max` or `limits.predicate_bytes_max` is refused
+    /// ([`ResolveError::NameTooLong`]) before any work.
+    ///
+    /// An audited resolution is answered once its audit record is committed. If that fails,
+    /// a query that asked for audit gets the error; one audited only because
+    /// `node.audit = "all"` is answered without an `audit_id` (the failure is logged and
+    /// counted in `stemedb_audit_write_failures_total`).
     pub async fn resolve(&self, query: Query) -> Result<Resolution, ResolveError> {
         let started = std::time::Instant::now();
         let outcome = self.resolve_audited(query).await;
@@ -92,12 +106,26 @@ impl Node {
     }
 
     async fn resolve_audited(&self, query: Query) -> Result<(Resolution, bool), ResolveError> {
+        self.inner.limits.check_names(&query.subject, &query.predicate)?;
         let audited = query.audit || self.inner.audit_mode == AuditMode::All;
         let audit_query = audited.then(|| query.clone());
         let (mut resolution, from_view) = self.resolve_unaudited(query).await?;
         if let Some(query) = audit_query {
-            resolution.audit_id = Some(self.write_audit(&query, &resolution).await?);
-            metrics::counter!(catalog::AUDIT_RECORDS).increment(1);
+            match self.write_audit(&query, &resolution).await {
+                Ok(id) => {
+                    resolution.audit_id = Some(id);
+                    metrics::counter!(catalog::AUDIT_RECORDS).increment(1);
+                }
+                Err(error) => {
+                    metrics::counter!(catalog::AUDIT_WRITE_FAILURES).increment(1);
+                    if query.audit {
+                        return Err(error);
+                    }
+                    // Audited only by node.audit = "all": the audit trail must not decide
+                    // whether a query that did not ask for it is answered.
+                    tracing::warn!(%error, "audit record not written; answering without an audit id");
+                }
+            }
         }
         Ok((resolution, from_view))
     }
@@ -133,6 +161,15 @@ impl Node {
         Ok(id)
     }
 
+    /// Returns the bytes the audit trail stores (encoded records and their keys), which
+    /// retention keeps within `node.audit_bytes_max`.
+    pub fn audit_stored_bytes(&self) -> Result<u64, NodeError> {
+        self.with_running(|running| match &running.audit {
+            Some(audit) => Ok(audit.stored_bytes()),
+            None => Err(NodeError::Closed),
+        })
+    }
+
     /// Returns the audit record `id`, if it is kept.
     pub fn audit(&self, id: u64) -> Result<Option<AuditRecord>, NodeError> {
         self.with_running(|running| match &running.audit {
@@ -141,13 +178,15 @@ impl Node {
         })
     }
 
-    /// Returns up to `limit` audit records about (`subject`, `predicate`), newest first.
+    /// Returns up to `limit` audit records about (`subject`, `predicate`), newest first. Names
+    /// longer than the node's limits are refused ([`NodeError::NameTooLong`]).
     pub fn audits(
         &self,
         subject: &str,
         predicate: &str,
         limit: usize,
     ) -> Result<Vec<AuditRecord>, NodeError> {
+        self.inner.limits.check_names(subject, predicate)?;
         self.with_running(|running| match &running.audit {
             Some(audit) => Ok(audit.by_pair(subject, predicate, limit)?),
             None => Err(NodeError::Closed),
@@ -165,7 +204,9 @@ impl Node {
             return Ok((resolution, true));
         }
         let resolution = self.compute(query).await?;
+        // No view of a pair nobody asserted anything about: it would only cost memory.
         if let Some((key, _)) = view
+            && !resolution.ranked.is_empty()
             && self.inner.views.insert(&key, resolution.clone())
         {
             self.inner
@@ -178,28 +219,33 @@ impl Node {
     /// Watches the winner of (`subject`, `predicate`) under `lens`: a stream of changes, one
     /// per refresh of its view that changes the winner (creating the view if needed). A watcher
     /// that falls more than `node.watch_buffer` changes behind is told it lagged
-    /// ([`WatchError::Lagged`]); it never holds up the ingest.
+    /// ([`WatchError::Lagged`]); it never holds up the ingest. The view is kept while a watch
+    /// of it lives; when the views are at their caps and every one is watched, a new watch is
+    /// refused ([`ResolveError::ViewsFull`]).
     pub async fn watch(&self, subject: &str, predicate: &str, lens: &str) -> Result<Watch, ResolveError> {
+        self.inner.limits.check_names(subject, predicate)?;
         let key = ViewKey {
             subject: subject.to_owned(),
             predicate: predicate.to_owned(),
             lens: lens.to_owned(),
         };
-        if let Some(receiver) = self.inner.views.subscribe(&key) {
-            return Ok(Watch { receiver });
+        if let Some(subscription) = self.inner.views.subscribe(&key) {
+            return Ok(Watch { subscription });
         }
         let resolution = self.compute(Query::new(subject, predicate, lens)).await?;
-        if !self.inner.views.insert(&key, resolution) {
-            return Err(ResolveError::ViewsFull {
-                max: self.inner.views_max,
-            });
-        }
-        // Subscribe before a refresh can run, so no change is missed.
-        let receiver = self.inner.views.subscribe(&key).ok_or(ResolveError::Closed)?;
+        // Subscribed as it is stored, before a refresh can run (so no change is missed) and
+        // before an eviction could take it.
+        let subscription =
+            self.inner
+                .views
+                .insert_and_subscribe(&key, resolution)
+                .ok_or(ResolveError::ViewsFull {
+                    max: self.inner.views_max,
+                })?;
         self.inner
             .views
             .refresh_if_behind(&key, self.ingest_status().cursor);
-        Ok(Watch { receiver })
+        Ok(Watch { subscription })
     }
 
     /// Returns the status of the view of (`subject`, `predicate`, `lens`), if there is one.

@@ -67,7 +67,39 @@ pub struct LimitsError {
     pub expected: String,
 }
 
+/// A query named a subject or predicate longer than the node's limits allow
+/// (`limits.subject_bytes_max`, `limits.predicate_bytes_max`): no record can have such a name,
+/// so the query is refused before any work or storage.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("the {field} is {bytes} bytes long; limits.{field}_bytes_max = {max}")]
+pub struct NameTooLong {
+    /// Which name: `"subject"` or `"predicate"`.
+    pub field: &'static str,
+    /// Its length, in UTF-8 bytes.
+    pub bytes: usize,
+    /// The limit, in UTF-8 bytes.
+    pub max: usize,
+}
+
 impl Limits {
+    /// Checks a queried `subject` and `predicate` against `subject_bytes_max` and
+    /// `predicate_bytes_max`; returns the first that is too long.
+    pub fn check_names(&self, subject: &str, predicate: &str) -> Result<(), NameTooLong> {
+        for (field, name, max) in [
+            ("subject", subject, self.subject_bytes_max),
+            ("predicate", predicate, self.predicate_bytes_max),
+        ] {
+            if name.len() > max {
+                return Err(NameTooLong {
+                    field,
+                    bytes: name.len(),
+                    max,
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Checks every limit against its range; returns the first violation.
     pub fn validate(&self) -> Result<(), LimitsError> {
         let sizes = [

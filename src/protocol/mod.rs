@@ -31,7 +31,7 @@ pub use error::{CodecError, ParseError};
 pub use hash::{HASH_LEN, Hash};
 pub use key_cache::KEY_CACHE_ENTRIES_MAX;
 pub use limits::{
-    Limits, LimitsError, NAME_BYTES_CEILING, OBJECT_TEXT_BYTES_CEILING, RECORD_BYTES_CEILING,
+    Limits, LimitsError, NAME_BYTES_CEILING, NameTooLong, OBJECT_TEXT_BYTES_CEILING, RECORD_BYTES_CEILING,
     SIGNATURES_CEILING,
 };
 #[cfg(feature = "test-kit")]

@@ -176,6 +176,16 @@ pub const VIEW_SKEW_BYPASSES: &str = "stemedb_view_skew_bypasses_total";
 pub const VIEWS: &str = "stemedb_views";
 /// Audit records written.
 pub const AUDIT_RECORDS: &str = "stemedb_audit_records_total";
+/// Bytes the audit trail stores.
+pub const AUDIT_STORED_BYTES: &str = "stemedb_audit_stored_bytes";
+/// Audit records deleted by retention.
+pub const AUDIT_EVICTED: &str = "stemedb_audit_evicted_total";
+/// Audit records that could not be written.
+pub const AUDIT_WRITE_FAILURES: &str = "stemedb_audit_write_failures_total";
+/// Estimated bytes the materialized views hold.
+pub const VIEWS_BYTES: &str = "stemedb_views_bytes";
+/// Views evicted to stay within the caps.
+pub const VIEW_EVICTIONS: &str = "stemedb_view_evictions_total";
 /// Open winner-change feeds.
 pub const WATCHERS: &str = "stemedb_watchers";
 /// Winner changes watchers missed because they lagged.
@@ -275,6 +285,11 @@ pub const METRICS: &[MetricSpec] = &[
     counter(VIEW_SKEW_BYPASSES, &[], "Views passed over because they were dated in the future (clock skew).", "View hits, misses and skew"),
     gauge(VIEWS, &[], "Materialized views held.", "Watchers and views"),
     counter(AUDIT_RECORDS, &[], "Audit records written for resolutions.", "Resolutions by lens"),
+    gauge(AUDIT_STORED_BYTES, &[], "Bytes the audit trail stores (encoded records and their keys), kept within node.audit_bytes_max.", "Audit trail"),
+    counter(AUDIT_EVICTED, &[], "Audit records deleted, oldest first, to stay within node.audit_records_max and node.audit_bytes_max (or to make room in a full map).", "Audit trail"),
+    counter(AUDIT_WRITE_FAILURES, &[], "Audit records not written (too large, storage failing, writer stopped); a resolution that asked for audit failed, one audited only by node.audit = all was answered without an audit id.", "Audit trail"),
+    gauge(VIEWS_BYTES, &[], "Estimated bytes the materialized views hold (keys, resolutions, watcher rings), kept within node.views_bytes_max unless watched views exceed it.", "View memory and evictions"),
+    counter(VIEW_EVICTIONS, &[], "Views nobody watched that were evicted, least recently used first, to stay within node.views_max and node.views_bytes_max.", "View memory and evictions"),
     gauge(WATCHERS, &[], "Open winner-change feeds (embedded and SSE).", "Watchers and views"),
     counter(WATCH_MISSED, &[], "Winner changes that watchers missed because they fell behind their buffer.", "Watcher lag"),
     counter(HTTP_REQUESTS, &["route", "method", "status"], "HTTP requests answered, by route pattern, method and status code.", "HTTP requests by route and status"),

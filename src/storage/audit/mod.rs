@@ -8,14 +8,29 @@
 //! ```
 //!
 //! Ids grow by one from the largest stored. A writer thread takes records from a bounded queue
-//! and commits what is queued in one transaction, then answers each; past `audit_records_max`
-//! the oldest records are deleted in the same transaction.
+//! and commits what is queued in one transaction, then answers each (see [`writer`]).
+//!
+//! Retention has two bounds, and both apply: at most `records_max` records, and at most
+//! `bytes_max` stored bytes, where a record's stored bytes are its encoded value plus its two
+//! keys ([`RECORD_KEYS_BYTES`]). Past either, the oldest records are deleted in the same
+//! transaction that adds the new ones. The running total of stored bytes is not persisted: it
+//! is recomputed at open from the value lengths (a scan of the leaf pages; overflow pages are
+//! not read), so it can never disagree with the records. A store over its bounds at open (the
+//! bounds were lowered) is trimmed before the writer starts.
+//!
+//! The map holds more than the stored bytes (B-tree pages, free pages that copy-on-write and
+//! open readers need), which is why `node.audit_bytes_max` must leave headroom below
+//! `node.audit_map_bytes`. Should a commit still find the map full, it is retried with half the
+//! byte budget (evicting more), so a full map is never a lasting state.
+
+mod writer;
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Sender;
 use heed::types::Bytes;
 use heed::{CommitOrAbort, Database, Env, EnvOpenOptions, WithoutTls};
 use serde::{Deserialize, Serialize};
@@ -24,10 +39,21 @@ use tokio::sync::oneshot;
 use crate::protocol::Hash;
 use crate::storage::state::{PairId, StateError};
 
-/// Map size of the audit environment (it grows with the retention bound, not with the log).
-const AUDIT_MAP_BYTES: usize = 1 << 30;
 /// Records queued to the writer before resolvers wait.
 const AUDIT_QUEUE: usize = 4096;
+/// Bytes of a record's two keys: its id in `records`, and pair and id in `by_pair`.
+pub const RECORD_KEYS_BYTES: u64 = (size_of::<u64>() + size_of::<PairId>() + size_of::<u64>()) as u64;
+
+/// The bounds of an audit store; see the module docs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuditBounds {
+    /// The LMDB map size, in bytes (a multiple of the OS page size).
+    pub map_bytes: usize,
+    /// Most stored bytes (encoded records and their keys) kept.
+    pub bytes_max: u64,
+    /// Most records kept.
+    pub records_max: u64,
+}
 
 /// One audited resolution.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -67,6 +93,15 @@ pub enum AuditError {
     /// The writer thread stopped (the node is shutting down).
     #[error("the audit writer stopped")]
     WriterStopped,
+    /// The record alone is larger than the store's byte budget (`node.audit_bytes_max`): it
+    /// could only be kept by deleting every other record, so it is refused.
+    #[error("audit record of {bytes} bytes exceeds node.audit_bytes_max = {max}")]
+    TooLarge {
+        /// Its stored bytes (encoded record and keys).
+        bytes: u64,
+        /// The budget.
+        max: u64,
+    },
     /// The commit of the batch holding the record failed.
     #[error("audit commit failed: {0}")]
     Commit(Arc<StateError>),
@@ -77,6 +112,8 @@ struct Store {
     env: Env<WithoutTls>,
     records: Db,
     by_pair: Db,
+    /// Stored bytes as of the last commit; written by the writer (and the open) only.
+    stored_bytes: AtomicU64,
 }
 
 /// The audit trail; see the module docs. Dropping it stops the writer once it has committed
@@ -87,15 +124,16 @@ pub struct AuditLog {
 }
 
 impl AuditLog {
-    /// Opens (creating) the audit environment in `dir` and starts its writer thread, which
-    /// keeps at most `records_max` records. Returns the log, the next id, and the writer.
-    pub fn open(dir: &Path, records_max: u64) -> Result<(Self, u64, JoinHandle<()>), StateError> {
+    /// Opens (creating) the audit environment in `dir`, trims it to `bounds`, and starts its
+    /// writer thread, which keeps it within them. Returns the log, the next id, and the writer.
+    pub fn open(dir: &Path, bounds: AuditBounds) -> Result<(Self, u64, JoinHandle<()>), StateError> {
+        assert!(bounds.bytes_max > 0 && bounds.records_max > 0, "audit bounds must be positive");
         std::fs::create_dir_all(dir).map_err(|source| StateError::CreateDir {
             path: dir.to_owned(),
             source,
         })?;
         let mut options = EnvOpenOptions::new().read_txn_without_tls();
-        options.map_size(AUDIT_MAP_BYTES).max_dbs(2);
+        options.map_size(bounds.map_bytes).max_dbs(2);
         // Default flags, unlike the state's NO_META_SYNC: the state can be rebuilt from the
         // journal, an audit record cannot, so each commit syncs its pages and its meta page
         // before the ids it holds are answered (`audit_ingest` bench: no measurable cost).
@@ -112,21 +150,23 @@ impl AuditLog {
             })
             .map_err(StateError::lmdb("create audit databases"))?
             .unwrap_commit();
-        let next_id = {
-            let rtxn = env.read_txn().map_err(StateError::lmdb("begin read"))?;
-            let last = records.last(&rtxn).map_err(StateError::lmdb("read audit"))?;
-            match last {
-                Some((key, _)) => decode_id(key)? + 1,
-                None => 1,
-            }
+        let store = Store {
+            env,
+            records,
+            by_pair,
+            stored_bytes: AtomicU64::new(0),
         };
+        let (next_id, stored) = store.scan()?;
+        store.stored_bytes.store(stored, Ordering::Release);
+        store.trim(bounds)?;
+        metrics::gauge!(crate::telemetry::catalog::AUDIT_STORED_BYTES).set(store.stored_bytes() as f64);
         let (queue, receiver) = crossbeam_channel::bounded(AUDIT_QUEUE);
-        let store = Arc::new(Store { env, records, by_pair });
+        let store = Arc::new(store);
         let writer = {
-            let store = store.clone();
+            let writer = writer::Writer::new(store.clone(), bounds);
             std::thread::Builder::new()
                 .name("stemedb-audit".into())
-                .spawn(move || store.write_loop(&receiver, records_max))
+                .spawn(move || writer.run(&receiver))
                 .map_err(|source| StateError::CreateDir {
                     path: dir.to_owned(),
                     source,
@@ -140,28 +180,11 @@ impl AuditLog {
         let queue = self.queue.clone();
         async move { append(queue, record).await }
     }
-}
 
-async fn append(queue: Sender<Pending>, record: AuditRecord) -> Result<(), AuditError> {
-    {
-        let (reply, answer) = oneshot::channel();
-        match queue.try_send((record, reply)) {
-            Ok(()) => {}
-            // A full queue makes this query wait (off the async executor), never the ingest:
-            // the audit trail is another environment.
-            Err(crossbeam_channel::TrySendError::Full(pending)) => {
-                let sent = actix_rt::task::spawn_blocking(move || queue.send(pending).is_ok()).await;
-                if !matches!(sent, Ok(true)) {
-                    return Err(AuditError::WriterStopped);
-                }
-            }
-            Err(crossbeam_channel::TrySendError::Disconnected(_)) => return Err(AuditError::WriterStopped),
-        }
-        answer.await.map_err(|_| AuditError::WriterStopped)?
+    /// Returns the stored bytes (encoded records and their keys) as of the last commit.
+    pub fn stored_bytes(&self) -> u64 {
+        self.store.stored_bytes()
     }
-}
-
-impl AuditLog {
 
     /// Returns the record `id`, if kept.
     pub fn get(&self, id: u64) -> Result<Option<AuditRecord>, StateError> {
@@ -174,50 +197,41 @@ impl AuditLog {
     }
 }
 
-impl Store {
-    fn write_loop(&self, receiver: &Receiver<Pending>, records_max: u64) {
-        while let Ok(first) = receiver.recv() {
-            let mut batch = vec![first];
-            batch.extend(receiver.try_iter().take(AUDIT_QUEUE));
-            let outcome = self.commit(&batch, records_max).map_err(|e| AuditError::Commit(Arc::new(e)));
-            for (_, reply) in batch {
-                let _ = reply.send(outcome.clone());
+async fn append(queue: Sender<Pending>, record: AuditRecord) -> Result<(), AuditError> {
+    let (reply, answer) = oneshot::channel();
+    match queue.try_send((record, reply)) {
+        Ok(()) => {}
+        // A full queue makes this query wait (off the async executor), never the ingest:
+        // the audit trail is another environment.
+        Err(crossbeam_channel::TrySendError::Full(pending)) => {
+            let sent = actix_rt::task::spawn_blocking(move || queue.send(pending).is_ok()).await;
+            if !matches!(sent, Ok(true)) {
+                return Err(AuditError::WriterStopped);
             }
         }
+        Err(crossbeam_channel::TrySendError::Disconnected(_)) => return Err(AuditError::WriterStopped),
+    }
+    answer.await.map_err(|_| AuditError::WriterStopped)?
+}
+
+impl Store {
+    fn stored_bytes(&self) -> u64 {
+        self.stored_bytes.load(Ordering::Acquire)
     }
 
-    fn commit(&self, batch: &[Pending], records_max: u64) -> Result<(), StateError> {
-        let mut txn = self.env.write_txn().map_err(StateError::lmdb("begin audit write"))?;
-        for (record, _) in batch {
-            let value = rmp_serde::to_vec_named(record).map_err(|e| StateError::corrupt("audit record", e))?;
-            self.records
-                .put(&mut txn, &record.id.to_be_bytes(), &value)
-                .map_err(StateError::lmdb("store audit record"))?;
-            self.by_pair
-                .put(&mut txn, &pair_key(&record.subject, &record.predicate, record.id), &[])
-                .map_err(StateError::lmdb("store audit index"))?;
+    /// Returns the next id and the stored bytes, from the records themselves.
+    fn scan(&self) -> Result<(u64, u64), StateError> {
+        let rtxn = self.env.read_txn().map_err(StateError::lmdb("begin read"))?;
+        let next_id = match self.records.last(&rtxn).map_err(StateError::lmdb("read audit"))? {
+            Some((key, _)) => decode_id(key)? + 1,
+            None => 1,
+        };
+        let mut stored = 0u64;
+        for entry in self.records.iter(&rtxn).map_err(StateError::lmdb("scan audit"))? {
+            let (_, value) = entry.map_err(StateError::lmdb("scan audit"))?;
+            stored += value.len() as u64 + RECORD_KEYS_BYTES;
         }
-        // Retention: the oldest go first.
-        let count = self.records.len(&txn).map_err(StateError::lmdb("count audit"))?;
-        for _ in records_max..count {
-            let Some((key, value)) = self
-                .records
-                .first(&txn)
-                .map_err(StateError::lmdb("read audit"))?
-                .map(|(k, v)| (k.to_vec(), v.to_vec()))
-            else {
-                break;
-            };
-            let old: AuditRecord =
-                rmp_serde::from_slice(&value).map_err(|e| StateError::corrupt("audit record", e))?;
-            self.records
-                .delete(&mut txn, &key)
-                .map_err(StateError::lmdb("delete audit record"))?;
-            self.by_pair
-                .delete(&mut txn, &pair_key(&old.subject, &old.predicate, old.id))
-                .map_err(StateError::lmdb("delete audit index"))?;
-        }
-        txn.commit().map_err(StateError::lmdb("commit audit"))
+        Ok((next_id, stored))
     }
 
     fn get(&self, id: u64) -> Result<Option<AuditRecord>, StateError> {
@@ -264,3 +278,6 @@ fn decode_id(bytes: &[u8]) -> Result<u64, StateError> {
         .map(u64::from_be_bytes)
         .map_err(|_| StateError::corrupt("audit id", "not 8 bytes"))
 }
+
+#[cfg(test)]
+mod tests;
