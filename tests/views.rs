@@ -230,6 +230,13 @@ async fn stale_resolve(node: &Node, i: usize, len: usize) {
     node.resolve(query).await.unwrap();
 }
 
+async fn stale_resolve_as(node: &Node, i: usize, len: usize, requester: &str) {
+    let mut query = Query::new(subject(i, len), "mayor", "recency");
+    query.max_stale = Some(MaxStale::Offsets(u64::MAX));
+    query.requester = Some(requester.to_owned());
+    node.resolve(query).await.unwrap();
+}
+
 fn has_view(node: &Node, i: usize, len: usize) -> bool {
     node.view_status(&subject(i, len), "mayor", "recency").is_some()
 }
@@ -291,6 +298,30 @@ fn views_are_evicted_least_recently_used_first() {
         stale_resolve(&node, 4, 16).await;
         let kept: Vec<bool> = (0..5).map(|i| has_view(&node, i, 16)).collect();
         assert_eq!(kept, [false, false, true, true, true]);
+        node.shutdown().await.unwrap();
+    });
+}
+
+#[test]
+fn one_requester_holds_its_share_of_the_views_and_evicts_only_its_own() {
+    let mut config = Config::default();
+    config.node.views_max = 8;
+    with_node(config, |node| async move {
+        claim_pairs(&node, 40, 16).await;
+        // Another requester's two views, made first (so the oldest).
+        stale_resolve_as(&node, 0, 16, "api-key:calm").await;
+        stale_resolve_as(&node, 1, 16, "api-key:calm").await;
+        // A greedy requester asks for 30 pairs: it keeps its share, 8 / 4 = 2 views.
+        for i in 10..40 {
+            stale_resolve_as(&node, i, 16, "api-key:greedy").await;
+        }
+        let greedy: Vec<usize> = (10..40).filter(|i| has_view(&node, *i, 16)).collect();
+        assert_eq!(greedy, [38, 39], "the greedy requester's newest views, its share");
+        assert!(
+            has_view(&node, 0, 16) && has_view(&node, 1, 16),
+            "the other's views stay"
+        );
+        assert_eq!(node.views_for_tests().census().views, 4);
         node.shutdown().await.unwrap();
     });
 }

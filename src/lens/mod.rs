@@ -20,7 +20,7 @@ use std::sync::Arc;
 use thiserror::Error;
 
 pub use builtin::{Confidence, Consensus, Recency};
-pub use views::{MaxStale, ViewKey, ViewStatus, WinnerChange};
+pub use views::{MaxStale, OWNER_SHARE_DIVISOR, ViewKey, ViewStatus, WinnerChange};
 // The node's machinery: internal, open to this workspace's tests with the test kit.
 #[cfg(feature = "test-kit")]
 #[doc(hidden)]
@@ -164,7 +164,8 @@ pub struct Query {
     pub max_stale: Option<MaxStale>,
     /// Write an audit record of this resolution (always, when `node.audit = "all"`).
     pub audit: bool,
-    /// Who asks, for the audit record.
+    /// Who asks: named in the audit record, and the owner of a view the query creates (one
+    /// requester holds at most its share of the views; see [`OWNER_SHARE_DIVISOR`]).
     pub requester: Option<String>,
 }
 

@@ -11,8 +11,11 @@ impl Node {
         self.with_state(|state| Ok(state.get(hash)?))
     }
 
-    /// Lists assertions by subject or by (subject, predicate), heads or full history.
+    /// Lists assertions by subject or by (subject, predicate), heads or full history. A name
+    /// longer than a record's may be is refused ([`NodeError::NameTooLong`]).
     pub fn list(&self, query: &ListQuery) -> Result<ListPage, NodeError> {
+        let predicate = query.predicate.as_deref().unwrap_or_default();
+        self.inner.limits.check_names(&query.subject, predicate)?;
         self.with_state(|state| match state.list(query) {
             Err(StateError::BadCursor) => Err(NodeError::BadCursor),
             result => Ok(result?),

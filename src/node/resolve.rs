@@ -186,10 +186,23 @@ impl Node {
         predicate: &str,
         limit: usize,
     ) -> Result<Vec<AuditRecord>, NodeError> {
+        self.audits_before(subject, predicate, None, limit)
+    }
+
+    /// Returns up to `limit` audit records about (`subject`, `predicate`) with ids below
+    /// `before` (every id if `None`), newest first: pass the last id of a page to get the next.
+    pub fn audits_before(
+        &self,
+        subject: &str,
+        predicate: &str,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<AuditRecord>, NodeError> {
         self.inner.limits.check_names(subject, predicate)?;
-        self.with_running(|running| match &running.audit {
-            Some(audit) => Ok(audit.by_pair(subject, predicate, limit)?),
-            None => Err(NodeError::Closed),
+        self.with_running(|running| match (&running.audit, before) {
+            (Some(audit), None) => Ok(audit.by_pair(subject, predicate, limit)?),
+            (Some(audit), Some(before)) => Ok(audit.by_pair_before(subject, predicate, before, limit)?),
+            (None, _) => Err(NodeError::Closed),
         })
     }
 
@@ -203,11 +216,16 @@ impl Node {
         {
             return Ok((resolution, true));
         }
+        let owner = query.requester.clone();
         let resolution = self.compute(query).await?;
-        // No view of a pair nobody asserted anything about: it would only cost memory.
+        // No view of a pair nobody asserted anything about: it would only cost memory. A
+        // named requester holds its share of the views at most.
         if let Some((key, _)) = view
             && !resolution.ranked.is_empty()
-            && self.inner.views.insert(&key, resolution.clone())
+            && match &owner {
+                Some(owner) => self.inner.views.insert_for(&key, resolution.clone(), owner),
+                None => self.inner.views.insert(&key, resolution.clone()),
+            }
         {
             self.inner
                 .views

@@ -20,8 +20,10 @@ pub struct Vote {
     pub assertion: Hash,
     /// Who votes; also the signer.
     pub voter: AgentId,
-    /// How much the vote counts, in (0, `vote_weight_max`].
-    #[cfg_attr(feature = "openapi", schema(exclusive_minimum = 0.0))]
+    /// How much the vote counts, in (0, `vote_weight_max`] (100 by default). As a 32-bit
+    /// float: the document's minimum is the least positive normal `f32`, since a smaller
+    /// number rounds to 0.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1.175_494_4e-38, maximum = 100.0))]
     pub weight: f32,
     /// When the vote was cast, in milliseconds since the Unix epoch; orders a voter's votes.
     pub timestamp_ms: u64,

@@ -90,7 +90,7 @@ pub struct Api {
     outbound: Arc<outbound::OutboundBudget>,
     feeds: Arc<feeds::FeedSlots>,
     openapi_json: String,
-    methods: routes::Methods,
+    pub(crate) methods: routes::Methods,
     closing: Arc<tokio::sync::watch::Sender<bool>>,
     /// The recorder `/metrics` renders, if this server serves it.
     metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
@@ -184,7 +184,44 @@ pub fn openapi() -> OpenApi {
         .openapi(base_document())
         .service(routes::scope())
         .service(routes::metrics_route());
-    app.split_for_parts().1
+    refine(app.split_for_parts().1)
+}
+
+/// What the derives cannot say, said in the document itself, so that it describes what the
+/// API accepts: an object `ref` is a subject (at least one byte), a batch holds at least one
+/// record, and a record's `timestamp_ms` is an unsigned 64-bit integer (`uint64`, not the
+/// derives' `int64`).
+fn refine(document: OpenApi) -> OpenApi {
+    use serde_json::Value;
+    let Ok(mut value) = serde_json::to_value(&document) else {
+        return document;
+    };
+    if let Some(kinds) = value
+        .pointer_mut("/components/schemas/ObjectValue/oneOf")
+        .and_then(Value::as_array_mut)
+    {
+        for kind in kinds {
+            if let Some(Value::Object(reference)) = kind.pointer_mut("/properties/ref") {
+                reference.insert("minLength".into(), 1.into());
+            }
+        }
+    }
+    for record in ["Assertion", "Vote", "TrustChange"] {
+        let pointer = format!("/components/schemas/{record}/properties/timestamp_ms");
+        if let Some(Value::Object(timestamp)) = value.pointer_mut(&pointer) {
+            timestamp.insert("format".into(), "uint64".into());
+        }
+    }
+    for path in ["/v1/assertions/batch", "/v1/votes/batch"] {
+        let pointer = format!(
+            "/paths/{}/post/requestBody/content/application~1json/schema",
+            path.replace('/', "~1")
+        );
+        if let Some(Value::Object(schema)) = value.pointer_mut(&pointer) {
+            schema.insert("minItems".into(), 1.into());
+        }
+    }
+    serde_json::from_value(value).unwrap_or(document)
 }
 
 fn base_document() -> OpenApi {
@@ -340,8 +377,31 @@ impl Stopper {
 /// Starts serving `api` on `api.config.bind`; with `signals`, SIGINT and SIGTERM stop it
 /// gracefully. Must be called inside the node's actix System.
 pub fn start(api: Api, signals: bool) -> std::io::Result<Server> {
-    let listener = std::net::TcpListener::bind(&api.config.bind)?;
+    let listener = bind(&api.config.bind)?;
     start_on(api, listener, signals)
+}
+
+/// Connections the kernel queues for a listener before the server accepts them: actix's own
+/// default, room for a burst of new clients.
+pub const LISTEN_BACKLOG: i32 = 2048;
+
+/// Binds a listener to `addr` (`host:port`) as the server would: address reuse on, a backlog of
+/// [`LISTEN_BACKLOG`]. `stemedb serve` binds with it before it writes anything.
+pub fn bind(addr: &str) -> std::io::Result<std::net::TcpListener> {
+    use std::net::ToSocketAddrs;
+    let mut last = None;
+    for addr in addr.to_socket_addrs()? {
+        let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
+        socket.set_reuse_address(true)?;
+        match socket
+            .bind(&addr.into())
+            .and_then(|()| socket.listen(LISTEN_BACKLOG))
+        {
+            Ok(()) => return Ok(socket.into()),
+            Err(error) => last = Some(error),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address to bind")))
 }
 
 /// Starts serving `api` on `listener`, bound beforehand (so a busy address is found before

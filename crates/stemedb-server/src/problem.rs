@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 use stemedb::lens::ResolveError;
 use stemedb::log::{AppendError, LogError};
 use stemedb::node::{NodeError, RejectReason, SubmitError, WaitError};
-use stemedb::protocol::ValidationError;
+use stemedb::protocol::{NameTooLong, ValidationError};
 use stemedb::storage::journal::JournalError;
 
 /// `Retry-After` of a refusal that clears as soon as a queue drains or an ingest catches up,
@@ -315,6 +315,7 @@ impl From<NodeError> for ApiError {
             }
             // The caller's input: asking again cannot help, so no Retry-After.
             NodeError::BadCursor => Self::bad_request(error.to_string()).field("after"),
+            NodeError::NameTooLong(name) => name_too_long(name),
             _ => Self::unavailable(error.to_string(), RETRY_UNAVAILABLE_S),
         }
     }
@@ -324,6 +325,7 @@ impl From<ResolveError> for ApiError {
     fn from(error: ResolveError) -> Self {
         match &error {
             ResolveError::UnknownLens { .. } => Self::not_found(error.to_string()),
+            ResolveError::NameTooLong(name) => name_too_long(name),
             ResolveError::AsOfUnsupported { .. } => Self::unprocessable("as_of", error.to_string()),
             ResolveError::ViewsFull { max } => {
                 Self::unavailable(error.to_string(), RETRY_UNAVAILABLE_S).limit(*max as u64)
@@ -331,6 +333,11 @@ impl From<ResolveError> for ApiError {
             _ => Self::unavailable(error.to_string(), RETRY_UNAVAILABLE_S),
         }
     }
+}
+
+/// 422 for a query name longer than a record's may be.
+fn name_too_long(name: &NameTooLong) -> ApiError {
+    ApiError::unprocessable(name.field, name.to_string()).limit(name.max as u64)
 }
 
 impl From<WaitError> for ApiError {

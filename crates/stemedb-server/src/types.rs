@@ -98,8 +98,9 @@ pub struct PlainAssertion {
 pub struct PlainVote {
     /// The assertion voted for.
     pub assertion: Hash,
-    /// How much the vote counts, in (0, `vote_weight_max`].
-    #[schema(exclusive_minimum = 0.0)]
+    /// How much the vote counts, in (0, `vote_weight_max`] (100 by default); the least
+    /// positive normal `f32` at least, since a smaller number rounds to 0.
+    #[schema(minimum = 1.175_494_4e-38, maximum = 100.0)]
     pub weight: f32,
     /// The custodial agent to vote as; the key's only agent when omitted.
     #[serde(default)]
@@ -142,7 +143,9 @@ pub struct ListParams {
     /// `http.response_bytes_max`, and then `next` says where the rest starts.
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
-    /// The `next` of the previous page; absent or empty for the first page.
+    /// The `next` of the previous page; absent or empty for the first page. Opaque: only a
+    /// `next` this listing gave is valid (400 otherwise).
+    #[param(pattern = "^([0-9a-f]{2})*$")]
     pub after: Option<String>,
 }
 
@@ -230,9 +233,11 @@ pub struct ResolveParams {
     /// Resolve as of this time (ms since the epoch; with `as_of_offset` too: as of the earlier
     /// of the two).
     pub as_of_ms: Option<u64>,
-    /// Accept a view at most this many journal bytes behind the ingest.
+    /// Accept a view at most this many journal bytes behind the ingest (with `max_stale_ms`
+    /// too: within both bounds).
     pub max_stale_offsets: Option<u64>,
-    /// Accept a view stale for at most this many milliseconds.
+    /// Accept a view stale for at most this many milliseconds (with `max_stale_offsets` too:
+    /// within both bounds).
     pub max_stale_ms: Option<u64>,
     /// Include superseded assertions (the chain).
     pub history: Option<bool>,
@@ -369,9 +374,12 @@ pub struct AuditParams {
     pub subject: String,
     /// The predicate.
     pub predicate: String,
-    /// Most records, newest first (1..=1000, default 100).
+    /// Most records, newest first (1..=1000, default 100); fewer if they would pass
+    /// `http.response_bytes_max`, and then `next` says where the rest starts.
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
+    /// Only records with ids below this: the `next` of the previous page.
+    pub before: Option<u64>,
 }
 
 /// A list of audit records.
@@ -379,6 +387,9 @@ pub struct AuditParams {
 pub struct AuditList {
     /// Newest first.
     pub records: Vec<AuditBody>,
+    /// Pass as `before` for the next page; absent when this page holds the last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<u64>,
 }
 
 /// Query parameters of `GET /v1/watch`.

@@ -129,3 +129,47 @@ fn long_lists_page_and_unread_answers_hold_only_their_keys_share_until_the_send_
         drop(held);
     });
 }
+
+#[test]
+fn the_audit_list_is_cut_to_the_answer_limit_and_pages_on_below_its_last_id() {
+    let mut config = Config::default();
+    config.http.response_bytes_max = 64 * 1024;
+    with_server(config, |s| async move {
+        let reader = s.key(&[Role::Read], &[]);
+        const AUDITS: usize = 400;
+        for _ in 0..AUDITS {
+            let answer = s
+                .get("/v1/resolve?subject=audited&predicate=p&audit=true", &reader)
+                .await;
+            assert_eq!(answer.status, StatusCode::OK);
+        }
+        let mut ids = Vec::new();
+        let mut before = String::new();
+        loop {
+            let answer = s
+                .get(
+                    &format!("/v1/audit?subject=audited&predicate=p&limit=1000{before}"),
+                    &reader,
+                )
+                .await;
+            assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.body);
+            let bytes = serde_json::to_vec(&answer.body).unwrap().len();
+            assert!(bytes <= 64 * 1024 + 4096, "a page of {bytes} bytes");
+            let records = answer.body["records"].as_array().unwrap();
+            ids.extend(records.iter().map(|r| r["id"].as_u64().unwrap()));
+            match answer.body["next"].as_u64() {
+                Some(next) => before = format!("&before={next}"),
+                None => break,
+            }
+        }
+        // Every record once, newest first, over more than one page.
+        assert_eq!(ids.len(), AUDITS);
+        assert!(ids.windows(2).all(|w| w[0] > w[1]));
+        // A full page says where the next starts too.
+        let page = s
+            .get("/v1/audit?subject=audited&predicate=p&limit=10", &reader)
+            .await;
+        assert_eq!(page.body["records"].as_array().unwrap().len(), 10);
+        assert_eq!(page.body["next"], page.body["records"][9]["id"]);
+    });
+}

@@ -265,3 +265,43 @@ fn audit_records_hide_other_keys_and_problems_do_not_echo_huge_inputs() {
         assert!(detail.ends_with('…'));
     });
 }
+
+#[test]
+fn query_names_past_the_record_limits_are_422_and_nothing_is_stored() {
+    with_server(Config::default(), |s| async move {
+        let reader = s.key(&[Role::Read], &[]);
+        let long = "s".repeat(1025);
+        for path in [
+            format!("/v1/resolve?subject={long}&predicate=p&audit=true"),
+            format!("/v1/resolve?subject=s&predicate={long}&max_stale_ms=1000"),
+            format!("/v1/audit?subject={long}&predicate=p"),
+            format!("/v1/assertions?subject={long}"),
+            format!("/v1/watch?subject={long}&predicate=p"),
+        ] {
+            let answer = s.get(&path, &reader).await;
+            assert_eq!(
+                answer.status,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "{path:.40}: {:?}",
+                answer.body
+            );
+            assert!(
+                matches!(answer.field(), Some("subject" | "predicate")),
+                "{:?}",
+                answer.body
+            );
+            assert_eq!(answer.body["limit"], 1024);
+        }
+        assert_eq!(s.node.audit_stored_bytes().unwrap(), 0);
+        assert_eq!(s.node.view_status(&long, "p", "consensus"), None);
+        // At the limit, served.
+        let at = "s".repeat(1024);
+        let answer = s
+            .get(
+                &format!("/v1/resolve?subject={at}&predicate=p&audit=true"),
+                &reader,
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::OK);
+    });
+}

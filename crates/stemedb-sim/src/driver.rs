@@ -60,8 +60,12 @@ pub enum Driver {
     Http {
         /// The base URL.
         base: String,
-        /// The bearer token.
+        /// The bearer token of reads (the first key's).
         token: String,
+        /// The token of each agent's key: a key has at most
+        /// [`KEY_AGENTS_MAX`](stemedb_server::keys::KEY_AGENTS_MAX) agents, so a run with more
+        /// makes several keys.
+        writers: std::collections::HashMap<AgentId, String>,
         /// The client.
         client: awc::Client,
     },
@@ -107,6 +111,32 @@ impl Driver {
     pub async fn http(base: &str, admin: &str, agents: &[AgentId]) -> Result<Self, SimError> {
         let client = http_client();
         let base = base.trim_end_matches('/').trim_end_matches("/v1").to_owned();
+        let mut writers = std::collections::HashMap::new();
+        let mut first = None;
+        for chunk in agents.chunks(stemedb_server::keys::KEY_AGENTS_MAX) {
+            let token = Self::create_key(&client, &base, admin, chunk).await?;
+            writers.extend(chunk.iter().map(|agent| (*agent, token.clone())));
+            first.get_or_insert(token);
+        }
+        let token = match first {
+            Some(token) => token,
+            None => Self::create_key(&client, &base, admin, &[]).await?,
+        };
+        Ok(Self::Http {
+            base,
+            token,
+            writers,
+            client,
+        })
+    }
+
+    /// Creates a key (read and write) bound to `agents`; returns its token.
+    async fn create_key(
+        client: &awc::Client,
+        base: &str,
+        admin: &str,
+        agents: &[AgentId],
+    ) -> Result<String, SimError> {
         let mut response = client
             .post(format!("{base}/v1/keys"))
             .bearer_auth(admin)
@@ -126,19 +156,27 @@ impl Driver {
             )));
         }
         let created: CreatedKey = serde_json::from_slice(&body).map_err(|e| SimError::Http(e.to_string()))?;
-        Ok(Self::Http {
-            base,
-            token: created.token,
-            client,
-        })
+        Ok(created.token)
     }
 
     /// Writes `body` to `path` (with `?wait=indexed`: over HTTP every write is read back after
     /// it is indexed, so there is nothing else to wait for).
-    async fn post(&self, path: &str, body: &impl serde::Serialize) -> Result<Result<Ack, Refusal>, SimError> {
-        let Self::Http { base, token, client } = self else {
+    async fn post(
+        &self,
+        path: &str,
+        signer: Option<&AgentId>,
+        body: &impl serde::Serialize,
+    ) -> Result<Result<Ack, Refusal>, SimError> {
+        let Self::Http {
+            base,
+            token,
+            writers,
+            client,
+        } = self
+        else {
             return Err(SimError::Http("not an HTTP driver".into()));
         };
+        let token = signer.and_then(|agent| writers.get(agent)).unwrap_or(token);
         let mut response = client
             .post(format!("{base}{path}?wait=indexed"))
             .bearer_auth(token)
@@ -163,7 +201,10 @@ impl Driver {
 
     /// Reads `path` as JSON; `None` on 404.
     async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<Option<T>, SimError> {
-        let Self::Http { base, token, client } = self else {
+        let Self::Http {
+            base, token, client, ..
+        } = self
+        else {
             return Err(SimError::Http("not an HTTP driver".into()));
         };
         let mut response = client
@@ -200,7 +241,10 @@ impl Driver {
                     offset: r.offset,
                 })
                 .map_err(refusal)),
-            Self::Http { .. } => self.post("/v1/assertions", assertion).await,
+            Self::Http { .. } => {
+                let signer = assertion.signatures.first().map(|s| &s.agent);
+                self.post("/v1/assertions", signer, assertion).await
+            }
         }
     }
 
@@ -215,7 +259,7 @@ impl Driver {
                     offset: r.offset,
                 })
                 .map_err(refusal)),
-            Self::Http { .. } => self.post("/v1/votes", vote).await,
+            Self::Http { .. } => self.post("/v1/votes", Some(&vote.voter), vote).await,
         }
     }
 
@@ -231,7 +275,7 @@ impl Driver {
                     offset: r.offset,
                 })
                 .map_err(refusal)),
-            Self::Http { .. } => self.post("/v1/trust", change).await,
+            Self::Http { .. } => self.post("/v1/trust", Some(&change.admin), change).await,
         }
     }
 
@@ -348,7 +392,9 @@ impl Driver {
                 .await
                 .map(Feed::Embedded)
                 .map_err(|e| SimError::Node(e.to_string())),
-            Self::Http { base, token, client } => {
+            Self::Http {
+                base, token, client, ..
+            } => {
                 let query = url_query(&[("subject", subject), ("predicate", predicate), ("lens", lens)]);
                 let response = client
                     .get(format!("{base}/v1/watch?{query}"))

@@ -41,6 +41,7 @@ use crate::storage::state::{PairId, State};
 use crate::telemetry::catalog;
 use refresher::Message;
 pub use refresher::Refresher;
+pub use table::OWNER_SHARE_DIVISOR;
 use table::{Caps, Table};
 
 /// Views queued for refresh before further marks wait for the refresher's sweep.
@@ -53,6 +54,13 @@ pub enum MaxStale {
     Offsets(u64),
     /// Stale for at most this many milliseconds.
     Millis(u64),
+    /// Within both bounds at once.
+    Both {
+        /// As [`MaxStale::Offsets`].
+        offsets: u64,
+        /// As [`MaxStale::Millis`].
+        ms: u64,
+    },
 }
 
 /// A view's identity.
@@ -247,6 +255,10 @@ impl Views {
                     cursor.saturating_sub(view.resolution.offset) <= behind
                 }
                 (Some(since_ms), MaxStale::Millis(ms)) => now.saturating_sub(since_ms) <= ms,
+                (Some(since_ms), MaxStale::Both { offsets, ms }) => {
+                    cursor.saturating_sub(view.resolution.offset) <= offsets
+                        && now.saturating_sub(since_ms) <= ms
+                }
             };
             fresh.then(|| (*view.resolution).clone())
         });
@@ -267,7 +279,14 @@ impl Views {
     /// Stores `resolution` as the view `key` unless it exists, evicting the least recently
     /// used unwatched views to make room; returns true if the view exists afterwards.
     pub fn insert(&self, key: &ViewKey, resolution: Resolution) -> bool {
-        self.table.lock().insert(key, resolution)
+        self.table.lock().insert(key, resolution, None)
+    }
+
+    /// As [`insert`](Self::insert), for a view a query of `owner` creates: one owner holds at
+    /// most a [`OWNER_SHARE_DIVISOR`]th of the views, in count and
+    /// bytes; past its share its own least recently used view makes room.
+    pub fn insert_for(&self, key: &ViewKey, resolution: Resolution, owner: &str) -> bool {
+        self.table.lock().insert(key, resolution, Some(owner))
     }
 
     /// Stores `resolution` as the view `key` unless it exists (as [`insert`](Self::insert))
@@ -279,7 +298,7 @@ impl Views {
         resolution: Resolution,
     ) -> Option<Subscription> {
         let mut table = self.table.lock();
-        if !table.insert(key, resolution) {
+        if !table.insert(key, resolution, None) {
             return None;
         }
         let (key, receiver) = table.pin(key)?;

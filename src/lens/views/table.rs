@@ -7,6 +7,9 @@
 //!   view is pinned and never evicted.
 //! - A view has a feed (a broadcast ring) if and only if it has a watcher.
 //! - `by_pair` lists each view's key under its pair, once.
+//! - `owners` holds, per requester, the count and bytes of the views its queries created; one
+//!   requester holds at most a [`OWNER_SHARE_DIVISOR`]th of each cap, and past its share its
+//!   own least recently used view makes room, not another requester's.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -23,6 +26,11 @@ use crate::telemetry::catalog;
 /// a remaining-receivers count and a lock with it.
 const RING_SLOT_OVERHEAD_BYTES: usize = 32;
 
+/// One requester (an API key, say) may hold at most this fraction (1/N) of the views, in count
+/// and in bytes: four keys at their shares fill the table, and no one key can push every other
+/// key's views out with views of its own.
+pub const OWNER_SHARE_DIVISOR: usize = 4;
+
 /// One view.
 pub(super) struct View {
     key: Arc<ViewKey>,
@@ -38,6 +46,8 @@ pub(super) struct View {
     bytes: usize,
     /// Its last use, while it is in `lru`.
     used: u64,
+    /// The requester whose query created it, if one was named.
+    owner: Option<Arc<str>>,
 }
 
 impl View {
@@ -69,6 +79,8 @@ pub(super) struct Table {
     /// A trust change up to this cursor, at this time (ms), that the refresher has not yet
     /// turned into per-view marks: every view below the cursor is stale since then.
     pub(super) sweep: Option<(u64, u64)>,
+    /// Per requester: the count and bytes of its views.
+    owners: HashMap<Arc<str>, (usize, usize)>,
 }
 
 impl Table {
@@ -81,6 +93,7 @@ impl Table {
             bytes: 0,
             caps,
             sweep: None,
+            owners: HashMap::new(),
         }
     }
 
@@ -101,13 +114,27 @@ impl Table {
     /// Stores `resolution` as view `key`, unless it exists, evicting unwatched views least
     /// recently used first to make room; returns false if there is no room (everything left
     /// is watched, or the view alone is over the byte cap).
-    pub(super) fn insert(&mut self, key: &ViewKey, resolution: Resolution) -> bool {
+    pub(super) fn insert(&mut self, key: &ViewKey, resolution: Resolution, owner: Option<&str>) -> bool {
         if self.views.contains_key(key) {
             return true;
         }
         let bytes = view_bytes(key, &resolution);
         if bytes > self.caps.bytes_max {
             return false;
+        }
+        let owner: Option<Arc<str>> = owner.map(Arc::from);
+        if let Some(owner) = &owner {
+            let count_share = (self.caps.views_max / OWNER_SHARE_DIVISOR).max(1);
+            let bytes_share = self.caps.bytes_max / OWNER_SHARE_DIVISOR;
+            loop {
+                let (count, held) = self.owners.get(owner).copied().unwrap_or_default();
+                if count < count_share && held + bytes <= bytes_share.max(bytes) {
+                    break;
+                }
+                if !self.evict_oldest_of(owner) {
+                    return false;
+                }
+            }
         }
         while self.views.len() >= self.caps.views_max || self.bytes + bytes > self.caps.bytes_max {
             if !self.evict_oldest() {
@@ -125,7 +152,13 @@ impl Table {
             watchers: 0,
             bytes,
             used: self.tick,
+            owner: owner.clone(),
         };
+        if let Some(owner) = owner {
+            let entry = self.owners.entry(owner).or_default();
+            entry.0 += 1;
+            entry.1 += bytes;
+        }
         self.lru.insert(self.tick, key.clone());
         self.by_pair
             .entry(PairId::of(&key.subject, &key.predicate))
@@ -141,20 +174,47 @@ impl Table {
         let Some((_, key)) = self.lru.pop_first() else {
             return false;
         };
-        let Some(view) = self.views.remove(&key) else {
+        self.remove_evicted(&key);
+        true
+    }
+
+    /// Evicts `owner`'s least recently used unwatched view; returns false if it has none.
+    fn evict_oldest_of(&mut self, owner: &Arc<str>) -> bool {
+        let found = self.lru.iter().find_map(|(used, key)| {
+            let view = self.views.get(key)?;
+            (view.owner.as_ref() == Some(owner)).then_some(*used)
+        });
+        let Some(key) = found.and_then(|used| self.lru.remove(&used)) else {
+            return false;
+        };
+        self.remove_evicted(&key);
+        true
+    }
+
+    /// Removes view `key`, just taken off the LRU list, from the table and its indexes.
+    fn remove_evicted(&mut self, key: &Arc<ViewKey>) {
+        let Some(view) = self.views.remove(key) else {
             unreachable!("a view in the LRU list is in the table");
         };
         assert_eq!(view.watchers, 0, "a watched view was in the LRU list");
         self.bytes -= view.bytes;
+        if let Some(owner) = &view.owner
+            && let Some(entry) = self.owners.get_mut(owner)
+        {
+            entry.0 -= 1;
+            entry.1 = entry.1.saturating_sub(view.bytes);
+            if entry.0 == 0 {
+                self.owners.remove(owner);
+            }
+        }
         let pair = PairId::of(&key.subject, &key.predicate);
         if let Some(keys) = self.by_pair.get_mut(&pair) {
-            keys.retain(|k| k != &key);
+            keys.retain(|k| k != key);
             if keys.is_empty() {
                 self.by_pair.remove(&pair);
             }
         }
         metrics::counter!(catalog::VIEW_EVICTIONS).increment(1);
-        true
     }
 
     /// Evicts unwatched views while the table is over a cap (watched views may hold it over).

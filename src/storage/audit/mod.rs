@@ -193,7 +193,19 @@ impl AuditLog {
 
     /// Returns up to `limit` records about (`subject`, `predicate`), newest first.
     pub fn by_pair(&self, subject: &str, predicate: &str, limit: usize) -> Result<Vec<AuditRecord>, StateError> {
-        self.store.by_pair(subject, predicate, limit)
+        self.store.by_pair(subject, predicate, None, limit)
+    }
+
+    /// Returns up to `limit` records about (`subject`, `predicate`) with ids below `before`,
+    /// newest first: the page after one whose last record had id `before`.
+    pub fn by_pair_before(
+        &self,
+        subject: &str,
+        predicate: &str,
+        before: u64,
+        limit: usize,
+    ) -> Result<Vec<AuditRecord>, StateError> {
+        self.store.by_pair(subject, predicate, Some(before), limit)
     }
 }
 
@@ -243,13 +255,26 @@ impl Store {
             .transpose()
     }
 
-    fn by_pair(&self, subject: &str, predicate: &str, limit: usize) -> Result<Vec<AuditRecord>, StateError> {
+    fn by_pair(
+        &self,
+        subject: &str,
+        predicate: &str,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<AuditRecord>, StateError> {
         let txn = self.env.read_txn().map_err(StateError::lmdb("begin read"))?;
-        let prefix = PairId::of(subject, predicate);
+        // Ids count from 1, and u64::MAX is never reached: these bounds hold every id below
+        // `before`, or every id.
+        let low = pair_key(subject, predicate, 0);
+        let high = pair_key(subject, predicate, before.unwrap_or(u64::MAX));
+        let bounds = (
+            std::ops::Bound::Included(low.as_slice()),
+            std::ops::Bound::Excluded(high.as_slice()),
+        );
         let mut out = Vec::new();
         let iter = self
             .by_pair
-            .rev_prefix_iter(&txn, prefix.as_bytes())
+            .rev_range(&txn, &bounds)
             .map_err(StateError::lmdb("scan audit index"))?;
         for entry in iter.take(limit.min(crate::storage::state::LIST_LIMIT_MAX)) {
             let (key, _) = entry.map_err(StateError::lmdb("scan audit index"))?;

@@ -40,12 +40,11 @@ pub(crate) fn run(args: &ServeArgs, config: &Config) -> Result<(), CliError> {
     // Bind before anything is written: a busy address is one clear line, and leaves no data
     // directory or admin key behind.
     let bind = &config.http.bind;
-    let listener =
-        std::net::TcpListener::bind(bind).map_err(|e| failed(&format!("cannot listen on {bind}"))(&e))?;
+    let listener = stemedb_server::bind(bind).map_err(|e| failed(&format!("cannot listen on {bind}"))(&e))?;
     let metrics_bind = &config.telemetry.metrics_bind;
     let metrics_listener = if config.telemetry.metrics && !metrics_bind.is_empty() {
         Some(
-            std::net::TcpListener::bind(metrics_bind)
+            stemedb_server::bind(metrics_bind)
                 .map_err(|e| failed(&format!("cannot listen on {metrics_bind} for /metrics"))(&e))?,
         )
     } else {

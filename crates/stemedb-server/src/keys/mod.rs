@@ -251,7 +251,10 @@ impl KeyStore {
 
     /// Returns true if and only if key `id` exists and is not revoked.
     pub fn is_active(&self, id: &str) -> bool {
-        self.snapshot().keys.get(id).is_some_and(|stored| !stored.info.revoked)
+        self.snapshot()
+            .keys
+            .get(id)
+            .is_some_and(|stored| !stored.info.revoked)
     }
 
     /// Makes a key; returns its token (shown once, never stored) and what is stored. Refuses

@@ -121,7 +121,9 @@ async fn key_change<T: Send + 'static>(
 #[utoipa::path(
     tag = "admin",
     request_body = NewKey,
-    responses((status = 200, description = "Made", body = CreatedKey), AdminErrors),
+    responses((status = 200, description = "Made", body = CreatedKey, links(
+            ("revoke" = (operation_id = "revoke_key", parameters(("id" = "$response.body#/key/id"))))
+        )), AdminErrors),
     security(("api_key" = []))
 )]
 #[post("/keys")]
@@ -169,7 +171,9 @@ pub async fn revoke_key(
 ) -> Result<web::Json<KeyInfo>, ApiError> {
     caller.require(Role::Admin)?;
     let id = id.into_inner();
-    Ok(web::Json(key_change(&api, move |keys| keys.revoke(&id)).await?))
+    let revoked = key_change(&api, move |keys| keys.revoke(&id)).await?;
+    tracing::info!(key = %revoked.id, by = %caller.key.id, "API key revoked");
+    Ok(web::Json(revoked))
 }
 
 /// Makes a custodial agent: the server generates and keeps its signing key. Bind it to a key

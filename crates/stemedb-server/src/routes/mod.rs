@@ -64,10 +64,25 @@ pub(crate) fn metrics_route() -> admin::metrics {
     admin::metrics
 }
 
-/// Parses a path's content hash (400 if it is not 64 hex digits).
-pub(crate) fn parse_hash(text: &str) -> Result<Hash, ApiError> {
+/// Parses a path's content hash (400 if it is not 64 hex digits). A path that is another
+/// route's (a request with a method that route lacks) is answered 405 with its `Allow`.
+pub(crate) fn parse_hash(
+    api: &crate::Api,
+    req: &actix_web::HttpRequest,
+    text: &str,
+) -> Result<Hash, ApiError> {
     text.parse::<Hash>()
-        .map_err(|e| ApiError::bad_request(format!("{text:?} is not a content hash: {e}")).field("hash"))
+        .map_err(|e| match api.methods.literal(req.path()) {
+            Some(allow) => ApiError::method_not_allowed(
+                format!(
+                    "{} is not a method of {}; it has {allow}",
+                    req.method(),
+                    req.path()
+                ),
+                allow.to_owned(),
+            ),
+            None => ApiError::bad_request(format!("{text:?} is not a content hash: {e}")).field("hash"),
+        })
 }
 
 /// The errors a write may answer.
@@ -347,6 +362,21 @@ impl Methods {
             })
             .collect();
         Self { routes }
+    }
+
+    /// The `Allow` value of the route without parameters that `path` names, if one does: such
+    /// a path is that route's, never a parameter's value (`/v1/assertions/batch` is not an
+    /// assertion's hash).
+    pub(crate) fn literal(&self, path: &str) -> Option<&str> {
+        self.routes.iter().find_map(|(segments, allow)| {
+            let literal = segments.iter().all(Option::is_some)
+                && segments.len() == path.split('/').count()
+                && segments
+                    .iter()
+                    .zip(path.split('/'))
+                    .all(|(want, got)| want.as_deref() == Some(got));
+            literal.then_some(allow.as_str())
+        })
     }
 
     /// The `Allow` value of the route `path` names, if it names one.

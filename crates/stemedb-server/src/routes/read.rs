@@ -1,7 +1,7 @@
 //! Reads: an assertion by hash, assertions by subject or (subject, predicate) with paging, and
 //! the votes and totals of an assertion.
 
-use actix_web::{get, web};
+use actix_web::{HttpRequest, get, web};
 
 use super::{ReadErrors, parse_hash};
 use crate::Api;
@@ -38,9 +38,10 @@ pub async fn get_assertion(
     caller: Caller,
     api: web::Data<Api>,
     hash: web::Path<String>,
+    req: HttpRequest,
 ) -> Result<web::Json<StoredAssertionBody>, ApiError> {
     caller.require(Role::Read)?;
-    let hash = parse_hash(&hash)?;
+    let hash = parse_hash(&api, &req, &hash)?;
     let stored = api
         .node
         .get(&hash)?
@@ -53,7 +54,9 @@ pub async fn get_assertion(
 #[utoipa::path(
     tag = "read",
     params(ListParams),
-    responses((status = 200, description = "A page", body = ListBody), ReadErrors),
+    responses((status = 200, description = "A page", body = ListBody, links(
+            ("first" = (operation_id = "get_assertion", parameters(("hash" = "$response.body#/assertions/0/hash"))))
+        )), ReadErrors),
     security(("api_key" = []))
 )]
 #[get("/assertions")]
@@ -112,9 +115,10 @@ pub async fn assertion_votes(
     api: web::Data<Api>,
     hash: web::Path<String>,
     params: web::Query<VotesParams>,
+    req: HttpRequest,
 ) -> Result<web::Json<VotesBody>, ApiError> {
     caller.require(Role::Read)?;
-    let hash = parse_hash(&hash)?;
+    let hash = parse_hash(&api, &req, &hash)?;
     let limit = page_limit(params.limit)?;
     if api.node.get(&hash)?.is_none() {
         return Err(ApiError::not_found(format!("no assertion {hash} is stored")));

@@ -95,7 +95,9 @@ impl Feed {
 #[utoipa::path(
     tag = "resolve",
     params(ResolveParams),
-    responses((status = 200, description = "The resolution", body = ResolutionBody), ReadErrors),
+    responses((status = 200, description = "The resolution", body = ResolutionBody, links(
+            ("audit" = (operation_id = "audit_by_id", parameters(("id" = "$response.body#/audit_id"))))
+        )), ReadErrors),
     security(("api_key" = []))
 )]
 #[get("/resolve")]
@@ -118,12 +120,7 @@ pub async fn resolve(
         (None, None) => None,
     };
     query.max_stale = match (p.max_stale_offsets, p.max_stale_ms) {
-        (Some(_), Some(_)) => {
-            return Err(
-                ApiError::bad_request("give max_stale_offsets or max_stale_ms, not both")
-                    .field("max_stale_offsets"),
-            );
-        }
+        (Some(offsets), Some(ms)) => Some(MaxStale::Both { offsets, ms }),
         (Some(offsets), None) => Some(MaxStale::Offsets(offsets)),
         (None, Some(ms)) => Some(MaxStale::Millis(ms)),
         (None, None) => None,
@@ -183,7 +180,9 @@ pub async fn audit_by_id(
 #[utoipa::path(
     tag = "resolve",
     params(AuditParams),
-    responses((status = 200, description = "The records", body = AuditList), ReadErrors),
+    responses((status = 200, description = "The records", body = AuditList, links(
+            ("first" = (operation_id = "audit_by_id", parameters(("id" = "$response.body#/records/0/id"))))
+        )), ReadErrors),
     security(("api_key" = []))
 )]
 #[get("/audit")]
@@ -194,13 +193,20 @@ pub async fn audit_by_pair(
 ) -> Result<web::Json<AuditList>, ApiError> {
     caller.require(Role::Read)?;
     let limit = page_limit(params.limit)?;
-    let records = api.node.audits(&params.subject, &params.predicate, limit)?;
-    Ok(web::Json(AuditList {
-        records: records
-            .into_iter()
-            .map(|record| shown_to(&caller, record))
-            .collect(),
-    }))
+    let mut records: Vec<AuditBody> = api
+        .node
+        .audits_before(&params.subject, &params.predicate, params.before, limit)?
+        .into_iter()
+        .map(|record| shown_to(&caller, record))
+        .collect();
+    let full = records.len() == limit;
+    let (fits, cut) = crate::outbound::fit(&records, api.config.response_bytes_max);
+    records.truncate(fits);
+    // More may follow a full or a cut page: the next starts below its last id.
+    let next = (full || cut)
+        .then(|| records.last().map(|record| record.id))
+        .flatten();
+    Ok(web::Json(AuditList { records, next }))
 }
 
 /// The schema of one event of the winner feed (`text/event-stream`): its `event` name and its

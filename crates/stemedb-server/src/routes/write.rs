@@ -131,7 +131,10 @@ async fn answer_batch(
     tag = "write",
     params(WriteParams),
     request_body = Assertion,
-    responses((status = 200, description = "Durable", body = WriteReceipt), WriteErrors),
+    responses((status = 200, description = "Durable", body = WriteReceipt, links(
+            ("get" = (operation_id = "get_assertion", parameters(("hash" = "$response.body#/hash")))),
+            ("votes" = (operation_id = "assertion_votes", parameters(("hash" = "$response.body#/hash"))))
+        )), WriteErrors),
     security(("api_key" = []))
 )]
 #[post("/assertions")]
@@ -153,7 +156,9 @@ pub async fn submit_assertion(
     tag = "write",
     params(WriteParams),
     request_body = Vec<Assertion>,
-    responses((status = 200, description = "Each item durable or refused", body = BatchReceipt), WriteErrors),
+    responses((status = 200, description = "Each item durable or refused", body = BatchReceipt, links(
+            ("get_first" = (operation_id = "get_assertion", parameters(("hash" = "$response.body#/items/0/receipt/hash"))))
+        )), WriteErrors),
     security(("api_key" = []))
 )]
 #[post("/assertions/batch")]
@@ -279,7 +284,10 @@ fn custodial(api: &Api, caller: &Caller, named: Option<AgentId>) -> Result<Agent
     tag = "write",
     params(WriteParams),
     request_body = PlainAssertion,
-    responses((status = 200, description = "Signed and durable", body = WriteReceipt), WriteErrors),
+    responses((status = 200, description = "Signed and durable", body = WriteReceipt, links(
+            ("get" = (operation_id = "get_assertion", parameters(("hash" = "$response.body#/hash")))),
+            ("votes" = (operation_id = "assertion_votes", parameters(("hash" = "$response.body#/hash"))))
+        )), WriteErrors),
     security(("api_key" = []))
 )]
 #[post("/custodial/assertions")]

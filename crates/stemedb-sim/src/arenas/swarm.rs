@@ -30,6 +30,8 @@ pub(super) async fn run(config: &SimConfig, ledger: &mut Ledger) -> Result<(), S
             let mut node_config = Config::default();
             // One watcher per pair must never lag: its buffer holds every change of a run.
             node_config.node.watch_buffer = 65_536;
+            // Rings that long are counted in the views' bytes: room for one per pair.
+            node_config.node.views_bytes_max = 1 << 30;
             Some(start_node(config, node_config, &node_dir(config, ARENA, "node"))?)
         }
         Target::Http { .. } => None,
