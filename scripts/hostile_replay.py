@@ -222,12 +222,22 @@ def raw(server, request):
     return sock
 
 
-def attack_unread(server, token, sockets):
-    """Class 3: the longest audit list, asked on sockets that never read."""
-    path = "/v1/audit?" + q(subject="honest", predicate="p1", limit=1000)
+def attack_unread(server, token, writer, sockets):
+    """Class 3: the longest audit list, asked on sockets that never read. The pair has 300
+    candidates and 400 audits of them (about 15 KB each): each answer is megabytes."""
+    for i in range(300):
+        body = {"subject": "wide", "predicate": "p", "object": {"integer": i}, "confidence": (i % 100) / 100}
+        status, _ = call(server, "POST", "/v1/custodial/assertions", writer, body)
+        assert status == 200, status
+    for _ in range(400):
+        status, _ = call(server, "GET", "/v1/resolve?" + q(subject="wide", predicate="p", audit="true"), token)
+        assert status == 200, status
+    path = "/v1/audit?" + q(subject="wide", predicate="p", limit=1000)
     held = [raw(server, f"GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n")
             for _ in range(sockets)]
-    return held, f"{sockets} sockets ask for 1,000 audit records and never read"
+    statuses = [sock.recv(12).decode(errors="replace")[9:12] for sock in held]
+    counts = {status: statuses.count(status) for status in sorted(set(statuses))}
+    return held, f"{sockets} sockets ask for 1,000 audit records of a wide pair and never read: {counts}"
 
 
 def attack_bodies(server, token, sockets):
@@ -258,10 +268,16 @@ def attack_revoked_feeds(server, feeds):
     revoked = time.time()
     open_after = 0
     for sock in socks:
+        # The feed ends with the last chunk of its chunked answer (the connection may stay open
+        # for the next request), or with the connection.
+        received = b""
         sock.settimeout(max(0.1, revoked + 2.0 - time.time()))
         try:
-            while sock.recv(65536):
-                pass
+            while True:
+                data = sock.recv(65536)
+                received += data
+                if not data or received.endswith(b"\r\n0\r\n\r\n"):
+                    break
         except socket.timeout:
             open_after += 1
         sock.close()
@@ -308,7 +324,7 @@ def main():
         started = time.time()
         lines = [attack_audit(server, attacker, 3000 * scale)]
         lines.append(attack_views(server, attacker, writer, 4000 * scale))
-        held_unread, line = attack_unread(server, attacker, 20)
+        held_unread, line = attack_unread(server, attacker, writer, 20)
         lines.append(line)
         held_bodies, line = attack_bodies(server, attacker, 64)
         lines.append(line)

@@ -306,7 +306,7 @@ pub enum ResolveError {
         max: usize,
     },
     /// The query's subject or predicate is longer than the node's limits allow; refused
-    /// before any work. [`NameTooLong::field`] says which.
+    /// before any work. [`NameTooLong::field`](crate::protocol::NameTooLong::field) says which.
     #[error(transparent)]
     NameTooLong(#[from] crate::protocol::NameTooLong),
 }

@@ -1,6 +1,6 @@
 //! Admission: what every request passes before a handler runs.
 //!
-//! 1. **Who.** The API key is checked once, here ([`auth::identify`]); the handler's
+//! 1. **Who.** The API key is checked once, here (`auth::identify`); the handler's
 //!    [`Caller`](crate::auth::Caller) reads the verdict. A request without a valid key takes a
 //!    token from its peer address's bucket (`http.unauthenticated_rate_per_s`), so
 //!    unauthenticated traffic cannot crowd out the keys.

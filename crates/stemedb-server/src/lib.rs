@@ -33,21 +33,28 @@
 //!   a write must come from the key's own agents. Plain records are signed by the server as
 //!   a custodial agent whose key it holds.
 //! - **Limits.** Per-key token-bucket rate limits and daily record quotas (429 with
-//!   `Retry-After`); bodies over `http.body_bytes_max` (413), batches over
-//!   `http.batch_records_max` (422), request bodies in flight over `http.inflight_bytes_max`
-//!   (503, refused before they are read), requests over `http.request_timeout_ms` (503);
-//!   the node's own queue budgets answer 503 too. Unknown JSON fields are refused.
+//!   `Retry-After`), and a bucket per peer address for requests without a valid key; bodies
+//!   over `http.body_bytes_max` (413), batches over `http.batch_records_max` (422), requests
+//!   over `http.request_timeout_ms` (503); the node's own queue budgets answer 503 too.
+//!   Unknown JSON fields are refused.
+//! - **Fair shares** of what clients share, so that no key takes it from the others: the body
+//!   budget (the key and its role are checked before a body is read, then its bytes come out of
+//!   the key's share; a slow body times out, 408), the outbound budget (answers not yet read;
+//!   long lists are cut to `http.response_bytes_max`, and an answer not sent in
+//!   `http.send_timeout_ms` closes its connection), the winner feeds (per key; a revoked key's
+//!   feeds end within a second or two) and, in the node, the views. See [`admission`] and
+//!   [`outbound`].
 //! - **Errors** are `application/problem+json` ([`problem`]); no input yields a 500.
 //! - **OpenAPI 3.1** at `/v1/openapi.json`, generated from the handlers ([`openapi`]).
 
-mod admission;
+pub mod admission;
 pub mod auth;
 mod config;
 mod feeds;
 pub mod keys;
 mod logging;
 mod observe;
-mod outbound;
+pub mod outbound;
 pub mod problem;
 mod routes;
 mod server_config;

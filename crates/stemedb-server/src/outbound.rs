@@ -2,7 +2,7 @@
 //! they asked for cannot grow the server's memory.
 //!
 //! - **Size.** Lists that can be long are cut to `http.response_bytes_max` and say where the
-//!   next page starts (see [`fit`]); no other answer comes near it.
+//!   next page starts (see `fit`); no other answer comes near it.
 //! - **Memory.** An answer larger than [`BUDGETED_BYTES_MIN`] holds its bytes of the outbound
 //!   budget (`http.outbound_bytes_max` in all, `http.outbound_bytes_per_key_max` per key)
 //!   until it is sent or its connection closes; past either, 503 before anything is sent.

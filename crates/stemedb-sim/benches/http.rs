@@ -6,8 +6,9 @@
 //! `HttpConfig::default()` (one worker per core, auth, CORS, the in-flight admission and the
 //! request timeout all on the path) but for the per-key rate limit, raised to
 //! `RATE_LIMIT`/s with bursts of as many (the default 5,000/s would be the bottleneck being
-//! measured). One API key (roles read and write) whose agents are the workload's 256 signing
-//! keys; every request carries it as `Authorization: Bearer`. Each ingest cell has a fresh node
+//! measured). API keys (roles read and write) whose agents are the workload's 256 signing keys,
+//! `KEY_AGENTS_MAX` to a key; every request carries the key of its signers as
+//! `Authorization: Bearer`, and a batch holds one key's signers. Each ingest cell has a fresh node
 //! and data directory (`Config::default()`).
 //!
 //! **Client** (`common::load`): 64 tasks on one client thread of its own, each with its own

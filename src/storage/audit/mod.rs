@@ -8,7 +8,7 @@
 //! ```
 //!
 //! Ids grow by one from the largest stored. A writer thread takes records from a bounded queue
-//! and commits what is queued in one transaction, then answers each (see [`writer`]).
+//! and commits what is queued in one transaction, then answers each (see the `writer` module).
 //!
 //! Retention has two bounds, and both apply: at most `records_max` records, and at most
 //! `bytes_max` stored bytes, where a record's stored bytes are its encoded value plus its two

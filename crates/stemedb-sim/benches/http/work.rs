@@ -11,6 +11,7 @@ use super::common::assertions::{PREDICATES, SUBJECTS, agents, workload};
 use super::common::bench_dir;
 use super::common::load;
 use super::{COLD_DIVISOR, CONNECTIONS, LENS};
+use stemedb_server::keys::KEY_AGENTS_MAX;
 
 /// The sizes of a run and its requests, built once (every server opens the same key store).
 pub struct Work {
@@ -52,18 +53,49 @@ impl Work {
         let base = bench_dir();
         let keys_dir = TempDir::new_in(&base).expect("create key store dir");
         let (keys, _) = KeyStore::open(keys_dir.path()).expect("open key store");
-        let roles = vec![Role::Read, Role::Write];
-        let (token, _) = keys.create_key("bench", roles, agents()).expect("create key");
+        // A key has at most KEY_AGENTS_MAX agents: the workload's signers are split over keys,
+        // and each request carries the key of its signers.
+        let tokens: Vec<String> = agents()
+            .chunks(KEY_AGENTS_MAX)
+            .map(|group| {
+                let roles = vec![Role::Read, Role::Write];
+                keys.create_key("bench", roles, group.to_vec())
+                    .expect("create key")
+                    .0
+            })
+            .collect();
+        let token = tokens[0].clone();
+        let group_of = |a: &Assertion| {
+            let signer = a.signatures[0].agent;
+            agents()
+                .iter()
+                .position(|agent| *agent == signer)
+                .expect("a workload signer")
+                / KEY_AGENTS_MAX
+        };
         let assertions = workload(count);
+        let groups: Vec<usize> = assertions.iter().map(group_of).collect();
         let json = |a: &Assertion| serde_json::to_vec(a).expect("serialize an assertion");
         let singles = assertions
             .iter()
-            .map(|a| load::post("/v1/assertions", &token, &json(a)))
+            .zip(&groups)
+            .map(|(a, g)| load::post("/v1/assertions", &tokens[*g], &json(a)))
             .collect();
         let json = |a: &[Assertion]| serde_json::to_vec(a).expect("serialize a batch");
-        let batches = assertions
-            .chunks(batch)
-            .map(|chunk| load::post("/v1/assertions/batch", &token, &json(chunk)))
+        // Batches of one key's signers each, in workload order within the key.
+        let batches = (0..tokens.len())
+            .flat_map(|g| {
+                let mine: Vec<Assertion> = assertions
+                    .iter()
+                    .zip(&groups)
+                    .filter(|(_, group)| **group == g)
+                    .map(|(a, _)| a.clone())
+                    .collect();
+                let token = &tokens[g];
+                mine.chunks(batch)
+                    .map(|chunk| load::post("/v1/assertions/batch", token, &json(chunk)))
+                    .collect::<Vec<_>>()
+            })
             .collect();
         let warm = (0..resolves).map(|i| get_resolve(i, &token, true)).collect();
         let cold = (0..resolves / COLD_DIVISOR)
