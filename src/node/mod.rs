@@ -66,7 +66,7 @@ pub use crate::config::{
     AUDIT_BYTES_MIN, AUDIT_MAP_HEADROOM_FACTOR, AuditMode, BATCH_RECORDS_CEILING, NodeConfig,
     RECORD_STRUCT_BYTES, VERIFY_THREADS_CEILING, VOTE_SHARDS_CEILING, VotesConfig,
 };
-pub use crate::storage::audit::AuditRecord;
+pub use crate::storage::audit::{AuditError, AuditRecord};
 pub use error::{NodeError, Queue, SubmitError, WaitError};
 pub use gauges::GAUGE_SAMPLE_INTERVAL;
 pub use health::Health;

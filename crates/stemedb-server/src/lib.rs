@@ -196,8 +196,8 @@ pub fn openapi() -> OpenApi {
 
 /// What the derives cannot say, said in the document itself, so that it describes what the
 /// API accepts: an object `ref` is a subject (at least one byte), a batch holds at least one
-/// record, and a record's `timestamp_ms` is an unsigned 64-bit integer (`uint64`, not the
-/// derives' `int64`).
+/// record, and an unsigned 64-bit integer (a timestamp, an offset) is `uint64`, not the
+/// derives' `int64`, which would put its upper half out of range.
 fn refine(document: OpenApi) -> OpenApi {
     use serde_json::Value;
     let Ok(mut value) = serde_json::to_value(&document) else {
@@ -213,12 +213,7 @@ fn refine(document: OpenApi) -> OpenApi {
             }
         }
     }
-    for record in ["Assertion", "Vote", "TrustChange"] {
-        let pointer = format!("/components/schemas/{record}/properties/timestamp_ms");
-        if let Some(Value::Object(timestamp)) = value.pointer_mut(&pointer) {
-            timestamp.insert("format".into(), "uint64".into());
-        }
-    }
+    unsigned_64(&mut value);
     for path in ["/v1/assertions/batch", "/v1/votes/batch"] {
         let pointer = format!(
             "/paths/{}/post/requestBody/content/application~1json/schema",
@@ -294,6 +289,25 @@ async fn not_found(req: actix_web::HttpRequest) -> Result<actix_web::HttpRespons
             allow,
         )),
         None => Err(ApiError::not_found("no such route")),
+    }
+}
+
+/// Marks every schema of an unsigned 64-bit integer (`int64` with a minimum of 0, as the
+/// derives write `u64`) `uint64` with its maximum, everywhere in `value`.
+fn unsigned_64(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            let unsigned = map.get("format").and_then(Value::as_str) == Some("int64")
+                && map.get("minimum").and_then(Value::as_f64) == Some(0.0);
+            if unsigned {
+                map.insert("format".into(), "uint64".into());
+                map.insert("maximum".into(), u64::MAX.into());
+            }
+            map.values_mut().for_each(unsigned_64);
+        }
+        Value::Array(items) => items.iter_mut().for_each(unsigned_64),
+        _ => {}
     }
 }
 

@@ -13,6 +13,7 @@ use utoipa::ToSchema;
 
 use stemedb::lens::ResolveError;
 use stemedb::log::{AppendError, LogError};
+use stemedb::node::AuditError;
 use stemedb::node::{NodeError, RejectReason, SubmitError, WaitError};
 use stemedb::protocol::{NameTooLong, ValidationError};
 use stemedb::storage::journal::JournalError;
@@ -326,6 +327,11 @@ impl From<ResolveError> for ApiError {
         match &error {
             ResolveError::UnknownLens { .. } => Self::not_found(error.to_string()),
             ResolveError::NameTooLong(name) => name_too_long(name),
+            // This query's audit record alone is over the store's budget: asking again cannot
+            // help; asking without `audit`, or with a lower `limit`, can.
+            ResolveError::Audit(AuditError::TooLarge { max, .. }) => {
+                Self::unprocessable("audit", error.to_string()).limit(*max)
+            }
             ResolveError::AsOfUnsupported { .. } => Self::unprocessable("as_of", error.to_string()),
             ResolveError::ViewsFull { max } => {
                 Self::unavailable(error.to_string(), RETRY_UNAVAILABLE_S).limit(*max as u64)
