@@ -235,7 +235,7 @@ impl Views {
     pub fn lookup(&self, key: &ViewKey, max_stale: MaxStale, cursor: u64) -> Option<Resolution> {
         let mut table = self.table.lock();
         let sweep = table.sweep;
-        let found = table.views.get(key).and_then(|view| {
+        let found = table.use_if(key, |view| {
             let now = now_ms();
             if view.computed_ms > now {
                 self.skew.fetch_add(1, Ordering::Relaxed);
@@ -262,9 +262,6 @@ impl Views {
             };
             fresh.then(|| (*view.resolution).clone())
         });
-        if found.is_some() {
-            table.touch(key);
-        }
         drop(table);
         let (counter, metric) = if found.is_some() {
             (&self.hits, catalog::VIEW_HITS)

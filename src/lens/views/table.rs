@@ -99,16 +99,23 @@ impl Table {
 
     /// Records a use of unwatched view `key`: it becomes the most recently used.
     pub(super) fn touch(&mut self, key: &ViewKey) {
+        let _ = self.use_if(key, |_| Some(()));
+    }
+
+    /// Looks view `key` up once: if `accept` answers it, the use is recorded (an unwatched
+    /// view becomes the most recently used) and the answer returned. The read path's one
+    /// hash lookup.
+    pub(super) fn use_if<T>(&mut self, key: &ViewKey, accept: impl FnOnce(&View) -> Option<T>) -> Option<T> {
+        let view = self.views.get_mut(key)?;
+        let answer = accept(view)?;
         self.tick += 1;
-        let tick = self.tick;
-        let Some(view) = self.views.get_mut(key) else {
-            return;
-        };
         if view.watchers == 0 {
-            let _ = self.lru.remove(&view.used);
-            view.used = tick;
-            self.lru.insert(tick, view.key.clone());
+            // The entry's own key moves to the new tick: no reference count touched.
+            let moved = self.lru.remove(&view.used).unwrap_or_else(|| view.key.clone());
+            view.used = self.tick;
+            self.lru.insert(self.tick, moved);
         }
+        Some(answer)
     }
 
     /// Stores `resolution` as view `key`, unless it exists, evicting unwatched views least
