@@ -2,7 +2,9 @@
 //! backend here keeps its records in memory (a stand-in for a replicated log, which is what the
 //! `stemedb-jetstream` crate plugs in the same way); the node verifies, appends, ingests and
 //! answers reads through the seam's traits alone, and a refusal of the backend reaches the
-//! submitter by name.
+//! submitter by name. A log that others can write is checked at ingest as admission checks:
+//! forged, unauthorized, out-of-range, undecodable and unknown records are rejected by reason,
+//! and none of them halts ingestion.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -15,8 +17,8 @@ use stemedb::log::{
     QueueUse, RangeRead, ReadError, Rebuild,
 };
 use stemedb::node::{ListQuery, Node, SubmitError};
-use stemedb::protocol::ObjectValue;
-use stemedb_testkit::{Claim, deadline};
+use stemedb::protocol::{LogRecord, ObjectValue, TrustChange, Vote};
+use stemedb_testkit::{Claim, NOW_MS, deadline, key};
 
 /// Records in memory, at positions 1, 2, 3, ... (as a stream numbers them).
 #[derive(Default)]
@@ -25,6 +27,8 @@ struct Memory {
     listener: Mutex<Option<DurableListener>>,
     /// Records larger than this are refused, as a stream refuses what exceeds its largest message.
     record_bytes_max: usize,
+    /// Only this node's admission writes the log (false: others may, as on a shared stream).
+    admitted_only: bool,
 }
 
 impl Memory {
@@ -77,6 +81,9 @@ impl Log for MemoryLog {
     }
     fn clear_durable_listener(&self) {
         self.0.listener.lock().take();
+    }
+    fn admitted_only(&self) -> bool {
+        self.0.admitted_only
     }
     fn collector(&self) -> Option<&dyn Collect> {
         None
@@ -207,4 +214,88 @@ async fn a_node_runs_on_a_log_backend_from_outside_the_engine() {
         ),
         "{refused}"
     );
+}
+
+/// Appends `payload` to `memory` as another writer of a shared log would (no admission), and
+/// announces it; returns its position.
+fn inject(memory: &Memory, payload: Vec<u8>) -> u64 {
+    let position = {
+        let mut records = memory.records.lock();
+        records.push(payload);
+        records.len() as u64
+    };
+    if let Some(listener) = memory.listener.lock().as_ref() {
+        listener(position + 1);
+    }
+    position
+}
+
+#[actix::test]
+async fn a_log_others_can_write_is_checked_at_ingest_and_no_record_halts_it() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let memory = Arc::new(Memory {
+        record_bytes_max: 4096,
+        ..Memory::default()
+    });
+    let admin = key(6);
+    let mut config = stemedb::Config::default();
+    config.votes.admins = vec![admin.agent_id().to_string()];
+    let node = Node::start_with_log(config, dir.path(), MemoryBackend(Arc::clone(&memory))).unwrap();
+
+    let good = Claim::new("city/paris", "mayor", ObjectValue::Integer(1)).signed(&[1]);
+    let at_good = inject(&memory, LogRecord::Assertion(good.clone()).encode());
+    // An assertion whose signature does not cover what it says.
+    let mut forged = Claim::new("city/paris", "mayor", ObjectValue::Integer(2)).signed(&[2]);
+    forged.object = ObjectValue::Integer(3);
+    let at_forged = inject(&memory, LogRecord::Assertion(forged).encode());
+    // A vote in agent 4's name, signed by agent 3.
+    let mut impostor = Vote::sign(&key(3), good.content_hash(), 1.0, NOW_MS);
+    impostor.voter = key(4).agent_id();
+    let at_impostor = inject(&memory, LogRecord::Vote(impostor).encode());
+    // A trust change by an agent that is not an administrator.
+    let usurper = TrustChange::sign(&key(5), key(1).agent_id(), 0.0, NOW_MS);
+    let at_usurper = inject(&memory, LogRecord::Trust(usurper).encode());
+    // A vote weighing NaN, properly signed (encoded by hand: admission would refuse it).
+    let nan = Vote::sign(&key(3), good.content_hash(), f32::NAN, NOW_MS);
+    let at_nan = inject(&memory, LogRecord::Vote(nan).encode());
+    // Bytes that do not decode, and a tag this build does not know.
+    let at_garbage = inject(&memory, vec![1, 0xc1, 0xff, 0x00]);
+    let at_unknown = inject(&memory, vec![0x42, 1, 2, 3]);
+    // An administrator's trust change, and a valid vote: applied.
+    let lowered = TrustChange::sign(&admin, key(3).agent_id(), 0.5, NOW_MS);
+    inject(&memory, LogRecord::Trust(lowered).encode());
+    let vote = Vote::sign(&key(3), good.content_hash(), 2.0, NOW_MS);
+    inject(&memory, LogRecord::Vote(vote).encode());
+
+    // A real write after them is indexed: nothing halted ingestion.
+    let later = Claim::new("city/lyon", "mayor", ObjectValue::Integer(9)).signed(&[1]);
+    let receipt = node.submit(later.clone()).await.unwrap();
+    node.wait_indexed(receipt.offset, deadline()).await.unwrap();
+    assert_eq!(node.ingest_status().stalled, None);
+    assert!(node.get(&later.content_hash()).unwrap().is_some());
+    assert!(node.get(&good.content_hash()).unwrap().is_some());
+    assert_eq!(node.rejection(at_good).unwrap(), None);
+
+    let expected = [
+        (at_forged, "invalid"),
+        (at_impostor, "invalid"),
+        (at_usurper, "not_admin"),
+        (at_nan, "invalid"),
+        (at_garbage, "undecodable"),
+        (at_unknown, "unknown_tag"),
+    ];
+    for (offset, code) in expected {
+        let rejection = node
+            .rejection(offset)
+            .unwrap()
+            .unwrap_or_else(|| panic!("record at {offset} was not rejected"));
+        assert_eq!(rejection.reason.code(), code, "at {offset}: {}", rejection.reason);
+    }
+    // None of them counted: agent 1 keeps its trust, and only the valid vote is live.
+    assert_eq!(node.trust(&key(1).agent_id()).unwrap(), 1.0);
+    assert_eq!(node.trust(&key(3).agent_id()).unwrap(), 0.5);
+    let votes = node.votes(&good.content_hash(), 10).unwrap();
+    assert_eq!(votes.len(), 1, "{votes:?}");
+    assert_eq!(votes[0].vote.weight, 2.0);
+    node.shutdown().await.unwrap();
 }

@@ -6,7 +6,7 @@
 #[cfg(feature = "test-kit")]
 use std::sync::Arc;
 
-use crate::storage::state::{IngestRecord, Plan, State, StateError};
+use crate::storage::state::{IngestRecord, Plan, Refused, State, StateError};
 
 /// A hook called with one argument on an actor's thread; it may panic or block to inject a fault.
 #[cfg(feature = "test-kit")]
@@ -67,7 +67,12 @@ impl Hooks {
     /// Plans `records` against `state`, as the hooks' build would: known no-op tags, and
     /// with [`broken_skip_assertions`](Self::broken_skip_assertions) every assertion turned
     /// into a record that changes nothing.
-    pub(crate) fn plan(&self, state: &State, mut records: Vec<IngestRecord>) -> Result<Plan, StateError> {
+    pub(crate) fn plan(
+        &self,
+        state: &State,
+        mut records: Vec<IngestRecord>,
+        refused: &[Refused],
+    ) -> Result<Plan, StateError> {
         let mut noop = self.noop_record_tags.clone();
         if self.broken_skip_assertions {
             for record in &mut records {
@@ -79,7 +84,7 @@ impl Hooks {
             }
             noop.push(BROKEN_TAG);
         }
-        state.plan_with(&records, &noop)
+        state.plan_with(&records, &noop, refused)
     }
 }
 
@@ -94,10 +99,10 @@ impl Hooks {
     #[inline(always)]
     pub(crate) fn before_tally(&self, _shard: usize) {}
 
-    /// Plans `records` against `state`.
+    /// Plans `records` against `state`, with the verdicts of their checks.
     #[inline(always)]
-    pub(crate) fn plan(&self, state: &State, records: Vec<IngestRecord>) -> Result<Plan, StateError> {
-        state.plan(&records)
+    pub(crate) fn plan(&self, state: &State, records: Vec<IngestRecord>, refused: &[Refused]) -> Result<Plan, StateError> {
+        state.plan_checked(&records, refused)
     }
 }
 

@@ -8,6 +8,7 @@
 //! ingestor of each new durable end through a watch channel (see [`IngestorActor`]).
 
 mod hooks;
+pub(crate) mod ingest_check;
 mod ingestor;
 mod lens;
 mod vote_counter;

@@ -151,6 +151,11 @@ impl Log for Journal {
         Journal::clear_durable_listener(self);
     }
 
+    fn admitted_only(&self) -> bool {
+        // Only this node's admission appends to its journal.
+        true
+    }
+
     fn collector(&self) -> Option<&dyn Collect> {
         Some(self)
     }

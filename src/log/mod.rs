@@ -86,6 +86,11 @@ pub trait Log: Send + Sync {
     fn clear_durable_listener(&self);
     /// Returns the log's garbage collection, or `None` if it keeps every record.
     fn collector(&self) -> Option<&dyn Collect>;
+    /// Returns true if and only if every record in the log passed this node's admission (a
+    /// local journal, which only admission writes). A log that others can write (a shared
+    /// stream) returns false, and the ingestor then checks every record as admission does
+    /// (decoding, limits, signatures, the administrators of trust changes) before applying it.
+    fn admitted_only(&self) -> bool;
     /// Returns how many durable records the consumer has not applied yet, given its `cursor`
     /// and the records it applied since it started (`applied_since_start`).
     fn records_behind(&self, cursor: u64, applied_since_start: u64) -> u64;

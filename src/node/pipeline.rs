@@ -179,11 +179,15 @@ pub(super) struct Actors {
     pub(super) ingestor: Addr<IngestorActor>,
     /// The ingestor's thread, then one thread per vote-counter shard.
     pub(super) arbiters: Vec<Arbiter>,
+    /// Where the ingestor's batches to check arrive (nothing arrives if only admission writes
+    /// the log): for the verification threads.
+    pub(super) checks: crossbeam_channel::Receiver<crate::actors::ingest_check::CheckJob>,
 }
 
 impl Actors {
     /// Starts the shards and the ingestor, each on a thread of its own, and installs the log's
-    /// durable-end listener, which wakes the ingestor.
+    /// durable-end listener, which wakes the ingestor. If others can write the log, the ingestor
+    /// has every batch checked before it plans it, by the jobs it sends to `checks`.
     pub(super) fn start(
         config: &Config,
         log: &Arc<dyn Log>,
@@ -193,6 +197,10 @@ impl Actors {
         listener: CommitListener,
         mailboxes: &Mailboxes,
     ) -> Result<Self, NodeError> {
+        // A log that others can write is checked at ingest, on the verification threads.
+        let (check_sender, checks) = crossbeam_channel::unbounded();
+        let checker = (!log.admitted_only())
+            .then(|| crate::actors::ingest_check::Checker::new(check_sender, config.node.verify_threads()));
         let mut arbiters = vec![Arbiter::new()];
         let mut shards = Vec::with_capacity(config.votes.shards);
         for shard in 0..config.votes.shards {
@@ -213,10 +221,15 @@ impl Actors {
             status,
         )?
         .with_hooks(hooks)
+        .with_checker(checker)
         .with_commit_listener(listener)
         .with_mailboxes(mailboxes.clone());
         let ingestor = IngestorActor::start_in_arbiter(&arbiters[0].handle(), move |_| ingestor);
-        Ok(Self { ingestor, arbiters })
+        Ok(Self {
+            ingestor,
+            arbiters,
+            checks,
+        })
     }
 }
 

@@ -28,6 +28,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use tokio::sync::{oneshot, watch};
 
 use super::error::{Queue, SubmitError};
+use crate::actors::ingest_check::CheckJob;
 use crate::budget::{Budget, QueueFull, QueueUnit, Reservation};
 use crate::log::{Acknowledge, Append, AppendError, AppendReply, Outgoing, Reply};
 use crate::protocol::{AgentId, Assertion, Hash, Limits, LogRecord, ObjectValue, now_ms, validate_records};
@@ -90,6 +91,9 @@ impl Admission {
     /// Starts `threads` verification threads feeding `log`; trust changes are admitted
     /// only when signed by one of `admins`; `budget` bounds what waits for them (and what
     /// they hold).
+    ///
+    /// The same threads check the ingest's batches of a log that others can write, which
+    /// arrive on `checks` (see `ingest_check`).
     pub(crate) fn start(
         log: &Arc<dyn Append>,
         limits: &Limits,
@@ -97,6 +101,7 @@ impl Admission {
         threads: usize,
         budget: Arc<Budget>,
         batch_records_max: usize,
+        checks: Receiver<CheckJob>,
     ) -> std::io::Result<Self> {
         // Never full: a job is sent only with an entry of the budget, whose size this is.
         let (sender, receiver) = crossbeam_channel::bounded(budget.entries_max());
@@ -106,6 +111,7 @@ impl Admission {
         for index in 0..threads {
             let worker = Worker {
                 receiver: receiver.clone(),
+                checks: checks.clone(),
                 log: Arc::clone(log),
                 limits: limits.clone(),
                 admins: Arc::clone(&admins),
@@ -229,6 +235,8 @@ type Checked = Result<(Hash, Vec<u8>, bool), SubmitError>;
 
 struct Worker {
     receiver: Receiver<Job>,
+    /// The ingest's batches to check.
+    checks: Receiver<CheckJob>,
     log: Arc<dyn Append>,
     limits: Limits,
     admins: Arc<HashSet<AgentId>>,
@@ -238,7 +246,23 @@ struct Worker {
 
 impl Worker {
     fn run(self) {
-        while let Ok(first) = self.receiver.recv() {
+        // The thread ends when admission closes; a closed check queue (the ingestor stopped)
+        // is waited on no more.
+        let mut checks = self.checks.clone();
+        loop {
+            let first = crossbeam_channel::select! {
+                recv(self.receiver) -> job => match job {
+                    Ok(job) => job,
+                    Err(_) => return,
+                },
+                recv(checks) -> job => {
+                    match job {
+                        Ok(job) => job.run(&self.limits, &self.admins),
+                        Err(_) => checks = crossbeam_channel::never(),
+                    }
+                    continue;
+                }
+            };
             let mut records = first.records.len();
             let mut jobs = vec![first];
             while records < self.batch_records_max {

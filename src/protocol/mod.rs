@@ -43,7 +43,7 @@ pub use signing::{
 };
 pub use trust::{TRUST_FACTOR_MAX, TrustChange};
 pub use validate::{
-    TextField, ValidationError, check_assertion_shape, check_trust_shape, check_vote_shape,
+    TextField, ValidationError, check_assertion_shape, check_trust_shape, check_values, check_vote_shape,
     validate_assertion, validate_assertions, validate_records, validate_trust, validate_vote,
 };
 pub use vote::Vote;

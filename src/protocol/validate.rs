@@ -170,6 +170,62 @@ pub enum ValidationError {
     },
 }
 
+/// Checks the values of `record` that reach the tallies and the lenses, as every build must
+/// whatever checked the record before: an assertion's confidence (finite, in 0..=1) and
+/// floating-point object (finite), a vote's weight (finite, positive), a trust change's factor
+/// (finite, in 0..=[`TRUST_FACTOR_MAX`]). It needs no limits and no clock, so every node
+/// decides alike; the ingest refuses a record that fails it rather than count it.
+pub fn check_values(record: &LogRecord) -> Result<(), ValidationError> {
+    match record {
+        LogRecord::Assertion(assertion) => {
+            if let ObjectValue::Float(value) = assertion.object
+                && !value.is_finite()
+            {
+                return Err(ValidationError::FloatNotFinite { value });
+            }
+            check_confidence(assertion.confidence)
+        }
+        LogRecord::Vote(vote) => {
+            let weight = vote.weight;
+            if !weight.is_finite() {
+                return Err(ValidationError::WeightNotFinite { value: weight });
+            }
+            if weight > 0.0 {
+                Ok(())
+            } else {
+                Err(ValidationError::WeightOutOfRange {
+                    value: weight,
+                    max: f32::MAX,
+                })
+            }
+        }
+        LogRecord::Trust(change) => check_factor(change.factor),
+    }
+}
+
+fn check_confidence(confidence: f32) -> Result<(), ValidationError> {
+    if !confidence.is_finite() {
+        return Err(ValidationError::ConfidenceNotFinite { value: confidence });
+    }
+    if !(0.0..=1.0).contains(&confidence) || confidence.is_sign_negative() {
+        return Err(ValidationError::ConfidenceOutOfRange { value: confidence });
+    }
+    Ok(())
+}
+
+fn check_factor(factor: f32) -> Result<(), ValidationError> {
+    if !factor.is_finite() {
+        return Err(ValidationError::TrustFactorNotFinite { value: factor });
+    }
+    if !(0.0..=TRUST_FACTOR_MAX).contains(&factor) || factor.is_sign_negative() {
+        return Err(ValidationError::TrustFactorOutOfRange {
+            value: factor,
+            max: TRUST_FACTOR_MAX,
+        });
+    }
+    Ok(())
+}
+
 /// Checks everything about `assertion` but its signatures' validity; returns its content hash.
 ///
 /// `now_ms` is the validator's clock, in milliseconds since the Unix epoch.
@@ -192,13 +248,7 @@ pub fn check_assertion_shape(
         }
         ObjectValue::Float(_) | ObjectValue::Integer(_) | ObjectValue::Bool(_) => {}
     }
-    let confidence = assertion.confidence;
-    if !confidence.is_finite() {
-        return Err(ValidationError::ConfidenceNotFinite { value: confidence });
-    }
-    if !(0.0..=1.0).contains(&confidence) || confidence.is_sign_negative() {
-        return Err(ValidationError::ConfidenceOutOfRange { value: confidence });
-    }
+    check_confidence(assertion.confidence)?;
     check_timestamp(assertion.timestamp_ms, limits, now_ms)?;
     let count = assertion.signatures.len();
     if count == 0 {
@@ -247,16 +297,7 @@ pub fn check_trust_shape(
     limits: &Limits,
     now_ms: u64,
 ) -> Result<Hash, ValidationError> {
-    let factor = change.factor;
-    if !factor.is_finite() {
-        return Err(ValidationError::TrustFactorNotFinite { value: factor });
-    }
-    if !(0.0..=TRUST_FACTOR_MAX).contains(&factor) || factor.is_sign_negative() {
-        return Err(ValidationError::TrustFactorOutOfRange {
-            value: factor,
-            max: TRUST_FACTOR_MAX,
-        });
-    }
+    check_factor(change.factor)?;
     check_timestamp(change.timestamp_ms, limits, now_ms)?;
     check_record_len(change.to_record_bytes().len(), limits)?;
     Ok(change.content_hash())

@@ -262,7 +262,7 @@ pub const METRICS: &[MetricSpec] = &[
     counter(INGEST_APPLIED, &[], "Assertions the ingest stored in the state.", "Ingest applied"),
     counter(INGEST_RECORDS, &[], "Journal records the ingest passed: applied, duplicate, ignored or rejected.", "Ingest applied"),
     counter(INGEST_DUPLICATES, &[], "Assertion records whose assertion was already stored.", "Ingest applied"),
-    counter(INGEST_REJECTED, &["reason"], "Records the ingest refused, by reason (unknown_parent, parent_mismatch, not_parent_author, unknown_assertion, undecodable).", "Rejected records by reason"),
+    counter(INGEST_REJECTED, &["reason"], "Records the ingest refused, by reason (unknown_parent, parent_mismatch, not_parent_author, unknown_assertion, undecodable, invalid, not_admin, unknown_tag).", "Rejected records by reason"),
     gauge(INGEST_LAG_BYTES, &[], "Journal bytes that are durable but not yet applied to the state (with replication.mode = jetstream: stream records fetched and not yet applied).", "Ingest lag"),
     gauge(INGEST_LAG_RECORDS, &[], "Records acknowledged since the node started that are not yet applied (a backlog inherited at start shows in the bytes).", "Ingest lag"),
     gauge(INGEST_LAG_SECONDS, &[], "Age of the oldest durable record not yet applied; 0 when caught up.", "Ingest lag seconds"),

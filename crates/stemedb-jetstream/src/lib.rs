@@ -17,6 +17,11 @@
 //!   ingestor's [`Log`](stemedb::log::Log). The ingestor commits its cursor in the
 //!   same LMDB transaction as the state, exactly as with the local journal, so a restarted node
 //!   resumes where it stopped and a new node replays the stream from sequence 1.
+//! - **Checks.** Any client allowed to publish on the subject can add to the stream, so the
+//!   log says it is not admission's alone ([`Log::admitted_only`](stemedb::log::Log::admitted_only)
+//!   is false): the ingestor checks every record as admission does (decoding, limits,
+//!   signatures, the administrators of trust changes) and rejects by reason what fails; no
+//!   record is applied unchecked, and none halts ingestion.
 //! - **Identity.** The data directory records the stream it was built from (its name and
 //!   creation time, in `stream.id`); a node refuses to apply a different stream to it.
 

@@ -358,6 +358,11 @@ impl Log for StreamLog {
         self.fetched.listener.write().take();
     }
 
+    fn admitted_only(&self) -> bool {
+        // Any client allowed to publish on the stream's subject can add a record.
+        false
+    }
+
     fn collector(&self) -> Option<&dyn Collect> {
         // The stream keeps every record for nodes that join later: nothing is collected.
         None

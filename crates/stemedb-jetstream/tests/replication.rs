@@ -2,7 +2,9 @@
 //! `nats-server` on loopback: writes are acknowledged with stream sequences and indexed; a
 //! second node replays the stream from sequence 1 to the same digest; a restarted node
 //! catches up from its cursor; a record too large for the stream is refused by name; a data
-//! directory built from another log is refused.
+//! directory built from another log is refused; records a plain NATS client publishes straight
+//! to the stream (forged, unauthorized, NaN, undecodable, unknown) are rejected by reason on
+//! every node, and ingestion goes on.
 //!
 //! Needs `nats-server` (Debian package `nats-server`; `.ci/run` installs it).
 
@@ -318,4 +320,74 @@ async fn a_replica_that_cannot_fetch_from_its_stream_reports_it_and_recovers() {
     node.wait_indexed(receipt.offset, deadline()).await.unwrap();
     assert_eq!(node.health().unwrap().stalled, None);
     node.shutdown().await.unwrap();
+}
+
+/// Publishes `payload` on the stream's subject with a plain NATS client, as any client allowed
+/// to publish there could; returns its stream sequence.
+async fn publish_foreign(js: &async_nats::jetstream::Context, payload: Vec<u8>) -> u64 {
+    js.publish("stemedb.log", payload.into())
+        .await
+        .unwrap()
+        .await
+        .unwrap()
+        .sequence
+}
+
+#[actix::test]
+async fn foreign_records_on_the_stream_are_rejected_on_every_node_and_ingestion_goes_on() {
+    use stemedb::protocol::{LogRecord, TrustChange};
+    let tmp = TempDir::new().unwrap();
+    let cluster = NatsCluster::start(&tmp.path().join("nats"), 3, None).unwrap();
+    let mut config = config(&cluster, "FOREIGN");
+    let admin = key(6);
+    config.votes.admins = vec![admin.agent_id().to_string()];
+    let a = start(config.clone(), &tmp.path().join("a")).await;
+    let good = claim(0, None);
+    let receipt = a.submit(good.clone()).await.unwrap();
+    a.wait_indexed(receipt.offset, deadline()).await.unwrap();
+
+    let client = async_nats::connect(cluster.urls()[0].as_str()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let mut forged = claim(2, None);
+    forged.object = ObjectValue::Integer(-1);
+    let mut impostor = Vote::sign(&key(3), good.content_hash(), 1.0, NOW_MS);
+    impostor.voter = key(4).agent_id();
+    let usurper = TrustChange::sign(&key(5), key(1).agent_id(), 0.0, NOW_MS);
+    let nan = Vote::sign(&key(3), good.content_hash(), f32::NAN, NOW_MS);
+    let foreign = [
+        (LogRecord::Assertion(forged).encode(), "invalid"),
+        (LogRecord::Vote(impostor).encode(), "invalid"),
+        (LogRecord::Trust(usurper).encode(), "not_admin"),
+        (LogRecord::Vote(nan).encode(), "invalid"),
+        (vec![1, 0xc1, 0xff], "undecodable"),
+        (vec![0x42, 1, 2, 3], "unknown_tag"),
+    ];
+    let mut sequences = Vec::new();
+    for (payload, code) in foreign {
+        sequences.push((publish_foreign(&js, payload).await, code));
+    }
+
+    // A real write after them is indexed on every node, a new one replaying from sequence 1.
+    let b = start(config.clone(), &tmp.path().join("b")).await;
+    let later = claim(4, None);
+    let receipt = a.submit(later.clone()).await.unwrap();
+    for node in [&a, &b] {
+        node.wait_indexed(receipt.offset, deadline()).await.unwrap();
+        assert_eq!(node.health().unwrap().stalled, None);
+        assert!(node.get(&later.content_hash()).unwrap().is_some());
+        for (sequence, code) in &sequences {
+            let rejection = node.rejection(*sequence).unwrap().expect("rejected");
+            assert_eq!(
+                rejection.reason.code(),
+                *code,
+                "at {sequence}: {}",
+                rejection.reason
+            );
+        }
+        assert_eq!(node.trust(&key(1).agent_id()).unwrap(), 1.0);
+        assert!(node.votes(&good.content_hash(), 10).unwrap().is_empty());
+    }
+    assert_eq!(a.state_digest().unwrap(), b.state_digest().unwrap());
+    a.shutdown().await.unwrap();
+    b.shutdown().await.unwrap();
 }

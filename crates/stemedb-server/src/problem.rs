@@ -185,7 +185,10 @@ impl ApiError {
                 (StatusCode::UNPROCESSABLE_ENTITY, "parent")
             }
             RejectReason::UnknownAssertion { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "assertion"),
-            RejectReason::Undecodable { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "record"),
+            RejectReason::Undecodable { .. }
+            | RejectReason::Invalid { .. }
+            | RejectReason::NotAdmin { .. }
+            | RejectReason::UnknownTag { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "record"),
         };
         Self::new(status, "rejected", detail).field(field)
     }

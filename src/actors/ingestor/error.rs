@@ -26,6 +26,8 @@ pub(super) enum IngestError {
     ShardGone { shard: usize },
     #[error("the apply step panicked: {0}")]
     Panicked(String),
+    #[error("checking a batch failed: {0}")]
+    CheckerGone(#[from] crate::actors::ingest_check::CheckerGone),
 }
 
 impl IngestError {
@@ -34,7 +36,7 @@ impl IngestError {
         match self {
             Self::Read(ReadError::Transient(_)) | Self::State(StateError::Lmdb { .. }) => false,
             Self::Read(_) | Self::State(_) | Self::UnknownTag(_) => true,
-            Self::ShardGone { .. } | Self::Panicked(_) => true,
+            Self::ShardGone { .. } | Self::Panicked(_) | Self::CheckerGone(_) => true,
         }
     }
 

@@ -39,7 +39,8 @@ use outcome::record_outcome;
 use super::hooks::Hooks;
 use super::vote_counter::VoteCounterActor;
 use crate::log::{Log, LogReader};
-use crate::storage::state::{IngestRecord, Plan, State, StateError, Tally};
+use crate::actors::ingest_check::{Checked, Checker};
+use crate::storage::state::{IngestRecord, Plan, Refused, State, StateError, Tally};
 use crate::telemetry::{Mailboxes, catalog};
 
 /// Mailbox capacity: durable ends arrive through a watch channel, not the mailbox, which
@@ -134,6 +135,8 @@ pub struct IngestorActor {
     applied_since_start: u64,
     /// The node's mailbox depths (its own announcements, and the shards' requests).
     mailboxes: Mailboxes,
+    /// Checks every batch before it is planned, for a log that others can write.
+    checker: Option<Checker>,
 }
 
 /// Told of every ingest commit: the cursor reached, the pairs touched, the agents whose trust
@@ -199,6 +202,7 @@ impl IngestorActor {
             announced: VecDeque::new(),
             applied_since_start: 0,
             mailboxes: Mailboxes::default(),
+            checker: None,
         })
     }
 
@@ -211,6 +215,13 @@ impl IngestorActor {
     /// Counts its mailbox and its shards' requests in `mailboxes`.
     pub(crate) fn with_mailboxes(mut self, mailboxes: Mailboxes) -> Self {
         self.mailboxes = mailboxes;
+        self
+    }
+
+    /// Has every batch checked by `checker` before it is planned (a log that others can
+    /// write); `None` applies the log's records as they are (only admission writes it).
+    pub(crate) fn with_checker(mut self, checker: Option<Checker>) -> Self {
+        self.checker = checker;
         self
     }
 
@@ -248,9 +259,9 @@ impl IngestorActor {
         rest.checked_sub(ended.elapsed()).filter(|wait| !wait.is_zero())
     }
 
-    /// Reads one batch and plans it; `None` at the end of the log. The flag is true if and only
-    /// if more records may be waiting.
-    fn read_and_plan(&mut self) -> Result<Option<(Plan, bool, u64)>, IngestError> {
+    /// Reads one batch; `None` at the end of the log. The flag is true if and only if more
+    /// records may be waiting.
+    fn read(&mut self) -> Result<Option<(Vec<IngestRecord>, bool)>, IngestError> {
         let range = self.reader.read_range(
             self.cursor,
             self.config.batch_records_max,
@@ -261,7 +272,6 @@ impl IngestorActor {
         }
         // A record ends where the next begins (past any quarantined bytes between them).
         let starts: Vec<u64> = range.records.iter().map(|(offset, _)| *offset).collect();
-
         let records: Vec<IngestRecord> = range
             .records
             .into_iter()
@@ -272,13 +282,20 @@ impl IngestorActor {
                 payload,
             })
             .collect();
-        let plan = self.hooks.plan(&self.state, records)?;
+        Ok(Some((records, !range.at_end)))
+    }
+
+    /// Plans a batch read, with the verdicts of its checks (empty if the log needs none);
+    /// returns the plan and how many of its records lie at or past the journal's end at start.
+    fn plan(&mut self, records: Vec<IngestRecord>, refused: &[Refused]) -> Result<(Plan, u64), IngestError> {
+        let starts: Vec<u64> = records.iter().map(|record| record.offset).collect();
+        let plan = self.hooks.plan(&self.state, records, refused)?;
         // Only the records the plan covers: one held at an unknown tag is not applied.
         let since_start = starts
             .iter()
             .filter(|&&offset| offset >= self.start_end && offset < plan.end())
             .count() as u64;
-        Ok(Some((plan, !range.at_end, since_start)))
+        Ok((plan, since_start))
     }
 
     /// Commits a planned batch with its votes' tallies; `since_start` of its records lie at or
@@ -435,9 +452,29 @@ impl Handler<Drain> for IngestorActor {
         if self.halted {
             return;
         }
-        let (mut plan, more, since_start) = match guarded(|| self.read_and_plan()) {
-            Ok(Some(planned)) => planned,
+        let (records, more) = match guarded(|| self.read()) {
+            Ok(Some(read)) => read,
             Ok(None) => return self.succeeded(false, ctx),
+            Err(error) => return self.failed(error, ctx),
+        };
+        let Some(checker) = self.checker.clone() else {
+            return self.apply(records, &[], more, ctx);
+        };
+        // A log that others can write: the batch is checked on the verification threads
+        // first, the ingestor handling nothing else meanwhile.
+        let checked = checker.check(records).into_actor(self).map(move |checked, actor, ctx| match checked {
+            Ok(Checked { records, refused }) => actor.apply(records, &refused, more, ctx),
+            Err(gone) => actor.failed(IngestError::CheckerGone(gone), ctx),
+        });
+        ctx.wait(checked);
+    }
+}
+
+impl IngestorActor {
+    /// Plans a batch read (with its checks' verdicts), counts its votes and commits it.
+    fn apply(&mut self, records: Vec<IngestRecord>, refused: &[Refused], more: bool, ctx: &mut Context<Self>) {
+        let (mut plan, since_start) = match guarded(|| self.plan(records, refused)) {
+            Ok(planned) => planned,
             Err(error) => return self.failed(error, ctx),
         };
         // A plan held at an unknown tag covers the records before it; once they are applied,

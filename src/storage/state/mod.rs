@@ -51,7 +51,7 @@ pub use schema::{Outdated, SCHEMA_VERSION, Upgrade};
 pub use snapshot::Snapshot;
 
 #[cfg_attr(not(feature = "test-kit"), allow(unused_imports, reason = "for tests"))]
-pub use apply::{ApplyOutcome, IngestRecord, UnknownTag};
+pub use apply::{ApplyOutcome, IngestRecord, Refused, UnknownTag};
 pub(crate) use apply::Plan;
 pub use config::{MAP_SIZE_GRANULE_BYTES, StateConfig};
 pub use error::StateError;

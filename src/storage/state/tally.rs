@@ -33,9 +33,12 @@ pub struct WeightUnderflow;
 
 /// Splits a finite, non-negative weight into (mantissa, shift): weight = mantissa·2^shift·2^-149.
 fn decompose(weight: f32) -> (u64, u32) {
-    debug_assert!(
+    // The ingest refuses a vote whose weight is not finite and positive before it is counted
+    // (`check_values`, in every build); reaching here with one is a bug, and a wrong total
+    // would be worse than the halt this causes.
+    assert!(
         weight.is_finite() && weight >= 0.0,
-        "weights are validated finite and positive"
+        "weights are checked finite and positive before they are counted"
     );
     let bits = weight.abs().to_bits();
     let exponent = (bits >> 23) & 0xff;

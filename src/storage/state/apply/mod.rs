@@ -37,7 +37,7 @@ use super::read::{offset_of, record_at};
 use write::{store, write_tally};
 use super::votes::{RoutedVote, Tally};
 use super::{Databases, State, StateError};
-use crate::protocol::{AgentId, Assertion, CodecError, Hash, LogRecord};
+use crate::protocol::{AgentId, Assertion, CodecError, Hash, LogRecord, check_values};
 
 /// One durable journal record, as the ingestor read it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,6 +105,10 @@ pub(crate) struct Plan {
     /// The pair of each voted assertion.
     vote_pairs: HashMap<Hash, PairId>,
 }
+
+/// The ingest's verdict on one record of a log others can write: `None` if it passed the
+/// checks admission makes, or its hash (if it decoded) and why it is refused.
+pub type Refused = Option<(Option<Hash>, RejectReason)>;
 
 /// A journal record whose tag this build does not know; see the module docs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -182,17 +186,35 @@ impl State {
 
     /// Decides every record of `records` against the committed state; see the module docs.
     pub(crate) fn plan(&self, records: &[IngestRecord]) -> Result<Plan, StateError> {
-        self.plan_treating(records, &[])
+        self.plan_treating(records, &[], &[])
+    }
+
+    /// [`plan`](Self::plan), with the verdicts of the ingest's own checks of a log others can
+    /// write (one per record, in order; empty if the log needs none): a refused record is
+    /// rejected with its reason, never applied.
+    #[cfg_attr(feature = "test-kit", allow(dead_code, reason = "the test kit's hooks plan through plan_with"))]
+    pub(crate) fn plan_checked(&self, records: &[IngestRecord], refused: &[Refused]) -> Result<Plan, StateError> {
+        self.plan_treating(records, &[], refused)
     }
 
     /// [`plan`](Self::plan), treating records with a tag in `noop_tags` as known records that
     /// change nothing. Test-only: it stands in for a build that knows those tags.
     #[cfg(feature = "test-kit")]
-    pub(crate) fn plan_with(&self, records: &[IngestRecord], noop_tags: &[u8]) -> Result<Plan, StateError> {
-        self.plan_treating(records, noop_tags)
+    pub(crate) fn plan_with(
+        &self,
+        records: &[IngestRecord],
+        noop_tags: &[u8],
+        refused: &[Refused],
+    ) -> Result<Plan, StateError> {
+        self.plan_treating(records, noop_tags, refused)
     }
 
-    fn plan_treating(&self, records: &[IngestRecord], noop_tags: &[u8]) -> Result<Plan, StateError> {
+    fn plan_treating(
+        &self,
+        records: &[IngestRecord],
+        noop_tags: &[u8],
+        refused: &[Refused],
+    ) -> Result<Plan, StateError> {
         self.read(|txn, dbs| {
             let cursor = read_cursor(txn, dbs)?;
             let mut plan = Plan {
@@ -202,13 +224,22 @@ impl State {
             };
             // Assertions stored earlier in this batch, by hash: what a successor is checked against.
             let mut batch: HashMap<Hash, ParentFacts> = HashMap::new();
-            for record in records {
+            for (i, record) in records.iter().enumerate() {
                 assert!(
                     record.next > record.offset,
                     "journal record ends before it starts"
                 );
                 if record.offset < plan.cursor {
                     plan.skipped += 1;
+                    continue;
+                }
+                if let Some(Some((hash, reason))) = refused.get(i) {
+                    plan.steps.push(Step::Reject(Rejection {
+                        offset: record.offset,
+                        hash: *hash,
+                        reason: reason.clone(),
+                    }));
+                    plan.end = record.next;
                     continue;
                 }
                 if let Planned::Hold(tag) = plan_one(txn, dbs, record, noop_tags, &mut batch, &mut plan)? {
@@ -325,6 +356,13 @@ fn plan_one(
             return Ok(Planned::Next);
         }
     };
+    // Values that reach the tallies and the lenses are checked in every build, whatever
+    // checked the record before (a debug assertion is not a guard).
+    if let Err(error) = check_values(&decoded) {
+        let detail = error.to_string();
+        reject(plan, Some(decoded.content_hash()), RejectReason::Invalid { detail });
+        return Ok(Planned::Next);
+    }
     let assertion = match decoded {
         LogRecord::Assertion(assertion) => assertion,
         LogRecord::Vote(vote) => {
