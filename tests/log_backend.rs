@@ -17,7 +17,7 @@ use stemedb::log::{
     QueueUse, RangeRead, ReadError, Rebuild,
 };
 use stemedb::node::{ListQuery, Node, SubmitError};
-use stemedb::protocol::{LogRecord, ObjectValue, TrustChange, Vote};
+use stemedb::protocol::{Extension, LogRecord, ObjectValue, TrustChange, Vote};
 use stemedb_testkit::{Claim, NOW_MS, deadline, key};
 
 /// Records in memory, at positions 1, 2, 3, ... (as a stream numbers them).
@@ -261,6 +261,12 @@ async fn a_log_others_can_write_is_checked_at_ingest_and_no_record_halts_it() {
     // Bytes that do not decode, and a tag this build does not know.
     let at_garbage = inject(&memory, vec![1, 0xc1, 0xff, 0x00]);
     let at_unknown = inject(&memory, vec![0x42, 1, 2, 3]);
+    // Extension records that are not an administrator's: signed by another agent, and an
+    // administrator's with its body changed after signing.
+    let at_stranger = inject(&memory, Extension::encode(200, b"newer kind", &key(5)));
+    let mut tampered = Extension::encode(200, b"newer kind", &admin);
+    *tampered.last_mut().unwrap() ^= 1;
+    let at_tampered = inject(&memory, tampered);
     // An administrator's trust change, and a valid vote: applied.
     let lowered = TrustChange::sign(&admin, key(3).agent_id(), 0.5, NOW_MS);
     inject(&memory, LogRecord::Trust(lowered).encode());
@@ -283,6 +289,8 @@ async fn a_log_others_can_write_is_checked_at_ingest_and_no_record_halts_it() {
         (at_nan, "invalid"),
         (at_garbage, "undecodable"),
         (at_unknown, "unknown_tag"),
+        (at_stranger, "unknown_tag"),
+        (at_tampered, "unknown_tag"),
     ];
     for (offset, code) in expected {
         let rejection = node
@@ -298,4 +306,52 @@ async fn a_log_others_can_write_is_checked_at_ingest_and_no_record_halts_it() {
     assert_eq!(votes.len(), 1, "{votes:?}");
     assert_eq!(votes[0].vote.weight, 2.0);
     node.shutdown().await.unwrap();
+}
+
+#[actix::test]
+async fn an_administrators_extension_record_holds_ingestion_until_an_upgrade() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let memory = Arc::new(Memory {
+        record_bytes_max: 4096,
+        ..Memory::default()
+    });
+    let admin = key(6);
+    let mut config = stemedb::Config::default();
+    config.votes.admins = vec![admin.agent_id().to_string()];
+    let node = Node::start_with_log(config, dir.path(), MemoryBackend(Arc::clone(&memory))).unwrap();
+    let before = Claim::new("city/paris", "mayor", ObjectValue::Integer(1)).signed(&[1]);
+    let at_before = inject(&memory, LogRecord::Assertion(before.clone()).encode());
+    let at_extension = inject(&memory, Extension::encode(200, b"a newer kind", &admin));
+    let after = Claim::new("city/paris", "mayor", ObjectValue::Integer(2)).signed(&[1]);
+    inject(&memory, LogRecord::Assertion(after.clone()).encode());
+
+    // Ingestion applies what precedes the record, then stops before it, saying why.
+    match node.wait_indexed(at_extension, deadline()).await {
+        Err(stemedb::node::WaitError::Stalled { cursor, reason }) => {
+            assert_eq!(cursor, at_extension);
+            assert!(reason.contains("upgrade needed"), "{reason}");
+            assert!(reason.contains("tag 200"), "{reason}");
+        }
+        other => panic!("expected a stall before the extension record, got {other:?}"),
+    }
+    // Every record before it is applied, none from it on, and it is not refused.
+    assert_eq!(node.ingest_status().cursor, at_extension);
+    assert!(node.get(&before.content_hash()).unwrap().is_some());
+    assert_eq!(node.rejection(at_before).unwrap(), None);
+    assert_eq!(
+        node.rejection(at_extension).unwrap(),
+        None,
+        "a genuine record is not refused"
+    );
+    assert!(
+        node.get(&after.content_hash()).unwrap().is_none(),
+        "nothing past it is applied"
+    );
+    // Shutdown reports the stall too.
+    match node.shutdown().await {
+        Err(stemedb::node::NodeError::Stalled(reason)) => {
+            assert!(reason.contains("upgrade needed"), "{reason}")
+        }
+        other => panic!("expected shutdown to report the stall, got {other:?}"),
+    }
 }

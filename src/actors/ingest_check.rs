@@ -18,7 +18,7 @@ use std::collections::HashSet;
 use crossbeam_channel::Sender;
 use tokio::sync::oneshot;
 
-use crate::protocol::{AgentId, CodecError, Limits, LogRecord, validate_records};
+use crate::protocol::{AgentId, CodecError, Extension, Limits, LogRecord, validate_records};
 use crate::storage::state::{IngestRecord, Refused, RejectReason};
 
 /// Records fewer than this are checked as one job: splitting them saves less than it costs.
@@ -113,7 +113,9 @@ impl CheckJob {
 /// Checks `records` as admission would, signatures in one batch; returns a verdict per record.
 ///
 /// A record that does not decode is left to the plan, which rejects it as `undecodable`
-/// (every build agrees on that); a tag this build does not know is refused as `unknown_tag`.
+/// (every build agrees on that); a tag this build does not know is refused as `unknown_tag`,
+/// unless the record is an extension record an administrator signed (see
+/// [`Extension`]): that one passes, and the plan holds before it ("upgrade needed").
 pub(crate) fn check_records(
     records: &[IngestRecord],
     limits: &Limits,
@@ -129,7 +131,13 @@ pub(crate) fn check_records(
                 at.push(i);
             }
             Err(CodecError::UnknownLogRecordTag { tag }) => {
-                refused[i] = Some((None, RejectReason::UnknownTag { tag }));
+                // A newer kind, signed by an administrator, holds ingestion until an upgrade;
+                // anything else with an unknown tag is refused.
+                let genuine = Extension::parse(&record.payload)
+                    .is_some_and(|extension| admins.contains(&extension.signer) && extension.verify());
+                if !genuine {
+                    refused[i] = Some((None, RejectReason::UnknownTag { tag }));
+                }
             }
             Err(_) => {}
         }

@@ -36,7 +36,7 @@ pub use limits::{
 };
 #[cfg(feature = "test-kit")]
 pub(crate) use log_record::TAG_ASSERTION;
-pub use log_record::{LogRecord, TAG_BYTES, encode_assertion};
+pub use log_record::{EXTENSION_TAG_MIN, Extension, LogRecord, TAG_BYTES, encode_assertion};
 pub use object::{Lifecycle, ObjectValue};
 pub use signing::{
     RecordKind, SignatureCheck, curve25519_backend, sign, signing_message, verify, verify_batch,

@@ -26,6 +26,8 @@ pub enum RecordKind {
     Vote,
     /// A [`TrustChange`](super::TrustChange).
     Trust,
+    /// An [`Extension`](super::Extension) record: a kind a newer build adds.
+    Extension,
 }
 
 impl RecordKind {
@@ -35,6 +37,7 @@ impl RecordKind {
             Self::Assertion => b"stemedb/v1/assertion",
             Self::Vote => b"stemedb/v1/vote",
             Self::Trust => b"stemedb/v1/trust",
+            Self::Extension => b"stemedb/v1/extension",
         }
     }
 }

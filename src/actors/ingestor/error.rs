@@ -16,8 +16,9 @@ pub(super) enum IngestError {
     #[error("state write failed: {0}")]
     State(#[from] StateError),
     #[error(
-        "the journal record at offset {} has tag {}, which this build does not know (written by a \
-         newer StemeDB?); ingestion holds before it, and a build that knows the tag resumes from it",
+        "upgrade needed: the log record at offset {} has tag {}, which this build does not know \
+         (a newer StemeDB wrote it); ingestion holds before it, and a build that knows the tag \
+         resumes from it",
         .0.offset,
         .0.tag
     )]
