@@ -281,6 +281,19 @@ async fn a_log_others_can_write_is_checked_at_ingest_and_no_record_halts_it() {
     assert!(node.get(&later.content_hash()).unwrap().is_some());
     assert!(node.get(&good.content_hash()).unwrap().is_some());
     assert_eq!(node.rejection(at_good).unwrap(), None);
+    // A copy of a record this node published, with its signature altered, is checked (only
+    // the exact bytes admission verified pass unchecked) and refused.
+    let mut altered = later.clone();
+    let mut bytes = *altered.signatures[0].signature.as_bytes();
+    bytes[0] ^= 1;
+    altered.signatures[0].signature = stemedb::protocol::Signature::from_bytes(bytes);
+    let at_altered = inject(&memory, LogRecord::Assertion(altered).encode());
+    node.wait_indexed(at_altered, deadline()).await.unwrap();
+    let refused = node
+        .rejection(at_altered)
+        .unwrap()
+        .expect("the altered copy is refused");
+    assert_eq!(refused.reason.code(), "invalid", "{}", refused.reason);
 
     let expected = [
         (at_forged, "invalid"),

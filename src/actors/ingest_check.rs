@@ -12,10 +12,16 @@
 //!
 //! Records move to the verification threads and back: no payload is copied between the log's
 //! read and the checks.
+//!
+//! A node need not check again what its own admission verified: admission notes the blake3
+//! hash of every payload it publishes ([`Published`], bounded), and a record read back whose
+//! payload hash is noted passes without being decoded or verified again. The hash covers the
+//! exact bytes, signatures included, so no other record can pass for it.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
-use crossbeam_channel::Sender;
+use crossbeam_channel::{Receiver, Sender};
 use tokio::sync::oneshot;
 
 use crate::protocol::{AgentId, CodecError, Extension, Limits, LogRecord, validate_records};
@@ -23,6 +29,58 @@ use crate::storage::state::{IngestRecord, Refused, RejectReason};
 
 /// Records fewer than this are checked as one job: splitting them saves less than it costs.
 const CHUNK_RECORDS_MIN: usize = 64;
+
+/// Payload hashes of this node's own verified publishes remembered, at most: 2 MiB or so. A
+/// record read back after more than this many newer publishes is checked again (correct, only
+/// slower).
+pub(crate) const PUBLISHED_MAX: usize = 1 << 16;
+
+/// The payload hashes of records this node's admission verified and handed to a log others
+/// can write, oldest first, bounded by [`PUBLISHED_MAX`]; see the module docs.
+#[derive(Default)]
+pub(crate) struct Published {
+    inner: parking_lot::Mutex<PublishedInner>,
+}
+
+#[derive(Default)]
+struct PublishedInner {
+    hashes: HashSet<[u8; 32]>,
+    order: std::collections::VecDeque<[u8; 32]>,
+}
+
+impl Published {
+    /// Notes `payload`, which admission verified.
+    pub(crate) fn note(&self, payload: &[u8]) {
+        let hash = *blake3::hash(payload).as_bytes();
+        let mut inner = self.inner.lock();
+        if !inner.hashes.insert(hash) {
+            return;
+        }
+        inner.order.push_back(hash);
+        while inner.order.len() > PUBLISHED_MAX {
+            if let Some(oldest) = inner.order.pop_front() {
+                inner.hashes.remove(&oldest);
+            }
+        }
+    }
+
+    /// Returns true if and only if `payload` was noted (and forgets it: a record is applied
+    /// once).
+    fn take(&self, payload: &[u8]) -> bool {
+        let hash = *blake3::hash(payload).as_bytes();
+        // Its place in `order` stays until it ages out; the set alone decides.
+        self.inner.lock().hashes.remove(&hash)
+    }
+}
+
+/// What a node's verification threads need for the ingest's checks: the jobs, and what
+/// admission notes of its own publishes (`None` when only admission writes the log).
+pub(crate) struct IngestChecks {
+    /// The ingestor's batches to check.
+    pub jobs: Receiver<CheckJob>,
+    /// The payloads admission verified, for a log others can write.
+    pub published: Option<Arc<Published>>,
+}
 
 /// A part of one ingest batch, sent to a verification thread.
 pub(crate) struct CheckJob {
@@ -47,52 +105,69 @@ pub(crate) struct CheckerGone;
 #[derive(Clone)]
 pub(crate) struct Checker {
     sender: Sender<CheckJob>,
+    published: Arc<Published>,
     /// Parts a batch is split into: one per verification thread.
     parts: usize,
 }
 
 impl Checker {
     /// A checker whose jobs go to `sender`, split into `parts` parts.
-    pub(crate) fn new(sender: Sender<CheckJob>, parts: usize) -> Self {
+    /// Records whose payload `published` holds pass unchecked.
+    pub(crate) fn new(sender: Sender<CheckJob>, published: Arc<Published>, parts: usize) -> Self {
         Self {
             sender,
+            published,
             parts: parts.max(1),
         }
     }
 
-    /// Checks `records` on the verification threads; resolves to the records and their
-    /// verdicts, in order.
+    /// Checks `records`: those this node published pass at once (on the caller's thread, a
+    /// hash each), the others are checked on the verification threads. Resolves to the
+    /// records and their verdicts, in order.
     pub(crate) fn check(
         &self,
-        mut records: Vec<IngestRecord>,
+        records: Vec<IngestRecord>,
     ) -> impl std::future::Future<Output = Result<Checked, CheckerGone>> + 'static {
-        let per_part = records.len().div_ceil(self.parts).max(CHUNK_RECORDS_MIN);
+        let mut slots: Vec<Option<IngestRecord>> = Vec::with_capacity(records.len());
+        let mut foreign = Vec::new();
+        for (i, record) in records.into_iter().enumerate() {
+            if self.published.take(&record.payload) {
+                slots.push(Some(record));
+            } else {
+                slots.push(None);
+                foreign.push((i, record));
+            }
+        }
+        let per_part = foreign.len().div_ceil(self.parts).max(CHUNK_RECORDS_MIN);
         let mut parts = Vec::new();
-        while !records.is_empty() {
-            let rest = records.split_off(per_part.min(records.len()));
-            parts.push(std::mem::replace(&mut records, rest));
+        while !foreign.is_empty() {
+            let rest = foreign.split_off(per_part.min(foreign.len()));
+            parts.push(std::mem::replace(&mut foreign, rest));
         }
         let replies: Vec<_> = parts
             .into_iter()
-            .map(|records| {
+            .map(|part| {
+                let (indices, records): (Vec<usize>, Vec<IngestRecord>) = part.into_iter().unzip();
                 let (reply, receiver) = oneshot::channel();
                 self.sender
                     .send(CheckJob { records, reply })
-                    .map(|()| receiver)
+                    .map(|()| (indices, receiver))
                     .map_err(|_| CheckerGone)
             })
             .collect();
         async move {
-            let mut all = Checked {
-                records: Vec::new(),
-                refused: Vec::new(),
-            };
+            let mut refused: Vec<Refused> = vec![None; slots.len()];
             for reply in replies {
-                let part = reply?.await.map_err(|_| CheckerGone)?;
-                all.records.extend(part.records);
-                all.refused.extend(part.refused);
+                let (indices, receiver) = reply?;
+                let part = receiver.await.map_err(|_| CheckerGone)?;
+                for ((i, record), verdict) in indices.into_iter().zip(part.records).zip(part.refused) {
+                    slots[i] = Some(record);
+                    refused[i] = verdict;
+                }
             }
-            Ok(all)
+            // Every record comes back from its job; one missing would be a lost record.
+            let records = slots.into_iter().collect::<Option<Vec<_>>>().ok_or(CheckerGone)?;
+            Ok(Checked { records, refused })
         }
     }
 }

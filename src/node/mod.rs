@@ -261,7 +261,7 @@ impl Node {
                 config.node.verify_queue_bytes_max,
             ),
             config.node.verify_batch_records_max,
-            actors.checks.clone(),
+            actors.checks,
         )
         .map_err(|source| NodeError::Spawn {
             what: "verification",

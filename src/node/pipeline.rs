@@ -181,7 +181,7 @@ pub(super) struct Actors {
     pub(super) arbiters: Vec<Arbiter>,
     /// Where the ingestor's batches to check arrive (nothing arrives if only admission writes
     /// the log): for the verification threads.
-    pub(super) checks: crossbeam_channel::Receiver<crate::actors::ingest_check::CheckJob>,
+    pub(super) checks: crate::actors::ingest_check::IngestChecks,
 }
 
 impl Actors {
@@ -198,9 +198,16 @@ impl Actors {
         mailboxes: &Mailboxes,
     ) -> Result<Self, NodeError> {
         // A log that others can write is checked at ingest, on the verification threads.
-        let (check_sender, checks) = crossbeam_channel::unbounded();
-        let checker = (!log.admitted_only())
-            .then(|| crate::actors::ingest_check::Checker::new(check_sender, config.node.verify_threads()));
+        let (check_sender, jobs) = crossbeam_channel::unbounded();
+        let published = (!log.admitted_only()).then(Arc::default);
+        let checker = published.as_ref().map(|published| {
+            crate::actors::ingest_check::Checker::new(
+                check_sender,
+                Arc::clone(published),
+                config.node.verify_threads(),
+            )
+        });
+        let checks = crate::actors::ingest_check::IngestChecks { jobs, published };
         let mut arbiters = vec![Arbiter::new()];
         let mut shards = Vec::with_capacity(config.votes.shards);
         for shard in 0..config.votes.shards {

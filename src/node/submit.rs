@@ -28,7 +28,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use tokio::sync::{oneshot, watch};
 
 use super::error::{Queue, SubmitError};
-use crate::actors::ingest_check::CheckJob;
+use crate::actors::ingest_check::{CheckJob, IngestChecks, Published};
 use crate::budget::{Budget, QueueFull, QueueUnit, Reservation};
 use crate::log::{Acknowledge, Append, AppendError, AppendReply, Outgoing, Reply};
 use crate::protocol::{AgentId, Assertion, Hash, Limits, LogRecord, ObjectValue, now_ms, validate_records};
@@ -101,7 +101,7 @@ impl Admission {
         threads: usize,
         budget: Arc<Budget>,
         batch_records_max: usize,
-        checks: Receiver<CheckJob>,
+        checks: IngestChecks,
     ) -> std::io::Result<Self> {
         // Never full: a job is sent only with an entry of the budget, whose size this is.
         let (sender, receiver) = crossbeam_channel::bounded(budget.entries_max());
@@ -111,7 +111,8 @@ impl Admission {
         for index in 0..threads {
             let worker = Worker {
                 receiver: receiver.clone(),
-                checks: checks.clone(),
+                checks: checks.jobs.clone(),
+                published: checks.published.clone(),
                 log: Arc::clone(log),
                 limits: limits.clone(),
                 admins: Arc::clone(&admins),
@@ -237,6 +238,9 @@ struct Worker {
     receiver: Receiver<Job>,
     /// The ingest's batches to check.
     checks: Receiver<CheckJob>,
+    /// Notes each payload handed to a log others can write, so that the ingest need not
+    /// check it again.
+    published: Option<Arc<Published>>,
     log: Arc<dyn Append>,
     limits: Limits,
     admins: Arc<HashSet<AgentId>>,
@@ -305,7 +309,11 @@ impl Worker {
                         LogRecord::Trust(_) => false,
                     };
                     earlier.insert(hash);
-                    Ok((hash, record.encode(), depends))
+                    let payload = record.encode();
+                    if let Some(published) = &self.published {
+                        published.note(&payload);
+                    }
+                    Ok((hash, payload, depends))
                 })
                 .collect();
             let verdicts = span.in_scope(|| self.append(checked));

@@ -7,9 +7,17 @@
 //!   assertions from `submitters` tasks: verified, published, acknowledged, then fetched back
 //!   and indexed on the writing node (the cell ends once the last one is indexed).
 //!
+//! - **local**: the same assertions into a node on its local journal (the default), for the
+//!   CPU a record costs a node that trusts its log;
+//! - **follower**: a new node on the replicated cell's stream replays it from sequence 1: it
+//!   only fetches, checks (every record is verified again: the stream is a log others can
+//!   write) and applies.
+//!
 //! Each cell gets a fresh stream, so no cell deduplicates against another. Rounds alternate
 //! raw and replicated; the table has each one's median, and the ratio replicated/raw (the
-//! median of the per-round ratios; target at least 0.7).
+//! median of the per-round ratios; target at least 0.7). The CPU table puts the CPU per
+//! applied record of the writing node and of the follower beside the local node's (process
+//! CPU, client tasks included for the writer and the local node; target at most 1.5×).
 //!
 //! Run with `cargo bench --bench replication` (needs `nats-server`). Environment:
 //! `STEMEDB_BENCH_ASSERTIONS` (default 20,000), `STEMEDB_BENCH_ROUNDS` (default 3),
@@ -34,6 +42,8 @@ const SUBMITTERS: [usize; 2] = [64, 1000];
 const ASSERTIONS_DEFAULT: usize = 20_000;
 const ROUNDS_DEFAULT: usize = 3;
 const RATIO_TARGET: f64 = 0.7;
+/// Most CPU per applied record a replicated node may spend, as a multiple of a local node's.
+const CPU_RATIO_TARGET: f64 = 1.5;
 
 fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
@@ -131,6 +141,29 @@ fn replicated_config(urls: &[String], stream: &str) -> Config {
     config
 }
 
+/// The follower cell: a new node on `config`'s stream, which holds `count` records at
+/// sequences 1..=count, replays and applies all of them; returns the process CPU it took
+/// (from the node's start to the last record indexed).
+fn follower_cell(base: &std::path::Path, config: &Config, count: usize) -> Duration {
+    let dir = tempfile::TempDir::new_in(base).unwrap();
+    actix::System::new().block_on(async move {
+        let cpu = process_cpu();
+        let node = config.start_node(dir.path()).expect("start the follower");
+        let deadline = Instant::now() + Duration::from_secs(600);
+        node.wait_indexed(count as u64, deadline)
+            .await
+            .expect("the follower indexes the stream");
+        let cpu = process_cpu() - cpu;
+        assert_eq!(
+            node.counts().expect("counts"),
+            (count as u64, 0),
+            "stored and rejected"
+        );
+        node.shutdown().await.expect("shutdown");
+        cpu
+    })
+}
+
 fn main() {
     let count = env_usize("STEMEDB_BENCH_ASSERTIONS").unwrap_or(ASSERTIONS_DEFAULT);
     let rounds = env_usize("STEMEDB_BENCH_ROUNDS").unwrap_or(ROUNDS_DEFAULT).max(1);
@@ -149,8 +182,11 @@ fn main() {
         format!("BENCH{stream}")
     };
     let mut table = Vec::new();
+    let mut cpu_table = Vec::new();
     for submitters in SUBMITTERS {
         let (mut raw, mut replicated, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut local_cpu, mut writer_cpu, mut follower_cpu) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut writer_ratios, mut follower_ratios) = (Vec::new(), Vec::new());
         for round in 0..rounds {
             let servers = cluster.cpu_time();
             let r = raw_cell(&urls, &next_stream(), shares(&all, count, submitters));
@@ -172,10 +208,33 @@ fn main() {
                 r.cpu_us(),
                 s.cpu_us(),
             );
+            let follower = per(follower_cell(&base, &config, count));
+            let local_start = |dir: &std::path::Path| Config::default().start_node(dir).expect("start node");
+            let local = ingest_cell_with(&base, local_start, shares(&all, count, submitters)).cpu_us();
+            println!(
+                "  {submitters:>4} submitters, round {round}: CPU µs/applied record: local node {local:.1}, \
+                 writing node {:.1} ({:.2}x), follower {follower:.1} ({:.2}x)",
+                s.cpu_us(),
+                s.cpu_us() / local,
+                follower / local,
+            );
+            writer_ratios.push(s.cpu_us() / local);
+            follower_ratios.push(follower / local);
+            local_cpu.push(local);
+            writer_cpu.push(s.cpu_us());
+            follower_cpu.push(follower);
             ratios.push(s.rate() / r.rate());
             raw.push(r);
             replicated.push(s);
         }
+        cpu_table.push((
+            submitters,
+            median(&mut local_cpu),
+            median(&mut writer_cpu),
+            median(&mut writer_ratios),
+            median(&mut follower_cpu),
+            median(&mut follower_ratios),
+        ));
         raw.sort_by(|a, b| a.rate().total_cmp(&b.rate()));
         replicated.sort_by(|a, b| a.rate().total_cmp(&b.rate()));
         let ratio = median(&mut ratios);
@@ -224,6 +283,25 @@ fn main() {
             } else {
                 "  (below the 0.7 target)"
             }
+        );
+    }
+    println!();
+    println!(
+        "submitters | CPU µs per applied record: local node | writing node  (x local) | follower  (x local) | medians"
+    );
+    println!("{}", "-".repeat(100));
+    for (submitters, local, writer, writer_ratio, follower, follower_ratio) in cpu_table {
+        let mark = |ratio: f64| {
+            if ratio <= CPU_RATIO_TARGET {
+                ""
+            } else {
+                " (over 1.5x)"
+            }
+        };
+        println!(
+            "{submitters:>10} | {local:>37.1} | {writer:>12.1} {writer_ratio:>9.2}x{} | {follower:>8.1} {follower_ratio:>8.2}x{}",
+            mark(writer_ratio),
+            mark(follower_ratio),
         );
     }
     drop(cluster);
