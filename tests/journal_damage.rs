@@ -43,7 +43,12 @@ fn walk(journal: &Journal) -> Vec<(u64, Vec<u8>)> {
     let mut from = 0;
     loop {
         let range = reader.read_range(from, 1000, usize::MAX).unwrap();
-        records.extend(range.records);
+        records.extend(
+            range
+                .records
+                .into_iter()
+                .map(|(offset, payload)| (offset, payload.to_vec())),
+        );
         from = range.next;
         if range.at_end {
             return records;

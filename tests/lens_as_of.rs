@@ -89,7 +89,7 @@ fn history(seed: u64, len: usize) -> Vec<IngestRecord> {
         records.push(IngestRecord {
             offset,
             next,
-            payload,
+            payload: payload.into(),
         });
         offset = next;
     }

@@ -268,7 +268,7 @@ proptest! {
                     }
                 };
                 let next = offset + 64 + payload.len() as u64;
-                records.push(IngestRecord { offset, next, payload });
+                records.push(IngestRecord { offset, next, payload: payload.into() });
                 offset = next;
             }
             let outcome = state.apply(&records).unwrap();

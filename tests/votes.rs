@@ -298,7 +298,7 @@ fn every_order_of_competing_votes_counts_the_same() {
     let assertion_record = IngestRecord {
         offset: 0,
         next: 1,
-        payload: payload(stemedb::protocol::LogRecord::Assertion(target_assertion.clone())),
+        payload: payload(stemedb::protocol::LogRecord::Assertion(target_assertion.clone())).into(),
     };
     state.apply(&[assertion_record]).unwrap();
     // Heap's algorithm: every permutation of the six votes, each tallied against the same state.

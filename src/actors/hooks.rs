@@ -76,10 +76,10 @@ impl Hooks {
         let mut noop = self.noop_record_tags.clone();
         if self.broken_skip_assertions {
             for record in &mut records {
-                if let Some(tag) = record.payload.first_mut()
-                    && *tag == crate::protocol::TAG_ASSERTION
-                {
-                    *tag = BROKEN_TAG;
+                if record.payload.first() == Some(&crate::protocol::TAG_ASSERTION) {
+                    let mut payload = record.payload.to_vec();
+                    payload[0] = BROKEN_TAG;
+                    record.payload = payload.into();
                 }
             }
             noop.push(BROKEN_TAG);

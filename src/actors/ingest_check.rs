@@ -1,7 +1,8 @@
 //! The ingest's checks of a log that others can write (a shared stream): every record is
 //! checked as admission checks it — decoding, limits, signatures (verified in batches), and
-//! the administrators of trust changes — on the node's verification threads, before the
-//! ingestor plans it. A record that fails is rejected with its reason and passed; it is never
+//! the administrators of trust changes — on check threads of their own (`node.verify_threads`
+//! of them, beside admission's), before the ingestor plans it. They live as long as the
+//! ingestor: a node shutting down still checks what it ingests until it has caught up. A record that fails is rejected with its reason and passed; it is never
 //! applied, and it never holds ingestion.
 //!
 //! The checks need no clock, so that every node decides alike whenever it ingests: a
@@ -21,7 +22,9 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use crossbeam_channel::{Receiver, Sender};
+use std::thread::JoinHandle;
+
+use crossbeam_channel::Sender;
 use tokio::sync::oneshot;
 
 use crate::protocol::{AgentId, CodecError, Extension, Limits, LogRecord, validate_records};
@@ -73,16 +76,7 @@ impl Published {
     }
 }
 
-/// What a node's verification threads need for the ingest's checks: the jobs, and what
-/// admission notes of its own publishes (`None` when only admission writes the log).
-pub(crate) struct IngestChecks {
-    /// The ingestor's batches to check.
-    pub jobs: Receiver<CheckJob>,
-    /// The payloads admission verified, for a log others can write.
-    pub published: Option<Arc<Published>>,
-}
-
-/// A part of one ingest batch, sent to a verification thread.
+/// A part of one ingest batch, sent to a check thread.
 pub(crate) struct CheckJob {
     records: Vec<IngestRecord>,
     reply: oneshot::Sender<Checked>,
@@ -96,33 +90,54 @@ pub(crate) struct Checked {
     pub refused: Vec<Refused>,
 }
 
-/// The verification threads stopped (the node is shutting down).
+/// The check threads stopped (the node is shutting down).
 #[derive(Debug, Clone, Copy, thiserror::Error)]
-#[error("the verification threads stopped")]
+#[error("the check threads stopped")]
 pub(crate) struct CheckerGone;
 
-/// What the ingestor holds to have a batch checked on the verification threads.
+/// What the ingestor holds to have a batch checked on the check threads.
 #[derive(Clone)]
 pub(crate) struct Checker {
     sender: Sender<CheckJob>,
     published: Arc<Published>,
-    /// Parts a batch is split into: one per verification thread.
+    /// Parts a batch is split into: one per check thread.
     parts: usize,
 }
 
 impl Checker {
-    /// A checker whose jobs go to `sender`, split into `parts` parts.
-    /// Records whose payload `published` holds pass unchecked.
-    pub(crate) fn new(sender: Sender<CheckJob>, published: Arc<Published>, parts: usize) -> Self {
-        Self {
+    /// Starts `threads` check threads, checking against `limits` and `admins`; records whose
+    /// payload `published` holds pass unchecked. Returns the checker (for the ingestor; the
+    /// threads end once it and its clones are dropped) and the threads, to join then.
+    pub(crate) fn start(
+        limits: &Limits,
+        admins: HashSet<AgentId>,
+        published: Arc<Published>,
+        threads: usize,
+    ) -> std::io::Result<(Self, Vec<JoinHandle<()>>)> {
+        let (sender, receiver) = crossbeam_channel::unbounded::<CheckJob>();
+        let admins = Arc::new(admins);
+        let mut handles = Vec::with_capacity(threads.max(1));
+        for index in 0..threads.max(1) {
+            let (receiver, limits, admins) = (receiver.clone(), limits.clone(), Arc::clone(&admins));
+            let handle = std::thread::Builder::new()
+                .name(format!("stemedb-check-{index}"))
+                .spawn(move || {
+                    while let Ok(job) = receiver.recv() {
+                        job.run(&limits, &admins);
+                    }
+                })?;
+            handles.push(handle);
+        }
+        let checker = Self {
             sender,
             published,
-            parts: parts.max(1),
-        }
+            parts: threads.max(1),
+        };
+        Ok((checker, handles))
     }
 
     /// Checks `records`: those this node published pass at once (on the caller's thread, a
-    /// hash each), the others are checked on the verification threads. Resolves to the
+    /// hash each), the others are checked on the check threads. Resolves to the
     /// records and their verdicts, in order.
     pub(crate) fn check(
         &self,
@@ -173,8 +188,8 @@ impl Checker {
 }
 
 impl CheckJob {
-    /// Checks the job's records and answers; run on a verification thread.
-    pub(crate) fn run(self, limits: &Limits, admins: &HashSet<AgentId>) {
+    /// Checks the job's records and answers; run on a check thread.
+    fn run(self, limits: &Limits, admins: &HashSet<AgentId>) {
         let _busy = tracing::debug_span!("ingest.check", records = self.records.len()).entered();
         let refused = check_records(&self.records, limits, admins);
         // An ingestor that stopped waiting has dropped its receiver; nothing to do.

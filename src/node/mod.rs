@@ -261,7 +261,7 @@ impl Node {
                 config.node.verify_queue_bytes_max,
             ),
             config.node.verify_batch_records_max,
-            actors.checks,
+            actors.published.clone(),
         )
         .map_err(|source| NodeError::Spawn {
             what: "verification",
@@ -294,6 +294,7 @@ impl Node {
                     admission,
                     _ingestor: actors.ingestor,
                     arbiters: actors.arbiters,
+                    checkers: actors.checkers,
                     resolvers: actix::SyncArbiter::start(config.node.lens_threads(), || LensActor),
                     views: views.clone(),
                     refresher: Some(refresher),

@@ -10,9 +10,11 @@ use tokio::sync::watch;
 use super::submit::Admission;
 use super::{NodeError, STATE_DIR};
 use crate::Config;
+use crate::actors::ingest_check::{Checker, Published};
 use crate::actors::{
     CommitListener, Hooks, IngestStatus, IngestorActor, LensActor, VoteCounterActor, listen_for_durable_ends,
 };
+use crate::config::ConfigError;
 use crate::lens::Views;
 use crate::log::{Append, JOURNAL_DIR, LocalJournal, Log, LogBackend, OpenedLog, Rebuild};
 use crate::storage::audit::AuditLog;
@@ -36,6 +38,9 @@ pub(super) struct Running {
     pub(super) arbiters: Vec<Arbiter>,
     /// The resolver pool; its threads end when the last address is dropped.
     pub(super) resolvers: Addr<LensActor>,
+    /// The ingest's check threads (none if only admission writes the log); they end once the
+    /// ingestor is gone, so they are joined after its arbiter.
+    pub(super) checkers: Vec<std::thread::JoinHandle<()>>,
     /// The views and their refresher thread.
     pub(super) views: Arc<Views>,
     pub(super) refresher: Option<std::thread::JoinHandle<()>>,
@@ -67,6 +72,11 @@ impl Running {
             arbiter.stop();
             if arbiter.join().is_err() {
                 tracing::error!("an arbiter thread panicked");
+            }
+        }
+        for checker in self.checkers.drain(..) {
+            if checker.join().is_err() {
+                tracing::error!("an ingest check thread panicked");
             }
         }
     }
@@ -179,15 +189,17 @@ pub(super) struct Actors {
     pub(super) ingestor: Addr<IngestorActor>,
     /// The ingestor's thread, then one thread per vote-counter shard.
     pub(super) arbiters: Vec<Arbiter>,
-    /// Where the ingestor's batches to check arrive (nothing arrives if only admission writes
-    /// the log): for the verification threads.
-    pub(super) checks: crate::actors::ingest_check::IngestChecks,
+    /// The payloads admission hands to a log that others can write (`None` if only admission
+    /// writes the log): noted so that the ingest need not check them again.
+    pub(super) published: Option<Arc<Published>>,
+    /// The check threads of such a log; they end once the ingestor is gone.
+    pub(super) checkers: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Actors {
     /// Starts the shards and the ingestor, each on a thread of its own, and installs the log's
     /// durable-end listener, which wakes the ingestor. If others can write the log, the ingestor
-    /// has every batch checked before it plans it, by the jobs it sends to `checks`.
+    /// has every batch checked before it plans it, on check threads started here.
     pub(super) fn start(
         config: &Config,
         log: &Arc<dyn Log>,
@@ -197,17 +209,24 @@ impl Actors {
         listener: CommitListener,
         mailboxes: &Mailboxes,
     ) -> Result<Self, NodeError> {
-        // A log that others can write is checked at ingest, on the verification threads.
-        let (check_sender, jobs) = crossbeam_channel::unbounded();
-        let published = (!log.admitted_only()).then(Arc::default);
-        let checker = published.as_ref().map(|published| {
-            crate::actors::ingest_check::Checker::new(
-                check_sender,
-                Arc::clone(published),
+        // A log that others can write is checked at ingest, on check threads.
+        let (published, checker, checkers) = if log.admitted_only() {
+            (None, None, Vec::new())
+        } else {
+            let published: Arc<Published> = Arc::default();
+            let admins = config.votes.admin_set().map_err(ConfigError::invalid)?;
+            let (checker, checkers) = Checker::start(
+                &config.limits,
+                admins,
+                Arc::clone(&published),
                 config.node.verify_threads(),
             )
-        });
-        let checks = crate::actors::ingest_check::IngestChecks { jobs, published };
+            .map_err(|source| NodeError::Spawn {
+                what: "ingest checks",
+                source,
+            })?;
+            (Some(published), Some(checker), checkers)
+        };
         let mut arbiters = vec![Arbiter::new()];
         let mut shards = Vec::with_capacity(config.votes.shards);
         for shard in 0..config.votes.shards {
@@ -235,7 +254,8 @@ impl Actors {
         Ok(Self {
             ingestor,
             arbiters,
-            checks,
+            published,
+            checkers,
         })
     }
 }

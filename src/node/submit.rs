@@ -28,7 +28,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use tokio::sync::{oneshot, watch};
 
 use super::error::{Queue, SubmitError};
-use crate::actors::ingest_check::{CheckJob, IngestChecks, Published};
+use crate::actors::ingest_check::Published;
 use crate::budget::{Budget, QueueFull, QueueUnit, Reservation};
 use crate::log::{Acknowledge, Append, AppendError, AppendReply, Outgoing, Reply};
 use crate::protocol::{AgentId, Assertion, Hash, Limits, LogRecord, ObjectValue, now_ms, validate_records};
@@ -92,8 +92,8 @@ impl Admission {
     /// only when signed by one of `admins`; `budget` bounds what waits for them (and what
     /// they hold).
     ///
-    /// The same threads check the ingest's batches of a log that others can write, which
-    /// arrive on `checks` (see `ingest_check`).
+    /// With `published` (a log that others can write), each payload handed to the log is
+    /// noted there, so that the ingest need not check it again (see `ingest_check`).
     pub(crate) fn start(
         log: &Arc<dyn Append>,
         limits: &Limits,
@@ -101,7 +101,7 @@ impl Admission {
         threads: usize,
         budget: Arc<Budget>,
         batch_records_max: usize,
-        checks: IngestChecks,
+        published: Option<Arc<Published>>,
     ) -> std::io::Result<Self> {
         // Never full: a job is sent only with an entry of the budget, whose size this is.
         let (sender, receiver) = crossbeam_channel::bounded(budget.entries_max());
@@ -111,8 +111,7 @@ impl Admission {
         for index in 0..threads {
             let worker = Worker {
                 receiver: receiver.clone(),
-                checks: checks.jobs.clone(),
-                published: checks.published.clone(),
+                published: published.clone(),
                 log: Arc::clone(log),
                 limits: limits.clone(),
                 admins: Arc::clone(&admins),
@@ -237,7 +236,6 @@ type Checked = Result<(Hash, Vec<u8>, bool), SubmitError>;
 struct Worker {
     receiver: Receiver<Job>,
     /// The ingest's batches to check.
-    checks: Receiver<CheckJob>,
     /// Notes each payload handed to a log others can write, so that the ingest need not
     /// check it again.
     published: Option<Arc<Published>>,
@@ -250,23 +248,7 @@ struct Worker {
 
 impl Worker {
     fn run(self) {
-        // The thread ends when admission closes; a closed check queue (the ingestor stopped)
-        // is waited on no more.
-        let mut checks = self.checks.clone();
-        loop {
-            let first = crossbeam_channel::select! {
-                recv(self.receiver) -> job => match job {
-                    Ok(job) => job,
-                    Err(_) => return,
-                },
-                recv(checks) -> job => {
-                    match job {
-                        Ok(job) => job.run(&self.limits, &self.admins),
-                        Err(_) => checks = crossbeam_channel::never(),
-                    }
-                    continue;
-                }
-            };
+        while let Ok(first) = self.receiver.recv() {
             let mut records = first.records.len();
             let mut jobs = vec![first];
             while records < self.batch_records_max {

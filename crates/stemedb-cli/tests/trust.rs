@@ -294,7 +294,7 @@ fn newest_trust_change_wins_in_every_order() {
                 .map(|(i, &c)| IngestRecord {
                     offset: i as u64 * 100,
                     next: (i as u64 + 1) * 100,
-                    payload: LogRecord::Trust(changes[c].clone()).encode(),
+                    payload: LogRecord::Trust(changes[c].clone()).encode().into(),
                 })
                 .collect();
             match one_batch {

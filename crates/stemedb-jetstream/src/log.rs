@@ -52,7 +52,7 @@ struct Fetched {
 
 #[derive(Default)]
 struct Buffer {
-    records: VecDeque<(u64, Vec<u8>)>,
+    records: VecDeque<(u64, bytes::Bytes)>,
     bytes: usize,
 }
 
@@ -248,7 +248,9 @@ async fn consume(
                 }
                 notified.await;
             }
-            let payload = message.message.payload.to_vec();
+            // The message's own bytes, shared with the ingest's read and its checks: no copy
+            // between the fetch and the verification.
+            let payload = message.message.payload.clone();
             {
                 let mut buffer = fetched.buffer.lock();
                 buffer.bytes += payload.len();

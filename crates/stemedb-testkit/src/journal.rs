@@ -86,7 +86,7 @@ pub fn laid_end_to_end(
             let record = IngestRecord {
                 offset,
                 next,
-                payload,
+                payload: payload.into(),
             };
             offset = next;
             record

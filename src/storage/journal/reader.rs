@@ -32,8 +32,9 @@ pub enum ReadOutcome {
 /// The outcome of [`JournalReader::read_range`].
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RangeRead {
-    /// The records read, as (offset, payload).
-    pub records: Vec<(u64, Vec<u8>)>,
+    /// The records read, as (offset, payload). A payload is shared, not copied, on its way to
+    /// the checks and the plan.
+    pub records: Vec<(u64, bytes::Bytes)>,
     /// Where the next read should start.
     pub next: u64,
     /// True if and only if the read stopped at the durable end of the log.
@@ -235,7 +236,7 @@ impl JournalReader {
                     next,
                 } => {
                     bytes += payload.len();
-                    range.records.push((offset, payload));
+                    range.records.push((offset, payload.into()));
                     range.next = next;
                 }
                 ReadOutcome::EndOfLog | ReadOutcome::NotYetDurable => {

@@ -46,8 +46,8 @@ pub struct IngestRecord {
     pub offset: u64,
     /// The offset of the record after it.
     pub next: u64,
-    /// Its payload (a [`LogRecord`] encoding).
-    pub payload: Vec<u8>,
+    /// Its payload (a [`LogRecord`] encoding), shared with the log's read.
+    pub payload: bytes::Bytes,
 }
 
 /// What applying one batch did.
