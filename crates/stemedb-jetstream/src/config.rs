@@ -1,6 +1,8 @@
 //! `[replication]`: where the log lives — the local journal (the default) or a NATS JetStream
 //! stream that every node of a cluster ingests.
 
+use std::path::PathBuf;
+
 use serde::{Deserialize, Serialize};
 
 /// Which log the node writes to and ingests from.
@@ -42,6 +44,32 @@ pub struct ReplicationConfig {
     pub connect_timeout_ms: u64,
     /// Bytes of fetched, not yet applied records the node buffers; the fetch waits past it.
     pub fetch_buffer_bytes_max: usize,
+    /// NATS user name, for user and password authentication; the password comes from
+    /// `password_file` or `password_env`, never from the config's text. Default: none.
+    pub user: Option<String>,
+    /// File holding the NATS password of `user` (one line; a trailing newline is ignored).
+    pub password_file: Option<PathBuf>,
+    /// Environment variable holding the NATS password of `user`.
+    pub password_env: Option<String>,
+    /// File holding the NATS authentication token (token authentication).
+    pub token_file: Option<PathBuf>,
+    /// Environment variable holding the NATS authentication token.
+    pub token_env: Option<String>,
+    /// File holding the node's NATS user nkey seed (`SU...`; nkey authentication).
+    pub nkey_seed_file: Option<PathBuf>,
+    /// NATS credentials file (`.creds`: a user JWT and its nkey seed; decentralized auth).
+    pub credentials_file: Option<PathBuf>,
+    /// Refuses a server that does not offer TLS. Default false: TLS is used when a server
+    /// asks for it (or a URL is `tls://`).
+    pub tls_required: bool,
+    /// PEM file of the certificate authorities that sign the servers' certificates; the
+    /// system's roots when unset.
+    pub tls_ca_file: Option<PathBuf>,
+    /// PEM file of this node's client certificate, for servers that verify clients (with
+    /// `tls_key_file`).
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM file of the private key of `tls_cert_file`.
+    pub tls_key_file: Option<PathBuf>,
 }
 
 impl Default for ReplicationConfig {
@@ -57,6 +85,17 @@ impl Default for ReplicationConfig {
             duplicate_window_ms: 120_000,
             connect_timeout_ms: 10_000,
             fetch_buffer_bytes_max: 64 << 20,
+            user: None,
+            password_file: None,
+            password_env: None,
+            token_file: None,
+            token_env: None,
+            nkey_seed_file: None,
+            credentials_file: None,
+            tls_required: false,
+            tls_ca_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
         }
     }
 }
@@ -113,7 +152,7 @@ impl ReplicationConfig {
                 self.fetch_buffer_bytes_max
             ));
         }
-        Ok(())
+        crate::security::validate(self)
     }
 
     /// Returns true for a JetStream log.

@@ -15,6 +15,29 @@ pub enum ReplicationError {
         /// The last error seen.
         reason: String,
     },
+    /// A secret or TLS file named in `[replication]` could not be read at start, or does not
+    /// hold what it should (an empty password, a malformed nkey seed or credentials file).
+    #[error("replication.{field} = {location}: {reason}")]
+    Secret {
+        /// The setting: `password_file`, `token_env`, `nkey_seed_file`, `tls_ca_file`, ...
+        field: &'static str,
+        /// The file's path or the environment variable's name.
+        location: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A NATS server refused this node's credentials (an authorization violation: a wrong or
+    /// missing user, password, token, nkey or credentials file). Not retried: the node does
+    /// not start.
+    #[error("the NATS servers at {servers} refused this node's credentials ({method}): {reason}")]
+    AuthRefused {
+        /// The configured servers.
+        servers: String,
+        /// The authentication the node offered, without its secret.
+        method: String,
+        /// The server's answer.
+        reason: String,
+    },
     /// The stream exists but does not fit this node's configuration.
     #[error("stream {stream} does not fit the configuration: {reason}")]
     StreamMismatch {

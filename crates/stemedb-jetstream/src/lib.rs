@@ -26,9 +26,11 @@
 //!   creation time, in `stream.id`); a node refuses to apply a different stream to it.
 
 mod config;
+mod connect;
 mod error;
 mod log;
 mod publish;
+mod security;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -42,6 +44,7 @@ pub use error::ReplicationError;
 pub use log::FETCH_FAULT_AFTER;
 pub(crate) use log::StreamLog;
 pub(crate) use publish::Publisher;
+pub use security::SECRET_FILE_BYTES_MAX;
 
 use stemedb::budget::Budget;
 use stemedb::config::ConfigError;
@@ -138,13 +141,16 @@ pub(crate) struct Replica {
 impl Replica {
     /// Connects to the cluster, finds (or creates) the stream, checks it against `data_dir`'s
     /// record of its stream and its ingest `cursor`, and starts fetching from `cursor`.
-    /// Blocks for at most `replication.connect_timeout_ms`.
+    /// Blocks for at most `replication.connect_timeout_ms`; returns at once, with
+    /// [`ReplicationError::AuthRefused`], if a server refuses the node's credentials.
     pub(crate) fn connect(
         config: &ReplicationConfig,
         data_dir: &Path,
         cursor: u64,
         publish_budget: Arc<Budget>,
     ) -> Result<Self, ReplicationError> {
+        // Secrets are read once, before anything is started: a missing file is a startup error.
+        let security = security::Security::load(config)?;
         // The client's window of publishes awaiting their acks is the publish queue's: a
         // publish queued is never kept waiting for a slot by others queued after it.
         let acks_in_flight = publish_budget.entries_max().max(1);
@@ -174,7 +180,7 @@ impl Replica {
                 (config.clone(), timed_out.clone(), Arc::clone(&last_error));
             let disconnected = Arc::clone(&disconnected);
             runtime.spawn(async move {
-                let opening = open_stream(&config, acks_in_flight, disconnected, &last_error);
+                let opening = open_stream(&config, &security, acks_in_flight, disconnected, &last_error);
                 let found = tokio::time::timeout(timeout, opening).await;
                 let _ = sender.send(found.unwrap_or_else(|_| Err(timed_out(&config))));
             });
@@ -264,37 +270,17 @@ fn unreachable(config: &ReplicationConfig, reason: String) -> ReplicationError {
     }
 }
 
-/// Connects and finds or creates the stream, retrying while the cluster elects its leaders;
+/// Connects ([`connect::connect`]) and finds or creates the stream, retrying while the cluster
+/// elects its leaders;
 /// returns the context, the stream's info and the server's `max_payload`.
 async fn open_stream(
     config: &ReplicationConfig,
+    security: &security::Security,
     acks_in_flight: usize,
     disconnected: Disconnected,
     last_error: &parking_lot::Mutex<String>,
 ) -> Result<(jetstream::Context, stream::Info, usize), ReplicationError> {
-    let servers: Vec<async_nats::ServerAddr> = config
-        .servers
-        .iter()
-        .map(|s| s.parse().map_err(|e| unreachable(config, format!("{s}: {e}"))))
-        .collect::<Result<_, _>>()?;
-    let client = async_nats::ConnectOptions::new()
-        .name("stemedb")
-        .retry_on_initial_connect()
-        .event_callback(move |event| {
-            let disconnected = Arc::clone(&disconnected);
-            async move {
-                match event {
-                    async_nats::Event::Connected => *disconnected.lock() = None,
-                    async_nats::Event::Disconnected => {
-                        disconnected.lock().get_or_insert_with(std::time::Instant::now);
-                    }
-                    _ => {}
-                }
-            }
-        })
-        .connect(servers)
-        .await
-        .map_err(|e| unreachable(config, e.to_string()))?;
+    let client = connect::connect(config, security, disconnected, last_error).await?;
     let js = jetstream::ContextBuilder::new()
         .timeout(Duration::from_millis(config.ack_timeout_ms))
         .max_ack_inflight(acks_in_flight)

@@ -1,6 +1,9 @@
 //! [`NatsCluster`]: NATS servers with JetStream on loopback, as child processes, for the
 //! replication tests, benchmark and arenas: start, SIGKILL, restart.
 //!
+//! [`NatsCluster::start_with`] starts servers that require authentication: each client logs in
+//! as one of [`NatsOptions::users`], with that user's publish and subscribe permissions.
+//!
 //! The binary is `$STEMEDB_NATS_SERVER`, else `nats-server` on `PATH` (Debian's package
 //! `nats-server`; `.ci/run` installs it when missing).
 
@@ -11,6 +14,107 @@ use std::time::{Duration, Instant};
 
 /// Longest a server takes to accept connections after it is started.
 pub const NATS_START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A client user of a [`NatsCluster`] that requires authentication: how it logs in, and the
+/// subjects it may publish and subscribe to (an empty list leaves that side unrestricted).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NatsUser {
+    /// The user name, for user and password login; empty for an nkey user.
+    pub user: String,
+    /// The password of `user`.
+    pub password: String,
+    /// The user's public nkey (`U...`), for nkey login instead of a name and password.
+    pub nkey: Option<String>,
+    /// Subjects the user may publish on (wildcards allowed); empty: any.
+    pub publish_allow: Vec<String>,
+    /// Subjects the user may not publish on, even when `publish_allow` matches them.
+    pub publish_deny: Vec<String>,
+    /// Subjects the user may subscribe to; empty: any.
+    pub subscribe_allow: Vec<String>,
+}
+
+impl NatsUser {
+    /// A user that logs in with `user` and `password` and may publish and subscribe anywhere.
+    pub fn password(user: &str, password: &str) -> Self {
+        Self {
+            user: user.to_owned(),
+            password: password.to_owned(),
+            ..Self::default()
+        }
+    }
+
+    /// A user that logs in with the nkey whose public key is `public_key` (`U...`).
+    pub fn nkey(public_key: &str) -> Self {
+        Self {
+            nkey: Some(public_key.to_owned()),
+            ..Self::default()
+        }
+    }
+
+    /// Returns the user with the permissions a StemeDB node needs on stream `stream` of
+    /// subject `subject`, and no more: publish on the subject; the JetStream API requests to
+    /// find or create that stream and to run its ordered pull consumers; replies to its own
+    /// inboxes. Deleting, purging or changing the stream, and removing its messages, are
+    /// denied (also when a broader `$JS.API.>` is allowed later).
+    pub fn stemedb_node(mut self, stream: &str, subject: &str) -> Self {
+        self.publish_allow = vec![
+            subject.to_owned(),
+            format!("$JS.API.STREAM.INFO.{stream}"),
+            format!("$JS.API.STREAM.CREATE.{stream}"),
+            format!("$JS.API.CONSUMER.CREATE.{stream}"),
+            format!("$JS.API.CONSUMER.CREATE.{stream}.>"),
+            format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.>"),
+            format!("$JS.API.CONSUMER.DELETE.{stream}.>"),
+        ];
+        self.publish_deny = vec![
+            format!("$JS.API.STREAM.DELETE.{stream}"),
+            format!("$JS.API.STREAM.PURGE.{stream}"),
+            format!("$JS.API.STREAM.UPDATE.{stream}"),
+            format!("$JS.API.STREAM.MSG.DELETE.{stream}"),
+        ];
+        self.subscribe_allow = vec!["_INBOX.>".to_owned()];
+        self
+    }
+
+    /// The user's entry in a server conf's `authorization.users`.
+    fn conf_entry(&self) -> String {
+        let list = |subjects: &[String]| {
+            let quoted: Vec<String> = subjects.iter().map(|s| format!("{s:?}")).collect();
+            format!("[{}]", quoted.join(", "))
+        };
+        let mut login = match &self.nkey {
+            Some(key) => format!("nkey: {key:?}"),
+            None => format!("user: {:?}, password: {:?}", self.user, self.password),
+        };
+        let mut publish = Vec::new();
+        if !self.publish_allow.is_empty() {
+            publish.push(format!("allow: {}", list(&self.publish_allow)));
+        }
+        if !self.publish_deny.is_empty() {
+            publish.push(format!("deny: {}", list(&self.publish_deny)));
+        }
+        let mut permissions = Vec::new();
+        if !publish.is_empty() {
+            permissions.push(format!("publish: {{ {} }}", publish.join(", ")));
+        }
+        if !self.subscribe_allow.is_empty() {
+            permissions.push(format!("subscribe: {{ allow: {} }}", list(&self.subscribe_allow)));
+        }
+        if !permissions.is_empty() {
+            login.push_str(&format!(", permissions: {{ {} }}", permissions.join(", ")));
+        }
+        format!("    {{ {login} }}\n")
+    }
+}
+
+/// How [`NatsCluster::start_with`] configures its servers.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NatsOptions {
+    /// The servers' largest message in bytes; the server's default (1 MiB) when `None`.
+    pub max_payload: Option<usize>,
+    /// The client users; when not empty, every client must log in as one of them.
+    pub users: Vec<NatsUser>,
+}
 
 /// One server of a [`NatsCluster`].
 #[derive(Debug)]
@@ -54,6 +158,16 @@ impl NatsCluster {
     /// Starts `size` servers (1 to 5) with their stores under `dir`, each accepting clients
     /// before this returns. `max_payload` sets the servers' largest message (default 1 MiB).
     pub fn start(dir: &Path, size: usize, max_payload: Option<usize>) -> std::io::Result<Self> {
+        let options = NatsOptions {
+            max_payload,
+            ..NatsOptions::default()
+        };
+        Self::start_with(dir, size, &options)
+    }
+
+    /// Starts `size` servers (1 to 5) configured by `options`, with their stores under `dir`,
+    /// each accepting clients before this returns.
+    pub fn start_with(dir: &Path, size: usize, options: &NatsOptions) -> std::io::Result<Self> {
         assert!((1..=5).contains(&size), "a cluster of 1 to 5 servers");
         let binary = nats_server_binary().map_err(std::io::Error::other)?;
         let mut ports = Vec::with_capacity(size);
@@ -73,8 +187,16 @@ impl NatsCluster {
                 "server_name: {name}\nlisten: \"127.0.0.1:{client}\"\njetstream {{\n  store_dir: \"{}\"\n  max_memory_store: 268435456\n  max_file_store: 17179869184\n}}\n",
                 store.display()
             );
-            if let Some(max) = max_payload {
+            if let Some(max) = options.max_payload {
                 text.push_str(&format!("max_payload: {max}\n"));
+            }
+            if !options.users.is_empty() {
+                // Client logins only: the cluster's routes are not affected.
+                text.push_str("authorization {\n  users = [\n");
+                for user in &options.users {
+                    text.push_str(&user.conf_entry());
+                }
+                text.push_str("  ]\n}\n");
             }
             if size > 1 {
                 text.push_str(&format!(
