@@ -11,7 +11,7 @@
 //! configuration: the nodes of one stream must share `[limits]` and `votes.admins`, or their
 //! states part (the state digest shows it).
 //!
-//! Records move to the verification threads and back: no payload is copied between the log's
+//! Records move to the check threads and back: no payload is copied between the log's
 //! read and the checks.
 //!
 //! A node need not check again what its own admission verified: admission notes the blake3
