@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 
 pub use chaos::Tmpfs;
-pub use nats::{NATS_START_TIMEOUT, NatsCluster, NatsOptions, NatsUser, nats_server_binary};
+pub use nats::{NATS_START_TIMEOUT, NatsCluster, NatsOptions, NatsTls, NatsUser, nats_server_binary};
 pub use report::{ArenaReport, Fault, Latencies, Report};
 
 use stemedb::protocol::AgentKey;

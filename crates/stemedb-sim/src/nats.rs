@@ -114,6 +114,20 @@ pub struct NatsOptions {
     pub max_payload: Option<usize>,
     /// The client users; when not empty, every client must log in as one of them.
     pub users: Vec<NatsUser>,
+    /// TLS for client connections: when set, every client must speak TLS.
+    pub tls: Option<NatsTls>,
+}
+
+/// The TLS of a [`NatsCluster`]'s client connections (the routes between servers stay plain).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NatsTls {
+    /// PEM file of the servers' certificate.
+    pub cert_file: PathBuf,
+    /// PEM file of its private key.
+    pub key_file: PathBuf,
+    /// PEM file of the CAs whose client certificates the servers require; `None` asks
+    /// clients for no certificate.
+    pub verify_clients_ca_file: Option<PathBuf>,
 }
 
 /// One server of a [`NatsCluster`].
@@ -197,6 +211,17 @@ impl NatsCluster {
                     text.push_str(&user.conf_entry());
                 }
                 text.push_str("  ]\n}\n");
+            }
+            if let Some(tls) = &options.tls {
+                text.push_str(&format!(
+                    "tls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n",
+                    tls.cert_file.display(),
+                    tls.key_file.display()
+                ));
+                if let Some(ca) = &tls.verify_clients_ca_file {
+                    text.push_str(&format!("  ca_file: \"{}\"\n  verify: true\n", ca.display()));
+                }
+                text.push_str("}\n");
             }
             if size > 1 {
                 text.push_str(&format!(
