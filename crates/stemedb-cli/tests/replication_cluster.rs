@@ -392,9 +392,14 @@ fn every_acknowledged_write_survives_leader_follower_and_node_kills_on_every_rep
     for (i, digest) in digests.iter().enumerate() {
         println!("node {i}: {digest}");
     }
-    assert!(
-        digests.iter().all(|d| d == &digests[0]),
-        "digests differ: {digests:?}"
-    );
+    if digests.iter().any(|d| d != &digests[0]) {
+        // Kept for diagnosis: the nodes' data directories and the servers' stores and logs.
+        drop(cluster);
+        let kept = tmp.keep();
+        panic!(
+            "digests differ: {digests:?}; the data directories are kept in {}",
+            kept.display()
+        );
+    }
     drop(cluster);
 }
