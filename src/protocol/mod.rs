@@ -17,6 +17,7 @@ mod hash;
 mod key_cache;
 mod limits;
 mod log_record;
+pub mod merkle;
 mod object;
 #[cfg(feature = "openapi")]
 mod schema;

@@ -1,0 +1,264 @@
+//! Merkle tree hashing and proofs of RFC 9162 §2.1 (as RFC 6962 §2.1), with SHA-256: the
+//! hashes a verifiable log commits to, and the checks an offline verifier runs.
+//!
+//! ```text
+//! leaf hash:  SHA-256(0x00 || entry)
+//! node hash:  SHA-256(0x01 || left || right)
+//! empty tree: SHA-256("")
+//! MTH(D[n]):  the root of n leaves: split at k, the largest power of two below n
+//! ```
+//!
+//! Verification ([`verify_inclusion`], [`verify_consistency`]) follows RFC 9162 §2.1.3.2 and
+//! §2.1.4.2 step by step, and each failure is named ([`ProofError`]). Proof generation here
+//! ([`inclusion_proof`], [`consistency_proof`]) works on a slice of leaf hashes, by the
+//! recursive definitions of RFC 6962 §2.1.1 and §2.1.2: the reference a tiled store's proofs
+//! are checked against, and what a test builds proofs with.
+
+use sha2::{Digest, Sha256};
+
+/// Bytes of a Merkle tree hash.
+pub const MERKLE_HASH_LEN: usize = 32;
+
+/// A Merkle tree hash (SHA-256).
+pub type MerkleHash = [u8; MERKLE_HASH_LEN];
+
+/// Why a proof does not verify.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ProofError {
+    /// The leaf index is not below the tree size.
+    #[error("leaf index {index} is not below the tree size {size}")]
+    IndexOutOfRange {
+        /// The leaf index.
+        index: u64,
+        /// The tree size.
+        size: u64,
+    },
+    /// The old tree size is larger than the new one.
+    #[error("old tree size {old} is larger than the new tree size {new}")]
+    SizesOutOfOrder {
+        /// The old size.
+        old: u64,
+        /// The new size.
+        new: u64,
+    },
+    /// The proof has the wrong number of hashes for the sizes given.
+    #[error("the proof has {got} hashes, which does not fit the tree sizes")]
+    WrongLength {
+        /// The hashes given.
+        got: usize,
+    },
+    /// The proof leads to a root other than the one given.
+    #[error("the proof does not lead to the given root hash")]
+    RootMismatch,
+    /// A consistency proof does not lead to the old root.
+    #[error("the consistency proof does not lead to the old root hash")]
+    OldRootMismatch,
+}
+
+/// Returns the hash of a leaf whose entry is `entry`: SHA-256(0x00 || entry).
+pub fn leaf_hash(entry: &[u8]) -> MerkleHash {
+    Sha256::new()
+        .chain_update([0u8])
+        .chain_update(entry)
+        .finalize()
+        .into()
+}
+
+/// Returns the hash of an interior node: SHA-256(0x01 || left || right).
+pub fn node_hash(left: &MerkleHash, right: &MerkleHash) -> MerkleHash {
+    Sha256::new()
+        .chain_update([1u8])
+        .chain_update(left)
+        .chain_update(right)
+        .finalize()
+        .into()
+}
+
+/// Returns the root of the empty tree: SHA-256 of nothing.
+pub fn empty_root() -> MerkleHash {
+    Sha256::digest([]).into()
+}
+
+/// The largest power of two strictly below `n` (`n` at least 2).
+fn split(n: usize) -> usize {
+    debug_assert!(n >= 2);
+    1 << (usize::BITS - 1 - (n - 1).leading_zeros())
+}
+
+/// Returns MTH of the leaves whose hashes are `leaves`.
+pub fn root_of(leaves: &[MerkleHash]) -> MerkleHash {
+    match leaves {
+        [] => empty_root(),
+        [one] => *one,
+        _ => {
+            let k = split(leaves.len());
+            node_hash(&root_of(&leaves[..k]), &root_of(&leaves[k..]))
+        }
+    }
+}
+
+/// Returns the inclusion proof of leaf `index` in the tree of `leaves` (PATH of RFC 6962
+/// §2.1.1), or `None` if `index` is out of range.
+pub fn inclusion_proof(leaves: &[MerkleHash], index: usize) -> Option<Vec<MerkleHash>> {
+    (index < leaves.len()).then(|| {
+        let mut proof = Vec::new();
+        path(index, leaves, &mut proof);
+        proof
+    })
+}
+
+fn path(m: usize, leaves: &[MerkleHash], proof: &mut Vec<MerkleHash>) {
+    if leaves.len() <= 1 {
+        return;
+    }
+    let k = split(leaves.len());
+    if m < k {
+        path(m, &leaves[..k], proof);
+        proof.push(root_of(&leaves[k..]));
+    } else {
+        path(m - k, &leaves[k..], proof);
+        proof.push(root_of(&leaves[..k]));
+    }
+}
+
+/// Returns the consistency proof from the tree of the first `old_size` of `leaves` to the tree
+/// of all of them (PROOF of RFC 6962 §2.1.2): empty when the sizes are equal or `old_size` is
+/// 0; `None` if `old_size` is larger than the tree.
+pub fn consistency_proof(leaves: &[MerkleHash], old_size: usize) -> Option<Vec<MerkleHash>> {
+    if old_size > leaves.len() {
+        return None;
+    }
+    let mut proof = Vec::new();
+    if old_size > 0 && old_size < leaves.len() {
+        subproof(old_size, leaves, true, &mut proof);
+    }
+    Some(proof)
+}
+
+fn subproof(m: usize, leaves: &[MerkleHash], whole: bool, proof: &mut Vec<MerkleHash>) {
+    let n = leaves.len();
+    if m == n {
+        if !whole {
+            proof.push(root_of(leaves));
+        }
+        return;
+    }
+    let k = split(n);
+    if m <= k {
+        subproof(m, &leaves[..k], whole, proof);
+        proof.push(root_of(&leaves[k..]));
+    } else {
+        subproof(m - k, &leaves[k..], false, proof);
+        proof.push(root_of(&leaves[..k]));
+    }
+}
+
+/// Checks that `leaf` (a leaf hash) is leaf `index` of the tree of `size` leaves whose root is
+/// `root`, by `proof` (RFC 9162 §2.1.3.2).
+pub fn verify_inclusion(
+    leaf: &MerkleHash,
+    index: u64,
+    size: u64,
+    proof: &[MerkleHash],
+    root: &MerkleHash,
+) -> Result<(), ProofError> {
+    if index >= size {
+        return Err(ProofError::IndexOutOfRange { index, size });
+    }
+    let wrong_length = ProofError::WrongLength { got: proof.len() };
+    let (mut f, mut s) = (index, size - 1);
+    let mut r = *leaf;
+    for p in proof {
+        if s == 0 {
+            return Err(wrong_length);
+        }
+        if f & 1 == 1 || f == s {
+            r = node_hash(p, &r);
+            while f & 1 == 0 && f != 0 {
+                f >>= 1;
+                s >>= 1;
+            }
+        } else {
+            r = node_hash(&r, p);
+        }
+        f >>= 1;
+        s >>= 1;
+    }
+    if s != 0 {
+        return Err(wrong_length);
+    }
+    if r == *root {
+        Ok(())
+    } else {
+        Err(ProofError::RootMismatch)
+    }
+}
+
+/// Checks that the tree of `old_size` leaves with root `old_root` is a prefix of the tree of
+/// `new_size` leaves with root `new_root`, by `proof` (RFC 9162 §2.1.4.2). Equal sizes need
+/// an empty proof and equal roots; the empty tree is a prefix of every tree.
+pub fn verify_consistency(
+    old_size: u64,
+    new_size: u64,
+    old_root: &MerkleHash,
+    new_root: &MerkleHash,
+    proof: &[MerkleHash],
+) -> Result<(), ProofError> {
+    let wrong_length = ProofError::WrongLength { got: proof.len() };
+    if old_size > new_size {
+        return Err(ProofError::SizesOutOfOrder {
+            old: old_size,
+            new: new_size,
+        });
+    }
+    if old_size == new_size || old_size == 0 {
+        if !proof.is_empty() {
+            return Err(wrong_length);
+        }
+        return match old_size == 0 || old_root == new_root {
+            true => Ok(()),
+            false => Err(ProofError::RootMismatch),
+        };
+    }
+    let mut path: Vec<MerkleHash> = Vec::with_capacity(proof.len() + 1);
+    if old_size.is_power_of_two() {
+        path.push(*old_root);
+    }
+    path.extend_from_slice(proof);
+    let Some((first, rest)) = path.split_first() else {
+        return Err(wrong_length);
+    };
+    let (mut f, mut s) = (old_size - 1, new_size - 1);
+    while f & 1 == 1 {
+        f >>= 1;
+        s >>= 1;
+    }
+    let (mut fr, mut sr) = (*first, *first);
+    for c in rest {
+        if s == 0 {
+            return Err(wrong_length);
+        }
+        if f & 1 == 1 || f == s {
+            fr = node_hash(c, &fr);
+            sr = node_hash(c, &sr);
+            while f & 1 == 0 && f != 0 {
+                f >>= 1;
+                s >>= 1;
+            }
+        } else {
+            sr = node_hash(&sr, c);
+        }
+        f >>= 1;
+        s >>= 1;
+    }
+    if s != 0 {
+        return Err(wrong_length);
+    }
+    if fr != *old_root {
+        return Err(ProofError::OldRootMismatch);
+    }
+    if sr != *new_root {
+        return Err(ProofError::RootMismatch);
+    }
+    Ok(())
+}
