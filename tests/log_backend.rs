@@ -230,8 +230,9 @@ fn inject(memory: &Memory, payload: Vec<u8>) -> u64 {
     position
 }
 
-#[actix::test]
-async fn a_log_others_can_write_is_checked_at_ingest_and_no_record_halts_it() {
+/// A node on an in-memory log that others can write (as on a shared stream), with agent 6 as
+/// its administrator: its data directory, the log, the node and the administrator's key.
+fn shared_log_node() -> (tempfile::TempDir, Arc<Memory>, Node, stemedb::protocol::AgentKey) {
     let dir = tempfile::TempDir::new().unwrap();
     let memory = Arc::new(Memory {
         record_bytes_max: 4096,
@@ -241,6 +242,12 @@ async fn a_log_others_can_write_is_checked_at_ingest_and_no_record_halts_it() {
     let mut config = stemedb::Config::default();
     config.votes.admins = vec![admin.agent_id().to_string()];
     let node = Node::start_with_log(config, dir.path(), MemoryBackend(Arc::clone(&memory))).unwrap();
+    (dir, memory, node, admin)
+}
+
+#[actix::test]
+async fn a_log_others_can_write_is_checked_at_ingest_and_no_record_halts_it() {
+    let (_dir, memory, node, admin) = shared_log_node();
 
     let good = Claim::new("city/paris", "mayor", ObjectValue::Integer(1)).signed(&[1]);
     let at_good = inject(&memory, LogRecord::Assertion(good.clone()).encode());
@@ -329,15 +336,7 @@ async fn a_log_others_can_write_is_checked_at_ingest_and_no_record_halts_it() {
 
 #[actix::test]
 async fn an_administrators_extension_record_holds_ingestion_until_an_upgrade() {
-    let dir = tempfile::TempDir::new().unwrap();
-    let memory = Arc::new(Memory {
-        record_bytes_max: 4096,
-        ..Memory::default()
-    });
-    let admin = key(6);
-    let mut config = stemedb::Config::default();
-    config.votes.admins = vec![admin.agent_id().to_string()];
-    let node = Node::start_with_log(config, dir.path(), MemoryBackend(Arc::clone(&memory))).unwrap();
+    let (_dir, memory, node, admin) = shared_log_node();
     let before = Claim::new("city/paris", "mayor", ObjectValue::Integer(1)).signed(&[1]);
     let at_before = inject(&memory, LogRecord::Assertion(before.clone()).encode());
     let at_extension = inject(&memory, Extension::encode(200, b"a newer kind", &admin));

@@ -67,12 +67,11 @@ impl Published {
         }
     }
 
-    /// Returns true if and only if `payload` was noted (and forgets it: a record is applied
-    /// once).
-    fn take(&self, payload: &[u8]) -> bool {
+    /// Returns true if and only if `payload` was noted (it stays noted until it ages out: a
+    /// batch read again after a failed step passes again).
+    fn contains(&self, payload: &[u8]) -> bool {
         let hash = *blake3::hash(payload).as_bytes();
-        // Its place in `order` stays until it ages out; the set alone decides.
-        self.inner.lock().hashes.remove(&hash)
+        self.inner.lock().hashes.contains(&hash)
     }
 }
 
@@ -146,7 +145,7 @@ impl Checker {
         let mut slots: Vec<Option<IngestRecord>> = Vec::with_capacity(records.len());
         let mut foreign = Vec::new();
         for (i, record) in records.into_iter().enumerate() {
-            if self.published.take(&record.payload) {
+            if self.published.contains(&record.payload) {
                 slots.push(Some(record));
             } else {
                 slots.push(None);
