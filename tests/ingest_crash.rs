@@ -18,7 +18,7 @@
 use stemedb_testkit as common;
 
 use common::Rng;
-use common::crash::{assert_same, config, env_u64, replay_journal_records};
+use common::crash::{assert_same, config, env_u64, journal_tree, replay_journal_records};
 use common::kill::{Kill, run_and_kill as run_and_kill_child};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -26,7 +26,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use stemedb::node::Node;
+use stemedb::node::{Node, TreeHead};
 use stemedb::protocol::{AgentKey, Assertion, Hash, LogRecord, ObjectValue, now_ms};
 use stemedb::storage::state::layout::pair_key;
 use stemedb::storage::state::{LIST_LIMIT_MAX, ListQuery, RejectReason, Rejection, StateDump};
@@ -242,7 +242,7 @@ fn run_and_kill(dir: &Path, seed: u64, kill_after: Option<u64>, jitter: u64, ctx
 
 /// Restarts the node on `dir`, waits until it has indexed the whole journal, checks that `get`
 /// and `list` agree with its dump, and shuts it down; returns the dump and the journal's end.
-fn restart_and_dump(dir: &Path, acked: &[Ack], ctx: &str) -> (StateDump, u64) {
+fn restart_and_dump(dir: &Path, acked: &[Ack], ctx: &str) -> (StateDump, u64, TreeHead) {
     actix_rt::System::new().block_on(async {
         let node = Node::start(config(), dir).unwrap_or_else(|e| panic!("{ctx}: restart failed: {e}"));
         let end = node.durable_end().unwrap();
@@ -252,9 +252,12 @@ fn restart_and_dump(dir: &Path, acked: &[Ack], ctx: &str) -> (StateDump, u64) {
         }
         let dump = node.dump().unwrap();
         check_reads(&node, &dump, acked, ctx);
+        let tree = node
+            .tree_head()
+            .unwrap_or_else(|e| panic!("{ctx}: tree head: {e}"));
         let shut = node.shutdown().await;
         shut.unwrap_or_else(|e| panic!("{ctx}: shutdown failed: {e}"));
-        (dump, end)
+        (dump, end, tree)
     })
 }
 
@@ -452,8 +455,15 @@ fn acknowledged_assertions_survive_sigkill_and_state_equals_journal_replay() {
             (kills, acks) = (kills + 1, acks + new.len());
             acked.extend(new);
         }
-        let (dump, end) = restart_and_dump(dir.path(), &acked, &ctx);
+        let (dump, end, tree) = restart_and_dump(dir.path(), &acked, &ctx);
         let replay = replay_journal(dir.path(), &ctx);
+        // The tree root at the cursor equals a tree rebuilt from the journal.
+        let (size, root) = journal_tree(dir.path(), &ctx);
+        assert_eq!(
+            (tree.size, tree.root, tree.cursor),
+            (size, root, end),
+            "{ctx}: the Merkle tree"
+        );
         check_acks(&acked, &replay, &ctx);
         check_state_equals_replay(&dump, end, &replay, &ctx);
         records += replay.at.len();

@@ -49,6 +49,7 @@ mod health;
 mod inspect;
 mod metrics_catalog;
 mod pipeline;
+mod proofs;
 mod read;
 mod resolve;
 mod submit;
@@ -72,11 +73,13 @@ pub use error::{NodeError, Queue, SubmitError, WaitError};
 pub use gauges::GAUGE_SAMPLE_INTERVAL;
 pub use health::Health;
 pub use metrics_catalog::describe_metrics;
+pub use proofs::LeafRef;
 pub use resolve::{Watch, WatchError};
 
 // The types of what a node answers: embedders and the HTTP layer use these, never the storage
 // modules behind them.
 pub use crate::actors::IngestStatus;
+pub use crate::storage::state::tree::{InclusionProof, TILE_HEIGHT, TILE_WIDTH, TreeExtent, TreeHead};
 pub use crate::storage::state::{
     EXACT_WEIGHT_BYTES, ExactWeight, HeadSummary, LIST_LIMIT_MAX, ListCursor, ListPage, ListQuery, PairId,
     RejectReason, Rejection, Snapshot, StateDigest, StateDump, StateError, StoredAssertion, StoredTrust,

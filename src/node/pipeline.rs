@@ -16,7 +16,9 @@ use crate::actors::{
 };
 use crate::config::ConfigError;
 use crate::lens::Views;
-use crate::log::{Append, JOURNAL_DIR, LocalJournal, Log, LogBackend, OpenedLog, Rebuild};
+use crate::log::{
+    Append, JOURNAL_DIR, LocalJournal, Log, LogBackend, LogError, OpenedLog, ReadError, Rebuild,
+};
 use crate::storage::audit::AuditLog;
 use crate::storage::state::{SCHEMA_VERSION, State, Upgrade};
 use crate::telemetry::Mailboxes;
@@ -99,6 +101,58 @@ impl Running {
     }
 }
 
+/// Records read per transaction while filling the tree.
+const BACKFILL_RECORDS: usize = 4096;
+/// Bytes read per transaction while filling the tree (at least one record).
+const BACKFILL_BYTES: usize = 4 << 20;
+
+/// Fills the Merkle tree of a state written before the tree existed, from the log, up to the
+/// ingest cursor. If the log no longer holds the records the tree lacks, the tree stays behind
+/// and proofs are refused (`StateError::TreeUnavailable`); the node runs on. A transient read
+/// error fails the start, to be retried.
+fn backfill_tree(state: &State, log: &dyn Log, cursor: u64) -> Result<(), NodeError> {
+    let mut at = state.tree_extent()?;
+    if at.cursor >= cursor {
+        return Ok(());
+    }
+    tracing::info!(
+        from = at.cursor,
+        to = cursor,
+        "filling the Merkle tree from the log"
+    );
+    let mut reader = log.reader();
+    while at.cursor < cursor {
+        let read = match reader.read_range(at.cursor, BACKFILL_RECORDS, BACKFILL_BYTES) {
+            Ok(read) => read,
+            Err(ReadError::Transient(source)) => return Err(NodeError::Log(LogError::Backend(source))),
+            Err(error) => {
+                tracing::warn!(
+                    tree = at.cursor,
+                    cursor,
+                    %error,
+                    "the log no longer holds the records the Merkle tree lacks: proofs are refused"
+                );
+                return Ok(());
+            }
+        };
+        let records: Vec<(u64, u64, &[u8])> = read
+            .records
+            .iter()
+            .enumerate()
+            .map(|(i, (offset, payload))| {
+                let next = read.records.get(i + 1).map_or(read.next, |(next, _)| *next);
+                (*offset, next, &payload[..])
+            })
+            .collect();
+        let before = at.cursor;
+        at = state.tree_backfill(&records)?;
+        if at.cursor == before {
+            break;
+        }
+    }
+    Ok(())
+}
+
 /// The storage a node runs on: the state, and its log.
 pub(super) struct Storage {
     pub(super) state: State,
@@ -137,6 +191,7 @@ pub(super) fn open(
     )?;
     let cursor = state.ingest_cursor()?;
     let opened = backend.open(data_dir, cursor)?;
+    backfill_tree(&state, opened.log.as_ref(), cursor)?;
     Ok(Storage {
         state,
         cursor,

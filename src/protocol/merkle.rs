@@ -10,7 +10,7 @@
 //!
 //! Verification ([`verify_inclusion`], [`verify_consistency`]) follows RFC 9162 §2.1.3.2 and
 //! §2.1.4.2 step by step, and each failure is named ([`ProofError`]). Proof generation here
-//! ([`inclusion_proof`], [`consistency_proof`]) works on a slice of leaf hashes, by the
+//! ([`inclusion_proof_from`], [`consistency_proof_from`]) reads subtree hashes from a source, by the
 //! recursive definitions of RFC 6962 §2.1.1 and §2.1.2: the reference a tiled store's proofs
 //! are checked against, and what a test builds proofs with.
 
@@ -101,24 +101,14 @@ pub fn root_of(leaves: &[MerkleHash]) -> MerkleHash {
 /// §2.1.1), or `None` if `index` is out of range.
 pub fn inclusion_proof(leaves: &[MerkleHash], index: usize) -> Option<Vec<MerkleHash>> {
     (index < leaves.len()).then(|| {
-        let mut proof = Vec::new();
-        path(index, leaves, &mut proof);
-        proof
+        let source = |start: u64, end: u64| {
+            Ok::<_, std::convert::Infallible>(root_of(&leaves[start as usize..end as usize]))
+        };
+        match inclusion_proof_from(index as u64, leaves.len() as u64, source) {
+            Ok(proof) => proof,
+            Err(never) => match never {},
+        }
     })
-}
-
-fn path(m: usize, leaves: &[MerkleHash], proof: &mut Vec<MerkleHash>) {
-    if leaves.len() <= 1 {
-        return;
-    }
-    let k = split(leaves.len());
-    if m < k {
-        path(m, &leaves[..k], proof);
-        proof.push(root_of(&leaves[k..]));
-    } else {
-        path(m - k, &leaves[k..], proof);
-        proof.push(root_of(&leaves[..k]));
-    }
 }
 
 /// Returns the consistency proof from the tree of the first `old_size` of `leaves` to the tree
@@ -128,29 +118,107 @@ pub fn consistency_proof(leaves: &[MerkleHash], old_size: usize) -> Option<Vec<M
     if old_size > leaves.len() {
         return None;
     }
-    let mut proof = Vec::new();
-    if old_size > 0 && old_size < leaves.len() {
-        subproof(old_size, leaves, true, &mut proof);
+    let source = |start: u64, end: u64| {
+        Ok::<_, std::convert::Infallible>(root_of(&leaves[start as usize..end as usize]))
+    };
+    match consistency_proof_from(old_size as u64, leaves.len() as u64, source) {
+        Ok(proof) => Some(proof),
+        Err(never) => match never {},
     }
-    Some(proof)
 }
 
-fn subproof(m: usize, leaves: &[MerkleHash], whole: bool, proof: &mut Vec<MerkleHash>) {
-    let n = leaves.len();
-    if m == n {
-        if !whole {
-            proof.push(root_of(leaves));
+/// The largest power of two strictly below `n` (`n` at least 2).
+fn split_u64(n: u64) -> u64 {
+    debug_assert!(n >= 2);
+    1 << (u64::BITS - 1 - (n - 1).leading_zeros())
+}
+
+/// PATH of RFC 6962 §2.1.1 for leaf `index` of a tree of `size` leaves (`index < size`),
+/// reading each sibling's hash from `range`, which answers MTH of the leaves
+/// `[start, end)`. A tiled store answers a range aligned to its size from one stored node, so
+/// a proof costs O(log n) reads.
+pub fn inclusion_proof_from<E>(
+    index: u64,
+    size: u64,
+    mut range: impl FnMut(u64, u64) -> Result<MerkleHash, E>,
+) -> Result<Vec<MerkleHash>, E> {
+    debug_assert!(index < size);
+    let mut proof = Vec::new();
+    // Walk down from the root, collecting siblings; the proof lists them bottom up.
+    let (mut start, mut end, mut m) = (0u64, size, index);
+    while end - start > 1 {
+        let k = split_u64(end - start);
+        if m < k {
+            proof.push(range(start + k, end)?);
+            end = start + k;
+        } else {
+            proof.push(range(start, start + k)?);
+            start += k;
+            m -= k;
         }
-        return;
     }
-    let k = split(n);
-    if m <= k {
-        subproof(m, &leaves[..k], whole, proof);
-        proof.push(root_of(&leaves[k..]));
-    } else {
-        subproof(m - k, &leaves[k..], false, proof);
-        proof.push(root_of(&leaves[..k]));
+    proof.reverse();
+    Ok(proof)
+}
+
+/// PROOF of RFC 6962 §2.1.2 from the tree of `old_size` leaves to that of `new_size`
+/// (`old_size <= new_size`; empty when they are equal or `old_size` is 0), reading hashes
+/// from `range` as [`inclusion_proof_from`] does.
+pub fn consistency_proof_from<E>(
+    old_size: u64,
+    new_size: u64,
+    mut range: impl FnMut(u64, u64) -> Result<MerkleHash, E>,
+) -> Result<Vec<MerkleHash>, E> {
+    debug_assert!(old_size <= new_size);
+    let mut proof = Vec::new();
+    if old_size == 0 || old_size == new_size {
+        return Ok(proof);
     }
+    // SUBPROOF(m, D[start:end], whole), unrolled: walk down, collecting hashes, listed bottom up.
+    let (mut start, mut end, mut m, mut whole) = (0u64, new_size, old_size, true);
+    loop {
+        let n = end - start;
+        if m == n {
+            if !whole {
+                proof.push(range(start, end)?);
+            }
+            break;
+        }
+        let k = split_u64(n);
+        if m <= k {
+            proof.push(range(start + k, end)?);
+            end = start + k;
+        } else {
+            proof.push(range(start, start + k)?);
+            start += k;
+            m -= k;
+            whole = false;
+        }
+    }
+    proof.reverse();
+    Ok(proof)
+}
+
+/// MTH of the leaves `[start, end)` of a tree (`start < end`), from `complete`, which answers
+/// the hash of a complete subtree: `complete(level, index)` covers the leaves
+/// `[index << level, (index + 1) << level)`. What a store of complete subtrees answers
+/// [`inclusion_proof_from`]'s `range` with: O(log n) reads.
+pub fn range_hash<E>(
+    start: u64,
+    end: u64,
+    complete: &mut impl FnMut(u8, u64) -> Result<MerkleHash, E>,
+) -> Result<MerkleHash, E> {
+    debug_assert!(start < end);
+    let n = end - start;
+    let aligned = n.is_power_of_two() && start.is_multiple_of(n);
+    if aligned {
+        let level = n.trailing_zeros() as u8;
+        return complete(level, start >> level);
+    }
+    let k = split_u64(n);
+    let left = range_hash(start, start + k, complete)?;
+    let right = range_hash(start + k, end, complete)?;
+    Ok(node_hash(&left, &right))
 }
 
 /// Checks that `leaf` (a leaf hash) is leaf `index` of the tree of `size` leaves whose root is

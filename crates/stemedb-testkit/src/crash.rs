@@ -65,3 +65,13 @@ pub fn replay_journal_records(dir: &std::path::Path, ctx: &str, mut apply: impl 
     assert_eq!(end, journal.durable_end(), "{ctx}: the walk ends early");
     end
 }
+
+/// Returns the size and root of the Merkle tree of the journal of `dir` (no node running on
+/// it), rebuilt from its records: what a node's tree head must equal after every restart.
+pub fn journal_tree(dir: &std::path::Path, ctx: &str) -> (u64, stemedb::protocol::merkle::MerkleHash) {
+    let mut leaves = Vec::new();
+    replay_journal_records(dir, ctx, |_, payload| {
+        leaves.push(stemedb::protocol::merkle::leaf_hash(payload))
+    });
+    (leaves.len() as u64, stemedb::protocol::merkle::root_of(&leaves))
+}

@@ -50,6 +50,9 @@ impl State {
                 ("vote_history", dbs.vote_history),
                 ("trust_history", dbs.trust_history),
                 ("rejected", dbs.rejected),
+                ("tree", dbs.tree),
+                ("leaf_offsets", dbs.leaf_offsets),
+                ("leaf_index", dbs.leaf_index),
             ];
             for (name, db) in canonical {
                 hasher.update(name.as_bytes());

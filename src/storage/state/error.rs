@@ -86,6 +86,22 @@ pub enum StateError {
     /// A configuration value is invalid.
     #[error("invalid state configuration: {0}")]
     Config(String),
+    /// The Merkle tree does not cover the log up to the ingest cursor: the state was written
+    /// before the tree existed and the log no longer holds the records it lacks. No proof is
+    /// given over a tree that is not the log's; rebuild the state from a complete log.
+    #[error(
+        "the Merkle tree covers the log to position {tree_cursor} only, the state to {cursor}: \
+         the log no longer holds the records between (rebuild the state from a complete log)"
+    )]
+    TreeUnavailable {
+        /// The position the tree covers.
+        tree_cursor: u64,
+        /// The ingest cursor.
+        cursor: u64,
+    },
+    /// A proof was asked about a leaf, record or size the tree does not have.
+    #[error("not in the tree: {0}")]
+    NotInTree(String),
 }
 
 impl StateError {

@@ -35,6 +35,7 @@ mod schema;
 mod snapshot;
 mod tally;
 mod trust;
+pub mod tree;
 mod votes;
 
 use std::path::{Path, PathBuf};
@@ -82,11 +83,14 @@ pub(crate) struct Databases {
     pub(crate) vote_history: Db,
     pub(crate) trust_history: Db,
     pub(crate) ingest_times: Db,
+    pub(crate) tree: Db,
+    pub(crate) leaf_offsets: Db,
+    pub(crate) leaf_index: Db,
 }
 
 impl Databases {
     /// Every database, for whole-state operations.
-    fn all(&self) -> [Db; 12] {
+    fn all(&self) -> [Db; 15] {
         [
             self.assertion_records,
             self.assertion_hashes,
@@ -100,6 +104,9 @@ impl Databases {
             self.vote_history,
             self.trust_history,
             self.ingest_times,
+            self.tree,
+            self.leaf_offsets,
+            self.leaf_index,
         ]
     }
 }

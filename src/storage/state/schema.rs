@@ -23,7 +23,7 @@ use heed::types::Bytes;
 use heed::{CommitOrAbort, Env, RwTxn, WithoutTls};
 
 use super::layout::{
-    DB_ASSERTION_HASHES, DB_ASSERTION_RECORDS, DB_META, DB_PAIRS, DB_REJECTED, DB_SUPERSESSION, DB_INGEST_TIMES, DB_TRUST, DB_TRUST_HISTORY, DB_V2_ASSERTIONS, DB_V2_INDEXES, DB_VOTE_HISTORY, DB_VOTE_TOTALS, DB_VOTES,
+    DB_ASSERTION_HASHES, DB_ASSERTION_RECORDS, DB_META, DB_PAIRS, DB_REJECTED, DB_SUPERSESSION, DB_INGEST_TIMES, DB_LEAF_INDEX, DB_LEAF_OFFSETS, DB_TREE, DB_TRUST, DB_TRUST_HISTORY, DB_V2_ASSERTIONS, DB_V2_INDEXES, DB_VOTE_HISTORY, DB_VOTE_TOTALS, DB_VOTES,
     META_INGEST_CURSOR, META_SCHEMA_VERSION, PairId, Section, Summary, decode_u64, encode_assertion, encode_summary, offset_key,
     pair_key_of,
 };
@@ -146,6 +146,9 @@ pub(super) fn create_databases(env: &Env<WithoutTls>) -> Result<(Databases, Lega
                 create(DB_VOTE_HISTORY)?,
                 create(DB_TRUST_HISTORY)?,
                 create(DB_INGEST_TIMES)?,
+                create(DB_TREE)?,
+                create(DB_LEAF_OFFSETS)?,
+                create(DB_LEAF_INDEX)?,
             ];
             let [first, second] = DB_V2_INDEXES;
             let legacy = [
@@ -170,6 +173,9 @@ pub(super) fn create_databases(env: &Env<WithoutTls>) -> Result<(Databases, Lega
         vote_history,
         trust_history,
         ingest_times,
+        tree,
+        leaf_offsets,
+        leaf_index,
     ] = current;
     let [assertions, first, second] = legacy;
     let legacy = Legacy {
@@ -189,6 +195,9 @@ pub(super) fn create_databases(env: &Env<WithoutTls>) -> Result<(Databases, Lega
         vote_history,
         trust_history,
         ingest_times,
+        tree,
+        leaf_offsets,
+        leaf_index,
     };
     Ok((dbs, legacy))
 }

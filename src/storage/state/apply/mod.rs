@@ -36,6 +36,7 @@ mod write;
 use super::read::{offset_of, record_at};
 use write::{store, write_tally};
 use super::votes::{RoutedVote, Tally};
+use super::tree::{self, Leaf};
 use super::{Databases, State, StateError};
 use crate::protocol::{AgentId, Assertion, CodecError, Hash, LogRecord, check_values};
 
@@ -104,6 +105,8 @@ pub(crate) struct Plan {
     pub votes: Vec<RoutedVote>,
     /// The pair of each voted assertion.
     vote_pairs: HashMap<Hash, PairId>,
+    /// The Merkle tree leaves of the planned records, in log order.
+    leaves: Vec<Leaf>,
 }
 
 /// The ingest's verdict on one record of a log others can write: `None` if it passed the
@@ -139,8 +142,8 @@ impl Plan {
 
 /// What planning one record decided about the batch.
 enum Planned {
-    /// The record is planned; go on with the next.
-    Next,
+    /// The record is planned, with its content hash if it decoded; go on with the next.
+    Next(Option<Hash>),
     /// The record's tag is unknown: the batch ends before it.
     Hold(u8),
 }
@@ -239,15 +242,19 @@ impl State {
                         hash: *hash,
                         reason: reason.clone(),
                     }));
+                    plan.leaves.push(Leaf::of(record.offset, &record.payload, tree::content_of(&record.payload)));
                     plan.end = record.next;
                     continue;
                 }
-                if let Planned::Hold(tag) = plan_one(txn, dbs, record, noop_tags, &mut batch, &mut plan)? {
-                    plan.unknown_tag = Some(UnknownTag {
-                        offset: record.offset,
-                        tag,
-                    });
-                    break;
+                match plan_one(txn, dbs, record, noop_tags, &mut batch, &mut plan)? {
+                    Planned::Hold(tag) => {
+                        plan.unknown_tag = Some(UnknownTag {
+                            offset: record.offset,
+                            tag,
+                        });
+                        break;
+                    }
+                    Planned::Next(content) => plan.leaves.push(Leaf::of(record.offset, &record.payload, content)),
                 }
                 plan.end = record.next;
             }
@@ -310,6 +317,11 @@ impl State {
             dbs.meta
                 .put(txn, META_INGEST_CURSOR, &plan.end.to_be_bytes())
                 .map_err(StateError::lmdb("store ingest cursor"))?;
+            // The tree grows with the cursor; one left behind (see `tree`) stays behind.
+            let tree = tree::extent(txn, dbs)?;
+            if tree.cursor == plan.cursor && plan.end > plan.cursor {
+                tree::append(txn, dbs, tree, &plan.leaves, plan.end)?;
+            }
             if plan.end > plan.cursor {
                 dbs.ingest_times
                     .put(txn, &ingest_time_key(crate::protocol::now_ms(), plan.end), &[])
@@ -348,25 +360,26 @@ fn plan_one(
     };
     let decoded = match LogRecord::decode(&record.payload) {
         Ok(decoded) => decoded,
-        Err(CodecError::UnknownLogRecordTag { tag }) if noop_tags.contains(&tag) => return Ok(Planned::Next),
+        Err(CodecError::UnknownLogRecordTag { tag }) if noop_tags.contains(&tag) => return Ok(Planned::Next(None)),
         Err(CodecError::UnknownLogRecordTag { tag }) => return Ok(Planned::Hold(tag)),
         Err(error) => {
             let detail = error.to_string();
             reject(plan, None, RejectReason::Undecodable { detail });
-            return Ok(Planned::Next);
+            return Ok(Planned::Next(None));
         }
     };
+    let content = decoded.content_hash();
     // Values that reach the tallies and the lenses are checked in every build, whatever
     // checked the record before (a debug assertion is not a guard).
     if let Err(error) = check_values(&decoded) {
         let detail = error.to_string();
-        reject(plan, Some(decoded.content_hash()), RejectReason::Invalid { detail });
-        return Ok(Planned::Next);
+        reject(plan, Some(content), RejectReason::Invalid { detail });
+        return Ok(Planned::Next(Some(content)));
     }
     let assertion = match decoded {
         LogRecord::Assertion(assertion) => assertion,
         LogRecord::Vote(vote) => {
-            let hash = vote.content_hash();
+            let hash = content;
             let pair = match batch.get(&vote.assertion) {
                 Some(facts) => Some(facts.pair),
                 None => stored_pair(txn, dbs, &vote.assertion)?,
@@ -387,22 +400,22 @@ fn plan_one(
                     },
                 );
             }
-            return Ok(Planned::Next);
+            return Ok(Planned::Next(Some(content)));
         }
         LogRecord::Trust(change) => {
-            let (hash, offset) = (change.content_hash(), record.offset);
+            let (hash, offset) = (content, record.offset);
             let row = StoredTrust { hash, offset, change };
             match plan_trust(txn, dbs, &mut plan.trust, &mut plan.trust_replaced, row)? {
                 true => plan.trust_applied += 1,
                 false => plan.trust_ignored += 1,
             }
-            return Ok(Planned::Next);
+            return Ok(Planned::Next(Some(content)));
         }
     };
-    let hash = assertion.content_hash();
+    let hash = content;
     if batch.contains_key(&hash) || is_stored(txn, dbs, &hash)? {
         plan.duplicates += 1;
-        return Ok(Planned::Next);
+        return Ok(Planned::Next(Some(content)));
     }
     let mut parent_timestamp_ms = None;
     if let Some(parent) = assertion.parent {
@@ -412,11 +425,11 @@ fn plan_one(
         };
         let Some(facts) = facts else {
             reject(plan, Some(hash), RejectReason::UnknownParent { parent });
-            return Ok(Planned::Next);
+            return Ok(Planned::Next(Some(content)));
         };
         if facts.subject != assertion.subject || facts.predicate != assertion.predicate {
             reject(plan, Some(hash), RejectReason::ParentMismatch { parent });
-            return Ok(Planned::Next);
+            return Ok(Planned::Next(Some(content)));
         }
         // Only an author may supersede: agents who disagree make competing assertions.
         let shares_a_signer = assertion
@@ -425,7 +438,7 @@ fn plan_one(
             .any(|s| facts.signers.contains(&s.agent));
         if !shares_a_signer {
             reject(plan, Some(hash), RejectReason::NotParentAuthor { parent });
-            return Ok(Planned::Next);
+            return Ok(Planned::Next(Some(content)));
         }
         parent_timestamp_ms = Some(facts.timestamp_ms);
     }
@@ -442,7 +455,7 @@ fn plan_one(
         pair,
         parent_timestamp_ms,
     })));
-    Ok(Planned::Next)
+    Ok(Planned::Next(Some(content)))
 }
 
 /// What a successor is checked against: its parent's subject, predicate, signers and

@@ -15,8 +15,10 @@
 //! trust_history      agent[32] offset u64                            offset u64, record: a replaced change
 //! ingest_times       commit ms u64, cursor u64                       empty
 //! rejected           offset u64                                      Rejection, MessagePack (named)
+//! tree, leaf_offsets, leaf_index: the Merkle tree over the log, drawn in `tree`
 //! meta               "ingest_cursor"                                 u64: next offset to apply
 //!                    "schema_version"                                u32: SCHEMA_VERSION
+//!                    "tree"                                          cursor u64, size u64
 //!
 //! pair     = subject_digest[32] predicate_digest[32]                 (a PairId)
 //! section  = 0: a head (nothing supersedes it) | 1: superseded
@@ -79,17 +81,25 @@ pub(super) const DB_TRUST: &str = "trust";
 pub(super) const DB_VOTE_HISTORY: &str = "vote_history";
 pub(super) const DB_TRUST_HISTORY: &str = "trust_history";
 pub(super) const DB_INGEST_TIMES: &str = "ingest_times";
+/// The Merkle tree over the log; see `tree`.
+pub(super) const DB_TREE: &str = "tree";
+/// Each leaf's log position; see `tree`.
+pub(super) const DB_LEAF_OFFSETS: &str = "leaf_offsets";
+/// Each record's first leaf, by content hash; see `tree`.
+pub(super) const DB_LEAF_INDEX: &str = "leaf_index";
 /// The schema 2 database of records by hash; the conversion moves them out and empties it.
 pub(super) const DB_V2_ASSERTIONS: &str = "assertions";
 /// The schema 2 indexes, which `pairs` replaced; emptied by the conversion.
 pub(super) const DB_V2_INDEXES: [&str; 2] = ["by_subject", "by_subject_predicate"];
 /// Most named databases: those above, with room for the audit trail and views to come.
-pub(super) const DATABASES_MAX: u32 = 16;
+pub(super) const DATABASES_MAX: u32 = 24;
 
 /// `meta` key of the ingest cursor.
 pub(super) const META_INGEST_CURSOR: &[u8] = b"ingest_cursor";
 /// `meta` key of the schema version.
 pub(super) const META_SCHEMA_VERSION: &[u8] = b"schema_version";
+/// `meta` key of the Merkle tree's extent: cursor u64, size u64 (see `tree`).
+pub(super) const META_TREE: &[u8] = b"tree";
 
 /// Bytes of a name digest.
 pub const DIGEST_BYTES: usize = 32;
