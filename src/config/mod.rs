@@ -10,11 +10,13 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+mod checkpoint;
 mod node;
 
 use crate::protocol::Limits;
 pub use crate::storage::journal::JournalConfig;
 pub use crate::storage::state::{MAP_SIZE_GRANULE_BYTES, StateConfig};
+pub use checkpoint::CheckpointConfig;
 pub use node::{
     AUDIT_BYTES_MIN, AUDIT_MAP_HEADROOM_FACTOR, AuditMode, BATCH_RECORDS_CEILING, NodeConfig,
     RECORD_STRUCT_BYTES, VERIFY_THREADS_CEILING, VOTE_SHARDS_CEILING, VotesConfig,
@@ -36,6 +38,8 @@ pub struct Config {
     pub node: NodeConfig,
     /// Vote counting and voter trust (`[votes]`).
     pub votes: VotesConfig,
+    /// Signed checkpoints of the log's Merkle tree (`[checkpoint]`).
+    pub checkpoint: CheckpointConfig,
 }
 
 /// Reads the TOML file at `path` into `T` (a [`Config`], or a host's configuration that embeds
@@ -152,6 +156,7 @@ impl Config {
         self.state.validate()?;
         self.node.validate()?;
         self.votes.validate()?;
+        self.checkpoint.validate()?;
         // A submission of one valid record must fit the verification queue.
         let needed = self.limits.record_bytes_max + RECORD_STRUCT_BYTES;
         if self.node.verify_queue_bytes_max < needed {

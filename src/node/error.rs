@@ -31,6 +31,9 @@ pub enum NodeError {
     /// The LMDB state failed.
     #[error(transparent)]
     State(#[from] StateError),
+    /// A checkpoint could not be signed, or the checkpoint key used.
+    #[error(transparent)]
+    Checkpoint(#[from] super::CheckpointError),
     /// The state was written by an older build and the log no longer holds every record
     /// to rebuild it from: it must be converted in place. Nothing was changed.
     #[error(

@@ -42,6 +42,7 @@
 //! }
 //! ```
 
+mod checkpoint;
 mod duplicates;
 mod error;
 mod gauges;
@@ -69,6 +70,7 @@ pub use crate::config::{
     RECORD_STRUCT_BYTES, VERIFY_THREADS_CEILING, VOTE_SHARDS_CEILING, VotesConfig,
 };
 pub use crate::storage::audit::{AuditError, AuditRecord};
+pub use checkpoint::{CHECKPOINT_KEY_FILE, CheckpointError, SignedCheckpoint};
 pub use error::{NodeError, Queue, SubmitError, WaitError};
 pub use gauges::GAUGE_SAMPLE_INTERVAL;
 pub use health::Health;
@@ -133,6 +135,8 @@ pub struct Node {
 
 struct Inner {
     data_dir: PathBuf,
+    /// Signs the checkpoints of the tree.
+    checkpointer: Arc<checkpoint::Checkpointer>,
     submit_batch_records_max: usize,
     trust_default: f32,
     trust_configured: HashMap<AgentId, f32>,
@@ -202,6 +206,8 @@ impl Node {
             dir: data_dir.clone(),
             source,
         })?;
+        // The key first: a key that cannot be used fails the start before anything is opened.
+        let checkpointer = Arc::new(checkpoint::Checkpointer::open(&config.checkpoint, &data_dir)?);
         let pipeline::Storage {
             state,
             cursor,
@@ -271,6 +277,17 @@ impl Node {
             what: "verification",
             source,
         })?;
+        let (checkpoint_stop, stopped) = crossbeam_channel::bounded::<()>(0);
+        let checkpoint_thread = {
+            let (checkpointer, state) = (checkpointer.clone(), state.clone());
+            std::thread::Builder::new()
+                .name("stemedb-checkpoints".into())
+                .spawn(move || checkpointer.run(state, stopped))
+                .map_err(|source| NodeError::Spawn {
+                    what: "checkpointer",
+                    source,
+                })?
+        };
         tracing::info!(dir = %data_dir.display(), cursor, log_end = opened.log.durable_end(), "node started");
         describe_metrics();
         let node = Self {
@@ -290,6 +307,7 @@ impl Node {
                 mailboxes,
                 sampled_ms: std::sync::atomic::AtomicU64::new(0),
                 resolving: tokio::sync::Semaphore::new((config.state.readers_max as usize / 2).max(1)),
+                checkpointer,
                 running: RwLock::new(Some(Running {
                     log: opened.log,
                     append: opened.append,
@@ -304,6 +322,8 @@ impl Node {
                     refresher: Some(refresher),
                     audit: Some(audit),
                     audit_writer: Some(audit_writer),
+                    checkpoint_stop: Some(checkpoint_stop),
+                    checkpoint_thread: Some(checkpoint_thread),
                 })),
             }),
         };

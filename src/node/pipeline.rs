@@ -49,6 +49,9 @@ pub(super) struct Running {
     /// The audit trail and its writer thread.
     pub(super) audit: Option<AuditLog>,
     pub(super) audit_writer: Option<std::thread::JoinHandle<()>>,
+    /// Dropped to stop the checkpointer thread, which holds the state.
+    pub(super) checkpoint_stop: Option<crossbeam_channel::Sender<()>>,
+    pub(super) checkpoint_thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Running {
@@ -57,6 +60,12 @@ impl Running {
     pub(super) fn stop_threads(&mut self) {
         // The listener holds the ingestor's channel: dropping it ends the ingestor's stream.
         self.log.clear_durable_listener();
+        drop(self.checkpoint_stop.take());
+        if let Some(thread) = self.checkpoint_thread.take()
+            && thread.join().is_err()
+        {
+            tracing::error!("the checkpointer panicked");
+        }
         // Dropping the audit log ends its queue: the writer commits what is queued, then stops.
         drop(self.audit.take());
         if let Some(writer) = self.audit_writer.take()

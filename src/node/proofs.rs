@@ -1,9 +1,10 @@
 //! The Merkle tree over the log, as a [`Node`] answers about it: the tree head, inclusion and
 //! consistency proofs, and tlog-tiles tiles (see `storage::state::tree`).
 
-use super::{InclusionProof, Node, NodeError, TreeHead};
+use super::{CheckpointError, InclusionProof, Node, NodeError, SignedCheckpoint, TreeHead};
 use crate::protocol::Hash;
 use crate::protocol::merkle::MerkleHash;
+use crate::protocol::note::{Checkpoint, NoteVerifier};
 
 /// Which leaf an inclusion proof is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,5 +52,54 @@ impl Node {
     /// Returns the tree size at log position `end`: the leaves whose records lie below it.
     pub fn tree_size_at(&self, end: u64) -> Result<u64, NodeError> {
         self.with_state(|state| Ok(state.tree_size_at(end)?))
+    }
+}
+
+impl Node {
+    /// Returns the verifier key of this node's checkpoints (C2SP note verifier key text via
+    /// `Display`).
+    pub fn checkpoint_verifier(&self) -> NoteVerifier {
+        self.inner.checkpointer.verifier()
+    }
+
+    /// Returns the newest kept checkpoint of at most `size` leaves (`None`: the newest), as
+    /// the signed note; `None` if none is kept.
+    pub fn checkpoint(&self, size: Option<u64>) -> Result<Option<SignedCheckpoint>, NodeError> {
+        let Some((_, note)) = self.with_state(|state| Ok(state.checkpoint(size)?))? else {
+            return Ok(None);
+        };
+        let checkpoint =
+            Checkpoint::open(&note, &self.inner.checkpointer.verifier()).map_err(CheckpointError::from)?;
+        Ok(Some(SignedCheckpoint { note, checkpoint }))
+    }
+
+    /// Signs a checkpoint of the tree now and keeps it (on demand); refused if the tree does not
+    /// extend the latest checkpoint this node signed ([`CheckpointError::Inconsistent`]).
+    pub fn sign_checkpoint(&self) -> Result<SignedCheckpoint, NodeError> {
+        self.with_state(|state| Ok(self.inner.checkpointer.sign(state, Vec::new(), true)?))
+    }
+}
+
+impl Node {
+    /// Returns the bytes of leaf `index`'s record (as the log holds it: the leaf is the
+    /// SHA-256 of `0x00` and these), or `None` if the log has let the record go.
+    pub fn leaf_record(&self, index: u64) -> Result<Option<bytes::Bytes>, NodeError> {
+        let offset = self.inclusion_proof(LeafRef::Index(index), None)?.offset;
+        let mut reader = self.with_running(|running| Ok(running.log.reader()))?;
+        match reader.read_range(offset, 1, 1) {
+            Ok(read) => Ok(read
+                .records
+                .into_iter()
+                .next()
+                .filter(|(at, _)| *at == offset)
+                .map(|(_, payload)| payload)),
+            Err(crate::log::ReadError::Unreadable { .. }) => Ok(None),
+            Err(crate::log::ReadError::Transient(source)) => {
+                Err(NodeError::Log(crate::log::LogError::Backend(source)))
+            }
+            Err(error @ crate::log::ReadError::Corrupt { .. }) => {
+                Err(NodeError::Log(crate::log::LogError::Backend(Box::new(error))))
+            }
+        }
     }
 }

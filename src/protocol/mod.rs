@@ -18,6 +18,7 @@ mod key_cache;
 mod limits;
 mod log_record;
 pub mod merkle;
+pub mod note;
 mod object;
 #[cfg(feature = "openapi")]
 mod schema;

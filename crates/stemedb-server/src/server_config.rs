@@ -30,6 +30,8 @@ pub struct ServerConfig {
     pub node: NodeConfig,
     /// Vote counting and voter trust (`[votes]`).
     pub votes: VotesConfig,
+    /// Signed checkpoints of the log's Merkle tree (`[checkpoint]`).
+    pub checkpoint: stemedb::config::CheckpointConfig,
     /// The HTTP API (`[http]`).
     pub http: HttpConfig,
     /// Metrics exposition and logging (`[telemetry]`).
@@ -76,6 +78,7 @@ impl ServerConfig {
             state: self.state.clone(),
             node: self.node.clone(),
             votes: self.votes.clone(),
+            checkpoint: self.checkpoint.clone(),
         }
     }
 

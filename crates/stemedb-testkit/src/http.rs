@@ -41,6 +41,8 @@ pub struct Answer {
     pub allow: Option<String>,
     /// The body as JSON, or `Value::Null`.
     pub body: Value,
+    /// The body's bytes.
+    pub raw: Vec<u8>,
 }
 
 impl Answer {
@@ -146,6 +148,7 @@ impl Served {
             content_type: header("content-type").unwrap_or_default(),
             allow: header("allow"),
             body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            raw: bytes.to_vec(),
         }
     }
 

@@ -36,6 +36,7 @@ mod snapshot;
 mod tally;
 mod trust;
 pub mod tree;
+mod checkpoints;
 mod votes;
 
 use std::path::{Path, PathBuf};
@@ -86,11 +87,12 @@ pub(crate) struct Databases {
     pub(crate) tree: Db,
     pub(crate) leaf_offsets: Db,
     pub(crate) leaf_index: Db,
+    pub(crate) checkpoints: Db,
 }
 
 impl Databases {
     /// Every database, for whole-state operations.
-    fn all(&self) -> [Db; 15] {
+    fn all(&self) -> [Db; 16] {
         [
             self.assertion_records,
             self.assertion_hashes,
@@ -107,6 +109,7 @@ impl Databases {
             self.tree,
             self.leaf_offsets,
             self.leaf_index,
+            self.checkpoints,
         ]
     }
 }

@@ -17,7 +17,7 @@
 //!   node is written once and never changes. MTH of any range is a few stored nodes, so the
 //!   root at any size, an inclusion proof and a consistency proof each cost O(log n) reads,
 //!   and the C2SP tlog-tiles tiles (levels 0, 8, 16, ...; 256 hashes each) are ranges of one
-//!   level ([`tile`]).
+//!   level ([`State::tile`](super::State::tile)).
 //! - **Retention never touches it.** A record whose bytes the log collected keeps its leaf.
 //! - **Its cursor.** `meta "tree"` names the log position the tree covers. The ingest appends
 //!   leaves only while it equals the ingest cursor. A state that was written before the tree
@@ -370,7 +370,7 @@ impl super::State {
         })
     }
 
-    /// Returns the hashes of tile `(tile_level, index)` (see [`tile`]) of the tree of `size`
+    /// Returns the hashes of tlog-tiles tile `(tile_level, index)` of the tree of `size`
     /// leaves (`None`: the whole tree).
     pub fn tile(&self, tile_level: u8, index: u64, size: Option<u64>) -> Result<Vec<MerkleHash>, StateError> {
         self.read(|txn, dbs| {

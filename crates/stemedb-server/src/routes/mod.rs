@@ -2,6 +2,7 @@
 //! document from the very services it registers, so the two cannot drift.
 
 mod admin;
+mod log;
 mod read;
 mod resolve;
 mod write;
@@ -38,6 +39,12 @@ pub(crate) fn scope() -> utoipa_actix_web::scope::Scope<
         .service(resolve::audit_by_id)
         .service(resolve::audit_by_pair)
         .service(resolve::watch)
+        .service(log::checkpoint)
+        .service(log::log_checkpoint)
+        .service(log::checkpoint_key)
+        .service(log::inclusion)
+        .service(log::consistency)
+        .service(log::tile)
         .service(admin::health)
         .service(admin::ready)
         .service(admin::openapi)

@@ -16,6 +16,7 @@
 //! ingest_times       commit ms u64, cursor u64                       empty
 //! rejected           offset u64                                      Rejection, MessagePack (named)
 //! tree, leaf_offsets, leaf_index: the Merkle tree over the log, drawn in `tree`
+//! checkpoints        tree size u64                                   a signed checkpoint note (this node's)
 //! meta               "ingest_cursor"                                 u64: next offset to apply
 //!                    "schema_version"                                u32: SCHEMA_VERSION
 //!                    "tree"                                          cursor u64, size u64
@@ -87,6 +88,8 @@ pub(super) const DB_TREE: &str = "tree";
 pub(super) const DB_LEAF_OFFSETS: &str = "leaf_offsets";
 /// Each record's first leaf, by content hash; see `tree`.
 pub(super) const DB_LEAF_INDEX: &str = "leaf_index";
+/// The node's signed checkpoints, by tree size; see `checkpoints`.
+pub(super) const DB_CHECKPOINTS: &str = "checkpoints";
 /// The schema 2 database of records by hash; the conversion moves them out and empties it.
 pub(super) const DB_V2_ASSERTIONS: &str = "assertions";
 /// The schema 2 indexes, which `pairs` replaced; emptied by the conversion.
