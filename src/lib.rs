@@ -58,6 +58,7 @@ pub mod lens;
 pub mod log;
 pub mod node;
 pub mod protocol;
+pub mod receipt;
 pub mod storage;
 pub mod telemetry;
 

@@ -6,7 +6,7 @@
 //! The order, lowest first (a module may import its own layer and every layer before it):
 //!
 //! ```text
-//! telemetry, budget < protocol < storage < config < log < lens < actors < node < lib.rs
+//! telemetry, budget < protocol < storage < config < log < lens < receipt < actors < node < lib.rs
 //! ```
 //!
 //! Comments are skipped (a doc link may point anywhere); code is not.
@@ -23,6 +23,7 @@ const LAYERS: &[&[&str]] = &[
     &["config"],
     &["log"],
     &["lens"],
+    &["receipt"],
     &["actors"],
     &["node"],
     &["lib"],

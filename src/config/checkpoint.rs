@@ -8,6 +8,11 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CheckpointConfig {
+    /// Keep the Merkle tree over the log and the authenticated map, and sign checkpoints
+    /// (default true). Off, ingest skips them (proofs and receipts are refused); turned on
+    /// again, the node fills the tree from the log and rebuilds the map at its next start, if
+    /// the log still holds every record.
+    pub enabled: bool,
     /// The origin (the log's name, and the key's name) a new key is made for: no whitespace or
     /// `+`. Empty: `stemedb-` and 8 random hex digits. An existing key keeps its name; a
     /// configured origin that differs from it is refused.
@@ -28,6 +33,7 @@ pub struct CheckpointConfig {
 impl Default for CheckpointConfig {
     fn default() -> Self {
         Self {
+            enabled: true,
             origin: String::new(),
             key_file: None,
             interval_ms: 1000,

@@ -68,10 +68,40 @@ pub struct Score {
 /// What a lens may read besides the candidates: the snapshot's live votes and trust, as of
 /// the query's point in the log.
 pub struct Evidence<'a> {
-    snapshot: &'a Snapshot,
+    source: Source<'a>,
     trust: &'a TrustBook,
     /// Only records journaled below this count, if the query asked for a past point.
     as_of_end: Option<u64>,
+}
+
+/// Where a lens's evidence comes from: a snapshot of the state, or records replayed by a
+/// verifier (see [`crate::receipt`]).
+enum Source<'a> {
+    Snapshot(&'a Snapshot),
+    Replayed(&'a Replayed),
+}
+
+/// Evidence replayed from records rather than read from the state: the live votes of each
+/// candidate and the journaled trust of each voter, at a point of the log.
+#[derive(Debug, Clone, Default)]
+pub struct Replayed {
+    /// The live votes of each assertion.
+    pub votes: HashMap<Hash, Vec<StoredVote>>,
+    /// The applied trust change of each agent that has one.
+    pub trust: HashMap<AgentId, f32>,
+    /// The log position the evidence reflects.
+    pub end: u64,
+}
+
+impl<'a> Evidence<'a> {
+    /// Evidence from replayed records, with the configured `trust`.
+    pub fn replayed(replayed: &'a Replayed, trust: &'a TrustBook) -> Self {
+        Self {
+            source: Source::Replayed(replayed),
+            trust,
+            as_of_end: None,
+        }
+    }
 }
 
 impl Evidence<'_> {
@@ -79,35 +109,53 @@ impl Evidence<'_> {
     /// Not available for a past point (the replaced records are kept for weights only):
     /// answers [`ResolveError::AsOfUnsupported`] then; use [`vote_weights`](Self::vote_weights).
     pub fn votes(&self, assertion: &Hash) -> Result<Vec<StoredVote>, ResolveError> {
+        let snapshot = match self.source {
+            Source::Replayed(replayed) => {
+                return Ok(replayed.votes.get(assertion).cloned().unwrap_or_default());
+            }
+            Source::Snapshot(snapshot) => snapshot,
+        };
         if self.as_of_end.is_some() {
             return Err(ResolveError::AsOfUnsupported {
                 what: "whole vote records",
             });
         }
-        Ok(self.snapshot.votes(assertion, VOTES_PER_CANDIDATE_MAX)?)
+        Ok(snapshot.votes(assertion, VOTES_PER_CANDIDATE_MAX)?)
     }
 
     /// Returns (voter, weight) of each live vote on `assertion` (at most
     /// [`VOTES_PER_CANDIDATE_MAX`]): cheaper than [`votes`](Self::votes) when the records
     /// themselves are not needed.
     pub fn vote_weights(&self, assertion: &Hash) -> Result<Vec<(AgentId, f32)>, ResolveError> {
+        let snapshot = match self.source {
+            Source::Replayed(replayed) => {
+                let votes = replayed
+                    .votes
+                    .get(assertion)
+                    .map(Vec::as_slice)
+                    .unwrap_or_default();
+                return Ok(votes.iter().map(|v| (v.vote.voter, v.vote.weight)).collect());
+            }
+            Source::Snapshot(snapshot) => snapshot,
+        };
         Ok(match self.as_of_end {
-            Some(end) => self
-                .snapshot
-                .vote_weights_as_of(assertion, end, VOTES_PER_CANDIDATE_MAX)?,
-            None => self.snapshot.vote_weights(assertion, VOTES_PER_CANDIDATE_MAX)?,
+            Some(end) => snapshot.vote_weights_as_of(assertion, end, VOTES_PER_CANDIDATE_MAX)?,
+            None => snapshot.vote_weights(assertion, VOTES_PER_CANDIDATE_MAX)?,
         })
     }
 
     /// Returns `agent`'s trust factor as of the snapshot: its journaled trust change, else
     /// its configured factor, else the default.
     pub fn trust(&self, agent: &AgentId) -> Result<f32, ResolveError> {
-        let journaled = match self.as_of_end {
-            Some(end) => self.snapshot.trust_change_as_of(agent, end)?,
-            None => self.snapshot.trust_change(agent)?,
+        let journaled = match (&self.source, self.as_of_end) {
+            (Source::Replayed(replayed), _) => replayed.trust.get(agent).copied(),
+            (Source::Snapshot(snapshot), Some(end)) => {
+                snapshot.trust_change_as_of(agent, end)?.map(|s| s.change.factor)
+            }
+            (Source::Snapshot(snapshot), None) => snapshot.trust_change(agent)?.map(|s| s.change.factor),
         };
-        if let Some(stored) = journaled {
-            return Ok(stored.change.factor);
+        if let Some(factor) = journaled {
+            return Ok(factor);
         }
         Ok(self
             .trust
@@ -119,7 +167,10 @@ impl Evidence<'_> {
 
     /// Returns the point in the log the resolution reflects: records below it count.
     pub fn offset(&self) -> u64 {
-        self.as_of_end.unwrap_or_else(|| self.snapshot.cursor())
+        match self.source {
+            Source::Snapshot(snapshot) => self.as_of_end.unwrap_or_else(|| snapshot.cursor()),
+            Source::Replayed(replayed) => replayed.end,
+        }
     }
 }
 
@@ -305,6 +356,10 @@ pub enum ResolveError {
         /// `node.views_max`.
         max: usize,
     },
+    /// The answer cannot be proven: a lens no verifier can replay, a tree or map that does not
+    /// cover the log, or a checkpoint the node refuses to sign.
+    #[error("the answer cannot be proven: {0}")]
+    Unprovable(String),
     /// The query's subject or predicate is longer than the node's limits allow; refused
     /// before any work. [`NameTooLong::field`](crate::protocol::NameTooLong::field) says which.
     #[error(transparent)]
@@ -417,11 +472,28 @@ pub fn resolve(
         });
     }
     let evidence = Evidence {
-        snapshot,
+        source: Source::Snapshot(snapshot),
         trust,
         as_of_end,
     };
-    let scores = lens.score(&candidates, &evidence)?;
+    let (ranked, offset) = (rank(candidates, &evidence, lens)?, evidence.offset());
+    Ok(Resolution {
+        winner: ranked.first().map(|s| s.candidate.hash),
+        ranked,
+        lens: lens.name().to_owned(),
+        offset,
+        audit_id: None,
+    })
+}
+
+/// Scores `candidates` with `lens` on `evidence` and ranks them: by score, then timestamp,
+/// then hash, greater first. What a node and an offline verifier both run.
+pub fn rank(
+    candidates: Vec<Candidate>,
+    evidence: &Evidence<'_>,
+    lens: &dyn Lens,
+) -> Result<Vec<Scored>, ResolveError> {
+    let scores = lens.score(&candidates, evidence)?;
     let failed = |reason: String| ResolveError::Lens {
         lens: lens.name().to_owned(),
         reason,
@@ -448,11 +520,5 @@ pub fn resolve(
             .then(b.candidate.timestamp_ms.cmp(&a.candidate.timestamp_ms))
             .then(b.candidate.hash.cmp(&a.candidate.hash))
     });
-    Ok(Resolution {
-        winner: ranked.first().map(|s| s.candidate.hash),
-        ranked,
-        lens: lens.name().to_owned(),
-        offset: evidence.offset(),
-        audit_id: None,
-    })
+    Ok(ranked)
 }

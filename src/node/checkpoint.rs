@@ -27,7 +27,12 @@ use parking_lot::Mutex;
 
 use crate::config::CheckpointConfig;
 use crate::protocol::merkle::MerkleHash;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+
 use crate::protocol::note::{Checkpoint, NoteError, NoteSigner, NoteVerifier};
+use crate::receipt::MAP_EXTENSION;
+use crate::storage::state::tree::TreeHead;
 use crate::storage::state::{State, StateError};
 
 /// The key file in the data directory, unless `checkpoint.key_file` names another.
@@ -173,34 +178,32 @@ impl Checkpointer {
         self.signer.verifier()
     }
 
-    /// Signs a checkpoint of the tree now, with `extensions`, after checking that it extends
+    /// Signs a checkpoint of the tree now, with the map root, after checking that it extends
     /// the latest one signed; keeps it (in the state and as the latest) if `keep`.
-    pub(crate) fn sign(
+    pub(crate) fn sign(&self, state: &State, keep: bool) -> Result<SignedCheckpoint, CheckpointError> {
+        let (head, map_root) = state.checkpoint_head()?;
+        self.sign_head(state, head, map_root, keep)
+    }
+
+    /// Signs a checkpoint of `head` (read by the caller, with `map_root` from the same
+    /// transaction), after checking that it extends the latest one signed; keeps it if `keep`.
+    pub(crate) fn sign_head(
         &self,
         state: &State,
-        extensions: Vec<String>,
+        head: TreeHead,
+        map_root: Option<MerkleHash>,
         keep: bool,
     ) -> Result<SignedCheckpoint, CheckpointError> {
         let mut latest = self.latest.lock();
-        let head = state.tree_head()?;
-        if let Some((signed_size, signed_root)) = *latest {
-            let inconsistent = |detail: String| CheckpointError::Inconsistent {
-                signed_size,
-                size: head.size,
-                detail,
-            };
-            if head.size < signed_size {
-                return Err(inconsistent("the tree is smaller".to_owned()));
-            }
-            if state.tree_root(signed_size)? != signed_root {
-                return Err(inconsistent(format!("its root at size {signed_size} differs")));
-            }
-        }
+        self.check_extends(state, *latest, head.size)?;
         let checkpoint = Checkpoint {
             origin: self.signer.name().to_owned(),
             size: head.size,
             root: head.root,
-            extensions,
+            extensions: map_root
+                .map(|root| format!("{MAP_EXTENSION} {}", BASE64.encode(root)))
+                .into_iter()
+                .collect(),
         };
         let note = self.signer.sign(&checkpoint.to_text())?;
         if keep {
@@ -215,6 +218,56 @@ impl Checkpointer {
             *latest = Some((head.size, head.root));
         }
         Ok(SignedCheckpoint { note, checkpoint })
+    }
+
+    /// Signs a checkpoint of the tree's first `size` leaves, whose root is `root` (a past size:
+    /// what an answer about the past is proven against), without the map; the tree now must
+    /// extend the latest checkpoint signed, and so every prefix of it does.
+    pub(crate) fn sign_past(
+        &self,
+        state: &State,
+        now: u64,
+        size: u64,
+        root: MerkleHash,
+    ) -> Result<SignedCheckpoint, CheckpointError> {
+        let latest = self.latest.lock();
+        self.check_extends(state, *latest, now)?;
+        let checkpoint = Checkpoint {
+            origin: self.signer.name().to_owned(),
+            size,
+            root,
+            extensions: Vec::new(),
+        };
+        let note = self.signer.sign(&checkpoint.to_text())?;
+        Ok(SignedCheckpoint { note, checkpoint })
+    }
+
+    /// Signs `text` (a note body) with the checkpoint key: the node's signature of a receipt.
+    pub(crate) fn sign_text(&self, text: &str) -> Result<String, CheckpointError> {
+        Ok(self.signer.sign(text)?)
+    }
+
+    /// Refuses if the tree of `size` leaves does not extend `latest`.
+    fn check_extends(
+        &self,
+        state: &State,
+        latest: Option<(u64, MerkleHash)>,
+        size: u64,
+    ) -> Result<(), CheckpointError> {
+        if let Some((signed_size, signed_root)) = latest {
+            let inconsistent = |detail: String| CheckpointError::Inconsistent {
+                signed_size,
+                size,
+                detail,
+            };
+            if size < signed_size {
+                return Err(inconsistent("the tree is smaller".to_owned()));
+            }
+            if state.tree_root(signed_size)? != signed_root {
+                return Err(inconsistent(format!("its root at size {signed_size} differs")));
+            }
+        }
+        Ok(())
     }
 
     /// Signs and keeps checkpoints as the tree grows (see the module docs), until `stop` is
@@ -235,7 +288,7 @@ impl Checkpointer {
             if grown == 0 || (grown < self.config.records && since.elapsed() < interval) {
                 continue;
             }
-            match self.sign(&state, Vec::new(), true) {
+            match self.sign(&state, true) {
                 Ok(checkpoint) => {
                     (signed, since) = (checkpoint.checkpoint.size, Instant::now());
                     reported.clear();

@@ -52,6 +52,7 @@ mod metrics_catalog;
 mod pipeline;
 mod proofs;
 mod read;
+mod receipt;
 mod resolve;
 mod submit;
 mod write;
@@ -137,6 +138,8 @@ struct Inner {
     data_dir: PathBuf,
     /// Signs the checkpoints of the tree.
     checkpointer: Arc<checkpoint::Checkpointer>,
+    /// The administrators (`votes.admins`), sorted: named in receipts.
+    admins: Vec<AgentId>,
     submit_batch_records_max: usize,
     trust_default: f32,
     trust_configured: HashMap<AgentId, f32>,
@@ -219,6 +222,8 @@ impl Node {
         });
         let trust_configured = config.votes.trust_map().map_err(ConfigError::invalid)?;
         let admins = config.votes.admin_set().map_err(ConfigError::invalid)?;
+        let mut admin_list: Vec<AgentId> = admins.iter().copied().collect();
+        admin_list.sort();
         let registry = Arc::new(LensRegistry::with_builtins());
         let trust_book = Arc::new(TrustBook {
             default: config.votes.trust_default,
@@ -278,15 +283,19 @@ impl Node {
             source,
         })?;
         let (checkpoint_stop, stopped) = crossbeam_channel::bounded::<()>(0);
-        let checkpoint_thread = {
-            let (checkpointer, state) = (checkpointer.clone(), state.clone());
-            std::thread::Builder::new()
-                .name("stemedb-checkpoints".into())
-                .spawn(move || checkpointer.run(state, stopped))
-                .map_err(|source| NodeError::Spawn {
-                    what: "checkpointer",
-                    source,
-                })?
+        let checkpoint_thread = match config.checkpoint.enabled {
+            false => None,
+            true => {
+                let (checkpointer, state) = (checkpointer.clone(), state.clone());
+                let thread = std::thread::Builder::new()
+                    .name("stemedb-checkpoints".into())
+                    .spawn(move || checkpointer.run(state, stopped))
+                    .map_err(|source| NodeError::Spawn {
+                        what: "checkpointer",
+                        source,
+                    })?;
+                Some(thread)
+            }
         };
         tracing::info!(dir = %data_dir.display(), cursor, log_end = opened.log.durable_end(), "node started");
         describe_metrics();
@@ -308,6 +317,7 @@ impl Node {
                 sampled_ms: std::sync::atomic::AtomicU64::new(0),
                 resolving: tokio::sync::Semaphore::new((config.state.readers_max as usize / 2).max(1)),
                 checkpointer,
+                admins: admin_list,
                 running: RwLock::new(Some(Running {
                     log: opened.log,
                     append: opened.append,
@@ -323,7 +333,7 @@ impl Node {
                     audit: Some(audit),
                     audit_writer: Some(audit_writer),
                     checkpoint_stop: Some(checkpoint_stop),
-                    checkpoint_thread: Some(checkpoint_thread),
+                    checkpoint_thread,
                 })),
             }),
         };

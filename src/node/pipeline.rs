@@ -200,7 +200,13 @@ pub(super) fn open(
     )?;
     let cursor = state.ingest_cursor()?;
     let opened = backend.open(data_dir, cursor)?;
-    backfill_tree(&state, opened.log.as_ref(), cursor)?;
+    state.set_verifiable(config.checkpoint.enabled);
+    if config.checkpoint.enabled {
+        backfill_tree(&state, opened.log.as_ref(), cursor)?;
+        if state.map_rebuild()? {
+            tracing::info!(cursor, "rebuilt the authenticated map from the state");
+        }
+    }
     Ok(Storage {
         state,
         cursor,

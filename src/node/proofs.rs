@@ -76,7 +76,7 @@ impl Node {
     /// Signs a checkpoint of the tree now and keeps it (on demand); refused if the tree does not
     /// extend the latest checkpoint this node signed ([`CheckpointError::Inconsistent`]).
     pub fn sign_checkpoint(&self) -> Result<SignedCheckpoint, NodeError> {
-        self.with_state(|state| Ok(self.inner.checkpointer.sign(state, Vec::new(), true)?))
+        self.with_state(|state| Ok(self.inner.checkpointer.sign(state, true)?))
     }
 }
 

@@ -68,7 +68,7 @@ fn error_reason(error: &ResolveError) -> &'static str {
     match error {
         ResolveError::UnknownLens { .. } => "unknown_lens",
         ResolveError::LensExists { .. } | ResolveError::NameTooLong(_) => "invalid",
-        ResolveError::AsOfUnsupported { .. } => "unavailable",
+        ResolveError::AsOfUnsupported { .. } | ResolveError::Unprovable(_) => "unavailable",
         ResolveError::Lens { .. } => "lens_failed",
         ResolveError::State(_) | ResolveError::Audit(_) => "storage",
         ResolveError::Closed => "closed",

@@ -37,9 +37,9 @@ use super::vote::Vote;
 /// Tag of an assertion record.
 pub(crate) const TAG_ASSERTION: u8 = 1;
 /// Tag of a vote record.
-const TAG_VOTE: u8 = 2;
+pub(crate) const TAG_VOTE: u8 = 2;
 /// Tag of a trust-change record.
-const TAG_TRUST: u8 = 3;
+pub(crate) const TAG_TRUST: u8 = 3;
 
 /// The first extension tag: see the module docs.
 pub const EXTENSION_TAG_MIN: u8 = 128;

@@ -53,6 +53,9 @@ pub enum ProofError {
     /// A consistency proof does not lead to the old root.
     #[error("the consistency proof does not lead to the old root hash")]
     OldRootMismatch,
+    /// The leaves of a batch proof are not in ascending order of index, each once.
+    #[error("the leaves of a batch proof are not in ascending index order, each once")]
+    LeavesOutOfOrder,
 }
 
 /// Returns the hash of a leaf whose entry is `entry`: SHA-256(0x00 || entry).
@@ -329,4 +332,98 @@ pub fn verify_consistency(
         return Err(ProofError::RootMismatch);
     }
     Ok(())
+}
+
+/// Returns one proof that the leaves at `indices` (ascending, distinct, each below `size`) are
+/// in the tree of `size` leaves: the hashes of the maximal subtrees that hold none of them, in
+/// the order a left-to-right walk of the tree meets them, read from `range` as
+/// [`inclusion_proof_from`] does. For one leaf it is that leaf's audit path, top down; for many,
+/// each shared hash is given once, and a run of neighbouring leaves needs only the hashes
+/// around it.
+pub fn batch_inclusion_proof_from<E>(
+    indices: &[u64],
+    size: u64,
+    mut range: impl FnMut(u64, u64) -> Result<MerkleHash, E>,
+) -> Result<Vec<MerkleHash>, E> {
+    fn walk<E>(
+        start: u64,
+        end: u64,
+        indices: &[u64],
+        range: &mut impl FnMut(u64, u64) -> Result<MerkleHash, E>,
+        out: &mut Vec<MerkleHash>,
+    ) -> Result<(), E> {
+        if indices.is_empty() {
+            out.push(range(start, end)?);
+            return Ok(());
+        }
+        if end - start == 1 {
+            return Ok(());
+        }
+        let k = split_u64(end - start);
+        let cut = indices.partition_point(|&i| i < start + k);
+        walk(start, start + k, &indices[..cut], range, out)?;
+        walk(start + k, end, &indices[cut..], range, out)
+    }
+    let mut out = Vec::new();
+    if !indices.is_empty() && size > 0 {
+        walk(0, size, indices, &mut range, &mut out)?;
+    }
+    Ok(out)
+}
+
+/// Checks that each `(index, leaf hash)` of `leaves` (ascending indexes, distinct) is in the
+/// tree of `size` leaves whose root is `root`, by a proof of [`batch_inclusion_proof_from`].
+pub fn verify_batch_inclusion(
+    leaves: &[(u64, MerkleHash)],
+    size: u64,
+    proof: &[MerkleHash],
+    root: &MerkleHash,
+) -> Result<(), ProofError> {
+    fn compute(
+        start: u64,
+        end: u64,
+        leaves: &[(u64, MerkleHash)],
+        proof: &mut std::slice::Iter<'_, MerkleHash>,
+        total: usize,
+    ) -> Result<MerkleHash, ProofError> {
+        if leaves.is_empty() {
+            return proof
+                .next()
+                .copied()
+                .ok_or(ProofError::WrongLength { got: total });
+        }
+        if end - start == 1 {
+            return Ok(leaves[0].1);
+        }
+        let k = split_u64(end - start);
+        let cut = leaves.partition_point(|(i, _)| *i < start + k);
+        let left = compute(start, start + k, &leaves[..cut], proof, total)?;
+        let right = compute(start + k, end, &leaves[cut..], proof, total)?;
+        Ok(node_hash(&left, &right))
+    }
+    for pair in leaves.windows(2) {
+        if pair[0].0 >= pair[1].0 {
+            return Err(ProofError::LeavesOutOfOrder);
+        }
+    }
+    if let Some((index, _)) = leaves.last()
+        && *index >= size
+    {
+        return Err(ProofError::IndexOutOfRange { index: *index, size });
+    }
+    if leaves.is_empty() {
+        return match proof.is_empty() {
+            true => Ok(()),
+            false => Err(ProofError::WrongLength { got: proof.len() }),
+        };
+    }
+    let mut iter = proof.iter();
+    let computed = compute(0, size, leaves, &mut iter, proof.len())?;
+    if iter.next().is_some() {
+        return Err(ProofError::WrongLength { got: proof.len() });
+    }
+    match computed == *root {
+        true => Ok(()),
+        false => Err(ProofError::RootMismatch),
+    }
 }

@@ -20,9 +20,11 @@ mod log_record;
 pub mod merkle;
 pub mod note;
 mod object;
+pub mod receipt;
 #[cfg(feature = "openapi")]
 mod schema;
 mod signing;
+pub mod smt;
 mod trust;
 mod validate;
 mod vote;
@@ -36,9 +38,8 @@ pub use limits::{
     Limits, LimitsError, NAME_BYTES_CEILING, NameTooLong, OBJECT_TEXT_BYTES_CEILING, RECORD_BYTES_CEILING,
     SIGNATURES_CEILING,
 };
-#[cfg(feature = "test-kit")]
-pub(crate) use log_record::TAG_ASSERTION;
 pub use log_record::{EXTENSION_TAG_MIN, Extension, LogRecord, TAG_BYTES, encode_assertion};
+pub(crate) use log_record::{TAG_ASSERTION, TAG_TRUST, TAG_VOTE};
 pub use object::{Lifecycle, ObjectValue};
 pub use signing::{
     RecordKind, SignatureCheck, curve25519_backend, sign, signing_message, verify, verify_batch,

@@ -336,6 +336,8 @@ impl From<ResolveError> for ApiError {
                 Self::unprocessable("audit", error.to_string()).limit(*max)
             }
             ResolveError::AsOfUnsupported { .. } => Self::unprocessable("as_of", error.to_string()),
+            // A lens no verifier replays, or a node without its tree or map: not transient.
+            ResolveError::Unprovable(_) => Self::unprocessable("proof", error.to_string()),
             ResolveError::ViewsFull { max } => {
                 Self::unavailable(error.to_string(), RETRY_UNAVAILABLE_S).limit(*max as u64)
             }

@@ -246,6 +246,10 @@ pub struct ResolveParams {
     pub limit: Option<usize>,
     /// Write an audit record of this resolution.
     pub audit: Option<bool>,
+    /// Prove the answer: the body carries a `receipt` that `stemedb proof verify` (or
+    /// `stemedb::receipt::verify`) checks offline with the node's checkpoint key. Always
+    /// computed, never from a view; built-in lenses only.
+    pub proof: Option<bool>,
 }
 
 /// One ranked candidate.
@@ -292,6 +296,10 @@ pub struct ResolutionBody {
     /// Its audit record, if one was written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audit_id: Option<u64>,
+    /// With `proof=true`: the receipt that proves the answer (see `stemedb::receipt`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub receipt: Option<stemedb::receipt::Receipt>,
 }
 
 impl From<&Resolution> for ResolutionBody {
@@ -302,6 +310,7 @@ impl From<&Resolution> for ResolutionBody {
             lens: resolution.lens.clone(),
             offset: resolution.offset,
             audit_id: resolution.audit_id,
+            receipt: None,
         }
     }
 }

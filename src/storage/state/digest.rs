@@ -53,6 +53,9 @@ impl State {
                 ("tree", dbs.tree),
                 ("leaf_offsets", dbs.leaf_offsets),
                 ("leaf_index", dbs.leaf_index),
+                ("map_leaves", dbs.map_leaves),
+                ("map_nodes", dbs.map_nodes),
+                ("evidence", dbs.evidence),
             ];
             for (name, db) in canonical {
                 hasher.update(name.as_bytes());

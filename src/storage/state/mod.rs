@@ -37,6 +37,8 @@ mod tally;
 mod trust;
 pub mod tree;
 mod checkpoints;
+mod map;
+mod receipt;
 mod votes;
 
 use std::path::{Path, PathBuf};
@@ -59,6 +61,8 @@ pub use config::{MAP_SIZE_GRANULE_BYTES, StateConfig};
 pub use error::StateError;
 pub use digest::StateDigest;
 pub use inspect::StateDump;
+#[cfg_attr(not(feature = "test-kit"), allow(unused_imports, reason = "for tests"))]
+pub use receipt::ReceiptEvidence;
 pub use read::{HeadSummary, LIST_LIMIT_MAX, ListCursor, ListPage, ListQuery, StoredAssertion};
 pub use rejection::{RejectReason, Rejection};
 pub use tally::{EXACT_WEIGHT_BYTES, ExactWeight, WeightUnderflow};
@@ -88,11 +92,14 @@ pub(crate) struct Databases {
     pub(crate) leaf_offsets: Db,
     pub(crate) leaf_index: Db,
     pub(crate) checkpoints: Db,
+    pub(crate) map_leaves: Db,
+    pub(crate) map_nodes: Db,
+    pub(crate) evidence: Db,
 }
 
 impl Databases {
     /// Every database, for whole-state operations.
-    fn all(&self) -> [Db; 16] {
+    fn all(&self) -> [Db; 19] {
         [
             self.assertion_records,
             self.assertion_hashes,
@@ -110,6 +117,9 @@ impl Databases {
             self.leaf_offsets,
             self.leaf_index,
             self.checkpoints,
+            self.map_leaves,
+            self.map_nodes,
+            self.evidence,
         ]
     }
 }
@@ -133,6 +143,8 @@ struct Inner {
     map_size_bytes: Mutex<usize>,
     /// The live snapshots, whose transactions a resize or their expiry lets go.
     snapshots: snapshot::Registry,
+    /// Whether ingest keeps the Merkle tree and the map (`checkpoint.enabled`).
+    verifiable: std::sync::atomic::AtomicBool,
 }
 
 impl State {
@@ -209,6 +221,7 @@ impl State {
                 path,
                 resize: RwLock::new(()),
                 snapshots: snapshot::Registry::default(),
+                verifiable: std::sync::atomic::AtomicBool::new(true),
             }),
         };
         match upgrade {
@@ -224,6 +237,17 @@ impl State {
             Some((_, outdated)) => state.write(|txn, dbs| schema::convert(txn, dbs, &legacy, outdated.found))?,
         }
         Ok(state)
+    }
+
+    /// Sets whether ingest keeps the Merkle tree and the map (on by default); see
+    /// `checkpoint.enabled`.
+    pub fn set_verifiable(&self, on: bool) {
+        self.inner.verifiable.store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Returns whether ingest keeps the Merkle tree and the map.
+    pub fn verifiable(&self) -> bool {
+        self.inner.verifiable.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Returns the current map size, in bytes.

@@ -6,6 +6,7 @@
 mod admin;
 mod bench;
 mod keyfile;
+mod proof;
 mod serve;
 mod sign;
 mod sim;
@@ -66,6 +67,13 @@ enum Command {
     /// peers (okaywal, SQLite, the embedded node): one table with ratios, JSON and an SVG
     /// chart. Runs `cargo bench`, so from a source checkout.
     Bench(bench::BenchArgs),
+    /// Verify a receipt of a resolution offline (`GET /v1/resolve?proof=true`), with the
+    /// node's checkpoint key.
+    #[command(subcommand)]
+    Proof(proof::ProofCommand),
+    /// Compare the signed checkpoints of several nodes: names any whose log diverged.
+    #[command(subcommand)]
+    Checkpoint(proof::CheckpointCommand),
 }
 
 /// `stemedb state` subcommands.
@@ -153,6 +161,8 @@ fn dispatch(cli: Cli) -> Result<(), CliError> {
         Command::Wal(command) => wal::run(&command, &config),
         Command::Sim(args) => sim::run(&args),
         Command::Bench(args) => bench::run(&args),
+        Command::Proof(command) => proof::run_proof(&command),
+        Command::Checkpoint(command) => proof::run_checkpoint(&command),
         Command::State(StateCommand::Convert { data_dir }) => {
             match stemedb::node::Node::convert_state(&config.engine(), &data_dir)
                 .map_err(|e| CliError::Input(e.to_string()))?

@@ -131,8 +131,26 @@ pub async fn resolve(
     }
     query.audit = p.audit.unwrap_or(false);
     query.requester = Some(requester_of(&caller));
-    let resolution = api.node.resolve(query).await?;
-    Ok(web::Json(ResolutionBody::from(&resolution)))
+    if !p.proof.unwrap_or(false) {
+        let resolution = api.node.resolve(query).await?;
+        return Ok(web::Json(ResolutionBody::from(&resolution)));
+    }
+    let (resolution, receipt) = api.node.resolve_verifiable(query).await?;
+    let mut body = ResolutionBody::from(&resolution);
+    // A receipt holds every record that counted: refused, not cut, past the answer bound.
+    let bytes = serde_json::to_vec(&receipt).map_or(usize::MAX, |json| json.len());
+    if bytes > api.config.response_bytes_max {
+        return Err(ApiError::unprocessable(
+            "proof",
+            format!(
+                "the receipt is {bytes} bytes, over http.response_bytes_max = {}",
+                api.config.response_bytes_max
+            ),
+        )
+        .limit(api.config.response_bytes_max as u64));
+    }
+    body.receipt = Some(receipt);
+    Ok(web::Json(body))
 }
 
 /// `record` as `caller` may see it: who asked is shown to that key itself and to admins only,

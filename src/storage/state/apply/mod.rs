@@ -36,6 +36,7 @@ mod write;
 use super::read::{offset_of, record_at};
 use write::{store, write_tally};
 use super::votes::{RoutedVote, Tally};
+use super::map::{self, Evidence};
 use super::tree::{self, Leaf};
 use super::{Databases, State, StateError};
 use crate::protocol::{AgentId, Assertion, CodecError, Hash, LogRecord, check_values};
@@ -317,10 +318,15 @@ impl State {
             dbs.meta
                 .put(txn, META_INGEST_CURSOR, &plan.end.to_be_bytes())
                 .map_err(StateError::lmdb("store ingest cursor"))?;
-            // The tree grows with the cursor; one left behind (see `tree`) stays behind.
+            // The tree and the map grow with the cursor; one left behind (see `tree`, `map`)
+            // stays behind.
             let tree = tree::extent(txn, dbs)?;
-            if tree.cursor == plan.cursor && plan.end > plan.cursor {
+            if self.verifiable() && tree.cursor == plan.cursor && plan.end > plan.cursor {
                 tree::append(txn, dbs, tree, &plan.leaves, plan.end)?;
+                if map::cursor(txn, dbs)? == plan.cursor {
+                    let mut evidence = batch_evidence(plan, tallies, tree.size)?;
+                    map::extend(txn, dbs, &mut evidence, plan.end)?;
+                }
             }
             if plan.end > plan.cursor {
                 dbs.ingest_times
@@ -330,6 +336,38 @@ impl State {
             Ok(outcome)
         })
     }
+}
+
+/// The records of a batch that changed what a map key resolves to (see `map`): its stored
+/// assertions, the votes that became live (also if a later vote of the batch replaced them),
+/// and the trust changes that were applied (likewise). `first` is the batch's first leaf.
+fn batch_evidence(plan: &Plan, tallies: &[Tally], first: u64) -> Result<Vec<Evidence>, StateError> {
+    use crate::protocol::smt::{agent_key, pair_key};
+    let mut evidence = Vec::new();
+    let mut add = |key, offset| -> Result<(), StateError> {
+        let (index, leaf) = map::leaf_at(&plan.leaves, first, offset)?;
+        evidence.push(Evidence { key, index, leaf, offset });
+        Ok(())
+    };
+    for step in &plan.steps {
+        if let Step::Store(stored) = step {
+            add(pair_key(stored.pair.as_bytes()), stored.offset)?;
+        }
+    }
+    for tally in tallies {
+        let replaced_here = tally.replaced.iter().filter(|row| row.offset >= plan.cursor);
+        for row in tally.rows.iter().chain(replaced_here) {
+            let pair = plan.vote_pairs.get(&row.vote.assertion).ok_or_else(|| {
+                StateError::corrupt("vote tally", format!("no pair for assertion {}", row.vote.assertion))
+            })?;
+            add(pair_key(pair.as_bytes()), row.offset)?;
+        }
+    }
+    let replaced_here = plan.trust_replaced.iter().filter(|row| row.offset >= plan.cursor);
+    for row in plan.trust.values().chain(replaced_here) {
+        add(agent_key(row.change.agent.as_bytes()), row.offset)?;
+    }
+    Ok(evidence)
 }
 
 pub(super) fn read_cursor(txn: &RoTxn<'_>, dbs: &Databases) -> Result<u64, StateError> {

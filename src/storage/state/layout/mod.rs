@@ -16,10 +16,12 @@
 //! ingest_times       commit ms u64, cursor u64                       empty
 //! rejected           offset u64                                      Rejection, MessagePack (named)
 //! tree, leaf_offsets, leaf_index: the Merkle tree over the log, drawn in `tree`
+//! map_leaves, map_nodes, evidence: the authenticated map over the evidence, drawn in `map`
 //! checkpoints        tree size u64                                   a signed checkpoint note (this node's)
 //! meta               "ingest_cursor"                                 u64: next offset to apply
 //!                    "schema_version"                                u32: SCHEMA_VERSION
 //!                    "tree"                                          cursor u64, size u64
+//!                    "map"                                           cursor u64
 //!
 //! pair     = subject_digest[32] predicate_digest[32]                 (a PairId)
 //! section  = 0: a head (nothing supersedes it) | 1: superseded
@@ -90,6 +92,12 @@ pub(super) const DB_LEAF_OFFSETS: &str = "leaf_offsets";
 pub(super) const DB_LEAF_INDEX: &str = "leaf_index";
 /// The node's signed checkpoints, by tree size; see `checkpoints`.
 pub(super) const DB_CHECKPOINTS: &str = "checkpoints";
+/// The authenticated map: each key's value; see `map`.
+pub(super) const DB_MAP_LEAVES: &str = "map_leaves";
+/// The authenticated map's interior nodes; see `map`.
+pub(super) const DB_MAP_NODES: &str = "map_nodes";
+/// The records of each map key's chain; see `map`.
+pub(super) const DB_EVIDENCE: &str = "evidence";
 /// The schema 2 database of records by hash; the conversion moves them out and empties it.
 pub(super) const DB_V2_ASSERTIONS: &str = "assertions";
 /// The schema 2 indexes, which `pairs` replaced; emptied by the conversion.
@@ -103,6 +111,8 @@ pub(super) const META_INGEST_CURSOR: &[u8] = b"ingest_cursor";
 pub(super) const META_SCHEMA_VERSION: &[u8] = b"schema_version";
 /// `meta` key of the Merkle tree's extent: cursor u64, size u64 (see `tree`).
 pub(super) const META_TREE: &[u8] = b"tree";
+/// `meta` key of the log position the authenticated map covers (see `map`).
+pub(super) const META_MAP: &[u8] = b"map";
 
 /// Bytes of a name digest.
 pub const DIGEST_BYTES: usize = 32;

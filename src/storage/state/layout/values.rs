@@ -17,7 +17,7 @@ pub(in crate::storage::state) fn encode_record(offset: u64, record: &[u8]) -> Ve
 
 /// Splits a record value into its journal offset and record bytes; `what` names the
 /// database in the error a value too short to hold an offset gives.
-pub(super) fn decode_record<'a>(what: &'static str, value: &'a [u8]) -> Result<(u64, &'a [u8]), StateError> {
+pub(in crate::storage::state) fn decode_record<'a>(what: &'static str, value: &'a [u8]) -> Result<(u64, &'a [u8]), StateError> {
     let (offset, record) = value
         .split_at_checked(OFFSET_BYTES)
         .ok_or_else(|| StateError::corrupt(what, "shorter than its offset"))?;
@@ -39,7 +39,7 @@ pub(in crate::storage::state) fn encode_assertion(pair: &PairId, record: &[u8]) 
 }
 
 /// Splits an `assertion_records` value into pair and record bytes.
-pub(super) fn split_assertion(value: &[u8]) -> Result<(PairId, &[u8]), StateError> {
+pub(in crate::storage::state) fn split_assertion(value: &[u8]) -> Result<(PairId, &[u8]), StateError> {
     let (pair, record) = value
         .split_first_chunk::<PAIR_ID_BYTES>()
         .ok_or_else(|| StateError::corrupt("assertion", "shorter than its pair"))?;
