@@ -14,7 +14,9 @@ use std::path::Path;
 
 use common::{NOW_MS, key};
 use stemedb::Config;
+use stemedb::node::LeafRef;
 use stemedb::node::{JOURNAL_DIR, Node};
+use stemedb::protocol::merkle::verify_inclusion;
 use stemedb::protocol::{Assertion, ObjectValue};
 use stemedb::storage::journal::Retention;
 use tempfile::TempDir;
@@ -109,6 +111,20 @@ fn byte_retention_keeps_the_segment_count_bounded_during_a_long_ingest() {
         for hash in &hashes {
             assert!(node.get(hash).unwrap().is_some(), "{hash} survives the restart");
         }
+        // Retention never removes the tree: the first record's bytes are gone from the
+        // journal, its leaf is not, and its inclusion proof still verifies; and an answer about
+        // its pair is still proven (receipts read the state, not the journal).
+        let head = node.tree_head().unwrap();
+        assert!(
+            node.leaf_record(0).unwrap().is_none(),
+            "the first record was collected"
+        );
+        let first = node.inclusion_proof(LeafRef::Content(hashes[0]), None).unwrap();
+        verify_inclusion(&first.leaf, first.index, head.size, &first.path, &head.root).unwrap();
+        let stored = node.get(&hashes[0]).unwrap().unwrap().assertion;
+        let query = stemedb::lens::Query::new(stored.subject.clone(), stored.predicate.clone(), "recency");
+        let (_, proven) = node.resolve_verifiable(query).await.unwrap();
+        stemedb::receipt::verify(&proven, &node.checkpoint_verifier()).unwrap();
         let receipt = node.submit(claims(ROUNDS).remove(0)).await.unwrap();
         node.wait_indexed(receipt.offset, deadline()).await.unwrap();
         node.shutdown().await.unwrap();

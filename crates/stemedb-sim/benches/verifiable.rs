@@ -17,7 +17,9 @@
 //!
 //! Run: `cargo bench -p stemedb-sim --bench verifiable`. Environment: `STEMEDB_BENCH_ASSERTIONS`
 //! (default 20,000), `STEMEDB_BENCH_ROUNDS` (default 3), `STEMEDB_BENCH_PROOFS` (default
-//! 200,000), `STEMEDB_BENCH_RECEIPTS` (default 200), `STEMEDB_BENCH_DIR`.
+//! 200,000), `STEMEDB_BENCH_RECEIPTS` (default 200), `STEMEDB_BENCH_DIR`,
+//! `STEMEDB_BENCH_SECTIONS` (default `ingest,catchup,proofs,receipts`; sizes print with
+//! `proofs`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -370,24 +372,34 @@ fn main() {
         "verifiable history benchmark: {count} assertions, {rounds} rounds, {proofs} proofs, {runs} receipts"
     );
 
-    let (on, off) = ingest_end_to_end(&base, count, rounds);
-    println!(
-        "ingest end to end, {SUBMITTERS} submitters: on {on:.0}/s, off {off:.0}/s, on/off {:.3} (target >= {INGEST_RATIO_TARGET})",
-        on / off
-    );
+    let sections = std::env::var("STEMEDB_BENCH_SECTIONS")
+        .unwrap_or_else(|_| "ingest,catchup,proofs,receipts".to_owned());
+    let run = |name: &str| sections.split(',').any(|s| s == name);
+    if run("ingest") {
+        let (on, off) = ingest_end_to_end(&base, count, rounds);
+        println!(
+            "ingest end to end, {SUBMITTERS} submitters: on {on:.0}/s, off {off:.0}/s, on/off {:.3} (target >= {INGEST_RATIO_TARGET})",
+            on / off
+        );
+    }
     let journal = build_journal(&base, count);
-    let (on, off, on_cpu, off_cpu) = ingest_catch_up(&base, journal.path(), 2 * count, rounds);
-    println!(
-        "ingest thread alone (catch-up of {} records): on {on:.0}/s, off {off:.0}/s, on/off {:.3}; CPU {on_cpu:.1} vs {off_cpu:.1} us/record",
-        2 * count,
-        on / off
-    );
+    if run("catchup") {
+        let (on, off, on_cpu, off_cpu) = ingest_catch_up(&base, journal.path(), 2 * count, rounds);
+        println!(
+            "ingest thread alone (catch-up of {} records): on {on:.0}/s, off {off:.0}/s, on/off {:.3}; CPU {on_cpu:.1} vs {off_cpu:.1} us/record",
+            2 * count,
+            on / off
+        );
+    }
+    if !run("proofs") {
+        return;
+    }
     let (rate, p50, p99, inclusion_bytes, consistency_bytes, note_bytes) =
         proofs_over_http(&base, journal.path(), proofs);
     println!(
         "inclusion proofs over HTTP, {CONNECTIONS} connections: {rate:.0}/s (target >= {PROOFS_TARGET}), p50 {p50:.0} us, p99 {p99:.0} us"
     );
-    for (candidates, voters) in [(20, 100), (20, 5)] {
+    for (candidates, voters) in [(20, 100), (20, 5)].into_iter().filter(|_| run("receipts")) {
         let f = receipts(&base, candidates, voters, runs);
         println!(
             "receipt, {candidates} candidates x {voters} votes each ({} records, {} bytes JSON): answer with receipt p50 {:.2} ms p99 {:.2} ms; \

@@ -51,7 +51,6 @@ impl State {
                 ("trust_history", dbs.trust_history),
                 ("rejected", dbs.rejected),
                 ("tree", dbs.tree),
-                ("leaf_offsets", dbs.leaf_offsets),
                 ("leaf_index", dbs.leaf_index),
                 ("map_leaves", dbs.map_leaves),
                 ("map_nodes", dbs.map_nodes),

@@ -136,6 +136,10 @@ fn subtree_hash(txn: &RoTxn<'_>, dbs: &Databases, depth: usize, prefix: &MerkleH
 
 /// Recomputes the subtree at (`depth`, `prefix`), under which `keys` (sorted, at least one)
 /// changed; stores it if it holds two keys or more; returns its hash.
+///
+/// Two changed keys or more make it an interior node at once; for one, a stored node says it
+/// holds others, and otherwise the leaves under it are counted (a new key may land next to a
+/// lone one).
 fn update(
     txn: &mut RwTxn<'_>,
     dbs: &Databases,
@@ -143,17 +147,19 @@ fn update(
     prefix: &MerkleHash,
     keys: &[MerkleHash],
 ) -> Result<MerkleHash, StateError> {
-    let stored = depth < 256
-        && dbs
-            .map_nodes
-            .get(txn, &node_key(depth, prefix))
-            .map_err(StateError::lmdb("read map node"))?
-            .is_some();
-    if !stored {
-        let (first, second) = first_two(txn, dbs, depth, prefix)?;
-        if !second {
-            let (key, value) = first.ok_or_else(|| StateError::corrupt("map", "a changed key is not stored"))?;
-            return Ok(map_leaf_hash(&key, &value));
+    if keys.len() == 1 {
+        let stored = depth < 256
+            && dbs
+                .map_nodes
+                .get(txn, &node_key(depth, prefix))
+                .map_err(StateError::lmdb("read map node"))?
+                .is_some();
+        if !stored {
+            let (first, second) = first_two(txn, dbs, depth, prefix)?;
+            if !second {
+                let (key, value) = first.ok_or_else(|| StateError::corrupt("map", "a changed key is not stored"))?;
+                return Ok(map_leaf_hash(&key, &value));
+            }
         }
     }
     let split = keys.partition_point(|key| !bit(key, depth));

@@ -89,7 +89,6 @@ pub(crate) struct Databases {
     pub(crate) trust_history: Db,
     pub(crate) ingest_times: Db,
     pub(crate) tree: Db,
-    pub(crate) leaf_offsets: Db,
     pub(crate) leaf_index: Db,
     pub(crate) checkpoints: Db,
     pub(crate) map_leaves: Db,
@@ -99,7 +98,7 @@ pub(crate) struct Databases {
 
 impl Databases {
     /// Every database, for whole-state operations.
-    fn all(&self) -> [Db; 19] {
+    fn all(&self) -> [Db; 18] {
         [
             self.assertion_records,
             self.assertion_hashes,
@@ -114,7 +113,6 @@ impl Databases {
             self.trust_history,
             self.ingest_times,
             self.tree,
-            self.leaf_offsets,
             self.leaf_index,
             self.checkpoints,
             self.map_leaves,

@@ -23,7 +23,7 @@ use heed::types::Bytes;
 use heed::{CommitOrAbort, Env, RwTxn, WithoutTls};
 
 use super::layout::{
-    DB_ASSERTION_HASHES, DB_ASSERTION_RECORDS, DB_META, DB_PAIRS, DB_REJECTED, DB_SUPERSESSION, DB_CHECKPOINTS, DB_EVIDENCE, DB_INGEST_TIMES, DB_LEAF_INDEX, DB_LEAF_OFFSETS, DB_MAP_LEAVES, DB_MAP_NODES, DB_TREE, DB_TRUST, DB_TRUST_HISTORY, DB_V2_ASSERTIONS, DB_V2_INDEXES, DB_VOTE_HISTORY, DB_VOTE_TOTALS, DB_VOTES,
+    DB_ASSERTION_HASHES, DB_ASSERTION_RECORDS, DB_META, DB_PAIRS, DB_REJECTED, DB_SUPERSESSION, DB_CHECKPOINTS, DB_EVIDENCE, DB_INGEST_TIMES, DB_LEAF_INDEX, DB_MAP_LEAVES, DB_MAP_NODES, DB_TREE, DB_TRUST, DB_TRUST_HISTORY, DB_V2_ASSERTIONS, DB_V2_INDEXES, DB_VOTE_HISTORY, DB_VOTE_TOTALS, DB_VOTES,
     META_INGEST_CURSOR, META_SCHEMA_VERSION, PairId, Section, Summary, decode_u64, encode_assertion, encode_summary, offset_key,
     pair_key_of,
 };
@@ -147,7 +147,6 @@ pub(super) fn create_databases(env: &Env<WithoutTls>) -> Result<(Databases, Lega
                 create(DB_TRUST_HISTORY)?,
                 create(DB_INGEST_TIMES)?,
                 create(DB_TREE)?,
-                create(DB_LEAF_OFFSETS)?,
                 create(DB_LEAF_INDEX)?,
                 create(DB_CHECKPOINTS)?,
                 create(DB_MAP_LEAVES)?,
@@ -178,7 +177,6 @@ pub(super) fn create_databases(env: &Env<WithoutTls>) -> Result<(Databases, Lega
         trust_history,
         ingest_times,
         tree,
-        leaf_offsets,
         leaf_index,
         checkpoints,
         map_leaves,
@@ -204,7 +202,6 @@ pub(super) fn create_databases(env: &Env<WithoutTls>) -> Result<(Databases, Lega
         trust_history,
         ingest_times,
         tree,
-        leaf_offsets,
         leaf_index,
         checkpoints,
         map_leaves,

@@ -5,16 +5,19 @@
 //!
 //! ```text
 //! database      key                          value
-//! tree          level u8, index u64          hash[32]: the complete subtree of leaves
-//!                                            [index << level, (index + 1) << level)
-//! leaf_offsets  leaf index u64               offset u64: the log position of its record
+//! tree          level u8, block u64          the complete nodes i of the level with
+//!                                            i >> 8 = block, in order, each its hash[32]: the
+//!                                            subtree of leaves [i << level, (i + 1) << level);
+//!                                            at level 0 each hash is followed by offset u64,
+//!                                            the log position of the leaf's record
 //! leaf_index    content hash[32]             leaf index u64: the first leaf of that record
 //! meta "tree"   -                            cursor u64, size u64
 //! ```
 //!
-//! - **Complete subtrees only.** A leaf is written at level 0; when it completes a subtree of
-//!   2^l leaves, that subtree's hash is written at level l. Every stored node is final, so a
-//!   node is written once and never changes. MTH of any range is a few stored nodes, so the
+//! - **Complete subtrees only, 256 to a block.** A leaf is added at level 0; when it
+//!   completes a subtree of 2^l leaves, that subtree's hash is added at level l. Every stored
+//!   node is final. The nodes of a level are kept 256 to an LMDB value, so a batch rewrites one
+//!   or two blocks per level instead of writing a value per node, and a node is one read. MTH of any range is a few stored nodes, so the
 //!   root at any size, an inclusion proof and a consistency proof each cost O(log n) reads,
 //!   and the C2SP tlog-tiles tiles (levels 0, 8, 16, ...; 256 hashes each) are ranges of one
 //!   level ([`State::tile`](super::State::tile)).
@@ -26,7 +29,7 @@
 //!   records, the tree stays behind, and proofs are refused with
 //!   [`StateError::TreeUnavailable`] rather than computed over a log that is not the node's.
 
-use std::ops::Bound;
+use std::collections::BTreeMap;
 
 use heed::{PutFlags, RoTxn, RwTxn};
 
@@ -79,17 +82,51 @@ pub struct TreeExtent {
     pub size: u64,
 }
 
-fn node_key(level: u8, index: u64) -> [u8; 9] {
+/// Nodes per block.
+const BLOCK: u64 = 256;
+
+fn block_key(level: u8, block: u64) -> [u8; 9] {
     let mut key = [0u8; 9];
     key[0] = level;
-    key[1..].copy_from_slice(&index.to_be_bytes());
+    key[1..].copy_from_slice(&block.to_be_bytes());
     key
+}
+
+/// Bytes of one node's entry in a block of `level`.
+fn entry_len(level: u8) -> usize {
+    match level {
+        0 => MERKLE_HASH_LEN + 8,
+        _ => MERKLE_HASH_LEN,
+    }
+}
+
+/// The entry of node `index` of `level` in its block, if the block holds it.
+fn entry(level: u8, index: u64, block: &[u8]) -> Option<&[u8]> {
+    let len = entry_len(level);
+    let at = (index % BLOCK) as usize * len;
+    block.get(at..at + len)
+}
+
+fn read_entry<'t>(txn: &'t RoTxn<'_>, dbs: &Databases, level: u8, index: u64) -> Result<&'t [u8], StateError> {
+    let block = dbs
+        .tree
+        .get(txn, &block_key(level, index / BLOCK))
+        .map_err(StateError::lmdb("read tree block"))?
+        .unwrap_or_default();
+    entry(level, index, block).ok_or_else(|| {
+        StateError::corrupt("tree node", format!("no node at level {level}, index {index}"))
+    })
 }
 
 fn decode_hash(what: &'static str, bytes: &[u8]) -> Result<MerkleHash, StateError> {
     bytes
         .try_into()
         .map_err(|_| StateError::corrupt(what, format!("{} bytes, not {MERKLE_HASH_LEN}", bytes.len())))
+}
+
+/// Decodes a node's entry: its hash (a leaf's entry holds its record's offset after it).
+fn decode_node(bytes: &[u8]) -> Result<MerkleHash, StateError> {
+    decode_hash("tree node", bytes.get(..MERKLE_HASH_LEN).unwrap_or(bytes))
 }
 
 /// Reads the tree's extent (zero for a state that never had one).
@@ -106,6 +143,10 @@ pub(super) fn extent(txn: &RoTxn<'_>, dbs: &Databases) -> Result<TreeExtent, Sta
 
 /// Appends `leaves` (consecutive records, the first at the tree's cursor) and moves the
 /// tree's cursor to `end`, in the caller's transaction; returns the new extent.
+///
+/// The right edge of the tree (each level's complete node still waiting for its right
+/// sibling) and the last block of each level are read once per batch; the new nodes are added
+/// to the blocks in memory, and each block the batch changed is written once.
 pub(super) fn append(
     txn: &mut RwTxn<'_>,
     dbs: &Databases,
@@ -113,14 +154,41 @@ pub(super) fn append(
     leaves: &[Leaf],
     end: u64,
 ) -> Result<TreeExtent, StateError> {
+    let mut frontier: [Option<MerkleHash>; 64] = [None; 64];
+    for (level, slot) in frontier.iter_mut().enumerate() {
+        if at.size >> level & 1 == 1 {
+            *slot = Some(node(txn, dbs, level as u8, (at.size >> level) - 1)?);
+        }
+    }
+    // The blocks this batch adds to, by (level, block).
+    let mut blocks: BTreeMap<(u8, u64), Vec<u8>> = BTreeMap::new();
+    let mut add = |txn: &RwTxn<'_>, level: u8, index: u64, bytes: &[u8]| -> Result<(), StateError> {
+        let block = match blocks.entry((level, index / BLOCK)) {
+            std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
+            std::collections::btree_map::Entry::Vacant(entry) => {
+                let stored = dbs
+                    .tree
+                    .get(txn, &block_key(level, index / BLOCK))
+                    .map_err(StateError::lmdb("read tree block"))?
+                    .unwrap_or_default();
+                entry.insert(stored.to_vec())
+            }
+        };
+        if block.len() != (index % BLOCK) as usize * entry_len(level) {
+            return Err(StateError::corrupt(
+                "tree block",
+                format!("level {level} block {} holds {} bytes before node {index}", index / BLOCK, block.len()),
+            ));
+        }
+        block.extend_from_slice(bytes);
+        Ok(())
+    };
     for leaf in leaves {
         let index = at.size;
-        dbs.tree
-            .put(txn, &node_key(0, index), &leaf.hash)
-            .map_err(StateError::lmdb("store tree leaf"))?;
-        dbs.leaf_offsets
-            .put_with_flags(txn, PutFlags::APPEND, &index.to_be_bytes(), &leaf.offset.to_be_bytes())
-            .map_err(StateError::lmdb("store leaf offset"))?;
+        let mut value = [0u8; MERKLE_HASH_LEN + 8];
+        value[..MERKLE_HASH_LEN].copy_from_slice(&leaf.hash);
+        value[MERKLE_HASH_LEN..].copy_from_slice(&leaf.offset.to_be_bytes());
+        add(txn, 0, index, &value)?;
         if let Some(content) = leaf.content {
             // The first leaf of a record is its leaf: a resubmission is a later leaf of the
             // same content, which an inclusion proof by hash need not name.
@@ -135,15 +203,21 @@ pub(super) fn append(
         // Each subtree this leaf completes: its hash is its left sibling's with the new one.
         let (mut level, mut position, mut hash) = (0u8, index, leaf.hash);
         while position & 1 == 1 {
-            let left = node(txn, dbs, level, position - 1)?;
+            let left = frontier[usize::from(level)]
+                .take()
+                .ok_or_else(|| StateError::corrupt("tree", format!("no left sibling at level {level}")))?;
             hash = merkle::node_hash(&left, &hash);
             level += 1;
             position >>= 1;
-            dbs.tree
-                .put(txn, &node_key(level, position), &hash)
-                .map_err(StateError::lmdb("store tree node"))?;
+            add(txn, level, position, &hash)?;
         }
+        frontier[usize::from(level)] = Some(hash);
         at.size += 1;
+    }
+    for ((level, block), bytes) in &blocks {
+        dbs.tree
+            .put(txn, &block_key(*level, *block), bytes)
+            .map_err(StateError::lmdb("store tree block"))?;
     }
     at.cursor = end;
     let mut value = [0u8; 16];
@@ -157,17 +231,7 @@ pub(super) fn append(
 
 /// Returns the stored hash of the complete subtree `(level, index)`.
 pub(super) fn node(txn: &RoTxn<'_>, dbs: &Databases, level: u8, index: u64) -> Result<MerkleHash, StateError> {
-    match dbs
-        .tree
-        .get(txn, &node_key(level, index))
-        .map_err(StateError::lmdb("read tree node"))?
-    {
-        Some(bytes) => decode_hash("tree node", bytes),
-        None => Err(StateError::corrupt(
-            "tree node",
-            format!("no node at level {level}, index {index}"),
-        )),
-    }
+    decode_node(read_entry(txn, dbs, level, index)?)
 }
 
 /// Returns MTH of the leaves `[start, end)` (`start < end <=` the tree's size).
@@ -194,14 +258,7 @@ pub(super) fn index_of(txn: &RoTxn<'_>, dbs: &Databases, content: &Hash) -> Resu
 
 /// Returns the log position of leaf `index`'s record.
 pub(super) fn offset_of_leaf(txn: &RoTxn<'_>, dbs: &Databases, index: u64) -> Result<u64, StateError> {
-    match dbs
-        .leaf_offsets
-        .get(txn, &index.to_be_bytes())
-        .map_err(StateError::lmdb("read leaf offset"))?
-    {
-        Some(bytes) => decode_u64("leaf offset", bytes),
-        None => Err(StateError::corrupt("leaf offset", format!("no offset for leaf {index}"))),
-    }
+    decode_u64("leaf offset", read_entry(txn, dbs, 0, index)?.get(MERKLE_HASH_LEN..).unwrap_or_default())
 }
 
 /// Returns the number of leaves whose records lie below log position `end`: the tree size a
@@ -243,25 +300,20 @@ pub(super) fn tile(
     if first >= end {
         return Ok(Vec::new());
     }
+    // A tile is one block of its level.
     let level = level as u8;
-    let mut hashes = Vec::with_capacity((end - first) as usize);
-    let start = node_key(level, first);
-    let stop = node_key(level, end);
-    let entries = dbs
+    let block = dbs
         .tree
-        .range(txn, &(Bound::Included(&start[..]), Bound::Excluded(&stop[..])))
-        .map_err(StateError::lmdb("read tile"))?;
-    for entry in entries {
-        let (_, value) = entry.map_err(StateError::lmdb("read tile"))?;
-        hashes.push(decode_hash("tree node", value)?);
-    }
-    if hashes.len() as u64 != end - first {
-        return Err(StateError::corrupt(
-            "tile",
-            format!("{} of {} nodes at level {level}", hashes.len(), end - first),
-        ));
-    }
-    Ok(hashes)
+        .get(txn, &block_key(level, index))
+        .map_err(StateError::lmdb("read tile"))?
+        .unwrap_or_default();
+    (first..end)
+        .map(|i| {
+            entry(level, i, block)
+                .ok_or_else(|| StateError::corrupt("tile", format!("no node at level {level}, index {i}")))
+                .and_then(decode_node)
+        })
+        .collect()
 }
 
 /// The tree at a size: what a checkpoint signs.
@@ -438,7 +490,7 @@ impl super::State {
     /// Empties the tree, as a state written before the tree existed has it. Test-only.
     pub fn forget_tree(&self) -> Result<(), StateError> {
         self.write(|txn, dbs| {
-            for db in [dbs.tree, dbs.leaf_offsets, dbs.leaf_index] {
+            for db in [dbs.tree, dbs.leaf_index] {
                 db.clear(txn).map_err(StateError::lmdb("clear tree"))?;
             }
             dbs.meta

@@ -15,7 +15,7 @@
 //! trust_history      agent[32] offset u64                            offset u64, record: a replaced change
 //! ingest_times       commit ms u64, cursor u64                       empty
 //! rejected           offset u64                                      Rejection, MessagePack (named)
-//! tree, leaf_offsets, leaf_index: the Merkle tree over the log, drawn in `tree`
+//! tree, leaf_index: the Merkle tree over the log, drawn in `tree`
 //! map_leaves, map_nodes, evidence: the authenticated map over the evidence, drawn in `map`
 //! checkpoints        tree size u64                                   a signed checkpoint note (this node's)
 //! meta               "ingest_cursor"                                 u64: next offset to apply
@@ -86,8 +86,6 @@ pub(super) const DB_TRUST_HISTORY: &str = "trust_history";
 pub(super) const DB_INGEST_TIMES: &str = "ingest_times";
 /// The Merkle tree over the log; see `tree`.
 pub(super) const DB_TREE: &str = "tree";
-/// Each leaf's log position; see `tree`.
-pub(super) const DB_LEAF_OFFSETS: &str = "leaf_offsets";
 /// Each record's first leaf, by content hash; see `tree`.
 pub(super) const DB_LEAF_INDEX: &str = "leaf_index";
 /// The node's signed checkpoints, by tree size; see `checkpoints`.
