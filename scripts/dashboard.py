@@ -123,6 +123,14 @@ ROWS = [
         ]),
         ("HTTP rejections by reason", "reqps", [(rate("stemedb_http_rejections_total", "reason"), "{{reason}}")]),
     ]),
+    ("Verifiable log", [
+        ("Tree leaves", "short", [(f"max(stemedb_tree_leaves{sel()})", "leaves")]),
+        ("Checkpoints and receipts", "ops", [
+            (rate("stemedb_checkpoints_signed_total", "kind"), "signed ({{kind}})"),
+            (rate("stemedb_checkpoint_refusals_total"), "refused/s"),
+            (rate("stemedb_receipts_total"), "receipts/s"),
+        ]),
+    ]),
     ("Capacity", [
         ("Mailbox depths", "short", [(f"sum by (actor) (stemedb_mailbox_depth{sel()})", "{{actor}}")]),
         ("Busy rejections", "ops", [(rate("stemedb_busy_rejections_total", "queue"), "{{queue}}")]),
@@ -143,6 +151,15 @@ ROWS = [
             (f"sum(increase(stemedb_state_map_grows_total{sel()}[{RI}]))", "grows"),
         ]),
         ("Build", "short", [(f"max by (version, profile) (stemedb_build_info{sel()})", "{{version}} {{profile}}")]),
+        ("Audit trail", "short", [
+            (f"sum(stemedb_audit_stored_bytes{sel()})", "stored bytes"),
+            (rate("stemedb_audit_evicted_total"), "evicted/s"),
+            (rate("stemedb_audit_write_failures_total"), "write failures/s"),
+        ]),
+        ("View memory and evictions", "short", [
+            (f"sum(stemedb_views_bytes{sel()})", "view bytes"),
+            (rate("stemedb_view_evictions_total"), "evictions/s"),
+        ]),
     ]),
 ]
 

@@ -27,6 +27,7 @@ use parking_lot::Mutex;
 
 use crate::config::CheckpointConfig;
 use crate::protocol::merkle::MerkleHash;
+use crate::telemetry::catalog;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
@@ -196,6 +197,8 @@ impl Checkpointer {
     ) -> Result<SignedCheckpoint, CheckpointError> {
         let mut latest = self.latest.lock();
         self.check_extends(state, *latest, head.size)?;
+        let kind = if keep { "kept" } else { "receipt" };
+        metrics::counter!(catalog::CHECKPOINTS_SIGNED, "kind" => kind).increment(1);
         let checkpoint = Checkpoint {
             origin: self.signer.name().to_owned(),
             size: head.size,
@@ -232,6 +235,7 @@ impl Checkpointer {
     ) -> Result<SignedCheckpoint, CheckpointError> {
         let latest = self.latest.lock();
         self.check_extends(state, *latest, now)?;
+        metrics::counter!(catalog::CHECKPOINTS_SIGNED, "kind" => "receipt").increment(1);
         let checkpoint = Checkpoint {
             origin: self.signer.name().to_owned(),
             size,
@@ -261,9 +265,11 @@ impl Checkpointer {
                 detail,
             };
             if size < signed_size {
+                metrics::counter!(catalog::CHECKPOINT_REFUSALS).increment(1);
                 return Err(inconsistent("the tree is smaller".to_owned()));
             }
             if state.tree_root(signed_size)? != signed_root {
+                metrics::counter!(catalog::CHECKPOINT_REFUSALS).increment(1);
                 return Err(inconsistent(format!("its root at size {signed_size} differs")));
             }
         }
@@ -284,6 +290,7 @@ impl Checkpointer {
                 _ => return,
             }
             let Ok(head) = state.tree_head() else { continue };
+            metrics::gauge!(catalog::TREE_LEAVES).set(head.size as f64);
             let grown = head.size.saturating_sub(signed);
             if grown == 0 || (grown < self.config.records && since.elapsed() < interval) {
                 continue;

@@ -29,6 +29,7 @@ pub fn describe_metrics() {
             catalog::HTTP_REJECTIONS => catalog::HTTP_REJECTION_REASONS,
             catalog::BUSY_REJECTIONS => catalog::QUEUES,
             catalog::RESOLVE_ERRORS => catalog::RESOLVE_ERROR_REASONS,
+            catalog::CHECKPOINTS_SIGNED => catalog::CHECKPOINT_KINDS,
             _ if spec.labels.is_empty() => {
                 metrics::counter!(spec.name).increment(0);
                 continue;

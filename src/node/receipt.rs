@@ -91,6 +91,7 @@ impl Node {
                 signature: String::new(),
             };
             receipt.signature = checkpointer.sign_text(&receipt.signature_text())?;
+            metrics::counter!(crate::telemetry::catalog::RECEIPTS).increment(1);
             Ok(receipt)
         })
     }

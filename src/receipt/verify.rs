@@ -409,13 +409,39 @@ fn decode_records(receipt: &Receipt) -> Result<Vec<Decoded>, ReceiptError> {
             }
         }
     }
-    if let Some(bad) = verify_batch(&checks).iter().position(|valid| !valid) {
+    if let Some(bad) = first_invalid(&checks) {
         return Err(ReceiptError::Record {
             index: receipt.records[owners[bad]].index,
             reason: format!("the signature by {} does not verify", checks[bad].agent),
         });
     }
     Ok(decoded)
+}
+
+/// Checks below which one batch is verified on the calling thread.
+const PARALLEL_CHECKS_MIN: usize = 256;
+
+/// Returns the index of the first invalid signature of `checks`, if any: batch-verified, in
+/// one chunk per available core when there are many.
+fn first_invalid(checks: &[SignatureCheck<'_>]) -> Option<usize> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(16);
+    if checks.len() < PARALLEL_CHECKS_MIN || threads == 1 {
+        return verify_batch(checks).iter().position(|valid| !valid);
+    }
+    let chunk = checks.len().div_ceil(threads);
+    let verdicts: Vec<bool> = std::thread::scope(|scope| {
+        let handles: Vec<_> = checks
+            .chunks(chunk)
+            .map(|part| (part.len(), scope.spawn(move || verify_batch(part))))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|(len, handle)| handle.join().unwrap_or_else(|_| vec![false; len]))
+            .collect()
+    });
+    verdicts.iter().position(|valid| !valid)
 }
 
 /// Recomputes a chain from its entries below the size (from the records) and its tail, and

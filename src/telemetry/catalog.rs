@@ -212,6 +212,16 @@ pub const STATE_MAP_USED_BYTES: &str = "stemedb_state_map_used_bytes";
 pub const STATE_MAP_SIZE_BYTES: &str = "stemedb_state_map_size_bytes";
 /// Times the LMDB map was grown.
 pub const STATE_MAP_GROWS: &str = "stemedb_state_map_grows_total";
+/// Leaves of the Merkle tree over the log.
+pub const TREE_LEAVES: &str = "stemedb_tree_leaves";
+/// Checkpoints signed, by kind.
+pub const CHECKPOINTS_SIGNED: &str = "stemedb_checkpoints_signed_total";
+/// The `kind` values of [`CHECKPOINTS_SIGNED`].
+pub const CHECKPOINT_KINDS: &[&str] = &["kept", "receipt"];
+/// Checkpoints the node refused to sign: its tree does not extend the latest it signed.
+pub const CHECKPOINT_REFUSALS: &str = "stemedb_checkpoint_refusals_total";
+/// Receipts of resolutions built.
+pub const RECEIPTS: &str = "stemedb_receipts_total";
 /// Build information.
 pub const BUILD_INFO: &str = "stemedb_build_info";
 
@@ -304,6 +314,10 @@ pub const METRICS: &[MetricSpec] = &[
     gauge(STATE_MAP_SIZE_BYTES, &[], "The LMDB map size; it grows by itself when nearly full.", "LMDB map used against size"),
     counter(STATE_MAP_GROWS, &[], "Times the LMDB map was grown.", "LMDB map used against size"),
     gauge(BUILD_INFO, &["version", "profile"], "Always 1; the labels say which build runs.", "Build"),
+    gauge(TREE_LEAVES, &[], "Leaves of the Merkle tree over the log (records, rejected ones included), as the checkpointer last saw it.", "Tree leaves"),
+    counter(CHECKPOINTS_SIGNED, &["kind"], "Checkpoints signed: kept (periodic or on demand, stored and served), receipt (for a receipt, current or past size).", "Checkpoints and receipts"),
+    counter(CHECKPOINT_REFUSALS, &[], "Checkpoints the node refused to sign because its tree does not extend the latest it signed (a data directory replaced by an older copy, or fed another log).", "Checkpoints and receipts"),
+    counter(RECEIPTS, &[], "Receipts of resolutions built (GET /v1/resolve?proof=true, Node::resolve_verifiable).", "Checkpoints and receipts"),
 ];
 
 /// Returns the catalog entry named `name`.

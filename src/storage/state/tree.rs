@@ -53,15 +53,20 @@ pub struct Leaf {
     pub content: Option<Hash>,
     /// The record's log position.
     pub offset: u64,
+    /// Whether `leaf_index` must find it by content hash: false for an assertion the ingest
+    /// stored, which `assertion_hashes` finds already.
+    pub indexed: bool,
 }
 
 impl Leaf {
-    /// The leaf of the record at `offset` with bytes `payload` and content hash `content`.
-    pub fn of(offset: u64, payload: &[u8], content: Option<Hash>) -> Self {
+    /// The leaf of the record at `offset` with bytes `payload` and content hash `content`,
+    /// found by `leaf_index` unless `stored` (an assertion stored from this very record).
+    pub fn of(offset: u64, payload: &[u8], content: Option<Hash>, stored: bool) -> Self {
         Self {
             hash: merkle::leaf_hash(payload),
             content,
             offset,
+            indexed: !stored,
         }
     }
 }
@@ -189,7 +194,7 @@ pub(super) fn append(
         value[..MERKLE_HASH_LEN].copy_from_slice(&leaf.hash);
         value[MERKLE_HASH_LEN..].copy_from_slice(&leaf.offset.to_be_bytes());
         add(txn, 0, index, &value)?;
-        if let Some(content) = leaf.content {
+        if let Some(content) = leaf.content.filter(|_| leaf.indexed) {
             // The first leaf of a record is its leaf: a resubmission is a later leaf of the
             // same content, which an inclusion proof by hash need not name.
             dbs.leaf_index
@@ -247,13 +252,31 @@ pub(super) fn root(txn: &RoTxn<'_>, dbs: &Databases, size: u64) -> Result<Merkle
     }
 }
 
-/// Returns the first leaf whose record has content hash `content`, if any.
-pub(super) fn index_of(txn: &RoTxn<'_>, dbs: &Databases, content: &Hash) -> Result<Option<u64>, StateError> {
-    dbs.leaf_index
+/// Returns the first leaf whose record has content hash `content`, if any: from `leaf_index`,
+/// or, for the stored copy of an assertion, from its log position.
+pub(super) fn index_of(
+    txn: &RoTxn<'_>,
+    dbs: &Databases,
+    at: TreeExtent,
+    content: &Hash,
+) -> Result<Option<u64>, StateError> {
+    let indexed = dbs
+        .leaf_index
         .get(txn, content.as_bytes())
         .map_err(StateError::lmdb("read leaf index"))?
         .map(|bytes| decode_u64("leaf index", bytes))
-        .transpose()
+        .transpose()?;
+    let stored = match super::read::offset_of(txn, dbs, content)? {
+        Some(offset) if offset < at.cursor => {
+            let index = size_at(txn, dbs, at, offset)?;
+            (index < at.size && offset_of_leaf(txn, dbs, index)? == offset).then_some(index)
+        }
+        _ => None,
+    };
+    Ok(match (indexed, stored) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    })
 }
 
 /// Returns the log position of leaf `index`'s record.
@@ -403,7 +426,7 @@ impl super::State {
         self.read(|txn, dbs| {
             let at = available(txn, dbs)?;
             let size = checked_size(at, size)?;
-            let index = index_of(txn, dbs, content)?
+            let index = index_of(txn, dbs, at, content)?
                 .ok_or_else(|| StateError::NotInTree(format!("no record with content hash {content}")))?;
             proof_in(txn, dbs, index, size)
         })
@@ -461,7 +484,12 @@ impl super::State {
                 if next > cursor {
                     break;
                 }
-                leaves.push(Leaf::of(offset, payload, content_of(payload)));
+                let content = content_of(payload);
+                let stored = match content {
+                    Some(hash) => super::read::offset_of(txn, dbs, &hash)? == Some(offset),
+                    None => false,
+                };
+                leaves.push(Leaf::of(offset, payload, content, stored));
                 end = next;
             }
             if leaves.is_empty() {

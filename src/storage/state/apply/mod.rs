@@ -243,7 +243,7 @@ impl State {
                         hash: *hash,
                         reason: reason.clone(),
                     }));
-                    plan.leaves.push(Leaf::of(record.offset, &record.payload, tree::content_of(&record.payload)));
+                    plan.leaves.push(Leaf::of(record.offset, &record.payload, tree::content_of(&record.payload), false));
                     plan.end = record.next;
                     continue;
                 }
@@ -255,7 +255,10 @@ impl State {
                         });
                         break;
                     }
-                    Planned::Next(content) => plan.leaves.push(Leaf::of(record.offset, &record.payload, content)),
+                    Planned::Next(content) => {
+                        let stored = matches!(plan.steps.last(), Some(Step::Store(s)) if s.offset == record.offset);
+                        plan.leaves.push(Leaf::of(record.offset, &record.payload, content, stored));
+                    }
                 }
                 plan.end = record.next;
             }
