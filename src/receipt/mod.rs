@@ -22,6 +22,7 @@
 //! Each failure is named
 //! ([`ReceiptError`]): which proof, which record, which step.
 
+mod replay;
 mod verify;
 
 pub use crate::protocol::receipt::{

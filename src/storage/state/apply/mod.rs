@@ -26,17 +26,20 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use heed::RoTxn;
 
 use super::layout::{
-    META_INGEST_CURSOR, PairId, assertion_pair, decode_u64, encode_rejection, encode_trust, ingest_time_key,
+    META_INGEST_CURSOR, PairId, decode_u64, encode_rejection, encode_trust, ingest_time_key,
     rejected_key, trust_history_key,
 };
 use super::rejection::{RejectReason, Rejection};
 use super::trust::{StoredTrust, plan_trust};
+mod evidence;
+mod facts;
 mod write;
 
-use super::read::{offset_of, record_at};
 use write::{store, write_tally};
 use super::votes::{RoutedVote, Tally};
-use super::map::{self, Evidence};
+use super::map;
+use evidence::batch_evidence;
+use facts::{ParentFacts, is_stored, stored_pair};
 use super::tree::{self, Leaf};
 use super::{Databases, State, StateError};
 use crate::protocol::{AgentId, Assertion, CodecError, Hash, LogRecord, check_values};
@@ -341,38 +344,6 @@ impl State {
     }
 }
 
-/// The records of a batch that changed what a map key resolves to (see `map`): its stored
-/// assertions, the votes that became live (also if a later vote of the batch replaced them),
-/// and the trust changes that were applied (likewise). `first` is the batch's first leaf.
-fn batch_evidence(plan: &Plan, tallies: &[Tally], first: u64) -> Result<Vec<Evidence>, StateError> {
-    use crate::protocol::smt::{agent_key, pair_key};
-    let mut evidence = Vec::new();
-    let mut add = |key, offset| -> Result<(), StateError> {
-        let (index, leaf) = map::leaf_at(&plan.leaves, first, offset)?;
-        evidence.push(Evidence { key, index, leaf, offset });
-        Ok(())
-    };
-    for step in &plan.steps {
-        if let Step::Store(stored) = step {
-            add(pair_key(stored.pair.as_bytes()), stored.offset)?;
-        }
-    }
-    for tally in tallies {
-        let replaced_here = tally.replaced.iter().filter(|row| row.offset >= plan.cursor);
-        for row in tally.rows.iter().chain(replaced_here) {
-            let pair = plan.vote_pairs.get(&row.vote.assertion).ok_or_else(|| {
-                StateError::corrupt("vote tally", format!("no pair for assertion {}", row.vote.assertion))
-            })?;
-            add(pair_key(pair.as_bytes()), row.offset)?;
-        }
-    }
-    let replaced_here = plan.trust_replaced.iter().filter(|row| row.offset >= plan.cursor);
-    for row in plan.trust.values().chain(replaced_here) {
-        add(agent_key(row.change.agent.as_bytes()), row.offset)?;
-    }
-    Ok(evidence)
-}
-
 pub(super) fn read_cursor(txn: &RoTxn<'_>, dbs: &Databases) -> Result<u64, StateError> {
     match dbs
         .meta
@@ -497,41 +468,4 @@ fn plan_one(
         parent_timestamp_ms,
     })));
     Ok(Planned::Next(Some(content)))
-}
-
-/// What a successor is checked against: its parent's subject, predicate, signers and
-/// timestamp (which places the parent's `pairs` entry); and the pair votes on it touch.
-#[derive(Debug, Clone)]
-struct ParentFacts {
-    subject: String,
-    predicate: String,
-    signers: Vec<AgentId>,
-    timestamp_ms: u64,
-    pair: PairId,
-}
-
-impl ParentFacts {
-    fn of(assertion: &Assertion) -> Self {
-        Self {
-            subject: assertion.subject.clone(),
-            predicate: assertion.predicate.clone(),
-            signers: assertion.signatures.iter().map(|s| s.agent).collect(),
-            timestamp_ms: assertion.timestamp_ms,
-            pair: PairId::of_assertion(assertion),
-        }
-    }
-}
-
-/// Returns true if and only if an assertion with content hash `hash` is stored; reads the key
-/// only, since duplicate and vote checks need no more.
-fn is_stored(txn: &RoTxn<'_>, dbs: &Databases, hash: &Hash) -> Result<bool, StateError> {
-    Ok(offset_of(txn, dbs, hash)?.is_some())
-}
-
-/// Returns the pair of the stored assertion `hash`, or `None` if it is not stored.
-fn stored_pair(txn: &RoTxn<'_>, dbs: &Databases, hash: &Hash) -> Result<Option<PairId>, StateError> {
-    let Some(offset) = offset_of(txn, dbs, hash)? else {
-        return Ok(None);
-    };
-    assertion_pair(record_at(txn, dbs, hash, offset)?).map(Some)
 }
