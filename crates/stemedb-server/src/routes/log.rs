@@ -61,12 +61,9 @@ async fn serve_checkpoint(caller: Caller, api: web::Data<Api>) -> Result<HttpRes
     })
     .await
     .map_err(|e| ApiError::unavailable(e.to_string(), crate::problem::RETRY_UNAVAILABLE_S))?
-    .map_err(|error| match error {
-        NodeError::Checkpoint(refused @ stemedb::node::CheckpointError::Inconsistent { .. }) => {
-            ApiError::conflict(refused.to_string())
-        }
-        other => tree_error(other),
-    })?;
+    // A refusal to sign (the tree does not extend what the node signed before) or a tree that
+    // does not cover the log is the node's condition, not the caller's: 503, with the reason.
+    .map_err(tree_error)?;
     Ok(HttpResponse::Ok().content_type(NOTE_TYPE).body(note))
 }
 
