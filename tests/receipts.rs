@@ -13,7 +13,7 @@ use stemedb_testkit as common;
 
 use common::{NOW_MS, deadline, key};
 use stemedb::Config;
-use stemedb::lens::{AsOf, Query};
+use stemedb::lens::{AsOf, Candidate, Evidence, Lens, Query, ResolveError, Score};
 use stemedb::node::Node;
 use stemedb::protocol::{Assertion, Hash, LogRecord, ObjectValue, TrustChange, Vote};
 use stemedb::receipt::{Receipt, ReceiptError, verify};
@@ -199,14 +199,40 @@ fn every_past_answer_of_a_scripted_history_is_proven_and_every_tamper_is_named()
             "{refused}"
         );
         stranger.shutdown().await.unwrap();
-        // A lens no verifier can replay is refused up front.
+        // An unknown lens is refused as such; a host's own lens, which no verifier can replay,
+        // is refused as unprovable.
         let refused = node
             .resolve_verifiable(Query::new(SUBJECT, PREDICATE, "nope"))
             .await
             .unwrap_err();
-        assert!(refused.to_string().contains("cannot be proven"), "{refused}");
+        assert!(matches!(refused, ResolveError::UnknownLens { .. }), "{refused}");
+        node.register_lens(std::sync::Arc::new(Oldest)).unwrap();
+        let refused = node
+            .resolve_verifiable(Query::new(SUBJECT, PREDICATE, "oldest"))
+            .await
+            .unwrap_err();
+        assert!(matches!(refused, ResolveError::Unprovable(_)), "{refused}");
         node.shutdown().await.unwrap();
     });
+}
+
+/// A host's own lens: the earliest timestamp wins.
+struct Oldest;
+
+impl Lens for Oldest {
+    fn name(&self) -> &str {
+        "oldest"
+    }
+
+    fn score(&self, candidates: &[Candidate], _: &Evidence<'_>) -> Result<Vec<Score>, ResolveError> {
+        Ok(candidates
+            .iter()
+            .map(|c| Score {
+                value: -(c.timestamp_ms as f64),
+                reason: "older is better".to_owned(),
+            })
+            .collect())
+    }
 }
 
 fn decode(receipt: &Receipt, i: usize) -> LogRecord {

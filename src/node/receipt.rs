@@ -13,14 +13,15 @@ impl Node {
     /// against a checkpoint of that past size, connected to the current one by a consistency
     /// proof. Only a built-in lens can be proven (a verifier replays it).
     pub async fn resolve_verifiable(&self, mut query: Query) -> Result<(Resolution, Receipt), ResolveError> {
+        query.max_stale = None;
+        // Resolved first: an unknown lens is refused as such.
+        let resolution = self.resolve(query.clone()).await?;
         if LensRegistry::with_builtins().get(&query.lens).is_err() {
             return Err(ResolveError::Unprovable(format!(
                 "lens {:?} is not a built-in one, which a verifier can replay",
                 query.lens
             )));
         }
-        query.max_stale = None;
-        let resolution = self.resolve(query.clone()).await?;
         let node = self.clone();
         let end = resolution.offset;
         let result = ReceiptResult {

@@ -158,8 +158,8 @@ fn every_route_in_the_openapi_document_is_served_and_only_those() {
             }
         }
         // Writes (7), reads (3), resolve and audit (3, watch skipped), ops (4: health, ready,
-        // the document, metrics), keys and agents (4), the verifiable log (6: two checkpoint
-        // names, its key, two proofs, tiles).
-        assert_eq!(documented, 27, "the document's operations");
+        // the document, metrics), keys and agents (4), the verifiable log (7: two checkpoint
+        // names, its key, inclusion by index and by hash, consistency, tiles).
+        assert_eq!(documented, 28, "the document's operations");
     });
 }

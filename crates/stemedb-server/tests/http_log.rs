@@ -110,7 +110,7 @@ fn the_log_is_served_verifiably_and_go_tlog_verifies_it() {
             .assertions[0]
             .clone();
         let body = s
-            .get(&format!("/v1/proofs/inclusion?hash={}", stored.hash), &reader)
+            .get(&format!("/v1/proofs/inclusion/{}", stored.hash), &reader)
             .await
             .body;
         let (index, size) = (body["index"].as_u64().unwrap(), body["size"].as_u64().unwrap());
@@ -146,7 +146,7 @@ fn the_log_is_served_verifiably_and_go_tlog_verifies_it() {
         for path in [
             format!("/v1/proofs/inclusion?index={far}"),
             format!("/v1/proofs/consistency?old={far}"),
-            format!("/v1/proofs/inclusion?hash={}", "ab".repeat(32)),
+            format!("/v1/proofs/inclusion/{}", "ab".repeat(32)),
             "/v1/log/tile/0/x001/000".to_owned(),
             "/v1/log/tile/0/3".to_owned(),
             "/v1/log/tile/0/000.p/0".to_owned(),
@@ -159,8 +159,8 @@ fn the_log_is_served_verifiably_and_go_tlog_verifies_it() {
         }
         for path in [
             "/v1/proofs/inclusion",
-            "/v1/proofs/inclusion?index=1&hash=00",
-            "/v1/proofs/inclusion?hash=zz",
+            "/v1/proofs/inclusion?index=x",
+            "/v1/proofs/inclusion/zz",
         ] {
             assert_eq!(
                 s.get(path, &reader).await.status,

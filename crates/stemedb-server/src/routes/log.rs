@@ -5,7 +5,8 @@
 //!   checkpoint, as a C2SP signed note (`text/plain`). If the tree grew since the newest kept
 //!   one, the node signs one now (a client never waits for the next period). `GET
 //!   /v1/checkpoint/key`: the verifier key.
-//! - `GET /v1/proofs/inclusion?hash=H` or `?index=I`, with `size=N` (default: the tree now).
+//! - `GET /v1/proofs/inclusion?index=I` and `GET /v1/proofs/inclusion/{hash}` (the record's
+//!   first leaf), with `size=N` (default: the tree now).
 //! - `GET /v1/proofs/consistency?old=M&new=N` (`new` default: the tree now).
 //! - `GET /v1/log/tile/<L>/<N>[.p/<W>]`: hash tile `N` of level `L`, 32 bytes per hash, `N` in
 //!   the tlog-tiles path form (`x001/x234/067`); a full tile only once it has 256 hashes, a
@@ -15,7 +16,7 @@
 //!
 //! Hashes in JSON are lowercase hex, as every hash in this API.
 
-use actix_web::{HttpResponse, get, web};
+use actix_web::{HttpRequest, HttpResponse, get, web};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -25,7 +26,6 @@ use crate::auth::Caller;
 use crate::keys::Role;
 use crate::problem::ApiError;
 use stemedb::node::{LeafRef, NodeError, StateError, TILE_WIDTH};
-use stemedb::protocol::Hash;
 
 /// The content type of a signed note.
 const NOTE_TYPE: &str = "text/plain; charset=utf-8";
@@ -92,16 +92,24 @@ pub async fn checkpoint_key(caller: Caller, api: web::Data<Api>) -> Result<HttpR
         .body(format!("{}\n", api.node.checkpoint_verifier())))
 }
 
-/// Query parameters of `GET /v1/proofs/inclusion`: `hash` or `index`, not both.
+/// Query parameters of `GET /v1/proofs/inclusion`.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct InclusionParams {
-    /// The record's content hash (64 hex digits): its first leaf.
-    pub hash: Option<String>,
     /// The leaf index.
     #[param(minimum = 0, format = "uint64", maximum = 18446744073709551615_u64)]
-    pub index: Option<u64>,
+    pub index: u64,
+    /// The tree size (default: the tree now).
+    #[param(minimum = 0, format = "uint64", maximum = 18446744073709551615_u64)]
+    pub size: Option<u64>,
+}
+
+/// Query parameters of `GET /v1/proofs/inclusion/{hash}`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct SizeParams {
     /// The tree size (default: the tree now).
     #[param(minimum = 0, format = "uint64", maximum = 18446744073709551615_u64)]
     pub size: Option<u64>,
@@ -127,7 +135,7 @@ pub struct InclusionBody {
     pub path: Vec<String>,
 }
 
-/// The inclusion proof of a record (by content hash) or a leaf (by index) in the tree.
+/// The inclusion proof of the leaf at `index` in the tree.
 #[utoipa::path(
     tag = "log",
     params(InclusionParams),
@@ -141,14 +149,31 @@ pub async fn inclusion(
     params: web::Query<InclusionParams>,
 ) -> Result<web::Json<InclusionBody>, ApiError> {
     caller.require(Role::Read)?;
-    let leaf = match (&params.hash, params.index) {
-        (Some(hash), None) => LeafRef::Content(hash.parse::<Hash>().map_err(|e| {
-            ApiError::bad_request(format!("{hash:?} is not a content hash: {e}")).field("hash")
-        })?),
-        (None, Some(index)) => LeafRef::Index(index),
-        _ => return Err(ApiError::bad_request("give one of `hash` and `index`").field("hash")),
-    };
-    let proof = api.node.inclusion_proof(leaf, params.size).map_err(tree_error)?;
+    inclusion_body(&api, LeafRef::Index(params.index), params.size)
+}
+
+/// The inclusion proof of the record with content hash `hash` (its first leaf) in the tree.
+#[utoipa::path(
+    tag = "log",
+    params(("hash" = inline(stemedb::protocol::Hash), Path, description = "Content hash, 64 hex digits"), SizeParams),
+    responses((status = 200, description = "The proof", body = InclusionBody), ReadErrors),
+    security(("api_key" = []))
+)]
+#[get("/proofs/inclusion/{hash}")]
+pub async fn inclusion_of(
+    caller: Caller,
+    api: web::Data<Api>,
+    hash: web::Path<String>,
+    params: web::Query<SizeParams>,
+    req: HttpRequest,
+) -> Result<web::Json<InclusionBody>, ApiError> {
+    caller.require(Role::Read)?;
+    let hash = super::parse_hash(&api, &req, &hash)?;
+    inclusion_body(&api, LeafRef::Content(hash), params.size)
+}
+
+fn inclusion_body(api: &Api, leaf: LeafRef, size: Option<u64>) -> Result<web::Json<InclusionBody>, ApiError> {
+    let proof = api.node.inclusion_proof(leaf, size).map_err(tree_error)?;
     let root = api.node.tree_root(proof.size).map_err(tree_error)?;
     Ok(web::Json(InclusionBody {
         index: proof.index,
@@ -256,7 +281,7 @@ fn parse_digits(text: &str) -> Option<u64> {
 #[utoipa::path(
     tag = "log",
     params(("path" = String, Path, description = "`<L>/<N>[.p/<W>]`, as tlog-tiles names tiles")),
-    responses((status = 200, description = "The tile's hashes", body = Vec<u8>, content_type = "application/octet-stream"), ReadErrors),
+    responses((status = 200, description = "The tile's hashes: 32 bytes each (application/octet-stream)"), ReadErrors),
     security(("api_key" = []))
 )]
 #[get("/log/tile/{path:.*}")]

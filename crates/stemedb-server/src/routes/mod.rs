@@ -43,6 +43,7 @@ pub(crate) fn scope() -> utoipa_actix_web::scope::Scope<
         .service(log::log_checkpoint)
         .service(log::checkpoint_key)
         .service(log::inclusion)
+        .service(log::inclusion_of)
         .service(log::consistency)
         .service(log::tile)
         .service(admin::health)
