@@ -13,6 +13,7 @@
 
 mod builtin;
 mod evidence;
+pub mod learned;
 mod views;
 
 use std::collections::HashMap;
