@@ -164,6 +164,9 @@ pub fn nats_server_binary() -> Result<PathBuf, String> {
         })
 }
 
+/// Starts of a cluster tried before [`NatsCluster::start_with`] gives up.
+pub const START_ATTEMPTS: u32 = 3;
+
 fn free_port() -> std::io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
@@ -181,7 +184,27 @@ impl NatsCluster {
 
     /// Starts `size` servers (1 to 5) configured by `options`, with their stores under `dir`,
     /// each accepting clients before this returns.
+    ///
+    /// Free ports are found by binding port 0 and letting it go, so another process (or test)
+    /// may take one before a server binds it, and that server exits at start. Such a start is
+    /// made again, with other ports and empty stores, up to [`START_ATTEMPTS`] times.
     pub fn start_with(dir: &Path, size: usize, options: &NatsOptions) -> std::io::Result<Self> {
+        let mut attempt = 1;
+        loop {
+            match Self::start_once(dir, size, options) {
+                Err(error) if attempt < START_ATTEMPTS && error.to_string().contains("exited with") => {
+                    tracing::warn!(%error, attempt, "a nats-server exited at start; starting the cluster again on other ports");
+                    for index in 0..size {
+                        let _ = std::fs::remove_dir_all(dir.join(format!("n{index}")));
+                    }
+                    attempt += 1;
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
+    fn start_once(dir: &Path, size: usize, options: &NatsOptions) -> std::io::Result<Self> {
         assert!((1..=5).contains(&size), "a cluster of 1 to 5 servers");
         let binary = nats_server_binary().map_err(std::io::Error::other)?;
         let mut ports = Vec::with_capacity(size);
