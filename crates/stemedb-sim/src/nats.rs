@@ -187,7 +187,7 @@ impl NatsCluster {
     ///
     /// Free ports are found by binding port 0 and letting it go, so another process (or test)
     /// may take one before a server binds it, and that server exits at start. Such a start is
-    /// made again, with other ports and empty stores, up to [`START_ATTEMPTS`] times.
+    /// made again, with other ports and empty stores, up to `START_ATTEMPTS` (3) times.
     pub fn start_with(dir: &Path, size: usize, options: &NatsOptions) -> std::io::Result<Self> {
         let mut attempt = 1;
         loop {
