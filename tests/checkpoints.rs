@@ -9,7 +9,6 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use stemedb_testkit as common;
 
@@ -95,14 +94,12 @@ fn checkpoints_are_signed_notes_of_the_tree_kept_as_it_grows_with_a_private_key(
         // The checkpointer keeps one as the tree grows.
         write(&node, 50, 20, "s").await;
         let grown = node.tree_head().unwrap().size;
-        let start = Instant::now();
-        let kept = loop {
-            match node.checkpoint(None).unwrap() {
-                Some(kept) if kept.checkpoint.size == grown => break kept,
-                _ if start.elapsed() > Duration::from_secs(20) => panic!("no checkpoint of size {grown}"),
-                _ => actix_rt::time::sleep(Duration::from_millis(5)).await,
-            }
-        };
+        let kept = node.wait_checkpoint(grown, deadline()).await.unwrap();
+        let kept = kept.unwrap_or_else(|| panic!("no checkpoint of size {grown}"));
+        assert_eq!(
+            kept.checkpoint.size, grown,
+            "the checkpointer keeps the tree as it grew"
+        );
         Checkpoint::open(&kept.note, &verifier).unwrap();
         let older = node.checkpoint(Some(grown - 1)).unwrap().unwrap();
         assert!(

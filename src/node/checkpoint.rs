@@ -90,6 +90,8 @@ pub(crate) struct Checkpointer {
     latest_path: PathBuf,
     /// The latest checkpoint signed (size, root): what the next must extend.
     latest: Mutex<Option<(u64, MerkleHash)>>,
+    /// The tree size of the newest checkpoint kept: what waiters watch.
+    kept: tokio::sync::watch::Sender<u64>,
     config: CheckpointConfig,
 }
 
@@ -170,8 +172,14 @@ impl Checkpointer {
             signer,
             latest_path,
             latest: Mutex::new(latest),
+            kept: tokio::sync::watch::Sender::new(0),
             config: config.clone(),
         })
+    }
+
+    /// A receiver of the tree size of the newest checkpoint kept since the node started.
+    pub(crate) fn kept(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.kept.subscribe()
     }
 
     /// The verifier key of the node's checkpoints.
@@ -216,6 +224,7 @@ impl Checkpointer {
                 detail: e.to_string(),
             })?;
             state.store_checkpoint(head.size, &note, self.config.keep)?;
+            self.kept.send_replace(head.size);
         }
         if latest.is_none_or(|(size, _)| size < head.size) || keep {
             *latest = Some((head.size, head.root));

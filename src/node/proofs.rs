@@ -73,6 +73,25 @@ impl Node {
         Ok(Some(SignedCheckpoint { note, checkpoint }))
     }
 
+    /// Waits until a checkpoint of at least `size` leaves is kept (by the checkpointer, or on
+    /// demand), or until `deadline`; returns the newest kept one, or `None` at the deadline.
+    pub async fn wait_checkpoint(
+        &self,
+        size: u64,
+        deadline: std::time::Instant,
+    ) -> Result<Option<SignedCheckpoint>, NodeError> {
+        let mut kept = self.inner.checkpointer.kept();
+        let reached = actix_rt::time::timeout(
+            deadline.saturating_duration_since(std::time::Instant::now()),
+            kept.wait_for(|kept| *kept >= size),
+        )
+        .await;
+        match reached {
+            Ok(Ok(_)) => self.checkpoint(None),
+            _ => Ok(None),
+        }
+    }
+
     /// Signs a checkpoint of the tree now and keeps it (on demand); refused if the tree does not
     /// extend the latest checkpoint this node signed ([`CheckpointError::Inconsistent`]).
     pub fn sign_checkpoint(&self) -> Result<SignedCheckpoint, NodeError> {
@@ -84,7 +103,7 @@ impl Node {
     /// Returns the bytes of leaf `index`'s record (as the log holds it: the leaf is the
     /// SHA-256 of `0x00` and these), or `None` if the log has let the record go.
     pub fn leaf_record(&self, index: u64) -> Result<Option<bytes::Bytes>, NodeError> {
-        let offset = self.inclusion_proof(LeafRef::Index(index), None)?.offset;
+        let offset = self.with_state(|state| Ok(state.leaf_offset(index)?))?;
         let mut reader = self.with_running(|running| Ok(running.log.reader()))?;
         match reader.read_range(offset, 1, 1) {
             Ok(read) => Ok(read

@@ -231,6 +231,8 @@ impl State {
             };
             // Assertions stored earlier in this batch, by hash: what a successor is checked against.
             let mut batch: HashMap<Hash, ParentFacts> = HashMap::new();
+            // Leaves are hashed only for a state that keeps the tree (`checkpoint.enabled`).
+            let verifiable = self.verifiable();
             for (i, record) in records.iter().enumerate() {
                 assert!(
                     record.next > record.offset,
@@ -246,7 +248,9 @@ impl State {
                         hash: *hash,
                         reason: reason.clone(),
                     }));
-                    plan.leaves.push(Leaf::of(record.offset, &record.payload, tree::content_of(&record.payload), false));
+                    if verifiable {
+                        plan.leaves.push(Leaf::of(record.offset, &record.payload, tree::content_of(&record.payload), false));
+                    }
                     plan.end = record.next;
                     continue;
                 }
@@ -260,7 +264,9 @@ impl State {
                     }
                     Planned::Next(content) => {
                         let stored = matches!(plan.steps.last(), Some(Step::Store(s)) if s.offset == record.offset);
-                        plan.leaves.push(Leaf::of(record.offset, &record.payload, content, stored));
+                        if verifiable {
+                            plan.leaves.push(Leaf::of(record.offset, &record.payload, content, stored));
+                        }
                     }
                 }
                 plan.end = record.next;

@@ -131,6 +131,17 @@ impl crate::storage::state::State {
         })
     }
 
+    /// Returns the log position of leaf `index`'s record.
+    pub fn leaf_offset(&self, index: u64) -> Result<u64, StateError> {
+        self.read(|txn, dbs| {
+            let at = available(txn, dbs)?;
+            if index >= at.size {
+                return Err(StateError::NotInTree(format!("leaf {index} is not below the tree size {}", at.size)));
+            }
+            offset_of_leaf(txn, dbs, index)
+        })
+    }
+
     /// Returns the tree's extent, available or not: what [`tree_backfill`](Self::tree_backfill)
     /// starts from.
     pub fn tree_extent(&self) -> Result<TreeExtent, StateError> {
