@@ -61,6 +61,7 @@ pub mod protocol;
 pub mod receipt;
 pub mod storage;
 pub mod telemetry;
+pub mod truth;
 
 pub use config::Config;
 pub use node::Node;

@@ -6,7 +6,7 @@
 //! The order, lowest first (a module may import its own layer and every layer before it):
 //!
 //! ```text
-//! telemetry, budget < protocol < storage < config < log < lens < receipt < actors < node < lib.rs
+//! telemetry, budget, truth < protocol < storage < config < log < lens < receipt < actors < node < lib.rs
 //! ```
 //!
 //! Comments are skipped (a doc link may point anywhere); code is not.
@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 /// The layers, lowest first; modules of one entry are peers.
 const LAYERS: &[&[&str]] = &[
-    &["telemetry", "budget"],
+    &["telemetry", "budget", "truth"],
     &["protocol"],
     &["storage"],
     &["config"],

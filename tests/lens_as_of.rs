@@ -21,7 +21,7 @@ use stemedb::storage::state::{IngestRecord, State, StateConfig};
 use tempfile::TempDir;
 
 const WAIT: Duration = Duration::from_secs(60);
-const LENSES: [&str; 3] = ["recency", "confidence", "consensus"];
+const LENSES: [&str; 4] = ["recency", "confidence", "consensus", "learned"];
 
 /// A random history as journal records laid end to end from offset 0.
 fn history(seed: u64, len: usize) -> Vec<IngestRecord> {

@@ -25,7 +25,9 @@ use stemedb_testkit as common;
 mod trust;
 
 use common::Rng;
-use common::crash::{assert_same, config, env_u64, journal_tree, replay_journal_records};
+use common::crash::{
+    assert_same, config, env_u64, journal_state_digest, journal_tree, replay_journal_records,
+};
 use common::kill::{Kill, run_and_kill as run_and_kill_child};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -36,7 +38,7 @@ use std::time::{Duration, Instant};
 use stemedb::node::{Node, TreeHead};
 use stemedb::protocol::{AgentId, AgentKey, Assertion, Hash, LogRecord, ObjectValue, Vote, now_ms};
 use stemedb::storage::state::{
-    LIST_LIMIT_MAX, RejectReason, Rejection, StateDump, StoredTrust, StoredVote, VoteTotals,
+    LIST_LIMIT_MAX, RejectReason, Rejection, StateDigest, StateDump, StoredTrust, StoredVote, VoteTotals,
 };
 use tempfile::TempDir;
 
@@ -240,7 +242,7 @@ fn run_and_kill(dir: &Path, seed: u64, kill_after: Option<u64>, ctx: &str) -> Ve
 
 /// Restarts the node on `dir`, waits until it has caught up, checks that `vote_totals` and
 /// `votes` agree with its dump, and shuts it down; returns the dump and the journal's end.
-fn restart_and_dump(dir: &Path, ctx: &str) -> (StateDump, u64, TreeHead) {
+fn restart_and_dump(dir: &Path, ctx: &str) -> (StateDump, u64, TreeHead, StateDigest) {
     actix_rt::System::new().block_on(async {
         let node = Node::start(config(), dir).unwrap_or_else(|e| panic!("{ctx}: restart failed: {e}"));
         let caught_up = node.wait_caught_up(Instant::now() + WAIT_MAX).await;
@@ -262,9 +264,10 @@ fn restart_and_dump(dir: &Path, ctx: &str) -> (StateDump, u64, TreeHead) {
         let tree = node
             .tree_head()
             .unwrap_or_else(|e| panic!("{ctx}: tree head: {e}"));
+        let digest = node.state_digest().unwrap();
         let shut = node.shutdown().await;
         shut.unwrap_or_else(|e| panic!("{ctx}: shutdown failed: {e}"));
-        (dump, end, tree)
+        (dump, end, tree, digest)
     })
 }
 
@@ -440,7 +443,14 @@ fn acknowledged_votes_survive_sigkill_and_totals_equal_the_recount() {
             (kills, acks) = (kills + 1, acks + new.len());
             acked.extend(new);
         }
-        let (dump, end, tree) = restart_and_dump(dir.path(), &ctx);
+        let (dump, end, tree, digest) = restart_and_dump(dir.path(), &ctx);
+        // The whole state, the learned trust model with it, equals a fresh state fed the
+        // journal.
+        assert_eq!(
+            digest,
+            journal_state_digest(dir.path(), &ctx),
+            "{ctx}: the state digest"
+        );
         let replay = replay_journal(dir.path(), &ctx);
         // The tree root at the cursor equals a tree rebuilt from the journal.
         let (size, root) = journal_tree(dir.path(), &ctx);

@@ -11,12 +11,14 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 mod checkpoint;
+mod learned;
 mod node;
 
 use crate::protocol::Limits;
 pub use crate::storage::journal::JournalConfig;
 pub use crate::storage::state::{MAP_SIZE_GRANULE_BYTES, StateConfig};
 pub use checkpoint::CheckpointConfig;
+pub use learned::LearnedConfig;
 pub use node::{
     AUDIT_BYTES_MIN, AUDIT_MAP_HEADROOM_FACTOR, AuditMode, BATCH_RECORDS_CEILING, NodeConfig,
     RECORD_STRUCT_BYTES, VERIFY_THREADS_CEILING, VOTE_SHARDS_CEILING, VotesConfig,
@@ -40,6 +42,8 @@ pub struct Config {
     pub votes: VotesConfig,
     /// Signed checkpoints of the log's Merkle tree (`[checkpoint]`).
     pub checkpoint: CheckpointConfig,
+    /// The trust model learned from the log (`[learned]`).
+    pub learned: LearnedConfig,
 }
 
 /// Reads the TOML file at `path` into `T` (a [`Config`], or a host's configuration that embeds
@@ -157,6 +161,7 @@ impl Config {
         self.node.validate()?;
         self.votes.validate()?;
         self.checkpoint.validate()?;
+        self.learned.validate()?;
         // A submission of one valid record must fit the verification queue.
         let needed = self.limits.record_bytes_max + RECORD_STRUCT_BYTES;
         if self.node.verify_queue_bytes_max < needed {

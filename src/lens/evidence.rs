@@ -107,6 +107,29 @@ impl Evidence<'_> {
             .unwrap_or(self.trust.default))
     }
 
+    /// Returns `agent`'s journaled trust factor as of the evidence's point, if it has one
+    /// (what the log says; configured factors are not part of the log).
+    pub fn journaled_trust(&self, agent: &AgentId) -> Result<Option<f32>, ResolveError> {
+        Ok(match (&self.source, self.as_of_end) {
+            (Source::Replayed(replayed), _) => replayed.trust.get(agent).copied(),
+            (Source::Snapshot(snapshot), Some(end)) => {
+                snapshot.trust_change_as_of(agent, end)?.map(|s| s.change.factor)
+            }
+            (Source::Snapshot(snapshot), None) => snapshot.trust_change(agent)?.map(|s| s.change.factor),
+        })
+    }
+
+    /// The snapshot and log position the learned model is read at; a receipt's replayed
+    /// evidence does not carry the model.
+    pub(crate) fn learned_source(&self) -> Result<(&Snapshot, u64), ResolveError> {
+        match self.source {
+            Source::Snapshot(snapshot) => Ok((snapshot, self.offset())),
+            Source::Replayed(_) => Err(ResolveError::ModelUnavailable(
+                "replayed evidence does not carry the learned model".into(),
+            )),
+        }
+    }
+
     /// Returns the point in the log the resolution reflects: records below it count.
     pub fn offset(&self) -> u64 {
         match self.source {

@@ -1,307 +1,211 @@
-//! Truth inference (issue 26, first step): estimating each source's reliability from its
-//! agreement with the other evidence, and the answers that follow, as a pure, deterministic
-//! function of the answers.
-//!
-//! The model is the one-coin Dawid–Skene model: worker `w` answers a task correctly with
-//! probability `p_w`, and otherwise picks one of the task's other candidate labels uniformly.
-//! Expectation–maximization alternates:
-//! - **E step**: each task's posterior over its candidates, `q_t(l) ∝ Π_w p_w` if `w` said
-//!   `l`, else `(1 − p_w) / (K_t − 1)`, with `K_t` the task's candidates (at least 2);
-//! - **M step**: `p_w = (Σ_t q_t(a_tw) + α) / (n_w + α + β)`: the expected number of tasks `w`
-//!   got right, smoothed by a Beta(α, β) prior whose mean is the reliability a worker with no
-//!   history gets ([`Prior`]). A new key thus starts at the prior, and a swarm of new keys
-//!   cannot outweigh workers whose agreement with the rest earned them more.
-//!
-//! It starts from majority vote and runs a fixed number of rounds, stopping early once no
-//! posterior moves by more than [`EmConfig::tolerance`]. Every loop runs over tasks and
-//! workers in index order, so the result is the same on every replica for the same answers.
+//! The `learned` lens: each candidate's posterior under the trust model the ingest learned
+//! from the log, with the agents that counted most in its reason.
 
-/// One answer: a worker's label for a task (indices into the caller's tables).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Answer {
-    /// The task.
-    pub task: usize,
-    /// The worker.
-    pub worker: usize,
-    /// The label chosen.
-    pub label: usize,
+use std::collections::{BTreeMap, HashMap};
+
+use crate::lens::{Candidate, Evidence, Lens, ResolveError, Score};
+use crate::protocol::AgentId;
+use crate::storage::state::LearnedSettings;
+pub use crate::truth::*;
+
+/// Agents named in a reason, at most.
+const REASON_AGENTS_MAX: usize = 3;
+/// Values whose reasons name agents, at most (the most probable ones).
+const REASONS_DETAILED_MAX: usize = 8;
+
+/// The candidate whose value is most probable under the learned trust model wins: each
+/// agent's answer (its live votes and its signatures) counts by what its record says of it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Learned;
+
+/// One agent's answer, weighed.
+struct Weighed {
+    agent: AgentId,
+    unit: Unit,
+    params: Params,
+    class: u32,
 }
 
-/// The reliability a worker with no history gets, and how many answers' worth of evidence
-/// that belief is: Beta(`mean × strength`, `(1 − mean) × strength`).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Prior {
-    /// Mean reliability, in (0, 1).
-    pub mean: f64,
-    /// Weight, in answers.
-    pub strength: f64,
-}
-
-impl Default for Prior {
-    fn default() -> Self {
-        Self {
-            mean: 0.7,
-            strength: 2.0,
-        }
+impl Lens for Learned {
+    fn name(&self) -> &str {
+        "learned"
     }
-}
 
-/// How EM runs.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct EmConfig {
-    /// The prior of every worker.
-    pub prior: Prior,
-    /// Most rounds.
-    pub rounds_max: usize,
-    /// Stop once no posterior moves by more than this.
-    pub tolerance: f64,
-}
-
-impl Default for EmConfig {
-    fn default() -> Self {
-        Self {
-            prior: Prior::default(),
-            rounds_max: 100,
-            tolerance: 1e-9,
+    fn score(&self, candidates: &[Candidate], evidence: &Evidence<'_>) -> Result<Vec<Score>, ResolveError> {
+        let (snapshot, end) = evidence.learned_source()?;
+        let settings: LearnedSettings = snapshot
+            .learned_settings()?
+            .ok_or_else(unavailable("it is not kept"))?;
+        let meta = snapshot.learned_meta()?;
+        if meta.cursor < end {
+            return Err(unavailable(&format!(
+                "it covers the log to position {} only, the answer needs {end}",
+                meta.cursor
+            ))());
         }
-    }
-}
-
-/// What inference found.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Inference {
-    /// Each worker's estimated reliability, by index (the prior's mean for a worker without
-    /// answers).
-    pub reliability: Vec<f64>,
-    /// Each task's winning label and its posterior probability (`None` for a task without
-    /// answers). Ties go to the smaller label.
-    pub winners: Vec<Option<(usize, f64)>>,
-    /// Rounds run.
-    pub rounds: usize,
-}
-
-/// One task's candidate labels (sorted), and its answers as (worker, candidate position).
-type TaskAnswers = (Vec<usize>, Vec<(usize, usize)>);
-
-/// The answers grouped by task.
-struct Tasks {
-    tasks: Vec<TaskAnswers>,
-}
-
-impl Tasks {
-    fn of(answers: &[Answer], tasks: usize) -> Self {
-        let mut sorted = answers.to_vec();
-        sorted.sort_unstable();
-        let mut out: Vec<TaskAnswers> = vec![(Vec::new(), Vec::new()); tasks];
-        for a in &sorted {
-            let (labels, _) = &mut out[a.task];
-            if labels.binary_search(&a.label).is_err() {
-                let at = labels.partition_point(|l| *l < a.label);
-                labels.insert(at, a.label);
-            }
+        if candidates.is_empty() {
+            return Ok(Vec::new());
         }
-        for a in &sorted {
-            let (labels, given) = &mut out[a.task];
-            let position = labels.partition_point(|l| *l < a.label);
-            given.push((a.worker, position));
+        // Each candidate's class; all of one predicate.
+        let mut classes = Vec::with_capacity(candidates.len());
+        let mut predicate = None;
+        for candidate in candidates {
+            let (p, class) = snapshot
+                .learned_label(&candidate.hash)?
+                .ok_or_else(unavailable("an assertion has no class"))?;
+            predicate = Some(p);
+            classes.push(class);
         }
-        Self { tasks: out }
-    }
-}
-
-/// Majority vote: each task's most answered label (ties to the smaller) and its share.
-pub fn majority(answers: &[Answer], tasks: usize) -> Vec<Option<(usize, f64)>> {
-    let grouped = Tasks::of(answers, tasks);
-    grouped
-        .tasks
-        .iter()
-        .map(|(labels, given)| {
-            let mut counts = vec![0usize; labels.len()];
-            for (_, position) in given {
-                counts[*position] += 1;
+        let Some(predicate) = predicate else {
+            return Ok(Vec::new());
+        };
+        let weights = snapshot.learned_weights(&predicate, end)?.unwrap_or_default();
+        // Answers: (agent, class), once each.
+        let mut answers: BTreeMap<(AgentId, u32), ()> = BTreeMap::new();
+        for (candidate, class) in candidates.iter().zip(&classes) {
+            for signer in &candidate.signers {
+                answers.insert((*signer, *class), ());
             }
-            best(&counts.iter().map(|c| *c as f64).collect::<Vec<_>>())
-                .map(|(i, count)| (labels[i], count / given.len() as f64))
-        })
-        .collect()
-}
-
-/// The index and value of the greatest of `values` (the first of equals); `None` if empty.
-fn best(values: &[f64]) -> Option<(usize, f64)> {
-    let mut out: Option<(usize, f64)> = None;
-    for (i, v) in values.iter().enumerate() {
-        if out.is_none_or(|(_, b)| *v > b) {
-            out = Some((i, *v));
-        }
-    }
-    out
-}
-
-/// One-coin Dawid–Skene EM over `answers` of `tasks` tasks by `workers` workers; see the
-/// module docs.
-pub fn one_coin_em(answers: &[Answer], tasks: usize, workers: usize, config: &EmConfig) -> Inference {
-    let grouped = Tasks::of(answers, tasks);
-    let (alpha, beta) = (
-        config.prior.mean * config.prior.strength,
-        (1.0 - config.prior.mean) * config.prior.strength,
-    );
-    // Posteriors, from majority vote.
-    let mut posteriors: Vec<Vec<f64>> = grouped
-        .tasks
-        .iter()
-        .map(|(labels, given)| {
-            let mut q = vec![0.0; labels.len()];
-            for (_, position) in given {
-                q[*position] += 1.0;
-            }
-            let total: f64 = q.iter().sum();
-            if total > 0.0 {
-                q.iter_mut().for_each(|v| *v /= total);
-            }
-            q
-        })
-        .collect();
-    let mut reliability = vec![config.prior.mean; workers];
-    let mut rounds = 0;
-    while rounds < config.rounds_max {
-        rounds += 1;
-        // M step.
-        let mut right = vec![0.0f64; workers];
-        let mut seen = vec![0.0f64; workers];
-        for ((_, given), q) in grouped.tasks.iter().zip(&posteriors) {
-            for (worker, position) in given {
-                right[*worker] += q[*position];
-                seen[*worker] += 1.0;
-            }
-        }
-        for w in 0..workers {
-            reliability[w] = ((right[w] + alpha) / (seen[w] + alpha + beta)).clamp(1e-6, 1.0 - 1e-6);
-        }
-        // E step.
-        let mut moved = 0.0f64;
-        for ((labels, given), q) in grouped.tasks.iter().zip(posteriors.iter_mut()) {
-            if labels.is_empty() {
-                continue;
-            }
-            let wrong_ways = (labels.len().max(2) - 1) as f64;
-            let mut log = vec![0.0f64; labels.len()];
-            for (worker, position) in given {
-                let p = reliability[*worker];
-                let (yes, no) = (p.ln(), ((1.0 - p) / wrong_ways).ln());
-                for (l, value) in log.iter_mut().enumerate() {
-                    *value += if l == *position { yes } else { no };
+            if candidate.votes.count > 0 {
+                for (voter, _) in evidence.vote_weights(&candidate.hash)? {
+                    answers.insert((voter, *class), ());
                 }
             }
-            let top = log.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-            let total: f64 = log.iter().map(|v| (v - top).exp()).sum();
-            for (value, old) in log.iter().zip(q.iter_mut()) {
-                let new = (value - top).exp() / total;
-                moved = moved.max((new - *old).abs());
-                *old = new;
-            }
         }
-        if moved <= config.tolerance {
-            break;
+        let mut priors: HashMap<AgentId, Option<(f64, f64)>> = HashMap::new();
+        let mut weighed = Vec::with_capacity(answers.len());
+        for (agent, class) in answers.into_keys() {
+            let prior = match priors.get(&agent) {
+                Some(prior) => *prior,
+                None => {
+                    let prior = settings.prior(evidence.journaled_trust(&agent)?);
+                    priors.insert(agent, prior);
+                    prior
+                }
+            };
+            let Some((skill, strength)) = prior else { continue };
+            let params = snapshot
+                .learned_unit(&agent, &predicate, end)?
+                .unwrap_or_else(Params::empty);
+            weighed.push(Weighed {
+                agent,
+                unit: Unit {
+                    predicate: 0,
+                    skill,
+                    strength,
+                },
+                params,
+                class,
+            });
         }
-    }
-    let winners = grouped
-        .tasks
-        .iter()
-        .zip(&posteriors)
-        .map(|((labels, _), q)| best(q).map(|(i, p)| (labels[i], p)))
-        .collect();
-    Inference {
-        reliability,
-        winners,
-        rounds,
+        let (all_classes, classes_max) = (weights.classes, settings.classes_max);
+        let mut distinct = classes.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        let views: Vec<(View<'_>, u32)> = weighed
+            .iter()
+            .map(|w| (view_of(w, all_classes, classes_max), w.class))
+            .collect();
+        let q = posterior(&distinct, &views, &weights.weights, settings.classes_max);
+        let full = distinct.iter().all(|c| *c < settings.classes_max);
+        let of = |class: u32| distinct.binary_search(&class).map_or(0.0, |i| q[i]);
+        // The most probable values get the agents that counted in their reasons.
+        let mut order: Vec<usize> = (0..distinct.len()).collect();
+        order.sort_by(|a, b| q[*b].total_cmp(&q[*a]).then(a.cmp(b)));
+        let explained: Vec<u32> = order
+            .iter()
+            .take(REASONS_DETAILED_MAX)
+            .map(|i| distinct[*i])
+            .collect();
+        Ok(classes
+            .iter()
+            .map(|class| {
+                let value = of(*class);
+                if !explained.contains(class) {
+                    return Score {
+                        value,
+                        reason: format!("probability {value:.3} under learned trust"),
+                    };
+                }
+                // Against the most probable other value.
+                let rival = distinct
+                    .iter()
+                    .filter(|c| *c != class)
+                    .max_by(|a, b| of(**a).total_cmp(&of(**b)).then(b.cmp(a)))
+                    .copied();
+                Score {
+                    value,
+                    reason: reason(
+                        *class,
+                        value,
+                        rival,
+                        &weighed,
+                        (all_classes, classes_max),
+                        full,
+                        distinct.len(),
+                    ),
+                }
+            })
+            .collect())
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
-
-    use super::*;
-
-    /// Answers of `reliable` workers right 90% of the time and `spammers` answering at random,
-    /// on `tasks` tasks of `classes` classes whose truth is `task % classes`; a seeded
-    /// generator.
-    fn synthetic(tasks: usize, classes: usize, reliable: usize, spammers: usize, seed: u64) -> Vec<Answer> {
-        let mut state = seed;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
-        let mut answers = Vec::new();
-        for task in 0..tasks {
-            let truth = task % classes;
-            for worker in 0..reliable + spammers {
-                let label = if worker < reliable && next() % 10 != 0 {
-                    truth
-                } else {
-                    (next() % classes as u64) as usize
-                };
-                answers.push(Answer { task, worker, label });
-            }
-        }
-        answers
+fn view_of(w: &Weighed, classes: u32, classes_max: u32) -> View<'_> {
+    View {
+        unit: &w.unit,
+        params: &w.params,
+        classes,
+        classes_max,
     }
+}
 
-    fn accuracy(winners: &[Option<(usize, f64)>], classes: usize) -> f64 {
-        let right = winners
-            .iter()
-            .enumerate()
-            .filter(|(task, w)| w.map(|(label, _)| label) == Some(task % classes))
-            .count();
-        right as f64 / winners.len() as f64
-    }
+fn unavailable(why: &str) -> impl FnOnce() -> ResolveError + '_ {
+    move || ResolveError::ModelUnavailable(why.to_owned())
+}
 
-    #[test]
-    fn em_outvotes_spammers_that_majority_follows_and_learns_who_is_reliable() {
-        let (tasks, classes, reliable, spammers) = (400, 4, 3, 6);
-        let answers = synthetic(tasks, classes, reliable, spammers, 7);
-        let majority = accuracy(&majority(&answers, tasks), classes);
-        let em = one_coin_em(&answers, tasks, reliable + spammers, &EmConfig::default());
-        let learned = accuracy(&em.winners, classes);
-        assert!(
-            learned > majority + 0.05,
-            "EM {learned:.3} against majority {majority:.3}"
-        );
-        assert!(learned > 0.95, "EM {learned:.3}");
-        for w in 0..reliable {
-            assert!(
-                em.reliability[w] > 0.8,
-                "reliable worker {w}: {}",
-                em.reliability[w]
-            );
+/// The words of one candidate's score: its posterior, and the agents that moved it most
+/// against its rival, each with its learned reliability and its contribution in nats.
+fn reason(
+    class: u32,
+    value: f64,
+    rival: Option<u32>,
+    weighed: &[Weighed],
+    (classes, classes_max): (u32, u32),
+    full: bool,
+    candidates: usize,
+) -> String {
+    let mut out = format!("probability {value:.3} under learned trust");
+    let Some(rival) = rival else {
+        out.push_str(&format!(
+            "; the only value, answered by {} agent(s)",
+            weighed.len()
+        ));
+        return out;
+    };
+    let log = |v: &View<'_>, truth: u32, given: u32| -> f64 {
+        if full {
+            v.confusion(truth, given).ln()
+        } else if truth == given {
+            v.accuracy().ln()
+        } else {
+            ((1.0 - v.accuracy()) / (candidates.max(2) - 1) as f64).ln()
         }
-        for w in reliable..reliable + spammers {
-            assert!(em.reliability[w] < 0.4, "spammer {w}: {}", em.reliability[w]);
-        }
+    };
+    let mut contributions: Vec<(f64, &Weighed, f64)> = weighed
+        .iter()
+        .map(|w| {
+            let v = view_of(w, classes, classes_max);
+            (log(&v, class, w.class) - log(&v, rival, w.class), w, v.accuracy())
+        })
+        .collect();
+    contributions.sort_by(|a, b| b.0.abs().total_cmp(&a.0.abs()).then(a.1.agent.cmp(&b.1.agent)));
+    out.push_str(&format!("; {} agent(s) answered; counted most:", weighed.len()));
+    for (contribution, w, reliability) in contributions.iter().take(REASON_AGENTS_MAX) {
+        out.push_str(&format!(
+            " {} (reliability {reliability:.3}, {} answers) {contribution:+.3}",
+            w.agent,
+            w.params.answers().round()
+        ));
     }
-
-    #[test]
-    fn the_result_depends_on_the_answers_not_their_order_and_new_workers_get_the_prior() {
-        let answers = synthetic(200, 2, 4, 3, 11);
-        let mut shuffled = answers.clone();
-        shuffled.reverse();
-        shuffled.swap(3, 150);
-        let config = EmConfig::default();
-        let a = one_coin_em(&answers, 200, 9, &config);
-        let b = one_coin_em(&shuffled, 200, 9, &config);
-        assert_eq!(a, b, "bit for bit, whatever the order");
-        // Workers 7 and 8 gave no answers: the prior's mean.
-        for w in [7, 8] {
-            assert!(
-                (a.reliability[w] - config.prior.mean).abs() < 1e-12,
-                "{}",
-                a.reliability[w]
-            );
-        }
-        // A task nobody answered has no winner.
-        let sparse = one_coin_em(&answers[..10], 200, 9, &config);
-        assert_eq!(sparse.winners[199], None);
-    }
+    out
 }

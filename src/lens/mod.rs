@@ -246,6 +246,11 @@ pub enum ResolveError {
     /// cover the log, or a checkpoint the node refuses to sign.
     #[error("the answer cannot be proven: {0}")]
     Unprovable(String),
+    /// The learned trust model cannot answer: it is not kept (`[learned]`), or does not
+    /// cover the log the answer needs, or the evidence is a receipt's (which does not carry
+    /// the model).
+    #[error("the learned trust model cannot answer: {0}")]
+    ModelUnavailable(String),
     /// The query's subject or predicate is longer than the node's limits allow; refused
     /// before any work. [`NameTooLong::field`](crate::protocol::NameTooLong::field) says which.
     #[error(transparent)]
@@ -259,6 +264,11 @@ pub struct LensRegistry {
 }
 
 impl LensRegistry {
+    /// Returns true if and only if `name` is a lens an offline verifier can replay.
+    pub fn provable(name: &str) -> bool {
+        matches!(name, "recency" | "confidence" | "consensus")
+    }
+
     /// A registry holding the built-ins.
     pub fn with_builtins() -> Self {
         let registry = Self::default();
@@ -266,6 +276,7 @@ impl LensRegistry {
             Arc::new(Recency) as Arc<dyn Lens>,
             Arc::new(Confidence),
             Arc::new(Consensus),
+            Arc::new(learned::Learned),
         ] {
             registry.lenses.write().insert(lens.name().to_owned(), lens);
         }

@@ -201,6 +201,7 @@ pub(super) fn open(
     let cursor = state.ingest_cursor()?;
     let opened = backend.open(data_dir, cursor)?;
     state.set_verifiable(config.checkpoint.enabled);
+    state.set_learned(config.learned.settings())?;
     if config.checkpoint.enabled {
         backfill_tree(&state, opened.log.as_ref(), cursor)?;
         if state.map_rebuild()? {

@@ -16,7 +16,7 @@ impl Node {
         query.max_stale = None;
         // Resolved first: an unknown lens is refused as such.
         let resolution = self.resolve(query.clone()).await?;
-        if LensRegistry::with_builtins().get(&query.lens).is_err() {
+        if !LensRegistry::provable(&query.lens) {
             return Err(ResolveError::Unprovable(format!(
                 "lens {:?} is not a built-in one, which a verifier can replay",
                 query.lens

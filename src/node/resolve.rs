@@ -68,7 +68,9 @@ fn error_reason(error: &ResolveError) -> &'static str {
     match error {
         ResolveError::UnknownLens { .. } => "unknown_lens",
         ResolveError::LensExists { .. } | ResolveError::NameTooLong(_) => "invalid",
-        ResolveError::AsOfUnsupported { .. } | ResolveError::Unprovable(_) => "unavailable",
+        ResolveError::AsOfUnsupported { .. }
+        | ResolveError::Unprovable(_)
+        | ResolveError::ModelUnavailable(_) => "unavailable",
         ResolveError::Lens { .. } => "lens_failed",
         ResolveError::State(_) | ResolveError::Audit(_) => "storage",
         ResolveError::Closed => "closed",

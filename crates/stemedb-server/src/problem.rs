@@ -338,6 +338,8 @@ impl From<ResolveError> for ApiError {
             ResolveError::AsOfUnsupported { .. } => Self::unprocessable("as_of", error.to_string()),
             // A lens no verifier replays, or a node without its tree or map: not transient.
             ResolveError::Unprovable(_) => Self::unprocessable("proof", error.to_string()),
+            // Not kept, or behind the log: asking again cannot help.
+            ResolveError::ModelUnavailable(_) => Self::unprocessable("lens", error.to_string()),
             ResolveError::ViewsFull { max } => {
                 Self::unavailable(error.to_string(), RETRY_UNAVAILABLE_S).limit(*max as u64)
             }

@@ -32,6 +32,8 @@ pub struct ServerConfig {
     pub votes: VotesConfig,
     /// Signed checkpoints of the log's Merkle tree (`[checkpoint]`).
     pub checkpoint: stemedb::config::CheckpointConfig,
+    /// The trust model learned from the log (`[learned]`).
+    pub learned: stemedb::config::LearnedConfig,
     /// The HTTP API (`[http]`).
     pub http: HttpConfig,
     /// Metrics exposition and logging (`[telemetry]`).
@@ -79,6 +81,7 @@ impl ServerConfig {
             node: self.node.clone(),
             votes: self.votes.clone(),
             checkpoint: self.checkpoint.clone(),
+            learned: self.learned.clone(),
         }
     }
 

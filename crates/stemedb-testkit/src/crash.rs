@@ -75,3 +75,32 @@ pub fn journal_tree(dir: &std::path::Path, ctx: &str) -> (u64, stemedb::protocol
     });
     (leaves.len() as u64, stemedb::protocol::merkle::root_of(&leaves))
 }
+
+/// Returns the digest of a fresh state fed the journal of `dir` (no node running on it), in
+/// batches of 500 records: what a node's state must equal after every restart, its learned
+/// trust model included.
+pub fn journal_state_digest(dir: &std::path::Path, ctx: &str) -> stemedb::storage::state::StateDigest {
+    use stemedb::storage::state::{IngestRecord, State, StateConfig};
+    let mut records: Vec<(u64, Vec<u8>)> = Vec::new();
+    let end = replay_journal_records(dir, ctx, |offset, payload| {
+        records.push((offset, payload.to_vec()))
+    });
+    let fresh = tempfile::TempDir::new().unwrap();
+    let state = State::open(fresh.path(), StateConfig::default()).unwrap();
+    let nexts: Vec<u64> = records.iter().skip(1).map(|(o, _)| *o).chain([end]).collect();
+    let records: Vec<IngestRecord> = records
+        .into_iter()
+        .zip(nexts)
+        .map(|((offset, payload), next)| IngestRecord {
+            offset,
+            next,
+            payload: payload.into(),
+        })
+        .collect();
+    for batch in records.chunks(500) {
+        state
+            .apply(batch)
+            .unwrap_or_else(|e| panic!("{ctx}: a fresh state refused the journal: {e}"));
+    }
+    state.digest().unwrap()
+}

@@ -55,6 +55,7 @@ impl State {
                 ("map_leaves", dbs.map_leaves),
                 ("map_nodes", dbs.map_nodes),
                 ("evidence", dbs.evidence),
+                ("learned", dbs.learned),
             ];
             for (name, db) in canonical {
                 hasher.update(name.as_bytes());

@@ -38,6 +38,7 @@ mod trust;
 pub mod tree;
 mod checkpoints;
 mod map;
+pub mod learned;
 mod receipt;
 mod votes;
 
@@ -67,6 +68,7 @@ pub use read::{HeadSummary, LIST_LIMIT_MAX, ListCursor, ListPage, ListQuery, Sto
 pub use rejection::{RejectReason, Rejection};
 pub use tally::{EXACT_WEIGHT_BYTES, ExactWeight, WeightUnderflow};
 pub use trust::StoredTrust;
+pub use learned::{LearnedMeta, LearnedSettings};
 #[cfg_attr(not(feature = "test-kit"), allow(unused_imports, reason = "for tests"))]
 pub use votes::{RoutedVote, StoredVote, Tally, VoteTotals, supersedes};
 
@@ -94,11 +96,12 @@ pub(crate) struct Databases {
     pub(crate) map_leaves: Db,
     pub(crate) map_nodes: Db,
     pub(crate) evidence: Db,
+    pub(crate) learned: Db,
 }
 
 impl Databases {
     /// Every database, for whole-state operations.
-    fn all(&self) -> [Db; 18] {
+    fn all(&self) -> [Db; 19] {
         [
             self.assertion_records,
             self.assertion_hashes,
@@ -118,6 +121,7 @@ impl Databases {
             self.map_leaves,
             self.map_nodes,
             self.evidence,
+            self.learned,
         ]
     }
 }
@@ -143,6 +147,8 @@ struct Inner {
     snapshots: snapshot::Registry,
     /// Whether ingest keeps the Merkle tree and the map (`checkpoint.enabled`).
     verifiable: std::sync::atomic::AtomicBool,
+    /// How the learned trust model is kept, if it is (`[learned]`).
+    learned: parking_lot::RwLock<Option<LearnedSettings>>,
 }
 
 impl State {
@@ -220,6 +226,7 @@ impl State {
                 resize: RwLock::new(()),
                 snapshots: snapshot::Registry::default(),
                 verifiable: std::sync::atomic::AtomicBool::new(true),
+                learned: parking_lot::RwLock::new(Some(LearnedSettings::default())),
             }),
         };
         match upgrade {

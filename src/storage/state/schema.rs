@@ -23,7 +23,7 @@ use heed::types::Bytes;
 use heed::{CommitOrAbort, Env, RwTxn, WithoutTls};
 
 use super::layout::{
-    DB_ASSERTION_HASHES, DB_ASSERTION_RECORDS, DB_META, DB_PAIRS, DB_REJECTED, DB_SUPERSESSION, DB_CHECKPOINTS, DB_EVIDENCE, DB_INGEST_TIMES, DB_LEAF_INDEX, DB_MAP_LEAVES, DB_MAP_NODES, DB_TREE, DB_TRUST, DB_TRUST_HISTORY, DB_V2_ASSERTIONS, DB_V2_INDEXES, DB_VOTE_HISTORY, DB_VOTE_TOTALS, DB_VOTES,
+    DB_ASSERTION_HASHES, DB_ASSERTION_RECORDS, DB_META, DB_PAIRS, DB_REJECTED, DB_SUPERSESSION, DB_CHECKPOINTS, DB_EVIDENCE, DB_LEARNED, DB_INGEST_TIMES, DB_LEAF_INDEX, DB_MAP_LEAVES, DB_MAP_NODES, DB_TREE, DB_TRUST, DB_TRUST_HISTORY, DB_V2_ASSERTIONS, DB_V2_INDEXES, DB_VOTE_HISTORY, DB_VOTE_TOTALS, DB_VOTES,
     META_INGEST_CURSOR, META_SCHEMA_VERSION, PairId, Section, Summary, decode_u64, encode_assertion, encode_summary, offset_key,
     pair_key_of,
 };
@@ -152,6 +152,7 @@ pub(super) fn create_databases(env: &Env<WithoutTls>) -> Result<(Databases, Lega
                 create(DB_MAP_LEAVES)?,
                 create(DB_MAP_NODES)?,
                 create(DB_EVIDENCE)?,
+                create(DB_LEARNED)?,
             ];
             let [first, second] = DB_V2_INDEXES;
             let legacy = [
@@ -182,6 +183,7 @@ pub(super) fn create_databases(env: &Env<WithoutTls>) -> Result<(Databases, Lega
         map_leaves,
         map_nodes,
         evidence,
+        learned,
     ] = current;
     let [assertions, first, second] = legacy;
     let legacy = Legacy {
@@ -207,6 +209,7 @@ pub(super) fn create_databases(env: &Env<WithoutTls>) -> Result<(Databases, Lega
         map_leaves,
         map_nodes,
         evidence,
+        learned,
     };
     Ok((dbs, legacy))
 }

@@ -135,7 +135,7 @@ impl Snapshot {
         self.slot.taken.elapsed()
     }
 
-    fn read<R>(&self, f: impl FnOnce(&RoTxn<'_>, &Databases) -> Result<R, StateError>) -> Result<R, StateError> {
+    pub(super) fn read<R>(&self, f: impl FnOnce(&RoTxn<'_>, &Databases) -> Result<R, StateError>) -> Result<R, StateError> {
         let mut txn = self.slot.txn.lock();
         if self.state.strong_count() == 0 {
             txn.take();

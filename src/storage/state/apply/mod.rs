@@ -38,6 +38,7 @@ mod write;
 use write::{store, write_tally};
 use super::votes::{RoutedVote, Tally};
 use super::map;
+use super::learned::{self, Answered};
 use evidence::batch_evidence;
 use facts::{ParentFacts, is_stored, stored_pair};
 use super::tree::{self, Leaf};
@@ -340,6 +341,11 @@ impl State {
                     map::extend(txn, dbs, &mut evidence, plan.end)?;
                 }
             }
+            if let Some(settings) = self.learned()
+                && plan.end > plan.cursor
+            {
+                learned::extend(txn, dbs, &settings, answered(plan, tallies), plan.cursor, plan.end)?;
+            }
             if plan.end > plan.cursor {
                 dbs.ingest_times
                     .put(txn, &ingest_time_key(crate::protocol::now_ms(), plan.end), &[])
@@ -348,6 +354,35 @@ impl State {
             Ok(outcome)
         })
     }
+}
+
+/// What the learned model takes from a planned batch and its tallies.
+fn answered(plan: &Plan, tallies: &[Tally]) -> Vec<Answered> {
+    let mut out = Vec::new();
+    for step in &plan.steps {
+        if let Step::Store(stored) = step {
+            out.push(Answered::Stored {
+                offset: stored.offset,
+                hash: stored.hash,
+                pair: stored.pair,
+                object: Answered::object_digest(&stored.assertion.object),
+                signers: stored.assertion.signatures.iter().map(|s| s.agent).collect(),
+            });
+        }
+    }
+    // A vote replaced within the batch answered first: the answer dates from it, however the
+    // log was batched (a replaced stored vote answered before and changes nothing).
+    for row in tallies.iter().flat_map(|t| t.rows.iter().chain(&t.replaced)) {
+        if let Some(pair) = plan.vote_pairs.get(&row.vote.assertion) {
+            out.push(Answered::Voted {
+                offset: row.offset,
+                assertion: row.vote.assertion,
+                pair: *pair,
+                voter: row.vote.voter,
+            });
+        }
+    }
+    out
 }
 
 pub(super) fn read_cursor(txn: &RoTxn<'_>, dbs: &Databases) -> Result<u64, StateError> {

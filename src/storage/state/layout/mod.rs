@@ -96,6 +96,8 @@ pub(super) const DB_MAP_LEAVES: &str = "map_leaves";
 pub(super) const DB_MAP_NODES: &str = "map_nodes";
 /// The records of each map key's chain; see `map`.
 pub(super) const DB_EVIDENCE: &str = "evidence";
+/// The learned trust model; see `learned`.
+pub(super) const DB_LEARNED: &str = "learned";
 /// The schema 2 database of records by hash; the conversion moves them out and empties it.
 pub(super) const DB_V2_ASSERTIONS: &str = "assertions";
 /// The schema 2 indexes, which `pairs` replaced; emptied by the conversion.
@@ -162,6 +164,11 @@ impl PairId {
     /// Returns the id of the pair of `assertion`.
     pub fn of_assertion(assertion: &Assertion) -> Self {
         Self::of(&assertion.subject, &assertion.predicate)
+    }
+
+    /// An id read back from the state.
+    pub(crate) const fn from_stored_bytes(bytes: [u8; PAIR_ID_BYTES]) -> Self {
+        Self(bytes)
     }
 
     /// Returns its bytes.

@@ -1,0 +1,458 @@
+//! The ingest's side of the learned model: answers applied one by one in log order, and the
+//! re-estimations they trigger; see the parent module.
+
+use std::collections::HashMap;
+
+use heed::{RoTxn, RwTxn};
+
+use super::codec::{
+    TaskState, Weights, decode_answer, decode_task, encode_answer, encode_label, encode_meta, encode_params,
+    encode_task, encode_weights,
+};
+use super::{LearnedMeta, LearnedSettings, PredicateDigest, key, label, meta, predicate_of, tag, unit_as_of, weights_as_of};
+use crate::truth::{Params, Problem, Task, Unit, View, estimate, log_class_weight};
+use crate::protocol::{AgentId, Hash, ObjectValue};
+use crate::storage::state::layout::PairId;
+use crate::storage::state::{Databases, StateError, asof};
+
+/// What the learned model takes from a batch: one event per stored assertion and per vote
+/// that became live, in any order (they are applied in log order).
+#[derive(Debug, Clone)]
+pub(crate) enum Answered {
+    /// An assertion was stored: its object value gets a class; each signer answers it.
+    Stored {
+        offset: u64,
+        hash: Hash,
+        pair: PairId,
+        object: [u8; 32],
+        signers: Vec<AgentId>,
+    },
+    /// A vote became live: its voter answers the assertion.
+    Voted {
+        offset: u64,
+        assertion: Hash,
+        pair: PairId,
+        voter: AgentId,
+    },
+}
+
+impl Answered {
+    fn offset(&self) -> u64 {
+        match self {
+            Self::Stored { offset, .. } | Self::Voted { offset, .. } => *offset,
+        }
+    }
+
+    /// The digest of an object value, as the model tells values apart.
+    pub(crate) fn object_digest(object: &ObjectValue) -> [u8; 32] {
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(b"stemedb learned class v1");
+        match object {
+            ObjectValue::Text(text) => hasher.update(&[0]).update(text.as_bytes()),
+            ObjectValue::Integer(v) => hasher.update(&[1]).update(&v.to_be_bytes()),
+            ObjectValue::Float(v) => hasher.update(&[2]).update(&v.to_bits().to_be_bytes()),
+            ObjectValue::Bool(v) => hasher.update(&[3, u8::from(*v)]),
+            ObjectValue::Ref(subject) => hasher.update(&[4]).update(subject.as_bytes()),
+        };
+        *hasher.finalize().as_bytes()
+    }
+}
+
+/// Most values one task's running state follows, and most candidates a task may have to
+/// count in a re-estimation: what bounds the cost of one answer and of one task.
+pub(crate) const TASK_CANDIDATES_MAX: usize = 64;
+
+fn put(txn: &mut RwTxn<'_>, dbs: &Databases, key: &[u8], value: &[u8]) -> Result<(), StateError> {
+    dbs.learned
+        .put(txn, key, value)
+        .map_err(StateError::lmdb("store learned model"))
+}
+
+/// Applies a batch's `events` to the model, if it covers the log up to `cursor` (the batch's
+/// start), and moves it to `end`. A model behind (kept off for a while) stays behind.
+pub(crate) fn extend(
+    txn: &mut RwTxn<'_>,
+    dbs: &Databases,
+    settings: &LearnedSettings,
+    mut events: Vec<Answered>,
+    cursor: u64,
+    end: u64,
+) -> Result<(), StateError> {
+    let mut meta = meta(txn, dbs)?;
+    if meta.cursor != cursor {
+        return Ok(());
+    }
+    if meta.next_epoch == 0 {
+        meta.next_epoch = settings.epoch_answers_min;
+        put(txn, dbs, &[tag::SETTINGS], &super::codec::encode_settings(settings))?;
+    }
+    events.sort_by_key(Answered::offset);
+    for event in events {
+        match event {
+            Answered::Stored {
+                offset,
+                hash,
+                pair,
+                object,
+                mut signers,
+            } => {
+                let class = classify(txn, dbs, settings, &pair, &object, &hash, offset)?;
+                signers.sort_unstable();
+                signers.dedup();
+                for agent in signers {
+                    answer(txn, dbs, settings, &mut meta, &pair, &hash, &agent, class, offset)?;
+                }
+            }
+            Answered::Voted {
+                offset,
+                assertion,
+                pair,
+                voter,
+            } => {
+                let (_, class) = label(txn, dbs, &assertion)?
+                    .ok_or_else(|| StateError::corrupt("learned label", format!("none for {assertion}")))?;
+                answer(txn, dbs, settings, &mut meta, &pair, &assertion, &voter, class, offset)?;
+            }
+        }
+    }
+    meta.cursor = end;
+    put(txn, dbs, &[tag::META], &encode_meta(&meta))
+}
+
+/// The class of a stored assertion's object value: its predicate's, or a new one.
+fn classify(
+    txn: &mut RwTxn<'_>,
+    dbs: &Databases,
+    settings: &LearnedSettings,
+    pair: &PairId,
+    object: &[u8; 32],
+    hash: &Hash,
+    offset: u64,
+) -> Result<u32, StateError> {
+    let predicate = predicate_of(pair);
+    let class_key = key(tag::CLASS, &[&predicate, object]);
+    let known = dbs
+        .learned
+        .get(txn, &class_key)
+        .map_err(StateError::lmdb("read learned class"))?
+        .map(|v| {
+            <[u8; 4]>::try_from(v)
+                .map(u32::from_be_bytes)
+                .map_err(|_| StateError::corrupt("learned class", "not 4 bytes"))
+        })
+        .transpose()?;
+    let class = match known {
+        Some(class) => class,
+        None => {
+            let mut weights = weights_as_of(txn, dbs, &predicate, u64::MAX)?.unwrap_or_default();
+            let class = weights.classes;
+            weights.classes += 1;
+            weights.weights.resize(weights.classes.min(settings.classes_max) as usize, 0.0);
+            put(txn, dbs, &class_key, &class.to_be_bytes())?;
+            put(txn, dbs, &key(tag::WEIGHTS, &[&predicate, &offset.to_be_bytes()]), &encode_weights(&weights))?;
+            class
+        }
+    };
+    put(txn, dbs, &key(tag::LABEL, &[hash.as_bytes()]), &encode_label(&predicate, class))?;
+    Ok(class)
+}
+
+/// An agent's prior as of `end`, or `None` if it is banned.
+fn prior_of(txn: &RoTxn<'_>, dbs: &Databases, settings: &LearnedSettings, agent: &AgentId, end: u64) -> Result<Option<Unit>, StateError> {
+    let factor = asof::trust_as_of(txn, dbs, agent, end)?.map(|t| t.change.factor);
+    Ok(settings.prior(factor).map(|(skill, strength)| Unit {
+        predicate: 0,
+        skill,
+        strength,
+    }))
+}
+
+/// The log-probability of an answer `given` under `truth`, in the full form or the one-coin
+/// form of `candidates` candidates.
+fn log_answer(view: &View<'_>, truth: u32, given: u32, full: bool, candidates: usize) -> f64 {
+    if full {
+        view.confusion(truth, given).ln()
+    } else {
+        let accuracy = view.accuracy();
+        if truth == given {
+            accuracy.ln()
+        } else {
+            ((1.0 - accuracy) / (candidates.max(2) - 1) as f64).ln()
+        }
+    }
+}
+
+/// Normalizes a task's posteriors from its log-scores and the class weights.
+fn normalize(task: &mut TaskState, weights: &Weights, classes_max: u32) {
+    let full = task.candidates.iter().all(|(c, ..)| *c < classes_max);
+    let logs: Vec<f64> = task
+        .candidates
+        .iter()
+        .map(|(c, log, _)| log + if full { log_class_weight(&weights.weights, *c) } else { 0.0 })
+        .collect();
+    let top = logs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let total: f64 = logs.iter().map(|v| (v - top).exp()).sum();
+    for ((_, _, q), log) in task.candidates.iter_mut().zip(logs) {
+        *q = (log - top).exp() / total;
+    }
+}
+
+/// Records one answer and, if it is new, takes one online EM step for it; runs a
+/// re-estimation when the answers reach the next point.
+#[allow(clippy::too_many_arguments, reason = "one step of the ingest's loop, with its context")]
+fn answer(
+    txn: &mut RwTxn<'_>,
+    dbs: &Databases,
+    settings: &LearnedSettings,
+    meta: &mut LearnedMeta,
+    pair: &PairId,
+    assertion: &Hash,
+    agent: &AgentId,
+    class: u32,
+    offset: u64,
+) -> Result<(), StateError> {
+    let answer_key = key(tag::ANSWER, &[pair.as_bytes(), assertion.as_bytes(), agent.as_bytes()]);
+    if dbs
+        .learned
+        .get(txn, &answer_key)
+        .map_err(StateError::lmdb("read learned answer"))?
+        .is_some()
+    {
+        return Ok(());
+    }
+    put(txn, dbs, &answer_key, &encode_answer(offset, class))?;
+    meta.answers += 1;
+    if let Some(unit) = prior_of(txn, dbs, settings, agent, offset)? {
+        step(txn, dbs, settings, pair, agent, &unit, class, offset)?;
+    }
+    if meta.answers >= meta.next_epoch {
+        epoch(txn, dbs, settings, meta, offset)?;
+    }
+    Ok(())
+}
+
+/// One online EM step: the task's posterior with the new answer, then the unit's counts and
+/// the class weights moved by it.
+#[allow(clippy::too_many_arguments, reason = "one step of the ingest's loop, with its context")]
+fn step(
+    txn: &mut RwTxn<'_>,
+    dbs: &Databases,
+    settings: &LearnedSettings,
+    pair: &PairId,
+    agent: &AgentId,
+    unit: &Unit,
+    class: u32,
+    offset: u64,
+) -> Result<(), StateError> {
+    let predicate = predicate_of(pair);
+    let mut weights = weights_as_of(txn, dbs, &predicate, u64::MAX)?.unwrap_or_default();
+    let task_key = key(tag::TASK, &[pair.as_bytes()]);
+    let old = dbs
+        .learned
+        .get(txn, &task_key)
+        .map_err(StateError::lmdb("read learned task"))?
+        .map(decode_task)
+        .transpose()?
+        .unwrap_or_default();
+    let mut params = unit_as_of(txn, dbs, agent, &predicate, u64::MAX)?.unwrap_or_else(Params::empty);
+    let mut task = old.clone();
+    if !task.candidates.iter().any(|(c, ..)| *c == class) {
+        if task.candidates.len() >= TASK_CANDIDATES_MAX {
+            // Past the values a task's state follows: counted at the next re-estimation.
+            return Ok(());
+        }
+        // A value nobody answered before: as likely as the least likely one so far (the
+        // answers before are not read again; the next re-estimation weighs them exactly).
+        let floor = task.candidates.iter().map(|(_, log, _)| *log).fold(f64::INFINITY, f64::min);
+        let at = task.candidates.partition_point(|(c, ..)| *c < class);
+        task.candidates.insert(at, (class, if floor.is_finite() { floor } else { 0.0 }, 0.0));
+    }
+    let full = task.candidates.iter().all(|(c, ..)| *c < settings.classes_max);
+    let n = task.candidates.len();
+    let view = View {
+        unit,
+        params: &params,
+        classes: weights.classes,
+        classes_max: settings.classes_max,
+    };
+    for (truth, log, _) in &mut task.candidates {
+        *log += log_answer(&view, *truth, class, full, n);
+    }
+    normalize(&mut task, &weights, settings.classes_max);
+    let k = weights.classes.min(settings.classes_max);
+    grow(&mut params, k);
+    let full = task.candidates.iter().all(|(c, ..)| *c < settings.classes_max);
+    if full {
+        for (truth, _, q) in &task.candidates {
+            params.counts[(truth * k + class) as usize] += q;
+            let before = old.candidates.iter().find(|(c, ..)| c == truth).map_or(0.0, |(_, _, q)| *q);
+            weights.weights[*truth as usize] += q - before;
+        }
+    } else {
+        params.open_seen += 1.0;
+        params.open_right += task.candidates.iter().find(|(c, ..)| *c == class).map_or(0.0, |(_, _, q)| *q);
+    }
+    let at = offset.to_be_bytes();
+    put(txn, dbs, &key(tag::UNIT, &[agent.as_bytes(), &predicate, &at]), &encode_params(&params))?;
+    put(txn, dbs, &key(tag::WEIGHTS, &[&predicate, &at]), &encode_weights(&weights))?;
+    put(txn, dbs, &task_key, &encode_task(&task))
+}
+
+/// Widens `params` to `k` classes, keeping its counts.
+fn grow(params: &mut Params, k: u32) {
+    if params.k >= k {
+        return;
+    }
+    let mut counts = vec![0.0; (k * k) as usize];
+    for truth in 0..params.k {
+        for given in 0..params.k {
+            counts[(truth * k + given) as usize] = params.counts[(truth * params.k + given) as usize];
+        }
+    }
+    params.k = k;
+    params.counts = counts;
+}
+
+/// Re-estimation over every answer, from the model as it stands, written at `offset`.
+fn epoch(txn: &mut RwTxn<'_>, dbs: &Databases, settings: &LearnedSettings, meta: &mut LearnedMeta, offset: u64) -> Result<(), StateError> {
+    let end = offset + 1;
+    let mut predicates: Vec<PredicateDigest> = Vec::new();
+    let mut predicate_index: HashMap<PredicateDigest, u32> = HashMap::new();
+    let mut units: Vec<(AgentId, PredicateDigest)> = Vec::new();
+    let mut unit_index: HashMap<(AgentId, u32), u32> = HashMap::new();
+    let mut priors: HashMap<AgentId, Option<Unit>> = HashMap::new();
+    let mut problem = Problem::default();
+    let mut pairs: Vec<PairId> = Vec::new();
+    {
+        let mut current: Option<[u8; 64]> = None;
+        let mut rows: Vec<(u32, u32)> = Vec::new();
+        let close = |problem: &mut Problem, rows: &mut Vec<(u32, u32)>, predicate: u32| {
+            rows.sort_unstable();
+            rows.dedup();
+            let mut classes: Vec<u32> = rows.iter().map(|(_, c)| *c).collect();
+            classes.sort_unstable();
+            classes.dedup();
+            if classes.len() > TASK_CANDIDATES_MAX {
+                // Too many values to weigh each against each: left out, and its state kept.
+                rows.clear();
+            }
+            let start = problem.answers.len() as u32;
+            problem.answers.append(rows);
+            problem.tasks.push(Task {
+                predicate,
+                start,
+                end: problem.answers.len() as u32,
+            });
+        };
+        let mut current_predicate = 0u32;
+        for entry in dbs
+            .learned
+            .prefix_iter(txn, &[tag::ANSWER])
+            .map_err(StateError::lmdb("scan learned answers"))?
+        {
+            let (k, v) = entry.map_err(StateError::lmdb("scan learned answers"))?;
+            if k.len() != 1 + 64 + 32 + 32 {
+                return Err(StateError::corrupt("learned answer key", "malformed"));
+            }
+            let mut pair = [0u8; 64];
+            pair.copy_from_slice(&k[1..65]);
+            let mut agent = [0u8; 32];
+            agent.copy_from_slice(&k[97..129]);
+            let agent = AgentId::from_stored_bytes(agent);
+            let (_, class) = decode_answer(v)?;
+            if current != Some(pair) {
+                if current.is_some() {
+                    close(&mut problem, &mut rows, current_predicate);
+                }
+                current = Some(pair);
+                pairs.push(PairId::from_stored_bytes(pair));
+                let mut predicate = [0u8; 32];
+                predicate.copy_from_slice(&pair[32..]);
+                let next = predicates.len() as u32;
+                current_predicate = *predicate_index.entry(predicate).or_insert_with(|| {
+                    predicates.push(predicate);
+                    next
+                });
+            }
+            let prior = match priors.get(&agent) {
+                Some(prior) => *prior,
+                None => {
+                    let prior = prior_of(txn, dbs, settings, &agent, end)?;
+                    priors.insert(agent, prior);
+                    prior
+                }
+            };
+            let Some(mut prior) = prior else { continue };
+            prior.predicate = current_predicate;
+            let next = units.len() as u32;
+            let unit = *unit_index.entry((agent, current_predicate)).or_insert_with(|| {
+                units.push((agent, predicates[current_predicate as usize]));
+                problem.units.push(prior);
+                next
+            });
+            rows.push((unit, class));
+        }
+        if current.is_some() {
+            close(&mut problem, &mut rows, current_predicate);
+        }
+    }
+    let mut start = crate::truth::Model::default();
+    let mut weights_now = Vec::with_capacity(predicates.len());
+    for predicate in &predicates {
+        let weights = weights_as_of(txn, dbs, predicate, u64::MAX)?.unwrap_or_default();
+        problem.classes.push(weights.classes);
+        start.class_weights.push(weights.weights.clone());
+        weights_now.push(weights);
+    }
+    for (agent, predicate) in &units {
+        start
+            .units
+            .push(unit_as_of(txn, dbs, agent, predicate, u64::MAX)?.unwrap_or_else(Params::empty));
+    }
+    let model = estimate(&problem, Some(&start), &settings.em());
+    let at = offset.to_be_bytes();
+    for (i, (agent, predicate)) in units.iter().enumerate() {
+        if model.units[i] != start.units[i] {
+            put(txn, dbs, &key(tag::UNIT, &[agent.as_bytes(), predicate, &at]), &encode_params(&model.units[i]))?;
+        }
+    }
+    for (p, predicate) in predicates.iter().enumerate() {
+        let weights = Weights {
+            classes: weights_now[p].classes,
+            weights: model.class_weights[p].clone(),
+        };
+        put(txn, dbs, &key(tag::WEIGHTS, &[predicate, &at]), &encode_weights(&weights))?;
+        weights_now[p] = weights;
+    }
+    for (task, pair) in problem.tasks.iter().zip(&pairs) {
+        if task.start == task.end {
+            continue;
+        }
+        let answers = &problem.answers[task.start as usize..task.end as usize];
+        let mut candidates: Vec<u32> = answers.iter().map(|(_, c)| *c).collect();
+        candidates.sort_unstable();
+        candidates.dedup();
+        let full = candidates.iter().all(|c| *c < settings.classes_max);
+        let weights = &weights_now[task.predicate as usize];
+        let mut state = TaskState {
+            candidates: candidates.iter().map(|c| (*c, 0.0, 0.0)).collect(),
+        };
+        for (unit, given) in answers {
+            let view = View {
+                unit: &problem.units[*unit as usize],
+                params: &model.units[*unit as usize],
+                classes: weights.classes,
+                classes_max: settings.classes_max,
+            };
+            for (truth, log, _) in &mut state.candidates {
+                *log += log_answer(&view, *truth, *given, full, candidates.len());
+            }
+        }
+        normalize(&mut state, weights, settings.classes_max);
+        put(txn, dbs, &key(tag::TASK, &[pair.as_bytes()]), &encode_task(&state))?;
+    }
+    meta.epochs += 1;
+    let growth = ((meta.answers as f64) * settings.epoch_growth).ceil() as u64;
+    meta.next_epoch = meta.answers + growth.max(settings.epoch_answers_min);
+    Ok(())
+}

@@ -1,0 +1,311 @@
+//! The learned trust model (issue 26) in the state:
+//! - two states fed the same log in different batches have the same digest, the model with
+//!   it, across many re-estimations;
+//! - the `learned` lens as of X on the full state equals the lens on a fresh state fed the
+//!   log up to X, through re-estimations and trust changes (bans included);
+//! - the model survives a reopen, a ban (trust 0) silences an agent, other `[learned]`
+//!   settings are refused, and a state without the model refuses the lens.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use stemedb_testkit as common;
+
+use common::{NOW_MS, Rng, key};
+use stemedb::lens::{AsOf, LensRegistry, Query, ResolveError, TrustBook, resolve};
+use stemedb::protocol::{Assertion, Hash, LogRecord, ObjectValue, TrustChange, Vote};
+use stemedb::storage::state::{IngestRecord, LearnedSettings, State, StateConfig};
+use tempfile::TempDir;
+
+/// Settings that re-estimate often, so that a short log crosses many re-estimations.
+fn settings() -> LearnedSettings {
+    LearnedSettings {
+        epoch_answers_min: 8,
+        epoch_growth: 0.1,
+        rounds_max: 20,
+        ..LearnedSettings::default()
+    }
+}
+
+fn open(dir: &TempDir) -> State {
+    let state = State::open(dir.path(), StateConfig::default()).unwrap();
+    state.set_learned(Some(settings())).unwrap();
+    state
+}
+
+const SUBJECTS: u64 = 6;
+const VALUES: u64 = 3;
+
+/// A random log: claims of 3 values about 6 subjects by 4 authors, votes by 12 voters
+/// (some honest, some not, some voting again), trust changes (bans among them).
+fn history(seed: u64, len: usize) -> Vec<IngestRecord> {
+    let mut rng = Rng::new(seed);
+    let mut claims: Vec<(u64, Assertion)> = Vec::new();
+    let (mut offset, mut records) = (0, Vec::new());
+    for step in 0..len as u64 {
+        let ts = NOW_MS + step;
+        let subject = rng.below(SUBJECTS);
+        let record = match rng.below(10) {
+            0..=2 => {
+                let value = rng.below(VALUES);
+                let mut a = Assertion::new(
+                    format!("s{subject}"),
+                    "p",
+                    ObjectValue::Integer(value as i64),
+                    0.5,
+                    ts,
+                );
+                a.sign(&key(1 + rng.below(4) as u8));
+                claims.push((subject, a.clone()));
+                LogRecord::Assertion(a)
+            }
+            3..=8 if !claims.is_empty() => {
+                let voter = rng.below(12);
+                let (s, target) = &claims[rng.index(claims.len())];
+                // Voters 0..6 vote for the value their subject's truth is (s % 3) when they can.
+                let honest = claims
+                    .iter()
+                    .find(|(t, a)| t == s && a.object == ObjectValue::Integer((s % VALUES) as i64))
+                    .map(|(_, a)| a);
+                let target = if voter < 6 {
+                    honest.unwrap_or(target)
+                } else {
+                    target
+                };
+                LogRecord::Vote(Vote::sign(&key(20 + voter as u8), target.content_hash(), 1.0, ts))
+            }
+            _ => {
+                let agent = key(20 + rng.below(12) as u8).agent_id();
+                LogRecord::Trust(TrustChange::sign(&key(60), agent, rng.below(3) as f32, ts))
+            }
+        };
+        let payload = record.encode();
+        let next = offset + 64 + payload.len() as u64;
+        records.push(IngestRecord {
+            offset,
+            next,
+            payload: payload.into(),
+        });
+        offset = next;
+    }
+    records
+}
+
+fn feed(state: &State, records: &[IngestRecord], rng: &mut Rng) {
+    let mut at = 0;
+    while at < records.len() {
+        let size = 1 + rng.index(40);
+        state.apply(&records[at..(at + size).min(records.len())]).unwrap();
+        at += size;
+    }
+}
+
+/// The learned lens's ranking of every subject: (hash, score, reason).
+fn rankings(state: &State, as_of: Option<AsOf>) -> Vec<Vec<(Hash, f64, String)>> {
+    let lens = LensRegistry::with_builtins().get("learned").unwrap();
+    let snapshot = state.snapshot().unwrap();
+    (0..SUBJECTS)
+        .map(|s| {
+            let mut query = Query::new(format!("s{s}"), "p", "learned");
+            query.as_of = as_of;
+            let resolution = resolve(&snapshot, &query, lens.as_ref(), &TrustBook::default()).unwrap();
+            resolution
+                .ranked
+                .iter()
+                .map(|r| (r.candidate.hash, r.score.value, r.score.reason.clone()))
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn the_model_is_a_function_of_the_log_however_it_was_batched_and_as_of_x_is_the_log_up_to_x() {
+    for seed in [1u64, 7, 42] {
+        let records = history(seed, 900);
+        let (a_dir, b_dir) = (TempDir::new().unwrap(), TempDir::new().unwrap());
+        let (a, b) = (open(&a_dir), open(&b_dir));
+        let mut rng = Rng::new(seed ^ 0x5a);
+        feed(&a, &records, &mut rng);
+        feed(&b, &records, &mut rng);
+        let meta = a.learned_meta().unwrap();
+        assert!(
+            meta.epochs >= 10,
+            "seed {seed}: only {} re-estimations",
+            meta.epochs
+        );
+        assert_eq!(meta.cursor, records.last().unwrap().next);
+        assert_eq!(
+            a.digest().unwrap(),
+            b.digest().unwrap(),
+            "seed {seed}: two batchings"
+        );
+        // Someone won somewhere, with reasons that name agents.
+        let now = rankings(&a, None);
+        assert!(
+            now.iter().any(|r| r.len() > 1 && r[0].2.contains("reliability")),
+            "{now:?}"
+        );
+        for x in [
+            records.len() / 7,
+            records.len() / 3,
+            records.len() / 2,
+            records.len() - 2,
+        ] {
+            let fresh_dir = TempDir::new().unwrap();
+            let fresh = open(&fresh_dir);
+            feed(&fresh, &records[..=x], &mut rng);
+            assert_eq!(
+                rankings(&a, Some(AsOf::Offset(records[x].offset))),
+                rankings(&fresh, None),
+                "seed {seed}: as of record {x}"
+            );
+        }
+        // Reopened, the same model.
+        let digest = a.digest().unwrap();
+        drop(a);
+        let again = open(&a_dir);
+        assert_eq!(again.digest().unwrap(), digest, "seed {seed}: reopened");
+        assert_eq!(rankings(&again, None), now);
+    }
+}
+
+/// Records laid end to end.
+fn laid(records: Vec<LogRecord>) -> Vec<IngestRecord> {
+    let mut offset = 0;
+    records
+        .into_iter()
+        .map(|r| {
+            let payload = r.encode();
+            let next = offset + 64 + payload.len() as u64;
+            let record = IngestRecord {
+                offset,
+                next,
+                payload: payload.into(),
+            };
+            offset = next;
+            record
+        })
+        .collect()
+}
+
+#[test]
+fn the_learned_lens_follows_proven_agents_against_new_keys_and_a_ban_silences_an_agent() {
+    // On 40 subjects, agent 1 claims value 1 and agent 2 value 0; four voters back value 1
+    // everywhere; then ten new keys all vote value 0 on subject s0.
+    let mut records = Vec::new();
+    let mut claims = Vec::new();
+    for s in 0..40 {
+        let mut right = Assertion::new(format!("s{s}"), "p", ObjectValue::Integer(1), 0.5, NOW_MS + s);
+        right.sign(&key(1));
+        let mut wrong = Assertion::new(format!("s{s}"), "p", ObjectValue::Integer(0), 0.5, NOW_MS + s);
+        wrong.sign(&key(2));
+        claims.push((right.content_hash(), wrong.content_hash()));
+        records.push(LogRecord::Assertion(right));
+        records.push(LogRecord::Assertion(wrong));
+    }
+    for (s, (right, _)) in claims.iter().enumerate() {
+        for voter in 20..24 {
+            records.push(LogRecord::Vote(Vote::sign(
+                &key(voter),
+                *right,
+                1.0,
+                NOW_MS + 100 + s as u64,
+            )));
+        }
+    }
+    for sybil in 100..110 {
+        records.push(LogRecord::Vote(Vote::sign(
+            &key(sybil),
+            claims[0].1,
+            1.0,
+            NOW_MS + 500,
+        )));
+    }
+    let dir = TempDir::new().unwrap();
+    let state = open(&dir);
+    let records = laid(records);
+    state.apply(&records).unwrap();
+    let lens = LensRegistry::with_builtins();
+    let winner = |state: &State, name: &str| {
+        let snapshot = state.snapshot().unwrap();
+        let query = Query::new("s0", "p", name);
+        let trust = TrustBook {
+            default: 1.0,
+            ..TrustBook::default()
+        };
+        resolve(&snapshot, &query, lens.get(name).unwrap().as_ref(), &trust).unwrap()
+    };
+    assert_eq!(
+        winner(&state, "consensus").winner,
+        Some(claims[0].1),
+        "ten new keys carry consensus"
+    );
+    let learned = winner(&state, "learned");
+    assert_eq!(learned.winner, Some(claims[0].0), "{:?}", learned.ranked);
+    assert!(
+        learned.ranked[0].score.value > 0.9,
+        "{:?}",
+        learned.ranked[0].score
+    );
+    let liar = key(2).agent_id().to_string();
+    assert!(
+        learned.ranked[0].score.reason.contains("16 agent(s) answered"),
+        "{:?}",
+        learned.ranked[0]
+    );
+    // Ban the author of the wrong claims: its answers no longer count, in the model or the lens.
+    let more = vec![LogRecord::Trust(TrustChange::sign(
+        &key(60),
+        key(2).agent_id(),
+        0.0,
+        NOW_MS + 600,
+    ))];
+    let start = records.last().unwrap().next;
+    let more: Vec<IngestRecord> = laid(more)
+        .into_iter()
+        .map(|r| IngestRecord {
+            offset: r.offset + start,
+            next: r.next + start,
+            payload: r.payload,
+        })
+        .collect();
+    state.apply(&more).unwrap();
+    let learned = winner(&state, "learned");
+    assert_eq!(learned.winner, Some(claims[0].0), "{:?}", learned.ranked);
+    let reason = &learned.ranked[0].score.reason;
+    assert!(
+        reason.contains("15 agent(s) answered") && !reason.contains(&liar),
+        "{reason}"
+    );
+}
+
+#[test]
+fn other_settings_are_refused_and_a_state_without_the_model_refuses_the_lens() {
+    let dir = TempDir::new().unwrap();
+    let state = open(&dir);
+    let mut a = Assertion::new("s", "p", ObjectValue::Bool(true), 0.5, NOW_MS);
+    a.sign(&key(1));
+    state.apply(&laid(vec![LogRecord::Assertion(a.clone())])).unwrap();
+    let other = LearnedSettings {
+        classes_max: 4,
+        ..settings()
+    };
+    assert!(state.set_learned(Some(other)).is_err(), "other settings");
+    state.set_learned(Some(settings())).unwrap();
+
+    let off_dir = TempDir::new().unwrap();
+    let off = State::open(off_dir.path(), StateConfig::default()).unwrap();
+    off.set_learned(None).unwrap();
+    off.apply(&laid(vec![LogRecord::Assertion(a)])).unwrap();
+    let snapshot = off.snapshot().unwrap();
+    let lens = LensRegistry::with_builtins().get("learned").unwrap();
+    let error = resolve(
+        &snapshot,
+        &Query::new("s", "p", "learned"),
+        lens.as_ref(),
+        &TrustBook::default(),
+    );
+    assert!(
+        matches!(error, Err(ResolveError::ModelUnavailable(_))),
+        "{error:?}"
+    );
+}
