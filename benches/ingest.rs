@@ -49,7 +49,7 @@ use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender};
 use rusqlite::{Connection, params};
-use stemedb::node::NodeConfig;
+use stemedb::node::{Node, NodeConfig};
 use stemedb::protocol::{Assertion, Limits};
 use stemedb::protocol::{now_ms, validate_assertion, validate_assertions};
 use tempfile::TempDir;
@@ -234,6 +234,44 @@ fn run_row(dir: &Path, rounds: usize, workload: &[Assertion], count: usize, subm
     }
 }
 
+/// The learned trust model's cost (issue 26): the node with `[learned]` on against off, on
+/// the same assertions (each signer's claim is an answer), alternating which goes first;
+/// medians and the median of the per-round ratios.
+fn learned_cost(dir: &Path, rounds: usize, workload: &[Assertion], count: usize) {
+    println!(
+        "learned trust model: stemedb with [learned] on against off, {count} assertions, medians of {rounds} rounds"
+    );
+    for submitters in [64, 1000] {
+        let (mut on, mut off, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+        for round in 0..rounds {
+            for learned in [round % 2 == 0, round % 2 != 0] {
+                let start = move |dir: &Path| {
+                    let mut config = stemedb::Config::default();
+                    config.learned.enabled = learned;
+                    Node::start(config, dir).expect("start node")
+                };
+                let cell =
+                    common::assertions::ingest_cell_with(dir, start, shares(workload, count, submitters));
+                if learned {
+                    on.push(cell.rate())
+                } else {
+                    off.push(cell.rate())
+                }
+            }
+            ratios.push(on[round] / off[round]);
+        }
+        let median = |mut v: Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let (on, off, ratio) = (median(on), median(off), median(ratios));
+        println!(
+            "  {submitters:>4} submitters: on {on:>8.0}/s, off {off:>8.0}/s, ratio {ratio:.3} (target >= 0.9); {:.1} us more per assertion",
+            (1.0 / on - 1.0 / off) * 1e6
+        );
+    }
+}
+
 fn main() {
     let (began, machine_began, process_began) = (Instant::now(), machine_cpu(), process_cpu());
     let count = env_usize("STEMEDB_BENCH_ASSERTIONS").filter(|&n| n >= SOLO_DIVISOR);
@@ -255,6 +293,9 @@ fn main() {
         rows.push(run_row(&dir, rounds, &workload, n, submitters));
     }
     print_table(&rows, "submitters", "assertions");
+    if std::env::var("STEMEDB_BENCH_LEARNED").as_deref() != Ok("0") {
+        learned_cost(&dir, rounds, &workload, count);
+    }
     let wall = began.elapsed().as_secs_f64();
     let (busy, steal) = machine_cpu();
     let others = (busy - machine_began.0).saturating_sub(process_cpu() - process_began);

@@ -163,10 +163,22 @@ impl Peer<Vote> for Node {
 
 /// One cell against a fresh StemeDB node with the default config.
 fn bench_stemedb(base: &Path, assertions: Vec<Assertion>, shares: Vec<Vec<Vote>>) -> CellResult {
+    bench_stemedb_with(base, assertions, shares, true)
+}
+
+/// [`bench_stemedb`], with the learned trust model on or off.
+fn bench_stemedb_with(
+    base: &Path,
+    assertions: Vec<Assertion>,
+    shares: Vec<Vec<Vote>>,
+    learned: bool,
+) -> CellResult {
     let dir = TempDir::new_in(base).expect("create stemedb temp dir");
     let expected = recount(&shares);
     actix::System::new().block_on(async move {
-        let node = Node::start(stemedb::Config::default(), dir.path()).expect("start node");
+        let mut config = stemedb::Config::default();
+        config.learned.enabled = learned;
+        let node = Node::start(config, dir.path()).expect("start node");
         let receipts = node.submit_many(assertions).await.expect("submit assertions");
         let last = receipts
             .into_iter()
@@ -398,6 +410,38 @@ fn run_row(dir: &Path, rounds: usize, (assertions, votes): &Workload, count: usi
     }
 }
 
+/// The learned trust model's cost (issue 26): the node with `[learned]` on against off, on
+/// the same votes, alternating which goes first; medians and the median of the per-round
+/// ratios, and the time one vote costs more.
+fn learned_cost(dir: &Path, rounds: usize, (assertions, votes): &Workload, count: usize) {
+    println!(
+        "learned trust model: stemedb with [learned] on against off, {count} votes, medians of {rounds} rounds"
+    );
+    for voters in [64, 1000] {
+        let (mut on, mut off, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+        for round in 0..rounds {
+            for learned in [round % 2 == 0, round % 2 != 0] {
+                let cell = bench_stemedb_with(dir, assertions.clone(), shares(votes, count, voters), learned);
+                if learned {
+                    on.push(cell.rate())
+                } else {
+                    off.push(cell.rate())
+                }
+            }
+            ratios.push(on[round] / off[round]);
+        }
+        let median = |mut v: Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let (on, off, ratio) = (median(on), median(off), median(ratios));
+        println!(
+            "  {voters:>4} voters: on {on:>8.0} votes/s, off {off:>8.0} votes/s, ratio {ratio:.3} (target >= 0.9); {:.1} us more per vote",
+            (1.0 / on - 1.0 / off) * 1e6
+        );
+    }
+}
+
 fn main() {
     let (began, machine_began, process_began) = (Instant::now(), machine_cpu(), process_cpu());
     let count = env_usize("STEMEDB_BENCH_VOTES").filter(|&n| n >= SOLO_DIVISOR);
@@ -419,6 +463,9 @@ fn main() {
         rows.push(run_row(&dir, rounds, &workload, n, voters));
     }
     print_table(&rows, "voters", "votes");
+    if std::env::var("STEMEDB_BENCH_LEARNED").as_deref() != Ok("0") {
+        learned_cost(&dir, rounds, &workload, count);
+    }
     let wall = began.elapsed().as_secs_f64();
     let (busy, steal) = machine_cpu();
     let others = (busy - machine_began.0).saturating_sub(process_cpu() - process_began);

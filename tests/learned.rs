@@ -309,3 +309,72 @@ fn other_settings_are_refused_and_a_state_without_the_model_refuses_the_lens() {
         "{error:?}"
     );
 }
+
+#[test]
+fn random_spammers_from_the_first_answer_do_not_turn_the_values_around() {
+    // 10 agents right 75% of the time and 40 answering at random among 3 values, on 60
+    // subjects, from the first record on (no history to start from).
+    let mut rng = Rng::new(3);
+    let mut records = Vec::new();
+    let mut truths = Vec::new();
+    for s in 0..60u64 {
+        let truth = rng.below(3);
+        truths.push(truth);
+        let mut made: std::collections::BTreeMap<u64, Hash> = std::collections::BTreeMap::new();
+        for agent in 0..50u8 {
+            let value = if agent < 10 {
+                if rng.below(100) < 75 {
+                    truth
+                } else {
+                    (truth + 1 + rng.below(2)) % 3
+                }
+            } else {
+                rng.below(3)
+            };
+            let hash = *made.entry(value).or_insert_with(|| {
+                let mut a = Assertion::new(
+                    format!("s{s}"),
+                    "p",
+                    ObjectValue::Integer(value as i64),
+                    0.5,
+                    NOW_MS + s,
+                );
+                a.sign(&key(100 + agent));
+                let hash = a.content_hash();
+                records.push(LogRecord::Assertion(a));
+                hash
+            });
+            records.push(LogRecord::Vote(Vote::sign(
+                &key(100 + agent),
+                hash,
+                1.0,
+                NOW_MS + s,
+            )));
+        }
+    }
+    let dir = TempDir::new().unwrap();
+    let state = State::open(dir.path(), StateConfig::default()).unwrap();
+    let records = laid(records);
+    let mut feeder = Rng::new(9);
+    feed(&state, &records, &mut feeder);
+    let lens = LensRegistry::with_builtins().get("learned").unwrap();
+    let snapshot = state.snapshot().unwrap();
+    let mut right = 0;
+    for (s, truth) in truths.iter().enumerate() {
+        let resolution = resolve(
+            &snapshot,
+            &Query::new(format!("s{s}"), "p", "learned"),
+            lens.as_ref(),
+            &TrustBook::default(),
+        )
+        .unwrap();
+        let winner = resolution.ranked[0].candidate.hash;
+        let value = state.get(&winner).unwrap().unwrap().assertion.object;
+        right += usize::from(value == ObjectValue::Integer(*truth as i64));
+    }
+    assert!(
+        right >= 54,
+        "learned right on {right} of 60 (epochs: {:?})",
+        state.learned_meta().unwrap()
+    );
+}

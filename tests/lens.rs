@@ -223,7 +223,14 @@ fn a_host_lens_is_registered_and_used_and_names_are_checked() {
         ));
         assert_eq!(
             node.lenses(),
-            vec!["broken", "confidence", "consensus", "fewest-signers", "recency"]
+            vec![
+                "broken",
+                "confidence",
+                "consensus",
+                "fewest-signers",
+                "learned",
+                "recency"
+            ]
         );
         node.shutdown().await.unwrap();
         assert!(matches!(

@@ -92,15 +92,20 @@ pub fn posterior(
 /// The objective EM climbs: the log-likelihood of the answers under `model`, plus the log
 /// density of its priors (up to a constant). Of two estimates, the greater is the better fit.
 pub fn objective(problem: &Problem, model: &Model, config: &EmConfig) -> f64 {
+    objective_by_predicate(problem, model, config).iter().sum()
+}
+
+/// [`objective`], per predicate: predicates share no unit and no task, so each has its own.
+pub fn objective_by_predicate(problem: &Problem, model: &Model, config: &EmConfig) -> Vec<f64> {
     let tables = Tables::of(problem, model, config);
-    let mut total = 0.0;
+    let mut total = vec![0.0; problem.classes.len()];
     let (mut candidates, mut scratch) = (Vec::new(), Vec::new());
     for task in &problem.tasks {
         candidates_of(
             &problem.answers[task.start as usize..task.end as usize],
             &mut candidates,
         );
-        total += expect(
+        total[task.predicate as usize] += expect(
             problem,
             &tables,
             task,
@@ -120,11 +125,15 @@ pub fn objective(problem: &Problem, model: &Model, config: &EmConfig) -> f64 {
                 } else {
                     (1.0 - mean) / (k_f - 1.0)
                 };
-                total += unit.strength * prior * table[(truth * k + answer) as usize];
+                total[unit.predicate as usize] +=
+                    unit.strength * prior * table[(truth * k + answer) as usize];
             }
         }
     }
-    total + tables.log_weight.iter().flatten().sum::<f64>()
+    for (total, weights) in total.iter_mut().zip(&tables.log_weight) {
+        *total += weights.iter().sum::<f64>();
+    }
+    total
 }
 
 /// The log of a class's weight among a predicate's `weights`, smoothed (add one).
@@ -316,12 +325,25 @@ pub fn estimate(problem: &Problem, start: Option<&Model>, config: &EmConfig) -> 
     };
     let warm = climb(problem, warm_posteriors(problem, start, &config), &config);
     // EM finds a local optimum: of the one reached from the previous model and the one
-    // reached from majority vote, keep the better fit.
-    if objective(problem, &warm, &config) >= objective(problem, &cold, &config) {
-        warm
-    } else {
-        cold
+    // reached from majority vote, keep the better fit, predicate by predicate.
+    let (warm_fit, cold_fit) = (
+        objective_by_predicate(problem, &warm, &config),
+        objective_by_predicate(problem, &cold, &config),
+    );
+    let mut out = warm;
+    for (unit, (mine, theirs)) in problem.units.iter().zip(out.units.iter_mut().zip(cold.units)) {
+        let p = unit.predicate as usize;
+        if cold_fit[p] > warm_fit[p] {
+            *mine = theirs;
+        }
     }
+    for (p, (mine, theirs)) in out.class_weights.iter_mut().zip(cold.class_weights).enumerate() {
+        if cold_fit[p] > warm_fit[p] {
+            *mine = theirs;
+        }
+    }
+    out.rounds = out.rounds.max(cold.rounds);
+    out
 }
 
 /// Each task's posterior under `start`, its units and class weights carried over.
@@ -342,12 +364,28 @@ fn warm_posteriors(problem: &Problem, start: &Model, config: &EmConfig) -> Vec<(
             }
         }
         let tables = Tables::of(problem, &warm, config);
+        // What the answers alone say under the start, without the class weights: a task
+        // whose answerers the start knows nothing of (new agents at chance, a new predicate)
+        // keeps its majority vote, so that EM there starts where a cold start would and
+        // cannot settle on the values' labels swapped.
+        warm.class_weights.iter_mut().for_each(Vec::clear);
+        let bare = Tables::of(problem, &warm, config);
+        let mut scratch = Vec::new();
         for (task, (candidates, q)) in problem.tasks.iter().zip(posteriors.iter_mut()) {
-            expect(problem, &tables, task, candidates, classes_max, q);
+            expect(problem, &bare, task, candidates, classes_max, &mut scratch);
+            let spread = scratch.iter().copied().fold(0.0f64, f64::max)
+                - scratch.iter().copied().fold(1.0f64, f64::min);
+            if spread >= UNINFORMED_SPREAD {
+                expect(problem, &tables, task, candidates, classes_max, q);
+            }
         }
     }
     posteriors
 }
+
+/// A task whose answers move its posterior under the start by less than this keeps its
+/// majority vote as the starting point.
+const UNINFORMED_SPREAD: f64 = 0.05;
 
 /// EM from `posteriors`.
 fn climb(problem: &Problem, mut posteriors: Vec<(Vec<u32>, Vec<f64>)>, config: &EmConfig) -> Model {

@@ -33,7 +33,7 @@ mod em;
 #[cfg(test)]
 mod tests;
 
-pub use em::{estimate, log_class_weight, majority, objective, posterior};
+pub use em::{estimate, log_class_weight, majority, objective, objective_by_predicate, posterior};
 
 /// A unit of reliability: one agent on one predicate, with its prior.
 #[derive(Debug, Clone, Copy, PartialEq)]

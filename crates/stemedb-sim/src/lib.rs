@@ -53,7 +53,7 @@ pub enum Target {
 /// A simulation run.
 #[derive(Debug, Clone)]
 pub struct SimConfig {
-    /// The arenas to run, in order (0 to 4).
+    /// The arenas to run, in order (0 to 5).
     pub arenas: Vec<u8>,
     /// The seed of every random choice.
     pub seed: u64,

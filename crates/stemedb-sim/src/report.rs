@@ -57,7 +57,7 @@ pub struct Fault {
 /// One arena's outcome.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ArenaReport {
-    /// Its number, 0 to 4.
+    /// Its number, 0 to 5.
     pub arena: u8,
     /// Its name.
     pub name: String,

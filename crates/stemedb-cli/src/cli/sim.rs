@@ -44,12 +44,12 @@ pub(crate) struct SimArgs {
 
 pub(crate) fn run(args: &SimArgs) -> Result<(), CliError> {
     let arenas = match args.arena.as_str() {
-        "all" => vec![0, 1, 2, 3, 4],
+        "all" => vec![0, 1, 2, 3, 4, 5],
         one => match one.parse::<u8>() {
-            Ok(arena) if arena <= 4 => vec![arena],
+            Ok(arena) if arena <= 5 => vec![arena],
             _ => {
                 return Err(CliError::Input(format!(
-                    "--arena {one:?}: expected 0 to 4, or all"
+                    "--arena {one:?}: expected 0 to 5, or all"
                 )));
             }
         },

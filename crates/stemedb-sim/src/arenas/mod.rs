@@ -4,6 +4,7 @@
 mod cortex;
 mod spine;
 mod swarm;
+mod trust;
 mod voting;
 
 use std::path::{Path, PathBuf};
@@ -80,9 +81,10 @@ pub(crate) async fn run(config: &SimConfig, arena: u8) -> ArenaReport {
         2 => ("voting", voting::run(config, &mut ledger).await),
         3 => ("chaos", super::chaos::run(config, &mut ledger).await),
         4 => ("swarm", swarm::run(config, &mut ledger).await),
+        5 => ("trust", trust::run(config, &mut ledger).await),
         _ => (
             "unknown",
-            Err(SimError::Setup(format!("there is no arena {arena} (0 to 4)"))),
+            Err(SimError::Setup(format!("there is no arena {arena} (0 to 5)"))),
         ),
     };
     // Written == verified, always: a check of its own, whatever the arena returned.

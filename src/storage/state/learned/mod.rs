@@ -75,8 +75,8 @@ impl Default for LearnedSettings {
             strength: 1.0,
             admin_strength: 10.0,
             epoch_answers_min: 256,
-            epoch_growth: 0.05,
-            rounds_max: 100,
+            epoch_growth: 0.25,
+            rounds_max: 50,
         }
     }
 }
@@ -238,7 +238,8 @@ pub(super) fn meta(txn: &RoTxn<'_>, dbs: &Databases) -> Result<LearnedMeta, Stat
 
 impl State {
     /// Keeps the learned model with `settings` (or stops keeping it, with `None`): what
-    /// `[learned]` configures. A model kept before under other settings is refused.
+    /// `[learned]` configures. A model kept before under other settings is refused
+    /// ([`StateError::Config`]); the settings are recorded with the model's first batch.
     pub fn set_learned(&self, settings: Option<LearnedSettings>) -> Result<(), StateError> {
         if let Some(settings) = &settings {
             settings.validate().map_err(StateError::Config)?;
@@ -257,12 +258,8 @@ impl State {
                             .into(),
                     ));
                 }
-                Some(_) => {}
-                None => self.write(|txn, dbs| {
-                    dbs.learned
-                        .put(txn, &[tag::SETTINGS], &encoded)
-                        .map_err(StateError::lmdb("store learned settings"))
-                })?,
+                // Recorded with the model's first batch: a state is a function of its log.
+                Some(_) | None => {}
             }
         }
         *self.inner.learned.write() = settings;
