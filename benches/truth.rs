@@ -19,9 +19,10 @@
 //! # Printed
 //! Per dataset: accuracy (percent of gold tasks with answers) of each method; for majority
 //! vote and consensus, ties count as the expected accuracy of a random tie-break. Also the
-//! expected calibration error (10 bins) of the `learned` lens's winning probability, and the
-//! ingest time with the model on and off (a second node, same records), with their difference
-//! per answer: the cost of one update.
+//! expected calibration error (10 bins) of the `learned` lens's winning probability; the
+//! ingest time with the model on and off (a second node, same records); and the time the node
+//! spent keeping the model (`Node::learned_time`, measured inside the ingest transactions) per
+//! answer, with the number of re-estimations: the cost of one update, amortized.
 //!
 //! crowd-kit 1.4.2 runs in a virtual environment the benchmark makes in
 //! `target/truth-venv` (`python3 -m venv`, pip from PyPI); `STEMEDB_TRUTH_CROWDKIT=0` skips it.
@@ -94,6 +95,7 @@ struct Outcome {
 /// Feeds `data` to a node in `dir` with the learned model on or off; returns the node and the
 /// ingest time (from the first submission to the last record indexed).
 async fn feed(data: &Dataset, dir: &Path, learned: bool) -> (Node, Duration) {
+    let started = Instant::now();
     let mut config = stemedb::Config::default();
     config.learned.enabled = learned;
     let node = Node::start(config, dir).expect("start node");
@@ -101,7 +103,6 @@ async fn feed(data: &Dataset, dir: &Path, learned: bool) -> (Node, Duration) {
     let mut keys: HashMap<&str, AgentKey> = HashMap::new();
     let mut claims: HashMap<(&str, &str), Hash> = HashMap::new();
     let mut timestamp = stemedb::protocol::now_ms() - data.answers.len() as u64 - 10;
-    let start = Instant::now();
     let mut last = 0;
     for chunk in data.answers.chunks(CHUNK_ROWS) {
         let (mut assertions, mut votes) = (Vec::new(), Vec::new());
@@ -133,7 +134,7 @@ async fn feed(data: &Dataset, dir: &Path, learned: bool) -> (Node, Duration) {
     node.wait_indexed(last, Instant::now() + INDEX_DEADLINE)
         .await
         .expect("indexed");
-    (node, start.elapsed())
+    (node, started.elapsed())
 }
 
 async fn judge(node: &Node, data: &Dataset) -> Vec<Outcome> {
@@ -282,19 +283,23 @@ fn main() {
         "on s",
         "us/ans"
     );
+    println!(
+        "(on s, off s: ingest time with the model on, off; us/ans: model time per answer; epochs: re-estimations)"
+    );
     let mut sums: BTreeMap<&str, f64> = BTreeMap::new();
     let mut summary = Vec::new();
     for path in &dirs {
         let data = load(path);
-        let (outcomes, on, off) = actix::System::new().block_on(async {
+        let (outcomes, on, off, spent, meta) = actix::System::new().block_on(async {
             let on_dir = TempDir::new_in(work.path()).unwrap();
             let (node, on) = feed(&data, on_dir.path(), true).await;
+            let (spent, meta) = (node.learned_time().unwrap(), node.learned_meta().unwrap());
             let outcomes = judge(&node, &data).await;
             node.shutdown().await.expect("shutdown");
             let off_dir = TempDir::new_in(work.path()).unwrap();
             let (node, off) = feed(&data, off_dir.path(), false).await;
             node.shutdown().await.expect("shutdown");
-            (outcomes, on, off)
+            (outcomes, on, off, spent, meta)
         });
         let n = outcomes.len() as f64;
         let learned = 100.0 * outcomes.iter().filter(|o| o.learned_right).count() as f64 / n;
@@ -321,9 +326,9 @@ fn main() {
             .copied()
             .fold(f64::NAN, f64::max);
         let cell = |m: &str| ck.get(m).map_or("-".to_owned(), |v| format!("{v:.2}"));
-        let per_answer_us = (on.as_secs_f64() - off.as_secs_f64()) * 1e6 / data.answers.len() as f64;
+        let per_answer_us = spent.as_secs_f64() * 1e6 / meta.answers.max(1) as f64;
         println!(
-            "{:<10} {:>7} {:>5} | {:>8.2} {:>9.2} | {:>6} {:>6} {:>6} {:>6} {:>6} | {:>6.2} {:>+6.2} | {:>7.4} {:>7.2} {:>8.1}",
+            "{:<10} {:>7} {:>5} | {:>8.2} {:>9.2} | {:>6} {:>6} {:>6} {:>6} {:>6} | {:>6.2} {:>+6.2} | {:>7.4} {:>7.2} {:>8.1}  off {:.2} s, {} epochs",
             data.name,
             data.answers.len(),
             data.gold.len(),
@@ -339,6 +344,8 @@ fn main() {
             ece(&outcomes),
             on.as_secs_f64(),
             per_answer_us,
+            off.as_secs_f64(),
+            meta.epochs,
         );
         *sums.entry("learned").or_default() += learned;
         *sums.entry("consensus").or_default() += consensus;

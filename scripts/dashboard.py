@@ -131,6 +131,16 @@ ROWS = [
             (rate("stemedb_receipts_total"), "receipts/s"),
         ]),
     ]),
+    ("Learned trust", [
+        ("Learned trust", "short", [
+            (f"max(stemedb_learned_answers{sel()})", "answers"),
+            (f"sum(increase(stemedb_learned_epochs_total{sel()}[$__rate_interval]))", "re-estimations"),
+        ]),
+        ("Learned trust time per batch", "s", [
+            (quantile("0.5", "stemedb_learned_batch_seconds"), "p50"),
+            (quantile("0.99", "stemedb_learned_batch_seconds"), "p99"),
+        ]),
+    ]),
     ("Capacity", [
         ("Mailbox depths", "short", [(f"sum by (actor) (stemedb_mailbox_depth{sel()})", "{{actor}}")]),
         ("Busy rejections", "ops", [(rate("stemedb_busy_rejections_total", "queue"), "{{queue}}")]),

@@ -12,7 +12,7 @@ use stemedb_testkit as common;
 
 use common::{NOW_MS, Rng, key};
 use stemedb::lens::{AsOf, LensRegistry, Query, ResolveError, TrustBook, resolve};
-use stemedb::protocol::{Assertion, Hash, LogRecord, ObjectValue, TrustChange, Vote};
+use stemedb::protocol::{AgentKey, Assertion, Hash, LogRecord, ObjectValue, TrustChange, Vote};
 use stemedb::storage::state::{IngestRecord, LearnedSettings, State, StateConfig};
 use tempfile::TempDir;
 
@@ -375,6 +375,99 @@ fn random_spammers_from_the_first_answer_do_not_turn_the_values_around() {
     assert!(
         right >= 54,
         "learned right on {right} of 60 (epochs: {:?})",
+        state.learned_meta().unwrap()
+    );
+}
+
+#[test]
+fn a_thousand_new_keys_cannot_outvote_twenty_established_agents() {
+    // 20 agents right 85% of the time answer 40 subjects; then, on 10 more, 1,000 new keys all
+    // back the wrong value, their votes interleaved with the established agents' answers.
+    let mut rng = Rng::new(11);
+    let mut records = Vec::new();
+    let mut targets = Vec::new();
+    let sybils: Vec<AgentKey> = (0..1000u32)
+        .map(|i| AgentKey::from_secret_bytes(Hash::of(&i.to_le_bytes()).as_bytes()))
+        .collect();
+    for s in 0..50u64 {
+        let truth = rng.below(2);
+        let mut made: std::collections::BTreeMap<u64, Hash> = std::collections::BTreeMap::new();
+        let mut claim = |value: u64, signer: &AgentKey, records: &mut Vec<LogRecord>| {
+            *made.entry(value).or_insert_with(|| {
+                let mut a = Assertion::new(
+                    format!("s{s}"),
+                    "p",
+                    ObjectValue::Integer(value as i64),
+                    0.5,
+                    NOW_MS + s,
+                );
+                a.sign(signer);
+                let hash = a.content_hash();
+                records.push(LogRecord::Assertion(a));
+                hash
+            })
+        };
+        let mut answers: Vec<(AgentKey, u64)> = (0..20u8)
+            .map(|agent| {
+                (
+                    key(100 + agent),
+                    if rng.below(100) < 85 { truth } else { 1 - truth },
+                )
+            })
+            .collect();
+        if s >= 40 {
+            answers.extend(sybils.iter().map(|k| (k.clone(), 1 - truth)));
+            // Interleaved: a seeded shuffle.
+            for i in (1..answers.len()).rev() {
+                answers.swap(i, rng.index(i + 1));
+            }
+        }
+        for (signer, value) in &answers {
+            let hash = claim(*value, signer, &mut records);
+            records.push(LogRecord::Vote(Vote::sign(signer, hash, 1.0, NOW_MS + s)));
+        }
+        if s >= 40 {
+            targets.push((s, claim(truth, &key(100), &mut records)));
+        }
+    }
+    let dir = TempDir::new().unwrap();
+    let state = State::open(dir.path(), StateConfig::default()).unwrap();
+    let mut feeder = Rng::new(4);
+    feed(&state, &laid(records), &mut feeder);
+    let lens = LensRegistry::with_builtins();
+    let snapshot = state.snapshot().unwrap();
+    let mut right = 0;
+    for (s, truth) in &targets {
+        let query = Query::new(format!("s{s}"), "p", "learned");
+        let resolution = resolve(
+            &snapshot,
+            &query,
+            lens.get("learned").unwrap().as_ref(),
+            &TrustBook::default(),
+        )
+        .unwrap();
+        right += usize::from(resolution.winner == Some(*truth));
+        if std::env::var("EMDBG").is_ok() {
+            for r in &resolution.ranked {
+                eprintln!(
+                    "{s} truth? {} {} {}",
+                    r.candidate.hash == *truth,
+                    r.score.value,
+                    r.score.reason
+                );
+            }
+        }
+        let query = Query::new(format!("s{s}"), "p", "consensus");
+        let trust = TrustBook {
+            default: 1.0,
+            ..TrustBook::default()
+        };
+        let consensus = resolve(&snapshot, &query, lens.get("consensus").unwrap().as_ref(), &trust).unwrap();
+        assert_ne!(consensus.winner, Some(*truth), "the swarm carries consensus");
+    }
+    assert!(
+        right >= 9,
+        "learned right on {right} of 10 (model: {:?})",
         state.learned_meta().unwrap()
     );
 }

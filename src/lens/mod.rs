@@ -7,7 +7,9 @@
 //! - [`Confidence`] (`"confidence"`): the highest confidence wins;
 //! - [`Consensus`] (`"consensus"`): the greatest sum, over the live votes, of vote weight ×
 //!   the voter's trust (journaled trust, else the configured factor, else the default). A voter
-//!   has one live vote per assertion, so many votes by one voter count once.
+//!   has one live vote per assertion, so many votes by one voter count once;
+//! - [`learned::Learned`] (`"learned"`): the posterior probability of the candidate's value
+//!   under the trust model the ingest learns from the log (`storage::state::learned`).
 //!
 //! A host registers its own with `Node::register_lens`.
 

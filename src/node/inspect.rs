@@ -17,6 +17,18 @@ impl Node {
         self.with_state(|state| Ok(state.dump()?))
     }
 
+    /// Returns where the learned trust model stands: the log position it covers, the answers
+    /// it holds and the re-estimations run (see `[learned]`).
+    pub fn learned_meta(&self) -> Result<crate::storage::state::LearnedMeta, NodeError> {
+        self.with_state(|state| Ok(state.learned_meta()?))
+    }
+
+    /// Returns the time this node spent keeping the learned trust model since it started (its
+    /// online steps and re-estimations, inside ingest transactions).
+    pub fn learned_time(&self) -> Result<std::time::Duration, NodeError> {
+        self.with_state(|state| Ok(state.learned_time()))
+    }
+
     /// Returns the digest of the canonical state at its ingest cursor: nodes that applied the
     /// same log up to the same cursor have the same digest (see [`StateDigest`]). Reads every
     /// row once, in one read transaction.

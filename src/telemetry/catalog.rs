@@ -224,6 +224,12 @@ pub const CHECKPOINT_REFUSALS: &str = "stemedb_checkpoint_refusals_total";
 pub const RECEIPTS: &str = "stemedb_receipts_total";
 /// Build information.
 pub const BUILD_INFO: &str = "stemedb_build_info";
+/// Answers the learned trust model holds.
+pub const LEARNED_ANSWERS: &str = "stemedb_learned_answers";
+/// Re-estimations of the learned trust model.
+pub const LEARNED_EPOCHS: &str = "stemedb_learned_epochs_total";
+/// Time the learned trust model takes in one ingest batch.
+pub const LEARNED_BATCH_SECONDS: &str = "stemedb_learned_batch_seconds";
 
 /// Queue names of the `queue` label.
 pub const QUEUES: &[&str] = &["verify", "group_commit", "http", "http_out"];
@@ -318,6 +324,9 @@ pub const METRICS: &[MetricSpec] = &[
     counter(CHECKPOINTS_SIGNED, &["kind"], "Checkpoints signed: kept (periodic or on demand, stored and served), receipt (for a receipt, current or past size).", "Checkpoints and receipts"),
     counter(CHECKPOINT_REFUSALS, &[], "Checkpoints the node refused to sign because its tree does not extend the latest it signed (a data directory replaced by an older copy, or fed another log).", "Checkpoints and receipts"),
     counter(RECEIPTS, &[], "Receipts of resolutions built (GET /v1/resolve?proof=true, Node::resolve_verifiable).", "Checkpoints and receipts"),
+    gauge(LEARNED_ANSWERS, &[], "Answers (live votes and signatures, one per agent and assertion) the learned trust model holds.", "Learned trust"),
+    counter(LEARNED_EPOCHS, &[], "Re-estimations of the learned trust model by EM over every answer.", "Learned trust"),
+    histogram(LEARNED_BATCH_SECONDS, &[], "Time the learned trust model takes in one ingest batch: its online steps, and any re-estimation the batch triggers.", LATENCY_BUCKETS, "Learned trust time per batch"),
 ];
 
 /// Returns the catalog entry named `name`.

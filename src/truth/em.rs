@@ -101,10 +101,7 @@ pub fn objective_by_predicate(problem: &Problem, model: &Model, config: &EmConfi
     let mut total = vec![0.0; problem.classes.len()];
     let (mut candidates, mut scratch) = (Vec::new(), Vec::new());
     for task in &problem.tasks {
-        candidates_of(
-            &problem.answers[task.start as usize..task.end as usize],
-            &mut candidates,
-        );
+        truths_of(problem, task, config.classes_max, &mut candidates);
         total[task.predicate as usize] += expect(
             problem,
             &tables,
@@ -145,6 +142,33 @@ fn log_weight(weights: &[f64], class: u32) -> f64 {
     let total: f64 = weights.iter().sum();
     let weight = weights.get(class as usize).copied().unwrap_or(0.0);
     ((weight + 1.0) / (total + weights.len().max(1) as f64)).ln()
+}
+
+/// The truths a task's posterior ranges over, into `out`: in the full form (every answer
+/// below `classes_max`), every modelled class of its predicate, as Dawid–Skene has it, so that
+/// an answer nobody opposes yet earns its unit nothing unless the unit was known to be right;
+/// in the one-coin form, the values answered.
+fn truths_of(problem: &Problem, task: &Task, classes_max: u32, out: &mut Vec<u32>) {
+    candidates_of(&problem.answers[task.start as usize..task.end as usize], out);
+    if out.iter().all(|c| *c < classes_max) {
+        let k = problem.classes[task.predicate as usize].min(classes_max);
+        out.clear();
+        out.extend(0..k);
+    }
+}
+
+/// Majority vote over each task's truths ([`truths_of`]): the starting point of a cold EM.
+fn majority_over(problem: &Problem, classes_max: u32) -> Vec<(Vec<u32>, Vec<f64>)> {
+    problem
+        .tasks
+        .iter()
+        .map(|task| {
+            let mut truths = Vec::new();
+            truths_of(problem, task, classes_max, &mut truths);
+            let q = shares(&truths, &problem.answers[task.start as usize..task.end as usize]);
+            (truths, q)
+        })
+        .collect()
 }
 
 /// Majority vote: each task's posterior is its answers' shares. Returns, per task, the
@@ -319,7 +343,7 @@ pub fn estimate(problem: &Problem, start: Option<&Model>, config: &EmConfig) -> 
         classes_max,
         ..*config
     };
-    let cold = climb(problem, majority(problem), &config);
+    let cold = climb(problem, majority_over(problem, classes_max), &config);
     let Some(start) = start else {
         return cold;
     };
@@ -349,7 +373,7 @@ pub fn estimate(problem: &Problem, start: Option<&Model>, config: &EmConfig) -> 
 /// Each task's posterior under `start`, its units and class weights carried over.
 fn warm_posteriors(problem: &Problem, start: &Model, config: &EmConfig) -> Vec<(Vec<u32>, Vec<f64>)> {
     let classes_max = config.classes_max;
-    let mut posteriors = majority(problem);
+    let mut posteriors = majority_over(problem, classes_max);
     {
         let mut warm = maximize(problem, &posteriors, config);
         for (params, old) in warm.units.iter_mut().zip(&start.units) {

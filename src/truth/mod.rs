@@ -7,8 +7,11 @@
 //! probability that it answers `l` when the truth is `c`, over the predicate's *classes* (its
 //! distinct object values, numbered in the order they first appear in the log); every
 //! predicate has class weights `ρ[c]`. A task (a subject and predicate) with answers `l_u`
-//! has the posterior `q(c) ∝ ρ[c] Π_u π_u[c][l_u]` over its candidate classes (the classes
-//! someone answered: a winner is always an assertion someone made).
+//! has the posterior `q(c) ∝ ρ[c] Π_u π_u[c][l_u]`. Estimation lets it range over every
+//! modelled class of the predicate, as Dawid–Skene does, so that a value nobody opposes yet
+//! earns its unit nothing unless the unit was known to be right; the `learned` lens ranks the
+//! candidates (the values someone answered: a winner is always an assertion someone made) by
+//! the same posterior, renormalized over them.
 //!
 //! Only the first [`EmConfig::classes_max`] classes of a predicate get matrices. A task with a
 //! candidate past them (a predicate with open-ended values) uses the one-coin form of the same

@@ -1,4 +1,4 @@
-//! The simulation arenas at CI size: all five pass with several seeds on an embedded node,
+//! The simulation arenas at CI size: all six pass with several seeds on an embedded node,
 //! arenas 0, 1, 2 and 4 pass over real HTTP against a served node, and a deliberately broken
 //! build (one that skips every assertion while its cursor moves on) fails arena 0 with the
 //! seed and the command that repeats it, which shows that the arenas can fail.
@@ -39,13 +39,13 @@ fn run(config: &SimConfig) -> Report {
 }
 
 #[test]
-fn all_five_arenas_pass_at_ci_size_with_several_seeds() {
+fn all_six_arenas_pass_at_ci_size_with_several_seeds() {
     for seed in 1..=env("STEMEDB_SIM_SEEDS", 3) as u64 {
         let work = TempDir::new().unwrap();
-        let report = run(&config(vec![0, 1, 2, 3, 4], seed, &work));
+        let report = run(&config(vec![0, 1, 2, 3, 4, 5], seed, &work));
         println!("{report}");
         assert!(report.passed, "seed {seed} failed:\n{report}");
-        assert_eq!(report.arenas.len(), 5);
+        assert_eq!(report.arenas.len(), 6);
         for arena in &report.arenas {
             assert_eq!(
                 arena.written,
@@ -66,6 +66,18 @@ fn all_five_arenas_pass_at_ci_size_with_several_seeds() {
         // The JSON report has the same content.
         let json: serde_json::Value = serde_json::to_value(&report).unwrap();
         assert_eq!(json["arenas"][4]["written"], swarm.written);
+        // Learned trust held against each adversary, and said by how much.
+        let trust = &report.arenas[5];
+        for scenario in ["trolls", "spammers", "sleepers", "sybils"] {
+            assert!(
+                trust
+                    .checks
+                    .iter()
+                    .any(|c| c.starts_with(&format!("{scenario}: learned right"))),
+                "{:?}",
+                trust.checks
+            );
+        }
     }
 }
 

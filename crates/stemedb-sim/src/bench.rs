@@ -35,7 +35,7 @@ pub struct BenchArgs {
     pub out: PathBuf,
     /// Smaller and shorter runs (one round, fewer records): a smoke run, not figures to quote.
     pub quick: bool,
-    /// Only these benchmarks (journal, ingest, votes, resolve, http); all when empty.
+    /// Only these benchmarks (journal, ingest, votes, resolve, http, truth); all when empty.
     pub only: Vec<String>,
     /// Run nothing: redraw the table, JSON and chart from the results already in `out`.
     pub no_run: bool,
@@ -64,7 +64,9 @@ struct Row {
     ratio: Option<f64>,
 }
 
-/// Runs the suite (or, with `no_run`, redraws it) and writes its table, JSON and chart.
+/// Runs the suite (or, with `no_run`, redraws it) and writes its table, JSON and chart; then,
+/// unless `only` leaves it out, the truth-inference benchmark, whose accuracy table goes to
+/// `truth.txt`.
 pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
     let manifest = std::fs::read_to_string("Cargo.toml").unwrap_or_default();
     if !manifest.contains("name = \"stemedb\"") {
@@ -72,6 +74,55 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
             "stemedb bench runs the repository's benchmarks: run it from a stemedb source checkout".into(),
         ));
     }
+    let truth = args.only.is_empty() || args.only.iter().any(|o| o == "truth");
+    let throughput: Vec<String> = args.only.iter().filter(|o| *o != "truth").cloned().collect();
+    if args.only.is_empty() || !throughput.is_empty() {
+        run_throughput(&BenchArgs {
+            only: throughput,
+            ..args.clone()
+        })?;
+    }
+    if truth && !args.no_run {
+        run_truth(args)?;
+    }
+    Ok(())
+}
+
+/// `cargo bench --bench truth`: accuracy against gold labels of the `learned` lens, uniform
+/// consensus and crowd-kit's methods on the datasets (crowd-kit skipped by `quick`).
+fn run_truth(args: &BenchArgs) -> Result<(), BenchError> {
+    std::fs::create_dir_all(&args.out)
+        .map_err(|e| BenchError(format!("create {}: {e}", args.out.display())))?;
+    let path = args.out.join("truth.txt");
+    eprintln!(
+        "stemedb bench: cargo bench --bench truth (output in {})",
+        path.display()
+    );
+    let mut command = Command::new("cargo");
+    command.args(["bench", "--locked", "--bench", "truth"]);
+    if args.quick {
+        command.env("STEMEDB_TRUTH_CROWDKIT", "0");
+    }
+    let output = command.output().map_err(|e| BenchError(format!("cargo: {e}")))?;
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    std::fs::write(&path, &text).map_err(|e| BenchError(format!("{}: {e}", path.display())))?;
+    if !output.status.success() {
+        return Err(BenchError(format!(
+            "cargo bench --bench truth failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+                .lines()
+                .last()
+                .unwrap_or_default()
+        )));
+    }
+    print!("{text}");
+    Ok(())
+}
+
+/// The throughput suite: runs it (or, with `no_run`, redraws it) and writes its table, JSON
+/// and chart.
+fn run_throughput(args: &BenchArgs) -> Result<(), BenchError> {
     let selected: Vec<(&str, &str)> = BENCHES
         .iter()
         .copied()
@@ -79,7 +130,7 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
         .collect();
     if selected.is_empty() {
         return Err(BenchError(format!(
-            "--only {:?}: none of journal, ingest, votes, resolve, http",
+            "--only {:?}: none of journal, ingest, votes, resolve, http, truth",
             args.only
         )));
     }

@@ -149,6 +149,9 @@ struct Inner {
     verifiable: std::sync::atomic::AtomicBool,
     /// How the learned trust model is kept, if it is (`[learned]`).
     learned: parking_lot::RwLock<Option<LearnedSettings>>,
+    /// Nanoseconds spent keeping the learned model, and the re-estimations last reported.
+    learned_ns: std::sync::atomic::AtomicU64,
+    learned_epochs_seen: std::sync::atomic::AtomicU64,
 }
 
 impl State {
@@ -227,6 +230,8 @@ impl State {
                 snapshots: snapshot::Registry::default(),
                 verifiable: std::sync::atomic::AtomicBool::new(true),
                 learned: parking_lot::RwLock::new(Some(LearnedSettings::default())),
+                learned_ns: std::sync::atomic::AtomicU64::new(0),
+                learned_epochs_seen: std::sync::atomic::AtomicU64::new(u64::MAX),
             }),
         };
         match upgrade {

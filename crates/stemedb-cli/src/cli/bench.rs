@@ -15,7 +15,7 @@ pub(crate) struct BenchArgs {
     /// Smaller and shorter runs (one round, fewer records): a smoke run, not figures to quote.
     #[arg(long)]
     quick: bool,
-    /// Only these benchmarks (comma-separated: journal, ingest, votes, resolve, http).
+    /// Only these benchmarks (comma-separated: journal, ingest, votes, resolve, http, truth).
     #[arg(long, value_delimiter = ',', value_name = "NAMES")]
     only: Vec<String>,
     /// Run nothing: redraw the table, JSON and chart from the results already in `--out`.

@@ -344,7 +344,9 @@ impl State {
             if let Some(settings) = self.learned()
                 && plan.end > plan.cursor
             {
-                learned::extend(txn, dbs, &settings, answered(plan, tallies), plan.cursor, plan.end)?;
+                let started = std::time::Instant::now();
+                let meta = learned::extend(txn, dbs, &settings, answered(plan, tallies), plan.cursor, plan.end)?;
+                self.learned_spent(started.elapsed(), meta);
             }
             if plan.end > plan.cursor {
                 dbs.ingest_times

@@ -77,10 +77,10 @@ pub(crate) fn extend(
     mut events: Vec<Answered>,
     cursor: u64,
     end: u64,
-) -> Result<(), StateError> {
+) -> Result<Option<LearnedMeta>, StateError> {
     let mut meta = meta(txn, dbs)?;
     if meta.cursor != cursor {
-        return Ok(());
+        return Ok(None);
     }
     if meta.next_epoch == 0 {
         meta.next_epoch = settings.epoch_answers_min;
@@ -116,7 +116,8 @@ pub(crate) fn extend(
         }
     }
     meta.cursor = end;
-    put(txn, dbs, &[tag::META], &encode_meta(&meta))
+    put(txn, dbs, &[tag::META], &encode_meta(&meta))?;
+    Ok(Some(meta))
 }
 
 /// The class of a stored assertion's object value: its predicate's, or a new one.
@@ -256,16 +257,28 @@ fn step(
         .unwrap_or_default();
     let mut params = unit_as_of(txn, dbs, agent, &predicate, u64::MAX)?.unwrap_or_else(Params::empty);
     let mut task = old.clone();
-    if !task.candidates.iter().any(|(c, ..)| *c == class) {
+    // The truths the posterior ranges over: every modelled class of the predicate in the full
+    // form (an answer nobody opposed yet earns a new unit nothing), the values answered in
+    // the one-coin form.
+    let full = class < settings.classes_max && task.candidates.iter().all(|(c, ..)| *c < settings.classes_max);
+    let wanted: Vec<u32> = if full {
+        (0..weights.classes.min(settings.classes_max)).collect()
+    } else {
+        vec![class]
+    };
+    for truth in wanted {
+        if task.candidates.iter().any(|(c, ..)| *c == truth) {
+            continue;
+        }
         if task.candidates.len() >= TASK_CANDIDATES_MAX {
             // Past the values a task's state follows: counted at the next re-estimation.
             return Ok(());
         }
-        // A value nobody answered before: as likely as the least likely one so far (the
-        // answers before are not read again; the next re-estimation weighs them exactly).
+        // A truth not followed before: as likely as the least likely one so far (the answers
+        // before are not read again; the next re-estimation weighs them exactly).
         let floor = task.candidates.iter().map(|(_, log, _)| *log).fold(f64::INFINITY, f64::min);
-        let at = task.candidates.partition_point(|(c, ..)| *c < class);
-        task.candidates.insert(at, (class, if floor.is_finite() { floor } else { 0.0 }, 0.0));
+        let at = task.candidates.partition_point(|(c, ..)| *c < truth);
+        task.candidates.insert(at, (truth, if floor.is_finite() { floor } else { 0.0 }, 0.0));
     }
     let full = task.candidates.iter().all(|(c, ..)| *c < settings.classes_max);
     let n = task.candidates.len();
@@ -434,6 +447,9 @@ fn epoch(txn: &mut RwTxn<'_>, dbs: &Databases, settings: &LearnedSettings, meta:
         candidates.dedup();
         let full = candidates.iter().all(|c| *c < settings.classes_max);
         let weights = &weights_now[task.predicate as usize];
+        if full {
+            candidates = (0..weights.classes.min(settings.classes_max)).collect();
+        }
         let mut state = TaskState {
             candidates: candidates.iter().map(|c| (*c, 0.0, 0.0)).collect(),
         };

@@ -72,7 +72,7 @@ impl Default for LearnedSettings {
         Self {
             classes_max: 8,
             skill_new: 0.0,
-            strength: 1.0,
+            strength: 0.5,
             admin_strength: 10.0,
             epoch_answers_min: 256,
             epoch_growth: 0.25,
@@ -264,6 +264,27 @@ impl State {
         }
         *self.inner.learned.write() = settings;
         Ok(())
+    }
+
+    /// Counts time the model took in a batch (of a write transaction that may still be
+    /// retried: the time spent is real either way) and reports `meta` as metrics.
+    pub(crate) fn learned_spent(&self, spent: std::time::Duration, meta: Option<LearnedMeta>) {
+        use std::sync::atomic::Ordering;
+        self.inner.learned_ns.fetch_add(spent.as_nanos() as u64, Ordering::Relaxed);
+        metrics::histogram!(crate::telemetry::catalog::LEARNED_BATCH_SECONDS).record(spent);
+        if let Some(meta) = meta {
+            metrics::gauge!(crate::telemetry::catalog::LEARNED_ANSWERS).set(meta.answers as f64);
+            let seen = self.inner.learned_epochs_seen.swap(meta.epochs, Ordering::Relaxed);
+            // Re-estimations of earlier runs (first report since the open) are not counted again.
+            if meta.epochs > seen && seen != u64::MAX {
+                metrics::counter!(crate::telemetry::catalog::LEARNED_EPOCHS).increment(meta.epochs - seen);
+            }
+        }
+    }
+
+    /// Time this process spent keeping the learned model, since the state was opened.
+    pub fn learned_time(&self) -> std::time::Duration {
+        std::time::Duration::from_nanos(self.inner.learned_ns.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// The settings the learned model is kept with, if it is.
