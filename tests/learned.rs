@@ -312,11 +312,32 @@ fn other_settings_are_refused_and_a_state_without_the_model_refuses_the_lens() {
 
 #[test]
 fn random_spammers_from_the_first_answer_do_not_turn_the_values_around() {
-    // 10 agents right 75% of the time and 40 answering at random among 3 values, on 60
-    // subjects, from the first record on (no history to start from).
-    let mut rng = Rng::new(3);
+    for seed in 1..=8 {
+        spammers(seed);
+    }
+}
+
+/// 10 agents right 75% of the time and 40 answering at random among 3 values, on 60
+/// subjects, from the first record on (no history to start from).
+fn spammers(seed: u64) {
+    let mut rng = Rng::new(seed);
     let mut records = Vec::new();
     let mut truths = Vec::new();
+    // Another predicate first, with answers enough for re-estimations of its own.
+    for s in 0..60u64 {
+        let mut a = Assertion::new(format!("o{s}"), "other", ObjectValue::Bool(true), 0.5, NOW_MS);
+        a.sign(&key(200));
+        let hash = a.content_hash();
+        records.push(LogRecord::Assertion(a));
+        for agent in 0..20u8 {
+            records.push(LogRecord::Vote(Vote::sign(
+                &key(210 + agent),
+                hash,
+                1.0,
+                NOW_MS + s,
+            )));
+        }
+    }
     for s in 0..60u64 {
         let truth = rng.below(3);
         truths.push(truth);
@@ -357,24 +378,27 @@ fn random_spammers_from_the_first_answer_do_not_turn_the_values_around() {
     let records = laid(records);
     let mut feeder = Rng::new(9);
     feed(&state, &records, &mut feeder);
-    let lens = LensRegistry::with_builtins().get("learned").unwrap();
+    let registry = LensRegistry::with_builtins();
     let snapshot = state.snapshot().unwrap();
-    let mut right = 0;
+    let trust = TrustBook {
+        default: 1.0,
+        ..TrustBook::default()
+    };
+    let (mut right, mut consensus) = (0, 0);
     for (s, truth) in truths.iter().enumerate() {
-        let resolution = resolve(
-            &snapshot,
-            &Query::new(format!("s{s}"), "p", "learned"),
-            lens.as_ref(),
-            &TrustBook::default(),
-        )
-        .unwrap();
-        let winner = resolution.ranked[0].candidate.hash;
-        let value = state.get(&winner).unwrap().unwrap().assertion.object;
-        right += usize::from(value == ObjectValue::Integer(*truth as i64));
+        for (lens, count) in [("learned", &mut right), ("consensus", &mut consensus)] {
+            let query = Query::new(format!("s{s}"), "p", lens);
+            let resolution =
+                resolve(&snapshot, &query, registry.get(lens).unwrap().as_ref(), &trust).unwrap();
+            let winner = resolution.ranked[0].candidate.hash;
+            let value = state.get(&winner).unwrap().unwrap().assertion.object;
+            *count += usize::from(value == ObjectValue::Integer(*truth as i64));
+        }
     }
+    eprintln!("seed {seed}: learned {right}, consensus {consensus}");
     assert!(
-        right >= 54,
-        "learned right on {right} of 60 (epochs: {:?})",
+        right > consensus && right >= 50,
+        "seed {seed}: learned right on {right} of 60, consensus on {consensus} (model: {:?})",
         state.learned_meta().unwrap()
     );
 }

@@ -158,14 +158,24 @@ fn truths_of(problem: &Problem, task: &Task, classes_max: u32, out: &mut Vec<u32
 }
 
 /// Majority vote over each task's truths ([`truths_of`]): the starting point of a cold EM.
-fn majority_over(problem: &Problem, classes_max: u32) -> Vec<(Vec<u32>, Vec<f64>)> {
+/// With `known`, only the answers of known units count, on tasks that have some.
+fn majority_over(problem: &Problem, classes_max: u32, known: Option<&[bool]>) -> Vec<(Vec<u32>, Vec<f64>)> {
     problem
         .tasks
         .iter()
         .map(|task| {
             let mut truths = Vec::new();
             truths_of(problem, task, classes_max, &mut truths);
-            let q = shares(&truths, &problem.answers[task.start as usize..task.end as usize]);
+            let answers = &problem.answers[task.start as usize..task.end as usize];
+            let counted: Vec<(u32, u32)> = match known {
+                Some(known) if answers.iter().any(|(u, _)| known[*u as usize]) => answers
+                    .iter()
+                    .filter(|(u, _)| known[*u as usize])
+                    .copied()
+                    .collect(),
+                _ => answers.to_vec(),
+            };
+            let q = shares(&truths, &counted);
             (truths, q)
         })
         .collect()
@@ -343,26 +353,39 @@ pub fn estimate(problem: &Problem, start: Option<&Model>, config: &EmConfig) -> 
         classes_max,
         ..*config
     };
-    let cold = climb(problem, majority_over(problem, classes_max), &config);
     let Some(start) = start else {
-        return cold;
+        return climb(problem, majority_over(problem, classes_max, None), &config);
     };
+    // The majority vote of the agents the previous model knew (with answers behind them), on
+    // the tasks they answered: a crowd of keys nobody knew that agrees with itself (a thousand
+    // fresh keys) does not make the starting point of the estimate.
+    let known: Vec<bool> = (0..problem.units.len())
+        .map(|u| start.units.get(u).is_some_and(|p| p.answers() >= KNOWN_ANSWERS))
+        .collect();
+    let cold = climb(
+        problem,
+        majority_over(problem, classes_max, Some(&known)),
+        &config,
+    );
     let warm = climb(problem, warm_posteriors(problem, start, &config), &config);
     // EM finds a local optimum: of the one reached from the previous model and the one
-    // reached from majority vote, keep the better fit, predicate by predicate.
+    // reached from that majority vote, keep the better fit, predicate by predicate.
     let (warm_fit, cold_fit) = (
         objective_by_predicate(problem, &warm, &config),
         objective_by_predicate(problem, &cold, &config),
     );
+    // Relabelling every value (a permutation of the truths) fits the answers exactly as well
+    // under priors at chance: a tie, to rounding, goes to the estimate anchored on the
+    // majority, never to one that may have drifted to the values' labels swapped.
+    let cold_wins = |p: usize| cold_fit[p] >= warm_fit[p] - 1e-9 * warm_fit[p].abs().max(1.0);
     let mut out = warm;
     for (unit, (mine, theirs)) in problem.units.iter().zip(out.units.iter_mut().zip(cold.units)) {
-        let p = unit.predicate as usize;
-        if cold_fit[p] > warm_fit[p] {
+        if cold_wins(unit.predicate as usize) {
             *mine = theirs;
         }
     }
     for (p, (mine, theirs)) in out.class_weights.iter_mut().zip(cold.class_weights).enumerate() {
-        if cold_fit[p] > warm_fit[p] {
+        if cold_wins(p) {
             *mine = theirs;
         }
     }
@@ -370,10 +393,19 @@ pub fn estimate(problem: &Problem, start: Option<&Model>, config: &EmConfig) -> 
     out
 }
 
-/// Each task's posterior under `start`, its units and class weights carried over.
-fn warm_posteriors(problem: &Problem, start: &Model, config: &EmConfig) -> Vec<(Vec<u32>, Vec<f64>)> {
+/// Answers behind a unit the previous model knew.
+const KNOWN_ANSWERS: f64 = 5.0;
+
+/// Posteriors = each task's truths and their probabilities.
+type Posteriors = Vec<(Vec<u32>, Vec<f64>)>;
+
+/// Each task's posterior under `start`, its units and class weights carried over. In a
+/// predicate the start knows nothing of (no task's answers move its posterior), tasks keep
+/// their majority vote.
+fn warm_posteriors(problem: &Problem, start: &Model, config: &EmConfig) -> Posteriors {
     let classes_max = config.classes_max;
-    let mut posteriors = majority_over(problem, classes_max);
+    let mut posteriors = majority_over(problem, classes_max, None);
+    let mut informed = vec![false; problem.classes.len()];
     {
         let mut warm = maximize(problem, &posteriors, config);
         for (params, old) in warm.units.iter_mut().zip(&start.units) {
@@ -388,27 +420,33 @@ fn warm_posteriors(problem: &Problem, start: &Model, config: &EmConfig) -> Vec<(
             }
         }
         let tables = Tables::of(problem, &warm, config);
-        // What the answers alone say under the start, without the class weights: a task
-        // whose answerers the start knows nothing of (new agents at chance, a new predicate)
-        // keeps its majority vote, so that EM there starts where a cold start would and
-        // cannot settle on the values' labels swapped.
+        // What the answers alone say under the start, without the class weights.
         warm.class_weights.iter_mut().for_each(Vec::clear);
         let bare = Tables::of(problem, &warm, config);
         let mut scratch = Vec::new();
-        for (task, (candidates, q)) in problem.tasks.iter().zip(posteriors.iter_mut()) {
-            expect(problem, &bare, task, candidates, classes_max, &mut scratch);
+        for (task, (truths, _)) in problem.tasks.iter().zip(&posteriors) {
+            expect(problem, &bare, task, truths, classes_max, &mut scratch);
             let spread = scratch.iter().copied().fold(0.0f64, f64::max)
                 - scratch.iter().copied().fold(1.0f64, f64::min);
             if spread >= UNINFORMED_SPREAD {
-                expect(problem, &tables, task, candidates, classes_max, q);
+                informed[task.predicate as usize] = true;
+            }
+        }
+        // In a predicate the start knows, every task starts from the start's posterior: one
+        // answered only by agents it does not know starts at the class weights, and earns them
+        // nothing. In one it knows nothing of, majority vote, so that EM there starts where a
+        // cold start would and cannot settle on the values' labels swapped.
+        for (task, (truths, q)) in problem.tasks.iter().zip(posteriors.iter_mut()) {
+            if informed[task.predicate as usize] {
+                expect(problem, &tables, task, truths, classes_max, q);
             }
         }
     }
     posteriors
 }
 
-/// A task whose answers move its posterior under the start by less than this keeps its
-/// majority vote as the starting point.
+/// A predicate none of whose tasks' answers move their posterior under the start by this much
+/// is one the start knows nothing of.
 const UNINFORMED_SPREAD: f64 = 0.05;
 
 /// EM from `posteriors`.
