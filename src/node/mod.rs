@@ -246,7 +246,9 @@ impl Node {
             })?;
         let listener: CommitListener = {
             let views = views.clone();
-            Arc::new(move |cursor, touched, trust_changed| views.on_commit(cursor, touched, trust_changed))
+            Arc::new(move |cursor, touched, trust_changed, learned| {
+                views.on_commit(cursor, touched, trust_changed, learned)
+            })
         };
         let (audit, next_audit_id, audit_writer) = AuditLog::open(
             &data_dir.join(AUDIT_DIR),

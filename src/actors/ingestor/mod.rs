@@ -142,9 +142,14 @@ pub struct IngestorActor {
 }
 
 /// Told of every ingest commit: the cursor reached, the pairs touched, the agents whose trust
-/// changed. Runs on the ingest thread, so it must return quickly and never block.
+/// changed, and whether the learned trust model moved. Runs on the ingest thread, so it must return quickly and never block.
 pub type CommitListener = std::sync::Arc<
-    dyn Fn(u64, &std::collections::BTreeSet<crate::storage::state::PairId>, &std::collections::BTreeSet<crate::protocol::AgentId>)
+    dyn Fn(
+            u64,
+            &std::collections::BTreeSet<crate::storage::state::PairId>,
+            &std::collections::BTreeSet<crate::protocol::AgentId>,
+            bool,
+        )
         + Send
         + Sync,
 >;
@@ -277,7 +282,7 @@ impl IngestorActor {
         );
         self.cursor = outcome.cursor;
         if let Some(listener) = &self.listener {
-            listener(outcome.cursor, &outcome.touched, &outcome.trust_changed);
+            listener(outcome.cursor, &outcome.touched, &outcome.trust_changed, outcome.learned_changed);
         }
         while self.announced.front().is_some_and(|&(end, _)| end <= self.cursor) {
             self.announced.pop_front();

@@ -199,8 +199,16 @@ impl Views {
     }
 
     /// Marks the views the commit up to `cursor` touched stale, and queues them for refresh;
-    /// after a trust change, marks every view stale at once and queues one sweep.
-    pub fn on_commit(&self, cursor: u64, touched: &BTreeSet<PairId>, trust_changed: &BTreeSet<AgentId>) {
+    /// after a trust change, marks every view stale at once and queues one sweep. When the
+    /// learned trust model moved (`learned`), every view of the `learned` lens is stale too:
+    /// its answers move with the model, whichever pairs the batch touched.
+    pub fn on_commit(
+        &self,
+        cursor: u64,
+        touched: &BTreeSet<PairId>,
+        trust_changed: &BTreeSet<AgentId>,
+        learned: bool,
+    ) {
         let now = now_ms();
         if !trust_changed.is_empty() {
             let mut table = self.table.lock();
@@ -212,12 +220,21 @@ impl Views {
         }
         let keys: Vec<Arc<ViewKey>> = {
             let mut table = self.table.lock();
-            let keys: Vec<Arc<ViewKey>> = touched
+            let mut keys: Vec<Arc<ViewKey>> = touched
                 .iter()
                 .filter_map(|pair| table.by_pair.get(pair))
                 .flatten()
                 .cloned()
                 .collect();
+            if learned {
+                let learned_views: Vec<Arc<ViewKey>> = table
+                    .views
+                    .keys()
+                    .filter(|k| k.lens == "learned" && !keys.contains(k))
+                    .cloned()
+                    .collect();
+                keys.extend(learned_views);
+            }
             for key in &keys {
                 if let Some(view) = table.views.get_mut(&**key) {
                     view.mark_stale(cursor, now);

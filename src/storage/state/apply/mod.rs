@@ -84,6 +84,9 @@ pub struct ApplyOutcome {
     /// voted on; consumers that know which voters a result counted use this set rather than a
     /// list of every such pair, which could be the whole store.
     pub trust_changed: BTreeSet<AgentId>,
+    /// True if and only if the batch moved the learned trust model (an answer, or a
+    /// re-estimation): every answer of the `learned` lens may have moved with it.
+    pub learned_changed: bool,
     /// The ingest cursor after the batch.
     pub cursor: u64,
 }
@@ -345,8 +348,10 @@ impl State {
                 && plan.end > plan.cursor
             {
                 let started = std::time::Instant::now();
+                let before = learned::answers_and_epochs(txn, dbs)?;
                 let meta = learned::extend(txn, dbs, &settings, answered(plan, tallies), plan.cursor, plan.end)?;
                 self.learned_spent(started.elapsed(), meta);
+                outcome.learned_changed = meta.is_some_and(|m| (m.answers, m.epochs) != before);
             }
             if plan.end > plan.cursor {
                 dbs.ingest_times

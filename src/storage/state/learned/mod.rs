@@ -226,6 +226,12 @@ pub struct LearnedMeta {
     pub epochs: u64,
 }
 
+/// (answers, re-estimations) of the model as it stands.
+pub(crate) fn answers_and_epochs(txn: &RoTxn<'_>, dbs: &Databases) -> Result<(u64, u64), StateError> {
+    let meta = meta(txn, dbs)?;
+    Ok((meta.answers, meta.epochs))
+}
+
 pub(super) fn meta(txn: &RoTxn<'_>, dbs: &Databases) -> Result<LearnedMeta, StateError> {
     Ok(dbs
         .learned
