@@ -287,13 +287,16 @@ fn main() {
     println!("targets at 64 and 1000 submitters: stemedb >= {target:.0} assertions/s, ratio >= {ratio:.1}");
     let workload = workload(count);
     print_calibration(&workload);
-    let mut rows = Vec::new();
-    for submitters in SUBMITTERS {
-        let n = count / if submitters == 1 { SOLO_DIVISOR } else { 1 };
-        rows.push(run_row(&dir, rounds, &workload, n, submitters));
+    let learned = std::env::var("STEMEDB_BENCH_LEARNED").unwrap_or_default();
+    if learned != "only" {
+        let mut rows = Vec::new();
+        for submitters in SUBMITTERS {
+            let n = count / if submitters == 1 { SOLO_DIVISOR } else { 1 };
+            rows.push(run_row(&dir, rounds, &workload, n, submitters));
+        }
+        print_table(&rows, "submitters", "assertions");
     }
-    print_table(&rows, "submitters", "assertions");
-    if std::env::var("STEMEDB_BENCH_LEARNED").as_deref() != Ok("0") {
+    if learned != "0" {
         learned_cost(&dir, rounds, &workload, count);
     }
     let wall = began.elapsed().as_secs_f64();

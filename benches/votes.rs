@@ -457,13 +457,16 @@ fn main() {
     println!("target at 1000 voters: stemedb >= {target:.0} votes/s");
     let workload = workload(count);
     print_calibration(&workload.1);
-    let mut rows = Vec::new();
-    for voters in VOTERS {
-        let n = count / if voters == 1 { SOLO_DIVISOR } else { 1 };
-        rows.push(run_row(&dir, rounds, &workload, n, voters));
+    let learned = std::env::var("STEMEDB_BENCH_LEARNED").unwrap_or_default();
+    if learned != "only" {
+        let mut rows = Vec::new();
+        for voters in VOTERS {
+            let n = count / if voters == 1 { SOLO_DIVISOR } else { 1 };
+            rows.push(run_row(&dir, rounds, &workload, n, voters));
+        }
+        print_table(&rows, "voters", "votes");
     }
-    print_table(&rows, "voters", "votes");
-    if std::env::var("STEMEDB_BENCH_LEARNED").as_deref() != Ok("0") {
+    if learned != "0" {
         learned_cost(&dir, rounds, &workload, count);
     }
     let wall = began.elapsed().as_secs_f64();

@@ -1,5 +1,7 @@
 //! Estimation: expectation–maximization over a [`Problem`], and the posterior of one task.
 
+use std::collections::HashMap;
+
 use super::{EmConfig, Model, Params, Problem, Task, View};
 
 /// The distinct classes answered in `answers` (sorted) into `out`.
@@ -224,6 +226,8 @@ impl Tables {
     fn of(problem: &Problem, model: &Model, config: &EmConfig) -> Self {
         let mut log_pi = Vec::with_capacity(problem.units.len());
         let mut log_accuracy = Vec::with_capacity(problem.units.len());
+        // A unit with no counts in its matrix has its prior's table: one per prior and size.
+        let mut priors: HashMap<(u64, u64, u32), Vec<f64>> = HashMap::new();
         for (unit, params) in problem.units.iter().zip(&model.units) {
             let classes = problem.classes[unit.predicate as usize];
             let view = View {
@@ -233,12 +237,14 @@ impl Tables {
                 classes_max: config.classes_max,
             };
             let k = classes.min(config.classes_max);
-            let mut table = Vec::with_capacity((k * k) as usize);
-            for truth in 0..k {
-                for answer in 0..k {
-                    table.push(view.confusion(truth, answer).ln());
-                }
-            }
+            let table = if params.counts.iter().all(|c| *c == 0.0) {
+                priors
+                    .entry((unit.skill.to_bits(), unit.strength.to_bits(), classes))
+                    .or_insert_with(|| view.log_table(k))
+                    .clone()
+            } else {
+                view.log_table(k)
+            };
             log_pi.push((k, table));
             let accuracy = view.accuracy();
             log_accuracy.push((accuracy.ln(), (1.0 - accuracy).ln()));
@@ -263,19 +269,8 @@ impl Tables {
 /// The M step: expected counts and class weights from the posteriors.
 fn maximize(problem: &Problem, posteriors: &[(Vec<u32>, Vec<f64>)], config: &EmConfig) -> Model {
     let k_of = |predicate: u32| problem.classes[predicate as usize].min(config.classes_max);
-    let mut units: Vec<Params> = problem
-        .units
-        .iter()
-        .map(|unit| {
-            let k = k_of(unit.predicate);
-            Params {
-                k,
-                counts: vec![0.0; (k * k) as usize],
-                open_right: 0.0,
-                open_seen: 0.0,
-            }
-        })
-        .collect();
+    // A unit's matrix is made on its first answer to a task of the full form.
+    let mut units: Vec<Params> = problem.units.iter().map(|_| Params::empty()).collect();
     let mut class_weights: Vec<Vec<f64>> = (0..problem.classes.len() as u32)
         .map(|p| vec![0.0; k_of(p) as usize])
         .collect();
@@ -291,6 +286,11 @@ fn maximize(problem: &Problem, posteriors: &[(Vec<u32>, Vec<f64>)], config: &EmC
         for (unit, answer) in answers {
             let params = &mut units[*unit as usize];
             if full {
+                if params.counts.is_empty() {
+                    let k = k_of(task.predicate);
+                    params.k = k;
+                    params.counts = vec![0.0; (k * k) as usize];
+                }
                 for (truth, p) in candidates.iter().zip(q) {
                     params.counts[(truth * params.k + answer) as usize] += p;
                 }

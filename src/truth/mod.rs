@@ -182,6 +182,29 @@ impl View<'_> {
         (self.params.count(truth, answer) + self.unit.strength * prior) / (row + self.unit.strength)
     }
 
+    /// The `k × k` table of `ln π[truth][answer]`, row-major (each row's count summed once).
+    pub fn log_table(&self, k: u32) -> Vec<f64> {
+        let mean = self.mean(self.k());
+        let k_prior = f64::from(self.k() - 1);
+        let mut table = Vec::with_capacity((k * k) as usize);
+        for truth in 0..k {
+            let row: f64 = (0..self.params.k).map(|l| self.params.count(truth, l)).sum();
+            for answer in 0..k {
+                let prior = if truth == answer {
+                    mean
+                } else {
+                    (1.0 - mean) / k_prior
+                };
+                table.push(
+                    ((self.params.count(truth, answer) + self.unit.strength * prior)
+                        / (row + self.unit.strength))
+                        .ln(),
+                );
+            }
+        }
+        table
+    }
+
     /// The one-coin accuracy: right answers over all answers, smoothed by the prior.
     pub fn accuracy(&self) -> f64 {
         let diagonal: f64 = (0..self.params.k).map(|c| self.params.count(c, c)).sum();

@@ -58,6 +58,24 @@ impl Answered {
     }
 }
 
+/// What one batch has read of the model and may read again: each predicate's latest class
+/// weights (written through; emptied by a re-estimation, which rewrites them all).
+#[derive(Default)]
+struct Cache {
+    weights: HashMap<PredicateDigest, Weights>,
+}
+
+impl Cache {
+    fn weights(&mut self, txn: &RoTxn<'_>, dbs: &Databases, predicate: &PredicateDigest) -> Result<Weights, StateError> {
+        if let Some(weights) = self.weights.get(predicate) {
+            return Ok(weights.clone());
+        }
+        let weights = weights_as_of(txn, dbs, predicate, u64::MAX)?.unwrap_or_default();
+        self.weights.insert(*predicate, weights.clone());
+        Ok(weights)
+    }
+}
+
 /// Most values one task's running state follows, and most candidates a task may have to
 /// count in a re-estimation: what bounds the cost of one answer and of one task.
 pub(crate) const TASK_CANDIDATES_MAX: usize = 64;
@@ -87,6 +105,7 @@ pub(crate) fn extend(
         put(txn, dbs, &[tag::SETTINGS], &super::codec::encode_settings(settings))?;
     }
     events.sort_by_key(Answered::offset);
+    let mut cache = Cache::default();
     for event in events {
         match event {
             Answered::Stored {
@@ -96,11 +115,11 @@ pub(crate) fn extend(
                 object,
                 mut signers,
             } => {
-                let class = classify(txn, dbs, settings, &pair, &object, &hash, offset)?;
+                let class = classify(txn, dbs, settings, &mut cache, &pair, &object, &hash, offset)?;
                 signers.sort_unstable();
                 signers.dedup();
                 for agent in signers {
-                    answer(txn, dbs, settings, &mut meta, &pair, &hash, &agent, class, offset)?;
+                    answer(txn, dbs, settings, &mut cache, &mut meta, &pair, &hash, &agent, class, offset)?;
                 }
             }
             Answered::Voted {
@@ -111,7 +130,7 @@ pub(crate) fn extend(
             } => {
                 let (_, class) = label(txn, dbs, &assertion)?
                     .ok_or_else(|| StateError::corrupt("learned label", format!("none for {assertion}")))?;
-                answer(txn, dbs, settings, &mut meta, &pair, &assertion, &voter, class, offset)?;
+                answer(txn, dbs, settings, &mut cache, &mut meta, &pair, &assertion, &voter, class, offset)?;
             }
         }
     }
@@ -121,10 +140,12 @@ pub(crate) fn extend(
 }
 
 /// The class of a stored assertion's object value: its predicate's, or a new one.
+#[allow(clippy::too_many_arguments, reason = "one step of the ingest's loop, with its context")]
 fn classify(
     txn: &mut RwTxn<'_>,
     dbs: &Databases,
     settings: &LearnedSettings,
+    cache: &mut Cache,
     pair: &PairId,
     object: &[u8; 32],
     hash: &Hash,
@@ -145,12 +166,30 @@ fn classify(
     let class = match known {
         Some(class) => class,
         None => {
-            let mut weights = weights_as_of(txn, dbs, &predicate, u64::MAX)?.unwrap_or_default();
-            let class = weights.classes;
-            weights.classes += 1;
-            weights.weights.resize(weights.classes.min(settings.classes_max) as usize, 0.0);
+            // The predicate's count of values; the weights' `classes` counts only up to
+            // `classes_max` (every use takes the lesser of the two), so a predicate with
+            // open-ended values writes no new weights version per value.
+            let count_key = key(tag::CLASS, &[&predicate]);
+            let class = dbs
+                .learned
+                .get(txn, &count_key)
+                .map_err(StateError::lmdb("read learned class count"))?
+                .map(|v| {
+                    <[u8; 4]>::try_from(v)
+                        .map(u32::from_be_bytes)
+                        .map_err(|_| StateError::corrupt("learned class count", "not 4 bytes"))
+                })
+                .transpose()?
+                .unwrap_or(0);
+            put(txn, dbs, &count_key, &(class + 1).to_be_bytes())?;
             put(txn, dbs, &class_key, &class.to_be_bytes())?;
-            put(txn, dbs, &key(tag::WEIGHTS, &[&predicate, &offset.to_be_bytes()]), &encode_weights(&weights))?;
+            if class < settings.classes_max {
+                let mut weights = cache.weights(txn, dbs, &predicate)?;
+                weights.classes = class + 1;
+                weights.weights.resize(weights.classes as usize, 0.0);
+                put(txn, dbs, &key(tag::WEIGHTS, &[&predicate, &offset.to_be_bytes()]), &encode_weights(&weights))?;
+                cache.weights.insert(predicate, weights);
+            }
             class
         }
     };
@@ -205,6 +244,7 @@ fn answer(
     txn: &mut RwTxn<'_>,
     dbs: &Databases,
     settings: &LearnedSettings,
+    cache: &mut Cache,
     meta: &mut LearnedMeta,
     pair: &PairId,
     assertion: &Hash,
@@ -224,10 +264,11 @@ fn answer(
     put(txn, dbs, &answer_key, &encode_answer(offset, class))?;
     meta.answers += 1;
     if let Some(unit) = prior_of(txn, dbs, settings, agent, offset)? {
-        step(txn, dbs, settings, pair, agent, &unit, class, offset)?;
+        step(txn, dbs, settings, cache, pair, agent, &unit, class, offset)?;
     }
     if meta.answers >= meta.next_epoch {
         epoch(txn, dbs, settings, meta, offset)?;
+        cache.weights.clear();
     }
     Ok(())
 }
@@ -239,6 +280,7 @@ fn step(
     txn: &mut RwTxn<'_>,
     dbs: &Databases,
     settings: &LearnedSettings,
+    cache: &mut Cache,
     pair: &PairId,
     agent: &AgentId,
     unit: &Unit,
@@ -246,7 +288,7 @@ fn step(
     offset: u64,
 ) -> Result<(), StateError> {
     let predicate = predicate_of(pair);
-    let mut weights = weights_as_of(txn, dbs, &predicate, u64::MAX)?.unwrap_or_default();
+    let mut weights = cache.weights(txn, dbs, &predicate)?;
     let task_key = key(tag::TASK, &[pair.as_bytes()]);
     let old = dbs
         .learned
@@ -293,9 +335,9 @@ fn step(
     }
     normalize(&mut task, &weights, settings.classes_max);
     let k = weights.classes.min(settings.classes_max);
-    grow(&mut params, k);
     let full = task.candidates.iter().all(|(c, ..)| *c < settings.classes_max);
     if full {
+        grow(&mut params, k);
         for (truth, _, q) in &task.candidates {
             params.counts[(truth * k + class) as usize] += q;
             let before = old.candidates.iter().find(|(c, ..)| c == truth).map_or(0.0, |(_, _, q)| *q);
@@ -307,7 +349,11 @@ fn step(
     }
     let at = offset.to_be_bytes();
     put(txn, dbs, &key(tag::UNIT, &[agent.as_bytes(), &predicate, &at]), &encode_params(&params))?;
-    put(txn, dbs, &key(tag::WEIGHTS, &[&predicate, &at]), &encode_weights(&weights))?;
+    if full {
+        // The one-coin form leaves the class weights as they are: no new version.
+        put(txn, dbs, &key(tag::WEIGHTS, &[&predicate, &at]), &encode_weights(&weights))?;
+        cache.weights.insert(predicate, weights);
+    }
     put(txn, dbs, &task_key, &encode_task(&task))
 }
 

@@ -8,7 +8,7 @@ use crate::storage::state::StateError;
 /// A predicate's classes and class weights.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Weights {
-    /// Distinct object values seen.
+    /// Distinct object values seen, counted up to `classes_max` (every use takes the lesser).
     pub classes: u32,
     /// Expected tasks per class (its first `classes_max`).
     pub weights: Vec<f64>,
@@ -57,10 +57,14 @@ impl Reader<'_> {
     }
 }
 
+/// A unit's params; a matrix of zeros (a unit that answered only tasks of the one-coin form)
+/// is written as none at all.
 pub(super) fn encode_params(params: &Params) -> Vec<u8> {
-    let mut out = Vec::with_capacity(4 + 8 * (params.counts.len() + 2));
-    out.extend_from_slice(&params.k.to_be_bytes());
-    for v in params.counts.iter().chain([&params.open_right, &params.open_seen]) {
+    let empty = params.counts.iter().all(|v| *v == 0.0);
+    let (k, counts): (u32, &[f64]) = if empty { (0, &[]) } else { (params.k, &params.counts) };
+    let mut out = Vec::with_capacity(4 + 8 * (counts.len() + 2));
+    out.extend_from_slice(&k.to_be_bytes());
+    for v in counts.iter().chain([&params.open_right, &params.open_seen]) {
         out.extend_from_slice(&v.to_bits().to_be_bytes());
     }
     out

@@ -7,9 +7,10 @@
 //!   assertion or its signature on it, from the record that first gave it;
 //! - `l` assertion → predicate digest ‖ class: each stored assertion's class, the number of
 //!   its object value among the predicate's values in order of first appearance;
-//! - `c` predicate digest ‖ object digest → class;
+//! - `c` predicate digest ‖ object digest → class; `c` predicate digest → values seen;
 //! - `u` agent ‖ predicate digest ‖ offset → the unit's learned counts from that offset on;
-//! - `w` predicate digest ‖ offset → classes seen ‖ class weights from that offset on;
+//! - `w` predicate digest ‖ offset → classes seen (up to `classes_max`) ‖ class weights from
+//!   that offset on;
 //! - `t` pair → the task's running log-scores and posterior (what the next answer is weighed
 //!   against);
 //! - `m` → cursor ‖ answers ‖ next re-estimation; `s` → the settings it was built with.
