@@ -471,16 +471,6 @@ fn a_thousand_new_keys_cannot_outvote_twenty_established_agents() {
         )
         .unwrap();
         right += usize::from(resolution.winner == Some(*truth));
-        if std::env::var("EMDBG").is_ok() {
-            for r in &resolution.ranked {
-                eprintln!(
-                    "{s} truth? {} {} {}",
-                    r.candidate.hash == *truth,
-                    r.score.value,
-                    r.score.reason
-                );
-            }
-        }
         let query = Query::new(format!("s{s}"), "p", "consensus");
         let trust = TrustBook {
             default: 1.0,
