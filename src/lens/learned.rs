@@ -175,11 +175,15 @@ fn reason(
     candidates: usize,
 ) -> String {
     let mut out = format!("probability {value:.3} under learned trust");
+    // Answers are per agent and value: an agent that backed two values is one agent.
+    let agents = {
+        let mut ids: Vec<&AgentId> = weighed.iter().map(|w| &w.agent).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids.len()
+    };
     let Some(rival) = rival else {
-        out.push_str(&format!(
-            "; the only value, answered by {} agent(s)",
-            weighed.len()
-        ));
+        out.push_str(&format!("; the only value, answered by {agents} agent(s)"));
         return out;
     };
     let log = |v: &View<'_>, truth: u32, given: u32| -> f64 {
@@ -191,15 +195,19 @@ fn reason(
             ((1.0 - v.accuracy()) / (candidates.max(2) - 1) as f64).ln()
         }
     };
-    let mut contributions: Vec<(f64, &Weighed, f64)> = weighed
-        .iter()
-        .map(|w| {
-            let v = view_of(w, classes, classes_max);
-            (log(&v, class, w.class) - log(&v, rival, w.class), w, v.accuracy())
-        })
-        .collect();
+    // Each agent's contribution, summed over its answers (in the order `weighed` holds them,
+    // grouped by agent).
+    let mut contributions: Vec<(f64, &Weighed, f64)> = Vec::new();
+    for w in weighed {
+        let v = view_of(w, classes, classes_max);
+        let part = log(&v, class, w.class) - log(&v, rival, w.class);
+        match contributions.last_mut() {
+            Some((sum, last, _)) if last.agent == w.agent => *sum += part,
+            _ => contributions.push((part, w, v.accuracy())),
+        }
+    }
     contributions.sort_by(|a, b| b.0.abs().total_cmp(&a.0.abs()).then(a.1.agent.cmp(&b.1.agent)));
-    out.push_str(&format!("; {} agent(s) answered; counted most:", weighed.len()));
+    out.push_str(&format!("; {agents} agent(s) answered; counted most:"));
     for (contribution, w, reliability) in contributions.iter().take(REASON_AGENTS_MAX) {
         out.push_str(&format!(
             " {} (reliability {reliability:.3}, {} answers) {contribution:+.3}",

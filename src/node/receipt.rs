@@ -18,7 +18,7 @@ impl Node {
         let resolution = self.resolve(query.clone()).await?;
         if !LensRegistry::provable(&query.lens) {
             return Err(ResolveError::Unprovable(format!(
-                "lens {:?} is not a built-in one, which a verifier can replay",
+                "lens {:?} is not one a verifier can replay (recency, confidence and consensus are)",
                 query.lens
             )));
         }
