@@ -242,33 +242,14 @@ fn learned_cost(dir: &Path, rounds: usize, workload: &[Assertion], count: usize)
         "learned trust model: stemedb with [learned] on against off, {count} assertions, medians of {rounds} rounds"
     );
     for submitters in [64, 1000] {
-        let (mut on, mut off, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
-        for round in 0..rounds {
-            for learned in [round % 2 == 0, round % 2 != 0] {
-                let start = move |dir: &Path| {
-                    let mut config = stemedb::Config::default();
-                    config.learned.enabled = learned;
-                    Node::start(config, dir).expect("start node")
-                };
-                let cell =
-                    common::assertions::ingest_cell_with(dir, start, shares(workload, count, submitters));
-                if learned {
-                    on.push(cell.rate())
-                } else {
-                    off.push(cell.rate())
-                }
-            }
-            ratios.push(on[round] / off[round]);
-        }
-        let median = |mut v: Vec<f64>| {
-            v.sort_by(f64::total_cmp);
-            v[v.len() / 2]
-        };
-        let (on, off, ratio) = (median(on), median(off), median(ratios));
-        println!(
-            "  {submitters:>4} submitters: on {on:>8.0}/s, off {off:>8.0}/s, ratio {ratio:.3} (target >= 0.9); {:.1} us more per assertion",
-            (1.0 / on - 1.0 / off) * 1e6
-        );
+        common::learned_cost_row(submitters, "submitters", "assertion", rounds, |learned| {
+            let start = move |dir: &Path| {
+                let mut config = stemedb::Config::default();
+                config.learned.enabled = learned;
+                Node::start(config, dir).expect("start node")
+            };
+            common::assertions::ingest_cell_with(dir, start, shares(workload, count, submitters)).rate()
+        });
     }
 }
 

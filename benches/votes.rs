@@ -418,27 +418,9 @@ fn learned_cost(dir: &Path, rounds: usize, (assertions, votes): &Workload, count
         "learned trust model: stemedb with [learned] on against off, {count} votes, medians of {rounds} rounds"
     );
     for voters in [64, 1000] {
-        let (mut on, mut off, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
-        for round in 0..rounds {
-            for learned in [round % 2 == 0, round % 2 != 0] {
-                let cell = bench_stemedb_with(dir, assertions.clone(), shares(votes, count, voters), learned);
-                if learned {
-                    on.push(cell.rate())
-                } else {
-                    off.push(cell.rate())
-                }
-            }
-            ratios.push(on[round] / off[round]);
-        }
-        let median = |mut v: Vec<f64>| {
-            v.sort_by(f64::total_cmp);
-            v[v.len() / 2]
-        };
-        let (on, off, ratio) = (median(on), median(off), median(ratios));
-        println!(
-            "  {voters:>4} voters: on {on:>8.0} votes/s, off {off:>8.0} votes/s, ratio {ratio:.3} (target >= 0.9); {:.1} us more per vote",
-            (1.0 / on - 1.0 / off) * 1e6
-        );
+        common::learned_cost_row(voters, "voters", "vote", rounds, |learned| {
+            bench_stemedb_with(dir, assertions.clone(), shares(votes, count, voters), learned).rate()
+        });
     }
 }
 

@@ -40,7 +40,7 @@ const VALUES: u64 = 3;
 fn history(seed: u64, len: usize) -> Vec<IngestRecord> {
     let mut rng = Rng::new(seed);
     let mut claims: Vec<(u64, Assertion)> = Vec::new();
-    let (mut offset, mut records) = (0, Vec::new());
+    let mut records = Vec::new();
     for step in 0..len as u64 {
         let ts = NOW_MS + step;
         let subject = rng.below(SUBJECTS);
@@ -78,16 +78,9 @@ fn history(seed: u64, len: usize) -> Vec<IngestRecord> {
                 LogRecord::Trust(TrustChange::sign(&key(60), agent, rng.below(3) as f32, ts))
             }
         };
-        let payload = record.encode();
-        let next = offset + 64 + payload.len() as u64;
-        records.push(IngestRecord {
-            offset,
-            next,
-            payload: payload.into(),
-        });
-        offset = next;
+        records.push(record);
     }
-    records
+    laid(records)
 }
 
 fn feed(state: &State, records: &[IngestRecord], rng: &mut Rng) {
@@ -168,23 +161,13 @@ fn the_model_is_a_function_of_the_log_however_it_was_batched_and_as_of_x_is_the_
     }
 }
 
-/// Records laid end to end.
+/// Records laid end to end from `offset`, each taking 64 bytes beyond its payload.
+fn laid_from(records: Vec<LogRecord>, offset: u64) -> Vec<IngestRecord> {
+    common::journal::laid_end_to_end(records.iter().map(LogRecord::encode), offset, 64).0
+}
+
 fn laid(records: Vec<LogRecord>) -> Vec<IngestRecord> {
-    let mut offset = 0;
-    records
-        .into_iter()
-        .map(|r| {
-            let payload = r.encode();
-            let next = offset + 64 + payload.len() as u64;
-            let record = IngestRecord {
-                offset,
-                next,
-                payload: payload.into(),
-            };
-            offset = next;
-            record
-        })
-        .collect()
+    laid_from(records, 0)
 }
 
 #[test]
@@ -259,15 +242,7 @@ fn the_learned_lens_follows_proven_agents_against_new_keys_and_a_ban_silences_an
         0.0,
         NOW_MS + 600,
     ))];
-    let start = records.last().unwrap().next;
-    let more: Vec<IngestRecord> = laid(more)
-        .into_iter()
-        .map(|r| IngestRecord {
-            offset: r.offset + start,
-            next: r.next + start,
-            payload: r.payload,
-        })
-        .collect();
+    let more = laid_from(more, records.last().unwrap().next);
     state.apply(&more).unwrap();
     let learned = winner(&state, "learned");
     assert_eq!(learned.winner, Some(claims[0].0), "{:?}", learned.ranked);
@@ -484,57 +459,4 @@ fn a_thousand_new_keys_cannot_outvote_twenty_established_agents() {
         "learned right on {right} of 10 (model: {:?})",
         state.learned_meta().unwrap()
     );
-}
-
-#[test]
-fn a_watch_of_the_learned_lens_sees_the_winner_move_with_the_model_on_other_pairs() {
-    let mut config = stemedb::Config::default();
-    config.learned.epoch_answers_min = 8;
-    config.learned.epoch_growth = 0.1;
-    common::with_node(config, |node| async move {
-        let deadline = || std::time::Instant::now() + common::WAIT;
-        let claim = |subject: &str, value: i64, signer: u8, ts: u64| {
-            let mut a = Assertion::new(subject, "p", ObjectValue::Integer(value), 0.5, NOW_MS + ts);
-            a.sign(&key(signer));
-            a
-        };
-        // On s0, agent 50 says 1 and agent 51 says 0: nobody knows either yet.
-        let (a, b) = (claim("s0", 1, 50, 0), claim("s0", 0, 51, 1));
-        for c in [&a, &b] {
-            let receipt = node.submit(c.clone()).await.unwrap();
-            node.wait_indexed(receipt.offset, deadline()).await.unwrap();
-        }
-        let mut watch = node.watch("s0", "p", "learned").await.unwrap();
-        let first = node.view_status("s0", "p", "learned").unwrap().winner;
-        // The loser's author: elsewhere it agrees with four others on 30 subjects, and the
-        // winner's author never does.
-        let (loser, (good, bad)) = if first == Some(a.content_hash()) {
-            (b.content_hash(), (51, 50))
-        } else {
-            (a.content_hash(), (50, 51))
-        };
-        let mut last = 0;
-        for s in 1..=30u64 {
-            let subject = format!("s{s}");
-            let right = claim(&subject, 1, good, 10 + s);
-            let wrong = claim(&subject, 0, bad, 10 + s);
-            for c in [&right, &wrong] {
-                last = last.max(node.submit(c.clone()).await.unwrap().offset);
-            }
-            for voter in 60..64u8 {
-                let vote = Vote::sign(&key(voter), right.content_hash(), 1.0, NOW_MS + 100 + s);
-                last = last.max(node.cast_vote(vote).await.unwrap().offset);
-            }
-        }
-        node.wait_indexed(last, deadline()).await.unwrap();
-        // s0 was not touched; the model moved, and with it the view's winner.
-        let change = actix_rt::time::timeout(common::WAIT, watch.next())
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!((change.old, change.new), (first, Some(loser)));
-        let now = node.resolve(Query::new("s0", "p", "learned")).await.unwrap();
-        assert_eq!(now.winner, Some(loser), "{:?}", now.ranked);
-        assert!(node.learned_meta().unwrap().epochs > 0);
-    });
 }

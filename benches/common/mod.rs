@@ -255,3 +255,32 @@ pub fn build_line() -> String {
         stemedb::protocol::curve25519_backend()
     )
 }
+
+/// One row of the learned trust model's cost (issue 26): `cell(learned)` runs one cell with
+/// `[learned]` on or off and returns its rate; `rounds` of both, alternating which goes first;
+/// prints the medians, the median of the per-round ratios and the time one `item` costs more.
+pub fn learned_cost_row(
+    concurrency: usize,
+    writers: &str,
+    item: &str,
+    rounds: usize,
+    mut cell: impl FnMut(bool) -> f64,
+) {
+    let (mut on, mut off, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..rounds {
+        for learned in [round % 2 == 0, round % 2 != 0] {
+            let rate = cell(learned);
+            if learned { on.push(rate) } else { off.push(rate) }
+        }
+        ratios.push(on[round] / off[round]);
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (on, off, ratio) = (median(on), median(off), median(ratios));
+    println!(
+        "  {concurrency:>4} {writers}: on {on:>8.0}/s, off {off:>8.0}/s, ratio {ratio:.3} (target >= 0.9); {:.1} us more per {item}",
+        (1.0 / on - 1.0 / off) * 1e6
+    );
+}

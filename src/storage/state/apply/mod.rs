@@ -31,6 +31,7 @@ use super::layout::{
 };
 use super::rejection::{RejectReason, Rejection};
 use super::trust::{StoredTrust, plan_trust};
+mod answers;
 mod evidence;
 mod facts;
 mod write;
@@ -38,7 +39,8 @@ mod write;
 use write::{store, write_tally};
 use super::votes::{RoutedVote, Tally};
 use super::map;
-use super::learned::{self, Answered};
+use super::learned;
+use answers::answered;
 use evidence::batch_evidence;
 use facts::{ParentFacts, is_stored, stored_pair};
 use super::tree::{self, Leaf};
@@ -361,35 +363,6 @@ impl State {
             Ok(outcome)
         })
     }
-}
-
-/// What the learned model takes from a planned batch and its tallies.
-fn answered(plan: &Plan, tallies: &[Tally]) -> Vec<Answered> {
-    let mut out = Vec::new();
-    for step in &plan.steps {
-        if let Step::Store(stored) = step {
-            out.push(Answered::Stored {
-                offset: stored.offset,
-                hash: stored.hash,
-                pair: stored.pair,
-                object: Answered::object_digest(&stored.assertion.object),
-                signers: stored.assertion.signatures.iter().map(|s| s.agent).collect(),
-            });
-        }
-    }
-    // A vote replaced within the batch answered first: the answer dates from it, however the
-    // log was batched (a replaced stored vote answered before and changes nothing).
-    for row in tallies.iter().flat_map(|t| t.rows.iter().chain(&t.replaced)) {
-        if let Some(pair) = plan.vote_pairs.get(&row.vote.assertion) {
-            out.push(Answered::Voted {
-                offset: row.offset,
-                assertion: row.vote.assertion,
-                pair: *pair,
-                voter: row.vote.voter,
-            });
-        }
-    }
-    out
 }
 
 pub(super) fn read_cursor(txn: &RoTxn<'_>, dbs: &Databases) -> Result<u64, StateError> {

@@ -36,6 +36,7 @@
 
 mod apply;
 mod codec;
+mod epoch;
 
 use heed::RoTxn;
 
