@@ -41,6 +41,10 @@ if [ -z "${STEMEDB_BIN:-}" ]; then
 fi
 STEMEDB_BIN=$(realpath "${STEMEDB_BIN}")
 export STEMEDB_BIN
+# The client's lints: ruff (pyflakes, pycodestyle, bugbear, import order, formatting) and mypy.
+"${venv}/bin/ruff" check clients/python
+"${venv}/bin/ruff" format --check clients/python
+"${venv}/bin/mypy" --ignore-missing-imports --cache-dir=/dev/null clients/python/src
 suites=(clients/python/tests)
 [ -d tests/interop ] && suites+=(tests/interop)
 # No caches or bytecode left in the checkout.

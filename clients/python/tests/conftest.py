@@ -50,7 +50,16 @@ class Node:
     def start(self) -> None:
         log = open(self.log, "ab")
         self.proc = subprocess.Popen(
-            [_binary(), "serve", "--config", str(self.config), "--data-dir", str(self.data_dir), "--bind", f"127.0.0.1:{self.port}"],
+            [
+                _binary(),
+                "serve",
+                "--config",
+                str(self.config),
+                "--data-dir",
+                str(self.data_dir),
+                "--bind",
+                f"127.0.0.1:{self.port}",
+            ],
             stdout=log,
             stderr=log,
         )
@@ -58,14 +67,18 @@ class Node:
         token_file = self.data_dir / "api" / "admin.token"
         while True:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"stemedb serve exited with {self.proc.returncode}:\n{self.log.read_text()[-4000:]}")
+                raise RuntimeError(
+                    f"stemedb serve exited with {self.proc.returncode}:\n{self.log.read_text()[-4000:]}"
+                )
             try:
                 if token_file.exists() and httpx.get(f"{self.url}/v1/ready", timeout=2).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
-                raise RuntimeError(f"stemedb serve not ready in {START_DEADLINE_S} s:\n{self.log.read_text()[-4000:]}")
+                raise RuntimeError(
+                    f"stemedb serve not ready in {START_DEADLINE_S} s:\n{self.log.read_text()[-4000:]}"
+                )
             time.sleep(0.05)
         self.token = token_file.read_text().strip()
 

@@ -3,7 +3,6 @@ problem+json to exceptions."""
 
 from __future__ import annotations
 
-import httpx
 import pytest
 
 import stemedb
@@ -86,7 +85,9 @@ def test_batches_answer_item_by_item(env):
     assert (receipt.accepted, receipt.refused) == (1, 1)
     assert receipt.items[0].receipt.hash == good.content_hash()
     assert receipt.items[1].receipt is None and receipt.items[1].error["status"] in (400, 422)
-    votes = db.submit_votes([Vote.sign(alice, good.content_hash(), 1.0), Vote.sign(bob, good.content_hash(), 2.0)])
+    votes = db.submit_votes(
+        [Vote.sign(alice, good.content_hash(), 1.0), Vote.sign(bob, good.content_hash(), 2.0)]
+    )
     assert votes.accepted == 2 and votes.refused == 0
     assert db.votes(good.content_hash()).totals.count == 2
 
@@ -115,7 +116,9 @@ def test_custodial_writes_and_keys(node, env):
         a = db.custodial_claim("city/rome", "founded", -753, 0.6)
         db.custodial_vote(a.hash, 2.0)
         stored = db.get_assertion(a.hash)
-        assert stored.assertion.signatures[0]["agent"] == agent and stored.assertion.object == {"integer": -753}
+        assert stored.assertion.signatures[0]["agent"] == agent and stored.assertion.object == {
+            "integer": -753
+        }
         stored.assertion.verify()
         revoked = admin.revoke_key(created.key.id)
         assert revoked.revoked

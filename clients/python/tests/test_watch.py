@@ -134,12 +134,18 @@ def test_reconnection_yields_the_change_missed_and_nothing_twice():
     assert (resumed.event, resumed.old, resumed.new, resumed.offset) == ("resumed", "bb", "cc", 20)
     lagged = state.on_event(_sse("lagged", '{"missed":3}'))
     assert (lagged.event, lagged.missed) == ("lagged", 3)
-    try:
-        state.on_event(_sse("winner", "{not json"))
-    except stemedb.TransportError:
-        pass
-    else:
-        raise AssertionError("a malformed event must raise")
+    for event, data in [
+        ("winner", "{not json"),
+        ("winner", "null"),
+        ("lagged", "[1]"),
+        ("winner", '{"offset":"x"}'),
+    ]:
+        try:
+            state.on_event(_sse(event, data))
+        except stemedb.TransportError:
+            pass
+        else:
+            raise AssertionError(f"a malformed {event} event ({data}) must raise")
 
 
 def test_reconnection_gives_up_after_reconnect_max():

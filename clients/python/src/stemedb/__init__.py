@@ -15,7 +15,15 @@ the vectors the Rust engine generates. :class:`AsyncClient` has the same methods
 """
 
 from .client import AsyncClient, Client
-from .encoding import CONTEXTS, LIFECYCLES, assertion_body, content_hash, signing_message, trust_body, vote_body
+from .encoding import (
+    CONTEXTS,
+    LIFECYCLES,
+    assertion_body,
+    content_hash,
+    signing_message,
+    trust_body,
+    vote_body,
+)
 from .errors import (
     BadRequest,
     Conflict,
@@ -57,4 +65,54 @@ from .records import Assertion, TrustChange, Vote, now_ms, obj, ref
 
 __version__ = "0.1.0"
 
-__all__ = [name for name in dir() if not name.startswith("_")]
+__all__ = [
+    "AgentKey",
+    "Assertion",
+    "AssertionPage",
+    "AsyncClient",
+    "AuditPage",
+    "AuditRecord",
+    "BadRequest",
+    "BatchItem",
+    "BatchReceipt",
+    "CONTEXTS",
+    "Client",
+    "Conflict",
+    "CreatedKey",
+    "EncodingError",
+    "Forbidden",
+    "InsufficientStorage",
+    "KeyInfo",
+    "LIFECYCLES",
+    "NotFound",
+    "PayloadTooLarge",
+    "ProblemError",
+    "RateLimited",
+    "Ready",
+    "Resolution",
+    "Scored",
+    "SignatureError",
+    "StemeError",
+    "StoredAssertion",
+    "StoredVote",
+    "Totals",
+    "TransportError",
+    "TrustChange",
+    "Unauthorized",
+    "Unavailable",
+    "Unprocessable",
+    "UnsupportedMediaType",
+    "Vote",
+    "Votes",
+    "WinnerChange",
+    "WriteReceipt",
+    "assertion_body",
+    "content_hash",
+    "now_ms",
+    "obj",
+    "ref",
+    "signing_message",
+    "trust_body",
+    "verify",
+    "vote_body",
+]

@@ -7,14 +7,13 @@ Every error answer raises the :class:`~stemedb.errors.ProblemError` subclass of 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterable, Iterator, AsyncIterator, List, Mapping, Optional, Sequence, Union
+from typing import Any, AsyncIterator, Callable, Dict, Iterable, Iterator, List, Optional, Sequence
 
 import httpx
 
 from . import models
-from .errors import ProblemError, TransportError, problem_error
+from .errors import TransportError, problem_error
 from .keys import AgentKey
 from .records import Assertion, TrustChange, Vote, obj
 from .watch import WatchState, watch_async, watch_sync
@@ -55,7 +54,11 @@ def _finish(call: _Call, response: httpx.Response) -> Any:
             if not isinstance(problem, dict):
                 raise ValueError("not an object")
         except ValueError:
-            problem = {"status": response.status_code, "title": response.reason_phrase, "detail": response.text[:512]}
+            problem = {
+                "status": response.status_code,
+                "title": response.reason_phrase,
+                "detail": response.text[:512],
+            }
         raise problem_error(problem, response.status_code)
     if call.answer == "text":
         return call.parse(response.text)
@@ -76,25 +79,39 @@ class _Endpoints:
     # ---- writes: records the caller signed ----
     def submit_assertion(self, assertion: Assertion, wait: str = "indexed") -> models.WriteReceipt:
         """``POST /assertions``: a signed assertion. ``wait``: ``durable`` or ``indexed``."""
-        return self._run(_Call("POST", "/assertions", models.WriteReceipt.from_json, _params(wait=wait), assertion.to_json()))
+        return self._run(
+            _Call(
+                "POST", "/assertions", models.WriteReceipt.from_json, _params(wait=wait), assertion.to_json()
+            )
+        )
 
-    def submit_assertions(self, assertions: Sequence[Assertion], wait: str = "indexed") -> models.BatchReceipt:
+    def submit_assertions(
+        self, assertions: Sequence[Assertion], wait: str = "indexed"
+    ) -> models.BatchReceipt:
         """``POST /assertions/batch``: answered item by item."""
         body = [a.to_json() for a in assertions]
-        return self._run(_Call("POST", "/assertions/batch", models.BatchReceipt.from_json, _params(wait=wait), body))
+        return self._run(
+            _Call("POST", "/assertions/batch", models.BatchReceipt.from_json, _params(wait=wait), body)
+        )
 
     def submit_vote(self, vote: Vote, wait: str = "indexed") -> models.WriteReceipt:
         """``POST /votes``: a signed vote."""
-        return self._run(_Call("POST", "/votes", models.WriteReceipt.from_json, _params(wait=wait), vote.to_json()))
+        return self._run(
+            _Call("POST", "/votes", models.WriteReceipt.from_json, _params(wait=wait), vote.to_json())
+        )
 
     def submit_votes(self, votes: Sequence[Vote], wait: str = "indexed") -> models.BatchReceipt:
         """``POST /votes/batch``."""
         body = [v.to_json() for v in votes]
-        return self._run(_Call("POST", "/votes/batch", models.BatchReceipt.from_json, _params(wait=wait), body))
+        return self._run(
+            _Call("POST", "/votes/batch", models.BatchReceipt.from_json, _params(wait=wait), body)
+        )
 
     def submit_trust(self, change: TrustChange, wait: str = "indexed") -> models.WriteReceipt:
         """``POST /trust`` (admin): a signed trust change."""
-        return self._run(_Call("POST", "/trust", models.WriteReceipt.from_json, _params(wait=wait), change.to_json()))
+        return self._run(
+            _Call("POST", "/trust", models.WriteReceipt.from_json, _params(wait=wait), change.to_json())
+        )
 
     # ---- writes: sign here, then submit ----
     def claim(
@@ -116,15 +133,29 @@ class _Endpoints:
             assertion.sign(signer)
         return self.submit_assertion(assertion, wait)
 
-    def supersede(self, key: AgentKey, parent: str, subject: str, predicate: str, value: Any, confidence: float, *, wait: str = "indexed") -> models.WriteReceipt:
+    def supersede(
+        self,
+        key: AgentKey,
+        parent: str,
+        subject: str,
+        predicate: str,
+        value: Any,
+        confidence: float,
+        *,
+        wait: str = "indexed",
+    ) -> models.WriteReceipt:
         """Claims a successor of ``parent`` (an assertion by the same author)."""
         return self.claim(key, subject, predicate, value, confidence, parent=parent, wait=wait)
 
-    def vote(self, key: AgentKey, assertion: str, weight: float = 1.0, *, wait: str = "indexed") -> models.WriteReceipt:
+    def vote(
+        self, key: AgentKey, assertion: str, weight: float = 1.0, *, wait: str = "indexed"
+    ) -> models.WriteReceipt:
         """Signs a vote by ``key`` for ``assertion`` and submits it."""
         return self.submit_vote(Vote.sign(key, assertion, weight), wait)
 
-    def set_trust(self, admin: AgentKey, agent: str, factor: float, *, wait: str = "indexed") -> models.WriteReceipt:
+    def set_trust(
+        self, admin: AgentKey, agent: str, factor: float, *, wait: str = "indexed"
+    ) -> models.WriteReceipt:
         """Signs a trust change by the administrator ``admin`` and submits it."""
         return self.submit_trust(TrustChange.sign(admin, agent, factor), wait)
 
@@ -143,15 +174,27 @@ class _Endpoints:
     ) -> models.WriteReceipt:
         """``POST /custodial/assertions``: the node signs as ``agent`` (the key's only one if omitted)."""
         body = {"subject": subject, "predicate": predicate, "object": obj(value), "confidence": confidence}
-        body.update({k: v for k, v in (("agent", agent), ("parent", parent), ("lifecycle", lifecycle)) if v is not None})
-        return self._run(_Call("POST", "/custodial/assertions", models.WriteReceipt.from_json, _params(wait=wait), body))
+        body.update(
+            {
+                k: v
+                for k, v in (("agent", agent), ("parent", parent), ("lifecycle", lifecycle))
+                if v is not None
+            }
+        )
+        return self._run(
+            _Call("POST", "/custodial/assertions", models.WriteReceipt.from_json, _params(wait=wait), body)
+        )
 
-    def custodial_vote(self, assertion: str, weight: float = 1.0, *, agent: Optional[str] = None, wait: str = "indexed") -> models.WriteReceipt:
+    def custodial_vote(
+        self, assertion: str, weight: float = 1.0, *, agent: Optional[str] = None, wait: str = "indexed"
+    ) -> models.WriteReceipt:
         """``POST /custodial/votes``."""
         body: Dict[str, Any] = {"assertion": assertion, "weight": weight}
         if agent is not None:
             body["agent"] = agent
-        return self._run(_Call("POST", "/custodial/votes", models.WriteReceipt.from_json, _params(wait=wait), body))
+        return self._run(
+            _Call("POST", "/custodial/votes", models.WriteReceipt.from_json, _params(wait=wait), body)
+        )
 
     # ---- reads ----
     def get_assertion(self, hash: str) -> models.StoredAssertion:
@@ -159,7 +202,13 @@ class _Endpoints:
         return self._run(_Call("GET", f"/assertions/{hash}", models.StoredAssertion.from_json))
 
     def list_assertions(
-        self, subject: str, predicate: str, *, history: Optional[bool] = None, limit: Optional[int] = None, after: Optional[str] = None
+        self,
+        subject: str,
+        predicate: str,
+        *,
+        history: Optional[bool] = None,
+        limit: Optional[int] = None,
+        after: Optional[str] = None,
     ) -> models.AssertionPage:
         """``GET /assertions``: one page; pass the page's ``next`` as ``after`` for the next."""
         params = _params(subject=subject, predicate=predicate, history=history, limit=limit, after=after)
@@ -167,7 +216,9 @@ class _Endpoints:
 
     def votes(self, hash: str, *, limit: Optional[int] = None) -> models.Votes:
         """``GET /assertions/{hash}/votes``."""
-        return self._run(_Call("GET", f"/assertions/{hash}/votes", models.Votes.from_json, _params(limit=limit)))
+        return self._run(
+            _Call("GET", f"/assertions/{hash}/votes", models.Votes.from_json, _params(limit=limit))
+        )
 
     def resolve(
         self,
@@ -186,9 +237,17 @@ class _Endpoints:
     ) -> models.Resolution:
         """``GET /resolve``: the winner under ``lens``, every candidate with its score and reason."""
         params = _params(
-            subject=subject, predicate=predicate, lens=lens, as_of_offset=as_of_offset, as_of_ms=as_of_ms,
-            max_stale_offsets=max_stale_offsets, max_stale_ms=max_stale_ms, history=history, limit=limit,
-            audit=audit, proof=proof,
+            subject=subject,
+            predicate=predicate,
+            lens=lens,
+            as_of_offset=as_of_offset,
+            as_of_ms=as_of_ms,
+            max_stale_offsets=max_stale_offsets,
+            max_stale_ms=max_stale_ms,
+            history=history,
+            limit=limit,
+            audit=audit,
+            proof=proof,
         )
         return self._run(_Call("GET", "/resolve", models.Resolution.from_json, params))
 
@@ -196,7 +255,9 @@ class _Endpoints:
         """``GET /audit/{id}``."""
         return self._run(_Call("GET", f"/audit/{int(id)}", models.AuditRecord.from_json))
 
-    def audit_list(self, subject: str, predicate: str, *, limit: Optional[int] = None, before: Optional[int] = None) -> models.AuditPage:
+    def audit_list(
+        self, subject: str, predicate: str, *, limit: Optional[int] = None, before: Optional[int] = None
+    ) -> models.AuditPage:
         """``GET /audit``: newest first; pass the page's ``next`` as ``before`` for the next."""
         params = _params(subject=subject, predicate=predicate, limit=limit, before=before)
         return self._run(_Call("GET", "/audit", models.AuditPage.from_json, params))
@@ -255,7 +316,9 @@ class _Endpoints:
 
     def list_keys(self) -> List[models.KeyInfo]:
         """``GET /keys`` (admin)."""
-        return self._run(_Call("GET", "/keys", lambda doc: [models.KeyInfo.from_json(k) for k in doc["keys"]]))
+        return self._run(
+            _Call("GET", "/keys", lambda doc: [models.KeyInfo.from_json(k) for k in doc["keys"]])
+        )
 
     def revoke_key(self, id: str) -> models.KeyInfo:
         """``DELETE /keys/{id}`` (admin): refused at once from then on."""
@@ -288,22 +351,35 @@ class Client(_Endpoints):
     """A blocking client. ``url`` is the API's base (``http://127.0.0.1:7410`` or ``.../v1``);
     ``token`` an API key (``sdb_...``). Use as a context manager, or call :meth:`close`."""
 
-    def __init__(self, url: str, token: Optional[str] = None, *, timeout_s: float = TIMEOUT_S, transport: Optional[httpx.BaseTransport] = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        token: Optional[str] = None,
+        *,
+        timeout_s: float = TIMEOUT_S,
+        transport: Optional[httpx.BaseTransport] = None,
+    ) -> None:
         self.base = _split_base(url)
         self.token = token
         self._http = httpx.Client(headers=_headers(token), timeout=timeout_s, transport=transport)
 
     def _run(self, call: _Call) -> Any:
         try:
-            response = self._http.request(call.method, _url(self.base, call.path), params=call.params, json=call.body)
+            response = self._http.request(
+                call.method, _url(self.base, call.path), params=call.params, json=call.body
+            )
         except httpx.HTTPError as e:
             raise TransportError(f"{call.method} {call.path}: {e}") from e
         return _finish(call, response)
 
-    def watch(self, subject: str, predicate: str, *, lens: Optional[str] = None, reconnect_max: Optional[int] = None) -> Iterator[models.WinnerChange]:
+    def watch(
+        self, subject: str, predicate: str, *, lens: Optional[str] = None, reconnect_max: Optional[int] = None
+    ) -> Iterator[models.WinnerChange]:
         """The winner feed as an iterator; reconnects (with backoff) when the connection drops,
         and reports a change missed while it was down as a ``resumed`` event."""
-        state = WatchState(self.base + "/watch", _params(subject=subject, predicate=predicate, lens=lens), reconnect_max)
+        state = WatchState(
+            self.base + "/watch", _params(subject=subject, predicate=predicate, lens=lens), reconnect_max
+        )
         return watch_sync(self._http, state)
 
     def close(self) -> None:
@@ -320,14 +396,23 @@ class Client(_Endpoints):
 class AsyncClient(_Endpoints):
     """The asyncio client: the same methods as :class:`Client`, each awaitable."""
 
-    def __init__(self, url: str, token: Optional[str] = None, *, timeout_s: float = TIMEOUT_S, transport: Optional[httpx.AsyncBaseTransport] = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        token: Optional[str] = None,
+        *,
+        timeout_s: float = TIMEOUT_S,
+        transport: Optional[httpx.AsyncBaseTransport] = None,
+    ) -> None:
         self.base = _split_base(url)
         self.token = token
         self._http = httpx.AsyncClient(headers=_headers(token), timeout=timeout_s, transport=transport)
 
     async def _send(self, call: _Call) -> Any:
         try:
-            response = await self._http.request(call.method, _url(self.base, call.path), params=call.params, json=call.body)
+            response = await self._http.request(
+                call.method, _url(self.base, call.path), params=call.params, json=call.body
+            )
         except httpx.HTTPError as e:
             raise TransportError(f"{call.method} {call.path}: {e}") from e
         return _finish(call, response)
@@ -335,9 +420,13 @@ class AsyncClient(_Endpoints):
     def _run(self, call: _Call) -> Any:
         return self._send(call)
 
-    def watch(self, subject: str, predicate: str, *, lens: Optional[str] = None, reconnect_max: Optional[int] = None) -> AsyncIterator[models.WinnerChange]:
+    def watch(
+        self, subject: str, predicate: str, *, lens: Optional[str] = None, reconnect_max: Optional[int] = None
+    ) -> AsyncIterator[models.WinnerChange]:
         """The winner feed as an async iterator (see :meth:`Client.watch`)."""
-        state = WatchState(self.base + "/watch", _params(subject=subject, predicate=predicate, lens=lens), reconnect_max)
+        state = WatchState(
+            self.base + "/watch", _params(subject=subject, predicate=predicate, lens=lens), reconnect_max
+        )
         return watch_async(self._http, state)
 
     async def aclose(self) -> None:

@@ -152,7 +152,9 @@ def assertion_body(
     )
 
 
-def vote_body(assertion: Union[str, bytes], voter: Union[str, bytes], weight: float, timestamp_ms: int) -> bytes:
+def vote_body(
+    assertion: Union[str, bytes], voter: Union[str, bytes], weight: float, timestamp_ms: int
+) -> bytes:
     """Returns the canonical bytes of a vote's unsigned body."""
     return b"".join(
         (

@@ -39,7 +39,9 @@ class ProblemError(StemeError):
     def __init__(self, problem: Mapping[str, Any], status: int) -> None:
         self.problem: Dict[str, Any] = dict(problem)
         #: The HTTP status.
-        self.status: int = int(problem.get("status", status)) if isinstance(problem.get("status"), int) else status
+        self.status: int = (
+            int(problem.get("status", status)) if isinstance(problem.get("status"), int) else status
+        )
         #: The problem's type URI, e.g. ``urn:stemedb:problem:rejected``.
         self.type: str = str(problem.get("type", "about:blank"))
         #: A short summary of the kind of problem.

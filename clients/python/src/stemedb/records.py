@@ -137,7 +137,12 @@ class Vote:
     @classmethod
     def sign(cls, key: AgentKey, assertion: str, weight: float, timestamp_ms: Optional[int] = None) -> "Vote":
         """Builds and signs a vote by ``key``'s agent for the assertion with hash ``assertion``."""
-        vote = cls(assertion, key.agent, encoding.to_f32(weight, "weight"), now_ms() if timestamp_ms is None else timestamp_ms)
+        vote = cls(
+            assertion,
+            key.agent,
+            encoding.to_f32(weight, "weight"),
+            now_ms() if timestamp_ms is None else timestamp_ms,
+        )
         vote.signature = key.sign("vote", encoding.content_hash(vote.canonical_body()))
         return vote
 
@@ -181,7 +186,9 @@ class TrustChange:
     signature: str = ""
 
     @classmethod
-    def sign(cls, admin: AgentKey, agent: str, factor: float, timestamp_ms: Optional[int] = None) -> "TrustChange":
+    def sign(
+        cls, admin: AgentKey, agent: str, factor: float, timestamp_ms: Optional[int] = None
+    ) -> "TrustChange":
         """Builds and signs a change of ``agent``'s trust factor by the administrator ``admin``."""
         at = now_ms() if timestamp_ms is None else timestamp_ms
         change = cls(agent, encoding.to_f32(factor, "factor"), at, admin.agent)

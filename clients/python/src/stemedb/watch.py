@@ -19,7 +19,7 @@ from typing import Any, AsyncIterator, Dict, Iterator, Optional
 
 import anyio
 import httpx
-from httpx_sse import SSEError, ServerSentEvent, aconnect_sse, connect_sse
+from httpx_sse import ServerSentEvent, SSEError, aconnect_sse, connect_sse
 
 from .errors import ProblemError, TransportError, problem_error
 from .models import WinnerChange
@@ -52,13 +52,19 @@ class WatchState:
             return None
         try:
             data = json.loads(sse.data) if sse.data else None
-        except ValueError as e:
-            raise TransportError(f"watch: a {sse.event} event that is not JSON: {e}") from e
+            # `current` may carry null (no winner yet, no view); the others always an object.
+            if not isinstance(data, dict) and (data is not None or sse.event != "current"):
+                raise ValueError(f"expected an object, got {sse.data[:64]!r}")
+            body = data or {}
+            new = body.get("new")
+            offset = int(body.get("offset", 0))
+            missed = int(body.get("missed", 0))
+            old = body.get("old")
+        except (ValueError, TypeError) as e:
+            raise TransportError(f"watch: a malformed {sse.event} event: {e}") from e
         self.failures = 0
         if sse.event == "lagged":
-            return WinnerChange("lagged", self.winner, self.winner, self.offset, int(data.get("missed", 0)))
-        new = data.get("new") if data else None
-        offset = int(data.get("offset", 0)) if data else 0
+            return WinnerChange("lagged", self.winner, self.winner, self.offset, missed)
         if sse.event == "current":
             if not self.opened:
                 self.opened = True
@@ -72,7 +78,7 @@ class WatchState:
             return None
         if offset <= self.offset:
             return None
-        change = WinnerChange("winner", data.get("old"), new, offset)
+        change = WinnerChange("winner", old, new, offset)
         self.winner, self.offset = new, offset
         return change
 
@@ -94,7 +100,11 @@ def _check(response: httpx.Response, body: bytes) -> None:
     try:
         problem = json.loads(body)
     except ValueError:
-        problem = {"status": response.status_code, "title": response.reason_phrase, "detail": body[:512].decode("utf-8", "replace")}
+        problem = {
+            "status": response.status_code,
+            "title": response.reason_phrase,
+            "detail": body[:512].decode("utf-8", "replace"),
+        }
     error = problem_error(problem, response.status_code)
     if response.status_code not in _RETRY_STATUSES:
         error.fatal = True  # type: ignore[attr-defined]
