@@ -37,6 +37,9 @@ from mcp.client.streamable_http import streamable_http_client
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(os.environ.get("STEMEDB_BIN", REPO / "target" / "debug" / "stemedb"))
+# The bridge speaks the handshake-era protocol (up to 2025-11-25), whose resources/subscribe the
+# SDK marks as removed in 2026-07-28; that is the subscription mechanism under test here.
+LEGACY_SUBSCRIBE = "ignore:resources/subscribe is removed"
 TOOLS = {"claim", "supersede", "vote", "resolve", "history", "as_of", "audit"}
 START_DEADLINE_S = 60.0
 NOTIFY_DEADLINE_S = 20.0
@@ -257,6 +260,7 @@ async def story(alice: ClientSession, bob: ClientSession, alice_notes: Notificat
 
 
 @pytest.mark.anyio
+@pytest.mark.filterwarnings(LEGACY_SUBSCRIBE)
 async def test_stdio_sessions_disagree_vote_resolve_and_notify(node, keys):
     alice_notes, bob_notes = Notifications(), Notifications()
     async with stdio_session(node, keys["alice"][0], alice_notes) as alice:
@@ -265,6 +269,7 @@ async def test_stdio_sessions_disagree_vote_resolve_and_notify(node, keys):
 
 
 @pytest.mark.anyio
+@pytest.mark.filterwarnings(LEGACY_SUBSCRIBE)
 async def test_http_sessions_disagree_vote_resolve_and_notify(node, keys, mcp_http):
     alice_notes, bob_notes = Notifications(), Notifications()
     async with http_session(mcp_http, keys["alice"][0], alice_notes) as alice:
@@ -278,3 +283,13 @@ async def test_http_session_without_key_gets_tool_errors(mcp_http):
         result = await call(session, "resolve", subject="city:x", predicate="population")
         assert result.is_error
         assert "no StemeDB API key" in result.content[0].text
+
+
+@pytest.mark.anyio
+async def test_unreachable_node_gives_tool_errors_not_a_crash():
+    closed = Node(f"http://127.0.0.1:{free_port()}/v1", admin="")
+    async with stdio_session(closed, "sdb_0_0", Notifications()) as session:
+        for _ in range(2):
+            result = await call(session, "resolve", subject="city:x", predicate="population")
+            assert result.is_error
+            assert "cannot reach the node" in result.content[0].text, result.content
