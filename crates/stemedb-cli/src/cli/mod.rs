@@ -6,6 +6,7 @@
 mod admin;
 mod bench;
 mod keyfile;
+mod mcp;
 mod proof;
 mod serve;
 mod sign;
@@ -74,6 +75,12 @@ enum Command {
     /// Compare the signed checkpoints of several nodes: names any whose log diverged.
     #[command(subcommand)]
     Checkpoint(proof::CheckpointCommand),
+    /// Serve MCP (Model Context Protocol) for assistants, over stdio or streamable HTTP
+    /// (--http), as a bridge to a running node's HTTP API (--api). Tools: claim, supersede,
+    /// vote, resolve, history, as_of, audit; resources stemedb://winner/{subject}/{predicate}
+    /// (subscribable: notified when the winner changes). Writes are signed by the node as a
+    /// custodial agent of the session's API key.
+    Mcp(mcp::McpArgs),
 }
 
 /// `stemedb state` subcommands.
@@ -163,6 +170,7 @@ fn dispatch(cli: Cli) -> Result<(), CliError> {
         Command::Bench(args) => bench::run(&args),
         Command::Proof(command) => proof::run_proof(&command),
         Command::Checkpoint(command) => proof::run_checkpoint(&command),
+        Command::Mcp(args) => mcp::run(&args),
         Command::State(StateCommand::Convert { data_dir }) => {
             match stemedb::node::Node::convert_state(&config.engine(), &data_dir)
                 .map_err(|e| CliError::Input(e.to_string()))?
