@@ -308,7 +308,7 @@ impl Actors {
             }));
             arbiters.push(arbiter);
         }
-        let durable_ends = listen_for_durable_ends(log, mailboxes);
+        let (durable_ends, durable_spans) = listen_for_durable_ends(log, mailboxes);
         let ingestor = IngestorActor::new(
             Arc::clone(log),
             state.clone(),
@@ -319,6 +319,7 @@ impl Actors {
         )?
         .with_hooks(hooks)
         .with_checker(checker)
+        .with_durable_spans(durable_spans)
         .with_commit_listener(listener)
         .with_mailboxes(mailboxes.clone());
         let ingestor = IngestorActor::start_in_arbiter(&arbiters[0].handle(), move |_| ingestor);

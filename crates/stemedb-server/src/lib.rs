@@ -60,6 +60,7 @@ pub mod problem;
 mod routes;
 mod server_config;
 mod telemetry_config;
+mod trace_export;
 pub mod types;
 
 use std::net::SocketAddr;
@@ -82,6 +83,7 @@ use problem::ApiError;
 pub use server_config::{DEFAULT_CONFIG_TOML, ServerConfig, StartError};
 pub use stemedb_jetstream::{ReplicationConfig, ReplicationMode};
 pub use telemetry_config::{LogFormat, TelemetryConfig};
+pub use trace_export::{ExportError, TraceExport};
 
 use stemedb::config::ConfigError;
 use stemedb::node::Node;

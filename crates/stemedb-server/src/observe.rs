@@ -1,5 +1,6 @@
-//! What the API records of each request: a `tracing` span from arrival to the response head,
-//! the request count by route, method and status, its latency, and refusals by limit.
+//! What the API records of each request: a `tracing` span from arrival to the response head
+//! (in the caller's trace when its `traceparent` is exported to), the request count by route,
+//! method and status, its latency, and refusals by limit.
 
 use std::time::Instant;
 
@@ -59,6 +60,8 @@ pub(crate) async fn observe(
         status = tracing::field::Empty,
         latency_us = tracing::field::Empty,
     );
+    // With export on, a request's `traceparent` makes its span part of the caller's trace.
+    crate::trace_export::join_callers_trace(&span, req.headers());
     let outcome = next.call(req).instrument(span.clone()).await;
     let status = match &outcome {
         Ok(response) => response.status(),

@@ -28,15 +28,18 @@ use tokio::sync::watch;
 mod drain;
 mod error;
 mod outcome;
+mod traced;
 mod votes;
 mod wake;
 
 pub use wake::DurableOffset;
+pub(crate) use traced::DurableSpans;
 pub(crate) use wake::listen_for_durable_ends;
 
 use drain::Drain;
 use error::IngestError;
 use outcome::record_outcome;
+use traced::PendingSpans;
 
 use super::hooks::Hooks;
 use super::vote_counter::VoteCounterActor;
@@ -139,6 +142,8 @@ pub struct IngestorActor {
     mailboxes: Mailboxes,
     /// Checks every batch before it is planned, for a log that others can write.
     checker: Option<Checker>,
+    /// The spans of durable ends not yet applied: the parents of the ingest commits.
+    pending_spans: PendingSpans,
 }
 
 /// Told of every ingest commit: the cursor reached, the pairs touched, the agents whose trust
@@ -210,6 +215,7 @@ impl IngestorActor {
             applied_since_start: 0,
             mailboxes: Mailboxes::default(),
             checker: None,
+            pending_spans: PendingSpans::default(),
         })
     }
 
@@ -229,6 +235,13 @@ impl IngestorActor {
     /// write); `None` applies the log's records as they are (only admission writes it).
     pub(crate) fn with_checker(mut self, checker: Option<Checker>) -> Self {
         self.checker = checker;
+        self
+    }
+
+    /// Takes the `ingest.pending` spans the log's listener opens in `spans` (see
+    /// `listen_for_durable_ends`): each commit is then a child of the oldest it applies.
+    pub(crate) fn with_durable_spans(mut self, spans: DurableSpans) -> Self {
+        self.pending_spans = PendingSpans::new(spans);
         self
     }
 
@@ -269,7 +282,12 @@ impl IngestorActor {
     /// past the journal's end at start.
     fn finish(&mut self, plan: &Plan, tallies: &[Tally], since_start: u64) -> Result<(), IngestError> {
         self.hooks.before_commit(self.cursor);
-        let _span = tracing::debug_span!("ingest.commit", cursor = self.cursor).entered();
+        // A child of the oldest durable end not applied yet, and so in its write's trace.
+        let span = match self.pending_spans.parent() {
+            Some(parent) => tracing::debug_span!(parent: parent, "ingest.commit", cursor = self.cursor),
+            None => tracing::debug_span!("ingest.commit", cursor = self.cursor),
+        };
+        let _entered = span.enter();
         let started = Instant::now();
         let outcome = self.state.commit(plan, tallies)?;
         let took = started.elapsed();
@@ -281,6 +299,7 @@ impl IngestorActor {
             "a committed batch must advance the cursor"
         );
         self.cursor = outcome.cursor;
+        self.pending_spans.applied(self.cursor, &span);
         if let Some(listener) = &self.listener {
             listener(outcome.cursor, &outcome.touched, &outcome.trust_changed, outcome.learned_changed);
         }

@@ -9,6 +9,7 @@ use std::time::Instant;
 use actix::prelude::*;
 use tokio::sync::watch;
 
+use super::traced::DurableSpans;
 use super::{ANNOUNCED_MAX, IngestorActor};
 use crate::log::Log;
 use crate::telemetry::Mailboxes;
@@ -17,11 +18,20 @@ use crate::telemetry::Mailboxes;
 /// installed before the end is read, so an end that advances in between (a stream's fetcher
 /// runs already) is either read here or announced, never lost. `mailboxes.ingestor` reads 1
 /// while an end waits for the ingestor.
-pub(crate) fn listen_for_durable_ends(log: &Arc<dyn Log>, mailboxes: &Mailboxes) -> watch::Receiver<u64> {
+///
+/// The listener also opens each end's `ingest.pending` span in the returned [`DurableSpans`]
+/// (while `debug` spans are enabled), so that the ingest commit joins the writes' traces.
+pub(crate) fn listen_for_durable_ends(
+    log: &Arc<dyn Log>,
+    mailboxes: &Mailboxes,
+) -> (watch::Receiver<u64>, DurableSpans) {
     let (ends, durable_ends) = watch::channel(0);
     let ends = Arc::new(ends);
+    let spans = DurableSpans::default();
     let waiting = mailboxes.ingestor.clone();
+    let noted = spans.clone();
     let raise = move |ends: &watch::Sender<u64>, end: u64| {
+        noted.note(end);
         // Flagged before it is sent, so the ingestor's clear on taking it comes after.
         waiting.set_waiting();
         ends.send_if_modified(|current| {
@@ -35,7 +45,7 @@ pub(crate) fn listen_for_durable_ends(log: &Arc<dyn Log>, mailboxes: &Mailboxes)
         log.set_durable_listener(Box::new(move |end| raise(&ends, end)));
     }
     raise(&ends, log.durable_end());
-    durable_ends
+    (durable_ends, spans)
 }
 
 /// `ends` as a stream of the latest end not taken yet; it ends when the log drops its listener.
@@ -61,6 +71,7 @@ impl StreamHandler<DurableOffset> for IngestorActor {
     fn handle(&mut self, message: DurableOffset, ctx: &mut Self::Context) {
         // Every end announced so far is taken at once: none waits any more.
         self.mailboxes.ingestor.clear();
+        self.pending_spans.take(self.cursor);
         if self.halted {
             return;
         }

@@ -46,7 +46,8 @@ pub struct AppendRequest {
     /// The append's share of the queue's budget: returned once the payload is written (or the
     /// request is dropped unwritten), before the reply runs.
     pub share: Reservation,
-    /// The appender's span: the batch that commits the append follows from it.
+    /// The appender's span: the batch that commits the append is its child (if it is the
+    /// batch's first enabled one) or follows from it.
     pub span: tracing::Span,
 }
 
@@ -123,10 +124,21 @@ fn collect_batch(
 
 /// Writes the batch, then acknowledges each append. Each payload and its budget share are
 /// dropped before its reply runs: an appender that has its answer finds its bytes free.
+///
+/// The batch's span is a child of the first appender's span that is enabled, so that a trace
+/// (an HTTP request's, say) runs on through the commit thread; it follows from every other.
+/// The parent is looked for only when the span is enabled: with tracing at `info` this costs
+/// nothing per batch.
 fn commit(writer: &mut Writer, batch: &mut Vec<AppendRequest>) {
-    let span = tracing::debug_span!("journal.group_commit", appends = batch.len());
-    for request in batch.iter() {
-        span.follows_from(&request.span);
+    let span = tracing::debug_span!(
+        parent: batch.iter().find_map(|request| request.span.id()),
+        "journal.group_commit",
+        appends = batch.len()
+    );
+    if !span.is_disabled() {
+        for request in batch.iter() {
+            span.follows_from(&request.span);
+        }
     }
     let _entered = span.enter();
     let payloads: Vec<&[u8]> = batch.iter().map(|r| r.payload.as_slice()).collect();

@@ -50,7 +50,7 @@ pub(crate) fn run(args: &ServeArgs, config: &Config) -> Result<(), CliError> {
     } else {
         None
     };
-    init_logging(&config.telemetry).map_err(|e| CliError::Input(e.to_string()))?;
+    let trace_export = init_logging(&config.telemetry).map_err(|e| CliError::Input(e.to_string()))?;
     // Installed before the node starts, so that the node describes its metrics to it.
     let metrics = if config.telemetry.metrics {
         let recorder = stemedb_server::prometheus_recorder();
@@ -61,7 +61,7 @@ pub(crate) fn run(args: &ServeArgs, config: &Config) -> Result<(), CliError> {
     } else {
         None
     };
-    actix::System::new().block_on(async move {
+    let ran = actix::System::new().block_on(async move {
         let node = config
             .start_node(&args.data_dir)
             .map_err(|e| failed("cannot start the node")(&e))?;
@@ -72,7 +72,15 @@ pub(crate) fn run(args: &ServeArgs, config: &Config) -> Result<(), CliError> {
         stopped.map_err(|e| failed("shutdown failed")(&e))?;
         println!("stopped");
         Ok(())
-    })
+    });
+    // Outside the runtime (the exporter's client blocks): the last spans, the shutdown's
+    // included, are sent before the process ends.
+    if let Some(export) = trace_export
+        && let Err(error) = export.shutdown()
+    {
+        eprintln!("{error}");
+    }
+    ran
 }
 
 /// Serves the started `node` until a signal stops the server. On an error the caller still
