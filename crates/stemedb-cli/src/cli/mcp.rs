@@ -38,7 +38,18 @@ pub(crate) struct McpArgs {
     allowed_host: Vec<String>,
 }
 
+/// What the bridge logs, on stderr (stdout carries the protocol over stdio): warnings, such
+/// as a winner feed that broke, unless `RUST_LOG` says otherwise.
+const LOG_LEVEL: &str = "warn";
+
 pub(crate) fn run(args: &McpArgs) -> Result<(), CliError> {
+    let telemetry = stemedb_server::TelemetryConfig {
+        log_level: LOG_LEVEL.to_owned(),
+        log_format: stemedb_server::LogFormat::Compact,
+        ..stemedb_server::TelemetryConfig::default()
+    };
+    // Logging only: the default configuration exports no spans, so there is none to flush.
+    let _no_export = stemedb_server::init_logging(&telemetry).map_err(|e| CliError::Input(e.to_string()))?;
     let node = NodeClient::new(&args.api).map_err(|e| CliError::Input(e.to_string()))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
