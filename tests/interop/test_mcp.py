@@ -293,3 +293,27 @@ async def test_unreachable_node_gives_tool_errors_not_a_crash():
             result = await call(session, "resolve", subject="city:x", predicate="population")
             assert result.is_error
             assert "cannot reach the node" in result.content[0].text, result.content
+
+
+@pytest.mark.anyio
+@pytest.mark.filterwarnings(LEGACY_SUBSCRIBE)
+@pytest.mark.filterwarnings("ignore:resources/unsubscribe is removed")
+async def test_subscriptions_are_bounded_per_session_and_unsubscribe_frees_one(node):
+    from mcp.shared.exceptions import MCPError
+
+    token, _ = node.new_key("subscriber")
+    uris = [f"stemedb://winner/bounded%3A{i}/p" for i in range(17)]
+    async with stdio_session(node, token, Notifications()) as session:
+        for uri in uris[:16]:
+            with anyio.fail_after(CALL_DEADLINE_S):
+                await session.subscribe_resource(uri)
+        with pytest.raises(MCPError) as refused, anyio.fail_after(CALL_DEADLINE_S):
+            await session.subscribe_resource(uris[16])
+        assert "16" in str(refused.value)
+        # Subscribing again to a followed resource changes nothing (and is not refused).
+        with anyio.fail_after(CALL_DEADLINE_S):
+            await session.subscribe_resource(uris[0])
+            await session.unsubscribe_resource(uris[0])
+            await session.subscribe_resource(uris[16])
+        with pytest.raises(MCPError), anyio.fail_after(CALL_DEADLINE_S):
+            await session.subscribe_resource(uris[0])
