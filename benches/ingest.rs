@@ -40,10 +40,12 @@
 
 mod common;
 use common::assertions::{ingest_cell, shares, workload};
+use common::meter::Meter;
 use common::{
     CellResult, Peer, Row, bench_dir, env_usize, machine_cpu, print_table, process_cpu, run_tasks, spawn,
 };
 
+use std::alloc::System;
 use std::path::Path;
 use std::time::Instant;
 
@@ -59,6 +61,10 @@ use tokio::sync::oneshot;
 const SUBMITTERS: [usize; 3] = [1, 64, 1000];
 /// Default N: assertions per cell at 64 and 1,000 submitters.
 const ASSERTIONS_DEFAULT: usize = 20_000;
+
+/// Counts every allocation, for the per-write costs (see `common::meter`).
+#[global_allocator]
+static GLOBAL: &stats_alloc::StatsAlloc<System> = &common::meter::ALLOCATOR;
 /// The 1-submitter cell runs N/this: each of its assertions waits for an fsync of its own.
 const SOLO_DIVISOR: usize = 10;
 const ROUNDS_DEFAULT: usize = 3;
@@ -160,10 +166,12 @@ fn bench_sqlite(base: &Path, shares: Vec<Vec<Assertion>>) -> CellResult {
     }
     drop((jobs, incoming));
     let peer = SqlitePeer(requests);
-    let (done, elapsed, cpu) = actix::System::new().block_on(async move {
+    let (done, elapsed, cpu, metered) = actix::System::new().block_on(async move {
+        let meter = Meter::start();
         let (start, cpu) = (Instant::now(), process_cpu());
         let done = run_tasks(&peer, shares).await;
-        (done, start.elapsed(), process_cpu() - cpu)
+        let (elapsed, cpu) = (start.elapsed(), process_cpu() - cpu);
+        (done, elapsed, cpu, meter.stop())
     });
     // The peer went with the System's future: the verifiers, then the writer, run dry.
     for verifier in verifiers {
@@ -177,7 +185,7 @@ fn bench_sqlite(base: &Path, shares: Vec<Vec<Assertion>>) -> CellResult {
         expected,
         "sqlite must store every assertion"
     );
-    CellResult::new(done, elapsed, elapsed, cpu)
+    CellResult::new(done, elapsed, elapsed, cpu).metered(metered)
 }
 
 /// Prints what signature checks cost with one thread per core at once, the machine's ceiling for

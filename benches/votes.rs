@@ -53,6 +53,8 @@ use common::{
     run_tasks, spawn,
 };
 
+use common::meter::Meter;
+use std::alloc::System;
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -69,6 +71,10 @@ use tokio::sync::oneshot;
 const VOTERS: [usize; 3] = [1, 64, 1000];
 /// Default N: votes per cell at 64 and 1,000 voters.
 const VOTES_DEFAULT: usize = 50_000;
+
+/// Counts every allocation, for the per-vote costs (see `common::meter`).
+#[global_allocator]
+static GLOBAL: &stats_alloc::StatsAlloc<System> = &common::meter::ALLOCATOR;
 /// The 1-voter cell runs N/this: each of its votes waits for an fsync of its own.
 const SOLO_DIVISOR: usize = 10;
 const ROUNDS_DEFAULT: usize = 3;
@@ -186,12 +192,14 @@ fn bench_stemedb_with(
             .max();
         let stored = node.wait_indexed(last.expect("assertions"), Instant::now() + INDEX_DEADLINE);
         stored.await.expect("assertions indexed");
+        let meter = Meter::start();
         let (start, cpu) = (Instant::now(), process_cpu());
         let done = run_tasks(&node, shares).await;
         let acked = start.elapsed();
         let indexed = node.wait_indexed(done.offset_max, Instant::now() + INDEX_DEADLINE);
         indexed.await.expect("wait_indexed");
         let (elapsed, cpu) = (start.elapsed(), process_cpu() - cpu);
+        let metered = meter.stop();
         let counts = node.counts().expect("counts");
         assert_eq!(
             counts,
@@ -202,7 +210,7 @@ fn bench_stemedb_with(
         let found: Result<Totals, _> = expected.keys().map(totals).collect();
         assert_eq!(found.expect("vote totals"), expected, "stemedb totals vs recount");
         node.shutdown().await.expect("shutdown");
-        CellResult::new(done, acked, elapsed, cpu)
+        CellResult::new(done, acked, elapsed, cpu).metered(metered)
     })
 }
 
@@ -334,10 +342,12 @@ fn bench_sqlite(base: &Path, assertions: &[Assertion], shares: Vec<Vec<Vote>>) -
     }
     drop((jobs, incoming));
     let peer = SqlitePeer(requests);
-    let (done, elapsed, cpu) = actix::System::new().block_on(async move {
+    let (done, elapsed, cpu, metered) = actix::System::new().block_on(async move {
+        let meter = Meter::start();
         let (start, cpu) = (Instant::now(), process_cpu());
         let done = run_tasks(&peer, shares).await;
-        (done, start.elapsed(), process_cpu() - cpu)
+        let (elapsed, cpu) = (start.elapsed(), process_cpu() - cpu);
+        (done, elapsed, cpu, meter.stop())
     });
     // The peer went with the System's future: the verifiers, then the writer, run dry.
     for verifier in verifiers {
@@ -352,7 +362,7 @@ fn bench_sqlite(base: &Path, assertions: &[Assertion], shares: Vec<Vec<Vote>>) -
     let mut totals = conn.prepare("SELECT * FROM totals").expect("prepare");
     let found: rusqlite::Result<Totals> = totals.query_map([], read).expect("scan").collect();
     assert_eq!(found.expect("totals row"), expected, "sqlite totals vs recount");
-    CellResult::new(done, elapsed, elapsed, cpu)
+    CellResult::new(done, elapsed, elapsed, cpu).metered(metered)
 }
 
 /// Prints what vote signature checks cost with one thread per core at once, the machine's

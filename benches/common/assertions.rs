@@ -8,6 +8,7 @@ use stemedb::node::Node;
 use stemedb::protocol::{AgentId, AgentKey, Assertion, ObjectValue, now_ms};
 use tempfile::TempDir;
 
+use super::meter::Meter;
 use super::{CellResult, Peer, process_cpu, retry_busy, run_tasks};
 
 /// Distinct subjects, predicates per subject and signing keys of the workload.
@@ -76,15 +77,17 @@ pub fn ingest_cell_with(
     let expected = shares.iter().map(Vec::len).sum::<usize>() as u64;
     actix::System::new().block_on(async move {
         let node = start(dir.path());
+        let meter = Meter::start();
         let (start, cpu) = (Instant::now(), process_cpu());
         let done = run_tasks(&node, shares).await;
         let acked = start.elapsed();
         let indexed = node.wait_indexed(done.offset_max, Instant::now() + super::INDEX_DEADLINE);
         indexed.await.expect("wait_indexed");
         let (elapsed, cpu) = (start.elapsed(), process_cpu() - cpu);
+        let metered = meter.stop();
         let counts = node.counts().expect("counts");
         assert_eq!(counts, (expected, 0), "stored and rejected");
         node.shutdown().await.expect("shutdown");
-        CellResult::new(done, acked, elapsed, cpu)
+        CellResult::new(done, acked, elapsed, cpu).metered(metered)
     })
 }

@@ -8,6 +8,7 @@
 pub mod assertions;
 pub mod contest;
 pub mod load;
+pub mod meter;
 
 use std::path::PathBuf;
 use std::thread::JoinHandle;
@@ -31,6 +32,8 @@ pub struct CellResult {
     pub busy_retries: u64,
     /// Process CPU time (all threads) over `elapsed`.
     pub cpu: Duration,
+    /// Syncs and allocations over `elapsed`, where the cell counted them.
+    pub metered: meter::Metered,
 }
 
 impl CellResult {
@@ -43,7 +46,14 @@ impl CellResult {
             elapsed,
             busy_retries,
             cpu,
+            metered: meter::Metered::default(),
         }
+    }
+
+    /// The cell with what its [`meter::Meter`] counted.
+    pub fn metered(mut self, metered: meter::Metered) -> Self {
+        self.metered = metered;
+        self
     }
 
     /// Process CPU time per record, in microseconds (all threads, the whole cell).
@@ -172,6 +182,7 @@ pub fn print_table(rows: &[Row], tasks: &str, unit: &str) {
              {q:>8.0} {q50:>7.0} {q99:>7.0} {q_cpu:>4.0} {q_us:>6.1} | {ratio:>5.2}"
         );
     }
+    print_costs(rows, tasks, unit);
     let total = |cell: fn(&Row) -> &CellResult| {
         let secs: f64 = rows.iter().map(|r| cell(r).elapsed.as_secs_f64()).sum();
         (rows.iter().map(|r| cell(r).samples.len()).sum::<usize>(), secs)
@@ -180,6 +191,23 @@ pub fn print_table(rows: &[Row], tasks: &str, unit: &str) {
     let (s, q) = (n as f64 / s_secs, n as f64 / q_secs);
     let ratio = s / q;
     println!("total: {n} {unit}; stemedb {s:.0}/s, sqlite {q:.0}/s, ratio {ratio:.2}");
+}
+
+/// Prints what each indexed write cost in syncs (fdatasync, fsync, msync) and allocations, for
+/// both peers (see [`meter`]).
+fn print_costs(rows: &[Row], tasks: &str, unit: &str) {
+    println!("per {unit:.6} (clocked part, every thread): syncs; allocations; bytes allocated");
+    println!("{tasks:<10}      N | stemedb   syncs  allocs    bytes | sqlite    syncs  allocs    bytes");
+    for row in rows {
+        let (s, q) = (&row.stemedb, &row.sqlite);
+        let (n, len) = (row.tasks, s.samples.len());
+        let (s_syncs, s_allocs, s_bytes) = s.metered.per(len);
+        let (q_syncs, q_allocs, q_bytes) = q.metered.per(q.samples.len());
+        let (s_syncs, q_syncs) = (meter::show(s_syncs), meter::show(q_syncs));
+        println!(
+            "{n:>10} {len:>6} |         {s_syncs:>6} {s_allocs:>7.1} {s_bytes:>8.0} |           {q_syncs:>6} {q_allocs:>7.1} {q_bytes:>8.0}"
+        );
+    }
 }
 
 /// Most `Busy` answers one submission retries before the bench gives up on it.
