@@ -256,7 +256,7 @@ fn learned_cost(dir: &Path, rounds: usize, workload: &[Assertion], count: usize)
                 config.learned.enabled = learned;
                 Node::start(config, dir).expect("start node")
             };
-            common::assertions::ingest_cell_with(dir, start, shares(workload, count, submitters)).rate()
+            common::assertions::ingest_cell_with(dir, start, shares(workload, count, submitters))
         });
     }
 }

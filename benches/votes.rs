@@ -429,7 +429,7 @@ fn learned_cost(dir: &Path, rounds: usize, (assertions, votes): &Workload, count
     );
     for voters in [64, 1000] {
         common::learned_cost_row(voters, "voters", "vote", rounds, |learned| {
-            bench_stemedb_with(dir, assertions.clone(), shares(votes, count, voters), learned).rate()
+            bench_stemedb_with(dir, assertions.clone(), shares(votes, count, voters), learned)
         });
     }
 }

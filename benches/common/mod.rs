@@ -285,30 +285,47 @@ pub fn build_line() -> String {
 }
 
 /// One row of the learned trust model's cost (issue 26): `cell(learned)` runs one cell with
-/// `[learned]` on or off and returns its rate; `rounds` of both, alternating which goes first;
-/// prints the medians, the median of the per-round ratios and the time one `item` costs more.
+/// `[learned]` on or off; `rounds` of both, alternating which goes first; prints the medians,
+/// the median of the per-round ratios, the time one `item` costs more, and what the median
+/// cells allocated per `item` (see [`meter`]).
 pub fn learned_cost_row(
     concurrency: usize,
     writers: &str,
     item: &str,
     rounds: usize,
-    mut cell: impl FnMut(bool) -> f64,
+    mut cell: impl FnMut(bool) -> CellResult,
 ) {
     let (mut on, mut off, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..rounds {
         for learned in [round % 2 == 0, round % 2 != 0] {
-            let rate = cell(learned);
-            if learned { on.push(rate) } else { off.push(rate) }
+            let result = cell(learned);
+            if learned {
+                on.push(result)
+            } else {
+                off.push(result)
+            }
         }
-        ratios.push(on[round] / off[round]);
+        ratios.push(on[round].rate() / off[round].rate());
     }
-    let median = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
+    let median = |mut cells: Vec<CellResult>| {
+        cells.sort_by(|a, b| a.rate().total_cmp(&b.rate()));
+        cells.swap_remove(cells.len() / 2)
     };
-    let (on, off, ratio) = (median(on), median(off), median(ratios));
+    ratios.sort_by(f64::total_cmp);
+    let (on, off, ratio) = (median(on), median(off), ratios[ratios.len() / 2]);
+    let (on_allocs, off_allocs) = (
+        on.metered.per(on.samples.len()),
+        off.metered.per(off.samples.len()),
+    );
     println!(
-        "  {concurrency:>4} {writers}: on {on:>8.0}/s, off {off:>8.0}/s, ratio {ratio:.3} (target >= 0.9); {:.1} us more per {item}",
-        (1.0 / on - 1.0 / off) * 1e6
+        "  {concurrency:>4} {writers}: on {:>8.0}/s, off {:>8.0}/s, ratio {ratio:.3} (target >= 0.9); {:.1} us more per {item}; \
+         allocations per {item} on {:.1} ({:.0} B), off {:.1} ({:.0} B)",
+        on.rate(),
+        off.rate(),
+        (1.0 / on.rate() - 1.0 / off.rate()) * 1e6,
+        on_allocs.1,
+        on_allocs.2,
+        off_allocs.1,
+        off_allocs.2,
     );
 }
