@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use super::{EmConfig, Model, Params, Problem, Task, View};
+use super::{EmConfig, Model, Params, Problem, Task, Unit, View};
 
 /// The distinct classes answered in `answers` (sorted) into `out`.
 fn candidates_of(answers: &[(u32, u32)], out: &mut Vec<u32>) {
@@ -113,12 +113,13 @@ pub fn objective_by_predicate(problem: &Problem, model: &Model, config: &EmConfi
             &mut scratch,
         );
     }
-    for (unit, (k, table)) in problem.units.iter().zip(&tables.log_pi) {
-        let k_f = f64::from((*k).max(2));
+    for (index, unit) in problem.units.iter().enumerate().take(tables.log_pi.len()) {
+        let (k, table) = tables.log_pi(index);
+        let k_f = f64::from(k.max(2));
         let chance = 1.0 / k_f;
         let mean = chance + unit.skill.clamp(0.0, 0.999) * (1.0 - chance);
-        for truth in 0..*k {
-            for answer in 0..*k {
+        for truth in 0..k {
+            for answer in 0..k {
                 let prior = if truth == answer {
                     mean
                 } else {
@@ -213,10 +214,13 @@ fn shares(candidates: &[u32], answers: &[(u32, u32)]) -> Vec<f64> {
     q
 }
 
-/// Per-round tables: each unit's log confusion matrix and log one-coin accuracy.
+/// Per-round tables: each unit's log confusion matrix and log one-coin accuracy. The matrices
+/// are laid end to end in one vector, so a round allocates a few vectors, not one per unit.
 struct Tables {
-    /// Per unit: `k` and the `k × k` log π; ln a and ln (1 − a).
-    log_pi: Vec<(u32, Vec<f64>)>,
+    /// Per unit: `k` and where its `k × k` log π starts in `log_pi_values`.
+    log_pi: Vec<(u32, usize)>,
+    log_pi_values: Vec<f64>,
+    /// Per unit: ln a and ln (1 − a).
     log_accuracy: Vec<(f64, f64)>,
     /// Per predicate: log class weight per class.
     log_weight: Vec<Vec<f64>>,
@@ -225,9 +229,18 @@ struct Tables {
 impl Tables {
     fn of(problem: &Problem, model: &Model, config: &EmConfig) -> Self {
         let mut log_pi = Vec::with_capacity(problem.units.len());
+        let k_of = |unit: &Unit| problem.classes[unit.predicate as usize].min(config.classes_max) as usize;
+        let values: usize = problem
+            .units
+            .iter()
+            .take(model.units.len())
+            .map(|u| k_of(u) * k_of(u))
+            .sum();
+        let mut log_pi_values = Vec::with_capacity(values);
         let mut log_accuracy = Vec::with_capacity(problem.units.len());
-        // A unit with no counts in its matrix has its prior's table: one per prior and size.
-        let mut priors: HashMap<(u64, u64, u32), Vec<f64>> = HashMap::new();
+        // A unit with no counts in its matrix has its prior's table: made once per prior and
+        // size, then copied.
+        let mut priors: HashMap<(u64, u64, u32), usize> = HashMap::new();
         for (unit, params) in problem.units.iter().zip(&model.units) {
             let classes = problem.classes[unit.predicate as usize];
             let view = View {
@@ -237,15 +250,20 @@ impl Tables {
                 classes_max: config.classes_max,
             };
             let k = classes.min(config.classes_max);
-            let table = if params.counts.iter().all(|c| *c == 0.0) {
-                priors
-                    .entry((unit.skill.to_bits(), unit.strength.to_bits(), classes))
-                    .or_insert_with(|| view.log_table(k))
-                    .clone()
+            let start = log_pi_values.len();
+            if params.counts.iter().all(|c| *c == 0.0) {
+                let prior = (unit.skill.to_bits(), unit.strength.to_bits(), classes);
+                match priors.get(&prior) {
+                    Some(&made) => log_pi_values.extend_from_within(made..made + (k * k) as usize),
+                    None => {
+                        view.log_table_into(k, &mut log_pi_values);
+                        priors.insert(prior, start);
+                    }
+                }
             } else {
-                view.log_table(k)
-            };
-            log_pi.push((k, table));
+                view.log_table_into(k, &mut log_pi_values);
+            }
+            log_pi.push((k, start));
             let accuracy = view.accuracy();
             log_accuracy.push((accuracy.ln(), (1.0 - accuracy).ln()));
         }
@@ -260,9 +278,16 @@ impl Tables {
             .collect();
         Self {
             log_pi,
+            log_pi_values,
             log_accuracy,
             log_weight,
         }
+    }
+
+    /// A unit's `k` and its `k × k` log π, row-major.
+    fn log_pi(&self, unit: usize) -> (u32, &[f64]) {
+        let (k, start) = self.log_pi[unit];
+        (k, &self.log_pi_values[start..start + (k * k) as usize])
     }
 }
 
@@ -328,7 +353,7 @@ fn expect(
         |a, truth, full| {
             let (unit, answer) = answers[a];
             if full {
-                let (k, table) = &tables.log_pi[unit as usize];
+                let (k, table) = tables.log_pi(unit as usize);
                 table[(truth * k + answer) as usize]
             } else {
                 let (right, wrong) = tables.log_accuracy[unit as usize];

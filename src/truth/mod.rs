@@ -184,9 +184,15 @@ impl View<'_> {
 
     /// The `k × k` table of `ln π[truth][answer]`, row-major (each row's count summed once).
     pub fn log_table(&self, k: u32) -> Vec<f64> {
+        let mut table = Vec::with_capacity((k * k) as usize);
+        self.log_table_into(k, &mut table);
+        table
+    }
+
+    /// [`log_table`](Self::log_table), appended to `out` (which EM reuses round after round).
+    pub fn log_table_into(&self, k: u32, out: &mut Vec<f64>) {
         let mean = self.mean(self.k());
         let k_prior = f64::from(self.k() - 1);
-        let mut table = Vec::with_capacity((k * k) as usize);
         for truth in 0..k {
             let row: f64 = (0..self.params.k).map(|l| self.params.count(truth, l)).sum();
             for answer in 0..k {
@@ -195,14 +201,13 @@ impl View<'_> {
                 } else {
                     (1.0 - mean) / k_prior
                 };
-                table.push(
+                out.push(
                     ((self.params.count(truth, answer) + self.unit.strength * prior)
                         / (row + self.unit.strength))
                         .ln(),
                 );
             }
         }
-        table
     }
 
     /// The one-coin accuracy: right answers over all answers, smoothed by the prior.

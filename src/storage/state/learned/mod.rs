@@ -39,6 +39,7 @@ mod codec;
 mod epoch;
 
 use heed::RoTxn;
+use smallvec::SmallVec;
 
 pub(crate) use apply::{Answered, extend};
 pub use codec::Weights;
@@ -153,8 +154,15 @@ pub(crate) fn predicate_of(pair: &PairId) -> PredicateDigest {
     out
 }
 
-fn key(tag: u8, parts: &[&[u8]]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(1 + parts.iter().map(|p| p.len()).sum::<usize>());
+/// Bytes of a model key held without allocating: the longest fixed-size key (an answer's: tag,
+/// pair, assertion, agent) is 129 bytes; only a value's key with a long object allocates.
+const KEY_INLINE_BYTES: usize = 136;
+
+/// A key of the `learned` database: its tag, then `parts` in order.
+type Key = SmallVec<[u8; KEY_INLINE_BYTES]>;
+
+fn key(tag: u8, parts: &[&[u8]]) -> Key {
+    let mut out = Key::new();
     out.push(tag);
     for part in parts {
         out.extend_from_slice(part);
@@ -167,8 +175,8 @@ fn last_below(txn: &RoTxn<'_>, dbs: &Databases, prefix: &[u8], end: u64) -> Resu
     if end == 0 {
         return Ok(None);
     }
-    let lower = prefix.to_vec();
-    let mut upper = prefix.to_vec();
+    let lower = Key::from_slice(prefix);
+    let mut upper = Key::from_slice(prefix);
     upper.extend_from_slice(&(end - 1).to_be_bytes());
     let range = (std::ops::Bound::Included(&lower[..]), std::ops::Bound::Included(&upper[..]));
     let found = dbs
