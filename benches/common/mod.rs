@@ -196,7 +196,9 @@ pub fn print_table(rows: &[Row], tasks: &str, unit: &str) {
 /// Prints what each indexed write cost in syncs (fdatasync, fsync, msync) and allocations, for
 /// both peers (see [`meter`]).
 fn print_costs(rows: &[Row], tasks: &str, unit: &str) {
-    println!("per {unit:.6} (clocked part, every thread): syncs; allocations; bytes allocated");
+    println!(
+        "per write ({unit}), over the clocked part, on every thread: syncs; allocations; bytes allocated"
+    );
     println!("{tasks:<10}      N | stemedb   syncs  allocs    bytes | sqlite    syncs  allocs    bytes");
     for row in rows {
         let (s, q) = (&row.stemedb, &row.sqlite);
