@@ -247,9 +247,12 @@ fn run_row(dir: &Path, rounds: usize, workload: &[Assertion], count: usize, subm
 /// medians and the median of the per-round ratios.
 fn learned_cost(dir: &Path, rounds: usize, workload: &[Assertion], count: usize) {
     println!(
-        "learned trust model: stemedb with [learned] on against off, {count} assertions, medians of {rounds} rounds"
+        "learned trust model: stemedb with [learned] on against off, {count} assertions ({} at 1 submitter), medians of {rounds} rounds",
+        count / SOLO_DIVISOR
     );
-    for submitters in [64, 1000] {
+    for submitters in SUBMITTERS {
+        // The 1-submitter cell, fsync-bound, runs N/SOLO_DIVISOR as in the main table.
+        let count = count / if submitters == 1 { SOLO_DIVISOR } else { 1 };
         common::learned_cost_row(submitters, "submitters", "assertion", rounds, |learned| {
             let start = move |dir: &Path| {
                 let mut config = stemedb::Config::default();

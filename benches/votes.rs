@@ -425,9 +425,12 @@ fn run_row(dir: &Path, rounds: usize, (assertions, votes): &Workload, count: usi
 /// ratios, and the time one vote costs more.
 fn learned_cost(dir: &Path, rounds: usize, (assertions, votes): &Workload, count: usize) {
     println!(
-        "learned trust model: stemedb with [learned] on against off, {count} votes, medians of {rounds} rounds"
+        "learned trust model: stemedb with [learned] on against off, {count} votes ({} at 1 voter), medians of {rounds} rounds",
+        count / SOLO_DIVISOR
     );
-    for voters in [64, 1000] {
+    for voters in VOTERS {
+        // The 1-voter cell, fsync-bound, runs N/SOLO_DIVISOR as in the main table.
+        let count = count / if voters == 1 { SOLO_DIVISOR } else { 1 };
         common::learned_cost_row(voters, "voters", "vote", rounds, |learned| {
             bench_stemedb_with(dir, assertions.clone(), shares(votes, count, voters), learned)
         });
