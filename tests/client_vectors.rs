@@ -186,62 +186,85 @@ fn assertion_cases() -> Vec<(String, Assertion, Vec<u8>)> {
     cases
 }
 
+/// A record's vector from its parts: the JSON form, canonical body, signatures and record bytes.
+struct Parts {
+    kind: RecordKind,
+    name: String,
+    signers: Vec<u8>,
+    json: String,
+    body: Vec<u8>,
+    signatures: Vec<String>,
+    record: Vec<u8>,
+}
+
+fn vector(parts: Parts) -> Vector {
+    let hash = Hash::of(&parts.body);
+    let kind = match parts.kind {
+        RecordKind::Assertion => "assertion",
+        RecordKind::Vote => "vote",
+        RecordKind::Trust => "trust",
+        RecordKind::Extension => "extension",
+    };
+    Vector {
+        kind,
+        name: parts.name,
+        secret_keys: parts.signers.iter().map(|&s| hex::encode(seed(s))).collect(),
+        record: serde_json::from_str(&parts.json).unwrap(),
+        canonical_body_hex: hex::encode(&parts.body),
+        content_hash: hash.to_string(),
+        signing_message_hex: hex::encode(signing_message(parts.kind, &hash)),
+        signatures: parts.signatures,
+        record_hex: hex::encode(parts.record),
+    }
+}
+
 fn assertion_vector(name: String, mut assertion: Assertion, signers: &[u8]) -> Vector {
     for &s in signers {
         assertion.sign(&AgentKey::from_secret_bytes(&seed(s)));
     }
     validate_assertion(&assertion, &Limits::default(), NOW_MS).unwrap_or_else(|e| panic!("{name}: {e}"));
-    let hash = assertion.content_hash();
-    Vector {
-        kind: "assertion",
+    vector(Parts {
+        kind: RecordKind::Assertion,
         name,
-        secret_keys: signers.iter().map(|&s| hex::encode(seed(s))).collect(),
-        record: serde_json::from_str(&assertion.to_json().unwrap()).unwrap(),
-        canonical_body_hex: hex::encode(assertion.canonical_body()),
-        content_hash: hash.to_string(),
-        signing_message_hex: hex::encode(signing_message(RecordKind::Assertion, &hash)),
+        signers: signers.to_vec(),
+        json: assertion.to_json().unwrap(),
+        body: assertion.canonical_body(),
         signatures: assertion
             .signatures
             .iter()
             .map(|s| s.signature.to_string())
             .collect(),
-        record_hex: hex::encode(assertion.to_record_bytes()),
-    }
+        record: assertion.to_record_bytes(),
+    })
 }
 
 fn vote_vector(name: &str, signer: u8, target: Hash, weight: f32, at: u64) -> Vector {
     let vote = Vote::sign(&AgentKey::from_secret_bytes(&seed(signer)), target, weight, at);
     validate_vote(&vote, &Limits::default(), NOW_MS).unwrap_or_else(|e| panic!("{name}: {e}"));
-    let hash = vote.content_hash();
-    Vector {
-        kind: "vote",
+    vector(Parts {
+        kind: RecordKind::Vote,
         name: name.into(),
-        secret_keys: vec![hex::encode(seed(signer))],
-        record: serde_json::from_str(&vote.to_json().unwrap()).unwrap(),
-        canonical_body_hex: hex::encode(vote.canonical_body()),
-        content_hash: hash.to_string(),
-        signing_message_hex: hex::encode(signing_message(RecordKind::Vote, &hash)),
+        signers: vec![signer],
+        json: vote.to_json().unwrap(),
+        body: vote.canonical_body(),
         signatures: vec![vote.signature.to_string()],
-        record_hex: hex::encode(vote.to_record_bytes()),
-    }
+        record: vote.to_record_bytes(),
+    })
 }
 
 fn trust_vector(name: &str, admin: u8, agent: u8, factor: f32, at: u64) -> Vector {
     let agent = AgentKey::from_secret_bytes(&seed(agent)).agent_id();
     let change = TrustChange::sign(&AgentKey::from_secret_bytes(&seed(admin)), agent, factor, at);
     validate_trust(&change, &Limits::default(), NOW_MS).unwrap_or_else(|e| panic!("{name}: {e}"));
-    let hash = change.content_hash();
-    Vector {
-        kind: "trust",
+    vector(Parts {
+        kind: RecordKind::Trust,
         name: name.into(),
-        secret_keys: vec![hex::encode(seed(admin))],
-        record: serde_json::from_str(&change.to_json().unwrap()).unwrap(),
-        canonical_body_hex: hex::encode(change.canonical_body()),
-        content_hash: hash.to_string(),
-        signing_message_hex: hex::encode(signing_message(RecordKind::Trust, &hash)),
+        signers: vec![admin],
+        json: change.to_json().unwrap(),
+        body: change.canonical_body(),
         signatures: vec![change.signature.to_string()],
-        record_hex: hex::encode(change.to_record_bytes()),
-    }
+        record: change.to_record_bytes(),
+    })
 }
 
 fn vectors() -> Value {

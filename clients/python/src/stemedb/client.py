@@ -13,7 +13,7 @@ from typing import Any, AsyncIterator, Callable, Dict, Iterable, Iterator, List,
 import httpx
 
 from . import models
-from .errors import TransportError, problem_error
+from .errors import TransportError, answer_error
 from .keys import AgentKey
 from .records import Assertion, TrustChange, Vote, obj
 from .watch import WatchState, watch_async, watch_sync
@@ -49,17 +49,7 @@ def _ident(value: Any) -> Any:
 
 def _finish(call: _Call, response: httpx.Response) -> Any:
     if response.status_code >= 400:
-        try:
-            problem = response.json()
-            if not isinstance(problem, dict):
-                raise ValueError("not an object")
-        except ValueError:
-            problem = {
-                "status": response.status_code,
-                "title": response.reason_phrase,
-                "detail": response.text[:512],
-            }
-        raise problem_error(problem, response.status_code)
+        raise answer_error(response.status_code, response.reason_phrase, response.content)
     if call.answer == "text":
         return call.parse(response.text)
     if call.answer == "bytes":
@@ -329,6 +319,15 @@ class _Endpoints:
         return self._run(_Call("POST", "/agents", lambda doc: doc["agent"]))
 
 
+def _watch_state(
+    base: str, subject: str, predicate: str, lens: Optional[str], reconnect_max: Optional[int]
+) -> WatchState:
+    """A new feed's state: where it reads, and nothing seen yet."""
+    return WatchState(
+        base + "/watch", _params(subject=subject, predicate=predicate, lens=lens), reconnect_max
+    )
+
+
 def _split_base(url: str) -> str:
     url = url.rstrip("/")
     return url if url.endswith("/v1") else url + "/v1"
@@ -377,10 +376,7 @@ class Client(_Endpoints):
     ) -> Iterator[models.WinnerChange]:
         """The winner feed as an iterator; reconnects (with backoff) when the connection drops,
         and reports a change missed while it was down as a ``resumed`` event."""
-        state = WatchState(
-            self.base + "/watch", _params(subject=subject, predicate=predicate, lens=lens), reconnect_max
-        )
-        return watch_sync(self._http, state)
+        return watch_sync(self._http, _watch_state(self.base, subject, predicate, lens, reconnect_max))
 
     def close(self) -> None:
         """Closes the connection pool."""
@@ -424,10 +420,7 @@ class AsyncClient(_Endpoints):
         self, subject: str, predicate: str, *, lens: Optional[str] = None, reconnect_max: Optional[int] = None
     ) -> AsyncIterator[models.WinnerChange]:
         """The winner feed as an async iterator (see :meth:`Client.watch`)."""
-        state = WatchState(
-            self.base + "/watch", _params(subject=subject, predicate=predicate, lens=lens), reconnect_max
-        )
-        return watch_async(self._http, state)
+        return watch_async(self._http, _watch_state(self.base, subject, predicate, lens, reconnect_max))
 
     async def aclose(self) -> None:
         """Closes the connection pool."""

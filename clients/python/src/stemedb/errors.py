@@ -9,6 +9,7 @@ expected JSON) are :class:`TransportError`; bad input caught before sending is
 
 from __future__ import annotations
 
+import json
 from typing import Any, Dict, Mapping, Optional, Type
 
 
@@ -124,3 +125,15 @@ _BY_STATUS: Dict[int, Type[ProblemError]] = {
 def problem_error(problem: Mapping[str, Any], status: int) -> ProblemError:
     """Returns the exception for a problem answer with HTTP ``status``."""
     return _BY_STATUS.get(status, ProblemError)(problem, status)
+
+
+def answer_error(status: int, reason: str, body: bytes) -> ProblemError:
+    """The exception for an error answer: its problem+json, or, if the body is not one (a proxy
+    answered, say), a problem made of the status, its reason and the body's start."""
+    try:
+        problem = json.loads(body)
+        if not isinstance(problem, dict):
+            raise ValueError("not an object")
+    except ValueError:
+        problem = {"status": status, "title": reason, "detail": body[:512].decode("utf-8", "replace")}
+    return problem_error(problem, status)

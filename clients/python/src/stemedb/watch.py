@@ -21,7 +21,7 @@ import anyio
 import httpx
 from httpx_sse import ServerSentEvent, SSEError, aconnect_sse, connect_sse
 
-from .errors import ProblemError, TransportError, problem_error
+from .errors import ProblemError, TransportError, answer_error
 from .models import WinnerChange
 
 #: First and largest delay between reconnection attempts, in seconds.
@@ -97,22 +97,12 @@ class WatchState:
 def _check(response: httpx.Response, body: bytes) -> None:
     if response.status_code < 400:
         return
-    try:
-        problem = json.loads(body)
-    except ValueError:
-        problem = {
-            "status": response.status_code,
-            "title": response.reason_phrase,
-            "detail": body[:512].decode("utf-8", "replace"),
-        }
-    error = problem_error(problem, response.status_code)
-    if response.status_code not in _RETRY_STATUSES:
-        error.fatal = True  # type: ignore[attr-defined]
-    raise error
+    raise answer_error(response.status_code, response.reason_phrase, body)
 
 
 def _fatal(error: Exception) -> bool:
-    return isinstance(error, ProblemError) and getattr(error, "fatal", False)
+    """True if and only if reconnecting cannot help: an error answer other than 429, 502, 503, 504."""
+    return isinstance(error, ProblemError) and error.status not in _RETRY_STATUSES
 
 
 _TIMEOUT = httpx.Timeout(10.0, read=READ_TIMEOUT_S)
